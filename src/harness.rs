@@ -1,0 +1,980 @@
+//! The experiment harness: common options, the variant table, trials with their accounting,
+//! and the run directory they fill.
+//!
+//! An experiment binary declares its variants as a table of [`Variant`]s (name, what it needs,
+//! one function) and its parameter points, then calls [`Lab::run`]. For every variant the lab
+//! checks the kernel's capabilities ([`Need`]); a variant that cannot run is recorded as skipped
+//! with the reason, or — when the user asked for it by name — fails loudly. Each variant x point
+//! runs `--warmup` untimed trials and `--repeat` measured ones; after every trial the summary,
+//! histograms and metadata are rewritten atomically, so nothing measured is lost if a later
+//! trial fails or the run is interrupted.
+//!
+//! Exit codes: 0 ran; 1 a variant failed or a requested one could not run; 2 bad usage;
+//! 77 nothing requested could run here; 130/143 interrupted by SIGINT/SIGTERM.
+
+use crate::caps::{self, Caps};
+use crate::measure::{Clock, Recorder, Usage, usage};
+use crate::results::{self, Count, Integrity, Latency, Metrics, Row, Status, ZcCounts, hgrm};
+use crate::ring::RingFlags;
+use crate::sys;
+use crate::units;
+use anyhow::{Context, anyhow, bail};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Exit status when nothing requested could run on this kernel (liburing's convention).
+pub const EXIT_SKIP: u8 = 77;
+
+/// Options every experiment takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Variants to run, comma-separated (default: all). A variant named here that cannot run on
+    /// this kernel or with these permissions is an error, never silently skipped.
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Measured repeats per variant and parameter point; the summary gives min/median/max.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// Untimed warm-up trials before the repeats.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub warmup: u32,
+    /// Where run directories are created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Write into this existing run directory (as `<run-dir>/<experiment>/`) instead of creating
+    /// a new one; the suite runner uses it so one run holds every experiment.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// CPU of the measured (sending) thread and of the peer thread: `SENDER,PEER`.
+    #[arg(long, default_value = "0,1", value_parser = parse_cpus)]
+    pub cpus: (usize, usize),
+    /// Print only errors (the table still goes to the summary files).
+    #[arg(long)]
+    pub quiet: bool,
+    /// List the variants, what each needs, and whether this machine can run it; then exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+fn parse_cpus(s: &str) -> Result<(usize, usize), String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let p = |x: &str| {
+        x.parse::<usize>()
+            .map_err(|_| format!("'{x}' is not a CPU number"))
+    };
+    let (a, b) = match parts.as_slice() {
+        [a] => (p(a)?, p(a)?),
+        [a, b] => (p(a)?, p(b)?),
+        _ => return Err(format!("'{s}': expected SENDER,PEER CPU numbers, e.g. 0,1")),
+    };
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for c in [a, b] {
+        if c >= n.max(sys::cpu::online_count()) {
+            return Err(format!("CPU {c} does not exist here ({n} CPUs)"));
+        }
+    }
+    Ok((a, b))
+}
+
+/// A size parameter for clap: non-zero, with units.
+pub fn size_arg(s: &str) -> Result<u64, String> {
+    units::parse_size_nonzero(s).map_err(|e| e.to_string())
+}
+
+/// A list of sizes for clap.
+pub fn size_list_arg(s: &str) -> Result<Vec<u64>, String> {
+    units::parse_size_list(s).map_err(|e| e.to_string())
+}
+
+/// What a variant needs from the kernel or the permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Need {
+    /// io_uring with this opcode (kernel name without the IORING_OP_ prefix).
+    Op(&'static str),
+    /// This io_uring setup flag (without IORING_SETUP_).
+    SetupFlag(&'static str),
+    /// SO_ZEROCOPY / MSG_ZEROCOPY on TCP and UDP sockets.
+    SoZerocopy,
+    /// IORING_SEND_ZC_REPORT_USAGE: the kernel says whether a zero-copy send was copied.
+    SendZcReportUsage,
+    /// Root (network namespaces, veth pairs).
+    Root,
+    /// Real O_DIRECT on the work filesystem.
+    ODirect,
+}
+
+impl Need {
+    /// Why `caps` cannot satisfy this need, or None when it can.
+    pub fn unmet(&self, caps: &Caps) -> Option<String> {
+        let rel = &caps.kernel.release;
+        match *self {
+            Need::Op(op) => {
+                if !caps.io_uring.available {
+                    return Some(format!(
+                        "io_uring unavailable: {}",
+                        caps.io_uring
+                            .unavailable_reason
+                            .as_deref()
+                            .unwrap_or("unknown reason")
+                    ));
+                }
+                (!caps.has_op(op)).then(|| match caps::opcode_min_kernel(op) {
+                    Some(v) => {
+                        format!("IORING_OP_{op} needs Linux {v}; this kernel ({rel}) lacks it")
+                    }
+                    None => format!("IORING_OP_{op} is not supported by this kernel ({rel})"),
+                })
+            }
+            Need::SetupFlag(f) => {
+                if !caps.io_uring.available {
+                    return Some("io_uring unavailable".into());
+                }
+                (!caps.has_setup_flag(f)).then(|| match caps::setup_flag_min_kernel(f) {
+                    Some(v) => {
+                        format!("IORING_SETUP_{f} needs Linux {v}; this kernel ({rel}) refuses it")
+                    }
+                    None => format!("IORING_SETUP_{f} is refused by this kernel ({rel})"),
+                })
+            }
+            Need::SoZerocopy => (!caps.net.so_zerocopy)
+                .then(|| format!("SO_ZEROCOPY needs Linux 4.14; refused here ({rel})")),
+            Need::SendZcReportUsage => {
+                (caps.io_uring.send_zc_report_usage != Some(true)).then(|| {
+                    format!(
+                        "IORING_SEND_ZC_REPORT_USAGE needs Linux 6.2; not available here ({rel})"
+                    )
+                })
+            }
+            Need::Root => (!caps.privileges.root)
+                .then(|| "needs root (network namespaces and veth pairs)".to_string()),
+            Need::ODirect => (!caps.odirect.real).then(|| {
+                format!(
+                    "needs real O_DIRECT; {} is {} ({})",
+                    caps.odirect.path,
+                    caps.odirect.fs_type,
+                    caps.odirect.note.as_deref().unwrap_or("not direct I/O")
+                )
+            }),
+        }
+    }
+}
+
+/// A variant-level or point-level reason not to run, returned by a variant function.
+#[derive(Debug)]
+pub struct Skip {
+    pub reason: String,
+    /// True: only this parameter point; false: the whole variant.
+    pub point_only: bool,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Skip {}
+
+/// Skips the whole variant (e.g. the kernel refused a flag it exists to measure).
+pub fn skip_variant(reason: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Skip {
+        reason: reason.into(),
+        point_only: false,
+    })
+}
+
+/// Skips the variant at this parameter point only (e.g. 1-byte buffers only for small files).
+pub fn skip_point(reason: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Skip {
+        reason: reason.into(),
+        point_only: true,
+    })
+}
+
+/// Turns a ring error into a skip (unsupported) or a failure.
+pub fn ring_err(e: crate::ring::RingError) -> anyhow::Error {
+    match e {
+        crate::ring::RingError::Unsupported(r) => skip_variant(r),
+        crate::ring::RingError::Io(e) => anyhow::Error::new(e),
+    }
+}
+
+/// One parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Size(u64),
+    Int(u64),
+    Text(String),
+}
+
+/// A parameter point: ordered `name=value` pairs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Point(pub Vec<(String, Param)>);
+
+impl Point {
+    pub fn new() -> Point {
+        Point(Vec::new())
+    }
+    pub fn size(mut self, k: &str, v: u64) -> Point {
+        self.0.push((k.into(), Param::Size(v)));
+        self
+    }
+    pub fn int(mut self, k: &str, v: u64) -> Point {
+        self.0.push((k.into(), Param::Int(v)));
+        self
+    }
+    pub fn text(mut self, k: &str, v: &str) -> Point {
+        self.0.push((k.into(), Param::Text(v.into())));
+        self
+    }
+    fn find(&self, k: &str) -> Option<&Param> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+    }
+    /// A numeric parameter (size or int); panics if the experiment did not define it, which is
+    /// a bug in the experiment, not bad input.
+    pub fn num(&self, k: &str) -> u64 {
+        match self.find(k) {
+            Some(Param::Size(v)) | Some(Param::Int(v)) => *v,
+            _ => panic!("parameter point has no numeric '{k}'"),
+        }
+    }
+    /// A text parameter.
+    pub fn str(&self, k: &str) -> &str {
+        match self.find(k) {
+            Some(Param::Text(v)) => v,
+            _ => panic!("parameter point has no text '{k}'"),
+        }
+    }
+    /// `size=1MiB,chunk=4KiB`.
+    pub fn label(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| match v {
+                Param::Size(s) => format!("{k}={}", units::fmt_size(*s)),
+                Param::Int(i) => format!("{k}={i}"),
+                Param::Text(t) => format!("{k}={t}"),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    fn json(&self) -> BTreeMap<String, Value> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let j = match v {
+                    Param::Size(s) | Param::Int(s) => json!(s),
+                    Param::Text(t) => json!(t),
+                };
+                (k.clone(), j)
+            })
+            .collect()
+    }
+}
+
+/// One way of doing the experiment's job.
+pub struct Variant<C> {
+    pub name: &'static str,
+    /// One line: what the variant does, in kernel terms.
+    pub about: &'static str,
+    pub needs: &'static [Need],
+    pub run: fn(&mut C, &mut Trial) -> anyhow::Result<()>,
+}
+
+/// What a completed transfer reports from inside [`Trial::measure`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Done {
+    pub bytes: u64,
+    pub ops: u64,
+}
+
+/// One trial of a variant at a point: the variant's function fills it.
+pub struct Trial<'a> {
+    pub point: &'a Point,
+    pub clock: Clock,
+    pub cpus: (usize, usize),
+    pub caps: &'a Caps,
+    syscalls: Option<&'a crate::sys::perf::PerfCounter>,
+    metrics: Option<Metrics>,
+    hists: BTreeMap<String, Histogram<u64>>,
+    peer: Option<Usage>,
+    integrity: Option<Integrity>,
+    ring: Option<RingFlags>,
+}
+
+impl Trial<'_> {
+    /// Runs `f` as the measured part of the trial: the clock, the CPU and OS counters are read
+    /// around it. `step` says what one latency sample is. `f` returns the bytes and operations
+    /// it moved; it should return only when the transfer is complete (e.g. the peer has
+    /// received the last byte).
+    pub fn measure(
+        &mut self,
+        step: &str,
+        f: impl FnOnce(&mut Recorder) -> anyhow::Result<Done>,
+    ) -> anyhow::Result<()> {
+        let mut rec = Recorder::new(self.clock);
+        let sys0 = self.syscalls.map(|c| c.read());
+        let sq0 = usage::helper_threads_ns("iou-sqp");
+        let u0 = usage::process()?;
+        let t0 = rec.now();
+        let done = f(&mut rec)?;
+        let t1 = rec.now();
+        let u1 = usage::process()?;
+        let sq1 = usage::helper_threads_ns("iou-sqp");
+        let sys1 = self.syscalls.map(|c| c.read());
+        let wall_ns = self.clock.ns_between(t0, t1).max(1);
+        let u = u1.since(&u0);
+        let syscalls = match (sys0, sys1) {
+            (Some(Ok(a)), Some(Ok(b))) => Count(Some(b.saturating_sub(a))),
+            _ => Count::UNKNOWN,
+        };
+        let mib = done.bytes as f64 / (1u64 << 20) as f64;
+        let per_mib = |v: f64| if mib > 0.0 { v / mib } else { 0.0 };
+        let hist = rec.take();
+        let sqpoll = (sq0 > 0 || sq1 > 0).then(|| sq1.saturating_sub(sq0));
+        self.metrics = Some(Metrics {
+            bytes: done.bytes,
+            ops: done.ops,
+            wall_ns,
+            gbps: units::gbps(done.bytes, wall_ns),
+            ops_per_s: done.ops as f64 * 1e9 / wall_ns as f64,
+            user_ns: u.user_ns,
+            sys_ns: u.sys_ns,
+            sqpoll_ns: sqpoll,
+            peer_user_ns: None,
+            peer_sys_ns: None,
+            cpu_ns_per_mib: per_mib((u.user_ns + u.sys_ns) as f64),
+            sys_ns_per_mib: per_mib(u.sys_ns as f64),
+            syscalls,
+            syscalls_per_mib: syscalls.0.map(|s| per_mib(s as f64)),
+            vcsw: u.vcsw,
+            ivcsw: u.ivcsw,
+            minflt: u.minflt,
+            majflt: u.majflt,
+            latency: Latency::from_histogram(step, &hist),
+            ..Default::default()
+        });
+        self.hists.insert("step".into(), hist);
+        Ok(())
+    }
+
+    /// Records the peer thread's own usage (measured in that thread) and subtracts it from the
+    /// process's, so the CPU figures are the measured side's alone. Call after [`Trial::measure`].
+    pub fn set_peer(&mut self, peer: Usage) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.user_ns = m.user_ns.saturating_sub(peer.user_ns);
+            m.sys_ns = m.sys_ns.saturating_sub(peer.sys_ns);
+            m.vcsw = m.vcsw.saturating_sub(peer.vcsw);
+            m.ivcsw = m.ivcsw.saturating_sub(peer.ivcsw);
+            m.minflt = m.minflt.saturating_sub(peer.minflt);
+            m.majflt = m.majflt.saturating_sub(peer.majflt);
+            let mib = m.bytes as f64 / (1u64 << 20) as f64;
+            if mib > 0.0 {
+                m.cpu_ns_per_mib = (m.user_ns + m.sys_ns) as f64 / mib;
+                m.sys_ns_per_mib = m.sys_ns as f64 / mib;
+            }
+            m.peer_user_ns = Some(peer.user_ns);
+            m.peer_sys_ns = Some(peer.sys_ns);
+        }
+        self.peer = Some(peer);
+    }
+
+    /// Records whether what arrived equals what was sent.
+    pub fn set_integrity(&mut self, i: Integrity) {
+        self.integrity = Some(i);
+    }
+
+    /// Records zero-copy accounting and the buffer-release latency histogram.
+    pub fn set_zc(&mut self, counts: ZcCounts, release: Option<Histogram<u64>>) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.zc = Some(counts);
+            if let Some(h) = &release {
+                m.extra_latency.insert(
+                    "release".into(),
+                    Latency::from_histogram("send issued to notification", h),
+                );
+            }
+        }
+        if let Some(h) = release {
+            self.hists.insert("release".into(), h);
+        }
+    }
+
+    /// Records a variant-specific figure.
+    pub fn set_extra(&mut self, name: &str, v: f64) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.extra.insert(name.into(), v);
+        }
+    }
+
+    /// Records the ring flags in force for this variant (written to the metadata).
+    pub fn set_ring(&mut self, flags: &RingFlags) {
+        self.ring = Some(flags.clone());
+    }
+}
+
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// The signal (SIGINT/SIGTERM) received so far, if any.
+pub fn interrupted() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    // No SA_RESTART: a blocking call returns EINTR so the trial can end promptly.
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(s, &act) };
+    }
+}
+
+#[derive(Serialize, Clone)]
+struct VariantMeta {
+    name: String,
+    about: String,
+    needs: Vec<Need>,
+    status: String,
+    reason: Option<String>,
+    requested: bool,
+    ring: Option<RingFlags>,
+    points_skipped: Vec<(String, String)>,
+}
+
+/// The experiment's run: capabilities, run directory, and what has been measured so far.
+pub struct Lab {
+    pub name: &'static str,
+    pub caps: Caps,
+    pub clock: Clock,
+    pub args: CommonArgs,
+    pub dir: PathBuf,
+    parameters: Value,
+    started: String,
+    rows: Vec<Row>,
+    hists: BTreeMap<(String, String, String), Histogram<u64>>,
+    variants: Vec<VariantMeta>,
+    status: &'static str,
+    syscalls: Option<crate::sys::perf::PerfCounter>,
+    syscalls_note: Option<String>,
+    points: Vec<String>,
+}
+
+impl Lab {
+    /// Probes the kernel, pins this thread to the sender CPU, and creates the experiment's
+    /// directory (a new run directory unless `--run-dir` is given). `parameters` are the
+    /// experiment's own options, recorded in the metadata.
+    pub fn open(name: &'static str, args: &CommonArgs, parameters: Value) -> anyhow::Result<Lab> {
+        install_signal_handlers();
+        let probe_dir = args.run_dir.clone().unwrap_or_else(|| args.results.clone());
+        let caps = caps::probe(if probe_dir.exists() {
+            &probe_dir
+        } else {
+            Path::new(".")
+        });
+        if let Err(e) = sys::cpu::pin_to(args.cpus.0) {
+            bail!("cannot pin to CPU {}: {e}", args.cpus.0);
+        }
+        let run_dir = match &args.run_dir {
+            Some(d) => {
+                if !d.is_dir() {
+                    bail!("run directory {} does not exist", d.display());
+                }
+                d.clone()
+            }
+            None => results::create_run_dir(&args.results, &caps.hostname, &caps.kernel.release)
+                .with_context(|| "cannot create a run directory".to_string())?,
+        };
+        let dir = run_dir.join(name);
+        std::fs::create_dir(&dir)
+            .map_err(|e| results::named(e, "cannot create experiment directory", &dir))?;
+        let (syscalls, syscalls_note) = match crate::sys::perf::syscalls_for_thread(0) {
+            Ok(c) => (Some(c), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "syscall counting unavailable ({e}): recorded as unknown"
+                )),
+            ),
+        };
+        let (_, started) = results::utc_now();
+        let lab = Lab {
+            name,
+            caps,
+            clock: Clock::new(),
+            args: args.clone(),
+            dir,
+            parameters,
+            started,
+            rows: Vec::new(),
+            hists: BTreeMap::new(),
+            variants: Vec::new(),
+            status: "running",
+            syscalls,
+            syscalls_note,
+            points: Vec::new(),
+        };
+        lab.write_meta()?;
+        Ok(lab)
+    }
+
+    fn meta(&self) -> Value {
+        let (_, now) = results::utc_now();
+        json!({
+            "experiment": self.name,
+            "zclab_version": env!("CARGO_PKG_VERSION"),
+            "git_revision": git_revision(),
+            "argv": std::env::args().collect::<Vec<_>>(),
+            "started_utc": self.started,
+            "updated_utc": now,
+            "status": self.status,
+            "host": self.caps.hostname,
+            "kernel": self.caps.kernel.release,
+            "accelerator": std::env::var("ZCLAB_ACCEL").unwrap_or_else(|_| "native".into()),
+            "clock": self.clock.info(),
+            "placement": {"sender_cpu": self.args.cpus.0, "peer_cpu": self.args.cpus.1},
+            "repeat": self.args.repeat,
+            "warmup": self.args.warmup,
+            "parameters": self.parameters,
+            "points": self.points,
+            "variants": self.variants,
+            "skipped": self.variants.iter().filter(|v| v.status == "skipped" || v.status == "unavailable").map(|v| json!({"variant": v.name, "reason": v.reason})).collect::<Vec<_>>(),
+            "counters_note": self.syscalls_note,
+            "probe": self.caps,
+        })
+    }
+
+    fn write_meta(&self) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&self.meta())?;
+        self.write_file("meta.json", text.as_bytes())
+    }
+
+    fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let p = self.dir.join(name);
+        results::atomic_write(&p, bytes)
+            .map_err(|e| anyhow!("cannot write {} in {}: {e}", name, self.dir.display()))
+    }
+
+    fn flush(&self) -> anyhow::Result<()> {
+        let mut jsonl = String::new();
+        let mut csv = String::from(results::row::CSV_HEADER);
+        csv.push('\n');
+        for r in &self.rows {
+            jsonl.push_str(&serde_json::to_string(r)?);
+            jsonl.push('\n');
+            csv.push_str(&r.to_csv());
+            csv.push('\n');
+        }
+        self.write_file("summary.jsonl", jsonl.as_bytes())?;
+        self.write_file("summary.csv", csv.as_bytes())?;
+        self.write_meta()
+    }
+
+    /// Runs every selected variant at every point, writes the results, prints the table, and
+    /// returns the exit code.
+    pub fn run<C>(
+        &mut self,
+        variants: &[Variant<C>],
+        points: &[Point],
+        ctx: &mut C,
+    ) -> anyhow::Result<ExitCode> {
+        for v in &self.args.variants {
+            if !variants.iter().any(|x| x.name == v) {
+                let names: Vec<&str> = variants.iter().map(|x| x.name).collect();
+                bail!(
+                    "unknown variant '{v}' for {} (known: {})",
+                    self.name,
+                    names.join(", ")
+                );
+            }
+        }
+        self.points = points.iter().map(Point::label).collect();
+        let explicit = !self.args.variants.is_empty();
+        let mut failures = 0;
+        let mut ran = 0;
+        let mut requested_unrunnable = Vec::new();
+        for v in variants {
+            let requested = self.args.variants.iter().any(|x| x == v.name);
+            let mut meta = VariantMeta {
+                name: v.name.into(),
+                about: v.about.into(),
+                needs: v.needs.to_vec(),
+                status: "ran".into(),
+                reason: None,
+                requested,
+                ring: None,
+                points_skipped: Vec::new(),
+            };
+            if explicit && !requested {
+                meta.status = "not-requested".into();
+                self.variants.push(meta);
+                continue;
+            }
+            if let Some(reason) = v.needs.iter().find_map(|n| n.unmet(&self.caps)) {
+                self.say(&format!("skip {}: {reason}", v.name));
+                meta.status = "skipped".into();
+                meta.reason = Some(reason.clone());
+                self.variants.push(meta);
+                if requested {
+                    requested_unrunnable.push(format!("{}: {reason}", v.name));
+                }
+                self.flush()?;
+                continue;
+            }
+            self.variants.push(meta);
+            let vi = self.variants.len() - 1;
+            'points: for p in points {
+                let label = p.label();
+                for rep in 0..(self.args.warmup + self.args.repeat) {
+                    if let Some(sig) = interrupted() {
+                        return self.interrupted(sig);
+                    }
+                    let warm = rep < self.args.warmup;
+                    let mut trial = Trial {
+                        point: p,
+                        clock: self.clock,
+                        cpus: self.args.cpus,
+                        caps: &self.caps,
+                        syscalls: self.syscalls.as_ref(),
+                        metrics: None,
+                        hists: BTreeMap::new(),
+                        peer: None,
+                        integrity: None,
+                        ring: None,
+                    };
+                    let res = (v.run)(ctx, &mut trial);
+                    let Trial {
+                        metrics,
+                        hists,
+                        integrity,
+                        ring,
+                        ..
+                    } = trial;
+                    if let Some(r) = ring {
+                        self.variants[vi].ring = Some(r);
+                    }
+                    if let Err(e) = &res {
+                        if let Some(s) = e.downcast_ref::<Skip>() {
+                            let reason = s.reason.clone();
+                            self.say(&format!("skip {} at {label}: {reason}", v.name));
+                            if s.point_only {
+                                self.variants[vi]
+                                    .points_skipped
+                                    .push((label.clone(), reason));
+                                self.flush()?;
+                                continue 'points;
+                            }
+                            self.variants[vi].status = "skipped".into();
+                            self.variants[vi].reason = Some(reason.clone());
+                            if requested {
+                                requested_unrunnable.push(format!("{}: {reason}", v.name));
+                            }
+                            self.flush()?;
+                            break 'points;
+                        }
+                    }
+                    if warm && res.is_ok() {
+                        continue;
+                    }
+                    let repeat = rep.saturating_sub(self.args.warmup);
+                    let mut row = Row {
+                        experiment: self.name.into(),
+                        variant: v.name.into(),
+                        point: label.clone(),
+                        params: p.json(),
+                        repeat,
+                        status: Status::Ok,
+                        error: None,
+                        metrics,
+                        integrity,
+                        cpu_sender: Some(self.args.cpus.0),
+                        cpu_peer: Some(self.args.cpus.1),
+                        histograms: BTreeMap::new(),
+                    };
+                    match res {
+                        Err(e) => {
+                            let sig = interrupted();
+                            row.status = if sig.is_some() {
+                                Status::Interrupted
+                            } else {
+                                Status::Error
+                            };
+                            row.error = Some(format!("{e:#}"));
+                            row.metrics = None;
+                            if sig.is_none() {
+                                failures += 1;
+                                eprintln!(
+                                    "{}: {} at {label}{}: error: {e:#}",
+                                    self.name,
+                                    v.name,
+                                    if warm { " (warm-up)" } else { "" }
+                                );
+                            }
+                        }
+                        Ok(()) => {
+                            if row.metrics.is_none() {
+                                row.status = Status::Error;
+                                row.error = Some(
+                                    "variant returned without measuring (bug in the experiment)"
+                                        .into(),
+                                );
+                                failures += 1;
+                            } else if !row.integrity.as_ref().is_some_and(|i| i.ok) {
+                                row.status = Status::Error;
+                                row.error = Some(match &row.integrity {
+                                    None => {
+                                        "no integrity check recorded (bug in the experiment)".into()
+                                    }
+                                    Some(i) => format!(
+                                        "integrity: {} expected {} ({} B), got {} ({} B)",
+                                        i.method, i.expected, i.bytes_expected, i.got, i.bytes_got
+                                    ),
+                                });
+                                failures += 1;
+                                eprintln!(
+                                    "{}: {} at {label}: {}",
+                                    self.name,
+                                    v.name,
+                                    row.error.as_deref().unwrap_or("")
+                                );
+                            } else {
+                                ran += 1;
+                                for (kind, h) in hists {
+                                    let key = (v.name.to_string(), label.clone(), kind.clone());
+                                    let agg = self
+                                        .hists
+                                        .entry(key)
+                                        .or_insert_with(crate::measure::recorder::new_histogram);
+                                    let _ = agg.add(&h);
+                                    let text = hgrm::render(agg);
+                                    let file = results::hgrm_name(v.name, &label, &kind);
+                                    self.write_file(&file, text.as_bytes())?;
+                                    row.histograms.insert(kind, file);
+                                }
+                            }
+                        }
+                    }
+                    let stop = row.status == Status::Interrupted;
+                    if row.status == Status::Error {
+                        self.variants[vi].status = "failed".into();
+                        self.variants[vi]
+                            .reason
+                            .get_or_insert_with(|| row.error.clone().unwrap_or_default());
+                    }
+                    self.rows.push(row);
+                    self.flush()?;
+                    if stop {
+                        return self.interrupted(interrupted().unwrap_or(libc::SIGINT));
+                    }
+                    if self.rows.last().is_some_and(|r| r.status == Status::Error) {
+                        // A failed trial ends this point; the next point and variant still run.
+                        continue 'points;
+                    }
+                }
+            }
+        }
+        self.status = "complete";
+        self.flush()?;
+        if !self.args.quiet {
+            print!("{}", self.table());
+            println!("results: {}", self.dir.display());
+        }
+        for r in &requested_unrunnable {
+            eprintln!(
+                "{}: error: requested variant cannot run here: {r}",
+                self.name
+            );
+        }
+        Ok(if ran == 0 && failures == 0 {
+            eprintln!("{}: nothing requested could run on this machine", self.name);
+            ExitCode::from(EXIT_SKIP)
+        } else if failures > 0 || !requested_unrunnable.is_empty() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+
+    fn interrupted(&mut self, sig: i32) -> anyhow::Result<ExitCode> {
+        self.status = "interrupted";
+        self.flush()?;
+        eprintln!(
+            "{}: interrupted by signal {sig}; results so far are in {}",
+            self.name,
+            self.dir.display()
+        );
+        Ok(ExitCode::from(128 + sig as u8))
+    }
+
+    fn say(&self, s: &str) {
+        if !self.args.quiet {
+            eprintln!("{}: {s}", self.name);
+        }
+    }
+
+    /// The summary table: per variant and point, medians over the repeats (min-max for GB/s).
+    pub fn table(&self) -> String {
+        render_table(&self.rows)
+    }
+}
+
+/// Renders summary rows as the terminal table (also used by the suite's report).
+pub fn render_table(rows: &[Row]) -> String {
+    use std::fmt::Write;
+    let mut groups: Vec<((String, String), Vec<&Row>)> = Vec::new();
+    for r in rows {
+        let key = (r.variant.clone(), r.point.clone());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
+        "variant",
+        "point",
+        "GB/s med (min-max)",
+        "p50/step",
+        "p99/step",
+        "sys/MiB",
+        "cpu/MiB",
+        "sysc/MiB",
+        "copied",
+        "integrity"
+    );
+    for ((variant, point), rs) in groups {
+        let ok: Vec<&Metrics> = rs
+            .iter()
+            .filter(|r| r.status == Status::Ok)
+            .filter_map(|r| r.metrics.as_ref())
+            .collect();
+        if ok.is_empty() {
+            let why = rs.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+            let why: String = why.chars().take(60).collect();
+            let _ = writeln!(out, "{variant:<24} {point:<28} FAILED: {why}");
+            continue;
+        }
+        let med = |f: &dyn Fn(&Metrics) -> f64| median(ok.iter().map(|m| f(m)).collect());
+        let g: Vec<f64> = ok.iter().map(|m| m.gbps).collect();
+        let gmin = g.iter().cloned().fold(f64::INFINITY, f64::min);
+        let gmax = g.iter().cloned().fold(0.0, f64::max);
+        let sysc = if ok.iter().all(|m| m.syscalls_per_mib.is_some()) {
+            format!("{:.1}", med(&|m| m.syscalls_per_mib.unwrap_or(0.0)))
+        } else {
+            "unknown".into()
+        };
+        let copied = if ok.iter().all(|m| m.zc.is_some()) {
+            format!(
+                "{:.0}%",
+                med(&|m| m.zc.as_ref().map_or(0.0, |z| z.copied_pct))
+            )
+        } else {
+            "-".into()
+        };
+        let integ = if rs.iter().all(|r| r.status == Status::Ok) {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        let _ = writeln!(
+            out,
+            "{variant:<24} {point:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
+            format!("{:.2} ({:.2}-{:.2})", med(&|m| m.gbps), gmin, gmax),
+            units::fmt_ns(med(&|m| m.latency.p50_ns as f64)),
+            units::fmt_ns(med(&|m| m.latency.p99_ns as f64)),
+            units::fmt_ns(med(&|m| m.sys_ns_per_mib)),
+            units::fmt_ns(med(&|m| m.cpu_ns_per_mib)),
+            sysc,
+            copied,
+            integ
+        );
+    }
+    out
+}
+
+/// Median of a list (mean of the middle two for an even count); 0 for an empty list.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The git revision of the source tree the binary was built from, with `-dirty` when it had
+/// uncommitted changes; "unknown" outside a checkout.
+pub fn git_revision() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-C", dir])
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match out(&["rev-parse", "HEAD"]) {
+        Some(rev) => {
+            let dirty = out(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty { format!("{rev}-dirty") } else { rev }
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// Lists variants for `--list`: name, needs, and whether this machine can run each.
+pub fn list_variants<C>(name: &str, variants: &[Variant<C>], caps: &Caps) -> String {
+    use std::fmt::Write;
+    let mut s = format!(
+        "{name} variants on {} ({}):\n",
+        caps.hostname, caps.kernel.release
+    );
+    for v in variants {
+        let unmet = v.needs.iter().find_map(|n| n.unmet(caps));
+        let _ = writeln!(
+            s,
+            "  {:<26} {}\n  {:<26} {}",
+            v.name,
+            v.about,
+            "",
+            unmet.map_or("runs here".to_string(), |r| format!("skipped here: {r}"))
+        );
+    }
+    s
+}
+
+/// Runs an experiment's `main`: prints an error as one line naming the problem, and maps it to
+/// exit status 1.
+pub fn main(name: &str, f: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
+    match f() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

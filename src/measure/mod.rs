@@ -1,0 +1,9 @@
+//! Measurement: the clock, per-operation latency histograms, and OS accounting.
+
+pub mod clock;
+pub mod recorder;
+pub mod usage;
+
+pub use clock::{Clock, ClockInfo, Stamp};
+pub use recorder::Recorder;
+pub use usage::Usage;

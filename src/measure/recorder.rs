@@ -1,0 +1,79 @@
+//! Per-operation latency recording into an HdrHistogram (nanoseconds).
+
+use super::clock::{Clock, Stamp};
+use hdrhistogram::Histogram;
+
+/// Highest latency a histogram tracks: 10 minutes. Longer steps are clamped (and the max shows it).
+pub const MAX_TRACKABLE_NS: u64 = 600_000_000_000;
+
+/// A new histogram with 3 significant figures from 1 ns to [`MAX_TRACKABLE_NS`].
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3).expect("static histogram bounds are valid")
+}
+
+/// Records one latency per step. A variant calls [`Recorder::now`] before the step and
+/// [`Recorder::record_since`] after it; the stamp that `record_since` returns can start the
+/// next step, so a tight loop reads the clock once per sample.
+pub struct Recorder {
+    clock: Clock,
+    hist: Histogram<u64>,
+}
+
+impl Recorder {
+    /// An empty recorder on `clock`.
+    pub fn new(clock: Clock) -> Recorder {
+        Recorder {
+            clock,
+            hist: new_histogram(),
+        }
+    }
+
+    /// Reads the clock.
+    #[inline(always)]
+    pub fn now(&self) -> Stamp {
+        self.clock.now()
+    }
+
+    /// Records the time since `start` and returns the current stamp.
+    #[inline(always)]
+    pub fn record_since(&mut self, start: Stamp) -> Stamp {
+        let end = self.clock.now();
+        self.hist
+            .saturating_record(self.clock.ns_between(start, end).max(1));
+        end
+    }
+
+    /// Records `ns` directly (for latencies measured elsewhere, e.g. a notification's release
+    /// time computed from two stamps).
+    #[inline(always)]
+    pub fn record_ns(&mut self, ns: u64) {
+        self.hist.saturating_record(ns.max(1));
+    }
+
+    /// Records one batch of `n` operations that took the time since `start` as `n` samples of
+    /// the per-operation mean: used where an operation is shorter than a clock read.
+    #[inline(always)]
+    pub fn record_batch_since(&mut self, start: Stamp, n: u64) -> Stamp {
+        let end = self.clock.now();
+        if let Some(per) = self.clock.ns_between(start, end).checked_div(n) {
+            let per = per.max(1);
+            let _ = self.hist.record_n(per.min(MAX_TRACKABLE_NS), n);
+        }
+        end
+    }
+
+    /// The clock this recorder reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The histogram so far.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.hist
+    }
+
+    /// Takes the histogram out, leaving an empty one.
+    pub fn take(&mut self) -> Histogram<u64> {
+        std::mem::replace(&mut self.hist, new_histogram())
+    }
+}

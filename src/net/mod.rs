@@ -1,0 +1,93 @@
+//! Network fixtures: loopback TCP connections and the peer threads that receive and hash.
+
+use crate::measure::{Usage, usage};
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use xxhash_rust::xxh3::Xxh3;
+
+/// What a receiving peer saw: bytes, their xxh3-64, and the peer thread's own usage from its
+/// first to its last byte.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub bytes: u64,
+    pub hash: u64,
+    pub usage: Usage,
+}
+
+/// How the peer treats what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Copy into user space and hash (integrity checked).
+    Hash,
+}
+
+/// A TCP connection over loopback: the sender's end, and a peer thread pinned to `peer_cpu`
+/// that receives until end of stream. `nodelay` sets TCP_NODELAY on the sender's socket.
+pub struct LoopbackTcp {
+    pub sender: TcpStream,
+    peer: Option<JoinHandle<io::Result<Received>>>,
+}
+
+impl LoopbackTcp {
+    /// Connects over 127.0.0.1 to a peer thread on `peer_cpu` that receives with `recv_buf`
+    /// sized reads.
+    pub fn connect(peer_cpu: usize, recv_buf: usize, nodelay: bool) -> io::Result<LoopbackTcp> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let peer = std::thread::Builder::new()
+            .name("zclab-peer".into())
+            .spawn(move || -> io::Result<Received> {
+                let _ = crate::sys::cpu::pin_to(peer_cpu);
+                let (mut s, _) = listener.accept()?;
+                drop(listener);
+                let mut buf = vec![0u8; recv_buf.max(4096)];
+                let mut h = Xxh3::new();
+                let mut bytes = 0u64;
+                let u0 = usage::thread()?;
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    h.update(&buf[..n]);
+                    bytes += n as u64;
+                }
+                let u1 = usage::thread()?;
+                Ok(Received {
+                    bytes,
+                    hash: h.digest(),
+                    usage: u1.since(&u0),
+                })
+            })?;
+        let sender = TcpStream::connect(addr)?;
+        sender.set_nodelay(nodelay)?;
+        Ok(LoopbackTcp {
+            sender,
+            peer: Some(peer),
+        })
+    }
+
+    /// Ends the stream (shutdown of the write side) and waits for the peer's account.
+    pub fn finish(&mut self) -> io::Result<Received> {
+        let _ = self.sender.shutdown(Shutdown::Write);
+        match self.peer.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other("peer thread panicked"))?,
+            None => Err(io::Error::other("peer already finished")),
+        }
+    }
+}
+
+impl Drop for LoopbackTcp {
+    fn drop(&mut self) {
+        // Unblock and reap the peer if a variant failed before finishing.
+        let _ = self.sender.shutdown(Shutdown::Both);
+        if let Some(h) = self.peer.take() {
+            let _ = h.join();
+        }
+    }
+}

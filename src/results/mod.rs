@@ -1,0 +1,152 @@
+//! Run directories and the files in them; the schema is documented in `results/README.md`.
+//!
+//! A run directory is `results/<host>-<kernel>-<UTC time>/` and is never overwritten; each
+//! experiment writes `<run>/<experiment>/` with `meta.json`, `summary.jsonl`, `summary.csv` and
+//! one `.hgrm` per variant x point. Every file is written atomically (temp file, fsync, rename),
+//! so a crash or a full disk leaves the previous version intact and no partial file behind.
+
+pub mod hgrm;
+pub mod row;
+
+pub use row::{Count, Integrity, Latency, Metrics, Row, Status, ZcCounts};
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename. On failure
+/// the temporary file is removed and `path` keeps its old content.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// UTC time as `YYYYMMDDTHHMMSSZ` (for directory names) and RFC 3339 (for metadata).
+pub fn utc_now() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, mo, d, h, mi, s) = civil(secs);
+    (
+        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+    )
+}
+
+/// Seconds since the epoch to (year, month, day, hour, minute, second), proleptic Gregorian.
+fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days-to-civil conversion (era-based, valid for all dates after 1970).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// Keeps a name safe as one path component.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.=,+@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Creates a new run directory `<root>/<host>-<kernel>-<UTC time>` (with `-2`, `-3`, ... if that
+/// name is taken: a run directory is never reused). The error names the directory.
+pub fn create_run_dir(root: &Path, host: &str, kernel: &str) -> io::Result<PathBuf> {
+    fs::create_dir_all(root).map_err(|e| named(e, "cannot create results directory", root))?;
+    let (stamp, _) = utc_now();
+    let base = sanitize(&format!("{host}-{kernel}-{stamp}"));
+    for n in 1..1000 {
+        let p = if n == 1 {
+            root.join(&base)
+        } else {
+            root.join(format!("{base}-{n}"))
+        };
+        match fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(named(e, "cannot create run directory in", root)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free run directory name under {}", root.display()),
+    ))
+}
+
+/// Adds what was being done and the path to an I/O error, keeping its kind.
+pub fn named(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// The directory name for a variant x point histogram: `<variant>@<point>[.<kind>].hgrm`.
+pub fn hgrm_name(variant: &str, point: &str, kind: &str) -> String {
+    let k = if kind == "step" {
+        String::new()
+    } else {
+        format!(".{kind}")
+    };
+    sanitize(&format!("{variant}@{point}{k}.hgrm"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil(1_795_000_000), (2026, 11, 18, 11, 6, 40));
+    }
+
+    #[test]
+    fn run_dirs_are_never_reused() {
+        let t = tempfile::tempdir().unwrap();
+        let a = create_run_dir(t.path(), "h", "6.18").unwrap();
+        let b = create_run_dir(t.path(), "h", "6.18").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.json");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,7 @@
+//! Thin safe wrappers over classic calls: CPU pinning, files with known content, pipes,
+//! sockets. The few `unsafe` blocks of the lab live here and in `ring`/`uring`.
+
+pub mod cpu;
+pub mod file;
+pub mod perf;
+pub mod pipe;
