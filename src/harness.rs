@@ -417,6 +417,40 @@ impl Trial<'_> {
     }
 }
 
+/// Progress events for the suite runner: with `ZCLAB_PROGRESS=1` in the environment, one line
+/// `@progress {json}` on stderr before each trial (the runner turns them into its progress bar).
+struct Progress {
+    on: bool,
+    done: u64,
+    total: u64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        Progress {
+            on: std::env::var_os("ZCLAB_PROGRESS").is_some_and(|v| v == "1"),
+            done: 0,
+            total,
+        }
+    }
+    fn emit(&self, variant: &str, point: &str) {
+        if self.on {
+            eprintln!(
+                "@progress {}",
+                json!({"variant": variant, "point": point, "done": self.done, "total": self.total})
+            );
+        }
+    }
+    fn trial(&mut self, variant: &str, point: &str) {
+        self.emit(variant, point);
+        self.done += 1;
+    }
+    fn skip(&mut self, variant: &str, trials: u64) {
+        self.done += trials;
+        self.emit(variant, "skipped");
+    }
+}
+
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int) {
@@ -431,7 +465,8 @@ pub fn interrupted() -> Option<i32> {
     }
 }
 
-fn install_signal_handlers() {
+/// Installs the SIGINT/SIGTERM handlers that set the flag [`interrupted`] reads.
+pub fn install_signal_handlers() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     // No SA_RESTART: a blocking call returns EINTR so the trial can end promptly.
     let act = SigAction::new(
@@ -476,9 +511,10 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Probes the kernel, pins this thread to the sender CPU, and creates the experiment's
-    /// directory (a new run directory unless `--run-dir` is given). `parameters` are the
-    /// experiment's own options, recorded in the metadata.
+    /// Probes the kernel, pins this thread to the sender CPU and opens the syscall counter.
+    /// `parameters` are the experiment's own options, recorded in the metadata. The directories
+    /// are created by [`Lab::run`] once the variant names are checked (`<results>/<new run>/
+    /// <experiment>/`, or `<run-dir>/<experiment>/` with `--run-dir`).
     pub fn open(name: &'static str, args: &CommonArgs, parameters: Value) -> anyhow::Result<Lab> {
         install_signal_handlers();
         let probe_dir = args.run_dir.clone().unwrap_or_else(|| args.results.clone());
@@ -490,19 +526,15 @@ impl Lab {
         if let Err(e) = sys::cpu::pin_to(args.cpus.0) {
             bail!("cannot pin to CPU {}: {e}", args.cpus.0);
         }
-        let run_dir = match &args.run_dir {
-            Some(d) => {
-                if !d.is_dir() {
-                    bail!("run directory {} does not exist", d.display());
-                }
-                d.clone()
+        if let Some(d) = &args.run_dir {
+            if !d.is_dir() {
+                bail!("run directory {} does not exist", d.display());
             }
-            None => results::create_run_dir(&args.results, &caps.hostname, &caps.kernel.release)
-                .with_context(|| "cannot create a run directory".to_string())?,
-        };
-        let dir = run_dir.join(name);
-        std::fs::create_dir(&dir)
-            .map_err(|e| results::named(e, "cannot create experiment directory", &dir))?;
+        }
+        let bad = caps::invalid_hide_tokens(&std::env::var(caps::HIDE_ENV).unwrap_or_default());
+        if !bad.is_empty() {
+            bail!("{} has unknown tokens: {}", caps::HIDE_ENV, bad.join(", "));
+        }
         let (syscalls, syscalls_note) = match crate::sys::perf::syscalls_for_thread(0) {
             Ok(c) => (Some(c), None),
             Err(e) => (
@@ -518,7 +550,7 @@ impl Lab {
             caps,
             clock: Clock::new(),
             args: args.clone(),
-            dir,
+            dir: PathBuf::new(),
             parameters,
             started,
             rows: Vec::new(),
@@ -529,8 +561,26 @@ impl Lab {
             syscalls_note,
             points: Vec::new(),
         };
-        lab.write_meta()?;
         Ok(lab)
+    }
+
+    /// Creates the experiment directory (and the run directory unless `--run-dir` names one):
+    /// only once the request is known to be valid, so refused input leaves no files behind.
+    fn create_dirs(&mut self) -> anyhow::Result<()> {
+        let run_dir = match &self.args.run_dir {
+            Some(d) => d.clone(),
+            None => results::create_run_dir(
+                &self.args.results,
+                &self.caps.hostname,
+                &self.caps.kernel.release,
+            )
+            .context("cannot create a run directory")?,
+        };
+        let dir = run_dir.join(self.name);
+        std::fs::create_dir(&dir)
+            .map_err(|e| results::named(e, "cannot create experiment directory", &dir))?;
+        self.dir = dir;
+        self.write_meta()
     }
 
     fn meta(&self) -> Value {
@@ -603,8 +653,16 @@ impl Lab {
                 );
             }
         }
+        self.create_dirs()?;
         self.points = points.iter().map(Point::label).collect();
         let explicit = !self.args.variants.is_empty();
+        let selected = variants
+            .iter()
+            .filter(|v| !explicit || self.args.variants.iter().any(|x| x == v.name))
+            .count();
+        let total =
+            (selected * points.len()) as u64 * u64::from(self.args.warmup + self.args.repeat);
+        let mut progress = Progress::new(total);
         let mut failures = 0;
         let mut ran = 0;
         let mut requested_unrunnable = Vec::new();
@@ -626,6 +684,10 @@ impl Lab {
                 continue;
             }
             if let Some(reason) = v.needs.iter().find_map(|n| n.unmet(&self.caps)) {
+                progress.skip(
+                    v.name,
+                    (points.len() as u64) * u64::from(self.args.warmup + self.args.repeat),
+                );
                 self.say(&format!("skip {}: {reason}", v.name));
                 meta.status = "skipped".into();
                 meta.reason = Some(reason.clone());
@@ -645,6 +707,7 @@ impl Lab {
                         return self.interrupted(sig);
                     }
                     let warm = rep < self.args.warmup;
+                    progress.trial(v.name, &label);
                     let mut trial = Trial {
                         point: p,
                         clock: self.clock,

@@ -9,11 +9,13 @@
 //! - [`sys`], [`uring`], [`net`]: safe wrappers and op patterns; the lab's `unsafe` lives there.
 
 pub mod caps;
+pub mod compare;
 pub mod harness;
 pub mod measure;
 pub mod net;
 pub mod results;
 pub mod ring;
+pub mod suite;
 pub mod sys;
 pub mod units;
 pub mod uring;

@@ -1,1 +1,115 @@
-fn main() {}
+//! `zclab`: the lab's front door — probe the kernel, run the suite, compare runs, plot.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use zclab::{caps, compare, suite};
+
+#[derive(Parser)]
+#[command(
+    name = "zclab",
+    version,
+    about = "Measure how Linux moves bytes: classic syscalls against io_uring, copies against zero copy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Report what this kernel and these permissions offer: io_uring opcodes and setup flags,
+    /// zero-copy support and usage reporting, O_DIRECT, memlock, counters, CPU, clock.
+    Probe {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Directory whose filesystem is checked for O_DIRECT.
+        #[arg(long, default_value = "results")]
+        dir: PathBuf,
+    },
+    /// Run the suite (all experiments of a preset, or those named) into one new run directory,
+    /// then draw the plots and write report.md.
+    Run(suite::RunArgs),
+    /// Compare two or more run directories: results side by side and kernel capability
+    /// differences.
+    Compare {
+        /// Run directories (suite runs or single experiment directories); the first is the base.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// Write the Markdown here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also draw overlaid plots of the runs into this directory.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+    },
+    /// Draw (or redraw) the plots of one or more run directories.
+    Plot {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output directory (required for several runs: their plots are overlaid).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the experiments of the suite.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("zclab: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Probe { json, dir } => {
+            let bad = caps::invalid_hide_tokens(&std::env::var(caps::HIDE_ENV).unwrap_or_default());
+            if !bad.is_empty() {
+                anyhow::bail!("{} has unknown tokens: {}", caps::HIDE_ENV, bad.join(", "));
+            }
+            let probe_dir = if dir.exists() {
+                dir
+            } else {
+                PathBuf::from(".")
+            };
+            let c = caps::probe(&probe_dir);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", c.render_text());
+            }
+            Ok(0)
+        }
+        Cmd::Run(args) => suite::run(&args),
+        Cmd::Compare { runs, out, plots } => {
+            let md = compare::run(&runs, out.as_deref())?;
+            print!("{md}");
+            if let Some(p) = plots {
+                suite::draw_plots(&runs, Some(&p))?;
+                println!("overlaid plots: {}", p.display());
+            }
+            Ok(0)
+        }
+        Cmd::Plot { runs, out } => {
+            if runs.len() > 1 && out.is_none() {
+                anyhow::bail!("plotting several runs overlays them: give --out DIR");
+            }
+            suite::draw_plots(&runs, out.as_deref())?;
+            Ok(0)
+        }
+        Cmd::List => {
+            for e in suite::SUITE {
+                println!("{:<16} {}", e.name, e.about);
+            }
+            Ok(0)
+        }
+    }
+}

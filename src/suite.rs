@@ -1,0 +1,464 @@
+//! The suite runner behind `zclab run`: presets, one process per experiment into one run
+//! directory, a progress display, the final summary and `report.md`.
+
+use crate::harness::{self, render_table};
+use crate::results::{self, Row, Status, row::parse_jsonl};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A preset: how much of the parameter space each experiment covers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Every experiment at small sizes: the whole suite in under 5 minutes on 2 cores.
+    Quick,
+    /// The seeds' sizes and more repeats.
+    Full,
+}
+
+/// One experiment of the suite and its arguments per preset.
+pub struct Entry {
+    pub name: &'static str,
+    /// What it answers, one line.
+    pub about: &'static str,
+    pub quick: &'static [&'static str],
+    pub full: &'static [&'static str],
+}
+
+/// The suite, in the order it runs.
+pub const SUITE: &[Entry] = &[Entry {
+    name: "file_to_socket",
+    about: "file -> TCP socket: read+write, mmap, sendfile, splice, io_uring (Kafka serving consumers)",
+    quick: &[],
+    full: &[
+        "--sizes",
+        "1MiB,64MiB,1GiB",
+        "--chunks",
+        "4KiB,64KiB,1MiB",
+        "--repeat",
+        "5",
+    ],
+}];
+
+/// Options of `zclab run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Experiments to run (default: all of the preset).
+    pub experiments: Vec<String>,
+    /// How much to run.
+    #[arg(long, value_enum, default_value_t = Preset::Quick)]
+    pub preset: Preset,
+    /// Where run directories are created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Skip drawing plots (the report then lists none).
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Extra arguments passed to every experiment (e.g. `--repeat 1`), after the preset's.
+    #[arg(long = "exp-arg", allow_hyphen_values = true)]
+    pub exp_args: Vec<String>,
+}
+
+/// How one experiment of the suite ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub experiment: String,
+    /// ok, failed, nothing-ran, interrupted, not-built, error
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub seconds: f64,
+    pub note: Option<String>,
+}
+
+/// Directory of the experiment binaries: beside the running `zclab`.
+pub fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The repository's `scripts/` directory (`ZCLAB_SCRIPTS` overrides).
+pub fn scripts_dir() -> PathBuf {
+    std::env::var_os("ZCLAB_SCRIPTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"))
+}
+
+/// Runs the suite; returns the exit code (0 ok, 1 something failed, 130/143 interrupted).
+pub fn run(args: &RunArgs) -> Result<i32> {
+    for e in &args.experiments {
+        if !SUITE.iter().any(|s| s.name == e) {
+            let names: Vec<&str> = SUITE.iter().map(|s| s.name).collect();
+            bail!("unknown experiment '{e}' (known: {})", names.join(", "));
+        }
+    }
+    harness::install_signal_handlers();
+    let caps = crate::caps::probe(if args.results.exists() {
+        &args.results
+    } else {
+        Path::new(".")
+    });
+    let run_dir = results::create_run_dir(&args.results, &caps.hostname, &caps.kernel.release)
+        .context("cannot create the run directory")?;
+    let selected: Vec<&Entry> = SUITE
+        .iter()
+        .filter(|e| args.experiments.is_empty() || args.experiments.iter().any(|x| x == e.name))
+        .collect();
+    let (_, started) = results::utc_now();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let write_suite = |outcomes: &[Outcome], status: &str| -> Result<()> {
+        let (_, now) = results::utc_now();
+        let j = json!({
+            "preset": args.preset, "experiments": selected.iter().map(|e| e.name).collect::<Vec<_>>(),
+            "started_utc": started, "updated_utc": now, "status": status, "outcomes": outcomes,
+            "argv": std::env::args().collect::<Vec<_>>(), "git_revision": harness::git_revision(),
+            "host": caps.hostname, "kernel": caps.kernel.release, "probe": caps,
+        });
+        results::atomic_write(
+            &run_dir.join("suite.json"),
+            serde_json::to_string_pretty(&j)?.as_bytes(),
+        )
+        .with_context(|| format!("cannot write suite.json in {}", run_dir.display()))
+    };
+    write_suite(&outcomes, "running")?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let multi = indicatif::MultiProgress::new();
+    if !tty {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let overall = multi.add(indicatif::ProgressBar::new(selected.len() as u64));
+    overall.set_style(
+        indicatif::ProgressStyle::with_template(
+            "suite {pos}/{len} experiments [{elapsed_precise}] {msg}",
+        )
+        .expect("static template"),
+    );
+    let suite_start = Instant::now();
+    let mut interrupted = None;
+    for (i, e) in selected.iter().enumerate() {
+        overall.set_message(e.name.to_string());
+        let bin = bin_dir().join(e.name);
+        if !bin.exists() {
+            outcomes.push(Outcome {
+                experiment: e.name.into(),
+                status: "not-built".into(),
+                exit_code: None,
+                seconds: 0.0,
+                note: Some(format!(
+                    "{} not found; build with `cargo build --release`",
+                    bin.display()
+                )),
+            });
+            overall.inc(1);
+            continue;
+        }
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--run-dir").arg(&run_dir);
+        cmd.args(match args.preset {
+            Preset::Quick => e.quick,
+            Preset::Full => e.full,
+        });
+        cmd.args(&args.exp_args);
+        cmd.env("ZCLAB_PROGRESS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let t0 = Instant::now();
+        if !tty {
+            eprintln!("[{}/{}] {} ...", i + 1, selected.len(), e.name);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let bar = multi.add(indicatif::ProgressBar::new(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "  {prefix:<16} [{bar:30}] {pos}/{len} trials, eta {eta}  {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(e.name.to_string());
+        let stdout = child.stdout.take().expect("piped");
+        let out_thread = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s);
+            s
+        });
+        let stderr = child.stderr.take().expect("piped");
+        let mut log = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(p) = line.strip_prefix("@progress ") {
+                if let Ok(v) = serde_json::from_str::<Value>(p) {
+                    bar.set_length(v["total"].as_u64().unwrap_or(1).max(1));
+                    bar.set_position(v["done"].as_u64().unwrap_or(0));
+                    bar.set_message(format!(
+                        "{} {}",
+                        v["variant"].as_str().unwrap_or(""),
+                        v["point"].as_str().unwrap_or("")
+                    ));
+                }
+            } else {
+                let _ = writeln!(log, "{line}");
+                if tty {
+                    multi.suspend(|| eprintln!("  {}: {line}", e.name));
+                } else {
+                    eprintln!("  {line}");
+                }
+            }
+        }
+        let status = child.wait()?;
+        let stdout_text = out_thread.join().unwrap_or_default();
+        let _ = results::atomic_write(
+            &run_dir.join(format!("{}.log", e.name)),
+            format!("{stdout_text}\n--- stderr ---\n{log}").as_bytes(),
+        );
+        bar.finish_and_clear();
+        multi.remove(&bar);
+        overall.inc(1);
+        let code = status.code();
+        let st = match code {
+            Some(0) => "ok",
+            Some(77) => "nothing-ran",
+            Some(130) | Some(143) => "interrupted",
+            Some(2) => "usage-error",
+            _ => "failed",
+        };
+        let note = (st != "ok")
+            .then(|| {
+                log.lines()
+                    .filter(|l| l.contains("error"))
+                    .last()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .filter(|s| !s.is_empty());
+        outcomes.push(Outcome {
+            experiment: e.name.into(),
+            status: st.into(),
+            exit_code: code,
+            seconds: t0.elapsed().as_secs_f64(),
+            note,
+        });
+        write_suite(&outcomes, "running")?;
+        if st == "interrupted" || harness::interrupted().is_some() {
+            interrupted = Some(harness::interrupted().unwrap_or(libc::SIGINT));
+            break;
+        }
+    }
+    overall.finish_and_clear();
+    let mut plot_note = None;
+    if !args.no_plots && interrupted.is_none() {
+        if let Err(e) = draw_plots(&[run_dir.clone()], None) {
+            plot_note = Some(format!("{e:#}"));
+            eprintln!("zclab: error: plots not drawn: {e:#}");
+        }
+    }
+    let report = report(&run_dir, &outcomes, plot_note.as_deref())?;
+    results::atomic_write(&run_dir.join("report.md"), report.as_bytes())
+        .with_context(|| format!("cannot write report.md in {}", run_dir.display()))?;
+    write_suite(
+        &outcomes,
+        if interrupted.is_some() {
+            "interrupted"
+        } else {
+            "complete"
+        },
+    )?;
+    println!("{}", summary(&run_dir, &outcomes, suite_start.elapsed()));
+    println!("report: {}", run_dir.join("report.md").display());
+    Ok(match interrupted {
+        Some(sig) => 128 + sig,
+        None if outcomes
+            .iter()
+            .all(|o| o.status == "ok" || o.status == "nothing-ran")
+            && plot_note.is_none() =>
+        {
+            0
+        }
+        None => 1,
+    })
+}
+
+/// Draws the plots of `runs` with `scripts/plot.py` in the project's virtual environment
+/// (created on first use by `scripts/pyenv.sh`).
+pub fn draw_plots(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let scripts = scripts_dir();
+    let plot = scripts.join("plot.py");
+    if !plot.exists() {
+        bail!("{} is missing", plot.display());
+    }
+    let env = Command::new("bash")
+        .arg(scripts.join("pyenv.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run scripts/pyenv.sh")?;
+    if !env.status.success() {
+        bail!("scripts/pyenv.sh could not set up Python for the plots");
+    }
+    let py = String::from_utf8_lossy(&env.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mut cmd = Command::new(&py);
+    cmd.arg(&plot).args(runs);
+    if let Some(o) = out {
+        cmd.arg("--out").arg(o);
+    }
+    let st = cmd.status().with_context(|| format!("cannot run {py}"))?;
+    if !st.success() {
+        bail!("plot.py exited with {st}");
+    }
+    Ok(())
+}
+
+/// Rows of one experiment directory.
+pub fn load_rows(exp_dir: &Path) -> Result<Vec<Row>> {
+    let p = exp_dir.join("summary.jsonl");
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    parse_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+}
+
+/// `meta.json` of one experiment directory.
+pub fn load_meta(exp_dir: &Path) -> Result<Value> {
+    let p = exp_dir.join("meta.json");
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", p.display()))
+}
+
+fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
+    let mut s = format!(
+        "\nzclab suite: {} ({:.0} s)\n",
+        run_dir.display(),
+        took.as_secs_f64()
+    );
+    for o in outcomes {
+        let dir = run_dir.join(&o.experiment);
+        let (ok, failed) = load_rows(&dir).map_or((0, 0), |rows| {
+            (
+                rows.iter().filter(|r| r.status == Status::Ok).count(),
+                rows.iter().filter(|r| r.status != Status::Ok).count(),
+            )
+        });
+        let skipped = load_meta(&dir)
+            .ok()
+            .and_then(|m| m["skipped"].as_array().map(|a| a.len()))
+            .unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "  {:<16} {:<12} {:>5.1} s  {ok} trials ok, {failed} failed, {skipped} variants skipped{}",
+            o.experiment,
+            o.status,
+            o.seconds,
+            o.note
+                .as_deref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default()
+        );
+    }
+    s
+}
+
+/// The Markdown report of a suite run.
+pub fn report(run_dir: &Path, outcomes: &[Outcome], plot_note: Option<&str>) -> Result<String> {
+    let mut s = String::new();
+    let suite: Value = std::fs::read_to_string(run_dir.join("suite.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let probe = &suite["probe"];
+    let _ = writeln!(
+        s,
+        "# zclab run {}\n",
+        run_dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
+    );
+    let _ = writeln!(
+        s,
+        "- host: {}  \n- kernel: {} ({})  \n- CPU: {} x {}  \n- clock source: {}  \n- preset: {}  \n- started: {}  \n- lab revision: {}\n",
+        probe["hostname"].as_str().unwrap_or("?"),
+        probe["kernel"]["release"].as_str().unwrap_or("?"),
+        probe["kernel"]["machine"].as_str().unwrap_or("?"),
+        probe["cpu"]["count"],
+        probe["cpu"]["model"].as_str().unwrap_or("?"),
+        probe["clocksource"].as_str().unwrap_or("?"),
+        suite["preset"].as_str().unwrap_or("?"),
+        suite["started_utc"].as_str().unwrap_or("?"),
+        suite["git_revision"].as_str().unwrap_or("?")
+    );
+    if let Some(n) = plot_note {
+        let _ = writeln!(s, "**Plots were not drawn:** {n}\n");
+    }
+    let _ = writeln!(s, "| experiment | status | seconds |\n|---|---|---|");
+    for o in outcomes {
+        let _ = writeln!(s, "| {} | {} | {:.1} |", o.experiment, o.status, o.seconds);
+    }
+    for o in outcomes {
+        let dir = run_dir.join(&o.experiment);
+        let _ = writeln!(s, "\n## {}\n", o.experiment);
+        if let Some(e) = SUITE.iter().find(|e| e.name == o.experiment) {
+            let _ = writeln!(s, "{}\n", e.about);
+        }
+        if let Some(n) = &o.note {
+            let _ = writeln!(s, "Status **{}**: {n}\n", o.status);
+        }
+        match load_rows(&dir) {
+            Ok(rows) => {
+                let _ = writeln!(s, "```\n{}```\n", render_table(&rows));
+            }
+            Err(e) => {
+                let _ = writeln!(s, "No summary: {e:#}\n");
+            }
+        }
+        if let Ok(meta) = load_meta(&dir) {
+            if let Some(sk) = meta["skipped"].as_array().filter(|a| !a.is_empty()) {
+                let _ = writeln!(s, "Skipped variants:\n");
+                for v in sk {
+                    let _ = writeln!(
+                        s,
+                        "- `{}`: {}",
+                        v["variant"].as_str().unwrap_or("?"),
+                        v["reason"].as_str().unwrap_or("?")
+                    );
+                }
+                s.push('\n');
+            }
+        }
+        if let Ok(c) = std::fs::read_to_string(dir.join("crossover.txt")) {
+            let _ = writeln!(s, "Crossover:\n\n```\n{}\n```\n", c.trim_end());
+        }
+        if let Ok(idx) = std::fs::read_to_string(dir.join("plots").join("index.json")) {
+            if let Ok(v) = serde_json::from_str::<Value>(&idx) {
+                let figs = v["figures"].as_array().cloned().unwrap_or_default();
+                for f in figs
+                    .iter()
+                    .filter(|f| f["kind"].as_str() != Some("latency"))
+                    .chain(
+                        figs.iter()
+                            .filter(|f| f["kind"].as_str() == Some("latency"))
+                            .take(4),
+                    )
+                {
+                    if let Some(file) = f["png"].as_str().or(f["file"].as_str()) {
+                        let _ = writeln!(
+                            s,
+                            "![{}]({}/plots/{})\n",
+                            f["title"].as_str().unwrap_or(file),
+                            o.experiment,
+                            file
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(s)
+}
