@@ -232,8 +232,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         let note = (st != "ok")
             .then(|| {
                 log.lines()
-                    .filter(|l| l.contains("error"))
-                    .last()
+                    .rfind(|l| l.contains("error"))
                     .unwrap_or("")
                     .to_string()
             })
@@ -254,7 +253,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     overall.finish_and_clear();
     let mut plot_note = None;
     if !args.no_plots && interrupted.is_none() {
-        if let Err(e) = draw_plots(&[run_dir.clone()], None) {
+        if let Err(e) = draw_plots(std::slice::from_ref(&run_dir), None) {
             plot_note = Some(format!("{e:#}"));
             eprintln!("zclab: error: plots not drawn: {e:#}");
         }
