@@ -9,6 +9,7 @@
 //! - [`sys`], [`uring`], [`net`]: safe wrappers and op patterns; the lab's `unsafe` lives there.
 
 pub mod caps;
+pub mod claims;
 pub mod compare;
 pub mod harness;
 pub mod measure;

@@ -45,6 +45,15 @@ enum Cmd {
         #[arg(long)]
         plots: Option<PathBuf>,
     },
+    /// Give each published claim (claims/claims.json) a verdict from one run directory, or from
+    /// several runs on different kernels for the claims that compare kernels.
+    Claims {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw (or redraw) the plots of one or more run directories.
     Plot {
         #[arg(required = true)]
@@ -95,6 +104,15 @@ fn run(cli: Cli) -> Result<i32> {
             if let Some(p) = plots {
                 suite::draw_plots(&runs, Some(&p))?;
                 println!("overlaid plots: {}", p.display());
+            }
+            Ok(0)
+        }
+        Cmd::Claims { runs, json } => {
+            let (v, table) = zclab::claims::run(&runs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{table}");
             }
             Ok(0)
         }

@@ -258,7 +258,17 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             eprintln!("zclab: error: plots not drawn: {e:#}");
         }
     }
-    let report = report(&run_dir, &outcomes, plot_note.as_deref())?;
+    let claims = match crate::claims::run(std::slice::from_ref(&run_dir)) {
+        Ok((v, t)) => {
+            let _ = results::atomic_write(&run_dir.join("claims.json"), serde_json::to_string_pretty(&v)?.as_bytes());
+            Some(t)
+        }
+        Err(e) => {
+            eprintln!("zclab: claims: {e:#}");
+            None
+        }
+    };
+    let report = report(&run_dir, &outcomes, plot_note.as_deref(), claims.as_deref())?;
     results::atomic_write(&run_dir.join("report.md"), report.as_bytes())
         .with_context(|| format!("cannot write report.md in {}", run_dir.display()))?;
     write_suite(
@@ -270,6 +280,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         },
     )?;
     println!("{}", summary(&run_dir, &outcomes, suite_start.elapsed()));
+    if let Some(t) = &claims {
+        println!("Published claims, checked on this run:\n{t}");
+    }
     println!("report: {}", run_dir.join("report.md").display());
     Ok(match interrupted {
         Some(sig) => 128 + sig,
@@ -368,7 +381,7 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
 }
 
 /// The Markdown report of a suite run.
-pub fn report(run_dir: &Path, outcomes: &[Outcome], plot_note: Option<&str>) -> Result<String> {
+pub fn report(run_dir: &Path, outcomes: &[Outcome], plot_note: Option<&str>, claims: Option<&str>) -> Result<String> {
     let mut s = String::new();
     let suite: Value = std::fs::read_to_string(run_dir.join("suite.json"))
         .ok()
@@ -399,6 +412,9 @@ pub fn report(run_dir: &Path, outcomes: &[Outcome], plot_note: Option<&str>) -> 
     let _ = writeln!(s, "| experiment | status | seconds |\n|---|---|---|");
     for o in outcomes {
         let _ = writeln!(s, "| {} | {} | {:.1} |", o.experiment, o.status, o.seconds);
+    }
+    if let Some(t) = claims {
+        let _ = writeln!(s, "\n## Published claims\n\nEach claim of `claims/claims.json` checked on this run (`zclab claims {}`).\n\n{t}", run_dir.display());
     }
     for o in outcomes {
         let dir = run_dir.join(&o.experiment);
