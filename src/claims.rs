@@ -62,7 +62,13 @@ pub enum Check {
         threshold: f64,
     },
     /// metric(variant) `op` threshold at every matching point.
-    Value { experiment: String, metric: String, side: Side, op: String, threshold: f64 },
+    Value {
+        experiment: String,
+        metric: String,
+        side: Side,
+        op: String,
+        threshold: f64,
+    },
     /// The smallest value of `param` at which a's metric beats b's (lower is better when
     /// `lower_is_better`) lies within [min, max].
     Crossover {
@@ -77,7 +83,14 @@ pub enum Check {
     },
     /// The same variant and point across runs on kernels on either side of `boundary`:
     /// newer / older `op` threshold.
-    Kernels { experiment: String, metric: String, side: Side, boundary: String, op: String, threshold: f64 },
+    Kernels {
+        experiment: String,
+        metric: String,
+        side: Side,
+        boundary: String,
+        op: String,
+        threshold: f64,
+    },
     /// Cannot be tested without something this lab does not have (a NIC, say).
     Needs { what: String },
 }
@@ -158,7 +171,8 @@ fn matches(params: &BTreeMap<String, Value>, filters: &BTreeMap<String, Value>) 
         match f {
             Value::Object(o) => {
                 let x = v.as_f64().unwrap_or(f64::NAN);
-                o.get("min").and_then(Value::as_f64).is_none_or(|m| x >= m) && o.get("max").and_then(Value::as_f64).is_none_or(|m| x <= m)
+                o.get("min").and_then(Value::as_f64).is_none_or(|m| x >= m)
+                    && o.get("max").and_then(Value::as_f64).is_none_or(|m| x <= m)
             }
             _ => v == f,
         }
@@ -166,19 +180,40 @@ fn matches(params: &BTreeMap<String, Value>, filters: &BTreeMap<String, Value>) 
 }
 
 /// Values of `metric` per repeat for rows of `side` at a point; only rows that are ok.
-fn values<'a>(rows: &'a [Row], side: &Side, extra: &BTreeMap<String, Value>) -> BTreeMap<String, (BTreeMap<String, Value>, Vec<&'a Row>)> {
+fn values<'a>(
+    rows: &'a [Row],
+    side: &Side,
+    extra: &BTreeMap<String, Value>,
+) -> BTreeMap<String, (BTreeMap<String, Value>, Vec<&'a Row>)> {
     let mut by_point: BTreeMap<String, (BTreeMap<String, Value>, Vec<&Row>)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.status == Status::Ok && r.variant == side.variant && matches(&r.params, &side.r#where) && matches(&r.params, extra)) {
+    for r in rows.iter().filter(|r| {
+        r.status == Status::Ok
+            && r.variant == side.variant
+            && matches(&r.params, &side.r#where)
+            && matches(&r.params, extra)
+    }) {
         // The shared point: the params not fixed by this side's own filter.
-        let shared: BTreeMap<String, Value> = r.params.iter().filter(|(k, _)| !side.r#where.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let shared: BTreeMap<String, Value> = r
+            .params
+            .iter()
+            .filter(|(k, _)| !side.r#where.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let key = serde_json::to_string(&shared).unwrap_or_default();
-        by_point.entry(key).or_insert_with(|| (shared, Vec::new())).1.push(r);
+        by_point
+            .entry(key)
+            .or_insert_with(|| (shared, Vec::new()))
+            .1
+            .push(r);
     }
     by_point
 }
 
 fn series(rows: &[&Row], metric_name: &str) -> Vec<(u32, f64)> {
-    let mut v: Vec<(u32, f64)> = rows.iter().filter_map(|r| Some((r.repeat, metric(r.metrics.as_ref()?, metric_name)?))).collect();
+    let mut v: Vec<(u32, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.repeat, metric(r.metrics.as_ref()?, metric_name)?)))
+        .collect();
     v.sort_by_key(|x| x.0);
     v
 }
@@ -186,11 +221,18 @@ fn series(rows: &[&Row], metric_name: &str) -> Vec<(u32, f64)> {
 /// Paired ratios a[i]/b[i] by repeat index (falls back to all pairs' extremes when the repeat
 /// indices differ).
 fn ratios(a: &[(u32, f64)], b: &[(u32, f64)]) -> Vec<f64> {
-    let paired: Vec<f64> = a.iter().filter_map(|(i, x)| b.iter().find(|(j, _)| j == i).map(|(_, y)| x / y)).filter(|r| r.is_finite()).collect();
+    let paired: Vec<f64> = a
+        .iter()
+        .filter_map(|(i, x)| b.iter().find(|(j, _)| j == i).map(|(_, y)| x / y))
+        .filter(|r| r.is_finite())
+        .collect();
     if !paired.is_empty() {
         return paired;
     }
-    a.iter().flat_map(|(_, x)| b.iter().map(move |(_, y)| x / y)).filter(|r| r.is_finite()).collect()
+    a.iter()
+        .flat_map(|(_, x)| b.iter().map(move |(_, y)| x / y))
+        .filter(|r| r.is_finite())
+        .collect()
 }
 
 fn holds(op: &str, x: f64, t: f64) -> bool {
@@ -229,17 +271,37 @@ fn combine(kinds: &[Kind]) -> Kind {
 }
 
 fn fmt_num(x: f64) -> String {
-    if x.abs() >= 100.0 { format!("{x:.0}") } else if x.abs() >= 1.0 { format!("{x:.2}") } else { format!("{x:.3}") }
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
 }
 
 /// Skip reason for `variant` recorded in the run, if any.
 fn skip_reason(run: &Run, exp: &str, variant: &str) -> Option<String> {
     let meta = run.meta.get(exp)?;
-    meta["variants"].as_array()?.iter().find(|v| v["name"] == variant && (v["status"] == "skipped" || v["status"] == "failed")).map(|v| format!("{} {}: {}", variant, v["status"].as_str().unwrap_or(""), v["reason"].as_str().unwrap_or("")))
+    meta["variants"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == variant && (v["status"] == "skipped" || v["status"] == "failed"))
+        .map(|v| {
+            format!(
+                "{} {}: {}",
+                variant,
+                v["status"].as_str().unwrap_or(""),
+                v["reason"].as_str().unwrap_or("")
+            )
+        })
 }
 
 fn rows_of<'a>(run: &'a Run, exp: &str) -> Result<&'a [Row], String> {
-    run.rows.get(exp).map(Vec::as_slice).ok_or_else(|| format!("the run did not include {exp}"))
+    run.rows
+        .get(exp)
+        .map(Vec::as_slice)
+        .ok_or_else(|| format!("the run did not include {exp}"))
 }
 
 /// Evaluates one check on `runs` (the first run is "this machine"; cross-kernel checks use all).
@@ -248,7 +310,15 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
     let na = |why: String| (Kind::NotApplicable, "-".to_string(), why);
     match c {
         Check::Needs { what } => na(format!("needs {what}")),
-        Check::Ratio { experiment, metric: m, a, b, points, op, threshold } => {
+        Check::Ratio {
+            experiment,
+            metric: m,
+            a,
+            b,
+            points,
+            op,
+            threshold,
+        } => {
             let rows = match rows_of(run, experiment) {
                 Ok(r) => r,
                 Err(e) => return na(e),
@@ -272,12 +342,27 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 measured.push(format!("{} {}", point_text(shared), fmt_num(median(r))));
             }
             if kinds.is_empty() {
-                return na(format!("the run did not include the needed points ({} and {} with {})", a.variant, b.variant, filter_text(points)));
+                return na(format!(
+                    "the run did not include the needed points ({} and {} with {})",
+                    a.variant,
+                    b.variant,
+                    filter_text(points)
+                ));
             }
             let label = format!("{}/{} {m}", side_text(a), side_text(b));
-            (combine(&kinds), format!("{label} = {}", measured.join(", ")), format!("{label} {op} {threshold}"))
+            (
+                combine(&kinds),
+                format!("{label} = {}", measured.join(", ")),
+                format!("{label} {op} {threshold}"),
+            )
         }
-        Check::Value { experiment, metric: m, side, op, threshold } => {
+        Check::Value {
+            experiment,
+            metric: m,
+            side,
+            op,
+            threshold,
+        } => {
             let rows = match rows_of(run, experiment) {
                 Ok(r) => r,
                 Err(e) => return na(e),
@@ -297,12 +382,29 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 measured.push(format!("{} {}", point_text(shared), fmt_num(median(s))));
             }
             if kinds.is_empty() {
-                return na(format!("the run has no {m} for {} at {}", side.variant, filter_text(&side.r#where)));
+                return na(format!(
+                    "the run has no {m} for {} at {}",
+                    side.variant,
+                    filter_text(&side.r#where)
+                ));
             }
             let label = format!("{} {m}", side_text(side));
-            (combine(&kinds), format!("{label} = {}", measured.join(", ")), format!("{label} {op} {threshold}"))
+            (
+                combine(&kinds),
+                format!("{label} = {}", measured.join(", ")),
+                format!("{label} {op} {threshold}"),
+            )
         }
-        Check::Crossover { experiment, metric: m, a, b, param, lower_is_better, min, max } => {
+        Check::Crossover {
+            experiment,
+            metric: m,
+            a,
+            b,
+            param,
+            lower_is_better,
+            min,
+            max,
+        } => {
             let rows = match rows_of(run, experiment) {
                 Ok(r) => r,
                 Err(e) => return na(e),
@@ -313,44 +415,87 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 }
             }
             match crossover(rows, m, a, b, param, *lower_is_better) {
-                None => na(format!("the run did not include a {param} sweep of {} and {}", a.variant, b.variant)),
+                None => na(format!(
+                    "the run did not include a {param} sweep of {} and {}",
+                    a.variant, b.variant
+                )),
                 Some((lo, hi, sweep)) => {
                     // `lo`..`hi`: the crossover lies between the last size a loses and the first it wins.
                     let kind = match hi {
                         None => Kind::NotReproduced,
-                        Some(h) if h >= *min && h <= *max && lo.is_none_or(|l| l >= *min * 0.5) => Kind::Reproduced,
+                        Some(h) if h >= *min && h <= *max && lo.is_none_or(|l| l >= *min * 0.5) => {
+                            Kind::Reproduced
+                        }
                         Some(h) if h < *min || h > *max => Kind::NotReproduced,
                         Some(_) => Kind::Inconclusive,
                     };
                     let measured = match hi {
                         None => format!("{} never beats {} ({sweep})", a.variant, b.variant),
-                        Some(h) => format!("{} beats {} from {param}={} ({sweep})", a.variant, b.variant, crate::units::fmt_size(h as u64)),
+                        Some(h) => format!(
+                            "{} beats {} from {param}={} ({sweep})",
+                            a.variant,
+                            b.variant,
+                            crate::units::fmt_size(h as u64)
+                        ),
                     };
-                    (kind, measured, format!("crossover in [{}, {}]", crate::units::fmt_size(*min as u64), crate::units::fmt_size(*max as u64)))
+                    (
+                        kind,
+                        measured,
+                        format!(
+                            "crossover in [{}, {}]",
+                            crate::units::fmt_size(*min as u64),
+                            crate::units::fmt_size(*max as u64)
+                        ),
+                    )
                 }
             }
         }
-        Check::Kernels { experiment, metric: m, side, boundary, op, threshold } => {
+        Check::Kernels {
+            experiment,
+            metric: m,
+            side,
+            boundary,
+            op,
+            threshold,
+        } => {
             let bound = parse_version(boundary);
             let older: Vec<&Run> = runs.iter().filter(|r| kernel_version(r) < bound).collect();
             let newer: Vec<&Run> = runs.iter().filter(|r| kernel_version(r) >= bound).collect();
             if older.is_empty() || newer.is_empty() {
-                return na(format!("needs runs from kernels before and from {boundary} on (give several run directories)"));
+                return na(format!(
+                    "needs runs from kernels before and from {boundary} on (give several run directories)"
+                ));
             }
             if runs.iter().any(|r| r.accelerator == "tcg") {
                 return na("a run comes from software emulation: not suitable for timing".into());
             }
             let pick = |r: &Run| -> Vec<f64> {
-                r.rows.get(experiment).map(|rows| {
-                    values(rows, side, &BTreeMap::new()).values().flat_map(|(_, rs)| series(rs, m).into_iter().map(|x| x.1)).collect()
-                }).unwrap_or_default()
+                r.rows
+                    .get(experiment)
+                    .map(|rows| {
+                        values(rows, side, &BTreeMap::new())
+                            .values()
+                            .flat_map(|(_, rs)| series(rs, m).into_iter().map(|x| x.1))
+                            .collect()
+                    })
+                    .unwrap_or_default()
             };
-            let (o, n): (Vec<f64>, Vec<f64>) = (older.iter().flat_map(|r| pick(r)).collect(), newer.iter().flat_map(|r| pick(r)).collect());
+            let (o, n): (Vec<f64>, Vec<f64>) = (
+                older.iter().flat_map(|r| pick(r)).collect(),
+                newer.iter().flat_map(|r| pick(r)).collect(),
+            );
             if o.is_empty() || n.is_empty() {
                 return na(format!("the runs lack {} in {experiment}", side.variant));
             }
-            let r: Vec<f64> = n.iter().flat_map(|x| o.iter().map(move |y| x / y)).collect();
-            (judge(&r, op, *threshold), format!("newer/older {m} {}", fmt_num(median(r))), format!("{op} {threshold}"))
+            let r: Vec<f64> = n
+                .iter()
+                .flat_map(|x| o.iter().map(move |y| x / y))
+                .collect();
+            (
+                judge(&r, op, *threshold),
+                format!("newer/older {m} {}", fmt_num(median(r))),
+                format!("{op} {threshold}"),
+            )
         }
     }
 }
@@ -358,13 +503,22 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
 /// Walks a sweep of `param` (shared by a and b) in increasing order; returns (largest value
 /// where a does not beat b, smallest value from which a beats b at every larger value, text).
 #[allow(clippy::type_complexity)]
-fn crossover(rows: &[Row], m: &str, a: &Side, b: &Side, param: &str, lower: bool) -> Option<(Option<f64>, Option<f64>, String)> {
+fn crossover(
+    rows: &[Row],
+    m: &str,
+    a: &Side,
+    b: &Side,
+    param: &str,
+    lower: bool,
+) -> Option<(Option<f64>, Option<f64>, String)> {
     let va = values(rows, a, &BTreeMap::new());
     let vb = values(rows, b, &BTreeMap::new());
     let mut pts: Vec<(f64, f64)> = Vec::new();
     for (key, (shared, ra)) in &va {
         let Some((_, rb)) = vb.get(key) else { continue };
-        let Some(x) = shared.get(param).and_then(Value::as_f64) else { continue };
+        let Some(x) = shared.get(param).and_then(Value::as_f64) else {
+            continue;
+        };
         let r = ratios(&series(ra, m), &series(rb, m));
         if !r.is_empty() {
             pts.push((x, median(r)));
@@ -383,7 +537,11 @@ fn crossover(rows: &[Row], m: &str, a: &Side, b: &Side, param: &str, lower: bool
             break;
         }
     }
-    let sweep = pts.iter().map(|(x, r)| format!("{}:{}", crate::units::fmt_size(*x as u64), fmt_num(*r))).collect::<Vec<_>>().join(" ");
+    let sweep = pts
+        .iter()
+        .map(|(x, r)| format!("{}:{}", crate::units::fmt_size(*x as u64), fmt_num(*r)))
+        .collect::<Vec<_>>()
+        .join(" ");
     let hi = first_win.map(|i| pts[i].0);
     let lo = match first_win {
         Some(0) => None,
@@ -409,8 +567,18 @@ fn point_text(p: &BTreeMap<String, Value>) -> String {
     let s: Vec<String> = p
         .iter()
         .map(|(k, v)| match v.as_u64() {
-            Some(n) if n >= 1000 && (k.contains("size") || k == "bs" || k.contains("chunk") || k == "buf") => format!("{k}={}", crate::units::fmt_size(n)),
-            _ => format!("{k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string())),
+            Some(n)
+                if n >= 1000
+                    && (k.contains("size") || k == "bs" || k.contains("chunk") || k == "buf") =>
+            {
+                format!("{k}={}", crate::units::fmt_size(n))
+            }
+            _ => format!(
+                "{k}={}",
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string())
+            ),
         })
         .collect();
     format!("[{}]", s.join(","))
@@ -425,7 +593,11 @@ fn side_text(s: &Side) -> String {
 }
 
 fn filter_text(f: &BTreeMap<String, Value>) -> String {
-    if f.is_empty() { "any point".into() } else { serde_json::to_string(f).unwrap_or_default() }
+    if f.is_empty() {
+        "any point".into()
+    } else {
+        serde_json::to_string(f).unwrap_or_default()
+    }
 }
 
 /// Verdicts of every claim against `runs`.
@@ -433,16 +605,25 @@ pub fn verdicts(claims: &[Claim], runs: &[Run]) -> Vec<Verdict> {
     claims
         .iter()
         .map(|c| {
-            let results: Vec<(Kind, String, String)> = c.checks.iter().map(|k| check(k, runs)).collect();
+            let results: Vec<(Kind, String, String)> =
+                c.checks.iter().map(|k| check(k, runs)).collect();
             let kind = combine(&results.iter().map(|r| r.0).collect::<Vec<_>>());
             Verdict {
                 id: c.id.clone(),
                 kind,
-                measured: results.iter().map(|r| r.1.clone()).filter(|s| s != "-").collect::<Vec<_>>().join(" | "),
+                measured: results
+                    .iter()
+                    .map(|r| r.1.clone())
+                    .filter(|s| s != "-")
+                    .collect::<Vec<_>>()
+                    .join(" | "),
                 published: c.published.clone(),
                 why: {
                     let mut w: Vec<String> = Vec::new();
-                    for r in results.iter().filter(|r| r.0 == kind || kind == Kind::Reproduced) {
+                    for r in results
+                        .iter()
+                        .filter(|r| r.0 == kind || kind == Kind::Reproduced)
+                    {
                         if !w.contains(&r.2) {
                             w.push(r.2.clone());
                         }
@@ -456,9 +637,19 @@ pub fn verdicts(claims: &[Claim], runs: &[Run]) -> Vec<Verdict> {
 
 /// The verdict table as Markdown.
 pub fn table(v: &[Verdict]) -> String {
-    let mut s = String::from("| claim | verdict | measured here | published | test / reason |\n|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| claim | verdict | measured here | published | test / reason |\n|---|---|---|---|---|\n",
+    );
     for x in v {
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} |", x.id, x.kind.text(), x.measured.replace('|', "/"), x.published.replace('|', "/"), x.why.replace('|', "/"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            x.id,
+            x.kind.text(),
+            x.measured.replace('|', "/"),
+            x.published.replace('|', "/"),
+            x.why.replace('|', "/")
+        );
     }
     s
 }

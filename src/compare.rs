@@ -64,7 +64,13 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     for d in exp_dirs {
         let meta = load_meta(&d)?;
         let name = meta["experiment"].as_str().unwrap_or("?").to_string();
-        let rows = load_rows(&d).unwrap_or_default();
+        // No summary yet means nothing was measured (e.g. killed before the first trial); a
+        // summary that does not parse is an error.
+        let rows = if d.join("summary.jsonl").exists() {
+            load_rows(&d)?
+        } else {
+            Vec::new()
+        };
         if run.probe.is_null() {
             run.probe = meta["probe"].clone();
             run.accelerator = meta["accelerator"].as_str().unwrap_or("native").to_string();

@@ -260,7 +260,10 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     }
     let claims = match crate::claims::run(std::slice::from_ref(&run_dir)) {
         Ok((v, t)) => {
-            let _ = results::atomic_write(&run_dir.join("claims.json"), serde_json::to_string_pretty(&v)?.as_bytes());
+            let _ = results::atomic_write(
+                &run_dir.join("claims.json"),
+                serde_json::to_string_pretty(&v)?.as_bytes(),
+            );
             Some(t)
         }
         Err(e) => {
@@ -381,7 +384,12 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
 }
 
 /// The Markdown report of a suite run.
-pub fn report(run_dir: &Path, outcomes: &[Outcome], plot_note: Option<&str>, claims: Option<&str>) -> Result<String> {
+pub fn report(
+    run_dir: &Path,
+    outcomes: &[Outcome],
+    plot_note: Option<&str>,
+    claims: Option<&str>,
+) -> Result<String> {
     let mut s = String::new();
     let suite: Value = std::fs::read_to_string(run_dir.join("suite.json"))
         .ok()
@@ -414,7 +422,11 @@ pub fn report(run_dir: &Path, outcomes: &[Outcome], plot_note: Option<&str>, cla
         let _ = writeln!(s, "| {} | {} | {:.1} |", o.experiment, o.status, o.seconds);
     }
     if let Some(t) = claims {
-        let _ = writeln!(s, "\n## Published claims\n\nEach claim of `claims/claims.json` checked on this run (`zclab claims {}`).\n\n{t}", run_dir.display());
+        let _ = writeln!(
+            s,
+            "\n## Published claims\n\nEach claim of `claims/claims.json` checked on this run (`zclab claims {}`).\n\n{t}",
+            run_dir.display()
+        );
     }
     for o in outcomes {
         let dir = run_dir.join(&o.experiment);

@@ -1,0 +1,268 @@
+//! Claim verdicts: every verdict kind on synthetic summaries, and a claim on a small real run.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use zclab::claims::{Kind, load, verdicts};
+use zclab::compare::load_run;
+use zclab::results::{Integrity, Metrics, Row, Status, ZcCounts};
+
+/// Writes a synthetic experiment directory: meta.json and summary.jsonl with one row per
+/// (variant, size, repeat, value of `metric`).
+fn write_exp(
+    dir: &Path,
+    exp: &str,
+    kernel: &str,
+    rows: &[(&str, u64, u32, f64)],
+    skipped: &[(&str, &str)],
+) {
+    let d = dir.join(exp);
+    std::fs::create_dir_all(&d).unwrap();
+    let variants: Vec<_> = skipped
+        .iter()
+        .map(|(v, r)| json!({"name": v, "status": "skipped", "reason": r}))
+        .collect();
+    let meta = json!({
+        "experiment": exp, "accelerator": "native", "variants": variants,
+        "skipped": skipped.iter().map(|(v, r)| json!({"variant": v, "reason": r})).collect::<Vec<_>>(),
+        "probe": {"hostname": "h", "kernel": {"release": kernel}, "io_uring": {"opcodes": []}},
+    });
+    std::fs::write(d.join("meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
+    let mut text = String::new();
+    for &(variant, size, repeat, v) in rows {
+        let mut params = BTreeMap::new();
+        params.insert("size".to_string(), json!(size));
+        let row = Row {
+            experiment: exp.into(),
+            variant: variant.into(),
+            point: format!("size={size}"),
+            params,
+            repeat,
+            status: Status::Ok,
+            error: None,
+            metrics: Some(Metrics {
+                gbps: v,
+                wall_ns: (1e9 / v) as u64,
+                zc: Some(ZcCounts {
+                    usage_reported: true,
+                    copied_pct: v,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            integrity: Some(Integrity {
+                ok: true,
+                ..Default::default()
+            }),
+            cpu_sender: None,
+            cpu_peer: None,
+            histograms: BTreeMap::new(),
+        };
+        text.push_str(&serde_json::to_string(&row).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(d.join("summary.jsonl"), text).unwrap();
+}
+
+fn claims(checks: serde_json::Value) -> Vec<zclab::claims::Claim> {
+    let c = json!([{"id": "t", "statement": "s", "source": "x", "published": "p", "conditions": "c", "reproduced_when": "r", "checks": checks}]);
+    load(&c.to_string()).unwrap()
+}
+
+fn ratio_check(op: &str, t: f64) -> serde_json::Value {
+    json!([{"kind": "ratio", "experiment": "e", "metric": "gbps", "a": {"variant": "fast"}, "b": {"variant": "slow"}, "op": op, "threshold": t}])
+}
+
+#[test]
+fn ratio_verdicts_of_every_kind() {
+    let t = tempfile::tempdir().unwrap();
+    // fast/slow per repeat: 2.0, 2.2, 1.8
+    write_exp(
+        t.path(),
+        "e",
+        "6.18",
+        &[
+            ("fast", 1, 0, 2.0),
+            ("fast", 1, 1, 2.2),
+            ("fast", 1, 2, 1.8),
+            ("slow", 1, 0, 1.0),
+            ("slow", 1, 1, 1.0),
+            ("slow", 1, 2, 1.0),
+        ],
+        &[],
+    );
+    let runs = vec![load_run(t.path()).unwrap()];
+    assert_eq!(
+        verdicts(&claims(ratio_check(">=", 1.5)), &runs)[0].kind,
+        Kind::Reproduced
+    );
+    assert_eq!(
+        verdicts(&claims(ratio_check(">=", 3.0)), &runs)[0].kind,
+        Kind::NotReproduced
+    );
+    // The spread (1.8 .. 2.2) straddles 2.0.
+    assert_eq!(
+        verdicts(&claims(ratio_check(">=", 2.0)), &runs)[0].kind,
+        Kind::Inconclusive
+    );
+    let v = &verdicts(&claims(ratio_check(">=", 1.5)), &runs)[0];
+    assert!(v.measured.contains("2.00"), "{}", v.measured);
+}
+
+#[test]
+fn not_applicable_says_why() {
+    let t = tempfile::tempdir().unwrap();
+    write_exp(
+        t.path(),
+        "e",
+        "6.18",
+        &[("slow", 1, 0, 1.0)],
+        &[("fast", "IORING_OP_SEND_ZC needs Linux 6.0")],
+    );
+    let runs = vec![load_run(t.path()).unwrap()];
+    let v = &verdicts(&claims(ratio_check(">=", 1.5)), &runs)[0];
+    assert_eq!(v.kind, Kind::NotApplicable);
+    assert!(v.why.contains("needs Linux 6.0"), "{}", v.why);
+    // A missing experiment, and points the run does not have.
+    let other = json!([{"kind": "ratio", "experiment": "nope", "metric": "gbps", "a": {"variant": "a"}, "b": {"variant": "b"}, "op": ">", "threshold": 1}]);
+    let v = &verdicts(&claims(other), &runs)[0];
+    assert!(
+        v.kind == Kind::NotApplicable && v.why.contains("did not include nope"),
+        "{v:?}"
+    );
+    let pts = json!([{"kind": "ratio", "experiment": "e", "metric": "gbps", "a": {"variant": "slow"}, "b": {"variant": "slow"}, "points": {"size": {"min": 1000}}, "op": ">", "threshold": 1}]);
+    let v = &verdicts(&claims(pts), &runs)[0];
+    assert!(
+        v.kind == Kind::NotApplicable && v.why.contains("needed points"),
+        "{v:?}"
+    );
+    let needs = json!([{"kind": "needs", "what": "a real NIC"}]);
+    assert!(
+        verdicts(&claims(needs), &runs)[0]
+            .why
+            .contains("needs a real NIC")
+    );
+}
+
+#[test]
+fn value_crossover_and_kernel_checks() {
+    let t = tempfile::tempdir().unwrap();
+    // a beats b (higher gbps) from size 8192 on.
+    let rows = [
+        ("a", 1024, 0, 1.0),
+        ("b", 1024, 0, 2.0),
+        ("a", 4096, 0, 1.5),
+        ("b", 4096, 0, 2.0),
+        ("a", 8192, 0, 3.0),
+        ("b", 8192, 0, 2.0),
+        ("a", 65536, 0, 5.0),
+        ("b", 65536, 0, 2.0),
+    ];
+    write_exp(t.path(), "e", "6.18", &rows, &[]);
+    let runs = vec![load_run(t.path()).unwrap()];
+    let cross = |min: f64, max: f64| json!([{"kind": "crossover", "experiment": "e", "metric": "gbps", "a": {"variant": "a"}, "b": {"variant": "b"}, "param": "size", "lower_is_better": false, "min": min, "max": max}]);
+    assert_eq!(
+        verdicts(&claims(cross(5000.0, 20000.0)), &runs)[0].kind,
+        Kind::Reproduced
+    );
+    assert_eq!(
+        verdicts(&claims(cross(16384.0, 65536.0)), &runs)[0].kind,
+        Kind::NotReproduced
+    );
+    let value = json!([{"kind": "value", "experiment": "e", "metric": "copied_pct", "side": {"variant": "b"}, "op": ">=", "threshold": 2.0}]);
+    assert_eq!(verdicts(&claims(value), &runs)[0].kind, Kind::Reproduced);
+
+    // Two kernels: b at 2.0 on 6.1 and 2.4 on 6.12 -> +20%.
+    let t2 = tempfile::tempdir().unwrap();
+    write_exp(t2.path(), "e", "6.12.0", &[("b", 1024, 0, 2.4)], &[]);
+    let kern = json!([{"kind": "kernels", "experiment": "e", "metric": "gbps", "side": {"variant": "b", "where": {"size": 1024}}, "boundary": "6.5", "op": ">=", "threshold": 1.05}]);
+    let t1 = tempfile::tempdir().unwrap();
+    write_exp(t1.path(), "e", "6.1.0", &[("b", 1024, 0, 2.0)], &[]);
+    let two = vec![load_run(t1.path()).unwrap(), load_run(t2.path()).unwrap()];
+    assert_eq!(
+        verdicts(&claims(kern.clone()), &two)[0].kind,
+        Kind::Reproduced
+    );
+    assert_eq!(
+        verdicts(&claims(kern), &two[..1])[0].kind,
+        Kind::NotApplicable
+    );
+}
+
+#[test]
+fn malformed_claims_and_runs_are_clear_errors() {
+    assert!(load("[").is_err());
+    assert!(load(r#"[{"id":"x"}]"#).is_err());
+    let t = tempfile::tempdir().unwrap();
+    let e = load_run(t.path()).err().unwrap().to_string();
+    assert!(e.contains("holds no experiment results"), "{e}");
+    write_exp(t.path(), "e", "6.18", &[], &[]);
+    std::fs::write(t.path().join("e/summary.jsonl"), "{not json\n").unwrap();
+    let o = run(
+        env!("CARGO_BIN_EXE_zclab"),
+        &["claims", t.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("summary.jsonl: line 1"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_claim_on_a_small_real_run() {
+    let t = tempfile::tempdir().unwrap();
+    let res = t.path().join("r");
+    let o = run(
+        env!("CARGO_BIN_EXE_file_to_socket"),
+        &[
+            "--sizes",
+            "64MiB",
+            "--chunks",
+            "4KiB,256KiB",
+            "--variants",
+            "classic-read-write,classic-sendfile",
+            "--repeat",
+            "3",
+            "--warmup",
+            "1",
+            "--results",
+            res.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run_dir = std::fs::read_dir(&res)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let o = run(
+        env!("CARGO_BIN_EXE_zclab"),
+        &["claims", "--json", run_dir.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ibm = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "ibm-transferto")
+        .unwrap();
+    let kind = ibm["kind"].as_str().unwrap();
+    assert!(
+        kind == "reproduced" || kind == "not-reproduced" || kind == "inconclusive",
+        "{ibm}"
+    );
+    assert!(
+        ibm["measured"].as_str().unwrap().contains("size=64MiB"),
+        "{ibm}"
+    );
+}
