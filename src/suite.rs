@@ -59,9 +59,10 @@ pub struct RunArgs {
     /// Skip drawing plots (the report then lists none).
     #[arg(long)]
     pub no_plots: bool,
-    /// Extra arguments passed to every experiment (e.g. `--repeat 1`), after the preset's.
-    #[arg(long = "exp-arg", allow_hyphen_values = true)]
-    pub exp_args: Vec<String>,
+    /// Extra arguments for every experiment, after the preset's, split on white space
+    /// (e.g. `--exp-args "--repeat 1 --warmup 0"`).
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    pub exp_args: String,
 }
 
 /// How one experiment of the suite ended.
@@ -164,7 +165,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             Preset::Quick => e.quick,
             Preset::Full => e.full,
         });
-        cmd.args(&args.exp_args);
+        cmd.args(args.exp_args.split_whitespace());
         cmd.env("ZCLAB_PROGRESS", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
