@@ -753,9 +753,15 @@ class Plotter:
         return best, [k for k in keys if k != best]
 
     def metric(self):
+        """(row metric, axis label, divisor): GB/s, or operations per second in a readable
+        multiple when the experiment moves no bytes."""
         if self.per_mib:
-            return "gbps", "throughput (GB/s = 10^9 bytes/s)"
-        return "ops_per_s", "operations per second"
+            return "gbps", "throughput (GB/s = 10^9 bytes/s)", 1.0
+        top = max((r.m["ops_per_s"] for rows in self.ok.values() for r in rows), default=0)
+        for div, name in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+            if top >= div:
+                return "ops_per_s", f"{name} operations per second", div
+        return "ops_per_s", "operations per second", 1.0
 
     def throughput(self):
         import matplotlib.pyplot as plt
@@ -763,10 +769,10 @@ class Plotter:
 
         if not self.ok:
             return
-        key, ylabel = self.metric()
+        key, ylabel, div = self.metric()
         xk, others = self.sweep()
         if xk is None:
-            return self.throughput_bars(key, ylabel)
+            return self.throughput_bars(key, ylabel, div)
         combos = []  # (combo label, [points])
         for p in self.points:
             _, text, _ = self.layout[p]
@@ -806,7 +812,7 @@ class Plotter:
                                     lo.append(0.0)
                                     hi.append(0.0)
                                 continue
-                            vals = [r.m[key] for r in rows]
+                            vals = [r.m[key] / div for r in rows]
                             md = statistics.median(vals)
                             xv.append(self.params[p][xk])
                             med.append(md)
@@ -820,7 +826,8 @@ class Plotter:
                                             ri, v), **st)
                         tag(c, self.gid(ri, v))
                         used.append((ri, v))
-                if is_size or (min(xs) > 0 and max(xs) / min(xs) >= 8):
+                log2 = is_size or (min(xs) > 0 and max(xs) / min(xs) >= 8)
+                if log2:
                     ax.set_xscale("log", base=2)
                     ax.xaxis.set_major_locator(FixedLocator(xs))
                     ax.xaxis.set_minor_locator(NullLocator())
@@ -829,8 +836,9 @@ class Plotter:
                     if len(xs) == 1:
                         ax.set_xlim(xs[0] / 2, xs[0] * 2)
                 ax.set_title(combo if combo else "all points")
-                ax.set_xlabel(f"{xk}" + (" (bytes, log2 scale)" if is_size else ""))
-            top = max((max(r.m[key] for r in rows) for (ri, v, p), rows in self.ok.items()
+                ax.set_xlabel(f"{xk}" + (" (bytes, log2 scale)" if is_size else
+                                         " (log2 scale)" if log2 else ""))
+            top = max((max(r.m[key] / div for r in rows) for (ri, v, p), rows in self.ok.items()
                        if any(p in pts for _, pts in group)), default=1.0)
             flat[0].set_ylim(0, top * 1.06 if top > 0 else 1.0)
             for row in axs:
@@ -842,10 +850,10 @@ class Plotter:
             notes = self.absent_note(fig, shown)
             stem = "throughput" if len(groups) == 1 else f"throughput@{group[0][0]}"
             self.save(fig, stem, "throughput", full, flat[:n],
-                      {"x": xk, "metric": key, "panels": [c for c, _ in group],
+                      {"x": xk, "metric": key, "unit": ylabel, "panels": [c for c, _ in group],
                        "not_shown": notes})
 
-    def throughput_bars(self, key, ylabel):
+    def throughput_bars(self, key, ylabel, div):
         """No numeric parameter is swept: bars per point."""
         import matplotlib.pyplot as plt
 
@@ -853,7 +861,7 @@ class Plotter:
                                layout="constrained")
         vals = {}
         for (ri, v, p), rows in self.ok.items():
-            vals[(ri, v, p)] = [r.m[key] for r in rows]
+            vals[(ri, v, p)] = [r.m[key] / div for r in rows]
         used = vertical_bars(ax, self, self.points, vals, lambda x: f"{x:.3g}")
         ax.set_ylabel(ylabel)
         ax.set_xlabel("parameter point")
@@ -863,7 +871,7 @@ class Plotter:
         full = self.title(fig, what)
         notes = self.absent_note(fig, used)
         self.save(fig, "throughput", "throughput", full, [ax],
-                  {"x": None, "metric": key, "not_shown": notes})
+                  {"x": None, "metric": key, "unit": ylabel, "not_shown": notes})
 
     # -- CPU and syscalls ---------------------------------------------------------------------
 

@@ -6,8 +6,9 @@
 # The virtual environment lives at <repo>/.venv (git-ignored; ZCLAB_VENV overrides) and holds
 # exactly the pinned packages of scripts/requirements.txt. A stamp inside it records the
 # requirements' SHA-256: when it matches and the venv's python runs, nothing is done (fast
-# path, no network). Otherwise the venv is created (or repaired) and the pins are installed
-# with pip, under a lock so that concurrent callers do not install over each other.
+# path, no network). Otherwise (first use, requirements changed, an interrupted install, a
+# base python that moved) the venv is built afresh and the pins are installed with pip,
+# under a lock so that concurrent callers do not install over each other.
 #
 # The base interpreter is `python3` on PATH (ZCLAB_PYTHON overrides), Python >= 3.11. On
 # Debian its venv/ensurepip modules come in the python3-venv package: as root this script

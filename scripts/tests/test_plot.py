@@ -356,3 +356,61 @@ def test_pyenv_without_venv_module_as_user():
         assert not (d / ".venv").exists()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def synth_experiment(root, name, points, variants, bytes_moved, hgrm_text):
+    """An experiment directory in the lab's format, for shapes file_to_socket does not have.
+    points: [(label, params)]."""
+    d = root / name
+    d.mkdir(parents=True)
+    rows = []
+    for v in variants:
+        for label, params in points:
+            h = f"{v}@{label}.hgrm"
+            (d / h).write_text(hgrm_text)
+            for rep in range(2):
+                m = {"bytes": bytes_moved, "ops": 1000, "wall_ns": 1_000_000 + rep,
+                     "gbps": bytes_moved / 1e6, "ops_per_s": 1e6 - 1000 * rep,
+                     "user_ns": 1000, "sys_ns": 4000 + rep, "sqpoll_ns": None,
+                     "peer_user_ns": None, "peer_sys_ns": None,
+                     "cpu_ns_per_mib": 0.0, "sys_ns_per_mib": 0.0, "syscalls": 1000,
+                     "syscalls_per_mib": None, "vcsw": 0, "ivcsw": 0, "minflt": 0,
+                     "majflt": 0, "latency": {"step": "one thing", "count": 10},
+                     "extra_latency": {}, "zc": None, "extra": {}}
+                rows.append({"experiment": name, "variant": v, "point": label,
+                             "params": params, "repeat": rep, "status": "ok", "error": None,
+                             "metrics": m, "integrity": {"ok": True}, "histograms":
+                             {"step": h}})
+    (d / "summary.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meta = {"experiment": name, "host": "synth", "kernel": "9.9.9", "status": "complete",
+            "started_utc": "2000-01-01T00:00:00Z", "points": [p for p, _ in points],
+            "variants": [{"name": v, "status": "ran", "reason": None} for v in variants]}
+    (d / "meta.json").write_text(json.dumps(meta))
+    return d
+
+
+def test_other_shapes_of_experiment(runs, tmp_path):
+    """Nothing is specific to file_to_socket: an int sweep with a text parameter, and an
+    experiment that moves no bytes with only a text parameter (bars, per operation)."""
+    hgrm = next((runs[0] / EXP).glob("*.hgrm")).read_text()
+    run = tmp_path / "synth-run"
+    pts = [(f"depth={n},mode={m}", {"depth": n, "mode": m}) for m in ("poll", "irq")
+           for n in (1, 2, 4, 8, 16)]
+    synth_experiment(run, "queue_depth", pts, ["a", "b"], 4096, hgrm)
+    synth_experiment(run, "syscall_floor", [("call=getppid", {"call": "getppid"}),
+                                            ("call=nop", {"call": "nop"})], ["x", "y"], 0,
+                     hgrm)
+    r = plot(run, "--figures", "throughput,cpu,syscalls", "--quiet")
+    assert r.returncode == 0, r.stderr
+    _, figs = load_index(run / "queue_depth" / "plots")
+    f = figs["throughput.png"]
+    assert f["x"] == "depth" and f["panels"] == ["mode=poll", "mode=irq"], f
+    assert f["variants"] == ["a", "b"] and "cpu_per_mib.png" in figs
+    # syscalls_per_mib is null in these rows: unknown, not zero.
+    assert len(figs["syscalls_per_mib.png"]["unknown"]) == 2 * len(pts)
+    _, figs = load_index(run / "syscall_floor" / "plots")
+    assert sorted(figs) == ["cpu_per_op.png", "syscalls_per_op.png", "throughput.png"]
+    assert figs["throughput.png"]["metric"] == "ops_per_s" and figs["throughput.png"]["x"] is None
+    assert figs["syscalls_per_op.png"]["unknown"] == []
+    for name in figs:
+        check_png(run / "syscall_floor" / "plots" / name)
