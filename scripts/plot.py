@@ -676,10 +676,11 @@ class Plotter:
             raise Problem(self.exps[0].dir, f"every {kind} histogram at {point} is empty; "
                           "figure skipped")
 
-        # The unit in which a typical median reads as 1..999.
-        typical = statistics.median(statistics.median(c[3]) for c in curves)
-        unit, div = ("ns", 0.001) if typical < 1 else ("µs", 1.0) if typical < 1000 else \
-            ("ms", 1000.0)
+        # µs, unless every value is below 1 µs (ns) or at least 1 ms (ms).
+        lo_us = min(min(c[3]) for c in curves)
+        hi_us = max(max(c[3]) for c in curves)
+        unit, div = ("ns", 0.001) if hi_us < 1 else ("ms", 1000.0) if lo_us >= 1000 else \
+            ("µs", 1.0)
 
         fig, ax = plt.subplots(figsize=(11, 6.2), layout="constrained")
         xmax = 10.0
@@ -930,8 +931,7 @@ class Plotter:
             horizontal_bars(ax, self, vs, series, stacked=True)
             ax.set_title(p)
             ax.set_xlabel(f"CPU time per {base} ({unit})")
-        fig.legend(handles=stack_legend(), loc="outside lower center", frameon=False, ncol=2)
-        add_legends(fig, panels, self, None)
+        add_legends(fig, panels, self, None, extra=stack_legend(), ncol=2)
         what = f"CPU time per {base} (median of repeats; sys solid, user hatched; bars: " \
             f"min-max of the total)"
         full = self.title(fig, what)
@@ -1049,56 +1049,55 @@ def stack_legend():
                   label="user time")]
 
 
-def add_legends(fig, axes, pl, kind, texts=None, title="variant", ncol=4):
-    """Figure legends. One run: the series on the axes (colour per variant), below the plot.
-    Overlay: the variants by line style/marker (kind "line") or hatch (kind "bar") below the
-    plot, and the runs by colour above it. kind None: the variants are on an axis already, so
-    only the runs (overlay) get a legend."""
+def add_legends(fig, axes, pl, kind, texts=None, title="variant", ncol=4, extra=()):
+    """One figure legend below the plot. One run: the series on the axes (colour per variant).
+    Overlay: the runs by colour, then the variants by line style/marker (kind "line") or hatch
+    (kind "bar"). kind None: the variants are on an axis already, so only the runs (overlay)
+    and `extra` entries are listed."""
     from matplotlib.container import Container
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    present = []
-    for ax in axes:
-        for a in list(ax.containers) + list(ax.get_lines()):
-            gid = container_gid(a) if isinstance(a, Container) else a.get_gid()
-            if gid and not a.get_label().startswith("_"):
-                ri, v = json.loads(gid)
-                if v not in present:
-                    present.append(v)
-    present.sort(key=lambda v: pl.vindex.get(v, 0))
     texts = texts or {}
+    handles, labels = [], []
     if pl.overlay:
-        fig.legend(handles=[Patch(color=RUN_COLOURS[ri % len(RUN_COLOURS)], label=e.run.label)
-                            for ri, e in enumerate(pl.exps)],
-                   title="run (kernel on host): colour", loc="outside right upper",
-                   frameon=False)
-        if kind is None or not present:
-            return
-        handles = []
-        for v in present:
+        for ri, e in enumerate(pl.exps):
+            handles.append(Patch(color=RUN_COLOURS[ri % len(RUN_COLOURS)]))
+            labels.append(f"run: {e.run.label}")
+        present = []
+        for ax in axes:
+            for a in list(ax.containers) + list(ax.get_lines()):
+                gid = container_gid(a) if isinstance(a, Container) else a.get_gid()
+                if gid and not a.get_label().startswith("_"):
+                    v = json.loads(gid)[1]
+                    if v not in present:
+                        present.append(v)
+        present.sort(key=lambda v: pl.vindex.get(v, 0))
+        for v in present if kind else []:
             st = pl.style(0, v)
             if kind == "line":
                 handles.append(Line2D([], [], color="#333333", linestyle=st["linestyle"],
-                                      marker=st["marker"], label=texts.get(v, v)))
+                                      marker=st["marker"]))
             else:
                 handles.append(Patch(facecolor="white", edgecolor="#333333",
-                                     hatch=pl.hatch(v), label=texts.get(v, v)))
-        fig.legend(handles=handles, title=title, loc="outside lower center",
-                   ncol=min(ncol, len(handles)), frameon=False)
-        return
-    if kind is None:
-        return
-    hs, ls = [], []
-    for ax in axes:
-        h, l = ax.get_legend_handles_labels()
-        for hh, ll in zip(h, l):
-            if ll not in ls:
-                hs.append(hh)
-                ls.append(ll)
-    if hs:
-        fig.legend(hs, [texts.get(l, l) for l in ls], title=title, loc="outside lower center",
-                   ncol=min(ncol, len(hs)), frameon=False)
+                                     hatch=pl.hatch(v)))
+            labels.append(texts.get(v, v))
+        title = "colour = run (kernel on host); " + (
+            "line style" if kind == "line" else "hatch") + f" = {title}" if kind else \
+            "colour = run (kernel on host)"
+    elif kind:
+        for ax in axes:
+            h, l = ax.get_legend_handles_labels()
+            for hh, ll in zip(h, l):
+                if texts.get(ll, ll) not in labels:
+                    handles.append(hh)
+                    labels.append(texts.get(ll, ll))
+    for h in extra:
+        handles.append(h)
+        labels.append(h.get_label())
+    if handles:
+        fig.legend(handles, labels, title=title if (kind or pl.overlay) else None,
+                   loc="outside lower center", ncol=min(ncol, len(handles)), frameon=False)
 
 
 def horizontal_bars(ax, pl, vs, series, stacked):
