@@ -476,13 +476,12 @@ pub fn report(
                     )
                 {
                     if let Some(file) = f["png"].as_str().or(f["file"].as_str()) {
-                        let _ = writeln!(
-                            s,
-                            "![{}]({}/plots/{})\n",
-                            f["title"].as_str().unwrap_or(file),
-                            o.experiment,
-                            file
-                        );
+                        let title = f["title"]
+                            .as_str()
+                            .unwrap_or(file)
+                            .replace(['\n', '[', ']'], " ");
+                        // Angle brackets keep '@', ',' and '=' in the file name one link target.
+                        let _ = writeln!(s, "![{title}](<{}/plots/{file}>)\n", o.experiment);
                     }
                 }
             }
