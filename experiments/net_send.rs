@@ -346,6 +346,12 @@ fn main() -> ExitCode {
             "udp_uring_in_flight": args.inflight.min(args.pool),
             "notif_timeout_s": NOTIF_TIMEOUT.as_secs(),
             "sysctl": sysctls(),
+            "netns": {
+                "namespaces": format!("zcsend-{}-a (sender), -b (TCP receiver), -s (sink)", std::process::id()),
+                "tcp_veth": "10.200.0.1 in A -> 10.200.0.2 in B",
+                "udp_sink": "10.201.0.1 in A -> 10.201.0.2, assigned nowhere: permanent neighbour entry in A to the MAC of S's veth end; S has no address and ip_forward 0; IPv6 disabled in all three",
+                "created_with": "iproute2 `ip` (see probe.net.ip_binary)",
+            },
         });
         let mut lab = Lab::open(NAME, &args.common, params)?;
         let mut ctx = Ctx {

@@ -422,6 +422,7 @@ impl TcpLink {
                 .map_err(io::Error::from)?;
                 let (mut s, _) = listener.accept()?;
                 drop(listener);
+                s.set_read_timeout(None)?; // the accepted socket inherits the listener's
                 receive(&mut s, recv_buf)
             })?;
         let addr = rx
