@@ -908,7 +908,7 @@ fn send_uring(t: &mut Trial, conn: &mut Conn, op: SendOp, job: &Job) -> Result<S
 }
 
 /// Sender CPU of one variant at one size over the repeats: ns per MiB, and median GB/s.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Stat {
     med: f64,
     min: f64,
@@ -946,9 +946,117 @@ fn curve(rows: &[&Row]) -> Curve {
         .collect()
 }
 
+/// Where one zero-copy curve drops below a baseline curve, over the sizes both measured.
+#[derive(Debug, Clone, PartialEq)]
+struct Cross {
+    /// `crosses`, `below-at-every-size` or `never-below`.
+    status: &'static str,
+    /// The smallest size from which the zero-copy median is below the baseline's at every
+    /// larger size too.
+    at: Option<u64>,
+    /// The sizes bracketing the crossing (last above, first below).
+    between: Option<(u64, u64)>,
+    /// Where the median ratio crosses 1, interpolated on log-log scale between them.
+    interpolated: Option<f64>,
+    /// Whether the min-max ranges of the repeats do not overlap at the sizes that decide the
+    /// result (the one before the crossing and all after it); otherwise the result is within
+    /// the spread of the repeats.
+    conclusive: bool,
+    pts: Vec<(u64, Stat, Stat)>,
+}
+
+fn cross(base: &Curve, zc: &Curve) -> Option<Cross> {
+    let pts: Vec<(u64, Stat, Stat)> = zc
+        .iter()
+        .filter_map(|(s, z)| base.get(s).map(|b| (*s, *z, *b)))
+        .collect();
+    if pts.is_empty() {
+        return None;
+    }
+    let below: Vec<bool> = pts.iter().map(|(_, z, b)| z.med < b.med).collect();
+    let separated = |i: usize| {
+        let (_, z, b) = pts[i];
+        z.max < b.min || z.min > b.max
+    };
+    let from = (0..pts.len()).find(|&i| below[i..].iter().all(|&x| x));
+    let (status, at, between, interpolated, decide) = match from {
+        None => ("never-below", None, None, None, pts.len() - 1),
+        Some(0) => ("below-at-every-size", Some(pts[0].0), None, None, 0),
+        Some(i) => {
+            let (s0, z0, b0) = pts[i - 1];
+            let (s1, z1, b1) = pts[i];
+            let (r0, r1) = (z0.med / b0.med, z1.med / b1.med);
+            let x = (r0 > 0.0 && r1 > 0.0 && r0 != r1).then(|| {
+                let f = r0.ln() / (r0.ln() - r1.ln());
+                ((s0 as f64).ln() + f * ((s1 as f64).ln() - (s0 as f64).ln())).exp()
+            });
+            ("crosses", Some(s1), Some((s0, s1)), x, i - 1)
+        }
+    };
+    Some(Cross {
+        status,
+        at,
+        between,
+        interpolated,
+        conclusive: (decide..pts.len()).all(separated),
+        pts,
+    })
+}
+
+impl Cross {
+    fn verdict(&self, base: &str) -> String {
+        let c = if self.conclusive {
+            ""
+        } else {
+            " [inconclusive: repeats overlap]"
+        };
+        match (self.status, self.at, self.between) {
+            ("crosses", Some(a), Some((s0, _))) => format!(
+                "pays off from {} (between {} and {}{}){c}",
+                units::fmt_size(a),
+                units::fmt_size(s0),
+                units::fmt_size(a),
+                self.interpolated.map_or(String::new(), |x| format!(
+                    ", ~{:.1} KiB interpolated",
+                    x / 1024.0
+                ))
+            ),
+            ("below-at-every-size", Some(a), _) => format!(
+                "below {base} at every size measured (from {}){c}",
+                units::fmt_size(a)
+            ),
+            _ => format!("never stays below {base} at the sizes measured{c}"),
+        }
+    }
+
+    fn json(&self, base: &str) -> Value {
+        json!({
+            "baseline": base,
+            "status": self.status,
+            "crossover_bytes": self.at,
+            "between_bytes": self.between.map(|(a, b)| [a, b]),
+            "interpolated_bytes": self.interpolated,
+            "conclusive": self.conclusive,
+            "points": self.pts.iter().map(|(s, z, b)| json!({
+                "size": s,
+                "zc_cpu_ns_per_mib": {"median": z.med, "min": z.min, "max": z.max},
+                "baseline_cpu_ns_per_mib": {"median": b.med, "min": b.min, "max": b.max},
+                "ratio": z.med / b.med,
+                "separated": z.max < b.min || z.min > b.max,
+                "zc_gbps_median": z.gbps,
+                "baseline_gbps_median": b.gbps,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 /// Finds, for each zero-copy variant on udp-sink, the message size from which its sender CPU
-/// per byte stays below classic-send's; prints it after the table and writes crossover.json.
+/// per byte stays below classic-send's (and, for io_uring variants, below uring-send's);
+/// prints it after the table and writes crossover.json.
 fn crossover(lab: &Lab, ctx: &Ctx) -> Result<()> {
+    if !ctx.args.paths.contains(&PathKind::UdpSink) {
+        return Ok(()); // the crossover is a udp-sink figure: nothing to say
+    }
     let file = lab.dir.join("summary.jsonl");
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let rows = results::row::parse_jsonl(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
@@ -962,37 +1070,28 @@ fn crossover(lab: &Lab, ctx: &Ctx) -> Result<()> {
             println!("{s}");
         }
     };
-    let base_rows: Vec<&Row> = sink
-        .iter()
-        .copied()
-        .filter(|r| r.variant == "classic-send")
-        .collect();
+    let of = |v: &str| -> Vec<&Row> { sink.iter().copied().filter(|r| r.variant == v).collect() };
     let zc_variants = [
         "classic-send-msg-zerocopy",
         "uring-send-zc",
         "uring-send-zc-fixed",
         "uring-sendmsg-zc",
     ];
-    let has_zc = sink
-        .iter()
-        .any(|r| zc_variants.contains(&r.variant.as_str()));
-    if !ctx.args.paths.contains(&PathKind::UdpSink) {
-        return Ok(()); // the crossover is a udp-sink figure: nothing to say
-    }
-    if base_rows.is_empty() || !has_zc {
+    let base = curve(&of("classic-send"));
+    let uring_base = curve(&of("uring-send"));
+    if base.is_empty() || zc_variants.iter().all(|v| of(v).is_empty()) {
         say(
             "crossover: not computed (needs classic-send and a zero-copy variant measured on udp-sink)",
         );
         return Ok(());
     }
-    let base = curve(&base_rows);
     let mut out = Vec::new();
     say(
         "crossover on udp-sink: message size from which sender CPU per byte (median of repeats) stays below classic-send's",
     );
     for v in zc_variants {
         let mut reaps: Vec<Option<u64>> = Vec::new();
-        for r in sink.iter().filter(|r| r.variant == v) {
+        for r in of(v) {
             let reap = (v == "classic-send-msg-zerocopy")
                 .then(|| r.params.get("reap").and_then(Value::as_u64))
                 .flatten();
@@ -1001,96 +1100,50 @@ fn crossover(lab: &Lab, ctx: &Ctx) -> Result<()> {
             }
         }
         for reap in reaps {
-            let rs: Vec<&Row> = sink
-                .iter()
-                .copied()
-                .filter(|r| r.variant == v)
+            let rs: Vec<&Row> = of(v)
+                .into_iter()
                 .filter(|r| reap.is_none() || r.params.get("reap").and_then(Value::as_u64) == reap)
                 .collect();
             let zc = curve(&rs);
-            let pts: Vec<(u64, Stat, Stat)> = zc
-                .iter()
-                .filter_map(|(s, z)| base.get(s).map(|b| (*s, *z, *b)))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            let below: Vec<bool> = pts.iter().map(|(_, z, b)| z.med < b.med).collect();
-            // First index from which every larger size is below too.
-            let from = (0..pts.len()).find(|&i| below[i..].iter().all(|&x| x));
-            let (status, at, between, interp) = match from {
-                None => ("never-below", None, None, None),
-                Some(0) => ("below-at-every-size", Some(pts[0].0), None, None),
-                Some(i) => {
-                    let (s0, z0, b0) = pts[i - 1];
-                    let (s1, z1, b1) = pts[i];
-                    let (r0, r1) = (z0.med / b0.med, z1.med / b1.med);
-                    // Log-log interpolation of where the CPU ratio crosses 1.
-                    let x = if r0 > 0.0 && r1 > 0.0 && r0 != r1 {
-                        let f = r0.ln() / (r0.ln() - r1.ln());
-                        Some(((s0 as f64).ln() + f * ((s1 as f64).ln() - (s0 as f64).ln())).exp())
-                    } else {
-                        None
-                    };
-                    ("crosses", Some(s1), Some((s0, s1)), x)
-                }
-            };
+            let Some(c) = cross(&base, &zc) else { continue };
             let label = match reap {
                 Some(r) => format!("{v} (reap={r})"),
                 None => v.to_string(),
             };
-            let ratios: Vec<String> = pts
+            let ratios: Vec<String> = c
+                .pts
                 .iter()
                 .map(|(s, z, b)| format!("{} {:.2}", units::fmt_size(*s), z.med / b.med))
                 .collect();
-            let verdict = match (status, at, between, interp) {
-                ("crosses", Some(a), Some((s0, _)), x) => format!(
-                    "pays off from {} (between {} and {}{})",
-                    units::fmt_size(a),
-                    units::fmt_size(s0),
-                    units::fmt_size(a),
-                    x.map_or(String::new(), |x| format!(
-                        ", ~{:.1} KiB interpolated",
-                        x / 1024.0
-                    ))
-                ),
-                ("below-at-every-size", Some(a), _, _) => {
-                    format!(
-                        "below classic-send at every size measured (from {})",
-                        units::fmt_size(a)
-                    )
-                }
-                _ => "never stays below classic-send at the sizes measured".into(),
-            };
             say(&format!(
-                "  {label:<38} {verdict}; CPU ratio zc/classic: {}",
+                "  {label:<38} {}; CPU ratio zc/classic: {}",
+                c.verdict("classic-send"),
                 ratios.join(" | ")
             ));
-            out.push(json!({
-                "variant": v,
-                "reap_every": reap,
-                "status": status,
-                "crossover_bytes": at,
-                "between_bytes": between.map(|(a, b)| [a, b]),
-                "interpolated_bytes": interp,
-                "points": pts.iter().map(|(s, z, b)| json!({
-                    "size": s,
-                    "zc_cpu_ns_per_mib": {"median": z.med, "min": z.min, "max": z.max},
-                    "classic_cpu_ns_per_mib": {"median": b.med, "min": b.min, "max": b.max},
-                    "ratio": z.med / b.med,
-                    "separated": z.max < b.min || z.min > b.max,
-                    "zc_gbps_median": z.gbps,
-                    "classic_gbps_median": b.gbps,
-                })).collect::<Vec<_>>(),
-            }));
+            let vs_uring = v
+                .starts_with("uring-")
+                .then(|| cross(&uring_base, &zc))
+                .flatten();
+            if let Some(u) = &vs_uring {
+                say(&format!(
+                    "  {:<38} against uring-send: {}",
+                    "",
+                    u.verdict("uring-send")
+                ));
+            }
+            let mut j = c.json("classic-send");
+            j["variant"] = json!(v);
+            j["reap_every"] = json!(reap);
+            j["vs_uring_send"] = vs_uring.map_or(Value::Null, |u| u.json("uring-send"));
+            out.push(j);
         }
     }
     let doc = json!({
         "experiment": NAME,
         "path": "udp-sink",
-        "baseline": "classic-send",
-        "metric": "sender CPU (user + system) ns per MiB, median over repeats; 'separated' when the min-max ranges do not overlap",
-        "rule": "crossover_bytes: the smallest measured size from which the zero-copy variant's median is below classic-send's at every larger size too",
+        "baseline": "classic-send (io_uring variants also against uring-send, in vs_uring_send)",
+        "metric": "sender CPU (user + system) ns per MiB, median over repeats; 'separated' when the min-max ranges of the repeats do not overlap",
+        "rule": "crossover_bytes: the smallest measured size from which the zero-copy variant's median is below the baseline's at every larger size too; conclusive when the deciding sizes are separated",
         "repeat": lab.args.repeat,
         "variants": out,
     });
@@ -1125,5 +1178,44 @@ mod tests {
         let mut tiny = vec![0u8; 3];
         stamp(&mut tiny, 0x0102_0304);
         assert_eq!(tiny, [4, 3, 2]);
+    }
+
+    fn stat(med: f64) -> Stat {
+        Stat {
+            med,
+            min: med * 0.95,
+            max: med * 1.05,
+            gbps: 1.0,
+        }
+    }
+
+    #[test]
+    fn crossover_rule() {
+        let base: Curve = [(1024, 100.0), (4096, 100.0), (16384, 100.0), (65536, 100.0)]
+            .into_iter()
+            .map(|(s, m)| (s, stat(m)))
+            .collect();
+        let zc = |v: [f64; 4]| -> Curve {
+            [1024u64, 4096, 16384, 65536]
+                .into_iter()
+                .zip(v)
+                .map(|(s, m)| (s, stat(m)))
+                .collect()
+        };
+        // Below at 4 KiB by chance, above at 16 KiB, below from 64 KiB on: 64 KiB counts.
+        let c = cross(&base, &zc([150.0, 90.0, 120.0, 50.0])).unwrap();
+        assert_eq!(
+            (c.status, c.at, c.between),
+            ("crosses", Some(65536), Some((16384, 65536)))
+        );
+        let x = c.interpolated.unwrap();
+        assert!(x > 16384.0 && x < 65536.0, "{x}");
+        assert!(c.conclusive);
+        let c = cross(&base, &zc([80.0, 70.0, 60.0, 50.0])).unwrap();
+        assert_eq!((c.status, c.at), ("below-at-every-size", Some(1024)));
+        let c = cross(&base, &zc([150.0, 140.0, 130.0, 101.0])).unwrap();
+        assert_eq!((c.status, c.at), ("never-below", None));
+        assert!(!c.conclusive, "101 vs 100 is within the spread");
+        assert!(cross(&base, &Curve::new()).is_none());
     }
 }

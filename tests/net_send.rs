@@ -288,7 +288,13 @@ fn veth_paths_tell_the_truth() {
     let cross: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("crossover.json")).unwrap())
             .unwrap();
-    assert_eq!(cross["variants"].as_array().unwrap().len(), 4, "{cross}");
+    let vs = cross["variants"].as_array().unwrap();
+    assert_eq!(vs.len(), 4, "{cross}");
+    for v in vs {
+        assert!(v["conclusive"].is_boolean() && v["points"].as_array().unwrap().len() == 2);
+        let uring = v["variant"].as_str().unwrap().starts_with("uring-");
+        assert_eq!(v["vs_uring_send"].is_object(), uring, "{v}");
+    }
     assert!(stdout.contains("crossover on udp-sink"), "{stdout}");
     check_nothing_skipped(&dir);
 }
