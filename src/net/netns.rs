@@ -121,7 +121,9 @@ fn netns_sysctl(ns: &str, path: &str, value: &str) -> io::Result<()> {
 /// Counters of the sink device and of IP in the sink namespace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SinkCounters {
+    /// Frames the sink device received (/proc/net/dev).
     pub rx_packets: u64,
+    /// Bytes of those frames, Ethernet header included.
     pub rx_bytes: u64,
     /// `Ip: InAddrErrors` from /proc/net/snmp in the sink namespace, when readable.
     pub in_addr_errors: Option<u64>,
@@ -131,22 +133,32 @@ pub struct SinkCounters {
 #[derive(Debug)]
 pub struct VethLab {
     ip: PathBuf,
-    /// Sender, TCP receiver and sink namespaces.
+    /// The sender's namespace (`zcsend-<pid>-a`).
     pub ns_a: String,
+    /// The TCP receiver's namespace (`-b`).
     pub ns_b: String,
+    /// The sink's namespace (`-s`).
     pub ns_s: String,
-    /// veth ends: A-side and B-side of the TCP pair, A-side and S-side of the sink pair.
+    /// The TCP pair's end in A.
     pub tcp_a_if: String,
+    /// The TCP pair's end in B.
     pub tcp_b_if: String,
+    /// The sink pair's end in A.
     pub sink_a_if: String,
+    /// The sink pair's end in S: its rx counters show what reached the sink.
     pub sink_s_if: String,
+    /// MTU of both pairs.
     pub mtu: u32,
+    /// The TCP sender's address (A).
     pub tcp_a_addr: Ipv4Addr,
+    /// The TCP receiver's address (B).
     pub tcp_b_addr: Ipv4Addr,
+    /// The UDP sender's address (A).
     pub sink_src: Ipv4Addr,
     /// The address UDP is sent to: not assigned anywhere, resolved by a permanent neighbour
     /// entry in A to the sink device's MAC.
     pub sink_dst: Ipv4Addr,
+    /// MAC address of the sink device, as the neighbour entry in A names it.
     pub sink_mac: String,
     /// Namespaces created so far (removed by cleanup).
     created: Vec<String>,
@@ -342,6 +354,7 @@ pub fn snmp_field(text: &str, proto: &str, name: &str) -> Option<u64> {
 /// space until end of stream and hashes what it got with xxh3 (like [`super::LoopbackTcp`], but
 /// over loopback or across the lab's veth pair).
 pub struct TcpLink {
+    /// The sending end.
     pub sender: TcpStream,
     peer: Option<JoinHandle<io::Result<Received>>>,
 }

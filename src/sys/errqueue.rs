@@ -79,9 +79,21 @@ pub fn wait_err(fd: BorrowedFd, timeout: Duration) -> io::Result<bool> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrMsg {
     /// Zero-copy sends `lo ..= hi` completed; `copied` when the kernel copied them.
-    Zerocopy { lo: u32, hi: u32, copied: bool },
+    Zerocopy {
+        /// First id (`ee_info`).
+        lo: u32,
+        /// Last id (`ee_data`).
+        hi: u32,
+        /// `ee_code` has SO_EE_CODE_ZEROCOPY_COPIED.
+        copied: bool,
+    },
     /// Any other extended error (e.g. an ICMP error when IP_RECVERR is set).
-    Other { errno: u32, origin: u8 },
+    Other {
+        /// `ee_errno`.
+        errno: u32,
+        /// `ee_origin`.
+        origin: u8,
+    },
 }
 
 /// Reads one message from the error queue without blocking (recvmsg(2) with
@@ -264,6 +276,7 @@ pub struct ZcPool {
     pub done: IdRanges,
     /// Send issued to its completion read from the error queue, one sample per send.
     pub release: Recorder,
+    /// Sends, completions (error-queue messages), ids covered, copied, ENOBUFS retries.
     pub counts: ZcCounts,
     /// Error-queue messages that were not zero-copy completions.
     pub other_errors: u64,

@@ -43,14 +43,17 @@ impl SendOp {
 /// A send's result CQE, as handed to the caller's callback.
 #[derive(Debug, Clone, Copy)]
 pub struct SendDone {
+    /// The registered buffer sent from.
     pub buf: usize,
-    /// Offset and length within the buffer that were submitted.
+    /// Offset within the buffer that was submitted.
     pub off: usize,
+    /// Length that was submitted.
     pub len: usize,
     /// Bytes sent, or -errno.
     pub res: i32,
-    /// When the send was pushed, and when its result was reaped.
+    /// When the send was pushed.
     pub issued: Stamp,
+    /// When its result was reaped.
     pub reaped: Stamp,
 }
 
