@@ -305,8 +305,18 @@ fn main() -> ExitCode {
             );
             return Ok(ExitCode::from(2));
         }
-        let mut paths = args.paths.clone();
-        paths.dedup();
+        let mut paths: Vec<PathKind> = Vec::new();
+        for p in &args.paths {
+            if !paths.contains(p) {
+                paths.push(*p);
+            }
+        }
+        let mut reaps: Vec<u64> = Vec::new();
+        for r in &args.reap_every {
+            if !reaps.contains(r) {
+                reaps.push(*r);
+            }
+        }
         let mut points = Vec::new();
         for &p in &paths {
             let mut sizes: Vec<u64> = args
@@ -327,7 +337,7 @@ fn main() -> ExitCode {
                 new
             });
             for s in sizes {
-                for &r in &args.reap_every {
+                for &r in &reaps {
                     points.push(
                         Point::new()
                             .text("path", p.name())
@@ -364,11 +374,7 @@ fn main() -> ExitCode {
             args,
         };
         let wants_net = paths.iter().any(|p| p.needs_netns());
-        let selected = VARIANTS.iter().any(|v| {
-            ctx.args.common.variants.is_empty()
-                || ctx.args.common.variants.iter().any(|x| x == v.name)
-        });
-        if wants_net && selected {
+        if wants_net {
             if !lab.caps.net.netns {
                 ctx.net_reason = Some(netns_reason(&lab.caps));
             } else {
