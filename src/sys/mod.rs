@@ -2,6 +2,7 @@
 //! sockets. The few `unsafe` blocks of the lab live here and in `ring`/`uring`.
 
 pub mod cpu;
+pub mod errqueue;
 pub mod file;
 pub mod perf;
 pub mod pipe;
