@@ -404,6 +404,22 @@ impl Trial<'_> {
         }
     }
 
+    /// Records a histogram measured outside [`Trial::measure`]'s recorder, e.g. in a peer thread.
+    /// Kind `"step"` replaces the trial's step histogram and its latency summary (say in `step`
+    /// where it was measured); any other kind is an extra distribution beside it. Call after
+    /// [`Trial::measure`].
+    pub fn set_histogram(&mut self, kind: &str, step: &str, h: Histogram<u64>) {
+        if let Some(m) = self.metrics.as_mut() {
+            let lat = Latency::from_histogram(step, &h);
+            if kind == "step" {
+                m.latency = lat;
+            } else {
+                m.extra_latency.insert(kind.into(), lat);
+            }
+        }
+        self.hists.insert(kind.into(), h);
+    }
+
     /// Records a variant-specific figure.
     pub fn set_extra(&mut self, name: &str, v: f64) {
         if let Some(m) = self.metrics.as_mut() {

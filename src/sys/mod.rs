@@ -3,5 +3,7 @@
 
 pub mod cpu;
 pub mod file;
+pub mod mapping;
 pub mod perf;
 pub mod pipe;
+pub mod proc;
