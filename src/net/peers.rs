@@ -41,6 +41,23 @@ impl FaultSpec {
         }
     }
 
+    /// [`FaultSpec::from_env`], refusing a variant name that is not among `known`.
+    pub fn from_env_for(known: &[&str]) -> io::Result<Option<FaultSpec>> {
+        let f = FaultSpec::from_env()?;
+        if let Some(v) = f.as_ref().and_then(|f| f.variant.as_deref()) {
+            if !known.contains(&v) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{FAULT_ENV}: unknown variant '{v}' (known: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(f)
+    }
+
     /// Parses `peer-reset-after:SIZE[@VARIANT]`.
     pub fn parse(s: &str) -> io::Result<FaultSpec> {
         let bad = |why: &str| {
