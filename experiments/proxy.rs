@@ -64,11 +64,11 @@ struct Args {
     #[arg(long, default_value = "stream,echo", value_delimiter = ',', value_enum)]
     mode: Vec<Mode>,
     /// Bytes the client streams per trial in stream mode.
-    #[arg(long, default_value = "64MiB", value_parser = harness::size_arg)]
+    #[arg(long, default_value = "32MiB", value_parser = harness::size_arg)]
     stream_bytes: u64,
     /// Round trips per parameter point in echo mode, shared by the repeats (each trial runs
-    /// requests/repeat, rounded up), so the point's merged histogram (`.hgrm`) holds at least
-    /// this many: 10000 or more for it to reach p99.99.
+    /// requests/repeat, rounded up; a warm-up at most 1000), so the point's merged histogram
+    /// (`.hgrm`) holds at least this many: 10000 or more for it to reach p99.99.
     #[arg(long, default_value_t = 20000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     requests: u64,
     /// Pipe capacity for the splice variants; default twice the message size, at least 64 KiB.
@@ -95,7 +95,13 @@ struct Ctx {
     args: Args,
     fault: Option<FaultSpec>,
     stream: Option<PatternStream>,
+    /// Trials started per (variant, point): the harness runs the warm-ups first, so the first
+    /// `--warmup` of each are warm-ups (echo warm-ups run fewer requests).
+    started: std::collections::HashMap<(String, String), u32>,
 }
+
+/// Round trips of an echo warm-up trial (at most).
+const WARMUP_REQUESTS: u64 = 1000;
 
 const VARIANTS: &[Variant<Ctx>] = &[
     Variant {
@@ -168,6 +174,7 @@ fn main() -> ExitCode {
             args,
             fault,
             stream: None,
+            started: Default::default(),
         };
         let code = lab.run(VARIANTS, &points, &mut ctx)?;
         crossover(&lab)?;
@@ -415,7 +422,16 @@ fn run_echo(ctx: &mut Ctx, t: &mut Trial, variant: &str, mut relay: Relay) -> Re
     // --requests is per point: the repeats share it, so the point's merged histogram holds at
     // least that many round trips.
     let msg = t.point.num("msg") as usize;
-    let requests = ctx.args.requests.div_ceil(ctx.args.common.repeat as u64);
+    let n = ctx
+        .started
+        .entry((variant.to_string(), t.point.label()))
+        .or_insert(0);
+    *n += 1;
+    let warmup = *n <= ctx.args.common.warmup;
+    let mut requests = ctx.args.requests.div_ceil(ctx.args.common.repeat as u64);
+    if warmup {
+        requests = requests.min(WARMUP_REQUESTS);
+    }
     let (s, client, server) = sockets()?;
     let reset = FaultSpec::for_variant(&ctx.fault, variant);
     let srv = EchoServer::spawn(server, t.cpus.1, msg)?;
@@ -627,7 +643,16 @@ fn crossover(lab: &Lab) -> Result<()> {
                 None => format!("never overtakes (up to {})", units::fmt_size(largest)),
             };
             let key = format!("{sp} vs {cp}");
-            lines.push(format!("  {mode:<6} {key:<40} {verdict}"));
+            let overlaps = by_size.iter().filter(|x| x.4).count();
+            let note = if overlaps > 0 {
+                format!(
+                    " (repeat ranges overlap at {overlaps} of {} sizes)",
+                    by_size.len()
+                )
+            } else {
+                String::new()
+            };
+            lines.push(format!("  {mode:<6} {key:<40} {verdict}{note}"));
             per_mode.insert(
                 key,
                 json!({

@@ -370,28 +370,31 @@ fn report(lab: &Lab) -> Result<()> {
             "p9999_ns": f.p9999, "mops_per_s": f.mops, "ratio_to_getppid": ratio,
         }));
     }
-    // nop-rate: batched NOPs (batch > 1) submitted by system calls, against one getppid.
+    // nop-rate: batched NOPs (batch > 1) submitted by system calls, against one getppid. The
+    // best is picked by the median batch, which other tenants of the CPU disturb least; the
+    // ratio is given by wall time, by median batch and by CPU time.
     let batched: Vec<&Floor> = fl
         .iter()
         .filter(|f| f.batch > 1 && (f.variant == "uring-nop" || f.variant == "uring-nop-regring"))
         .collect();
-    let best = batched
-        .iter()
-        .min_by(|a, b| a.ns_per_op.total_cmp(&b.ns_per_op));
-    let getppid_p50 = fl.iter().find(|f| f.variant == "getppid").map(|f| f.p50);
-    let claim = match (getppid, getppid_p50, best) {
-        (Some(g), Some(g50), Some(b)) if g > 0.0 && g50 > 0.0 => {
-            let r = b.ns_per_op / g;
-            let r50 = b.p50 / g50;
+    let best = batched.iter().min_by(|a, b| a.p50.total_cmp(&b.p50));
+    let g = fl.iter().find(|f| f.variant == "getppid");
+    let claim = match (g, best) {
+        (Some(g), Some(b)) if g.ns_per_op > 0.0 && g.p50 > 0.0 && g.cpu_ns_per_op > 0.0 => {
+            let r = b.ns_per_op / g.ns_per_op;
+            let r50 = b.p50 / g.p50;
+            let rcpu = b.cpu_ns_per_op / g.cpu_ns_per_op;
             out.push_str(&format!(
-                "nop-rate: best batched NOP ({} at batch {}) {:.1} ns/op = {:.2}x one getppid ({:.1} ns);                  by median batch {:.2}x; the claim needs < 0.5x\n",
-                b.variant, b.batch, b.ns_per_op, r, g, r50
+                "nop-rate: {} at batch {} against getppid: {r:.2}x by wall time ({:.1} / {:.1} ns), \
+                 {r50:.2}x by median batch ({:.0} / {:.0} ns), {rcpu:.2}x by CPU time ({:.1} / {:.1} ns); \
+                 the claim needs < 0.5x\n",
+                b.variant, b.batch, b.ns_per_op, g.ns_per_op, b.p50, g.p50, b.cpu_ns_per_op, g.cpu_ns_per_op
             ));
             json!({
-                "getppid_ns": g, "getppid_p50_ns": g50,
-                "best_batched_nop": {"variant": b.variant, "batch": b.batch, "ns_per_op": b.ns_per_op, "p50_ns": b.p50},
-                "ratio": r, "ratio_p50": r50, "threshold": 0.5,
-                "note": "ns_per_op is wall time / operations (includes any preemption); p50 is the median batch mean",
+                "getppid": {"ns_per_op": g.ns_per_op, "p50_ns": g.p50, "cpu_ns_per_op": g.cpu_ns_per_op},
+                "best_batched_nop": {"variant": b.variant, "batch": b.batch, "ns_per_op": b.ns_per_op, "p50_ns": b.p50, "cpu_ns_per_op": b.cpu_ns_per_op},
+                "ratio_wall": r, "ratio_p50": r50, "ratio_cpu": rcpu, "threshold": 0.5,
+                "note": "ns_per_op is wall time / operations (includes preemption by other tasks); p50 is the median batch mean; cpu is user+sys of the process (SQ thread included) / operations",
             })
         }
         _ => Value::Null,

@@ -314,7 +314,7 @@ fn syscall_floor_every_variant() {
     let f: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("floor.json")).unwrap()).unwrap();
     assert!(f["per_op"].as_array().unwrap().len() >= 5);
-    assert!(f["nop_rate"]["ratio"].as_f64().is_some());
+    assert!(f["nop_rate"]["ratio_p50"].as_f64().is_some());
 }
 
 /// A peer resetting its connection mid-transfer fails that variant only: exit 1, its rows are
