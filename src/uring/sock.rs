@@ -42,6 +42,9 @@ fn busy(e: &io::Error) -> bool {
 /// (IORING_CQE_F_NOTIF) go to `other`. Allocates nothing. An interrupted wait is resumed, so
 /// nothing submitted is still in flight when this returns Ok; on Err the ring's state is
 /// unknown and the caller must treat the memory the entries named as possibly still in use.
+/// (io_uring_enter returns an error only when it submitted nothing, and with a ring the lab
+/// owns only EINTR/EAGAIN/EBUSY are expected, which are retried; the patterns that own their
+/// buffers leak them on error all the same.)
 ///
 /// # Safety
 /// Every buffer an entry points to must stay valid and unaliased until this returns.
@@ -582,9 +585,15 @@ pub struct ZcMsgSender {
     slots: Vec<Option<ZcPending>>,
     free_slots: Vec<usize>,
     iov: Vec<libc::iovec>,
+    /// The header of the send in flight; kept here, not on the stack, so that it outlives any
+    /// request the kernel has not consumed yet.
+    msg: Box<libc::msghdr>,
     report_usage: bool,
     clock: Clock,
     outstanding: u64,
+    /// A wait failed: the kernel may still read `msg`, `iov` and the pool; refuse further sends
+    /// and leak them on drop.
+    poisoned: bool,
     /// Send issued to notification received, per send.
     pub release: Recorder,
     pub counts: ZcCounts,
@@ -600,9 +609,12 @@ impl ZcMsgSender {
             slots: vec![None; ZC_SLOTS],
             free_slots: (0..ZC_SLOTS).rev().collect(),
             iov: Vec::with_capacity(max_parts),
+            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+            msg: Box::new(unsafe { std::mem::zeroed() }),
             report_usage,
             clock,
             outstanding: 0,
+            poisoned: false,
             release: Recorder::new(clock),
             counts: ZcCounts {
                 usage_reported: report_usage,
@@ -694,6 +706,11 @@ impl ZcMsgSender {
     /// SENDMSG_ZC and MSG_WAITALL, and waits for the send's result (not its notification); a
     /// short send is finished with further sends. Returns the round trips.
     pub fn send(&mut self, ring: &mut Ring, sock: Fd, parts: &[(usize, usize)]) -> io::Result<u64> {
+        if self.poisoned {
+            return Err(io::Error::other(
+                "zero-copy sender unusable after a failed io_uring_enter",
+            ));
+        }
         let total: usize = parts.iter().map(|p| p.1).sum();
         assert!(
             parts.iter().all(|&(s, l)| s + l <= self.pool.len()),
@@ -721,11 +738,9 @@ impl ZcMsgSender {
                 self.wait(ring, None, None)?;
             }
             let slot = self.free_slots.pop().expect("checked above");
-            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = self.iov.as_mut_ptr();
-            msg.msg_iovlen = self.iov.len() as _;
-            let e = op_fd!(sock, SendMsgZc(&msg as *const libc::msghdr))
+            self.msg.msg_iov = self.iov.as_mut_ptr();
+            self.msg.msg_iovlen = self.iov.len() as _;
+            let e = op_fd!(sock, SendMsgZc(&*self.msg as *const libc::msghdr))
                 .ioprio(if self.report_usage {
                     IORING_SEND_ZC_REPORT_USAGE
                 } else {
@@ -736,10 +751,10 @@ impl ZcMsgSender {
                 .user_data(slot as u64);
             {
                 let mut sq = ring.inner().submission();
-                // SAFETY: `msg` and `self.iov` live until the result CQE is reaped below (the
-                // kernel copies them when it issues the request); the pool's pages are read
-                // until the notification, and the pool is never freed while any notification
-                // is outstanding (see Drop).
+                // SAFETY: `self.msg` and `self.iov` are not touched again until the result CQE
+                // is reaped below (the kernel copies them when it issues the request), and are
+                // leaked if that wait fails; the pool's pages are read until the notification,
+                // and the pool is never freed while any notification is outstanding (see Drop).
                 unsafe { sq.push(&e) }.map_err(|_| io::Error::other("submission queue full"))?;
             }
             self.slots[slot] = Some(ZcPending {
@@ -754,8 +769,7 @@ impl ZcMsgSender {
                     Ok(Some(c)) => break c,
                     Ok(None) => {}
                     Err(e) => {
-                        // `msg` is on this stack frame and the kernel may not have read it yet:
-                        // the pool and slot state are kept (leaked on drop if outstanding).
+                        self.poisoned = true;
                         return Err(e);
                     }
                 }
@@ -797,9 +811,15 @@ impl ZcMsgSender {
 
 impl Drop for ZcMsgSender {
     fn drop(&mut self) {
-        if self.outstanding > 0 {
-            // The kernel may still read these pages: never free them.
+        if self.outstanding > 0 || self.poisoned {
+            // The kernel may still read these: never free them.
             std::mem::forget(std::mem::take(&mut self.pool));
+            std::mem::forget(std::mem::take(&mut self.iov));
+            // SAFETY: msghdr is plain data; the replaced box is leaked, never freed.
+            std::mem::forget(std::mem::replace(
+                &mut self.msg,
+                Box::new(unsafe { std::mem::zeroed() }),
+            ));
         }
     }
 }
@@ -985,6 +1005,85 @@ mod tests {
             65536,
             Some(100_000),
         );
+    }
+
+    #[test]
+    fn move_exact_both_ways() {
+        use std::io::Write;
+        let mut r = crate::ring::Ring::new(&RingConfig::tuned(8)).unwrap();
+        let (mut x, a) = tcp_pair().unwrap();
+        let (b, mut y) = tcp_pair().unwrap();
+        let (pr, pw, _) = crate::sys::pipe::pipe_with_size(1 << 16).unwrap();
+        let mut buf = vec![0u8; 5000];
+        let msg: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        for pipe in [false, true] {
+            x.write_all(&msg).unwrap();
+            let via = if pipe {
+                Via::Pipe {
+                    pipe_r: pr.as_raw_fd(),
+                    pipe_w: pw.as_raw_fd(),
+                }
+            } else {
+                Via::Buffer(&mut buf)
+            };
+            move_exact(
+                &mut r,
+                Fd::Raw(a.as_raw_fd()),
+                Fd::Raw(b.as_raw_fd()),
+                via,
+                5000,
+            )
+            .unwrap();
+            let mut got = vec![0u8; 5000];
+            y.read_exact(&mut got).unwrap();
+            assert_eq!(got, msg, "pipe={pipe}");
+        }
+        drop(x);
+        let e = move_exact(
+            &mut r,
+            Fd::Raw(a.as_raw_fd()),
+            Fd::Raw(b.as_raw_fd()),
+            Via::Buffer(&mut buf),
+            10,
+        );
+        assert!(e.is_err(), "end of stream before the message is an error");
+    }
+
+    #[test]
+    fn writev_all_sends_every_part() {
+        let mut r = crate::ring::Ring::new(&RingConfig::tuned(8)).unwrap();
+        let (x, mut y) = tcp_pair().unwrap();
+        let parts: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; 1000 + i]).collect();
+        let want: Vec<u8> = parts.concat();
+        let h = std::thread::spawn(move || {
+            let mut got = vec![0u8; want.len()];
+            y.read_exact(&mut got).unwrap();
+            got == want
+        });
+        let mut iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        writev_all(&mut r, Fd::Raw(x.as_raw_fd()), &mut iov[..]).unwrap();
+        assert!(h.join().unwrap());
+    }
+
+    #[test]
+    fn sendmsg_zc_is_notified() {
+        let mut r = crate::ring::Ring::new(&RingConfig::tuned(64)).unwrap();
+        let (x, y) = tcp_pair().unwrap();
+        let mut pool = vec![0u8; 10_000];
+        crate::sys::file::fill_pattern(&mut pool, 0);
+        let want: Vec<u8> = [&pool[5000..8000], &pool[0..1000]].concat().repeat(50);
+        let sink = crate::net::peers::HashSink::spawn(y, 0, 4096, None).unwrap();
+        let mut zc = ZcMsgSender::new(pool, 2, true, Clock::new());
+        for _ in 0..50 {
+            zc.send(&mut r, Fd::Raw(x.as_raw_fd()), &[(5000, 3000), (0, 1000)])
+                .unwrap();
+        }
+        zc.drain(&mut r, Duration::from_secs(5)).unwrap();
+        drop(x);
+        let got = sink.join().unwrap();
+        assert_eq!(got.hash, xxhash_rust::xxh3::xxh3_64(&want));
+        assert_eq!(zc.counts.sends, zc.counts.notifications);
+        assert_eq!(zc.release.histogram().len(), zc.counts.sends);
     }
 
     #[test]
