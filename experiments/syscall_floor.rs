@@ -201,6 +201,9 @@ fn nop(ctx: &mut Ctx, t: &mut Trial, sqpoll: bool, regring: bool) -> Result<()> 
         )));
     }
     let batch = t.point.num("batch");
+    if sqpoll {
+        settle_sq_threads();
+    }
     let cfg = if sqpoll {
         RingConfig::sqpoll(RING_ENTRIES, 1000, Some(t.cpus.1 as u32))
     } else {
@@ -238,6 +241,24 @@ fn nop(ctx: &mut Ctx, t: &mut Trial, sqpoll: bool, regring: bool) -> Result<()> 
         bytes_got: 0,
     });
     Ok(())
+}
+
+/// Waits (up to 2 s) until the SQ threads of rings closed earlier have exited: the harness
+/// sums the CPU time of every `iou-sqp` thread before and after a trial, and a thread that
+/// exits in between would make the SQPOLL figure of this trial too small.
+fn settle_sq_threads() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let lingering = || {
+        std::fs::read_dir("/proc/self/task").is_ok_and(|d| {
+            d.flatten().any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.starts_with("iou-sqp"))
+            })
+        })
+    };
+    while lingering() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 fn uring_nop(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
