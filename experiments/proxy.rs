@@ -583,6 +583,29 @@ fn figures(
         .collect()
 }
 
+/// The smallest size from which splice is better at that size and at every larger one, given
+/// (size, splice better) in ascending size order.
+fn crossover_size(better: &[(u64, bool)]) -> Option<u64> {
+    let mut cross = None;
+    for &(s, b) in better.iter().rev() {
+        if !b {
+            break;
+        }
+        cross = Some(s);
+    }
+    cross
+}
+
+/// Sizes below the crossover where splice is better all the same (the comparison is not
+/// monotone in size).
+fn stray_sizes(better: &[(u64, bool)], cross: Option<u64>) -> Vec<u64> {
+    better
+        .iter()
+        .filter(|&&(s, b)| b && cross.is_none_or(|c| s < c))
+        .map(|&(s, _)| s)
+        .collect()
+}
+
 /// Compares each splice variant with its copy-based counterpart per mode, prints where the
 /// splice variant overtakes, and writes `crossover.json`.
 fn crossover(lab: &Lab) -> Result<()> {
@@ -622,15 +645,8 @@ fn crossover(lab: &Lab) -> Result<()> {
             if by_size.is_empty() {
                 continue;
             }
-            // The smallest size from which splice is better at that size and every larger one.
-            let mut cross = None;
-            for i in (0..by_size.len()).rev() {
-                if by_size[i].3 {
-                    cross = Some(by_size[i].0);
-                } else {
-                    break;
-                }
-            }
+            let better: Vec<(u64, bool)> = by_size.iter().map(|x| (x.0, x.3)).collect();
+            let cross = crossover_size(&better);
             let largest = by_size.last().map_or(0, |x| x.0);
             let verdict = match cross {
                 Some(s) if s == by_size[0].0 => {
@@ -641,6 +657,15 @@ fn crossover(lab: &Lab) -> Result<()> {
                 }
                 Some(s) => format!("overtakes at {}", units::fmt_size(s)),
                 None => format!("never overtakes (up to {})", units::fmt_size(largest)),
+            };
+            let stray: Vec<String> = stray_sizes(&better, cross)
+                .into_iter()
+                .map(units::fmt_size)
+                .collect();
+            let verdict = if stray.is_empty() {
+                verdict
+            } else {
+                format!("{verdict}; but better at {}", stray.join(", "))
             };
             let key = format!("{sp} vs {cp}");
             let overlaps = by_size.iter().filter(|x| x.4).count();
@@ -684,4 +709,29 @@ fn crossover(lab: &Lab) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crossover_is_the_start_of_the_last_winning_run() {
+        let b = [
+            (512, false),
+            (2048, true),
+            (4096, false),
+            (16384, true),
+            (65536, true),
+        ];
+        assert_eq!(crossover_size(&b), Some(16384));
+        assert_eq!(stray_sizes(&b, Some(16384)), vec![2048]);
+        let never = [(512, true), (2048, true), (4096, false)];
+        assert_eq!(crossover_size(&never), None);
+        assert_eq!(stray_sizes(&never, None), vec![512, 2048]);
+        let all = [(512, true), (2048, true)];
+        assert_eq!(crossover_size(&all), Some(512));
+        assert!(stray_sizes(&all, Some(512)).is_empty());
+        assert_eq!(crossover_size(&[]), None);
+    }
 }
