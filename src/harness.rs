@@ -318,13 +318,13 @@ impl Trial<'_> {
     ) -> anyhow::Result<()> {
         let mut rec = Recorder::new(self.clock);
         let sys0 = self.syscalls.map(|c| c.read());
-        let sq0 = usage::helper_threads_ns("iou-sqp");
+        let sq0 = usage::helper_threads("iou-sqp");
         let u0 = usage::process()?;
         let t0 = rec.now();
         let done = f(&mut rec)?;
         let t1 = rec.now();
         let u1 = usage::process()?;
-        let sq1 = usage::helper_threads_ns("iou-sqp");
+        let sq1 = usage::helper_threads("iou-sqp");
         let sys1 = self.syscalls.map(|c| c.read());
         let wall_ns = self.clock.ns_between(t0, t1).max(1);
         let u = u1.since(&u0);
@@ -335,7 +335,7 @@ impl Trial<'_> {
         let mib = done.bytes as f64 / (1u64 << 20) as f64;
         let per_mib = |v: f64| if mib > 0.0 { v / mib } else { 0.0 };
         let hist = rec.take();
-        let sqpoll = (sq0 > 0 || sq1 > 0).then(|| sq1.saturating_sub(sq0));
+        let sqpoll = usage::helper_threads_since(&sq0, &sq1);
         self.metrics = Some(Metrics {
             bytes: done.bytes,
             ops: done.ops,
@@ -402,6 +402,22 @@ impl Trial<'_> {
         if let Some(h) = release {
             self.hists.insert("release".into(), h);
         }
+    }
+
+    /// Records a histogram measured outside [`Trial::measure`]'s recorder, e.g. in a peer thread.
+    /// Kind `"step"` replaces the trial's step histogram and its latency summary (say in `step`
+    /// where it was measured); any other kind is an extra distribution beside it. Call after
+    /// [`Trial::measure`].
+    pub fn set_histogram(&mut self, kind: &str, step: &str, h: Histogram<u64>) {
+        if let Some(m) = self.metrics.as_mut() {
+            let lat = Latency::from_histogram(step, &h);
+            if kind == "step" {
+                m.latency = lat;
+            } else {
+                m.extra_latency.insert(kind.into(), lat);
+            }
+        }
+        self.hists.insert(kind.into(), h);
     }
 
     /// Records a variant-specific figure.
@@ -734,14 +750,15 @@ impl Lab {
                     if let Err(e) = &res {
                         if let Some(s) = e.downcast_ref::<Skip>() {
                             let reason = s.reason.clone();
-                            self.say(&format!("skip {} at {label}: {reason}", v.name));
                             if s.point_only {
+                                // Recorded in meta.json; not printed: a sweep can skip many points.
                                 self.variants[vi]
                                     .points_skipped
                                     .push((label.clone(), reason));
                                 self.flush()?;
                                 continue 'points;
                             }
+                            self.say(&format!("skip {}: {reason}", v.name));
                             self.variants[vi].status = "skipped".into();
                             self.variants[vi].reason = Some(reason.clone());
                             if requested {

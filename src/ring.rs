@@ -109,6 +109,10 @@ pub struct RingFlags {
     pub sqpoll_idle_ms: Option<u32>,
     pub registered_buffers: Option<(usize, usize)>,
     pub registered_files: usize,
+    /// The ring's own fd was registered (IORING_REGISTER_RING_FDS) for the measured loop, so
+    /// io_uring_enter skipped the fd lookup (IORING_ENTER_REGISTERED_RING).
+    #[serde(default)]
+    pub registered_ring_fd: bool,
 }
 
 /// Why a ring could not be given.

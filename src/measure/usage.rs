@@ -3,6 +3,7 @@
 //! which run inside the process and are counted in its RUSAGE_SELF.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io;
 
 /// A getrusage(2) snapshot, times in nanoseconds.
@@ -65,15 +66,23 @@ pub fn thread() -> io::Result<Usage> {
     rusage(libc::RUSAGE_THREAD)
 }
 
-/// CPU time (ns, from /proc/self/task/TID/schedstat) of the process's io_uring kernel helper
-/// threads whose name starts with `prefix` (`"iou-sqp"` for SQPOLL). All of it is system time.
-pub fn helper_threads_ns(prefix: &str) -> u64 {
+/// CPU time (ns, from /proc/self/task/TID/schedstat) of each of the process's io_uring kernel
+/// helper threads whose name starts with `prefix` (`"iou-sqp"` for SQPOLL), by thread id. All of
+/// it is system time.
+pub fn helper_threads(prefix: &str) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+        return out;
     };
-    let mut total = 0;
     for entry in dir.flatten() {
         let p = entry.path();
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
         let Ok(comm) = std::fs::read_to_string(p.join("comm")) else {
             continue;
         };
@@ -81,14 +90,35 @@ pub fn helper_threads_ns(prefix: &str) -> u64 {
             continue;
         }
         if let Ok(s) = std::fs::read_to_string(p.join("schedstat")) {
-            total += s
+            if let Some(ns) = s
                 .split_whitespace()
                 .next()
                 .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
+            {
+                out.insert(tid, ns);
+            }
         }
     }
-    total
+    out
+}
+
+/// CPU time the helper threads alive at `after` spent since `before`, thread by thread: a thread
+/// new since `before` counts from zero, and one that exited in between (a previous ring's SQPOLL
+/// thread still winding down when the trial began) counts for nothing. None when no such
+/// thread was alive at `after`.
+pub fn helper_threads_since(
+    before: &BTreeMap<u32, u64>,
+    after: &BTreeMap<u32, u64>,
+) -> Option<u64> {
+    if after.is_empty() {
+        return None;
+    }
+    Some(
+        after
+            .iter()
+            .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+            .sum(),
+    )
 }
 
 #[cfg(test)]

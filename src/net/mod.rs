@@ -1,6 +1,7 @@
 //! Network fixtures: loopback TCP connections and the peer threads that receive and hash.
 
 pub mod netns;
+pub mod peers;
 
 use crate::measure::{Usage, usage};
 use std::io::{self, Read};

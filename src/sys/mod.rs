@@ -4,5 +4,7 @@
 pub mod cpu;
 pub mod errqueue;
 pub mod file;
+pub mod mapping;
 pub mod perf;
 pub mod pipe;
+pub mod proc;

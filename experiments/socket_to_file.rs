@@ -1,0 +1,601 @@
+//! # socket_to_file: persisting what a TCP peer sends, as a Kafka broker stores what producers send
+//!
+//! **Question.** Which path moves bytes from a socket into a file with the least time, CPU and
+//! system calls: recv+write through a user buffer (two copies), splice through a pipe (no copy
+//! to user space), receiving straight into a shared mapping of the file (one copy, no write
+//! call — the seeds' "mmap for producer data"), or their io_uring counterparts — and what an
+//! fsync policy (none, at the end, every N MiB: Kafka's flush settings) costs on top?
+//!
+//! **Set-up.** A sender thread pinned to the peer CPU streams a known byte pattern over a
+//! loopback TCP connection; the measured thread, pinned to the first CPU, receives it and
+//! persists it to a new file in `--workdir`. The sender's own CPU usage is measured in its
+//! thread and subtracted. After the clock stops, the file is read back and its xxh3-64 and
+//! length are checked against the stream's.
+//!
+//! **Variants.** See `VARIANTS`. One latency sample is one step: one receive of up to CHUNK bytes
+//! (whatever the socket holds) and the write of what it returned, or one io_uring submission
+//! that writes the previous step's bytes and receives the next (double buffering), or one
+//! receive into the mapping. A step that issues an fsync includes it.
+//!
+//! **Parameters.** `--sizes` (bytes per transfer), `--chunks` (bytes per step), `--fsync`
+//! (policies: `none`, `end`, `every:N` with N in MiB; classic variants call fsync(2), the
+//! mapping variant msync(2) MS_SYNC, io_uring variants IORING_OP_FSYNC), `--pipe-size`,
+//! `--send-size` (the sender's write size), `--workdir`.
+//!
+//! **Minimum kernel.** classic: any 2.6.17+; uring-recv-write 5.6 (IORING_OP_RECV/WRITE);
+//! uring-recv-write-fixed 5.1 (READ_FIXED on a socket, WRITE_FIXED); uring-splice 5.7.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use nix::fcntl::{SpliceFFlags, splice};
+use serde_json::json;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::measure::Recorder;
+use zclab::net::peers::{FaultSpec, PatternStream, Streamer, tcp_pair};
+use zclab::results::Integrity;
+use zclab::ring::{Ring, RingConfig};
+use zclab::sys::file::hash_file;
+use zclab::sys::mapping::map_shared_writable;
+use zclab::sys::pipe::pipe_with_size;
+use zclab::units;
+use zclab::uring::Fd;
+use zclab::uring::sock::{Mover, Put, Take};
+
+const NAME: &str = "socket_to_file";
+
+#[derive(Parser, Debug)]
+#[command(name = NAME, about = "Persist a TCP stream to a file: recv+write, splice, recv into a mapping, io_uring")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Bytes per transfer, comma-separated (K/M/G powers of 1024, KB/MB/GB powers of 1000).
+    #[arg(long, default_value = "64MiB", value_delimiter = ',', value_parser = harness::size_arg)]
+    sizes: Vec<u64>,
+    /// Bytes received per step (receive buffer, splice length), comma-separated.
+    #[arg(long, default_value = "4KiB,64KiB", value_delimiter = ',', value_parser = harness::size_arg)]
+    chunks: Vec<u64>,
+    /// fsync policies, comma-separated: `none` (page cache only), `end` (once after the last
+    /// byte), `every:N` (every N MiB, and at the end).
+    #[arg(long, default_value = "none,end", value_delimiter = ',', value_parser = parse_fsync)]
+    fsync: Vec<Fsync>,
+    /// Pipe capacity for the splice variants (F_SETPIPE_SZ); default twice the chunk, at least
+    /// 64 KiB (io_uring splices the next chunk in while the previous drains).
+    #[arg(long, value_parser = harness::size_arg)]
+    pipe_size: Option<u64>,
+    /// The sender's write size.
+    #[arg(long, default_value = "256KiB", value_parser = harness::size_arg)]
+    send_size: u64,
+    /// Directory for the received files (created there, removed after each trial).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    workdir: PathBuf,
+}
+
+/// When the received bytes are forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fsync {
+    None,
+    End,
+    /// Every this many bytes (and at the end).
+    Every(u64),
+}
+
+impl Fsync {
+    fn label(&self) -> String {
+        match self {
+            Fsync::None => "none".into(),
+            Fsync::End => "end".into(),
+            Fsync::Every(b) => format!("every:{}", units::fmt_size(*b)),
+        }
+    }
+    fn every(&self) -> Option<u64> {
+        match self {
+            Fsync::Every(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn at_end(&self) -> bool {
+        *self != Fsync::None
+    }
+}
+
+fn parse_fsync(s: &str) -> Result<Fsync, String> {
+    match s.trim() {
+        "none" => Ok(Fsync::None),
+        "end" => Ok(Fsync::End),
+        t => {
+            let n = t.strip_prefix("every:").ok_or_else(|| {
+                format!("'{s}': expected none, end or every:N (N MiB, e.g. every:8)")
+            })?;
+            let mib: u64 = n
+                .trim_end_matches("MiB")
+                .parse()
+                .map_err(|_| format!("'{s}': N in every:N must be a whole number of MiB"))?;
+            if mib == 0 {
+                return Err(format!("'{s}': N in every:N must be at least 1 MiB"));
+            }
+            Ok(Fsync::Every(mib << 20))
+        }
+    }
+}
+
+struct Ctx {
+    args: Args,
+    fault: Option<FaultSpec>,
+    stream: Option<PatternStream>,
+}
+
+const VARIANTS: &[Variant<Ctx>] = &[
+    Variant {
+        name: "classic-recv-write",
+        about: "read(2) up to a chunk from the socket into a buffer, write(2) it to the file",
+        needs: &[],
+        run: classic_recv_write,
+    },
+    Variant {
+        name: "classic-splice",
+        about: "splice(2) socket -> pipe, then splice(2) pipe -> file: no copy to user space",
+        needs: &[],
+        run: classic_splice,
+    },
+    Variant {
+        name: "classic-recv-mmap",
+        about: "ftruncate(2)+mmap(2) MAP_SHARED the file, read(2) from the socket straight into the mapping",
+        needs: &[],
+        run: classic_recv_mmap,
+    },
+    Variant {
+        name: "uring-recv-write",
+        about: "IORING_OP_WRITE of the previous chunk + IORING_OP_RECV of the next, one submission per step",
+        needs: &[Need::Op("RECV"), Need::Op("WRITE"), Need::Op("FSYNC")],
+        run: uring_recv_write,
+    },
+    Variant {
+        name: "uring-recv-write-fixed",
+        about: "IORING_OP_READ_FIXED on the socket into a registered buffer + IORING_OP_WRITE_FIXED of the previous one",
+        needs: &[
+            Need::Op("READ_FIXED"),
+            Need::Op("WRITE_FIXED"),
+            Need::Op("FSYNC"),
+        ],
+        run: uring_recv_write_fixed,
+    },
+    Variant {
+        name: "uring-splice",
+        about: "IORING_OP_SPLICE pipe -> file of the previous chunk + IORING_OP_SPLICE socket -> pipe of the next",
+        needs: &[Need::Op("SPLICE"), Need::Op("FSYNC")],
+        run: uring_splice,
+    },
+];
+
+fn main() -> ExitCode {
+    harness::main(NAME, || {
+        let args = Args::parse();
+        if args.common.list {
+            let caps = zclab::caps::probe(&args.workdir);
+            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.workdir.is_dir() {
+            bail!("work directory {} does not exist", args.workdir.display());
+        }
+        if let Some(&s) = args.sizes.iter().find(|&&s| s > (8 << 30)) {
+            bail!(
+                "size {} is too large: the stream is held in memory (at most 8 GiB)",
+                units::fmt_size(s)
+            );
+        }
+        let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
+        let fault = FaultSpec::from_env_for(&names)?;
+        let fsync: Vec<String> = args.fsync.iter().map(Fsync::label).collect();
+        let params = json!({
+            "sizes": args.sizes, "chunks": args.chunks, "fsync": fsync, "pipe_size": args.pipe_size,
+            "send_size": args.send_size, "workdir": args.workdir, "path": "tcp-loopback",
+            "fsync_calls": {"classic-*": "fsync(2)", "classic-recv-mmap": "msync(2) MS_SYNC", "uring-*": "IORING_OP_FSYNC"},
+            "fault": fault.as_ref().map(|f| format!("{f:?}")),
+        });
+        let mut points = Vec::new();
+        for &s in &args.sizes {
+            for &c in &args.chunks {
+                for f in &fsync {
+                    points.push(
+                        Point::new()
+                            .size("size", s)
+                            .size("chunk", c)
+                            .text("fsync", f),
+                    );
+                }
+            }
+        }
+        let mut lab = Lab::open(NAME, &args.common, params)?;
+        let mut ctx = Ctx {
+            args,
+            fault,
+            stream: None,
+        };
+        lab.run(VARIANTS, &points, &mut ctx)
+    })
+}
+
+/// The received file, removed when the trial ends.
+struct OutFile {
+    path: PathBuf,
+}
+
+impl Drop for OutFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One trial's fixture: the receiving socket, the sender thread, the output file.
+struct Fixture {
+    sock: TcpStream,
+    sender: Streamer,
+    file: File,
+    out: OutFile,
+    size: u64,
+    chunk: usize,
+    fsync: Fsync,
+    hash: u64,
+}
+
+fn fixture(ctx: &mut Ctx, t: &Trial, variant: &str) -> Result<Fixture> {
+    let (size, chunk) = (t.point.num("size"), t.point.num("chunk") as usize);
+    let fsync = parse_fsync(t.point.str("fsync")).map_err(anyhow::Error::msg)?;
+    if ctx
+        .stream
+        .as_ref()
+        .is_none_or(|s| s.data.len() as u64 != size)
+    {
+        ctx.stream = None;
+        ctx.stream = Some(PatternStream::new(size as usize));
+    }
+    let ps = ctx.stream.as_ref().expect("just set");
+    let path = ctx
+        .args
+        .workdir
+        .join(format!("zclab-{NAME}-{}-{variant}.dat", std::process::id()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let out = OutFile { path };
+    let (tx, rx) = tcp_pair().context("cannot open a loopback TCP connection")?;
+    let reset = FaultSpec::for_variant(&ctx.fault, variant);
+    let sender = Streamer::spawn(
+        tx,
+        t.cpus.1,
+        ps.data.clone(),
+        ctx.args.send_size as usize,
+        reset,
+    )
+    .context("cannot start the sender thread")?;
+    Ok(Fixture {
+        sock: rx,
+        sender,
+        file,
+        out,
+        size,
+        chunk,
+        fsync,
+        hash: ps.hash,
+    })
+}
+
+/// What the measured loop did besides moving bytes.
+#[derive(Default)]
+struct Stats {
+    steps: u64,
+    syncs: u64,
+}
+
+/// Runs `body` as the measured part, then closes the socket, collects the sender's usage and
+/// checks the file against the stream.
+fn run_trial(
+    ctx: &mut Ctx,
+    t: &mut Trial,
+    variant: &str,
+    step: &str,
+    body: impl FnOnce(&mut Recorder, &mut Fixture) -> Result<Stats>,
+) -> Result<()> {
+    let mut fx = fixture(ctx, t, variant)?;
+    let mut stats = Stats::default();
+    let size = fx.size;
+    let res = t.measure(step, |rec| {
+        stats = body(rec, &mut fx)?;
+        Ok(Done {
+            bytes: size,
+            ops: stats.steps,
+        })
+    });
+    let Fixture {
+        sock,
+        sender,
+        file,
+        out,
+        hash,
+        ..
+    } = fx;
+    drop(sock);
+    drop(file);
+    let sent = sender.join();
+    res?;
+    let sent = sent.context("sender failed")?;
+    t.set_peer(sent.usage);
+    t.set_extra("fsyncs", stats.syncs as f64);
+    let got_len = std::fs::metadata(&out.path)?.len();
+    let got = hash_file(&out.path).context("cannot read the received file back")?;
+    t.set_integrity(Integrity {
+        ok: got == hash && got_len == size,
+        method: "xxh3-64 of the file read back after the clock stopped".into(),
+        expected: format!("{hash:016x}"),
+        got: format!("{got:016x}"),
+        bytes_expected: size,
+        bytes_got: got_len,
+    });
+    Ok(())
+}
+
+fn early_end(got: u64, size: u64) -> anyhow::Error {
+    anyhow::anyhow!("the sender closed the connection after {got} of {size} bytes")
+}
+
+fn too_much(size: u64) -> anyhow::Error {
+    anyhow::anyhow!("the sender sent more than the announced {size} bytes")
+}
+
+fn read_sock(mut s: &TcpStream, buf: &mut [u8], got: u64) -> Result<usize> {
+    loop {
+        match s.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("recv after {got} bytes")),
+        }
+    }
+}
+
+fn classic_recv_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    let mut buf = vec![0u8; t.point.num("chunk") as usize];
+    run_trial(
+        ctx,
+        t,
+        "classic-recv-write",
+        "one read(2) of up to a chunk from the socket + write(2) of it to the file",
+        |rec, fx| {
+            let mut st = Stats::default();
+            let (mut got, mut unsynced) = (0u64, 0u64);
+            let mut s = rec.now();
+            loop {
+                let n = read_sock(&fx.sock, &mut buf, got)?;
+                if n == 0 {
+                    break;
+                }
+                (&fx.file).write_all(&buf[..n])?;
+                got += n as u64;
+                unsynced += n as u64;
+                if fx.fsync.every().is_some_and(|e| unsynced >= e) {
+                    fx.file.sync_all()?;
+                    st.syncs += 1;
+                    unsynced = 0;
+                }
+                st.steps += 1;
+                s = rec.record_since(s);
+            }
+            if got != fx.size {
+                return Err(early_end(got, fx.size));
+            }
+            if fx.fsync.at_end() && (unsynced > 0 || st.syncs == 0) {
+                fx.file.sync_all()?;
+                st.syncs += 1;
+            }
+            Ok(st)
+        },
+    )
+}
+
+fn pipe_size(ctx: &Ctx, t: &Trial) -> usize {
+    ctx.args
+        .pipe_size
+        .map_or((2 * t.point.num("chunk") as usize).max(64 << 10), |p| {
+            p as usize
+        })
+}
+
+fn classic_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    let (pr, pw, cap) = pipe_with_size(pipe_size(ctx, t))?;
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
+    run_trial(
+        ctx,
+        t,
+        "classic-splice",
+        "one splice(2) socket -> pipe of up to a chunk + splice(2) pipe -> file of those bytes",
+        |rec, fx| {
+            let mut st = Stats::default();
+            let (mut got, mut unsynced) = (0u64, 0u64);
+            let len = fx.chunk.min(cap);
+            let mut s = rec.now();
+            loop {
+                let n = splice(fx.sock.as_fd(), None, &pw, None, len, flags)
+                    .with_context(|| format!("splice from the socket after {got} bytes"))?;
+                if n == 0 {
+                    break;
+                }
+                let mut out = 0;
+                while out < n {
+                    let mut off = (got + out as u64) as i64;
+                    match splice(&pr, None, fx.file.as_fd(), Some(&mut off), n - out, flags)? {
+                        0 => bail!("splice to the file moved 0 bytes"),
+                        m => out += m,
+                    }
+                }
+                got += n as u64;
+                unsynced += n as u64;
+                if fx.fsync.every().is_some_and(|e| unsynced >= e) {
+                    fx.file.sync_all()?;
+                    st.syncs += 1;
+                    unsynced = 0;
+                }
+                st.steps += 1;
+                s = rec.record_since(s);
+            }
+            if got != fx.size {
+                return Err(early_end(got, fx.size));
+            }
+            if fx.fsync.at_end() && (unsynced > 0 || st.syncs == 0) {
+                fx.file.sync_all()?;
+                st.syncs += 1;
+            }
+            Ok(st)
+        },
+    )?;
+    t.set_extra("pipe_bytes", cap as f64);
+    Ok(())
+}
+
+fn classic_recv_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    run_trial(
+        ctx,
+        t,
+        "classic-recv-mmap",
+        "one read(2) of up to a chunk from the socket straight into the mapped file (the first \
+         sample includes ftruncate+mmap)",
+        |rec, fx| {
+            let mut st = Stats::default();
+            let size = fx.size as usize;
+            let mut s = rec.now();
+            // Pre-sized and mapped inside the clock, once, as a broker maps a new segment.
+            let mut map = map_shared_writable(&fx.file, fx.size)?;
+            let (mut got, mut synced) = (0usize, 0usize);
+            while got < size {
+                let end = (got + fx.chunk).min(size);
+                let n = read_sock(&fx.sock, &mut map[got..end], got as u64)?;
+                if n == 0 {
+                    return Err(early_end(got as u64, fx.size));
+                }
+                got += n;
+                if fx.fsync.every().is_some_and(|e| (got - synced) as u64 >= e) {
+                    map.flush_range(synced, got - synced)?;
+                    st.syncs += 1;
+                    synced = got;
+                }
+                st.steps += 1;
+                s = rec.record_since(s);
+            }
+            let mut probe = [0u8; 1];
+            if read_sock(&fx.sock, &mut probe, got as u64)? != 0 {
+                return Err(too_much(fx.size));
+            }
+            if fx.fsync.at_end() && (got > synced || st.syncs == 0) {
+                map.flush_range(synced, got - synced)?;
+                st.syncs += 1;
+            }
+            Ok(st)
+        },
+    )?;
+    t.set_extra("mapped_bytes", t.point.num("size") as f64);
+    Ok(())
+}
+
+fn ring(t: &mut Trial) -> Result<Ring> {
+    let r = Ring::new(&RingConfig::tuned(8)).map_err(harness::ring_err)?;
+    t.set_ring(r.flags());
+    Ok(r)
+}
+
+/// The io_uring variants: a [`Mover`] from the socket to the file, one step per submission.
+fn uring_move(
+    ctx: &mut Ctx,
+    t: &mut Trial,
+    variant: &str,
+    step: &str,
+    mut r: Ring,
+    take: Take,
+) -> Result<()> {
+    run_trial(ctx, t, variant, step, |rec, fx| {
+        let mut m = Mover::new(
+            &r,
+            Fd::Raw(fx.sock.as_raw_fd()),
+            Put::File(Fd::Raw(fx.file.as_raw_fd())),
+            take,
+            fx.chunk,
+            fx.fsync.every(),
+        )?;
+        let mut s = rec.now();
+        loop {
+            let n = m
+                .step(&mut r)
+                .with_context(|| format!("after {} bytes", m.bytes_in))?;
+            s = rec.record_since(s);
+            if n == 0 {
+                break;
+            }
+        }
+        m.finish(&mut r, fx.fsync.at_end())?;
+        if m.bytes_out != fx.size {
+            return Err(early_end(m.bytes_out, fx.size));
+        }
+        Ok(Stats {
+            steps: m.enters,
+            syncs: m.syncs,
+        })
+    })
+}
+
+fn uring_recv_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    let r = ring(t)?;
+    uring_move(
+        ctx,
+        t,
+        "uring-recv-write",
+        "one io_uring_enter: WRITE of the previous chunk (+ linked FSYNC when due) and RECV of the next, both waited for",
+        r,
+        Take::Recv,
+    )
+}
+
+fn uring_recv_write_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    let mut r = ring(t)?;
+    r.register_buffers(2, t.point.num("chunk") as usize)
+        .map_err(harness::ring_err)?;
+    t.set_ring(r.flags());
+    uring_move(
+        ctx,
+        t,
+        "uring-recv-write-fixed",
+        "one io_uring_enter: WRITE_FIXED of the previous registered buffer (+ linked FSYNC when due) and READ_FIXED from the socket into the other",
+        r,
+        Take::Fixed,
+    )
+}
+
+fn uring_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    let r = ring(t)?;
+    let (pr, pw, cap) = pipe_with_size(pipe_size(ctx, t))?;
+    if cap < t.point.num("chunk") as usize {
+        return Err(harness::skip_point(format!(
+            "the pipe holds {cap} B, less than the chunk"
+        )));
+    }
+    uring_move(
+        ctx,
+        t,
+        "uring-splice",
+        "one io_uring_enter: SPLICE pipe -> file of the previous chunk (+ linked FSYNC when due) and SPLICE socket -> pipe of the next",
+        r,
+        Take::Splice {
+            pipe_r: pr.as_raw_fd(),
+            pipe_w: pw.as_raw_fd(),
+        },
+    )?;
+    t.set_extra("pipe_bytes", cap as f64);
+    Ok(())
+}

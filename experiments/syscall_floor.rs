@@ -1,0 +1,430 @@
+//! # syscall_floor: the cost of one trip into the kernel, the floor under every other number
+//!
+//! **Question.** What does one user/kernel round trip cost here (getppid(2), which does almost
+//! nothing inside), and what does an io_uring submission cost per operation when NOPs are
+//! batched 1, 8, 32 or 128 per io_uring_enter, with or without an SQPOLL kernel thread, with
+//! or without a registered ring fd? Published: io_uring NOPs at 12-20 M/s; batching amortises
+//! the system call.
+//!
+//! **Set-up.** The measured thread is pinned to the first CPU; the SQPOLL thread, when there is
+//! one, to the peer CPU (its CPU time is included in the usage and shown apart). An operation
+//! is shorter than a few clock reads, so the clock is read once per batch and each batch is
+//! recorded as `batch` samples of its mean (`Recorder::record_batch_since`); getppid is timed
+//! in blocks of 64 calls the same way. Percentiles are therefore of batch means, not of single
+//! operations.
+//!
+//! **Integrity.** Every getppid returns the parent's pid (`std::os::unix::process::parent_id`);
+//! every NOP completes with res 0 and the completions counted equal the submissions.
+//!
+//! **Variants.** See `VARIANTS`. getppid has no batching: it runs at the smallest batch point
+//! only. On an SQPOLL ring the loop publishes a batch and spins on the completion queue: no
+//! system call unless the SQ thread went to sleep.
+//!
+//! **Parameters.** `--batches` (NOPs per io_uring_enter), `--ops` (operations per trial).
+//!
+//! **Output.** Besides the standard run directory, a per-operation table (ns/op = wall time /
+//! operations; p50/p99/p99.99 of the batch means) and `floor.json` with the same figures and
+//! the batched-NOP to getppid ratio (claim `nop-rate`).
+//!
+//! **Minimum kernel.** getppid: any; NOP 5.1; SQPOLL without root 5.11; registered ring fd 5.18.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::results::{Integrity, Row, Status};
+use zclab::ring::{Ring, RingConfig};
+use zclab::sys::proc::getppid_raw;
+use zclab::units;
+use zclab::uring::sock::NopRunner;
+
+const NAME: &str = "syscall_floor";
+
+/// getppid calls per clock read.
+const GETPPID_BLOCK: u64 = 64;
+/// Submission queue entries of the NOP rings (the largest batch must fit).
+const RING_ENTRIES: u32 = 1024;
+
+#[derive(Parser, Debug)]
+#[command(name = NAME, about = "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// NOPs per io_uring_enter, comma-separated (1 to 1024).
+    #[arg(long, default_value = "1,8,32,128", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1024))]
+    batches: Vec<u64>,
+    /// Operations per trial (rounded up to whole batches and whole blocks of 64 getppid calls).
+    #[arg(long, default_value = "256Ki", value_parser = ops_arg)]
+    ops: u64,
+}
+
+fn ops_arg(s: &str) -> Result<u64, String> {
+    // Accepts counts such as 1000000, 1M (10^6) or 1Mi (2^20).
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("Mi") {
+        (n, 1u64 << 20)
+    } else if let Some(n) = t.strip_suffix("Ki") {
+        (n, 1 << 10)
+    } else if let Some(n) = t.strip_suffix('M') {
+        (n, 1_000_000)
+    } else if let Some(n) = t.strip_suffix('K') {
+        (n, 1_000)
+    } else {
+        (t, 1)
+    };
+    let v: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a count (e.g. 1000000, 1M, 1Mi)"))?;
+    match v.checked_mul(mult) {
+        Some(0) => Err(format!("'{s}': the operation count must be at least 1")),
+        Some(n) if n <= 1 << 36 => Ok(n),
+        _ => Err(format!("'{s}': too many operations (at most 2^36)")),
+    }
+}
+
+struct Ctx {
+    args: Args,
+    min_batch: u64,
+}
+
+const VARIANTS: &[Variant<Ctx>] = &[
+    Variant {
+        name: "getppid",
+        about: "syscall(SYS_getppid): one user/kernel round trip that does nothing inside",
+        needs: &[],
+        run: getppid,
+    },
+    Variant {
+        name: "uring-nop",
+        about: "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch",
+        needs: &[Need::Op("NOP")],
+        run: uring_nop,
+    },
+    Variant {
+        name: "uring-nop-regring",
+        about: "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)",
+        needs: &[Need::Op("NOP")],
+        run: uring_nop_regring,
+    },
+    Variant {
+        name: "uring-nop-sqpoll",
+        about: "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call",
+        needs: &[Need::Op("NOP"), Need::SetupFlag("SQPOLL")],
+        run: uring_nop_sqpoll,
+    },
+    Variant {
+        name: "uring-nop-sqpoll-regring",
+        about: "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters",
+        needs: &[Need::Op("NOP"), Need::SetupFlag("SQPOLL")],
+        run: uring_nop_sqpoll_regring,
+    },
+];
+
+fn main() -> ExitCode {
+    harness::main(NAME, || {
+        let args = Args::parse();
+        if args.common.list {
+            let caps = zclab::caps::probe(std::path::Path::new("."));
+            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if args.batches.is_empty() {
+            bail!("--batches needs at least one batch size");
+        }
+        let params = json!({
+            "batches": args.batches, "ops": args.ops, "getppid_block": GETPPID_BLOCK,
+            "ring_entries": RING_ENTRIES,
+            "timing": "clock read once per batch (getppid: per 64 calls); each batch recorded as batch samples of its mean",
+        });
+        let mut batches = args.batches.clone();
+        batches.sort_unstable();
+        batches.dedup();
+        let points: Vec<Point> = batches
+            .iter()
+            .map(|&b| Point::new().int("batch", b))
+            .collect();
+        let mut lab = Lab::open(NAME, &args.common, params)?;
+        let min_batch = batches[0];
+        let mut ctx = Ctx { args, min_batch };
+        let code = lab.run(VARIANTS, &points, &mut ctx)?;
+        report(&lab)?;
+        Ok(code)
+    })
+}
+
+fn getppid(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    if t.point.num("batch") != ctx.min_batch {
+        return Err(harness::skip_point(format!(
+            "getppid has no batching: measured once, at batch={}",
+            ctx.min_batch
+        )));
+    }
+    let blocks = ctx.args.ops.div_ceil(GETPPID_BLOCK);
+    let expected = std::os::unix::process::parent_id() as i32;
+    let mut wrong = 0u64;
+    t.measure(
+        "one getppid(2) system call (mean of a block of 64 timed together)",
+        |rec| {
+            let mut s = rec.now();
+            for _ in 0..blocks {
+                for _ in 0..GETPPID_BLOCK {
+                    if getppid_raw() != expected {
+                        wrong += 1;
+                    }
+                }
+                s = rec.record_batch_since(s, GETPPID_BLOCK);
+            }
+            Ok(Done {
+                bytes: 0,
+                ops: blocks * GETPPID_BLOCK,
+            })
+        },
+    )?;
+    let calls = blocks * GETPPID_BLOCK;
+    t.set_integrity(Integrity {
+        ok: wrong == 0,
+        method: "every getppid returned the parent's pid".into(),
+        expected: format!("{calls} x pid {expected}"),
+        got: format!("{} right, {wrong} wrong", calls - wrong),
+        bytes_expected: 0,
+        bytes_got: 0,
+    });
+    Ok(())
+}
+
+fn nop(ctx: &mut Ctx, t: &mut Trial, sqpoll: bool, regring: bool) -> Result<()> {
+    if regring && !t.caps.io_uring.register_ring_fd {
+        return Err(harness::skip_variant(format!(
+            "IORING_REGISTER_RING_FDS needs Linux 5.18; refused here ({})",
+            t.caps.kernel.release
+        )));
+    }
+    let batch = t.point.num("batch");
+    if sqpoll {
+        settle_sq_threads();
+    }
+    let cfg = if sqpoll {
+        RingConfig::sqpoll(RING_ENTRIES, 1000, Some(t.cpus.1 as u32))
+    } else {
+        RingConfig::tuned(RING_ENTRIES)
+    };
+    let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
+    let mut flags = ring.flags().clone();
+    let batches = ctx.args.ops.div_ceil(batch);
+    let mut nr = NopRunner::new(&mut ring, regring).context("cannot prepare the NOP loop")?;
+    flags.registered_ring_fd = nr.registered_ring_fd();
+    t.set_ring(&flags);
+    let step = if sqpoll {
+        "one NOP (mean of a batch published to the SQ thread and reaped by polling the CQ)"
+    } else {
+        "one NOP (mean of a batch submitted and reaped by one io_uring_enter)"
+    };
+    t.measure(step, |rec| {
+        nr.run(batch as usize, batches, rec)?;
+        Ok(Done {
+            bytes: 0,
+            ops: batches * batch,
+        })
+    })?;
+    let c = nr.counts;
+    let want = batches * batch;
+    t.set_integrity(Integrity {
+        ok: c.bad == 0 && c.completed == c.submitted && c.submitted == want,
+        method: "every NOP completed with res 0; completions == submissions".into(),
+        expected: format!("{want} submitted, {want} completed, 0 failed"),
+        got: format!(
+            "{} submitted, {} completed, {} failed",
+            c.submitted, c.completed, c.bad
+        ),
+        bytes_expected: 0,
+        bytes_got: 0,
+    });
+    Ok(())
+}
+
+/// Waits (up to 2 s) until the SQ threads of rings closed earlier have exited: the harness
+/// sums the CPU time of every `iou-sqp` thread before and after a trial, and a thread that
+/// exits in between would make the SQPOLL figure of this trial too small.
+fn settle_sq_threads() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let lingering = || {
+        std::fs::read_dir("/proc/self/task").is_ok_and(|d| {
+            d.flatten().any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.starts_with("iou-sqp"))
+            })
+        })
+    };
+    while lingering() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn uring_nop(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    nop(ctx, t, false, false)
+}
+
+fn uring_nop_regring(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    nop(ctx, t, false, true)
+}
+
+fn uring_nop_sqpoll(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    nop(ctx, t, true, false)
+}
+
+fn uring_nop_sqpoll_regring(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    nop(ctx, t, true, true)
+}
+
+/// Per variant and batch: medians over the ok repeats of the per-operation figures.
+struct Floor {
+    variant: String,
+    batch: u64,
+    ns_per_op: f64,
+    cpu_ns_per_op: f64,
+    sqpoll_ns_per_op: Option<f64>,
+    syscalls_per_op: Option<f64>,
+    p50: f64,
+    p99: f64,
+    p9999: f64,
+    mops: f64,
+}
+
+fn floors(rows: &[Row]) -> Vec<Floor> {
+    let mut keys: Vec<(String, u64)> = Vec::new();
+    for r in rows.iter().filter(|r| r.status == Status::Ok) {
+        let b = r.params.get("batch").and_then(Value::as_u64).unwrap_or(0);
+        if !keys.contains(&(r.variant.clone(), b)) {
+            keys.push((r.variant.clone(), b));
+        }
+    }
+    keys.into_iter()
+        .map(|(v, b)| {
+            let ms: Vec<_> = rows
+                .iter()
+                .filter(|r| {
+                    r.status == Status::Ok
+                        && r.variant == v
+                        && r.params.get("batch").and_then(Value::as_u64) == Some(b)
+                })
+                .filter_map(|r| r.metrics.as_ref())
+                .collect();
+            let med = |f: &dyn Fn(&zclab::results::Metrics) -> f64| {
+                harness::median(ms.iter().map(|m| f(m)).collect())
+            };
+            let per = |x: u64, m: &zclab::results::Metrics| x as f64 / m.ops.max(1) as f64;
+            Floor {
+                variant: v,
+                batch: b,
+                ns_per_op: med(&|m| per(m.wall_ns, m)),
+                cpu_ns_per_op: med(&|m| per(m.user_ns + m.sys_ns, m)),
+                sqpoll_ns_per_op: ms
+                    .iter()
+                    .all(|m| m.sqpoll_ns.is_some())
+                    .then(|| med(&|m| per(m.sqpoll_ns.unwrap_or(0), m))),
+                syscalls_per_op: ms
+                    .iter()
+                    .all(|m| m.syscalls.known().is_some())
+                    .then(|| med(&|m| per(m.syscalls.known().unwrap_or(0), m))),
+                p50: med(&|m| m.latency.p50_ns as f64),
+                p99: med(&|m| m.latency.p99_ns as f64),
+                p9999: med(&|m| m.latency.p9999_ns as f64),
+                mops: med(&|m| m.ops_per_s / 1e6),
+            }
+        })
+        .collect()
+}
+
+/// Prints the per-operation table and the batched-NOP to getppid ratio (claim `nop-rate`),
+/// and writes them to `floor.json`.
+fn report(lab: &Lab) -> Result<()> {
+    let path = lab.dir.join("summary.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let rows = zclab::results::row::parse_jsonl(&text)
+        .map_err(|e| anyhow::anyhow!("cannot read back {}: {e}", path.display()))?;
+    let fl = floors(&rows);
+    if fl.is_empty() {
+        return Ok(());
+    }
+    let getppid = fl
+        .iter()
+        .find(|f| f.variant == "getppid")
+        .map(|f| f.ns_per_op);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<26} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>10}\n",
+        "per operation",
+        "batch",
+        "ns/op",
+        "p50",
+        "p99",
+        "p99.99",
+        "Mops/s",
+        "cpu ns/op",
+        "sqpoll ns",
+        "sysc/op"
+    ));
+    let mut json_rows = Vec::new();
+    for f in &fl {
+        let ratio = getppid.filter(|g| *g > 0.0).map(|g| f.ns_per_op / g);
+        out.push_str(&format!(
+            "{:<26} {:>6} {:>9.1} {:>8} {:>8} {:>8} {:>8.2} {:>10.1} {:>9} {:>10}\n",
+            f.variant,
+            f.batch,
+            f.ns_per_op,
+            units::fmt_ns(f.p50),
+            units::fmt_ns(f.p99),
+            units::fmt_ns(f.p9999),
+            f.mops,
+            f.cpu_ns_per_op,
+            f.sqpoll_ns_per_op.map_or("-".into(), |s| format!("{s:.1}")),
+            f.syscalls_per_op
+                .map_or("unknown".into(), |s| format!("{s:.3}")),
+        ));
+        json_rows.push(json!({
+            "variant": f.variant, "batch": f.batch, "ns_per_op": f.ns_per_op,
+            "cpu_ns_per_op": f.cpu_ns_per_op, "sqpoll_ns_per_op": f.sqpoll_ns_per_op,
+            "syscalls_per_op": f.syscalls_per_op, "p50_ns": f.p50, "p99_ns": f.p99,
+            "p9999_ns": f.p9999, "mops_per_s": f.mops, "ratio_to_getppid": ratio,
+        }));
+    }
+    // nop-rate: batched NOPs (batch > 1) submitted by system calls, against one getppid. The
+    // best is picked by the median batch, which other tenants of the CPU disturb least; the
+    // ratio is given by wall time, by median batch and by CPU time.
+    let batched: Vec<&Floor> = fl
+        .iter()
+        .filter(|f| f.batch > 1 && (f.variant == "uring-nop" || f.variant == "uring-nop-regring"))
+        .collect();
+    let best = batched.iter().min_by(|a, b| a.p50.total_cmp(&b.p50));
+    let g = fl.iter().find(|f| f.variant == "getppid");
+    let claim = match (g, best) {
+        (Some(g), Some(b)) if g.ns_per_op > 0.0 && g.p50 > 0.0 && g.cpu_ns_per_op > 0.0 => {
+            let r = b.ns_per_op / g.ns_per_op;
+            let r50 = b.p50 / g.p50;
+            let rcpu = b.cpu_ns_per_op / g.cpu_ns_per_op;
+            out.push_str(&format!(
+                "nop-rate: {} at batch {} against getppid: {r:.2}x by wall time ({:.1} / {:.1} ns), \
+                 {r50:.2}x by median batch ({:.0} / {:.0} ns), {rcpu:.2}x by CPU time ({:.1} / {:.1} ns); \
+                 the claim needs < 0.5x\n",
+                b.variant, b.batch, b.ns_per_op, g.ns_per_op, b.p50, g.p50, b.cpu_ns_per_op, g.cpu_ns_per_op
+            ));
+            json!({
+                "getppid": {"ns_per_op": g.ns_per_op, "p50_ns": g.p50, "cpu_ns_per_op": g.cpu_ns_per_op},
+                "best_batched_nop": {"variant": b.variant, "batch": b.batch, "ns_per_op": b.ns_per_op, "p50_ns": b.p50, "cpu_ns_per_op": b.cpu_ns_per_op},
+                "ratio_wall": r, "ratio_p50": r50, "ratio_cpu": rcpu, "threshold": 0.5,
+                "note": "ns_per_op is wall time / operations (includes preemption by other tasks); p50 is the median batch mean; cpu is user+sys of the process (SQ thread included) / operations",
+            })
+        }
+        _ => Value::Null,
+    };
+    let text = serde_json::to_string_pretty(&json!({"per_op": json_rows, "nop_rate": claim}))?;
+    zclab::results::atomic_write(&lab.dir.join("floor.json"), text.as_bytes())
+        .with_context(|| format!("cannot write floor.json in {}", lab.dir.display()))?;
+    if !lab.args.quiet {
+        print!("{out}");
+    }
+    Ok(())
+}
