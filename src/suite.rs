@@ -30,20 +30,47 @@ pub struct Entry {
     pub full: &'static [&'static str],
 }
 
-/// The suite, in the order it runs.
-pub const SUITE: &[Entry] = &[Entry {
-    name: "file_to_socket",
-    about: "file -> TCP socket: read+write, mmap, sendfile, splice, io_uring (Kafka serving consumers)",
-    quick: &[],
-    full: &[
-        "--sizes",
-        "1MiB,64MiB,1GiB",
-        "--chunks",
-        "4KiB,64KiB,1MiB",
-        "--repeat",
-        "5",
-    ],
-}];
+/// The suite, in the order it runs: one row per experiment, its question, and its options per
+/// preset (the quick preset is each experiment's defaults unless given).
+#[rustfmt::skip]
+pub const SUITE: &[Entry] = &[
+    Entry {
+        name: "file_to_socket",
+        about: "file -> TCP socket: read+write, mmap, sendfile, splice, io_uring (Kafka serving consumers)",
+        quick: &[],
+        full: &["--sizes", "1MiB,64MiB,1GiB", "--chunks", "4KiB,64KiB,256KiB,1MiB", "--repeat", "5"],
+    },
+    Entry {
+        name: "net_send",
+        about: "did zero copy happen? send, MSG_ZEROCOPY, io_uring send/send_zc/fixed/sendmsg_zc on loopback, veth and a real zero-copy sink",
+        quick: &[],
+        full: &["--sizes", "600,1200,4000,8000,1KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--repeat", "5", "--bytes", "64MiB"],
+    },
+    Entry {
+        name: "socket_to_file",
+        about: "TCP stream -> file: recv+write, splice, recv into a mapping, io_uring (Kafka persisting what producers send)",
+        quick: &[],
+        full: &["--sizes", "64MiB,1GiB", "--chunks", "4KiB,64KiB,1MiB", "--fsync", "none,end,every:16", "--repeat", "5"],
+    },
+    Entry {
+        name: "proxy",
+        about: "a TCP relay: read/write against splice, streaming throughput and echo latency, and where splice pays off",
+        quick: &[],
+        full: &["--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--repeat", "5", "--requests", "50000"],
+    },
+    Entry {
+        name: "gather_write",
+        about: "a message of many parts (Netty's composite buffers): concatenate, writev, sendmsg, io_uring writev, sendmsg_zc",
+        quick: &[],
+        full: &["--parts", "2,4,8,16,32,64", "--part-size", "64,256,1KiB,4KiB,16KiB", "--repeat", "5"],
+    },
+    Entry {
+        name: "syscall_floor",
+        about: "the floor under every number: one system call, and an io_uring NOP per batch size, with and without SQPOLL",
+        quick: &["--ops", "128Ki"],
+        full: &["--batches", "1,2,4,8,16,32,64,128,256", "--ops", "1Mi", "--repeat", "5"],
+    },
+];
 
 /// Options of `zclab run`.
 #[derive(clap::Args, Debug, Clone)]
