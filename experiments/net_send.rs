@@ -20,6 +20,17 @@
 //!   Payloads are capped at 65507 bytes (the largest IPv4 UDP payload); the veth MTU
 //!   (`--veth-mtu`, default 65535) lets such datagrams through unfragmented.
 //!
+//! - `remote-tcp`, `remote-udp` (with `--peer HOST[:PORT]`, which makes them the default
+//!   paths): the receiver runs in `zclab serve` on another host, reached over whatever link
+//!   joins the two (a real NIC, where zero copy can really happen for TCP too). `remote-tcp`
+//!   streams to a receiver there that hashes (or, with `--peer-sink discard`, only counts);
+//!   `remote-udp` sends connected UDP datagrams to a receiver there that counts datagrams and
+//!   bytes and sums each datagram's xxh3-64 (order-independent): integrity is that every
+//!   datagram arrived intact exactly once (loss on the way is a failed trial, named as such).
+//!   The receiver's CPU time, context switches and its CPU's ksoftirqd time are measured
+//!   there and recorded as `peer_*`; nothing of it is subtracted here. The local-only paths
+//!   are skipped under `--peer` with the reason (they build both ends on this host).
+//!
 //! The namespaces (`zcsend-<pid>-{a,b,s}`) and veth pairs are created with iproute2's `ip`,
 //! need root, and are removed at the end, on error, and on SIGINT/SIGTERM. Without root the
 //! veth paths are skipped with the reason; `tcp-loopback` still runs.
@@ -39,7 +50,7 @@
 //! which each zero-copy variant's sender CPU per byte is below `classic-send`'s, and writes it
 //! to `crossover.json`.
 //!
-//! **Parameters.** `--paths`, `--sizes`, `--bytes` and `--max-messages` (per trial), `--pool`
+//! **Parameters.** `--paths`, `--peer`, `--peer-sink`, `--sizes`, `--bytes` and `--max-messages` (per trial), `--pool`
 //! (buffers; bytes awaiting release <= pool x size), `--inflight` (io_uring sends in flight on
 //! udp-sink), `--nodelay`, `--reap-every` (error-queue reads for MSG_ZEROCOPY; the other
 //! variants are measured at the first value only), `--veth-mtu`, `--cpus` (sender,peer). All
@@ -63,6 +74,7 @@ use xxhash_rust::xxh3::Xxh3;
 use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
 use zclab::measure::Recorder;
 use zclab::net::netns::{SinkCounters, TcpLink, VethLab};
+use zclab::net::remote::{self, Peer, PeerAddr, RemoteTcp, RemoteUdp};
 use zclab::results::{self, Integrity, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::errqueue::{self, ZcPool};
@@ -102,6 +114,10 @@ enum PathKind {
     TcpVeth,
     /// UDP from namespace A over a veth pair to a device in namespace S that drops it at IP.
     UdpSink,
+    /// TCP to a receiver in `zclab serve` on the --peer host.
+    RemoteTcp,
+    /// UDP to a counting receiver in `zclab serve` on the --peer host.
+    RemoteUdp,
 }
 
 impl PathKind {
@@ -110,17 +126,27 @@ impl PathKind {
             PathKind::TcpLoopback => "tcp-loopback",
             PathKind::TcpVeth => "tcp-veth",
             PathKind::UdpSink => "udp-sink",
+            PathKind::RemoteTcp => "remote-tcp",
+            PathKind::RemoteUdp => "remote-udp",
         }
     }
     fn from_name(s: &str) -> PathKind {
         match s {
             "tcp-loopback" => PathKind::TcpLoopback,
             "tcp-veth" => PathKind::TcpVeth,
+            "remote-tcp" => PathKind::RemoteTcp,
+            "remote-udp" => PathKind::RemoteUdp,
             _ => PathKind::UdpSink,
         }
     }
     fn needs_netns(self) -> bool {
-        self != PathKind::TcpLoopback
+        matches!(self, PathKind::TcpVeth | PathKind::UdpSink)
+    }
+    fn remote(self) -> bool {
+        matches!(self, PathKind::RemoteTcp | PathKind::RemoteUdp)
+    }
+    fn udp(self) -> bool {
+        matches!(self, PathKind::UdpSink | PathKind::RemoteUdp)
     }
 }
 
@@ -133,14 +159,18 @@ struct Args {
     #[command(flatten)]
     common: CommonArgs,
     /// Paths to measure, comma-separated: tcp-loopback, tcp-veth, udp-sink (the veth paths
-    /// need root).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "tcp-loopback,tcp-veth,udp-sink"
-    )]
+    /// need root), remote-tcp, remote-udp (need --peer). Default: the first three, or the
+    /// remote two with --peer.
+    #[arg(long, value_enum, value_delimiter = ',')]
     paths: Vec<PathKind>,
+    /// Run the receiving side on another host, in `zclab serve` there (HOST[:PORT], default
+    /// port 7878); the sending side, measured, stays here.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
+    peer: Option<PeerAddr>,
+    /// What the remote TCP receiver does with the bytes: hash them (integrity by xxh3-64), or
+    /// discard them after counting (integrity by byte count only; less receiver CPU).
+    #[arg(long, value_enum, default_value_t = PeerSink::Hash)]
+    peer_sink: PeerSink,
     /// Message sizes (bytes per send), comma-separated (K/M are powers of 1024, KB/MB of
     /// 1000). On udp-sink a size above 65507 B (the largest IPv4 UDP payload) is sent as
     /// 65507 B, and the point says so.
@@ -176,6 +206,13 @@ struct Args {
     veth_mtu: u32,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum PeerSink {
+    Hash,
+    Discard,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Classic,
@@ -192,6 +229,8 @@ struct Ctx {
     /// /proc/<pid>/schedstat of ksoftirqd on the sender's and the peer's CPU: softirq work
     /// deferred there is not in the process's CPU time, so it is recorded beside it.
     ksoftirqd: (Option<PathBuf>, Option<PathBuf>),
+    /// `zclab serve` on the --peer host.
+    peer: Option<Peer>,
 }
 
 const VARIANTS: &[Variant<Ctx>] = &[
@@ -305,8 +344,24 @@ fn main() -> ExitCode {
             );
             return Ok(ExitCode::from(2));
         }
+        let given = if !args.paths.is_empty() {
+            args.paths.clone()
+        } else if args.peer.is_some() {
+            vec![PathKind::RemoteTcp, PathKind::RemoteUdp]
+        } else {
+            vec![PathKind::TcpLoopback, PathKind::TcpVeth, PathKind::UdpSink]
+        };
+        if args.peer.is_none() {
+            if let Some(p) = given.iter().find(|p| p.remote()) {
+                eprintln!(
+                    "{NAME}: error: path {} needs --peer HOST[:PORT] (a host running `zclab serve`)",
+                    p.name()
+                );
+                return Ok(ExitCode::from(2));
+            }
+        }
         let mut paths: Vec<PathKind> = Vec::new();
-        for p in &args.paths {
+        for p in &given {
             if !paths.contains(p) {
                 paths.push(*p);
             }
@@ -322,13 +377,7 @@ fn main() -> ExitCode {
             let mut sizes: Vec<u64> = args
                 .sizes
                 .iter()
-                .map(|&s| {
-                    if p == PathKind::UdpSink {
-                        s.min(MAX_UDP_PAYLOAD)
-                    } else {
-                        s
-                    }
-                })
+                .map(|&s| if p.udp() { s.min(MAX_UDP_PAYLOAD) } else { s })
                 .collect();
             let mut seen = Vec::new();
             sizes.retain(|s| {
@@ -351,6 +400,14 @@ fn main() -> ExitCode {
             "paths": paths, "sizes": args.sizes, "bytes_per_trial": args.bytes, "pool": args.pool,
             "nodelay": args.nodelay, "max_messages_per_trial": args.max_messages, "inflight": args.inflight, "reap_every": args.reap_every, "veth_mtu": args.veth_mtu,
             "udp_payload_cap": MAX_UDP_PAYLOAD,
+            "peer": args.peer.as_ref().map(|p| p.text.clone()),
+            "peer_sink": args.peer.as_ref().map(|_| args.peer_sink),
+            "remote": args.peer.as_ref().map(|_| json!({
+                "remote_tcp": "TCP to a receiver thread in `zclab serve` on the peer host, pinned to the peer CPU there; it hashes (xxh3-64) or only counts",
+                "remote_udp": "connected UDP to a receiver thread in `zclab serve` on the peer host that counts datagrams and bytes and sums their xxh3-64",
+                "data_sockets": format!("TCP_USER_TIMEOUT {} s", remote::DATA_USER_TIMEOUT.as_secs()),
+                "peer_cpu_time": "measured in the receiver's thread on the peer host (getrusage RUSAGE_THREAD), recorded as peer_user_ns/peer_sys_ns; not subtracted here",
+            })),
             "placement": {"sender_cpu": args.common.cpus.0, "peer_cpu": args.common.cpus.1},
             "tcp_in_flight": "one send per stream",
             "udp_uring_in_flight": args.inflight.min(args.pool),
@@ -364,7 +421,16 @@ fn main() -> ExitCode {
             },
         });
         let mut lab = Lab::open(NAME, &args.common, params)?;
+        let peer = match &args.peer {
+            Some(a) => {
+                let p = Peer::connect(a.clone(), &lab.caps)?;
+                lab.set_peer_meta(p.meta());
+                Some(p)
+            }
+            None => None,
+        };
         let mut ctx = Ctx {
+            peer,
             net: None,
             net_reason: None,
             ksoftirqd: (
@@ -373,7 +439,8 @@ fn main() -> ExitCode {
             ),
             args,
         };
-        let wants_net = paths.iter().any(|p| p.needs_netns());
+        // Under --peer the local-only paths are skipped: no namespaces needed.
+        let wants_net = ctx.peer.is_none() && paths.iter().any(|p| p.needs_netns());
         if wants_net {
             if !lab.caps.net.netns {
                 ctx.net_reason = Some(netns_reason(&lab.caps));
@@ -390,6 +457,9 @@ fn main() -> ExitCode {
             }
         }
         let code = lab.run(VARIANTS, &points, &mut ctx)?;
+        if let Some(p) = &ctx.peer {
+            p.bye();
+        }
         let cleanup = ctx.net.as_mut().map(VethLab::cleanup);
         if harness::interrupted().is_none() {
             crossover(&lab, &ctx)?;
@@ -448,22 +518,31 @@ fn schedstat_ns(p: &Option<PathBuf>) -> Option<u64> {
 }
 
 fn classic_send(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Classic)
+    run_explained(ctx, t, Kind::Classic)
 }
 fn classic_msg_zerocopy(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::MsgZerocopy)
+    run_explained(ctx, t, Kind::MsgZerocopy)
 }
 fn uring_send(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Uring(SendOp::Send))
+    run_explained(ctx, t, Kind::Uring(SendOp::Send))
 }
 fn uring_send_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Uring(SendOp::SendZc))
+    run_explained(ctx, t, Kind::Uring(SendOp::SendZc))
 }
 fn uring_send_zc_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Uring(SendOp::SendZcFixed))
+    run_explained(ctx, t, Kind::Uring(SendOp::SendZcFixed))
 }
 fn uring_sendmsg_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Uring(SendOp::SendMsgZc))
+    run_explained(ctx, t, Kind::Uring(SendOp::SendMsgZc))
+}
+
+/// [`run`], with a failed trial's error saying so when the --peer host went away.
+fn run_explained(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
+    let r = run(ctx, t, kind);
+    match (&ctx.peer, r) {
+        (Some(p), Err(e)) => Err(p.explain(e)),
+        (_, r) => r,
+    }
 }
 
 /// Writes message `seq`'s stamp: the sequence number in the first 8 bytes and its complement
@@ -477,6 +556,19 @@ fn stamp(buf: &mut [u8], seq: u64) {
     if l >= 16 {
         buf[l - 8..].copy_from_slice(&(!seq).to_le_bytes());
     }
+}
+
+/// Wrapping sum of the xxh3-64 of each of `n` stamped datagrams of `size` bytes: what the
+/// remote UDP receiver computes, whatever order they arrive in.
+fn expected_digest(size: usize, n: u64) -> u64 {
+    let mut m = vec![0u8; size];
+    fill_pattern(&mut m, 0);
+    let mut d = 0u64;
+    for seq in 0..n {
+        stamp(&mut m, seq);
+        d = d.wrapping_add(xxhash_rust::xxh3::xxh3_64(&m));
+    }
+    d
 }
 
 /// xxh3-64 of the stream of `n` stamped messages of `size` bytes.
@@ -518,6 +610,9 @@ struct Job<'a> {
 enum Conn {
     Tcp(TcpLink),
     Udp(UdpSocket),
+    /// To a receiver in `zclab serve` on the --peer host.
+    Remote(RemoteTcp),
+    RemoteUdp(RemoteUdp),
 }
 
 impl Conn {
@@ -525,14 +620,25 @@ impl Conn {
         match self {
             Conn::Tcp(l) => l.sender.as_fd(),
             Conn::Udp(s) => s.as_fd(),
+            Conn::Remote(r) => r.stream.as_fd(),
+            Conn::RemoteUdp(r) => r.socket.as_fd(),
         }
     }
+    fn udp(&self) -> bool {
+        matches!(self, Conn::Udp(_) | Conn::RemoteUdp(_))
+    }
+}
+
+/// A TCP receiver's account: from a thread here, or from `zclab serve`'s report.
+enum Got {
+    Local(zclab::net::Received),
+    Remote(remote::Report),
 }
 
 /// What the measured part hands back for the integrity check.
 struct Sent {
     zc: Option<(zclab::results::ZcCounts, hdrhistogram::Histogram<u64>)>,
-    received: Option<zclab::net::Received>,
+    received: Option<Got>,
 }
 
 fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
@@ -543,6 +649,12 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
         return Err(harness::skip_point(format!(
             "reap (MSG_ZEROCOPY error-queue reads) does not apply; measured at reap={}",
             ctx.args.reap_every[0]
+        )));
+    }
+    if ctx.peer.is_some() && !path.remote() {
+        return Err(harness::skip_point(format!(
+            "{} builds both ends on this host; with --peer the paths are remote-tcp and remote-udp",
+            path.name()
         )));
     }
     if path.needs_netns() && ctx.net.is_none() {
@@ -567,18 +679,36 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
             size.max(256 << 10),
         )?),
         PathKind::UdpSink => Conn::Udp(ctx.net.as_ref().expect("checked").sink_socket()?),
+        PathKind::RemoteTcp => Conn::Remote(
+            ctx.peer
+                .as_ref()
+                .expect("remote paths run with --peer")
+                .tcp_sink(
+                    Some(peer_cpu as u32),
+                    size.max(256 << 10) as u64,
+                    ctx.args.peer_sink == PeerSink::Hash,
+                )?,
+        ),
+        PathKind::RemoteUdp => Conn::RemoteUdp(
+            ctx.peer
+                .as_ref()
+                .expect("remote paths run with --peer")
+                .udp_sink(Some(peer_cpu as u32))?,
+        ),
     };
-    if let Conn::Tcp(l) = &conn {
-        l.sender.set_nodelay(ctx.args.nodelay)?;
+    match &conn {
+        Conn::Tcp(l) => l.sender.set_nodelay(ctx.args.nodelay)?,
+        Conn::Remote(r) => r.stream.set_nodelay(ctx.args.nodelay)?,
+        _ => {}
     }
     if kind == Kind::MsgZerocopy {
         errqueue::enable_zerocopy(conn.fd()).context("setsockopt(SO_ZEROCOPY)")?;
     }
     let sndbuf = nix::sys::socket::getsockopt(&conn.fd(), nix::sys::socket::sockopt::SndBuf)
         .map_err(std::io::Error::from)?;
-    let udp = path == PathKind::UdpSink;
-    let sink0 = match (&ctx.net, udp) {
-        (Some(n), true) => Some(n.sink_counters()?),
+    let udp = path.udp();
+    let sink0 = match (&ctx.net, path) {
+        (Some(n), PathKind::UdpSink) => Some(n.sink_counters()?),
         _ => None,
     };
     let ks0 = (
@@ -615,12 +745,68 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
         schedstat_ns(&ctx.ksoftirqd.0),
         schedstat_ns(&ctx.ksoftirqd.1),
     );
-    if let Some(r) = sent.received {
-        t.set_peer(r.usage);
+    match &sent.received {
+        Some(Got::Local(r)) => t.set_peer(r.usage),
+        Some(Got::Remote(r)) => remote::record(t, r),
+        None => {}
     }
     // Integrity.
-    match (&conn, sent.received) {
-        (Conn::Tcp(_), Some(r)) => {
+    match (&mut conn, sent.received) {
+        (Conn::Remote(_), Some(Got::Remote(r))) => {
+            let want = expected_hash(size, msgs);
+            let (ok, method, expected, got) = match r.hash.as_deref() {
+                Some(h) => (
+                    r.bytes == total && remote::parse_hex64(h) == Some(want),
+                    "xxh3-64 of the stream received on the peer host (messages stamped with their sequence number)",
+                    format!("{want:016x}"),
+                    h.to_string(),
+                ),
+                None => (
+                    r.bytes == total,
+                    "byte count only (--peer-sink discard: the peer host did not hash)",
+                    format!("{total} bytes"),
+                    format!("{} bytes", r.bytes),
+                ),
+            };
+            t.set_integrity(Integrity {
+                ok,
+                method: method.into(),
+                expected,
+                got,
+                bytes_expected: total,
+                bytes_got: r.bytes,
+            });
+        }
+        (Conn::RemoteUdp(u), _) => {
+            // After the clock: the receiver counts what arrived once told how much was sent.
+            let r = u.finish(msgs).context("the peer's UDP receiver")?;
+            let want = expected_digest(size, msgs);
+            let (n, d) = (
+                r.datagrams.unwrap_or(0),
+                r.digest.as_deref().and_then(remote::parse_hex64),
+            );
+            let zc_ok = sent
+                .zc
+                .as_ref()
+                .is_none_or(|(c, _)| c.ids_completed == c.sends && c.bytes == total);
+            t.set_integrity(Integrity {
+                ok: n == msgs && r.bytes == total && d == Some(want) && zc_ok,
+                method: "every send accepted in full, every notification received, and the peer host received every datagram intact exactly once (count, bytes, and the sum of each datagram's xxh3-64)".into(),
+                expected: format!("{msgs} datagrams, {total} bytes, sum {want:016x}"),
+                got: format!(
+                    "{n} datagrams{}, {} bytes, sum {}{}",
+                    if n < msgs { format!(" ({} lost on the way)", msgs - n) } else { String::new() },
+                    r.bytes,
+                    r.digest.as_deref().unwrap_or("none"),
+                    if zc_ok { "" } else { ", notifications missing" }
+                ),
+                bytes_expected: total,
+                bytes_got: r.bytes,
+            });
+            remote::record(t, &r);
+            t.set_extra("peer_datagrams", n as f64);
+        }
+        (Conn::Tcp(_), Some(Got::Local(r))) => {
             let want = expected_hash(size, msgs);
             t.set_integrity(Integrity {
                 ok: r.bytes == total && r.hash == want,
@@ -665,13 +851,13 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
                 t.set_extra("sink_ip_in_addr_errors", b.wrapping_sub(a) as f64);
             }
         }
-        (Conn::Tcp(_), None) => bail!("the receiver's account is missing"),
+        (Conn::Tcp(_) | Conn::Remote(_), _) => bail!("the receiver's account is missing"),
     }
     if let Some((counts, release)) = sent.zc {
         t.set_extra("enobufs_retries", counts.enobufs_retries as f64);
         t.set_zc(counts, Some(release));
     }
-    if udp {
+    if path == PathKind::UdpSink {
         t.set_extra("veth_mtu", ctx.args.veth_mtu as f64);
         t.set_extra(
             "frames_per_datagram",
@@ -686,7 +872,7 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
         t.set_extra("inflight", ctx.args.inflight.min(ctx.args.pool) as f64);
     }
     t.set_extra("so_sndbuf", sndbuf as f64);
-    if let Conn::Tcp(_) = conn {
+    if let Conn::Tcp(_) | Conn::Remote(_) = conn {
         t.set_extra("tcp_nodelay", ctx.args.nodelay as u8 as f64);
     }
     if kind == Kind::MsgZerocopy {
@@ -695,17 +881,19 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
     if let (Some(a), Some(b)) = (ks0.0, ks1.0) {
         t.set_extra("ksoftirqd_sender_cpu_ns", b.saturating_sub(a) as f64);
     }
-    if let (Some(a), Some(b)) = (ks0.1, ks1.1) {
+    if let (Some(a), Some(b), false) = (ks0.1, ks1.1, path.remote()) {
+        // A remote peer's CPU is on the other host: its ksoftirqd time is peer_ksoftirqd_ns.
         t.set_extra("ksoftirqd_peer_cpu_ns", b.saturating_sub(a) as f64);
     }
     Ok(())
 }
 
 /// Ends a TCP stream and collects the receiver's account, inside the measured part.
-fn finish(conn: &mut Conn) -> Result<Option<zclab::net::Received>> {
+fn finish(conn: &mut Conn) -> Result<Option<Got>> {
     match conn {
-        Conn::Tcp(l) => Ok(Some(l.finish().context("receiver failed")?)),
-        Conn::Udp(_) => Ok(None),
+        Conn::Tcp(l) => Ok(Some(Got::Local(l.finish().context("receiver failed")?))),
+        Conn::Remote(r) => Ok(Some(Got::Remote(r.finish().context("receiver failed")?))),
+        Conn::Udp(_) | Conn::RemoteUdp(_) => Ok(None),
     }
 }
 
@@ -830,7 +1018,7 @@ fn send_uring(t: &mut Trial, conn: &mut Conn, op: SendOp, job: &Job) -> Result<S
     for i in 0..pool_n {
         fill_pattern(p.buffer_mut(i).expect("a new pipeline is free"), 0);
     }
-    let udp = matches!(conn, Conn::Udp(_));
+    let udp = conn.udp();
     let sock = Fd::Raw(conn.fd().as_raw_fd());
     let clock = t.clock;
     let mut received = None;

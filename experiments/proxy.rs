@@ -19,6 +19,14 @@
 //!   time is kept beside it as the `relay` histogram. Integrity: every echo equals what was
 //!   sent.
 //!
+//! **Two hosts.** With `--peer HOST[:PORT]` the server end runs in `zclab serve` on that host
+//! (a hashing receiver in stream mode, an echo server in echo mode): the relay's second
+//! connection crosses the link between the hosts, the client stays a local thread on the peer
+//! CPU. The client's CPU time is subtracted from the process's as before; the server's is
+//! measured on its host and recorded as `peer_user_ns`/`peer_sys_ns` (and `peer_*` extras),
+//! the client's then as `client_user_ns`/`client_sys_ns`. Round trips are still timed in the
+//! client thread: one clock, no cross-host timestamps.
+//!
 //! **Variants.** See `VARIANTS`. Both relays of a variant use the same mechanism. In echo mode
 //! the relay knows the message size (as a proxy knows a request's length) and moves exactly
 //! one message each way per request.
@@ -40,8 +48,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
 use zclab::net::peers::{
-    EchoClient, EchoServer, FaultSpec, HashSink, PatternStream, Streamer, add_usage, tcp_pair,
+    EchoClient, EchoServer, FaultSpec, HashSink, PatternStream, PeerReport, Streamer, add_usage,
+    tcp_pair,
 };
+use zclab::net::remote::{self, Peer, PeerAddr, RemoteTcp};
 use zclab::results::{Integrity, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::pipe::pipe_with_size;
@@ -74,6 +84,10 @@ struct Args {
     /// Pipe capacity for the splice variants; default twice the message size, at least 64 KiB.
     #[arg(long, value_parser = harness::size_arg)]
     pipe_size: Option<u64>,
+    /// Run the server end on another host, in `zclab serve` there (HOST[:PORT], default port
+    /// 7878); the relay (measured) and the client stay here.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
+    peer: Option<PeerAddr>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +112,8 @@ struct Ctx {
     /// Trials started per (variant, point): the harness runs the warm-ups first, so the first
     /// `--warmup` of each are warm-ups (echo warm-ups run fewer requests).
     started: std::collections::HashMap<(String, String), u32>,
+    /// `zclab serve` on the --peer host.
+    peer: Option<Peer>,
 }
 
 /// Round trips of an echo warm-up trial (at most).
@@ -158,7 +174,14 @@ fn main() -> ExitCode {
         let modes: Vec<&str> = args.mode.iter().map(|m| m.name()).collect();
         let params = json!({
             "sizes": args.sizes, "modes": modes, "stream_bytes": args.stream_bytes,
-            "requests": args.requests, "pipe_size": args.pipe_size, "path": "tcp-loopback",
+            "requests": args.requests, "pipe_size": args.pipe_size,
+            "path": if args.peer.is_some() { "remote-tcp" } else { "tcp-loopback" },
+            "peer": args.peer.as_ref().map(|p| p.text.clone()),
+            "links": if args.peer.is_some() {
+                "client -> relay over loopback; relay -> server (zclab serve on the peer host) across the link"
+            } else {
+                "both over loopback"
+            },
             "placement": "relay on the first CPU; client and server on the peer CPU",
             "tcp_nodelay": "all sockets in echo mode; relay sockets in both modes",
             "fault": fault.as_ref().map(|f| format!("{f:?}")),
@@ -170,13 +193,25 @@ fn main() -> ExitCode {
             }
         }
         let mut lab = Lab::open(NAME, &args.common, params)?;
+        let peer = match &args.peer {
+            Some(a) => {
+                let p = Peer::connect(a.clone(), &lab.caps)?;
+                lab.set_peer_meta(p.meta());
+                Some(p)
+            }
+            None => None,
+        };
         let mut ctx = Ctx {
             args,
             fault,
             stream: None,
             started: Default::default(),
+            peer,
         };
         let code = lab.run(VARIANTS, &points, &mut ctx)?;
+        if let Some(p) = &ctx.peer {
+            p.bye();
+        }
         crossover(&lab)?;
         Ok(code)
     })
@@ -202,19 +237,94 @@ struct Sockets {
     b: TcpStream,
 }
 
-fn sockets() -> Result<(Sockets, TcpStream, TcpStream)> {
+/// The server end of the relay: a thread here, or `zclab serve` on the --peer host.
+enum Server {
+    Sink(HashSink),
+    Echo(EchoServer),
+    Remote(RemoteTcp),
+}
+
+impl Server {
+    /// Waits for the server end to finish (the relay has ended its stream); its account, and
+    /// the remote report when it ran on the peer host.
+    fn join(self) -> Result<(PeerReport, Option<remote::Report>)> {
+        match self {
+            Server::Sink(h) => Ok((h.join()?, None)),
+            Server::Echo(e) => Ok((e.join()?, None)),
+            Server::Remote(mut r) => {
+                let rep = r.finish()?;
+                let hash = match rep.hash.as_deref() {
+                    Some(h) => remote::parse_hex64(h)
+                        .ok_or_else(|| anyhow::anyhow!("the peer's report has a bad hash {h:?}"))?,
+                    None => 0,
+                };
+                let pr = PeerReport {
+                    bytes: rep.bytes,
+                    hash,
+                    usage: rep.usage,
+                };
+                Ok((pr, Some(rep)))
+            }
+        }
+    }
+}
+
+/// The relay's sockets, the client's end, and the server end: `echo` picks the server's role.
+fn sockets(ctx: &Ctx, t: &Trial, msg: usize, echo: bool) -> Result<(Sockets, TcpStream, Server)> {
     let (client, a) = tcp_pair().context("cannot open the client connection")?;
-    let (b, server) = tcp_pair().context("cannot open the server connection")?;
+    let (b, server) = match &ctx.peer {
+        Some(p) => {
+            let cpu = Some(t.cpus.1 as u32);
+            let r = if echo {
+                p.echo(cpu, msg as u64)?
+            } else {
+                p.tcp_sink(cpu, msg.max(64 << 10) as u64, true)?
+            };
+            (r.stream.try_clone()?, Server::Remote(r))
+        }
+        None => {
+            let (b, server) = tcp_pair().context("cannot open the server connection")?;
+            let s = if echo {
+                Server::Echo(EchoServer::spawn(server, t.cpus.1, msg)?)
+            } else {
+                Server::Sink(HashSink::spawn(server, t.cpus.1, msg.max(64 << 10), None)?)
+            };
+            (b, s)
+        }
+    };
     a.set_nodelay(true)?;
     b.set_nodelay(true)?;
     Ok((Sockets { a, b }, client, server))
 }
 
+/// Records the peers' CPU time: the local client's is subtracted from the process's; a remote
+/// server's is recorded as the peer's (a local server's is subtracted with the client's).
+fn record_peers(
+    t: &mut Trial,
+    client: PeerReport,
+    server: PeerReport,
+    rep: Option<remote::Report>,
+) {
+    match rep {
+        None => t.set_peer(add_usage(client.usage, server.usage)),
+        Some(r) => {
+            t.set_peer(client.usage);
+            remote::record(t, &r);
+            t.set_extra("client_user_ns", client.usage.user_ns as f64);
+            t.set_extra("client_sys_ns", client.usage.sys_ns as f64);
+        }
+    }
+}
+
 fn run(ctx: &mut Ctx, t: &mut Trial, variant: &str, relay: Relay) -> Result<()> {
-    match t.point.str("mode") {
+    let r = match t.point.str("mode") {
         "stream" => run_stream(ctx, t, variant, relay),
         "echo" => run_echo(ctx, t, variant, relay),
         m => bail!("unknown mode {m}"),
+    };
+    match (&ctx.peer, r) {
+        (Some(p), Err(e)) => Err(p.explain(e)),
+        (_, r) => r,
     }
 }
 
@@ -232,10 +342,9 @@ fn run_stream(ctx: &mut Ctx, t: &mut Trial, variant: &str, relay: Relay) -> Resu
         ctx.stream = None;
         ctx.stream = Some(PatternStream::new(total as usize));
     }
+    let (s, client, sink) = sockets(ctx, t, msg, false)?;
     let ps = ctx.stream.as_ref().expect("just set");
-    let (s, client, server) = sockets()?;
     let reset = FaultSpec::for_variant(&ctx.fault, variant);
-    let sink = HashSink::spawn(server, t.cpus.1, msg.max(64 << 10), None)?;
     let streamer = Streamer::spawn(client, t.cpus.1, ps.data.clone(), msg, reset)?;
     let (expected, mut relay) = (ps.hash, relay);
     let step = match &relay {
@@ -332,12 +441,17 @@ fn run_stream(ctx: &mut Ctx, t: &mut Trial, variant: &str, relay: Relay) -> Resu
     let got = sink.join();
     let sent = streamer.join();
     res?;
-    let got = got.context("server failed")?;
+    let (got, rep) = got.context("server failed")?;
     let sent = sent.context("client failed")?;
-    t.set_peer(add_usage(got.usage, sent.usage));
+    let remote = rep.is_some();
+    record_peers(t, sent, got, rep);
     t.set_integrity(Integrity {
         ok: got.bytes == total && got.hash == expected,
-        method: "xxh3-64 of the stream the server received".into(),
+        method: if remote {
+            "xxh3-64 of the stream the server received on the peer host".into()
+        } else {
+            "xxh3-64 of the stream the server received".into()
+        },
         expected: format!("{expected:016x}"),
         got: format!("{:016x}", got.hash),
         bytes_expected: total,
@@ -432,9 +546,8 @@ fn run_echo(ctx: &mut Ctx, t: &mut Trial, variant: &str, mut relay: Relay) -> Re
     if warmup {
         requests = requests.min(WARMUP_REQUESTS);
     }
-    let (s, client, server) = sockets()?;
+    let (s, client, srv) = sockets(ctx, t, msg, true)?;
     let reset = FaultSpec::for_variant(&ctx.fault, variant);
-    let srv = EchoServer::spawn(server, t.cpus.1, msg)?;
     let cl = EchoClient::spawn(client, t.cpus.1, msg, requests, t.clock, reset)?;
     let uring = matches!(relay, Relay::UringCopy(..) | Relay::UringSplice(..));
     let mut relay_hist = None;
@@ -467,8 +580,13 @@ fn run_echo(ctx: &mut Ctx, t: &mut Trial, variant: &str, mut relay: Relay) -> Re
     let served = srv.join();
     res?;
     let echoed = echoed.context("client failed")?;
-    let served = served.context("server failed")?;
-    t.set_peer(add_usage(echoed.usage, served.usage));
+    let (served, rep) = served.context("server failed")?;
+    let client = PeerReport {
+        bytes: echoed.bytes,
+        hash: 0,
+        usage: echoed.usage,
+    };
+    record_peers(t, client, served, rep);
     t.set_histogram(
         "step",
         "one request's round trip client -> relay -> server -> relay -> client, measured in the client thread (the relay is the measured thread for CPU; its own per-request time is the `relay` histogram)",

@@ -12,6 +12,13 @@
 //! thread and subtracted. After the clock stops, the file is read back and its xxh3-64 and
 //! length are checked against the stream's.
 //!
+//! **Two hosts.** With `--peer HOST[:PORT]` the sender runs in `zclab serve` on that host
+//! (pinned to the peer CPU there) and the stream crosses the link between the hosts; the
+//! receiving, persisting side stays here and is measured as before. The sender's CPU time is
+//! measured there and recorded as `peer_user_ns`/`peer_sys_ns` (nothing is subtracted here);
+//! the file read back is checked against the xxh3-64 of the pattern, computed here, and the
+//! server's own hash of what it sent. `ZCLAB_FAULT` (a local sender's reset) does not apply.
+//!
 //! **Variants.** See `VARIANTS`. One latency sample is one step: one receive of up to CHUNK bytes
 //! (whatever the socket holds) and the write of what it returned, or one io_uring submission
 //! that writes the previous step's bytes and receives the next (double buffering), or one
@@ -38,6 +45,7 @@ use std::process::ExitCode;
 use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
 use zclab::measure::Recorder;
 use zclab::net::peers::{FaultSpec, PatternStream, Streamer, tcp_pair};
+use zclab::net::remote::{self, Peer, PeerAddr, RemoteTcp};
 use zclab::results::Integrity;
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::file::hash_file;
@@ -74,6 +82,10 @@ struct Args {
     /// Directory for the received files (created there, removed after each trial).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     workdir: PathBuf,
+    /// Run the sender on another host, in `zclab serve` there (HOST[:PORT], default port
+    /// 7878); the receiving side, measured, stays here.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
+    peer: Option<PeerAddr>,
 }
 
 /// When the received bytes are forced to stable storage.
@@ -128,6 +140,10 @@ struct Ctx {
     args: Args,
     fault: Option<FaultSpec>,
     stream: Option<PatternStream>,
+    /// `zclab serve` on the --peer host.
+    peer: Option<Peer>,
+    /// xxh3-64 of the pattern stream by size, for a remote sender (nothing held in memory).
+    remote_hash: Option<(u64, u64)>,
 }
 
 const VARIANTS: &[Variant<Ctx>] = &[
@@ -192,10 +208,18 @@ fn main() -> ExitCode {
         }
         let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
         let fault = FaultSpec::from_env_for(&names)?;
+        if fault.is_some() && args.peer.is_some() {
+            bail!(
+                "{} injects a fault into a local sender; with --peer the sender runs on the peer host",
+                zclab::net::peers::FAULT_ENV
+            );
+        }
         let fsync: Vec<String> = args.fsync.iter().map(Fsync::label).collect();
         let params = json!({
             "sizes": args.sizes, "chunks": args.chunks, "fsync": fsync, "pipe_size": args.pipe_size,
-            "send_size": args.send_size, "workdir": args.workdir, "path": "tcp-loopback",
+            "send_size": args.send_size, "workdir": args.workdir,
+            "path": if args.peer.is_some() { "remote-tcp" } else { "tcp-loopback" },
+            "peer": args.peer.as_ref().map(|p| p.text.clone()),
             "fsync_calls": {"classic-*": "fsync(2)", "classic-recv-mmap": "msync(2) MS_SYNC", "uring-*": "IORING_OP_FSYNC"},
             "fault": fault.as_ref().map(|f| format!("{f:?}")),
         });
@@ -213,12 +237,26 @@ fn main() -> ExitCode {
             }
         }
         let mut lab = Lab::open(NAME, &args.common, params)?;
+        let peer = match &args.peer {
+            Some(a) => {
+                let p = Peer::connect(a.clone(), &lab.caps)?;
+                lab.set_peer_meta(p.meta());
+                Some(p)
+            }
+            None => None,
+        };
         let mut ctx = Ctx {
             args,
             fault,
             stream: None,
+            peer,
+            remote_hash: None,
         };
-        lab.run(VARIANTS, &points, &mut ctx)
+        let code = lab.run(VARIANTS, &points, &mut ctx);
+        if let Some(p) = &ctx.peer {
+            p.bye();
+        }
+        code
     })
 }
 
@@ -233,10 +271,16 @@ impl Drop for OutFile {
     }
 }
 
-/// One trial's fixture: the receiving socket, the sender thread, the output file.
+/// The sending end: a thread here, or `zclab serve` on the --peer host.
+enum Sender {
+    Local(Streamer),
+    Remote(RemoteTcp),
+}
+
+/// One trial's fixture: the receiving socket, the sender, the output file.
 struct Fixture {
     sock: TcpStream,
-    sender: Streamer,
+    sender: Sender,
     file: File,
     out: OutFile,
     size: u64,
@@ -248,15 +292,6 @@ struct Fixture {
 fn fixture(ctx: &mut Ctx, t: &Trial, variant: &str) -> Result<Fixture> {
     let (size, chunk) = (t.point.num("size"), t.point.num("chunk") as usize);
     let fsync = parse_fsync(t.point.str("fsync")).map_err(anyhow::Error::msg)?;
-    if ctx
-        .stream
-        .as_ref()
-        .is_none_or(|s| s.data.len() as u64 != size)
-    {
-        ctx.stream = None;
-        ctx.stream = Some(PatternStream::new(size as usize));
-    }
-    let ps = ctx.stream.as_ref().expect("just set");
     let path = ctx
         .args
         .workdir
@@ -269,25 +304,48 @@ fn fixture(ctx: &mut Ctx, t: &Trial, variant: &str) -> Result<Fixture> {
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let out = OutFile { path };
-    let (tx, rx) = tcp_pair().context("cannot open a loopback TCP connection")?;
-    let reset = FaultSpec::for_variant(&ctx.fault, variant);
-    let sender = Streamer::spawn(
-        tx,
-        t.cpus.1,
-        ps.data.clone(),
-        ctx.args.send_size as usize,
-        reset,
-    )
-    .context("cannot start the sender thread")?;
+    let (sock, sender, hash) = match &ctx.peer {
+        Some(p) => {
+            if ctx.remote_hash.is_none_or(|(s, _)| s != size) {
+                ctx.remote_hash = Some((size, remote::pattern_hash(size)));
+            }
+            let r = p.tcp_source(Some(t.cpus.1 as u32), size, ctx.args.send_size)?;
+            let sock = r.stream.try_clone()?;
+            let hash = ctx.remote_hash.expect("just set").1;
+            (sock, Sender::Remote(r), hash)
+        }
+        None => {
+            if ctx
+                .stream
+                .as_ref()
+                .is_none_or(|s| s.data.len() as u64 != size)
+            {
+                ctx.stream = None;
+                ctx.stream = Some(PatternStream::new(size as usize));
+            }
+            let ps = ctx.stream.as_ref().expect("just set");
+            let (tx, rx) = tcp_pair().context("cannot open a loopback TCP connection")?;
+            let reset = FaultSpec::for_variant(&ctx.fault, variant);
+            let sender = Streamer::spawn(
+                tx,
+                t.cpus.1,
+                ps.data.clone(),
+                ctx.args.send_size as usize,
+                reset,
+            )
+            .context("cannot start the sender thread")?;
+            (rx, Sender::Local(sender), ps.hash)
+        }
+    };
     Ok(Fixture {
-        sock: rx,
+        sock,
         sender,
         file,
         out,
         size,
         chunk,
         fsync,
-        hash: ps.hash,
+        hash,
     })
 }
 
@@ -298,9 +356,24 @@ struct Stats {
     syncs: u64,
 }
 
+/// [`run_trial_here`], with a failed trial's error saying so when the --peer host went away.
+fn run_trial(
+    ctx: &mut Ctx,
+    t: &mut Trial,
+    variant: &str,
+    step: &str,
+    body: impl FnOnce(&mut Recorder, &mut Fixture) -> Result<Stats>,
+) -> Result<()> {
+    let r = run_trial_here(ctx, t, variant, step, body);
+    match (&ctx.peer, r) {
+        (Some(p), Err(e)) => Err(p.explain(e)),
+        (_, r) => r,
+    }
+}
+
 /// Runs `body` as the measured part, then closes the socket, collects the sender's usage and
 /// checks the file against the stream.
-fn run_trial(
+fn run_trial_here(
     ctx: &mut Ctx,
     t: &mut Trial,
     variant: &str,
@@ -327,16 +400,38 @@ fn run_trial(
     } = fx;
     drop(sock);
     drop(file);
-    let sent = sender.join();
-    res?;
-    let sent = sent.context("sender failed")?;
-    t.set_peer(sent.usage);
+    let remote_sent = match sender {
+        Sender::Local(s) => {
+            let sent = s.join();
+            res?;
+            t.set_peer(sent.context("sender failed")?.usage);
+            None
+        }
+        Sender::Remote(mut r) => {
+            let rep = if res.is_ok() { Some(r.wait()) } else { None };
+            drop(r); // a failed trial: the server's side is torn down and reported
+            res?;
+            let rep = rep
+                .expect("waited when the trial went well")
+                .context("sender failed")?;
+            remote::record(t, &rep);
+            Some(rep)
+        }
+    };
     t.set_extra("fsyncs", stats.syncs as f64);
     let got_len = std::fs::metadata(&out.path)?.len();
     let got = hash_file(&out.path).context("cannot read the received file back")?;
+    // A remote sender also says what it sent: the same pattern, all of it.
+    let sent_ok = remote_sent.as_ref().is_none_or(|r| {
+        r.bytes == size && r.hash.as_deref().and_then(remote::parse_hex64) == Some(hash)
+    });
     t.set_integrity(Integrity {
-        ok: got == hash && got_len == size,
-        method: "xxh3-64 of the file read back after the clock stopped".into(),
+        ok: got == hash && got_len == size && sent_ok,
+        method: if remote_sent.is_some() {
+            "xxh3-64 of the file read back after the clock stopped, against the pattern's and the peer host's hash of what it sent".into()
+        } else {
+            "xxh3-64 of the file read back after the clock stopped".into()
+        },
         expected: format!("{hash:016x}"),
         got: format!("{got:016x}"),
         bytes_expected: size,

@@ -383,6 +383,17 @@ impl Trial<'_> {
         self.peer = Some(peer);
     }
 
+    /// Records the usage of a peer on another host (`zclab serve`, measured in its own thread
+    /// there) as the peer's CPU time. Unlike [`Trial::set_peer`] nothing is subtracted: that
+    /// peer's CPU time was never part of this process's. Call after [`Trial::measure`].
+    pub fn set_remote_peer(&mut self, peer: Usage) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.peer_user_ns = Some(peer.user_ns);
+            m.peer_sys_ns = Some(peer.sys_ns);
+        }
+        self.peer = Some(peer);
+    }
+
     /// Records whether what arrived equals what was sent.
     pub fn set_integrity(&mut self, i: Integrity) {
         self.integrity = Some(i);
@@ -524,6 +535,8 @@ pub struct Lab {
     syscalls: Option<crate::sys::perf::PerfCounter>,
     syscalls_note: Option<String>,
     points: Vec<String>,
+    /// The other host's description (`zclab serve`'s hello) when the peer side runs there.
+    peer_meta: Option<Value>,
 }
 
 impl Lab {
@@ -576,6 +589,7 @@ impl Lab {
             syscalls,
             syscalls_note,
             points: Vec::new(),
+            peer_meta: None,
         };
         Ok(lab)
     }
@@ -622,7 +636,14 @@ impl Lab {
             "skipped": self.variants.iter().filter(|v| v.status == "skipped" || v.status == "unavailable").map(|v| json!({"variant": v.name, "reason": v.reason})).collect::<Vec<_>>(),
             "counters_note": self.syscalls_note,
             "probe": self.caps,
+            "peer": self.peer_meta,
         })
+    }
+
+    /// Records the peer host (its name, kernel, lab version and probe, as `zclab serve` described
+    /// itself) in meta.json under `peer`, for runs whose peer side runs on another host.
+    pub fn set_peer_meta(&mut self, peer: Value) {
+        self.peer_meta = Some(peer);
     }
 
     fn write_meta(&self) -> anyhow::Result<()> {

@@ -64,6 +64,9 @@ enum Cmd {
     },
     /// List the experiments of the suite.
     List,
+    /// Serve the peer side of the socket experiments to a client on another host (its
+    /// experiments run with --peer HOST[:PORT]); see docs/serve-protocol.md.
+    Serve(zclab::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> Result<i32> {
             suite::draw_plots(&runs, out.as_deref())?;
             Ok(0)
         }
+        Cmd::Serve(args) => zclab::serve::run(&args),
         Cmd::List => {
             for e in suite::SUITE {
                 println!("{:<16} {}", e.name, e.about);

@@ -2,6 +2,7 @@
 
 pub mod netns;
 pub mod peers;
+pub mod remote;
 
 use crate::measure::{Usage, usage};
 use std::io::{self, Read};
