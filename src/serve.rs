@@ -268,36 +268,16 @@ fn session(srv: &Server, sock: TcpStream, from: SocketAddr, n: u64) {
         }
     };
     let (tx, rx) = mpsc::channel::<Event>();
+    let stop = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (tx, s) = (tx.clone(), sock.try_clone());
-        let Ok(mut s) = s else {
+        let (tx, s, stop) = (tx.clone(), sock.try_clone(), stop.clone());
+        let Ok(s) = s else {
             log(&format!("{who}: cannot clone the control socket"));
             return;
         };
         std::thread::Builder::new()
             .name("zclab-ctrl".into())
-            .spawn(move || {
-                let mut r = LineReader::new();
-                loop {
-                    match r.read_line(&mut s) {
-                        Ok(Some(line)) => {
-                            let m = Msg::parse(&line);
-                            let bad = m.is_err();
-                            if tx.send(Event::Ctrl(m)).is_err() || bad {
-                                return; // a bad message ends the session
-                            }
-                        }
-                        Ok(None) => {
-                            let _ = tx.send(Event::Closed("client closed the connection".into()));
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Event::Closed(e.to_string()));
-                            return;
-                        }
-                    }
-                }
-            })
+            .spawn(move || read_control(s, &tx, &stop))
     };
     let reader = match reader {
         Ok(h) => h,
@@ -308,8 +288,75 @@ fn session(srv: &Server, sock: TcpStream, from: SocketAddr, n: u64) {
     };
     let end = serve_session(srv, &mut out, &rx, &tx, &who, peer_ip, local_ip, n);
     log(&format!("{who}: {end}"));
-    let _ = sock.shutdown(Shutdown::Both);
+    // Our last message, then our FIN; the reader drains what the client still sends, so
+    // closing does not reset the connection before the client has read that message.
+    let _ = sock.shutdown(Shutdown::Write);
+    stop.store(true, Ordering::SeqCst);
     let _ = reader.join();
+}
+
+/// How often the control reader looks at its stop flag.
+const READER_POLL: Duration = Duration::from_millis(250);
+
+/// The session's control reader: parses each line into an event. A malformed or oversized
+/// message is passed on and ends the reading; so does the session's stop flag. Either way it
+/// then drains the connection (bounded) until the client closes.
+fn read_control(mut s: TcpStream, tx: &Sender<Event>, stop: &AtomicBool) {
+    let _ = s.set_read_timeout(Some(READER_POLL));
+    let mut r = LineReader::new();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match r.read_line(&mut s) {
+            Ok(Some(line)) => {
+                let m = Msg::parse(&line);
+                let bad = m.is_err();
+                if tx.send(Event::Ctrl(m)).is_err() || bad {
+                    break; // a bad message ends the session
+                }
+            }
+            Ok(None) => {
+                let _ = tx.send(Event::Closed("client closed the connection".into()));
+                return;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = tx.send(Event::Ctrl(Err(BadMsg::Invalid(e.to_string()))));
+                break;
+            }
+            Err(e) => {
+                let _ = tx.send(Event::Closed(e.to_string()));
+                return;
+            }
+        }
+    }
+    drain(&mut s);
+}
+
+/// Reads and discards until the peer closes, for at most 1 s and 1 MiB.
+fn drain(s: &mut TcpStream) {
+    let t0 = Instant::now();
+    let mut buf = [0u8; 8192];
+    let mut total = 0;
+    while t0.elapsed() < Duration::from_secs(1) && total < (1 << 20) {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => total += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Runs the session's protocol; returns how it ended (for the log).

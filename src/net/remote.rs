@@ -613,7 +613,7 @@ impl Ctrl {
             Ok(Some(line)) => Ok(Msg::parse(&line)),
             Ok(None) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "the server closed the control connection",
+                "the server closed the control connection (zclab serve stopped, or its host went away)",
             )),
             Err(e)
                 if matches!(
@@ -655,8 +655,25 @@ fn peer_err(addr: &PeerAddr, kind: io::ErrorKind, what: impl std::fmt::Display) 
     io::Error::new(kind, format!("zclab serve at {addr}: {what}"))
 }
 
-/// Opens a control connection: connect, read the server's hello, send ours, await welcome.
+/// How long a client retries a server that is busy with another client: the session before
+/// (an experiment run just before this one) may still be closing.
+pub const BUSY_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens a control connection, retrying for [`BUSY_WAIT`] while the server is busy.
 fn open(addr: &PeerAddr, hello: &Hello) -> io::Result<(Ctrl, Hello, u64)> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match open_once(addr, hello) {
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy && t0.elapsed() < BUSY_WAIT => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Opens a control connection: connect, read the server's hello, send ours, await welcome.
+fn open_once(addr: &PeerAddr, hello: &Hello) -> io::Result<(Ctrl, Hello, u64)> {
     let stream = TcpStream::connect_timeout(&addr.addr, CONNECT_TIMEOUT).map_err(|e| {
         peer_err(
             addr,
@@ -754,10 +771,15 @@ impl Inner {
         if let Some(c) = self.ctrl.take() {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
-        let e = if e.to_string().starts_with("zclab serve at") {
-            e
+        let text = e.to_string();
+        let text = text.strip_prefix("peer lost: ").unwrap_or(&text);
+        let e = if text.starts_with("zclab serve at") {
+            io::Error::new(e.kind(), format!("peer lost: {text}"))
         } else {
-            peer_err(&self.addr, e.kind(), e)
+            io::Error::new(
+                e.kind(),
+                format!("peer lost: zclab serve at {}: {text}", self.addr),
+            )
         };
         self.down = Some(e.to_string());
         e
@@ -810,10 +832,9 @@ impl Inner {
         let Some(c) = self.ctrl.as_mut() else {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
-                format!(
-                    "peer lost before its report: {}",
-                    self.down.clone().unwrap_or_default()
-                ),
+                self.down
+                    .clone()
+                    .unwrap_or_else(|| "peer lost before its report".into()),
             ));
         };
         loop {
@@ -1090,7 +1111,7 @@ impl Peer {
             return e;
         }
         match self.lost() {
-            Some(why) => e.context(format!("peer lost: {why}")),
+            Some(why) => e.context(why),
             None => e,
         }
     }
