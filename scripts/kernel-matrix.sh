@@ -27,7 +27,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 here=$repo/scripts/matrix
-prog=kernel-matrix
+prog='kernel-matrix'
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -59,7 +59,7 @@ die() {
 note() { echo "$prog: $*" >&2; }
 
 flavour=cloud accel=auto timeout_s=300 plan=$here/plan.txt probe_only=0 results=$repo/results
-bin_dir= modules=veth memory=1024 cpus=2 append= host_run=0 do_compare=0 install_deps=0 keep=0
+bin_dir='' modules=veth memory=1024 cpus=2 append='' host_run=0 do_compare=0 install_deps=0 keep=0
 kernels=()
 while (($#)); do
   case $1 in
@@ -105,9 +105,13 @@ cache=${ZCLAB_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zclab/kernels}
 work=$(mktemp -d "${TMPDIR:-/tmp}/zclab-matrix.XXXXXX")
 qpid=
 # A QEMU still running when we stop (Ctrl-C, error) is killed with its whole process group.
+# shellcheck disable=SC2317  # reached through the traps
 cleanup() {
   if [[ -n $qpid ]]; then
-    kill -KILL -- "-$qpid" 2>/dev/null || kill -KILL "$qpid" 2>/dev/null || true
+    {
+      kill -KILL -- "-$qpid" || kill -KILL "$qpid"
+      wait "$qpid"
+    } 2>/dev/null || true
   fi
   if ((keep)); then note "work directory kept: $work"; else rm -rf "$work"; fi
 }
@@ -153,7 +157,7 @@ fi
 # The lab's binaries, without their debug line tables: a smaller archive boots faster.
 copy_lab_bin() {
   copy_with_libs "$base" "$1" "$2"
-  command -v strip >/dev/null && strip --strip-debug "$base$2" 2>/dev/null || true
+  if command -v strip >/dev/null; then strip --strip-debug "$base$2" 2>/dev/null || true; fi
 }
 copy_lab_bin "$bin_dir/zclab" /bin/zclab
 for exp in $plan_exps; do
@@ -303,7 +307,7 @@ exp_timeout=$(((timeout_s - 30) / (n_exps > 0 ? n_exps : 1)))
 # Boots one kernel. On success sets $run_out to the run directory it brought back; on failure
 # returns 1 with the reason in $fail_msg. Runs in this shell (not a subshell), so that the
 # traps know $qpid.
-fail_msg= run_out=
+fail_msg='' run_out=''
 boot_one() {
   local label=$1 vmlinuz=$2 rel=$3 mroot=$4 kw=$5 acc=$6
   local extra=$kw/extra initrd=$kw/initrd.cpio.gz rc
@@ -406,7 +410,9 @@ try:
             exps[p[0]] = int(p[1]) if p[1].isdigit() else p[1]
 except OSError:
     pass
-json.dump({"kernel": kernel, "package": pkg or None, "kernel_file": None if pkg else kernel, "accelerator": acc,
+name, _, version = pkg.partition(" ")
+json.dump({"kernel": kernel, "package": name or None, "package_version": version or None,
+           "kernel_file": None if pkg else kernel, "accelerator": acc,
            "accelerator_reason": why, "wall_seconds": float(secs), "qemu": qv,
            "timeout_seconds": int(tmo), "experiments_exit": exps,
            "timing_note": None if acc == "kvm" else
@@ -448,7 +454,7 @@ for k in "${kernels[@]}"; do
   i=$((i + 1))
   kw=$work/k$i
   mkdir -p "$kw"
-  pkg= pkg_ver= rel= vmlinuz= mroot=
+  pkg='' pkg_ver='' rel='' vmlinuz='' mroot=''
   if [[ $k == */* || -f $k ]]; then
     vmlinuz=${k%%:*}
     mdir=
@@ -482,12 +488,12 @@ for k in "${kernels[@]}"; do
       fi
       if [[ -z $pkg ]]; then
         # Offline: the newest cached package of that series.
-        pkg=$(find "$cache" -maxdepth 1 -name "linux-image-$k[.-]*-$arch_flavour-unsigned_*" -printf '%f\n' 2>/dev/null |
+        pkg=$(find "$cache" -maxdepth 1 -name "linux-image-${k}[.-]*-$arch_flavour-unsigned_*" -printf '%f\n' 2>/dev/null |
           sed 's/_.*//' | sort -V | tail -n1)
       fi
       [[ -n $pkg ]] || { summary+=("$k: FAILED: no Debian package linux-image-$k.*-$arch_flavour-unsigned found"); failed=1; continue; }
     fi
-    if ! kdir=$(fetch_debian "$pkg" 2>"$kw/fetch.err"); then
+    if ! kdir=$(fetch_debian "$pkg" 2> >(tee "$kw/fetch.err" >&2)); then
       # Offline but cached: use the cached copy of that package.
       kdir=$(find "$cache" -maxdepth 1 -name "${pkg}_*" | sort -V | tail -n1)
       if [[ -z $kdir || ! -f $kdir/vmlinuz ]]; then
@@ -503,13 +509,13 @@ for k in "${kernels[@]}"; do
   acc=$use_accel why=$accel_why
   note "booting $label under $acc (timeout $timeout_s s)"
   t0=$SECONDS
-  fail_msg= run_out=
+  fail_msg='' run_out=''
   if ! boot_one "$label" "$vmlinuz" "$rel" "$mroot" "$kw" "$acc"; then
     # A KVM that cannot run this kernel: once more under emulation, when the choice was ours.
     if [[ $acc == kvm && $accel == auto ]] && grep -q 'KVM internal error' "$kw/qemu.out" 2>/dev/null; then
       note "$label: KVM failed (KVM internal error); retrying under software emulation"
       acc=tcg why="software emulation: KVM could not run this kernel"
-      fail_msg= run_out=
+      fail_msg='' run_out=''
       boot_one "$label" "$vmlinuz" "$rel" "$mroot" "$kw" "$acc" || true
     fi
   fi

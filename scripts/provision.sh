@@ -42,8 +42,11 @@ run() {
 
 if [[ $(id -u) -ne 0 ]] && ((!dry)); then
   command -v sudo >/dev/null || { say "run as root (no sudo here)"; exit 1; }
-  exec sudo -E bash "$0" --user "$user" --repo "$repo" \
-    $( ((memlock)) && echo --memlock) $( ((matrix)) && echo --matrix) $( ((build)) || echo --no-build)
+  again=(--user "$user" --repo "$repo")
+  ((memlock)) && again+=(--memlock)
+  ((matrix)) && again+=(--matrix)
+  ((build)) || again+=(--no-build)
+  exec sudo -E bash "$0" "${again[@]}"
 fi
 id "$user" >/dev/null 2>&1 || { say "no such user: $user"; exit 1; }
 [[ -f $repo/Cargo.toml ]] || { say "$repo is not a zclab checkout (no Cargo.toml)"; exit 1; }

@@ -19,6 +19,8 @@ use zclab::results::Status;
 
 /// The guests run one at a time: two TCG guests on 2 CPUs would only slow each other.
 static QEMU: Mutex<()> = Mutex::new(());
+/// One installation at a time (apt holds a lock).
+static DEPS: Mutex<()> = Mutex::new(());
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,6 +40,7 @@ fn have(tool: &str) -> bool {
 /// True when `tools` are present; installs them with deps.sh `group` under CI. Without CI,
 /// prints why the test is skipped and returns false.
 fn ensure(group: &str, tools: &[&str]) -> bool {
+    let _guard = DEPS.lock().unwrap_or_else(|e| e.into_inner());
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
     if missing.is_empty() {
         return true;
@@ -385,5 +388,47 @@ fn bogus_and_hanging_kernels_fail_clearly_and_leave_no_qemu() {
     assert!(
         run_dirs(&tmp.path().join("results")).is_empty(),
         "a failed kernel left a run directory"
+    );
+}
+
+#[test]
+fn an_interrupted_matrix_leaves_no_qemu() {
+    if !ensure("qemu", &["qemu-system-x86_64", "busybox", "cpio"]) {
+        return;
+    }
+    let _guard = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new("bash")
+        .arg(repo().join("scripts/kernel-matrix.sh"))
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--results")
+        .arg(tmp.path().join("results"))
+        .args(["--probe-only", "--timeout", "120", "6.1"])
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the guest to be running, then stop the script as a user's Ctrl-C or kill would.
+    let t0 = Instant::now();
+    while leftover_qemu(tmp.path()).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(90), "QEMU never started");
+        if child.try_wait().unwrap().is_some() {
+            panic!("the matrix ended before QEMU started");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", text(&o));
+    assert!(stderr(&o).contains("terminated"), "{}", text(&o));
+    assert!(
+        leftover_qemu(tmp.path()).is_empty(),
+        "QEMU left running after SIGTERM"
     );
 }

@@ -49,6 +49,7 @@ if ! command -v apt-get >/dev/null; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
+# shellcheck disable=SC1091  # the running system's file
 codename=$( (. /etc/os-release && echo "${VERSION_CODENAME:-}") 2>/dev/null || true)
 target=()
 if [[ " ${need[*]} " == *" qemu-system-x86 "* && $codename == bookworm ]]; then
@@ -68,5 +69,7 @@ EOF
 fi
 
 echo "deps: installing ${need[*]}" >&2
-apt-get update -qq >&2
-apt-get install -y -qq --no-install-recommends "${target[@]}" "${need[@]}" >&2
+# Wait for another apt run (e.g. a parallel test installing its part) instead of failing.
+lock=(-o DPkg::Lock::Timeout=300)
+apt-get "${lock[@]}" update -qq >&2
+apt-get "${lock[@]}" install -y -qq --no-install-recommends "${target[@]}" "${need[@]}" >&2
