@@ -304,6 +304,9 @@ n_exps=$(wc -w <<<"$plan_exps")
 exp_timeout=$(((timeout_s - 30) / (n_exps > 0 ? n_exps : 1)))
 ((exp_timeout >= 10)) || exp_timeout=10
 
+# Seconds a KVM guest may stay silent before KVM is taken as unable to run it (auto only).
+kvm_grace=${ZCLAB_KVM_GRACE:-30}
+kvm_broken=''
 # Boots one kernel. On success sets $run_out to the run directory it brought back; on failure
 # returns 1 with the reason in $fail_msg. Runs in this shell (not a subshell), so that the
 # traps know $qpid.
@@ -334,8 +337,31 @@ boot_one() {
   # (TERM, then KILL after 10 s).
   timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null >"$kw/qemu.out" 2>&1 &
   qpid=$!
-  rc=0
-  wait "$qpid" || rc=$?
+  rc=0 kvm_broken=''
+  if [[ $acc == kvm && $accel == auto ]]; then
+    # A KVM that cannot run stock kernels either reports an emulation failure or hangs with
+    # an empty console; a working one prints the kernel's first lines within a second or two.
+    local t_start=$SECONDS
+    while kill -0 "$qpid" 2>/dev/null; do
+      if grep -q 'KVM internal error' "$kw/qemu.out"; then
+        kvm_broken="KVM internal error"
+      elif [[ ! -s $kw/console.log ]] && ((SECONDS - t_start >= kvm_grace)); then
+        kvm_broken="no console output under KVM after $kvm_grace s"
+      fi
+      if [[ -n $kvm_broken ]]; then
+        kill -KILL -- "-$qpid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.2
+    done
+  fi
+  # (quietly: bash would report a killed job on stderr)
+  { wait "$qpid"; } 2>/dev/null || rc=$?
+  if [[ -n $kvm_broken ]]; then
+    qpid=''
+    fail_msg="KVM could not run this kernel ($kvm_broken)"
+    return 1
+  fi
   if pgrep -g "$qpid" >/dev/null 2>&1; then
     kill -KILL -- "-$qpid" 2>/dev/null || true
     sleep 1
@@ -512,8 +538,8 @@ for k in "${kernels[@]}"; do
   fail_msg='' run_out=''
   if ! boot_one "$label" "$vmlinuz" "$rel" "$mroot" "$kw" "$acc"; then
     # A KVM that cannot run this kernel: once more under emulation, when the choice was ours.
-    if [[ $acc == kvm && $accel == auto ]] && grep -q 'KVM internal error' "$kw/qemu.out" 2>/dev/null; then
-      note "$label: KVM failed (KVM internal error); retrying under software emulation"
+    if [[ -n $kvm_broken ]]; then
+      note "$label: $fail_msg; booting it again under software emulation"
       acc=tcg why="software emulation: KVM could not run this kernel"
       fail_msg='' run_out=''
       boot_one "$label" "$vmlinuz" "$rel" "$mroot" "$kw" "$acc" || true
