@@ -116,8 +116,10 @@ cleanup() {
   if ((keep)); then note "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT
-trap 'note "terminated"; exit 143' TERM
+# fd 9 keeps the script's stderr for the traps: a signal can arrive while stderr is redirected.
+exec 9>&2
+trap 'note "interrupted" 2>&9; exit 130' INT
+trap 'note "terminated" 2>&9; exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
 # The lab's binaries for the guest: static, so the initramfs needs no libc.
@@ -335,7 +337,7 @@ boot_one() {
   printf '%q ' "${qemu[@]}" >"$kw/qemu.cmd"
   # timeout puts itself and QEMU in a new process group; on expiry it signals the whole group
   # (TERM, then KILL after 10 s).
-  timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null >"$kw/qemu.out" 2>&1 &
+  timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null >"$kw/qemu.out" 2>&1 9>&- &
   qpid=$!
   rc=0 kvm_broken=''
   if [[ $acc == kvm && $accel == auto ]]; then
