@@ -126,7 +126,7 @@ trap 'note "terminated" 2>&9; exit 143' TERM
 plan_exps=$(grep -v '^[[:space:]]*#' "$plan" | awk 'NF {print $1}')
 if [[ -z $bin_dir ]]; then
   target=x86_64-unknown-linux-gnu
-  note "building static binaries (cargo build --release --target $target, crt-static)"
+  note "building static binaries (cargo build --release --target $target, crt-static; minutes the first time)"
   (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet \
     --target "$target" --bins) || { echo "$prog: static build failed" >&2; exit 1; }
   bin_dir=${CARGO_TARGET_DIR:-$repo/target}/$target/release
