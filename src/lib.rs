@@ -20,3 +20,4 @@ pub mod suite;
 pub mod sys;
 pub mod units;
 pub mod uring;
+pub mod versus;

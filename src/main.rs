@@ -54,6 +54,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run fio and iperf3 beside the matching zclab variants on identical workloads and print
+    /// both figures with their ratio (fio and iperf3 are installed with apt-get when missing).
+    Versus(zclab::versus::VersusArgs),
     /// Draw (or redraw) the plots of one or more run directories.
     Plot {
         #[arg(required = true)]
@@ -115,6 +118,18 @@ fn run(cli: Cli) -> Result<i32> {
                 print!("{table}");
             }
             Ok(0)
+        }
+        Cmd::Versus(args) => {
+            zclab::harness::install_signal_handlers();
+            let (outcomes, md) = zclab::versus::run(&args)?;
+            print!("{md}");
+            Ok(
+                if outcomes.iter().any(|o| o.verdict.starts_with("not run")) {
+                    1
+                } else {
+                    0
+                },
+            )
         }
         Cmd::Plot { runs, out } => {
             if runs.len() > 1 && out.is_none() {
