@@ -16,6 +16,7 @@ pub mod measure;
 pub mod net;
 pub mod results;
 pub mod ring;
+pub mod soak;
 pub mod suite;
 pub mod sys;
 pub mod units;
