@@ -59,6 +59,10 @@ pub struct CommonArgs {
     /// List the variants, what each needs, and whether this machine can run it; then exit.
     #[arg(long)]
     pub list: bool,
+    /// Repeat the whole sweep (every variant at every point) this many times in one process:
+    /// for soak runs, which watch one process's memory over a long run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }
 
 fn parse_cpus(s: &str) -> Result<(usize, usize), String> {
@@ -532,7 +536,10 @@ pub struct Lab {
     hists: BTreeMap<(String, String, String), Histogram<u64>>,
     variants: Vec<VariantMeta>,
     status: &'static str,
-    syscalls: Option<crate::sys::perf::PerfCounter>,
+    /// Whether the syscall tracepoint can be counted here (root or CAP_PERFMON). It is opened
+    /// only for the untimed counting trial: while it is registered every system call takes the
+    /// kernel's slow entry path (measured here: getppid 145-210 ns without, 225-305 ns with).
+    can_count: bool,
     syscalls_note: Option<String>,
     points: Vec<String>,
     /// The other host's description (`zclab serve`'s hello) when the peer side runs there.
@@ -564,10 +571,10 @@ impl Lab {
         if !bad.is_empty() {
             bail!("{} has unknown tokens: {}", caps::HIDE_ENV, bad.join(", "));
         }
-        let (syscalls, syscalls_note) = match crate::sys::perf::syscalls_for_thread(0) {
-            Ok(c) => (Some(c), None),
+        let (can_count, syscalls_note) = match crate::sys::perf::syscalls_for_thread(0) {
+            Ok(_) => (true, None),
             Err(e) => (
-                None,
+                false,
                 Some(format!(
                     "syscall counting unavailable ({e}): recorded as unknown"
                 )),
@@ -586,7 +593,7 @@ impl Lab {
             hists: BTreeMap::new(),
             variants: Vec::new(),
             status: "running",
-            syscalls,
+            can_count,
             syscalls_note,
             points: Vec::new(),
             peer_meta: None,
@@ -635,6 +642,7 @@ impl Lab {
             "variants": self.variants,
             "skipped": self.variants.iter().filter(|v| v.status == "skipped" || v.status == "unavailable").map(|v| json!({"variant": v.name, "reason": v.reason})).collect::<Vec<_>>(),
             "counters_note": self.syscalls_note,
+            "syscalls_counted_in": if self.can_count { "the last untimed warm-up trial of each variant and point (the tracepoint slows every system call, so it is off in the timed trials)" } else { "nowhere: unknown" },
             "probe": self.caps,
             "peer": self.peer_meta,
         })
@@ -697,194 +705,241 @@ impl Lab {
             .iter()
             .filter(|v| !explicit || self.args.variants.iter().any(|x| x == v.name))
             .count();
-        let total =
-            (selected * points.len()) as u64 * u64::from(self.args.warmup + self.args.repeat);
+        let warmups = if self.can_count {
+            self.args.warmup.max(1)
+        } else {
+            self.args.warmup
+        };
+        let total = (selected * points.len()) as u64 * u64::from(warmups + self.args.repeat);
         let mut progress = Progress::new(total);
         let mut failures = 0;
         let mut ran = 0;
         let mut requested_unrunnable = Vec::new();
-        for v in variants {
-            let requested = self.args.variants.iter().any(|x| x == v.name);
-            let mut meta = VariantMeta {
-                name: v.name.into(),
-                about: v.about.into(),
-                needs: v.needs.to_vec(),
-                status: "ran".into(),
-                reason: None,
-                requested,
-                ring: None,
-                points_skipped: Vec::new(),
-            };
-            if explicit && !requested {
-                meta.status = "not-requested".into();
-                self.variants.push(meta);
-                continue;
-            }
-            if let Some(reason) = v.needs.iter().find_map(|n| n.unmet(&self.caps)) {
-                progress.skip(
-                    v.name,
-                    (points.len() as u64) * u64::from(self.args.warmup + self.args.repeat),
-                );
-                self.say(&format!("skip {}: {reason}", v.name));
-                meta.status = "skipped".into();
-                meta.reason = Some(reason.clone());
-                self.variants.push(meta);
-                if requested {
-                    requested_unrunnable.push(format!("{}: {reason}", v.name));
+        for round in 0..self.args.rounds {
+            for v in variants {
+                if round > 0
+                    && !self
+                        .variants
+                        .iter()
+                        .any(|m| m.name == v.name && (m.status == "ran" || m.status == "failed"))
+                {
+                    continue; // later rounds repeat what ran in the first
                 }
-                self.flush()?;
-                continue;
-            }
-            self.variants.push(meta);
-            let vi = self.variants.len() - 1;
-            'points: for p in points {
-                let label = p.label();
-                for rep in 0..(self.args.warmup + self.args.repeat) {
-                    if let Some(sig) = interrupted() {
-                        return self.interrupted(sig);
+                let requested = self.args.variants.iter().any(|x| x == v.name);
+                let mut meta = VariantMeta {
+                    name: v.name.into(),
+                    about: v.about.into(),
+                    needs: v.needs.to_vec(),
+                    status: "ran".into(),
+                    reason: None,
+                    requested,
+                    ring: None,
+                    points_skipped: Vec::new(),
+                };
+                if explicit && !requested {
+                    meta.status = "not-requested".into();
+                    self.variants.push(meta);
+                    continue;
+                }
+                if let Some(reason) = v.needs.iter().find_map(|n| n.unmet(&self.caps)) {
+                    progress.skip(
+                        v.name,
+                        (points.len() as u64) * u64::from(warmups + self.args.repeat),
+                    );
+                    self.say(&format!("skip {}: {reason}", v.name));
+                    meta.status = "skipped".into();
+                    meta.reason = Some(reason.clone());
+                    self.variants.push(meta);
+                    if requested {
+                        requested_unrunnable.push(format!("{}: {reason}", v.name));
                     }
-                    let warm = rep < self.args.warmup;
-                    progress.trial(v.name, &label);
-                    let mut trial = Trial {
-                        point: p,
-                        clock: self.clock,
-                        cpus: self.args.cpus,
-                        caps: &self.caps,
-                        syscalls: self.syscalls.as_ref(),
-                        metrics: None,
-                        hists: BTreeMap::new(),
-                        peer: None,
-                        integrity: None,
-                        ring: None,
-                    };
-                    let res = (v.run)(ctx, &mut trial);
-                    let Trial {
-                        metrics,
-                        hists,
-                        integrity,
-                        ring,
-                        ..
-                    } = trial;
-                    if let Some(r) = ring {
-                        self.variants[vi].ring = Some(r);
-                    }
-                    if let Err(e) = &res {
-                        if let Some(s) = e.downcast_ref::<Skip>() {
-                            let reason = s.reason.clone();
-                            if s.point_only {
-                                // Recorded in meta.json; not printed: a sweep can skip many points.
-                                self.variants[vi]
-                                    .points_skipped
-                                    .push((label.clone(), reason));
+                    self.flush()?;
+                    continue;
+                }
+                let vi = if round == 0 {
+                    self.variants.push(meta);
+                    self.variants.len() - 1
+                } else {
+                    self.variants
+                        .iter()
+                        .position(|m| m.name == v.name)
+                        .expect("checked above")
+                };
+                'points: for p in points {
+                    let label = p.label();
+                    // The last warm-up trial counts system calls; with --warmup 0 one is added.
+                    let mut counted: Option<(u64, u64)> = None;
+                    for rep in 0..(warmups + self.args.repeat) {
+                        if let Some(sig) = interrupted() {
+                            return self.interrupted(sig);
+                        }
+                        let warm = rep < warmups;
+                        let counter = if self.can_count && rep + 1 == warmups {
+                            crate::sys::perf::syscalls_for_thread(0).ok()
+                        } else {
+                            None
+                        };
+                        progress.trial(v.name, &label);
+                        let mut trial = Trial {
+                            point: p,
+                            clock: self.clock,
+                            cpus: self.args.cpus,
+                            caps: &self.caps,
+                            syscalls: counter.as_ref(),
+                            metrics: None,
+                            hists: BTreeMap::new(),
+                            peer: None,
+                            integrity: None,
+                            ring: None,
+                        };
+                        let res = (v.run)(ctx, &mut trial);
+                        let Trial {
+                            metrics,
+                            hists,
+                            integrity,
+                            ring,
+                            ..
+                        } = trial;
+                        if let Some(r) = ring {
+                            self.variants[vi].ring = Some(r);
+                        }
+                        if let Err(e) = &res {
+                            if let Some(s) = e.downcast_ref::<Skip>() {
+                                let reason = s.reason.clone();
+                                if s.point_only {
+                                    // Recorded in meta.json; not printed: a sweep can skip many points.
+                                    if round == 0 {
+                                        self.variants[vi]
+                                            .points_skipped
+                                            .push((label.clone(), reason));
+                                    }
+                                    self.flush()?;
+                                    continue 'points;
+                                }
+                                self.say(&format!("skip {}: {reason}", v.name));
+                                self.variants[vi].status = "skipped".into();
+                                self.variants[vi].reason = Some(reason.clone());
+                                if requested {
+                                    requested_unrunnable.push(format!("{}: {reason}", v.name));
+                                }
                                 self.flush()?;
-                                continue 'points;
-                            }
-                            self.say(&format!("skip {}: {reason}", v.name));
-                            self.variants[vi].status = "skipped".into();
-                            self.variants[vi].reason = Some(reason.clone());
-                            if requested {
-                                requested_unrunnable.push(format!("{}: {reason}", v.name));
-                            }
-                            self.flush()?;
-                            break 'points;
-                        }
-                    }
-                    if warm && res.is_ok() {
-                        continue;
-                    }
-                    let repeat = rep.saturating_sub(self.args.warmup);
-                    let mut row = Row {
-                        experiment: self.name.into(),
-                        variant: v.name.into(),
-                        point: label.clone(),
-                        params: p.json(),
-                        repeat,
-                        status: Status::Ok,
-                        error: None,
-                        metrics,
-                        integrity,
-                        cpu_sender: Some(self.args.cpus.0),
-                        cpu_peer: Some(self.args.cpus.1),
-                        histograms: BTreeMap::new(),
-                    };
-                    match res {
-                        Err(e) => {
-                            let sig = interrupted();
-                            row.status = if sig.is_some() {
-                                Status::Interrupted
-                            } else {
-                                Status::Error
-                            };
-                            row.error = Some(format!("{e:#}"));
-                            row.metrics = None;
-                            if sig.is_none() {
-                                failures += 1;
-                                eprintln!(
-                                    "{}: {} at {label}{}: error: {e:#}",
-                                    self.name,
-                                    v.name,
-                                    if warm { " (warm-up)" } else { "" }
-                                );
+                                break 'points;
                             }
                         }
-                        Ok(()) => {
-                            if row.metrics.is_none() {
-                                row.status = Status::Error;
-                                row.error = Some(
+                        // Unregister the tracepoint before the timed trials.
+                        drop(counter);
+                        if warm && res.is_ok() {
+                            if let Some(m) = &metrics {
+                                if let Some(n) = m.syscalls.known() {
+                                    counted = Some((n, m.bytes));
+                                }
+                            }
+                            continue;
+                        }
+                        let repeat = rep.saturating_sub(warmups) + round * self.args.repeat;
+                        let mut row = Row {
+                            experiment: self.name.into(),
+                            variant: v.name.into(),
+                            point: label.clone(),
+                            params: p.json(),
+                            repeat,
+                            status: Status::Ok,
+                            error: None,
+                            metrics,
+                            integrity,
+                            cpu_sender: Some(self.args.cpus.0),
+                            cpu_peer: Some(self.args.cpus.1),
+                            histograms: BTreeMap::new(),
+                        };
+                        if let (Some(m), Some((n, bytes))) = (row.metrics.as_mut(), counted) {
+                            // From the counting trial at this point: same work, tracepoint on.
+                            m.syscalls = Count(Some(n));
+                            m.syscalls_per_mib =
+                                (bytes > 0).then(|| n as f64 * (1u64 << 20) as f64 / bytes as f64);
+                        }
+                        match res {
+                            Err(e) => {
+                                let sig = interrupted();
+                                row.status = if sig.is_some() {
+                                    Status::Interrupted
+                                } else {
+                                    Status::Error
+                                };
+                                row.error = Some(format!("{e:#}"));
+                                row.metrics = None;
+                                if sig.is_none() {
+                                    failures += 1;
+                                    eprintln!(
+                                        "{}: {} at {label}{}: error: {e:#}",
+                                        self.name,
+                                        v.name,
+                                        if warm { " (warm-up)" } else { "" }
+                                    );
+                                }
+                            }
+                            Ok(()) => {
+                                if row.metrics.is_none() {
+                                    row.status = Status::Error;
+                                    row.error = Some(
                                     "variant returned without measuring (bug in the experiment)"
                                         .into(),
                                 );
-                                failures += 1;
-                            } else if !row.integrity.as_ref().is_some_and(|i| i.ok) {
-                                row.status = Status::Error;
-                                row.error = Some(match &row.integrity {
-                                    None => {
-                                        "no integrity check recorded (bug in the experiment)".into()
+                                    failures += 1;
+                                } else if !row.integrity.as_ref().is_some_and(|i| i.ok) {
+                                    row.status = Status::Error;
+                                    row.error = Some(match &row.integrity {
+                                        None => {
+                                            "no integrity check recorded (bug in the experiment)"
+                                                .into()
+                                        }
+                                        Some(i) => format!(
+                                            "integrity: {} expected {} ({} B), got {} ({} B)",
+                                            i.method,
+                                            i.expected,
+                                            i.bytes_expected,
+                                            i.got,
+                                            i.bytes_got
+                                        ),
+                                    });
+                                    failures += 1;
+                                    eprintln!(
+                                        "{}: {} at {label}: {}",
+                                        self.name,
+                                        v.name,
+                                        row.error.as_deref().unwrap_or("")
+                                    );
+                                } else {
+                                    ran += 1;
+                                    for (kind, h) in hists {
+                                        let key = (v.name.to_string(), label.clone(), kind.clone());
+                                        let agg = self.hists.entry(key).or_insert_with(
+                                            crate::measure::recorder::new_histogram,
+                                        );
+                                        let _ = agg.add(&h);
+                                        let text = hgrm::render(agg);
+                                        let file = results::hgrm_name(v.name, &label, &kind);
+                                        self.write_file(&file, text.as_bytes())?;
+                                        row.histograms.insert(kind, file);
                                     }
-                                    Some(i) => format!(
-                                        "integrity: {} expected {} ({} B), got {} ({} B)",
-                                        i.method, i.expected, i.bytes_expected, i.got, i.bytes_got
-                                    ),
-                                });
-                                failures += 1;
-                                eprintln!(
-                                    "{}: {} at {label}: {}",
-                                    self.name,
-                                    v.name,
-                                    row.error.as_deref().unwrap_or("")
-                                );
-                            } else {
-                                ran += 1;
-                                for (kind, h) in hists {
-                                    let key = (v.name.to_string(), label.clone(), kind.clone());
-                                    let agg = self
-                                        .hists
-                                        .entry(key)
-                                        .or_insert_with(crate::measure::recorder::new_histogram);
-                                    let _ = agg.add(&h);
-                                    let text = hgrm::render(agg);
-                                    let file = results::hgrm_name(v.name, &label, &kind);
-                                    self.write_file(&file, text.as_bytes())?;
-                                    row.histograms.insert(kind, file);
                                 }
                             }
                         }
-                    }
-                    let stop = row.status == Status::Interrupted;
-                    if row.status == Status::Error {
-                        self.variants[vi].status = "failed".into();
-                        self.variants[vi]
-                            .reason
-                            .get_or_insert_with(|| row.error.clone().unwrap_or_default());
-                    }
-                    self.rows.push(row);
-                    self.flush()?;
-                    if stop {
-                        return self.interrupted(interrupted().unwrap_or(libc::SIGINT));
-                    }
-                    if self.rows.last().is_some_and(|r| r.status == Status::Error) {
-                        // A failed trial ends this point; the next point and variant still run.
-                        continue 'points;
+                        let stop = row.status == Status::Interrupted;
+                        if row.status == Status::Error {
+                            self.variants[vi].status = "failed".into();
+                            self.variants[vi]
+                                .reason
+                                .get_or_insert_with(|| row.error.clone().unwrap_or_default());
+                        }
+                        self.rows.push(row);
+                        self.flush()?;
+                        if stop {
+                            return self.interrupted(interrupted().unwrap_or(libc::SIGINT));
+                        }
+                        if self.rows.last().is_some_and(|r| r.status == Status::Error) {
+                            // A failed trial ends this point; the next point and variant still run.
+                            continue 'points;
+                        }
                     }
                 }
             }

@@ -54,6 +54,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run fio and iperf3 beside the matching zclab variants on identical workloads and print
+    /// both figures with their ratio (fio and iperf3 are installed with apt-get when missing).
+    Versus(zclab::versus::VersusArgs),
+    /// Long runs that prove nothing is lost: net_send's zero-copy variants with a two-buffer
+    /// pool and file_to_socket, each for --minutes, with integrity checks, notification
+    /// accounting and resident memory sampled.
+    Soak(zclab::soak::SoakArgs),
     /// Draw (or redraw) the plots of one or more run directories.
     Plot {
         #[arg(required = true)]
@@ -118,6 +125,27 @@ fn run(cli: Cli) -> Result<i32> {
                 print!("{table}");
             }
             Ok(0)
+        }
+        Cmd::Versus(args) => {
+            zclab::harness::install_signal_handlers();
+            let (outcomes, md) = zclab::versus::run(&args)?;
+            print!("{md}");
+            Ok(
+                if outcomes.iter().any(|o| o.verdict.starts_with("not run")) {
+                    1
+                } else {
+                    0
+                },
+            )
+        }
+        Cmd::Soak(args) => {
+            let (outcomes, md) = zclab::soak::run(&args)?;
+            print!("{md}");
+            Ok(if outcomes.iter().all(|o| o.verdict == "pass") {
+                0
+            } else {
+                1
+            })
         }
         Cmd::Plot { runs, out } => {
             if runs.len() > 1 && out.is_none() {

@@ -1,0 +1,671 @@
+//! `zclab versus`: the lab's figures beside fio's and iperf3's on the same workload.
+//!
+//! A lab whose own loops are the bottleneck measures its harness, not the kernel. For each
+//! workload an established tool also runs, this runs the tool and the matching zclab variant
+//! back to back (tool, lab, tool, lab, ... so drift hits both alike) on identical parameters —
+//! file, block size, queue depth, buffered or direct, message size, CPU pinning — and prints the
+//! tool's figure, the lab's, their ratio and the spread of the repeats. fio and iperf3 come from
+//! the distribution's packages and are installed when missing (as root).
+
+use crate::harness::median;
+use crate::results::{self, row::parse_jsonl};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Options of `zclab versus`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VersusArgs {
+    /// The full comparison (10 s per tool run, 3 repeats, 1 GiB file) instead of a first look
+    /// (3 s runs, 3 repeats, 256 MiB file).
+    #[arg(long)]
+    pub full: bool,
+    /// Only the workloads whose name contains one of these words (e.g. `fio`, `iperf3`, `direct`).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Repeats of each side.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
+    /// Where the result directory (`versus-<host>-<kernel>-<time>/`) is created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Directory for the test file (its filesystem decides whether O_DIRECT is real).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    pub workdir: PathBuf,
+}
+
+/// How one side of a pair is run and read.
+#[derive(Debug, Clone)]
+enum Side {
+    /// fio with these job options (the file, runtime and JSON output are added); the figure is
+    /// read IOPS.
+    Fio(Vec<String>),
+    /// iperf3 client options against a server pinned to the peer CPU; the figure is the
+    /// receiver's Gbit/s.
+    Iperf3(Vec<String>),
+    /// A figure recorded on this kind of machine with a tool that is not packaged (so not
+    /// re-run here); the table says so.
+    Recorded { value: f64, tool: &'static str },
+    /// A zclab experiment with these options (results dir added); the figure is the median of
+    /// `metric` over the rows of `variant`.
+    Lab {
+        experiment: &'static str,
+        args: Vec<String>,
+        variant: &'static str,
+        metric: &'static str,
+    },
+}
+
+/// One matched pair.
+#[derive(Debug, Clone)]
+struct Pair {
+    name: String,
+    /// What the figure is ("IOPS", "Gbit/s").
+    unit: &'static str,
+    /// What differs between the two sides, if anything, and how it was matched.
+    note: &'static str,
+    tool: Side,
+    lab: Side,
+}
+
+/// One row of the comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub workload: String,
+    pub unit: String,
+    pub tool: String,
+    pub tool_values: Vec<f64>,
+    pub lab_values: Vec<f64>,
+    pub ratio: Option<f64>,
+    /// `>= 1.0`, `within spread`, `below`, or why it could not run.
+    pub verdict: String,
+    pub note: String,
+}
+
+/// Stands for the test file in tool options.
+const FILE: &str = "{FILE}";
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
+    let rt = if full { "10" } else { "3" };
+    let net_bytes = if full { "8GiB" } else { "2GiB" };
+    let fio_base = |engine: &str, extra: &[&str]| -> Vec<String> {
+        let mut v = s(&[
+            "--rw=randread",
+            "--bs=4k",
+            &format!("--ioengine={engine}"),
+            "--time_based",
+            &format!("--runtime={rt}"),
+            "--cpus_allowed=0",
+            "--norandommap",
+            "--randrepeat=0",
+        ]);
+        v.extend(s(extra));
+        v
+    };
+    let sr = |variant: &'static str, qd: &str, direct: bool| Side::Lab {
+        experiment: "storage_read",
+        args: s(&[
+            "--pattern",
+            "rand",
+            "--bs",
+            "4KiB",
+            "--qd",
+            qd,
+            "--file-size",
+            file_size,
+            "--runtime",
+            &format!("{rt}s"),
+            "--direct",
+            if direct { "true" } else { "false" },
+        ]),
+        variant,
+        metric: "ops_per_s",
+    };
+    vec![
+        Pair {
+            name: "fio psync 4K randread, page cache".into(),
+            unit: "IOPS",
+            note: "",
+            tool: Side::Fio(fio_base("psync", &[])),
+            lab: sr("classic-pread", "1", false),
+        },
+        Pair {
+            name: "fio io_uring qd1 4K randread, page cache".into(),
+            unit: "IOPS",
+            note: "",
+            tool: Side::Fio(fio_base("io_uring", &["--iodepth=1"])),
+            lab: sr("uring-read", "1", false),
+        },
+        Pair {
+            name: "fio io_uring qd32 4K randread, page cache".into(),
+            unit: "IOPS",
+            note: "",
+            tool: Side::Fio(fio_base("io_uring", &["--iodepth=32"])),
+            lab: sr("uring-read", "32", false),
+        },
+        Pair {
+            name: "fio io_uring qd32 fixedbufs+registerfiles, page cache".into(),
+            unit: "IOPS",
+            note: "",
+            tool: Side::Fio(fio_base(
+                "io_uring",
+                &["--iodepth=32", "--fixedbufs", "--registerfiles"],
+            )),
+            lab: sr("uring-read-fixed-files", "32", false),
+        },
+        Pair {
+            name: "fio io_uring qd32 sqthread_poll, page cache".into(),
+            unit: "IOPS",
+            note: "fio does not count the SQ thread's CPU; zclab reports it",
+            tool: Side::Fio(fio_base(
+                "io_uring",
+                &[
+                    "--iodepth=32",
+                    "--fixedbufs",
+                    "--registerfiles",
+                    "--sqthread_poll",
+                    "--sqthread_poll_cpu=1",
+                ],
+            )),
+            lab: sr("uring-sqpoll", "32", false),
+        },
+        Pair {
+            name: "fio psync 4K randread, O_DIRECT".into(),
+            unit: "IOPS",
+            note: "",
+            tool: Side::Fio(fio_base("psync", &["--direct=1"])),
+            lab: sr("classic-pread", "1", true),
+        },
+        Pair {
+            name: "fio io_uring qd32 4K randread, O_DIRECT".into(),
+            unit: "IOPS",
+            note: "",
+            tool: Side::Fio(fio_base("io_uring", &["--iodepth=32", "--direct=1"])),
+            lab: sr("uring-read", "32", true),
+        },
+        Pair {
+            name: "fio io_uring qd32 fixedbufs, O_DIRECT".into(),
+            unit: "IOPS",
+            note: "",
+            tool: Side::Fio(fio_base(
+                "io_uring",
+                &[
+                    "--iodepth=32",
+                    "--direct=1",
+                    "--fixedbufs",
+                    "--registerfiles",
+                ],
+            )),
+            lab: sr("uring-read-fixed-files", "32", true),
+        },
+        Pair {
+            name: "iperf3 loopback, 128 KiB writes".into(),
+            unit: "Gbit/s",
+            note: "both receivers copy into user space; zclab's also hashes every byte",
+            tool: Side::Iperf3(s(&["-t", rt])),
+            lab: Side::Lab {
+                experiment: "net_send",
+                args: s(&[
+                    "--paths",
+                    "tcp-loopback",
+                    "--sizes",
+                    "128KiB",
+                    "--bytes",
+                    net_bytes,
+                    "--max-messages",
+                    "1000000",
+                    "--nodelay",
+                    "false",
+                    "--variants",
+                    "classic-send",
+                ]),
+                variant: "classic-send",
+                metric: "gbps",
+            },
+        },
+        Pair {
+            name: "iperf3 -Z -F FILE (sendfile of a whole file) loopback".into(),
+            unit: "Gbit/s",
+            note: "the same file on both sides: iperf3 -F sends it once with sendfile, 128 KiB per call",
+            tool: Side::Iperf3(s(&["-Z", "-F", FILE])),
+            lab: Side::Lab {
+                experiment: "file_to_socket",
+                args: s(&[
+                    "--sizes",
+                    net_bytes,
+                    "--chunks",
+                    "128KiB",
+                    "--nodelay",
+                    "false",
+                    "--variants",
+                    "classic-sendfile",
+                ]),
+                variant: "classic-sendfile",
+                metric: "gbps",
+            },
+        },
+        Pair {
+            name: "iperf3 -Z (sendfile) loopback, 128 KiB".into(),
+            unit: "Gbit/s",
+            note: "not the same workload: iperf3 -Z re-sends one cache-hot 128 KiB block; the row above gives iperf3 the lab's whole file",
+            tool: Side::Iperf3(s(&["-t", rt, "-Z"])),
+            lab: Side::Lab {
+                experiment: "file_to_socket",
+                args: s(&[
+                    "--sizes",
+                    net_bytes,
+                    "--chunks",
+                    "128KiB",
+                    "--nodelay",
+                    "false",
+                    "--variants",
+                    "classic-sendfile",
+                ]),
+                variant: "classic-sendfile",
+                metric: "gbps",
+            },
+        },
+        Pair {
+            name: "iperf3 -l 4K loopback".into(),
+            unit: "Gbit/s",
+            note: "",
+            tool: Side::Iperf3(s(&["-t", rt, "-l", "4K"])),
+            lab: Side::Lab {
+                experiment: "net_send",
+                args: s(&[
+                    "--paths",
+                    "tcp-loopback",
+                    "--sizes",
+                    "4KiB",
+                    "--bytes",
+                    if full { "4GiB" } else { "1GiB" },
+                    "--max-messages",
+                    "10000000",
+                    "--nodelay",
+                    "false",
+                    "--variants",
+                    "classic-send",
+                ]),
+                variant: "classic-send",
+                metric: "gbps",
+            },
+        },
+        Pair {
+            name: "io_uring NOP, batch 1".into(),
+            unit: "ops/s",
+            note: "recorded figure: fio's t/io_uring is not in Debian's fio package",
+            tool: Side::Recorded {
+                value: 5.4e6,
+                tool: "t/io_uring (recorded)",
+            },
+            lab: Side::Lab {
+                experiment: "syscall_floor",
+                args: s(&["--batches", "1", "--variants", "uring-nop", "--ops", "1Mi"]),
+                variant: "uring-nop",
+                metric: "ops_per_s",
+            },
+        },
+        Pair {
+            name: "io_uring NOP, batch 32".into(),
+            unit: "ops/s",
+            note: "recorded figure: fio's t/io_uring is not in Debian's fio package",
+            tool: Side::Recorded {
+                value: 16.4e6,
+                tool: "t/io_uring (recorded)",
+            },
+            lab: Side::Lab {
+                experiment: "syscall_floor",
+                args: s(&["--batches", "32", "--variants", "uring-nop", "--ops", "4Mi"]),
+                variant: "uring-nop",
+                metric: "ops_per_s",
+            },
+        },
+    ]
+}
+
+fn ensure_tool(name: &str, package: &str) -> Result<()> {
+    if Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()?
+        .success()
+    {
+        return Ok(());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("{name} is not installed; install it with: sudo apt-get install {package}");
+    }
+    eprintln!("versus: installing {package}");
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?
+        .success()
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()?
+            .success()
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()?
+                .success());
+    if !ok {
+        bail!("could not install {package} with apt-get");
+    }
+    Ok(())
+}
+
+fn run_fio(opts: &[String], file: &Path, size: &str) -> Result<f64> {
+    let out = Command::new("fio")
+        .arg("--name=versus")
+        .arg(format!("--filename={}", file.display()))
+        .arg(format!("--size={size}"))
+        .args(opts)
+        .arg("--output-format=json")
+        .output()
+        .context("cannot run fio")?;
+    if !out.status.success() {
+        bail!(
+            "fio failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("fio printed no JSON")?;
+    v["jobs"][0]["read"]["iops"]
+        .as_f64()
+        .context("fio JSON lacks jobs[0].read.iops")
+}
+
+fn run_iperf3(opts: &[String], file: &Path) -> Result<f64> {
+    let opts: Vec<String> = opts
+        .iter()
+        .map(|o| {
+            if o == FILE {
+                file.display().to_string()
+            } else {
+                o.clone()
+            }
+        })
+        .collect();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut server = Command::new("iperf3")
+        .args([
+            "-s",
+            "-1",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-A",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start iperf3 -s")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-A", "0", "-J"])
+        .args(opts)
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out.context("cannot run iperf3 -c")?;
+    let v: Value = serde_json::from_slice(&out.stdout).context("iperf3 printed no JSON")?;
+    if let Some(e) = v["error"].as_str() {
+        bail!("iperf3: {e}");
+    }
+    Ok(v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 JSON lacks end.sum_received")?
+        / 1e9)
+}
+
+fn run_lab(
+    bin_dir: &Path,
+    experiment: &str,
+    args: &[String],
+    variant: &str,
+    metric: &str,
+    workdir: &Path,
+) -> Result<f64> {
+    let res = tempfile::Builder::new()
+        .prefix("zclab-versus")
+        .tempdir_in(workdir)
+        .context("cannot create a temporary results directory")?;
+    let mut cmd = Command::new(bin_dir.join(experiment));
+    cmd.args(args)
+        .args(["--repeat", "1", "--warmup", "1", "--quiet", "--results"])
+        .arg(res.path());
+    if experiment != "net_send" && experiment != "syscall_floor" {
+        cmd.arg("--workdir").arg(workdir);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {experiment}"))?;
+    if !out.status.success() {
+        bail!(
+            "{experiment} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let run = std::fs::read_dir(res.path())?
+        .flatten()
+        .next()
+        .context("no run directory")?
+        .path();
+    let text = std::fs::read_to_string(run.join(experiment).join("summary.jsonl"))?;
+    let rows = parse_jsonl(&text).map_err(|e| anyhow::anyhow!(e))?;
+    let v: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.variant == variant && r.status == results::Status::Ok)
+        .filter_map(|r| r.metrics.as_ref())
+        .filter_map(|m| crate::claims::metric(m, metric))
+        .collect();
+    if v.is_empty() {
+        bail!("{experiment} wrote no {variant} row");
+    }
+    let x = median(v);
+    Ok(if metric == "gbps" { x * 8.0 } else { x })
+}
+
+/// Runs the comparison; returns the outcomes and the Markdown table.
+pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
+    let file_size = if args.full { "1GiB" } else { "256MiB" };
+    let all = pairs(args.full, file_size);
+    let selected: Vec<Pair> = all
+        .into_iter()
+        .filter(|p| args.only.is_empty() || args.only.iter().any(|w| p.name.contains(w.as_str())))
+        .collect();
+    if selected.is_empty() {
+        bail!("no workload matches --only {}", args.only.join(","));
+    }
+    let bin_dir = crate::suite::bin_dir();
+    let caps = crate::caps::probe(&args.workdir);
+    let fio_file = args
+        .workdir
+        .join(format!("zclab-versus-{}.dat", std::process::id()));
+    let _cleanup = Cleanup(fio_file.clone());
+    let net_bytes = if args.full { "8GiB" } else { "2GiB" };
+    let mut net_file: Option<crate::sys::file::PatternFile> = None;
+    let mut outcomes = Vec::new();
+    for p in &selected {
+        eprintln!("versus: {}", p.name);
+        let mut tool_values = Vec::new();
+        let mut lab_values = Vec::new();
+        let mut error = None;
+        let tool_name = match &p.tool {
+            Side::Fio(_) => "fio",
+            Side::Iperf3(_) => "iperf3",
+            Side::Recorded { tool, .. } => tool,
+            Side::Lab { .. } => "zclab",
+        };
+        if matches!(p.tool, Side::Fio(_) | Side::Iperf3(_)) {
+            if let Err(e) = ensure_tool(tool_name, tool_name) {
+                error = Some(format!("{e:#}"));
+            }
+        }
+        if p.name.contains("O_DIRECT") && !caps.odirect.real {
+            error = Some(format!(
+                "{} has no real O_DIRECT ({})",
+                args.workdir.display(),
+                caps.odirect.fs_type
+            ));
+        }
+        for _ in 0..args.repeat {
+            if error.is_some() || crate::harness::interrupted().is_some() {
+                break;
+            }
+            let t = match &p.tool {
+                Side::Fio(o) => run_fio(o, &fio_file, file_size),
+                Side::Iperf3(o) => {
+                    if o.iter().any(|x| x == FILE) && net_file.is_none() {
+                        let size = crate::units::parse_size(net_bytes).expect("static size");
+                        let path = args
+                            .workdir
+                            .join(format!("zclab-versus-{}-net.dat", std::process::id()));
+                        net_file = Some(
+                            crate::sys::file::PatternFile::create(&path, size)
+                                .context("cannot create the file iperf3 -F sends")?,
+                        );
+                    }
+                    run_iperf3(
+                        o,
+                        net_file
+                            .as_ref()
+                            .map_or(Path::new(""), |f| f.path.as_path()),
+                    )
+                }
+                Side::Recorded { value, .. } => Ok(*value),
+                Side::Lab { .. } => unreachable!("the tool side is a tool"),
+            };
+            let l = match &p.lab {
+                Side::Lab {
+                    experiment,
+                    args: a,
+                    variant,
+                    metric,
+                } => run_lab(&bin_dir, experiment, a, variant, metric, &args.workdir),
+                _ => unreachable!("the lab side is the lab"),
+            };
+            match (t, l) {
+                (Ok(t), Ok(l)) => {
+                    tool_values.push(t);
+                    lab_values.push(l);
+                }
+                (Err(e), _) | (_, Err(e)) => error = Some(format!("{e:#}")),
+            }
+        }
+        let (ratio, verdict) = match &error {
+            Some(e) => (None, format!("not run: {e}")),
+            None => {
+                let (tm, lm) = (median(tool_values.clone()), median(lab_values.clone()));
+                let r = lm / tm;
+                let tmax = tool_values.iter().cloned().fold(f64::MIN, f64::max);
+                let lmax = lab_values.iter().cloned().fold(f64::MIN, f64::max);
+                let v = if r >= 1.0 {
+                    ">= 1.0".to_string()
+                } else if lmax >= tool_values.iter().cloned().fold(f64::MAX, f64::min)
+                    && lmax >= tm.min(tmax) * 0.97
+                {
+                    "within spread".to_string()
+                } else {
+                    "below".to_string()
+                };
+                (Some(r), v)
+            }
+        };
+        outcomes.push(Outcome {
+            workload: p.name.clone(),
+            unit: p.unit.into(),
+            tool: tool_name.into(),
+            tool_values,
+            lab_values,
+            ratio,
+            verdict,
+            note: p.note.into(),
+        });
+    }
+    let md = table(&outcomes, &caps.hostname, &caps.kernel.release, args);
+    let (stamp, _) = results::utc_now();
+    let dir = args.results.join(results::sanitize(&format!(
+        "versus-{}-{}-{stamp}",
+        caps.hostname, caps.kernel.release
+    )));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    results::atomic_write(&dir.join("versus.md"), md.as_bytes())?;
+    results::atomic_write(
+        &dir.join("versus.json"),
+        serde_json::to_string_pretty(&outcomes)?.as_bytes(),
+    )?;
+    eprintln!("versus: written to {}", dir.display());
+    Ok((outcomes, md))
+}
+
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn fmt(unit: &str, v: &[f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let lo = v.iter().cloned().fold(f64::MAX, f64::min);
+    let hi = v.iter().cloned().fold(f64::MIN, f64::max);
+    let m = median(v.to_vec());
+    if unit == "ops/s" {
+        return format!("{:.2}M ({:.2}-{:.2}M)", m / 1e6, lo / 1e6, hi / 1e6);
+    }
+    if unit == "IOPS" {
+        format!("{:.0}K ({:.0}-{:.0}K)", m / 1e3, lo / 1e3, hi / 1e3)
+    } else {
+        format!("{m:.1} ({lo:.1}-{hi:.1})")
+    }
+}
+
+fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
+    let mut s = format!(
+        "zclab versus{} on {host} ({kernel}), {} repeats each side, median (min-max)\n\n| workload | tool | tool figure | zclab figure | zclab/tool | verdict | note |\n|---|---|---|---|---|---|---|\n",
+        if args.full { " --full" } else { "" },
+        args.repeat
+    );
+    for x in o {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} {} | {} {} | {} | {} | {} |",
+            x.workload,
+            x.tool,
+            fmt(&x.unit, &x.tool_values),
+            x.unit,
+            fmt(&x.unit, &x.lab_values),
+            x.unit,
+            x.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            x.verdict,
+            x.note
+        );
+    }
+    s
+}
