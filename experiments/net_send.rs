@@ -313,6 +313,9 @@ fn main() -> ExitCode {
                     format!("skipped here: {}", netns_reason(&caps))
                 }
             );
+            println!(
+                "  paths: remote-tcp and remote-udp with --peer HOST[:PORT] (`zclab serve` on that host)"
+            );
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(bad) = args
