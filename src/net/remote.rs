@@ -52,6 +52,8 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(90);
 /// Data and control sockets give up when sent bytes stay unacknowledged this long.
 pub const DATA_USER_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to tear down a transfer the client gave up.
+pub const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed reconnections in a row after which requests fail at once.
 pub const MAX_RECONNECTS: u32 = 3;
 
@@ -986,7 +988,7 @@ impl Peer {
                 // The server reports the transfer as failed once its accept gives up; take
                 // that report now so the next request starts clean.
                 let _ = self.send(&Msg::Abort { id });
-                let _ = self.lock().report(id, REPORT_TIMEOUT);
+                let _ = self.lock().report(id, ABORT_TIMEOUT);
                 Err(e)
             }
         }
@@ -1147,8 +1149,16 @@ impl Job {
         }
         self.done = true;
         if self.peer.send(&Msg::Abort { id: self.id }).is_ok() {
-            let _ = self.peer.lock().report(self.id, REPORT_TIMEOUT);
+            let _ = self.peer.lock().report(self.id, ABORT_TIMEOUT);
         }
+    }
+}
+
+impl Drop for Job {
+    /// A transfer dropped before its report (a failed trial, or a failure between `ready` and
+    /// the data connection) is given up, so the server is free for the next one.
+    fn drop(&mut self) {
+        self.abort();
     }
 }
 
@@ -1210,9 +1220,9 @@ impl RemoteTcp {
 impl Drop for RemoteTcp {
     fn drop(&mut self) {
         if !self.job.done {
-            // A failed trial: unblock the server's side, then collect its report.
+            // A failed trial: unblock the server's side (a clone of the socket may still be
+            // open elsewhere); the job's own drop then collects the report.
             let _ = self.stream.shutdown(Shutdown::Both);
-            self.job.abort();
         }
     }
 }
@@ -1236,12 +1246,6 @@ impl RemoteUdp {
         }
         let r = self.job.report()?;
         checked(&addr, r)
-    }
-}
-
-impl Drop for RemoteUdp {
-    fn drop(&mut self) {
-        self.job.abort();
     }
 }
 
