@@ -292,3 +292,39 @@ fn unprivileged_user_gets_unknown_counters_and_the_memlock_message() {
     assert_eq!(v["privileges"]["root"], false);
     assert_eq!(v["counters"]["syscall_tracepoint"], false);
 }
+
+/// Restores net.core.optmem_max when dropped.
+struct OptmemGuard(String);
+
+impl Drop for OptmemGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/net/core/optmem_max", &self.0);
+    }
+}
+
+#[test]
+fn msg_zerocopy_enobufs_is_retried_and_counted() {
+    if !require_root() {
+        eprintln!("skipped: lowering net.core.optmem_max needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let res = t.path().join("r");
+    let old = std::fs::read_to_string("/proc/sys/net/core/optmem_max").unwrap();
+    let guard = OptmemGuard(old.trim().to_string());
+    // Room for about one pending notification: sends beyond it get ENOBUFS.
+    std::fs::write("/proc/sys/net/core/optmem_max", "2048").unwrap();
+    let o = run(
+        env!("CARGO_BIN_EXE_net_send"),
+        &["--paths", "tcp-loopback", "--variants", "classic-send-msg-zerocopy", "--reap-every", "32", "--pool", "32", "--sizes", "4KiB", "--repeat", "1", "--warmup", "0", "--results", res.to_str().unwrap()],
+        &[],
+    );
+    drop(guard);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = rows_and_histograms(&experiment_dir(&res, "net_send"));
+    let z = rows[0].metrics.as_ref().unwrap().zc.as_ref().unwrap();
+    assert_eq!(rows[0].status, Status::Ok);
+    assert!(rows[0].integrity.as_ref().unwrap().ok);
+    assert!(z.enobufs_retries > 0, "ENOBUFS provoked and counted: {z:?}");
+    assert_eq!(z.ids_completed, z.sends, "every send completed");
+}
