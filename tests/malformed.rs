@@ -54,11 +54,33 @@ proptest! {
 fn truncated_and_corrupted_real_files() {
     let t = tempfile::tempdir().unwrap();
     let res = t.path().join("r");
-    let o = run(env!("CARGO_BIN_EXE_file_to_socket"), &["--sizes", "64KiB", "--chunks", "4KiB", "--variants", "classic-sendfile,uring-send-zc-fixed", "--repeat", "2", "--warmup", "0", "--results", res.to_str().unwrap()], &[]);
+    let o = run(
+        env!("CARGO_BIN_EXE_file_to_socket"),
+        &[
+            "--sizes",
+            "64KiB",
+            "--chunks",
+            "4KiB",
+            "--variants",
+            "classic-sendfile,uring-send-zc-fixed",
+            "--repeat",
+            "2",
+            "--warmup",
+            "0",
+            "--results",
+            res.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let dir = experiment_dir(&res, "file_to_socket");
     let summary = std::fs::read_to_string(dir.join("summary.jsonl")).unwrap();
-    let hg = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "hgrm")).unwrap();
+    let hg = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "hgrm"))
+        .unwrap();
     let hgrm_text = std::fs::read_to_string(&hg).unwrap();
     for cut in (0..summary.len()).step_by(7) {
         let _ = parse_jsonl(&summary[..cut]);
@@ -69,13 +91,31 @@ fn truncated_and_corrupted_real_files() {
     // The command-line readers name the broken file.
     let run_dir = dir.parent().unwrap().to_path_buf();
     std::fs::write(dir.join("summary.jsonl"), &summary[..summary.len() / 2]).unwrap();
-    for args in [vec!["claims", run_dir.to_str().unwrap()], vec!["compare", run_dir.to_str().unwrap(), run_dir.to_str().unwrap()]] {
+    for args in [
+        vec!["claims", run_dir.to_str().unwrap()],
+        vec![
+            "compare",
+            run_dir.to_str().unwrap(),
+            run_dir.to_str().unwrap(),
+        ],
+    ] {
         let o = run(env!("CARGO_BIN_EXE_zclab"), &args, &[]);
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
-        assert!(e.contains("summary.jsonl") && !e.contains("panicked"), "{args:?}: {e}");
+        assert!(
+            e.contains("summary.jsonl") && !e.contains("panicked"),
+            "{args:?}: {e}"
+        );
     }
     std::fs::write(dir.join("meta.json"), "{\"experiment\": ").unwrap();
-    let o = run(env!("CARGO_BIN_EXE_zclab"), &["claims", run_dir.to_str().unwrap()], &[]);
-    assert!(stderr(&o).contains("meta.json") && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+    let o = run(
+        env!("CARGO_BIN_EXE_zclab"),
+        &["claims", run_dir.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        stderr(&o).contains("meta.json") && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
 }
