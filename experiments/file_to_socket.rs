@@ -211,7 +211,8 @@ fn transfer(
         let mut s = rec.now();
         while off < size {
             let len = chunk.min((size - off) as usize);
-            let n = step(&file, &conn.sender, off, len)?;
+            let n = step(&file, &conn.sender, off, len)
+                .with_context(|| format!("sending to the peer at byte {off} of {size}"))?;
             if n == 0 {
                 anyhow::bail!("source file ended early at {off} of {size} bytes");
             }

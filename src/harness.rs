@@ -484,6 +484,17 @@ impl Progress {
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
+static CURRENT_VARIANT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// The variant whose trial is running (peers use it to decide whether an injected fault, see
+/// [`crate::net::peers::FAULT_ENV`], applies to them).
+pub fn current_variant() -> String {
+    CURRENT_VARIANT
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default()
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     SIGNAL.store(sig, Ordering::SeqCst);
 }
@@ -780,6 +791,9 @@ impl Lab {
                             None
                         };
                         progress.trial(v.name, &label);
+                        if let Ok(mut cv) = CURRENT_VARIANT.lock() {
+                            v.name.clone_into(&mut cv);
+                        }
                         let mut trial = Trial {
                             point: p,
                             clock: self.clock,

@@ -292,3 +292,158 @@ fn unprivileged_user_gets_unknown_counters_and_the_memlock_message() {
     assert_eq!(v["privileges"]["root"], false);
     assert_eq!(v["counters"]["syscall_tracepoint"], false);
 }
+
+/// Restores net.core.optmem_max when dropped.
+struct OptmemGuard(String);
+
+impl Drop for OptmemGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/net/core/optmem_max", &self.0);
+    }
+}
+
+#[test]
+fn msg_zerocopy_enobufs_is_retried_and_counted() {
+    if !require_root() {
+        eprintln!("skipped: lowering net.core.optmem_max needs root");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let res = t.path().join("r");
+    let old = std::fs::read_to_string("/proc/sys/net/core/optmem_max").unwrap();
+    let guard = OptmemGuard(old.trim().to_string());
+    // Room for about one pending notification: sends beyond it get ENOBUFS.
+    std::fs::write("/proc/sys/net/core/optmem_max", "2048").unwrap();
+    let o = run(
+        env!("CARGO_BIN_EXE_net_send"),
+        &[
+            "--paths",
+            "tcp-loopback",
+            "--variants",
+            "classic-send-msg-zerocopy",
+            "--reap-every",
+            "32",
+            "--pool",
+            "32",
+            "--sizes",
+            "4KiB",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--results",
+            res.to_str().unwrap(),
+        ],
+        &[],
+    );
+    drop(guard);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = rows_and_histograms(&experiment_dir(&res, "net_send"));
+    let z = rows[0].metrics.as_ref().unwrap().zc.as_ref().unwrap();
+    assert_eq!(rows[0].status, Status::Ok);
+    assert!(rows[0].integrity.as_ref().unwrap().ok);
+    assert!(z.enobufs_retries > 0, "ENOBUFS provoked and counted: {z:?}");
+    assert_eq!(z.ids_completed, z.sends, "every send completed");
+}
+
+/// A peer that resets its connection mid-transfer ends that variant with a recorded error; the
+/// other variants still run and what was written stays intact.
+fn peer_reset_case(bin: &str, args: &[&str], victim: &str, experiment: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let res = t.path().join("r");
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend_from_slice(&[
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--results",
+        res.to_str().unwrap(),
+    ]);
+    let fault = format!("peer-reset-after:256KiB@{victim}");
+    let o = run(bin, &a, &[("ZCLAB_FAULT", &fault)]);
+    let e = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed variant makes the exit 1: {e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    let dir = experiment_dir(&res, experiment);
+    let rows = rows_and_histograms(&dir);
+    let (bad, good): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.variant == victim);
+    assert!(
+        !bad.is_empty() && bad.iter().all(|r| r.status == Status::Error),
+        "{bad:?}"
+    );
+    assert!(
+        bad.iter().all(|r| r
+            .error
+            .as_deref()
+            .is_some_and(|m| m.to_lowercase().contains("reset") || m.contains("peer"))),
+        "{bad:?}"
+    );
+    assert!(
+        !good.is_empty() && good.iter().all(|r| r.status == Status::Ok),
+        "the other variants ran: {good:?}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "complete");
+    let v = meta["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == victim)
+        .unwrap();
+    assert_eq!(v["status"], "failed");
+}
+
+#[test]
+fn peer_reset_in_file_to_socket() {
+    peer_reset_case(
+        F2S,
+        &[
+            "--sizes",
+            "4MiB",
+            "--chunks",
+            "64KiB",
+            "--variants",
+            "classic-read-write,classic-sendfile,uring-send-zc-fixed",
+        ],
+        "classic-sendfile",
+        "file_to_socket",
+    );
+    peer_reset_case(
+        F2S,
+        &[
+            "--sizes",
+            "4MiB",
+            "--chunks",
+            "64KiB",
+            "--variants",
+            "classic-read-write,uring-send-zc-fixed",
+        ],
+        "uring-send-zc-fixed",
+        "file_to_socket",
+    );
+}
+
+#[test]
+fn peer_reset_in_net_send() {
+    peer_reset_case(
+        env!("CARGO_BIN_EXE_net_send"),
+        &[
+            "--paths",
+            "tcp-loopback",
+            "--sizes",
+            "64KiB",
+            "--bytes",
+            "4MiB",
+            "--variants",
+            "classic-send,classic-send-msg-zerocopy,uring-send-zc",
+        ],
+        "classic-send-msg-zerocopy",
+        "net_send",
+    );
+}

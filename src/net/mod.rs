@@ -19,6 +19,43 @@ pub struct Received {
     pub usage: Usage,
 }
 
+/// Receives until end of stream into user space and hashes with xxh3, measuring the calling
+/// thread's usage from its first to its last byte. With a fault injected for the current
+/// variant ([`peers::FAULT_ENV`]) it resets the connection after that many bytes instead.
+pub fn receive(mut s: TcpStream, recv_buf: usize) -> io::Result<Received> {
+    let reset_after = peers::FaultSpec::from_env()
+        .ok()
+        .flatten()
+        .and_then(|f| peers::FaultSpec::for_variant(&Some(f), &crate::harness::current_variant()));
+    let mut buf = vec![0u8; recv_buf.max(4096)];
+    let mut h = Xxh3::new();
+    let mut bytes = 0u64;
+    let u0 = usage::thread()?;
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        bytes += n as u64;
+        if reset_after.is_some_and(|r| bytes >= r) {
+            peers::reset(s)?;
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                format!("fault injected: peer reset the connection after {bytes} bytes"),
+            ));
+        }
+    }
+    let u1 = usage::thread()?;
+    Ok(Received {
+        bytes,
+        hash: h.digest(),
+        usage: u1.since(&u0),
+    })
+}
+
 /// How the peer treats what it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
@@ -43,28 +80,9 @@ impl LoopbackTcp {
             .name("zclab-peer".into())
             .spawn(move || -> io::Result<Received> {
                 let _ = crate::sys::cpu::pin_to(peer_cpu);
-                let (mut s, _) = listener.accept()?;
+                let (s, _) = listener.accept()?;
                 drop(listener);
-                let mut buf = vec![0u8; recv_buf.max(4096)];
-                let mut h = Xxh3::new();
-                let mut bytes = 0u64;
-                let u0 = usage::thread()?;
-                loop {
-                    let n = match s.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    };
-                    h.update(&buf[..n]);
-                    bytes += n as u64;
-                }
-                let u1 = usage::thread()?;
-                Ok(Received {
-                    bytes,
-                    hash: h.digest(),
-                    usage: u1.since(&u0),
-                })
+                receive(s, recv_buf)
             })?;
         let sender = TcpStream::connect(addr)?;
         sender.set_nodelay(nodelay)?;

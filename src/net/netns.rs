@@ -25,15 +25,13 @@
 //! left by a process that was killed outright are removed by [`remove_stale`] on the next run.
 
 use super::Received;
-use crate::measure::usage;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::JoinHandle;
-use xxhash_rust::xxh3::Xxh3;
 
 /// Prefix of every namespace this module creates: `zcsend-<pid>-<role>`.
 pub const NS_PREFIX: &str = "zcsend-";
@@ -359,29 +357,6 @@ pub struct TcpLink {
     peer: Option<JoinHandle<io::Result<Received>>>,
 }
 
-fn receive(s: &mut TcpStream, recv_buf: usize) -> io::Result<Received> {
-    let mut buf = vec![0u8; recv_buf.max(4096)];
-    let mut h = Xxh3::new();
-    let mut bytes = 0u64;
-    let u0 = usage::thread()?;
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let u1 = usage::thread()?;
-    Ok(Received {
-        bytes,
-        hash: h.digest(),
-        usage: u1.since(&u0),
-    })
-}
-
 impl TcpLink {
     /// Over 127.0.0.1 in the caller's namespace.
     pub fn loopback(peer_cpu: usize, recv_buf: usize) -> io::Result<TcpLink> {
@@ -391,9 +366,9 @@ impl TcpLink {
             .name("zclab-peer".into())
             .spawn(move || {
                 let _ = crate::sys::cpu::pin_to(peer_cpu);
-                let (mut s, _) = listener.accept()?;
+                let (s, _) = listener.accept()?;
                 drop(listener);
-                receive(&mut s, recv_buf)
+                super::receive(s, recv_buf)
             })?;
         let sender = TcpStream::connect(addr)?;
         Ok(TcpLink {
@@ -433,10 +408,10 @@ impl TcpLink {
                     &nix::sys::time::TimeVal::new(10, 0),
                 )
                 .map_err(io::Error::from)?;
-                let (mut s, _) = listener.accept()?;
+                let (s, _) = listener.accept()?;
                 drop(listener);
                 s.set_read_timeout(None)?; // the accepted socket inherits the listener's
-                receive(&mut s, recv_buf)
+                super::receive(s, recv_buf)
             })?;
         let addr = rx
             .recv()
