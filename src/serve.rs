@@ -676,7 +676,7 @@ fn start(
                 ok: false,
                 error: Some(remote::clip(
                     &if job.stop.load(Ordering::SeqCst) {
-                        format!("aborted by the client ({e})")
+                        "aborted by the client".to_string()
                     } else {
                         e.to_string()
                     },
@@ -798,6 +798,8 @@ fn tcp_sink(j: &Job, mut s: TcpStream, recv_buf: usize, hash: bool) -> io::Resul
         }
         bytes += n as u64;
     }
+    // An abort shuts the socket down, which reads as a clean end of stream.
+    j.stopped()?;
     let u1 = usage::thread()?;
     Ok(Report {
         ok: true,

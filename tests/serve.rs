@@ -223,6 +223,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until the log holds every needle (the server logs just after it answers).
+    fn wait_log(&self, needles: &[&str]) {
+        let t0 = Instant::now();
+        while !needles.iter().all(|n| self.log().contains(n)) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "server log lacks one of {needles:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, as a crash or an operator would.
     fn kill(&mut self) {
         let _ = self.child.kill();
@@ -478,15 +491,7 @@ fn two_namespaces_run_every_variant_across_the_link() {
 
     let s = hosts.server.as_mut().unwrap();
     assert!(s.alive(), "the server survived: {}", s.log());
-    let log = s.log();
-    assert!(
-        log.contains("udp-sink: ok") && log.contains("tcp-source: ok"),
-        "{log}"
-    );
-    assert!(
-        log.contains("echo: ok") && log.contains("tcp-sink: ok"),
-        "{log}"
-    );
+    s.wait_log(&["udp-sink: ok", "tcp-source: ok", "echo: ok", "tcp-sink: ok"]);
 }
 
 /// The server is killed while net_send runs: the trial in flight is recorded as an error that
@@ -863,6 +868,43 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         u.send_to(&[1u8; 10], data_addr(p)).unwrap();
     } // gone before finish
+    // A transfer given up with abort while its data connection is open: reported as aborted,
+    // and the session goes on.
+    {
+        let mut c = Raw::session(&addr);
+        let p = c.setup(r#"{"type":"setup","id":1,"role":"tcp-sink","recv_buf":4096,"hash":true}"#);
+        let mut d = TcpStream::connect(data_addr(p)).unwrap();
+        d.write_all(&[9u8; 5000]).unwrap();
+        c.send(b"{\"type\":\"abort\",\"id\":1}\n");
+        let r = c.line().unwrap();
+        assert_eq!(
+            (r["type"].as_str(), r["ok"].as_bool()),
+            (Some("report"), Some(false)),
+            "{r}"
+        );
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap()
+                .contains("aborted by the client"),
+            "{r}"
+        );
+        let p = c.setup(r#"{"type":"setup","id":2,"role":"echo","msg":10}"#);
+        let mut d = TcpStream::connect(data_addr(p)).unwrap();
+        d.write_all(b"0123456789").unwrap();
+        let mut back = [0u8; 10];
+        d.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"0123456789");
+        d.shutdown(Shutdown::Write).unwrap();
+        let r = c.line().unwrap();
+        assert_eq!(
+            (r["ok"].as_bool(), r["requests"].as_u64()),
+            (Some(true), Some(1)),
+            "{r}"
+        );
+        c.send(b"{\"type\":\"bye\"}\n");
+        assert!(c.line().is_none());
+    }
     assert!(srv.alive(), "{}", srv.log());
 
     // A proper client is served, with hashes matching; a second client meanwhile is refused
@@ -906,15 +948,12 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
     peer.bye();
 
     assert!(srv.alive(), "{}", srv.log());
-    let log = srv.log();
-    for needle in [
+    srv.wait_log(&[
         "malformed message: message is not JSON",
         "longer than 65536",
         "refused: busy",
         "aborted by the client",
-    ] {
-        assert!(log.contains(needle), "server log lacks {needle:?}:\n{log}");
-    }
+    ]);
 }
 
 /// A client and a server of different control protocol versions refuse each other, each
@@ -929,12 +968,10 @@ fn protocol_version_mismatch_is_refused_both_ways() {
     c.send(&Raw::hello_json(999));
     c.expect_error("protocol-mismatch", "protocol 999");
     assert!(srv.alive());
-    let log = srv.log();
-    assert!(
-        log.contains("protocol 999")
-            && log.contains(&format!("speaks protocol {}", remote::PROTOCOL)),
-        "{log}"
-    );
+    srv.wait_log(&[
+        "refused: client test-client speaks zclab control protocol 999",
+        &format!("speaks protocol {}", remote::PROTOCOL),
+    ]);
 
     // The real client, against a server of another version.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
