@@ -48,9 +48,10 @@
 //! ids covered, copied, ENOBUFS retries; "zero copy happened for X% of bytes" is
 //! `100 - copied_pct`. After the table the run prints, for `udp-sink`, the message size from
 //! which each zero-copy variant's sender CPU per byte is below `classic-send`'s, and writes it
-//! to `crossover.json`.
+//! to `crossover.json` (for `remote-udp` likewise, to `crossover-remote-udp.json`).
 //!
-//! **Parameters.** `--paths`, `--peer`, `--peer-sink`, `--sizes`, `--bytes` and `--max-messages` (per trial), `--pool`
+//! **Parameters.** `--paths`, `--peer`, `--peer-sink`, `--sizes`, `--bytes` and
+//! `--max-messages` (per trial), `--pool`
 //! (buffers; bytes awaiting release <= pool x size), `--inflight` (io_uring sends in flight on
 //! udp-sink), `--nodelay`, `--reap-every` (error-queue reads for MSG_ZEROCOPY; the other
 //! variants are measured at the first value only), `--veth-mtu`, `--cpus` (sender,peer). All
@@ -231,6 +232,8 @@ struct Ctx {
     ksoftirqd: (Option<PathBuf>, Option<PathBuf>),
     /// `zclab serve` on the --peer host.
     peer: Option<Peer>,
+    /// The paths measured (--paths, or the default for the run).
+    paths: Vec<PathKind>,
 }
 
 const VARIANTS: &[Variant<Ctx>] = &[
@@ -423,6 +426,13 @@ fn main() -> ExitCode {
                 "created_with": "iproute2 `ip` (see probe.net.ip_binary)",
             },
         });
+        if args.peer.is_some() && zclab::net::peers::FaultSpec::from_env()?.is_some() {
+            eprintln!(
+                "{NAME}: error: {} injects a fault into a local receiver; with --peer the receiver runs on the peer host",
+                zclab::net::peers::FAULT_ENV
+            );
+            return Ok(ExitCode::from(2));
+        }
         let mut lab = Lab::open(NAME, &args.common, params)?;
         let peer = match &args.peer {
             Some(a) => {
@@ -434,6 +444,7 @@ fn main() -> ExitCode {
         };
         let mut ctx = Ctx {
             peer,
+            paths: paths.clone(),
             net: None,
             net_reason: None,
             ksoftirqd: (
@@ -1251,16 +1262,29 @@ impl Cross {
 /// per byte stays below classic-send's (and, for io_uring variants, below uring-send's);
 /// prints it after the table and writes crossover.json.
 fn crossover(lab: &Lab, ctx: &Ctx) -> Result<()> {
-    if !ctx.args.paths.contains(&PathKind::UdpSink) {
-        return Ok(()); // the crossover is a udp-sink figure: nothing to say
+    // On udp-sink nothing receives locally; on remote-udp between two real hosts the NIC
+    // sends the pages: the two paths where zero copy can happen.
+    for (path, file) in [
+        (PathKind::UdpSink, "crossover.json"),
+        (PathKind::RemoteUdp, "crossover-remote-udp.json"),
+    ] {
+        if ctx.paths.contains(&path) {
+            crossover_on(lab, ctx, path, file)?;
+        }
     }
+    Ok(())
+}
+
+/// [`crossover`] on one path, written to `file`.
+fn crossover_on(lab: &Lab, ctx: &Ctx, path: PathKind, file_name: &str) -> Result<()> {
+    let pname = path.name();
     let file = lab.dir.join("summary.jsonl");
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let rows = results::row::parse_jsonl(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
     let sink: Vec<&Row> = rows
         .iter()
         .filter(|r| r.status == Status::Ok)
-        .filter(|r| r.params.get("path").and_then(Value::as_str) == Some("udp-sink"))
+        .filter(|r| r.params.get("path").and_then(Value::as_str) == Some(pname))
         .collect();
     let say = |s: &str| {
         if !ctx.args.common.quiet {
@@ -1277,15 +1301,15 @@ fn crossover(lab: &Lab, ctx: &Ctx) -> Result<()> {
     let base = curve(&of("classic-send"));
     let uring_base = curve(&of("uring-send"));
     if base.is_empty() || zc_variants.iter().all(|v| of(v).is_empty()) {
-        say(
-            "crossover: not computed (needs classic-send and a zero-copy variant measured on udp-sink)",
-        );
+        say(&format!(
+            "crossover: not computed (needs classic-send and a zero-copy variant measured on {pname})"
+        ));
         return Ok(());
     }
     let mut out = Vec::new();
-    say(
-        "crossover on udp-sink: message size from which sender CPU per byte (median of repeats) stays below classic-send's",
-    );
+    say(&format!(
+        "crossover on {pname}: message size from which sender CPU per byte (median of repeats) stays below classic-send's"
+    ));
     for v in zc_variants {
         let mut reaps: Vec<Option<u64>> = Vec::new();
         for r in of(v) {
@@ -1337,14 +1361,14 @@ fn crossover(lab: &Lab, ctx: &Ctx) -> Result<()> {
     }
     let doc = json!({
         "experiment": NAME,
-        "path": "udp-sink",
+        "path": pname,
         "baseline": "classic-send (io_uring variants also against uring-send, in vs_uring_send)",
         "metric": "sender CPU (user + system) ns per MiB, median over repeats; 'separated' when the min-max ranges of the repeats do not overlap",
         "rule": "crossover_bytes: the smallest measured size from which the zero-copy variant's median is below the baseline's at every larger size too; conclusive when the deciding sizes are separated",
         "repeat": lab.args.repeat,
         "variants": out,
     });
-    let p = lab.dir.join("crossover.json");
+    let p = lab.dir.join(file_name);
     results::atomic_write(&p, serde_json::to_string_pretty(&doc)?.as_bytes())
         .map_err(|e| anyhow!("cannot write {}: {e}", p.display()))?;
     say(&format!("crossover: {}", p.display()));

@@ -435,7 +435,12 @@ fn two_namespaces_run_every_variant_across_the_link() {
             assert_eq!(m.extra["peer_datagrams"], m.ops as f64);
         }
     }
-    assert!(r.stdout.contains("remote-udp"), "{}", r.stdout);
+    assert!(r.stdout.contains("crossover on remote-udp"), "{}", r.stdout);
+    let c: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("crossover-remote-udp.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["path"], "remote-udp");
 
     let t = tempfile::tempdir().unwrap();
     let r = hosts.run_in_a(
