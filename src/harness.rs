@@ -628,6 +628,11 @@ impl Lab {
         std::fs::create_dir(&dir)
             .map_err(|e| results::named(e, "cannot create experiment directory", &dir))?;
         self.dir = dir;
+        self.write_file("summary.jsonl", b"")?;
+        self.write_file(
+            "summary.csv",
+            format!("{}\n", results::row::CSV_HEADER).as_bytes(),
+        )?;
         self.write_meta()
     }
 
@@ -677,18 +682,23 @@ impl Lab {
     }
 
     fn flush(&self) -> anyhow::Result<()> {
-        let mut jsonl = String::new();
-        let mut csv = String::from(results::row::CSV_HEADER);
-        csv.push('\n');
-        for r in &self.rows {
-            jsonl.push_str(&serde_json::to_string(r)?);
-            jsonl.push('\n');
-            csv.push_str(&r.to_csv());
-            csv.push('\n');
-        }
-        self.write_file("summary.jsonl", jsonl.as_bytes())?;
-        self.write_file("summary.csv", csv.as_bytes())?;
         self.write_meta()
+    }
+
+    /// Appends one row to summary.jsonl and summary.csv (each line in one write, then fsync; a
+    /// write that fails, e.g. on a full disk, is cut back off so no partial line remains).
+    /// Appending keeps a long run's memory and I/O flat, where rewriting grew with every row.
+    fn append_row(&self, row: &Row) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(row)?;
+        line.push('\n');
+        self.append_file("summary.jsonl", line.as_bytes())?;
+        self.append_file("summary.csv", format!("{}\n", row.to_csv()).as_bytes())
+    }
+
+    fn append_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let p = self.dir.join(name);
+        results::append_line(&p, bytes)
+            .map_err(|e| anyhow!("cannot write {} in {}: {e}", name, self.dir.display()))
     }
 
     /// Runs every selected variant at every point, writes the results, prints the table, and
@@ -727,6 +737,10 @@ impl Lab {
         let mut ran = 0;
         let mut requested_unrunnable = Vec::new();
         for round in 0..self.args.rounds {
+            if round > 0 {
+                // Long runs keep memory flat: the files hold every row, the table the last round.
+                self.rows.clear();
+            }
             for v in variants {
                 if round > 0
                     && !self
@@ -945,6 +959,7 @@ impl Lab {
                                 .reason
                                 .get_or_insert_with(|| row.error.clone().unwrap_or_default());
                         }
+                        self.append_row(&row)?;
                         self.rows.push(row);
                         self.flush()?;
                         if stop {

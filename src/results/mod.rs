@@ -32,6 +32,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Appends `bytes` to `path` in one write and fsyncs; if the write fails or is short (a full
+/// disk), the file is cut back to its previous length so no partial line remains.
+pub fn append_line(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new().append(true).open(path)?;
+    let before = f.metadata()?.len();
+    let r = f.write_all(bytes).and_then(|_| f.sync_data());
+    if r.is_err() {
+        let _ = f.set_len(before);
+        let _ = f.sync_data();
+    }
+    r
+}
+
 /// UTC time as `YYYYMMDDTHHMMSSZ` (for directory names) and RFC 3339 (for metadata).
 pub fn utc_now() -> (String, String) {
     let secs = std::time::SystemTime::now()
