@@ -1,7 +1,10 @@
 //! Thin safe wrappers over classic calls: CPU pinning, files with known content, pipes,
 //! sockets. The few `unsafe` blocks of the lab live here and in `ring`/`uring`.
 
+pub mod blocksum;
 pub mod cpu;
+pub mod direct;
 pub mod file;
+pub mod filemap;
 pub mod perf;
 pub mod pipe;
