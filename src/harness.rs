@@ -415,6 +415,11 @@ impl Trial<'_> {
     pub fn set_ring(&mut self, flags: &RingFlags) {
         self.ring = Some(flags.clone());
     }
+
+    /// The metrics [`Trial::measure`] recorded, to derive per-operation figures from.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
+    }
 }
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);

@@ -8,3 +8,4 @@ pub mod file;
 pub mod filemap;
 pub mod perf;
 pub mod pipe;
+pub mod threads;

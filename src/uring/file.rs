@@ -242,6 +242,9 @@ struct ReadSlot {
 
 /// Keeps `cfg.qd` reads in flight until `next` returns None, then waits for the rest.
 ///
+/// The ring should have at least twice `qd` SQ entries: an SQPOLL thread can post a read's
+/// completion before it releases the read's SQ entry.
+///
 /// `next()` gives each read's `(offset, length)`. Submissions are batched: every slot freed by
 /// the last completions is refilled before one io_uring_enter (or, with `poll_cq`, none).
 /// After each wait, every completion available is reaped at once and stamped with one clock
@@ -283,6 +286,7 @@ pub fn read_pipeline(
     let mut reaped: Vec<usize> = Vec::with_capacity(qd);
     let (mut del, mut inflight, mut ios) = (0usize, 0usize, 0u64);
     let mut stop = false;
+    let mut sq_full = false;
     let mut err: Option<io::Error> = None;
     loop {
         if !stop && err.is_none() {
@@ -290,6 +294,18 @@ pub fn read_pipeline(
             {
                 let mut sq = ring.inner().submission();
                 while let Some(&s) = free.front() {
+                    if sq.is_full() {
+                        if cfg.poll_cq {
+                            // An SQPOLL thread may post completions before it releases their
+                            // SQ entries: submit the rest once it has.
+                            sq_full = true;
+                            break;
+                        }
+                        err = Some(io::Error::other(
+                            "submission queue full (it needs more entries than the queue depth)",
+                        ));
+                        break;
+                    }
                     let Some((off, len)) = next() else {
                         stop = true;
                         break;
@@ -326,6 +342,23 @@ pub fn read_pipeline(
             let t = rec.now();
             for &s in &batch {
                 slots[s].stamp = t;
+            }
+        }
+        if sq_full {
+            sq_full = false;
+            if inflight == 0 {
+                let mut spins = 0u32;
+                while ring.inner().submission().is_full() {
+                    spins += 1;
+                    if spins >= SPIN_LIMIT {
+                        bufs.leak();
+                        return Err(io::Error::other(
+                            "the SQPOLL thread does not release submission queue entries",
+                        ));
+                    }
+                    std::hint::spin_loop();
+                }
+                continue;
             }
         }
         if inflight == 0 {
