@@ -10,7 +10,10 @@
 //! issues `--ios` reads of `bs` bytes at offsets that are multiples of `bs`: uniformly random
 //! (`pattern=rand`, a new seed every trial) or sequential (`pattern=seq`, each trial continuing
 //! where the last stopped, wrapping at the end), `qd` in flight. A trial stops after `--ios`
-//! reads or `--runtime`, whichever comes first. Buffered points read from the page cache: the
+//! reads (20000) or `--runtime` (300 ms), whichever comes first. io_uring variants use the
+//! lab's tuned ring (COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN where accepted; the SQPOLL
+//! ring without them), with twice `qd` SQ entries; each wait reaps every completion there
+//! and refills every freed slot before the next io_uring_enter. Buffered points read from the page cache: the
 //! file is read in before a trial whose cache is not full (`--cache warm`, the default; the
 //! fraction resident at the start is recorded as `resident_fraction`) or dropped with
 //! posix_fadvise(DONTNEED) before each trial (`--cache cold`). Direct points bypass the cache.
