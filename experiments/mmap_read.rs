@@ -18,7 +18,9 @@
 //! IORING_OP_READ of `buf` bytes, `--qd` in flight, delivered and hashed in file order — its
 //! latency sample is the read's submission to its completion, the hash outside it.
 //!
-//! **Reported.** Besides time and CPU: minor and major page faults (`minflt`, `majflt`), and
+//! **Reported.** Besides time and CPU: minor and major page faults (`minflt`, `majflt`; the
+//! faults MAP_POPULATE takes inside mmap(2) count too, and one fault can map many pages:
+//! fault-around and large folios), and
 //! `file_bytes` and, for the mapping variants, `mapped_bytes` (the length rounded up to whole
 //! pages) as extras.
 //!
@@ -116,7 +118,7 @@ const VARIANTS: &[Variant<Ctx>] = &[
     },
     Variant {
         name: "classic-mmap-populate",
-        about: "mmap(2) with MAP_POPULATE: page tables filled inside mmap, no faults while hashing",
+        about: "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing",
         needs: &[],
         run: classic_mmap_populate,
     },
