@@ -321,15 +321,17 @@ impl Trial<'_> {
         f: impl FnOnce(&mut Recorder) -> anyhow::Result<Done>,
     ) -> anyhow::Result<()> {
         let mut rec = Recorder::new(self.clock);
-        let sys0 = self.syscalls.map(|c| c.read());
+        // The syscall counter is read right next to the measured closure, so the harness's own
+        // /proc reads and getrusage calls are not counted (one read(2) of the counter is).
         let sq0 = usage::helper_threads("iou-sqp");
         let u0 = usage::process()?;
+        let sys0 = self.syscalls.map(|c| c.read());
         let t0 = rec.now();
         let done = f(&mut rec)?;
         let t1 = rec.now();
+        let sys1 = self.syscalls.map(|c| c.read());
         let u1 = usage::process()?;
         let sq1 = usage::helper_threads("iou-sqp");
-        let sys1 = self.syscalls.map(|c| c.read());
         let wall_ns = self.clock.ns_between(t0, t1).max(1);
         let u = u1.since(&u0);
         let syscalls = match (sys0, sys1) {
@@ -445,6 +447,11 @@ impl Trial<'_> {
     /// Records the ring flags in force for this variant (written to the metadata).
     pub fn set_ring(&mut self, flags: &RingFlags) {
         self.ring = Some(flags.clone());
+    }
+
+    /// The metrics [`Trial::measure`] recorded, to derive per-operation figures from.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
     }
 }
 

@@ -152,6 +152,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
 /// Formats a byte count the way the lab prints parameter points: exact binary units where the
 /// value is a whole multiple (`64KiB`, `1MiB`), exact decimal units otherwise (`3.8MB`), else bytes.
 pub fn fmt_size(v: u64) -> String {
+    let dec = fmt_decimal(v);
     for (name, m) in [
         ("TiB", 1u64 << 40),
         ("GiB", 1 << 30),
@@ -159,21 +160,30 @@ pub fn fmt_size(v: u64) -> String {
         ("KiB", 1 << 10),
     ] {
         if v >= m && v % m == 0 {
-            return format!("{}{name}", v / m);
+            let bin = format!("{}{name}", v / m);
+            // 800 MB is also 781250 KiB: take the shorter spelling.
+            return match dec {
+                Some(d) if d.len() < bin.len() => d,
+                _ => bin,
+            };
         }
     }
+    dec.unwrap_or_else(|| format!("{v}B"))
+}
+
+fn fmt_decimal(v: u64) -> Option<String> {
     for (name, m) in [("GB", 1_000_000_000u64), ("MB", 1_000_000), ("KB", 1_000)] {
         if v >= m && v % (m / 10) == 0 {
             let whole = v / m;
             let tenth = (v % m) / (m / 10);
-            return if tenth == 0 {
+            return Some(if tenth == 0 {
                 format!("{whole}{name}")
             } else {
                 format!("{whole}.{tenth}{name}")
-            };
+            });
         }
     }
-    format!("{v}B")
+    None
 }
 
 /// Bytes per second as GB/s (10^9), the unit the tables print.
@@ -224,6 +234,8 @@ mod tests {
 
     #[test]
     fn size_round_trip() {
+        assert_eq!(fmt_size(800_000_000), "800MB");
+        assert_eq!(fmt_size(65536), "64KiB");
         for v in [
             1u64,
             1000,

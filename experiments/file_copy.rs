@@ -1,0 +1,521 @@
+//! # file_copy: copying a file to a new file, every way Linux offers
+//!
+//! **Question.** Which way of copying a file is fastest, and at what CPU and system-call cost:
+//! read+write through a user buffer (from 1 byte at a time, like the seeds' unbuffered Java
+//! stream, to 1 MiB), mmap of the source with write(2), both files mapped with memcpy,
+//! sendfile(2) file to file, splice(2) through a pipe, copy_file_range(2), or io_uring's
+//! read/write and splice? The seeds (Java, 3.8 MB / 394 MB / 800 MB) found transferTo
+//! (sendfile) fastest, then 1 KiB buffered streams, then mmap, with 1-byte streams slowest by
+//! orders of magnitude.
+//!
+//! **Set-up.** A source file of the lab's pattern is written and fsynced in `--workdir`. Each
+//! trial creates a new destination file there (O_CREAT|O_TRUNC, before the clock), applies the
+//! cache policy to the source (`cache=cold`: posix_fadvise(DONTNEED) first; `cache=warm`: the
+//! source is read in if any of it is not cached), then times the copy: mapping the files,
+//! pre-sizing the destination, and (with `--fsync`) fsync(2) of the destination are inside
+//! the clock; opening the files is not. After the clock stops the destination is read back,
+//! its xxh3-64 compared with the source's known hash, and the file removed. The measured
+//! thread is pinned to the first `--cpus` CPU.
+//!
+//! **Steps.** `buf` is the bytes one step moves: the read/write buffer, the length of one
+//! write from the mapping or one memcpy between mappings, the count of one sendfile or
+//! copy_file_range call, one splice pair's length (the pipe is sized to it), one io_uring
+//! chunk. One latency sample is one step (for io_uring read/write, a chunk from its
+//! submission to its write's completion, `--depth` chunks in flight). 1-byte steps are run by
+//! `classic-read-write` only, and only for sizes up to `--one-byte-max` (3.8 MB by default:
+//! the seeds' unbuffered stream took 16.9 s there; at 394 MB it would take half an hour).
+//!
+//! **copy_file_range.** On the same filesystem it lets the filesystem copy without user
+//! memory: a reflink on btrfs/xfs, an in-kernel page-cache copy (splice-based) on ext4 and
+//! tmpfs, which have no reflink. The filesystem type is recorded in the parameters (`fs_type`).
+//!
+//! **Variants.** See `VARIANTS`. **Parameters.** `--sizes` (default 3.8MB,64MiB; the seeds'
+//! full set is `--sizes 3.8MB,394MB,800MB`, which also gives the >= 256 MiB points the
+//! copy_file_range claim needs), `--bufs`, `--cache warm,cold`, `--fsync`, `--depth`,
+//! `--one-byte-max`, `--workdir`. Refused before anything is measured: a source plus
+//! destination larger than the work directory's free space.
+//!
+//! **Minimum kernel.** sendfile to a regular file 2.6.33; copy_file_range 4.5 (across
+//! filesystems 5.19); io_uring READ/WRITE 5.6, READ_FIXED/WRITE_FIXED 5.1, SPLICE 5.7.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use nix::fcntl::{SpliceFFlags, copy_file_range, splice};
+use serde_json::json;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::measure::Recorder;
+use zclab::results::Integrity;
+use zclab::ring::{Ring, RingConfig};
+use zclab::sys::file::{PatternFile, free_bytes, hash_file, map_readonly};
+use zclab::sys::filemap::{Presized, map_shared_mut, presize, resident_fraction};
+use zclab::sys::pipe::pipe_with_size;
+use zclab::uring::Fd;
+use zclab::uring::file::{Buffers, CopyLoop, OwnedBuffers, copy_read_write, splice_file};
+
+const NAME: &str = "file_copy";
+
+#[derive(Parser, Debug)]
+#[command(name = NAME, about = "Copy a file to a new file: read+write, mmap, sendfile, splice, copy_file_range, io_uring")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// File sizes, comma-separated (the seeds': 3.8MB,394MB,800MB; KB/MB/GB are powers of 1000).
+    #[arg(long, default_value = "3.8MB,64MiB", value_delimiter = ',', value_parser = harness::size_arg)]
+    sizes: Vec<u64>,
+    /// Bytes per step, comma-separated (1 B runs for classic-read-write at small sizes only).
+    #[arg(long, default_value = "1B,1KiB,64KiB,1MiB", value_delimiter = ',', value_parser = harness::size_arg)]
+    bufs: Vec<u64>,
+    /// Largest file copied 1 byte at a time.
+    #[arg(long, default_value = "3.8MB", value_parser = harness::size_arg)]
+    one_byte_max: u64,
+    /// Page cache state of the source when a trial starts, comma-separated.
+    #[arg(long, value_enum, default_value = "warm", value_delimiter = ',')]
+    cache: Vec<Cache>,
+    /// fsync(2) the destination before the clock stops.
+    #[arg(long)]
+    fsync: bool,
+    /// Chunks in flight for the io_uring read/write variants.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    depth: u32,
+    /// Directory for the source and the copies (created there, removed afterwards).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    workdir: PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Cache {
+    Warm,
+    Cold,
+}
+
+struct Ctx {
+    args: Args,
+    /// The current source; replaced when a point needs another size.
+    src: Option<PatternFile>,
+}
+
+impl Ctx {
+    fn source(&mut self, size: u64) -> Result<&PatternFile> {
+        if self.src.as_ref().is_none_or(|f| f.size != size) {
+            self.src = None; // remove the previous file first: it may be large
+            let path = self
+                .args
+                .workdir
+                .join(format!("zclab-{NAME}-{}-{size}.src", std::process::id()));
+            self.src = Some(
+                PatternFile::create(&path, size)
+                    .with_context(|| format!("cannot create the {size}-byte source file"))?,
+            );
+        }
+        Ok(self.src.as_ref().expect("just set"))
+    }
+}
+
+const VARIANTS: &[Variant<Ctx>] = &[
+    Variant {
+        name: "classic-read-write",
+        about: "read(2) a buffer from the source, write(2) it to the copy",
+        needs: &[],
+        run: classic_read_write,
+    },
+    Variant {
+        name: "classic-mmap-write",
+        about: "mmap(2) the source, write(2) each step from the mapping",
+        needs: &[],
+        run: classic_mmap_write,
+    },
+    Variant {
+        name: "classic-mmap-mmap",
+        about: "mmap(2) both (copy pre-sized with fallocate(2)), memcpy each step",
+        needs: &[],
+        run: classic_mmap_mmap,
+    },
+    Variant {
+        name: "classic-sendfile",
+        about: "sendfile(2) source -> copy, one call per step",
+        needs: &[],
+        run: classic_sendfile,
+    },
+    Variant {
+        name: "classic-splice",
+        about: "splice(2) source -> pipe -> copy, one pair per step",
+        needs: &[],
+        run: classic_splice,
+    },
+    Variant {
+        name: "classic-copy-file-range",
+        about: "copy_file_range(2) source -> copy, one call per step",
+        needs: &[],
+        run: classic_copy_file_range,
+    },
+    Variant {
+        name: "uring-read-write",
+        about: "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight",
+        needs: &[Need::Op("READ"), Need::Op("WRITE")],
+        run: uring_read_write,
+    },
+    Variant {
+        name: "uring-read-write-fixed",
+        about: "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers",
+        needs: &[Need::Op("READ_FIXED"), Need::Op("WRITE_FIXED")],
+        run: uring_read_write_fixed,
+    },
+    Variant {
+        name: "uring-splice",
+        about: "two linked IORING_OP_SPLICE per step: source -> pipe -> copy",
+        needs: &[Need::Op("SPLICE")],
+        run: uring_splice,
+    },
+];
+
+fn main() -> ExitCode {
+    harness::main(NAME, || {
+        let args = Args::parse();
+        if args.common.list {
+            let caps = zclab::caps::probe(&args.workdir);
+            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.workdir.is_dir() {
+            bail!("work directory {} does not exist", args.workdir.display());
+        }
+        let largest = *args.sizes.iter().max().expect("clap gives at least one");
+        let free = free_bytes(&args.workdir)?;
+        if largest.saturating_mul(2) > free {
+            bail!(
+                "copying a {largest}-byte file needs {} B (source + copy) in {}, but its filesystem has {free} B free (use smaller --sizes or another --workdir)",
+                largest.saturating_mul(2),
+                args.workdir.display()
+            );
+        }
+        let fs_type = zclab::caps::probe_odirect(&args.workdir).fs_type;
+        let params = json!({
+            "sizes": args.sizes, "bufs": args.bufs, "one_byte_max": args.one_byte_max,
+            "cache": args.cache, "fsync": args.fsync, "depth": args.depth,
+            "workdir": args.workdir, "fs_type": fs_type,
+            "copy_file_range_note": "same filesystem: reflink where supported (btrfs, xfs), else an in-kernel page-cache copy (ext4, tmpfs)",
+        });
+        let mut points = Vec::new();
+        for &size in &args.sizes {
+            for &buf in &args.bufs {
+                for &c in &args.cache {
+                    points.push(
+                        Point::new()
+                            .size("size", size)
+                            .size("buf", buf)
+                            .text("cache", cache_name(c))
+                            .text("fsync", if args.fsync { "yes" } else { "no" }),
+                    );
+                }
+            }
+        }
+        let mut lab = Lab::open(NAME, &args.common, params)?;
+        let mut ctx = Ctx { args, src: None };
+        lab.run(VARIANTS, &points, &mut ctx)
+    })
+}
+
+fn cache_name(c: Cache) -> &'static str {
+    match c {
+        Cache::Warm => "warm",
+        Cache::Cold => "cold",
+    }
+}
+
+/// The files of one trial, opened before the clock starts.
+struct Files {
+    src: File,
+    dst: File,
+    size: u64,
+    buf: usize,
+    hash: u64,
+    dst_path: PathBuf,
+}
+
+/// Skips 1-byte steps for every variant but classic-read-write, and for it above
+/// `--one-byte-max`.
+fn one_byte_rule(ctx: &Ctx, t: &Trial, variant_does_one_byte: bool) -> Result<()> {
+    if t.point.num("buf") != 1 {
+        return Ok(());
+    }
+    if !variant_does_one_byte {
+        return Err(harness::skip_point(
+            "1-byte steps are the seeds' unbuffered-stream case: only classic-read-write runs them",
+        ));
+    }
+    let size = t.point.num("size");
+    if size > ctx.args.one_byte_max {
+        return Err(harness::skip_point(format!(
+            "1 byte at a time is two system calls per byte: {size} B would take minutes (limit --one-byte-max {} B)",
+            ctx.args.one_byte_max
+        )));
+    }
+    Ok(())
+}
+
+/// Prepares the source (cache policy) and a new, empty destination.
+fn open_files(ctx: &mut Ctx, t: &mut Trial, dst_read: bool) -> Result<Files> {
+    let (size, buf) = (t.point.num("size"), t.point.num("buf") as usize);
+    let cold = t.point.str("cache") == "cold";
+    let workdir = ctx.args.workdir.clone();
+    let pf = ctx.source(size)?;
+    if cold {
+        pf.drop_cache()?;
+    } else if resident_fraction(&File::open(&pf.path)?)? < 1.0 {
+        pf.warm()?;
+    }
+    let src = File::open(&pf.path)?;
+    let dst_path = workdir.join(format!("zclab-{NAME}-{}.copy", std::process::id()));
+    let dst = OpenOptions::new()
+        .read(dst_read)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&dst_path)
+        .map_err(|e| zclab::results::named(e, "cannot create", &dst_path))?;
+    Ok(Files {
+        src,
+        dst,
+        size,
+        buf,
+        hash: pf.hash,
+        dst_path,
+    })
+}
+
+/// Times `copy(files, rec) -> steps` as the trial, fsyncs inside the clock if asked, then
+/// checks and removes the copy.
+fn timed(
+    ctx: &mut Ctx,
+    t: &mut Trial,
+    step: &str,
+    dst_read: bool,
+    copy: impl FnOnce(&Files, &mut Recorder) -> Result<u64>,
+) -> Result<()> {
+    let f = open_files(ctx, t, dst_read)?;
+    let fsync = ctx.args.fsync;
+    let res = t.measure(step, |rec| {
+        let steps = copy(&f, rec)?;
+        if fsync {
+            f.dst.sync_all().context("fsync of the copy")?;
+        }
+        Ok(Done {
+            bytes: f.size,
+            ops: steps,
+        })
+    });
+    let check = (|| -> Result<(u64, u64)> {
+        res?;
+        let len = f.dst.metadata()?.len();
+        Ok((len, hash_file(&f.dst_path)?))
+    })();
+    let _ = std::fs::remove_file(&f.dst_path);
+    let (len, got) = check?;
+    t.set_integrity(Integrity {
+        ok: len == f.size && got == f.hash,
+        method: "xxh3-64 of the copy, read back after the clock stopped".into(),
+        expected: format!("{:016x}", f.hash),
+        got: format!("{got:016x}"),
+        bytes_expected: f.size,
+        bytes_got: len,
+    });
+    Ok(())
+}
+
+/// Runs `step(off, len) -> moved` over the file, one latency sample per step.
+fn steps(
+    f: &Files,
+    rec: &mut Recorder,
+    mut step: impl FnMut(u64, usize) -> Result<usize>,
+) -> Result<u64> {
+    let (mut off, mut n) = (0u64, 0u64);
+    let mut s = rec.now();
+    while off < f.size {
+        let len = (f.size - off).min(f.buf as u64) as usize;
+        let moved = step(off, len)?;
+        if moved == 0 {
+            bail!("the copy stopped at {off} of {} bytes", f.size);
+        }
+        off += moved as u64;
+        n += 1;
+        s = rec.record_since(s);
+    }
+    Ok(n)
+}
+
+fn classic_read_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    one_byte_rule(ctx, t, true)?;
+    let mut buf = vec![0u8; t.point.num("buf") as usize];
+    timed(ctx, t, "one read + one write", false, |f, rec| {
+        let (mut src, mut dst) = (&f.src, &f.dst);
+        steps(f, rec, |_, len| {
+            let n = src.read(&mut buf[..len])?;
+            dst.write_all(&buf[..n])?;
+            Ok(n)
+        })
+    })
+}
+
+fn classic_mmap_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    one_byte_rule(ctx, t, false)?;
+    timed(ctx, t, "one write from the mapping", false, |f, rec| {
+        let map = map_readonly(&f.src)?; // inside the clock: mapping is part of the method
+        let mut dst = &f.dst;
+        steps(f, rec, |off, len| {
+            dst.write_all(&map[off as usize..off as usize + len])?;
+            Ok(len)
+        })
+    })
+}
+
+fn classic_mmap_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    one_byte_rule(ctx, t, false)?;
+    let mut how = Presized::Fallocate;
+    timed(ctx, t, "one memcpy between the mappings", true, |f, rec| {
+        let src = map_readonly(&f.src)?;
+        how = presize(&f.dst, f.size)?;
+        let mut dst = map_shared_mut(&f.dst)?;
+        let n = steps(f, rec, |off, len| {
+            let r = off as usize..off as usize + len;
+            dst[r.clone()].copy_from_slice(&src[r]);
+            Ok(len)
+        })?;
+        drop(dst); // munmap inside the clock; fsync (if asked) writes the dirty pages back
+        Ok(n)
+    })?;
+    t.set_extra(
+        "presized_with_fallocate",
+        if how == Presized::Fallocate { 1.0 } else { 0.0 },
+    );
+    Ok(())
+}
+
+fn classic_sendfile(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    one_byte_rule(ctx, t, false)?;
+    timed(ctx, t, "one sendfile", false, |f, rec| {
+        let mut o = 0i64;
+        steps(f, rec, |_, len| {
+            Ok(nix::sys::sendfile::sendfile64(
+                f.dst.as_fd(),
+                f.src.as_fd(),
+                Some(&mut o),
+                len,
+            )?)
+        })
+    })
+}
+
+fn classic_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    one_byte_rule(ctx, t, false)?;
+    let (pr, pw, cap) = pipe_with_size(t.point.num("buf").max(4096) as usize)?;
+    timed(ctx, t, "one splice pair", false, |f, rec| {
+        let flags = SpliceFFlags::SPLICE_F_MOVE;
+        let (mut oi, mut oo) = (0i64, 0i64);
+        steps(f, rec, |_, len| {
+            let n = splice(f.src.as_fd(), Some(&mut oi), &pw, None, len.min(cap), flags)?;
+            let mut out = 0;
+            while out < n {
+                match splice(&pr, None, f.dst.as_fd(), Some(&mut oo), n - out, flags)? {
+                    0 => bail!("splice from the pipe to the copy moved 0 bytes"),
+                    m => out += m,
+                }
+            }
+            Ok(n)
+        })
+    })
+}
+
+fn classic_copy_file_range(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    one_byte_rule(ctx, t, false)?;
+    timed(ctx, t, "one copy_file_range", false, |f, rec| {
+        let (mut oi, mut oo) = (0i64, 0i64);
+        steps(f, rec, |_, len| {
+            Ok(copy_file_range(
+                f.src.as_fd(),
+                Some(&mut oi),
+                f.dst.as_fd(),
+                Some(&mut oo),
+                len,
+            )?)
+        })
+    })
+}
+
+fn ring(t: &mut Trial, entries: u32) -> Result<Ring> {
+    let r = Ring::new(&RingConfig::tuned(entries)).map_err(harness::ring_err)?;
+    t.set_ring(r.flags());
+    Ok(r)
+}
+
+fn uring_rw(ctx: &mut Ctx, t: &mut Trial, fixed: bool) -> Result<()> {
+    one_byte_rule(ctx, t, false)?;
+    let depth = ctx.args.depth as usize;
+    let buf = t.point.num("buf") as usize;
+    let mut r = ring(t, (2 * depth as u32).max(8))?;
+    let mut owned = None;
+    if fixed {
+        r.register_buffers(depth, buf).map_err(harness::ring_err)?;
+        t.set_ring(r.flags());
+    } else {
+        owned = Some(OwnedBuffers::new(depth, buf)?);
+    }
+    timed(
+        ctx,
+        t,
+        "one chunk, READ submitted to WRITE completed",
+        false,
+        |f, rec| {
+            let cfg = CopyLoop {
+                src: Fd::Raw(f.src.as_raw_fd()),
+                dst: Fd::Raw(f.dst.as_raw_fd()),
+                size: f.size,
+                chunk: f.buf,
+                depth,
+            };
+            let bufs = match owned.as_mut() {
+                Some(o) => Buffers::Owned(o),
+                None => Buffers::Registered,
+            };
+            Ok(copy_read_write(&mut r, bufs, &cfg, rec)?)
+        },
+    )
+}
+
+fn uring_read_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    uring_rw(ctx, t, false)
+}
+
+fn uring_read_write_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    uring_rw(ctx, t, true)
+}
+
+fn uring_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    one_byte_rule(ctx, t, false)?;
+    let mut r = ring(t, 8)?;
+    let (pr, pw, cap) = pipe_with_size(t.point.num("buf").max(4096) as usize)?;
+    timed(
+        ctx,
+        t,
+        "one SPLICE+SPLICE submission to completion",
+        false,
+        |f, rec| {
+            steps(f, rec, |off, len| {
+                Ok(splice_file(
+                    &mut r,
+                    Fd::Raw(f.src.as_raw_fd()),
+                    off,
+                    pr.as_raw_fd(),
+                    pw.as_raw_fd(),
+                    Fd::Raw(f.dst.as_raw_fd()),
+                    len.min(cap) as u32,
+                )?)
+            })
+        },
+    )
+}

@@ -1,0 +1,650 @@
+//! # storage_read: block reads from a file, synchronous against io_uring, buffered and O_DIRECT
+//!
+//! **Question.** How many reads per second, at what latency and CPU per read, does each way of
+//! issuing block reads give: one pread(2) at a time, or io_uring with a queue of reads in
+//! flight — plain, into registered buffers, with registered files, and with a kernel SQPOLL
+//! thread doing the submitting? Do registered buffers help O_DIRECT but not buffered reads?
+//!
+//! **Set-up.** A file of the lab's pattern (`--file-size`, 256 MiB by default) is written and
+//! fsynced in `--workdir`. Each trial opens it (with `O_DIRECT` for `io=direct` points) and
+//! issues `--ios` reads of `bs` bytes at offsets that are multiples of `bs`: uniformly random
+//! (`pattern=rand`, a new seed every trial) or sequential (`pattern=seq`, each trial continuing
+//! where the last stopped, wrapping at the end), `qd` in flight. A trial stops after `--ios`
+//! reads (20000) or `--runtime` (300 ms), whichever comes first. io_uring variants use the
+//! lab's tuned ring (COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN where accepted; the SQPOLL
+//! ring without them), with twice `qd` SQ entries; each wait reaps every completion there
+//! and refills every freed slot before the next io_uring_enter. Buffered points read from the page cache: the
+//! file is read in before a trial whose cache is not full (`--cache warm`, the default; the
+//! fraction resident at the start is recorded as `resident_fraction`) or dropped with
+//! posix_fadvise(DONTNEED) before each trial (`--cache cold`). Direct points bypass the cache.
+//! The measured thread is pinned to the first `--cpus` CPU; the SQPOLL thread to the second.
+//!
+//! **Latency.** One sample per read: from its submission (the clock read just before the batch
+//! holding it is handed to the kernel; for pread, just before the call) to the reap of its
+//! completion. At `qd` > 1 every read in flight has its submit stamp kept in its slot, and
+//! every completion available after a wait is reaped at once and stamped with one clock read.
+//!
+//! **Integrity.** Every block read is checked, inline, after its latency sample is recorded
+//! and outside every sample: a positional checksum of the block (`zclab::sys::blocksum`,
+//! ~0.1 us per 4 KiB) is compared with the checksum of the pattern at that offset, computed
+//! from the pattern generator before the trial. Comparing byte by byte with `check_pattern`
+//! costs ~3 us per 4 KiB, three times a page-cache read, and would swamp the figures. The check
+//! still runs inside the trial, so its cost is in the wall time and the CPU: it is measured
+//! and reported per read as `check_ns_per_io`, so the I/O alone can be compared with fio
+//! (which checks nothing by default).
+//!
+//! **CPU.** `user_ns`/`sys_ns` are getrusage(RUSAGE_SELF) over the trial, which counts every
+//! thread of the process, io_uring's SQPOLL kernel thread (`iou-sqp-*`) included; the harness
+//! also reads that thread's time from /proc/self/task/*/schedstat into `sqpoll_ns`. Both figures
+//! advance only at scheduler ticks while the thread runs on the other CPU (4 ms at HZ=250: a
+//! fifth of a 20 ms trial), so the SQPOLL variant also reads the thread's exact time from its
+//! thread CPU clock (clock_gettime on its `CPUCLOCK_SCHED`) around the loop: `sqpoll_thread_ns`,
+//! `sqpoll_ns_per_io`. `cpu_ns_per_io` is the process's CPU per read with the SQPOLL thread's
+//! tick-granular share replaced by the exact one; where that share is large enough to tell
+//! (five ticks) the run checks that getrusage did include the thread (`sqpoll_in_rusage` = 1;
+//! were it 0, the thread's time would be added instead). `main_thread_cpu_ns_per_io` is the
+//! measured thread alone (CLOCK_THREAD_CPUTIME_ID). The SQPOLL variant spins on the completion
+//! ring instead of waiting in io_uring_enter, as fio's `sqthread_poll` does, so it burns two
+//! CPUs and makes (almost) no system calls: `syscalls_per_io` (from the syscall tracepoint,
+//! root only) shows it. Its figures depend on both CPUs being otherwise idle.
+//!
+//! **Variants.** `classic-pread` (qd 1 only), `uring-read`, `uring-read-fixed`,
+//! `uring-read-fixed-files`, `uring-sqpoll`: see `VARIANTS`.
+//!
+//! **Parameters.** `--pattern rand,seq`, `--bs` (4 KiB .. 1 MiB), `--qd` (1 .. 64), `--direct`
+//! (O_DIRECT points only) / `--buffered` (buffered only; default: both, O_DIRECT where the work
+//! directory's filesystem really does it), `--ios`, `--runtime`, `--file-size`, `--cache`,
+//! `--workdir`. Refused before anything is measured: O_DIRECT on a filesystem without it
+//! (tmpfs accepts the flag but is not direct I/O), a block size that breaks the alignment
+//! statx(STATX_DIOALIGN) reports, a file larger than the free space.
+//!
+//! **Minimum kernel.** io_uring READ 5.6, READ_FIXED 5.1, SQPOLL for unprivileged users 5.11;
+//! STATX_DIOALIGN 6.1 (on older kernels a 4096-byte alignment is assumed on block filesystems).
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::json;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::measure::{Clock, Recorder};
+use zclab::results::Integrity;
+use zclab::ring::{Ring, RingConfig};
+use zclab::sys::blocksum::BlockSums;
+use zclab::sys::direct::{self, AlignedBuf, DirectIo};
+use zclab::sys::file::{PatternFile, free_bytes};
+use zclab::sys::filemap::resident_fraction;
+use zclab::sys::threads;
+use zclab::uring::Fd;
+use zclab::uring::file::{Buffers, OwnedBuffers, ReadLoop, read_pipeline};
+
+const NAME: &str = "storage_read";
+
+#[derive(Parser, Debug)]
+#[command(name = NAME, about = "Block reads from a file: pread against io_uring (plain, fixed buffers, fixed files, SQPOLL), buffered and O_DIRECT")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Offsets: rand (uniform over the file's blocks) and/or seq.
+    #[arg(long, value_enum, default_value = "rand,seq", value_delimiter = ',')]
+    pattern: Vec<Pattern>,
+    /// Bytes per read, comma-separated (4KiB .. 1MiB is the studied range).
+    #[arg(long, default_value = "4KiB", value_delimiter = ',', value_parser = harness::size_arg)]
+    bs: Vec<u64>,
+    /// Reads in flight, comma-separated (1 .. 64); classic-pread runs at 1 only.
+    #[arg(long, default_value = "1,32", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=64))]
+    qd: Vec<u32>,
+    /// O_DIRECT points only; refused when the work directory's filesystem has no real O_DIRECT.
+    #[arg(long)]
+    direct: bool,
+    /// Buffered points only.
+    #[arg(long)]
+    buffered: bool,
+    /// Reads per trial (0: no count limit, --runtime alone ends the trial).
+    #[arg(long, default_value_t = 20000)]
+    ios: u64,
+    /// Longest a trial runs (e.g. 300ms, 2s; 0: no time limit, --ios alone ends the trial).
+    #[arg(long, default_value = "300ms", value_parser = duration_arg)]
+    runtime: Duration,
+    /// Size of the file read.
+    #[arg(long, default_value = "256MiB", value_parser = harness::size_arg)]
+    file_size: u64,
+    /// Page cache for buffered points: warm (file cached before each trial) or cold (dropped).
+    #[arg(long, value_enum, default_value_t = Cache::Warm)]
+    cache: Cache,
+    /// Directory for the file (created there, removed afterwards).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    workdir: PathBuf,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    zclab::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Pattern {
+    Rand,
+    Seq,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Cache {
+    Warm,
+    Cold,
+}
+
+struct Ctx {
+    args: Args,
+    file: PatternFile,
+    direct: Option<DirectIo>,
+    sums: HashMap<u64, BlockSums>,
+    /// Next block of the sequential pattern, per block size.
+    seq_next: HashMap<u64, u64>,
+    trials: u64,
+}
+
+const VARIANTS: &[Variant<Ctx>] = &[
+    Variant {
+        name: "classic-pread",
+        about: "pread(2) of one block at a time (qd 1)",
+        needs: &[],
+        run: classic_pread,
+    },
+    Variant {
+        name: "uring-read",
+        about: "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter",
+        needs: &[Need::Op("READ")],
+        run: uring_read,
+    },
+    Variant {
+        name: "uring-read-fixed",
+        about: "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)",
+        needs: &[Need::Op("READ_FIXED")],
+        run: uring_read_fixed,
+    },
+    Variant {
+        name: "uring-read-fixed-files",
+        about: "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)",
+        needs: &[Need::Op("READ_FIXED")],
+        run: uring_read_fixed_files,
+    },
+    Variant {
+        name: "uring-sqpoll",
+        about: "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled",
+        needs: &[Need::Op("READ_FIXED"), Need::SetupFlag("SQPOLL")],
+        run: uring_sqpoll,
+    },
+];
+
+fn main() -> ExitCode {
+    harness::main(NAME, || {
+        let args = Args::parse();
+        if args.common.list {
+            let caps = zclab::caps::probe(&args.workdir);
+            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Everything that can be refused is refused here, before a run directory exists.
+        if !args.workdir.is_dir() {
+            bail!("work directory {} does not exist", args.workdir.display());
+        }
+        if args.ios == 0 && args.runtime.is_zero() {
+            bail!("--ios 0 and --runtime 0 would never end a trial: give one of them");
+        }
+        let max_bs = *args.bs.iter().max().expect("clap gives at least one");
+        if args.file_size < max_bs {
+            bail!(
+                "--file-size {} is smaller than the block size {}",
+                args.file_size,
+                max_bs
+            );
+        }
+        let free = free_bytes(&args.workdir)?;
+        if args.file_size > free {
+            bail!(
+                "a {}-byte file does not fit in {}: its filesystem has {} B free (use a smaller --file-size or another --workdir)",
+                args.file_size,
+                args.workdir.display(),
+                free
+            );
+        }
+        let probe = direct::probe(&args.workdir);
+        let mut modes = Vec::new();
+        if !args.direct || args.buffered {
+            modes.push("buffered");
+        }
+        let mut direct_note = None;
+        match (&probe, args.direct) {
+            (Ok(d), _) if args.direct || !args.buffered => {
+                for &bs in &args.bs {
+                    if let Some(why) = d.misaligned(bs) {
+                        bail!("O_DIRECT refused: {why}");
+                    }
+                }
+                modes.push("direct");
+            }
+            (Err(why), true) => bail!("--direct refused: {why}"),
+            (Err(why), false) => direct_note = Some(format!("O_DIRECT points not run: {why}")),
+            _ => {}
+        }
+        if let Some(n) = &direct_note {
+            if !args.common.quiet && !args.buffered {
+                eprintln!("{NAME}: {n}");
+            }
+        }
+        let direct = probe.ok().filter(|_| modes.contains(&"direct"));
+        let params = json!({
+            "file_size": args.file_size, "pattern": args.pattern, "bs": args.bs, "qd": args.qd,
+            "io": modes, "ios": args.ios, "runtime_ns": args.runtime.as_nanos() as u64,
+            "cache": args.cache, "workdir": args.workdir, "direct": direct, "direct_note": direct_note,
+            "check": "positional block checksum vs the pattern's, every block, inline after the latency sample",
+        });
+        let mut points = Vec::new();
+        for &pat in &args.pattern {
+            for &mode in &modes {
+                for &bs in &args.bs {
+                    for &qd in &args.qd {
+                        points.push(
+                            Point::new()
+                                .text("pattern", pattern_name(pat))
+                                .text("io", mode)
+                                .size("bs", bs)
+                                .int("qd", qd as u64),
+                        );
+                    }
+                }
+            }
+        }
+        let path = args
+            .workdir
+            .join(format!("zclab-{NAME}-{}.dat", std::process::id()));
+        let file = PatternFile::create(&path, args.file_size)
+            .with_context(|| format!("cannot create the {}-byte file", args.file_size))?;
+        let mut lab = Lab::open(NAME, &args.common, params)?;
+        let mut ctx = Ctx {
+            args,
+            file,
+            direct,
+            sums: HashMap::new(),
+            seq_next: HashMap::new(),
+            trials: 0,
+        };
+        lab.run(VARIANTS, &points, &mut ctx)
+    })
+}
+
+fn pattern_name(p: Pattern) -> &'static str {
+    match p {
+        Pattern::Rand => "rand",
+        Pattern::Seq => "seq",
+    }
+}
+
+/// Offsets for one trial: random blocks (xorshift64*, no allocation) or the next blocks in
+/// order, until the count or the time limit.
+struct Offsets {
+    rand: bool,
+    bs: u64,
+    blocks: u64,
+    next_block: u64,
+    rng: u64,
+    issued: u64,
+    max: u64,
+    clock: Clock,
+    start: zclab::measure::Stamp,
+    limit_ns: u64,
+}
+
+impl Offsets {
+    #[inline]
+    fn next(&mut self) -> Option<u64> {
+        if self.max > 0 && self.issued >= self.max {
+            return None;
+        }
+        if self.limit_ns > 0
+            && self.issued % 16 == 0
+            && self.clock.ns_between(self.start, self.clock.now()) >= self.limit_ns
+        {
+            return None;
+        }
+        if self.issued % 64 == 0 && harness::interrupted().is_some() {
+            return None;
+        }
+        self.issued += 1;
+        let block = if self.rand {
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            ((r as u128 * self.blocks as u128) >> 64) as u64
+        } else {
+            let b = self.next_block;
+            self.next_block = (b + 1) % self.blocks;
+            b
+        };
+        Some(block * self.bs)
+    }
+}
+
+/// What a trial needs, prepared outside the clock.
+struct Prepared {
+    file: File,
+    bs: usize,
+    qd: usize,
+    direct: bool,
+    offsets: Offsets,
+}
+
+fn prepare(ctx: &mut Ctx, t: &mut Trial) -> Result<Prepared> {
+    let (bs, qd) = (t.point.num("bs"), t.point.num("qd") as usize);
+    let direct = t.point.str("io") == "direct";
+    let rand = t.point.str("pattern") == "rand";
+    let size = ctx.file.size;
+    ctx.sums
+        .entry(bs)
+        .or_insert_with(|| BlockSums::for_pattern(size, bs));
+    let file = if direct {
+        debug_assert!(ctx.direct.is_some());
+        direct::open_read(&ctx.file.path)?
+    } else {
+        match ctx.args.cache {
+            Cache::Cold => ctx.file.drop_cache()?,
+            Cache::Warm => {
+                if resident_fraction(&File::open(&ctx.file.path)?)? < 1.0 {
+                    ctx.file.warm()?;
+                }
+            }
+        }
+        File::open(&ctx.file.path)?
+    };
+    ctx.trials += 1;
+    let next_block = *ctx.seq_next.get(&bs).unwrap_or(&0);
+    Ok(Prepared {
+        file,
+        bs: bs as usize,
+        qd,
+        direct,
+        offsets: Offsets {
+            rand,
+            bs,
+            blocks: size / bs,
+            next_block,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ ctx.trials.wrapping_mul(0xD6E8_FEB8_6659_FD93) | 1,
+            issued: 0,
+            max: ctx.args.ios,
+            clock: t.clock,
+            start: t.clock.now(),
+            limit_ns: ctx.args.runtime.as_nanos() as u64,
+        },
+    })
+}
+
+/// Records what every variant reports after its measured loop.
+fn finish(
+    ctx: &mut Ctx,
+    t: &mut Trial,
+    p: &Prepared,
+    ios: u64,
+    bad: u64,
+    check_ns: u64,
+    resident: Option<f64>,
+) {
+    if p.offsets.rand {
+        // nothing to carry over
+    } else {
+        ctx.seq_next.insert(p.bs as u64, p.offsets.next_block);
+    }
+    let bs = p.bs as u64;
+    t.set_integrity(Integrity {
+        ok: bad == 0 && ios > 0,
+        method: "positional checksum of every block read vs the pattern's at its offset".into(),
+        expected: format!("{ios} blocks matching the pattern"),
+        got: format!("{} matching, {bad} not", ios - bad),
+        bytes_expected: ios * bs,
+        bytes_got: (ios - bad) * bs,
+    });
+    let per = |v: f64| if ios > 0 { v / ios as f64 } else { 0.0 };
+    let m = t.metrics().cloned();
+    if let Some(m) = m {
+        t.set_extra("cpu_ns_per_io", per((m.user_ns + m.sys_ns) as f64));
+        if let Some(s) = m.syscalls.known() {
+            t.set_extra("syscalls_per_io", per(s as f64));
+        }
+    }
+    t.set_extra("check_ns_per_io", per(check_ns as f64));
+    t.set_extra("direct", if p.direct { 1.0 } else { 0.0 });
+    if let Some(r) = resident {
+        t.set_extra("resident_fraction", r);
+    }
+}
+
+fn resident(p: &Prepared) -> Result<Option<f64>> {
+    Ok(if p.direct {
+        None
+    } else {
+        Some(resident_fraction(&p.file)?)
+    })
+}
+
+fn classic_pread(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    if t.point.num("qd") != 1 {
+        return Err(harness::skip_point(
+            "pread(2) is synchronous: one read in flight (qd 1); deeper queues need io_uring",
+        ));
+    }
+    let mut p = prepare(ctx, t)?;
+    let res = resident(&p)?;
+    let sums = &ctx.sums[&(p.bs as u64)];
+    let mut buf = AlignedBuf::new(p.bs)?;
+    let (mut ios, mut bad, mut check_ns) = (0u64, 0u64, 0u64);
+    let clock = t.clock;
+    let (file, offsets, bs) = (&p.file, &mut p.offsets, p.bs);
+    offsets.start = clock.now();
+    t.measure("one pread, call to return", |rec: &mut Recorder| {
+        while let Some(off) = offsets.next() {
+            let s = rec.now();
+            let n = file.read_at(&mut buf, off)?;
+            let c = rec.record_since(s);
+            if n != bs {
+                bail!("pread of {bs} B at offset {off} returned {n} B");
+            }
+            ios += 1;
+            if !sums.check(&buf, off) {
+                bad += 1;
+            }
+            check_ns += clock.ns_between(c, clock.now());
+        }
+        Ok(Done {
+            bytes: ios * bs as u64,
+            ops: ios,
+        })
+    })?;
+    finish(ctx, t, &p, ios, bad, check_ns, res);
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Kind {
+    fixed_bufs: bool,
+    fixed_file: bool,
+    sqpoll: bool,
+}
+
+fn uring_read(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    uring(
+        ctx,
+        t,
+        Kind {
+            fixed_bufs: false,
+            fixed_file: false,
+            sqpoll: false,
+        },
+    )
+}
+
+fn uring_read_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    uring(
+        ctx,
+        t,
+        Kind {
+            fixed_bufs: true,
+            fixed_file: false,
+            sqpoll: false,
+        },
+    )
+}
+
+fn uring_read_fixed_files(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    uring(
+        ctx,
+        t,
+        Kind {
+            fixed_bufs: true,
+            fixed_file: true,
+            sqpoll: false,
+        },
+    )
+}
+
+fn uring_sqpoll(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+    uring(
+        ctx,
+        t,
+        Kind {
+            fixed_bufs: true,
+            fixed_file: true,
+            sqpoll: true,
+        },
+    )
+}
+
+fn uring(ctx: &mut Ctx, t: &mut Trial, k: Kind) -> Result<()> {
+    let mut p = prepare(ctx, t)?;
+    let (bs, qd) = (p.bs, p.qd);
+    // Twice the queue depth: an SQPOLL thread can post a completion before it releases the
+    // SQ entry.
+    let entries = (2 * qd as u32).max(8);
+    let cfg = if k.sqpoll {
+        // The previous trial's SQPOLL thread exits asynchronously after its ring is closed; if
+        // it were still there when the clock starts, its time would be mixed into this one's.
+        threads::wait_gone("iou-sqp", Duration::from_secs(2))?;
+        RingConfig::sqpoll(entries, 1000, Some(t.cpus.1 as u32))
+    } else {
+        RingConfig::tuned(entries)
+    };
+    let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
+    if k.sqpoll && !ring.is_sqpoll() {
+        return Err(harness::skip_variant("the kernel gave no SQPOLL thread"));
+    }
+    if k.fixed_bufs {
+        ring.register_buffers(qd, bs).map_err(harness::ring_err)?;
+    }
+    let fd = if k.fixed_file {
+        ring.register_files(&[p.file.as_raw_fd()])
+            .context("io_uring_register(FILES)")?;
+        Fd::Fixed(0)
+    } else {
+        Fd::Raw(p.file.as_raw_fd())
+    };
+    t.set_ring(ring.flags());
+    let mut owned = if k.fixed_bufs {
+        None
+    } else {
+        Some(OwnedBuffers::new(qd, bs)?)
+    };
+    let res = resident(&p)?;
+    let sums = &ctx.sums[&(bs as u64)];
+    let lp = ReadLoop {
+        file: fd,
+        qd,
+        len: bs,
+        ordered: false,
+        poll_cq: k.sqpoll,
+    };
+    let (mut ios, mut bad, mut check_ns) = (0u64, 0u64, 0u64);
+    let clock = t.clock;
+    let offsets = &mut p.offsets;
+    offsets.start = clock.now();
+    let step = if k.sqpoll {
+        "one read, queued to completion seen in the CQ ring"
+    } else {
+        "one read, submit (io_uring_enter) to completion reaped"
+    };
+    // The SQPOLL thread's exact CPU time comes from its thread CPU clock (see the header).
+    let sq_tid = if k.sqpoll {
+        Some(threads::wait_named("iou-sqp", 1, Duration::from_secs(2))?[0])
+    } else {
+        None
+    };
+    let (mut main_ns, mut sq_ns) = (0u64, 0u64);
+    t.measure(step, |rec: &mut Recorder| {
+        let me0 = threads::self_cpu_ns()?;
+        let sq0 = sq_tid.map(threads::thread_cpu_ns).transpose()?;
+        let bufs = match owned.as_mut() {
+            Some(o) => Buffers::Owned(o),
+            None => Buffers::Registered,
+        };
+        ios = read_pipeline(
+            &mut ring,
+            bufs,
+            &lp,
+            rec,
+            || offsets.next().map(|o| (o, bs)),
+            |b, off| {
+                let c = clock.now();
+                if !sums.check(b, off) {
+                    bad += 1;
+                }
+                check_ns += clock.ns_between(c, clock.now());
+            },
+        )?;
+        if let (Some(tid), Some(a)) = (sq_tid, sq0) {
+            sq_ns = threads::thread_cpu_ns(tid)?.saturating_sub(a);
+        }
+        main_ns = threads::self_cpu_ns()?.saturating_sub(me0);
+        Ok(Done {
+            bytes: ios * bs as u64,
+            ops: ios,
+        })
+    })?;
+    drop(ring);
+    finish(ctx, t, &p, ios, bad, check_ns, res);
+    let per = |v: u64| if ios > 0 { v as f64 / ios as f64 } else { 0.0 };
+    t.set_extra("main_thread_cpu_ns_per_io", per(main_ns));
+    if let (true, Some(m)) = (k.sqpoll, t.metrics().cloned()) {
+        // getrusage(RUSAGE_SELF) and schedstat see the SQPOLL thread's time only up to the
+        // last tick; both hold the same stale figure, so the exact total is the process's
+        // time less the schedstat figure plus the thread clock's.
+        let process = m.user_ns + m.sys_ns;
+        let stale = m.sqpoll_ns.unwrap_or(0);
+        t.set_extra("sqpoll_thread_ns", sq_ns as f64);
+        t.set_extra("sqpoll_ns_per_io", per(sq_ns));
+        // RUSAGE_SELF sums the thread group, which the SQPOLL thread belongs to. Checked here
+        // when its share is large enough to tell from tick-granular accounting (5 ticks).
+        if stale >= 5 * TICK_NS {
+            let others = process.saturating_sub(main_ns);
+            let included = others + 2 * TICK_NS + stale / 10 >= stale;
+            t.set_extra("sqpoll_in_rusage", if included { 1.0 } else { 0.0 });
+            let total = if included {
+                process.saturating_sub(stale) + sq_ns
+            } else {
+                process + sq_ns
+            };
+            t.set_extra("cpu_ns_per_io", per(total));
+        } else {
+            t.set_extra("cpu_ns_per_io", per(process.saturating_sub(stale) + sq_ns));
+        }
+    }
+    Ok(())
+}
+
+/// The longest a running thread's getrusage/schedstat time can lag (one tick at HZ=100, the
+/// slowest common configuration; 4 ms at this machine's HZ=250).
+const TICK_NS: u64 = 10_000_000;

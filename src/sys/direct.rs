@@ -1,0 +1,134 @@
+//! O_DIRECT (open(2) with `O_DIRECT`): whether a directory's filesystem really does direct I/O,
+//! the alignment it demands (statx(2) `STATX_DIOALIGN`, read by the kernel probe), and
+//! page-aligned buffers for it.
+//!
+//! tmpfs accepts `O_DIRECT` but has no block device under it, so nothing bypasses a cache there
+//! (see NOTES.md): the lab refuses to call that direct I/O.
+
+use crate::caps;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Alignment used when a block filesystem does direct I/O but the kernel predates
+/// `STATX_DIOALIGN` (6.1): the logical block size of almost every device.
+const FALLBACK_ALIGN: u32 = 4096;
+
+/// What direct I/O on a directory's filesystem requires.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DirectIo {
+    /// The directory probed.
+    pub dir: String,
+    /// Filesystem type, as the probe names it (`ext4/ext3/ext2`, `tmpfs`, ...).
+    pub fs_type: String,
+    /// Buffer address alignment in bytes (`stx_dio_mem_align`).
+    pub mem_align: u32,
+    /// File offset and length alignment in bytes (`stx_dio_offset_align`).
+    pub offset_align: u32,
+    /// How the alignment was learned: `"statx"` or the fallback.
+    pub source: &'static str,
+}
+
+/// Probes `dir` (honouring `ZCLAB_HIDE=odirect`) and returns the alignment direct I/O there
+/// needs, or a one-line reason why the filesystem has no real direct I/O.
+pub fn probe(dir: &Path) -> Result<DirectIo, String> {
+    let c = caps::probe(dir);
+    let d = c.odirect;
+    if !d.real {
+        return Err(format!(
+            "{} is on {}, which has no real O_DIRECT ({}); use a directory on a block filesystem (e.g. --workdir /var/tmp)",
+            dir.display(),
+            d.fs_type,
+            d.note.as_deref().unwrap_or("not direct I/O")
+        ));
+    }
+    let (mem, off, source) = match (d.mem_align, d.offset_align) {
+        (Some(m), Some(o)) if m > 0 && o > 0 => (m, o, "statx"),
+        _ => (
+            FALLBACK_ALIGN,
+            FALLBACK_ALIGN,
+            "assumed 4096 (no STATX_DIOALIGN)",
+        ),
+    };
+    Ok(DirectIo {
+        dir: dir.display().to_string(),
+        fs_type: d.fs_type,
+        mem_align: mem,
+        offset_align: off,
+        source,
+    })
+}
+
+impl DirectIo {
+    /// Why a direct read of `len` bytes at multiples of `len` breaks the alignment, if it does.
+    pub fn misaligned(&self, len: u64) -> Option<String> {
+        let a = self.offset_align as u64;
+        (len % a != 0).then(|| {
+            format!(
+                "block size {len} B is not a multiple of the {a}-byte O_DIRECT alignment of {} ({} per {})",
+                self.dir, self.fs_type, self.source
+            )
+        })
+    }
+}
+
+/// Opens `path` read-only with `O_DIRECT`.
+pub fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map_err(|e| crate::results::named(e, "cannot open with O_DIRECT", path))
+}
+
+/// Page-aligned anonymous memory (mmap(2) `MAP_ANONYMOUS`), faulted in when created; page
+/// alignment satisfies every `stx_dio_mem_align` a filesystem reports.
+pub struct AlignedBuf(memmap2::MmapMut);
+
+impl AlignedBuf {
+    /// `len` bytes (at least one), zeroed and faulted in.
+    pub fn new(len: usize) -> io::Result<AlignedBuf> {
+        let mut m = memmap2::MmapMut::map_anon(len.max(1))?;
+        m.fill(0);
+        Ok(AlignedBuf(m))
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_buf_is_page_aligned() {
+        let b = AlignedBuf::new(5000).unwrap();
+        assert_eq!(b.as_ptr() as usize % 4096, 0);
+        assert_eq!(b.len(), 5000);
+    }
+
+    #[test]
+    fn misalignment_is_named() {
+        let d = DirectIo {
+            dir: "/x".into(),
+            fs_type: "ext4".into(),
+            mem_align: 512,
+            offset_align: 512,
+            source: "statx",
+        };
+        assert!(d.misaligned(4096).is_none());
+        assert!(d.misaligned(1000).unwrap().contains("512-byte"));
+    }
+}
