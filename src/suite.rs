@@ -56,7 +56,7 @@ pub const SUITE: &[Entry] = &[
         name: "storage_read",
         about: "reading a file: pread against io_uring, registered buffers and files, SQPOLL, buffered and O_DIRECT",
         quick: &[],
-        full: &["--bs", "4KiB,64KiB,1MiB", "--qd", "1,8,32,64", "--file-size", "1GiB", "--runtime", "2s", "--ios", "0", "--repeat", "5"],
+        full: &["--bs", "4KiB,64KiB", "--qd", "1,32", "--file-size", "1GiB", "--repeat", "5"],
     },
     Entry {
         name: "mmap_read",
@@ -73,7 +73,7 @@ pub const SUITE: &[Entry] = &[
     Entry {
         name: "proxy",
         about: "a TCP relay: read/write against splice, streaming throughput and echo latency, and where splice pays off",
-        quick: &[],
+        quick: &["--requests", "10000", "--stream-bytes", "16MiB"],
         full: &["--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--repeat", "5", "--requests", "50000"],
     },
     Entry {
