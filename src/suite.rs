@@ -47,6 +47,24 @@ pub const SUITE: &[Entry] = &[
         full: &["--sizes", "600,1200,4000,8000,1KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--repeat", "5", "--bytes", "64MiB"],
     },
     Entry {
+        name: "file_copy",
+        about: "copying a file (the seeds' benchmark): read/write at 1 B to 1 MiB, mmap, sendfile, splice, copy_file_range, io_uring",
+        quick: &[],
+        full: &["--sizes", "3.8MB,394MB,800MB", "--repeat", "5"],
+    },
+    Entry {
+        name: "storage_read",
+        about: "reading a file: pread against io_uring, registered buffers and files, SQPOLL, buffered and O_DIRECT",
+        quick: &[],
+        full: &["--bs", "4KiB,64KiB", "--qd", "1,32", "--file-size", "1GiB", "--repeat", "5"],
+    },
+    Entry {
+        name: "mmap_read",
+        about: "scanning a file as RocketMQ reads its commit log: read() against mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring",
+        quick: &[],
+        full: &["--sizes", "5KB,1MiB,64MiB,1GiB", "--cache", "warm,cold", "--repeat", "5"],
+    },
+    Entry {
         name: "socket_to_file",
         about: "TCP stream -> file: recv+write, splice, recv into a mapping, io_uring (Kafka persisting what producers send)",
         quick: &[],
@@ -55,7 +73,7 @@ pub const SUITE: &[Entry] = &[
     Entry {
         name: "proxy",
         about: "a TCP relay: read/write against splice, streaming throughput and echo latency, and where splice pays off",
-        quick: &[],
+        quick: &["--requests", "10000", "--stream-bytes", "16MiB"],
         full: &["--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--repeat", "5", "--requests", "50000"],
     },
     Entry {

@@ -112,20 +112,9 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
     };
     let sr = |variant: &'static str, qd: &str, direct: bool| Side::Lab {
         experiment: "storage_read",
-        args: s(&[
-            "--pattern",
-            "rand",
-            "--bs",
-            "4KiB",
-            "--qd",
-            qd,
-            "--file-size",
-            file_size,
-            "--runtime",
-            &format!("{rt}s"),
-            "--direct",
-            if direct { "true" } else { "false" },
-        ]),
+        #[rustfmt::skip]
+        args: s(&["--variants", variant, "--pattern", "rand", "--bs", "4KiB", "--qd", qd, "--file-size", file_size,
+                  "--ios", "0", "--runtime", &format!("{rt}s"), if direct { "--direct" } else { "--buffered" }]),
         variant,
         metric: "ops_per_s",
     };
