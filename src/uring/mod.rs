@@ -5,6 +5,7 @@
 //! [`Ring`](crate::ring::Ring) itself owns and tracks (zero-copy sends, whose buffers stay busy
 //! until the kernel's notification).
 
+pub mod mapped;
 pub mod pipeline;
 pub mod sock;
 pub mod zc;
