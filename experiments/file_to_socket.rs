@@ -879,6 +879,20 @@ const BEYOND: &[(&str, &str)] = &[
     ("uring-send-zc-mmap", "0"),
 ];
 
+/// Pages splice_to_socket hands to one sendmsg (its bio_vec array), and the buffers of the
+/// internal pipe sendfile uses.
+const SPLICE_BATCH_PAGES: u64 = 16;
+
+/// The most pages of the file a datagram of `d` bytes touches, over the offsets k * d at
+/// which datagrams start: the offsets within a page reach PAGE - gcd(d, PAGE).
+fn max_pages(d: u64) -> u64 {
+    let (mut a, mut b) = (d, PAGE);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    (PAGE - a + d).div_ceil(PAGE)
+}
+
 /// Median and range of `f` over ok rows.
 fn spread(rows: &[&Row], f: impl Fn(&Row) -> Option<f64>) -> Option<(f64, f64, f64)> {
     let v: Vec<f64> = rows.iter().filter_map(|r| f(r)).collect();
@@ -929,9 +943,10 @@ fn copies_table(lab: &Lab) -> Result<()> {
     );
     for ((size, chunk), rs) in &by_point {
         let of = |v: &str| -> Vec<&Row> { rs.iter().copied().filter(|r| r.variant == v).collect() };
+        let pages = max_pages(*chunk);
         let _ = writeln!(
             md,
-            "## file {}, datagrams of {} B\n",
+            "## file {}, datagrams of {} B\n\nA datagram touches up to {pages} pages of the file (one pipe buffer and one skb fragment each).\n",
             units::fmt_size(*size),
             chunk
         );
@@ -993,6 +1008,12 @@ fn copies_table(lab: &Lab) -> Result<()> {
             line(&mut md, "(io_uring, beyond the seeds)", copies, "-", v);
         }
         md.push('\n');
+        if pages > SPLICE_BATCH_PAGES {
+            let _ = writeln!(
+                md,
+                "Over {SPLICE_BATCH_PAGES} pages, sendfile and splice hand a datagram to UDP in two sendmsg calls ({SPLICE_BATCH_PAGES} pages per call since Linux 6.5), the first with MSG_MORE, and a corked UDP datagram gets no checksum offload: the kernel reads every byte to checksum it (csum_partial under skb_splice_from_iter in a profile). No copy, but a pass over the data. A datagram that touches at most {SPLICE_BATCH_PAGES} pages at every offset goes in one call: `--datagram 63488` is the largest (15.5 pages, starting at multiples of 2 KiB), 61440 is 15 pages exactly.\n"
+            );
+        }
     }
     let _ = writeln!(
         md,
@@ -1010,4 +1031,24 @@ fn copies_table(lab: &Lab) -> Result<()> {
         println!("\n{md}copies: {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_a_datagram_touches() {
+        assert_eq!(max_pages(65507), 17);
+        assert_eq!(max_pages(61440), 15);
+        assert_eq!(max_pages(61441), 16);
+        assert_eq!(max_pages(61439), 16);
+        assert_eq!(max_pages(4096), 1);
+        assert_eq!(max_pages(4097), 2);
+        // Datagrams start at multiples of 2048 within a page: 15.5 pages touch at most 16.
+        assert_eq!(max_pages(63488), 16);
+        assert_eq!(max_pages(63489), 17);
+        assert_eq!(max_pages(1400), 2);
+        assert_eq!(max_pages(2048), 1);
+    }
 }
