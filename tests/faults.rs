@@ -404,6 +404,8 @@ fn peer_reset_in_file_to_socket() {
     peer_reset_case(
         F2S,
         &[
+            "--paths",
+            "tcp-loopback,tcp-veth",
             "--sizes",
             "4MiB",
             "--chunks",
@@ -417,6 +419,8 @@ fn peer_reset_in_file_to_socket() {
     peer_reset_case(
         F2S,
         &[
+            "--paths",
+            "tcp-loopback,tcp-veth",
             "--sizes",
             "4MiB",
             "--chunks",

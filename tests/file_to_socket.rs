@@ -16,6 +16,7 @@ const VARIANTS: &[&str] = &[
     "uring-read-fixed-send",
     "uring-splice",
     "uring-send-zc-fixed",
+    "uring-send-zc-mmap",
 ];
 
 #[test]
@@ -26,6 +27,8 @@ fn every_variant_moves_the_file_intact() {
     let o = run(
         BIN,
         &[
+            "--paths",
+            "tcp-loopback",
             "--sizes",
             "100000,1MiB",
             "--chunks",
@@ -59,7 +62,10 @@ fn every_variant_moves_the_file_intact() {
         }
     }
     // Zero-copy accounting: on loopback every send is reported copied (NOTES.md).
-    for r in rows.iter().filter(|r| r.variant == "uring-send-zc-fixed") {
+    for r in rows
+        .iter()
+        .filter(|r| r.variant.starts_with("uring-send-zc"))
+    {
         let zc = r.metrics.as_ref().unwrap().zc.as_ref().expect("zc counts");
         assert_eq!(zc.notifications, zc.sends, "every send notified");
         assert!(zc.usage_reported);
@@ -142,6 +148,8 @@ fn io_uring_unavailable_skips_uring_variants_and_runs_classic() {
     let o = run(
         BIN,
         &[
+            "--paths",
+            "tcp-loopback",
             "--sizes",
             "64KiB",
             "--chunks",
@@ -166,7 +174,7 @@ fn io_uring_unavailable_skips_uring_variants_and_runs_classic() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let skipped = meta["skipped"].as_array().unwrap();
-    assert_eq!(skipped.len(), 4);
+    assert_eq!(skipped.len(), 5);
     assert!(
         skipped.iter().all(|s| s["reason"]
             .as_str()
@@ -181,6 +189,8 @@ fn a_requested_variant_that_cannot_run_fails_loudly() {
     let t = tempfile::tempdir().unwrap();
     let res = t.path().join("r");
     let args = [
+        "--paths",
+        "tcp-loopback",
         "--sizes",
         "64KiB",
         "--repeat",
@@ -202,6 +212,8 @@ fn a_requested_variant_that_cannot_run_fails_loudly() {
     assert!(stderr(&o).contains("requested variant cannot run here: uring-send-zc-fixed: IORING_OP_SEND_ZC needs Linux 6.0"), "{}", stderr(&o));
     // With another runnable variant requested too, the exit is a failure, not a skip.
     let args2 = [
+        "--paths",
+        "tcp-loopback",
         "--sizes",
         "64KiB",
         "--repeat",
@@ -235,6 +247,8 @@ fn bad_input_gets_one_clear_line_and_no_result_files() {
         ),
         (&["--cpus", "0,99"], "CPU 99 does not exist"),
         (&["--repeat", "0"], "repeat"),
+        (&["--datagram", "100KiB"], "at most 64 KiB"),
+        (&["--paths", "tcp-nowhere"], "tcp-nowhere"),
     ];
     for (args, msg) in cases {
         let mut a = vec![
@@ -367,6 +381,10 @@ fn list_shows_variants_and_whether_they_run() {
     }
     assert!(
         s.contains("skipped here: IORING_OP_SPLICE needs Linux 5.7"),
+        "{s}"
+    );
+    assert!(
+        s.contains("paths: tcp-loopback; tcp-veth and udp-sink"),
         "{s}"
     );
 }

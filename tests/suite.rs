@@ -66,7 +66,10 @@ fn run_writes_one_run_directory_with_report_and_suite_json() {
     assert_eq!(suite["status"], "complete");
     assert_eq!(suite["outcomes"][0]["status"], "ok");
     let rows = rows_and_histograms(&dir.join("file_to_socket"));
-    assert_eq!(rows.len(), 8 * 2 * 2);
+    // 9 variants x 2 sizes x 2 repeats per path: tcp-loopback, and as root tcp-veth and
+    // udp-sink too.
+    let paths = if require_root() { 3 } else { 1 };
+    assert_eq!(rows.len(), 9 * 2 * 2 * paths);
     assert!(dir.join("claims.json").exists());
 }
 
@@ -114,7 +117,7 @@ fn compare_two_runs_side_by_side() {
         "{text}"
     );
     assert!(
-        text.contains("| classic-sendfile | size=1MiB,chunk=4KiB | GB/s |"),
+        text.contains("| classic-sendfile | path=tcp-loopback,size=1MiB,chunk=4KiB | GB/s |"),
         "{text}"
     );
     // Bad input: one directory, or one that is not a run.

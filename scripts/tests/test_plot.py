@@ -23,8 +23,10 @@ PLOT = REPO / "scripts" / "plot.py"
 PYENV = REPO / "scripts" / "pyenv.sh"
 BIN = REPO / "target" / "release" / "file_to_socket"
 EXP = "file_to_socket"
-POINTS = ["size=64KiB,chunk=4KiB", "size=1MiB,chunk=4KiB"]
+POINTS = ["path=tcp-loopback,size=64KiB,chunk=4KiB", "path=tcp-loopback,size=1MiB,chunk=4KiB"]
 ZC = "uring-send-zc-fixed"
+# Every zero-copy variant of file_to_socket: each has release-latency and copied figures.
+ZCS = ["uring-send-zc-fixed", "uring-send-zc-mmap"]
 
 
 def plot(*args, timeout=300):
@@ -33,7 +35,7 @@ def plot(*args, timeout=300):
 
 
 def make_run(results):
-    r = subprocess.run([str(BIN), "--sizes", "64KiB,1MiB", "--chunks", "4KiB", "--repeat", "2",
+    r = subprocess.run([str(BIN), "--paths", "tcp-loopback", "--sizes", "64KiB,1MiB", "--chunks", "4KiB", "--repeat", "2",
                         "--warmup", "0", "--quiet", "--results", str(results)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"file_to_socket failed ({r.returncode}): {r.stderr}"
@@ -142,9 +144,10 @@ def test_single_run_figures(single, ran):
     for k in ("throughput.png", "cpu_per_mib.png", "syscalls_per_mib.png"):
         assert sorted(figs[k]["variants"]) == sorted(names), (k, figs[k]["variants"])
     if ZC in names:
-        assert figs["zc_copied.png"]["variants"] == [ZC]
+        zcs = sorted(v for v in ZCS if v in names)
+        assert sorted(figs["zc_copied.png"]["variants"]) == zcs
         for p in POINTS:
-            assert figs[f"latency.release@{p}.png"]["variants"] == [ZC]
+            assert sorted(figs[f"latency.release@{p}.png"]["variants"]) == zcs
     else:
         assert ZC in json.dumps(idx["variants_not_run"])
     assert figs["throughput.png"]["x"] == "size"
@@ -155,7 +158,7 @@ def test_rerun_is_deterministic_and_replaces(single, tmp_path):
     run, _ = single
     out = run / EXP / "plots"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    (out / "latency@size=64KiB,chunk=4KiB.png").write_bytes(b"stale")
+    (out / f"latency@{POINTS[0]}.png").write_bytes(b"stale")
     r = plot(run, "--quiet")
     assert r.returncode == 0 and r.stdout == "", r.stderr + r.stdout
     after = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -222,7 +225,7 @@ def bad_copy(runs, tmp_path, name):
 
 
 def corrupt_missing_hgrm(d):
-    victim = sorted(d.glob("classic-sendfile@size=1MiB*.hgrm"))[0]
+    victim = sorted(d.glob("classic-sendfile@path=tcp-loopback,size=1MiB*.hgrm"))[0]
     victim.unlink()
     return victim.name, "missing"
 
@@ -248,7 +251,7 @@ def corrupt_truncated_summary(d):
 
 
 def corrupt_truncated_hgrm(d):
-    h = sorted(d.glob("uring-splice@size=64KiB*.hgrm"))[0]
+    h = sorted(d.glob("uring-splice@path=tcp-loopback,size=64KiB*.hgrm"))[0]
     t = h.read_text()
     h.write_text(t[:len(t) // 2])
     return h.name, "truncated"
@@ -284,11 +287,11 @@ def test_bad_input_is_one_clear_line(runs, ran, tmp_path, corrupt):
     if corrupt is corrupt_missing_hgrm:
         # Only the figure that needs the file is skipped, never drawn with a curve missing.
         idx, figs = load_index(d / "plots")
-        expected = {"latency@size=64KiB,chunk=4KiB.png"}
+        expected = {f"latency@{POINTS[0]}.png"}
         if ZC in ran[0]:
             expected |= {f"latency.release@{p}.png" for p in POINTS}
         assert set(figs) == expected, sorted(figs)
-        assert not (d / "plots" / "latency@size=1MiB,chunk=4KiB.png").exists()
+        assert not (d / "plots" / f"latency@{POINTS[1]}.png").exists()
         assert len(idx["problems"]) == 1 and "missing" in idx["problems"][0]
 
 

@@ -116,6 +116,101 @@ fn netns_sysctl(ns: &str, path: &str, value: &str) -> io::Result<()> {
     in_netns(ns, move || fs::write(&path, &value))
 }
 
+/// Largest UDP payload in one IPv4 datagram: 65535 - 20 (IP) - 8 (UDP).
+pub const MAX_UDP_PAYLOAD: u64 = 65507;
+/// Ethernet and IPv4 header bytes per frame, as the sink device counts them.
+pub const ETH_IP_HEADERS: u64 = 14 + 20;
+/// The UDP header.
+pub const UDP_HEADER: u64 = 8;
+
+/// Frames and bytes the sink device receives for one datagram of `payload` bytes over a link
+/// of `mtu`: one frame when it fits, else IPv4 fragments of (mtu - 20) rounded down to 8.
+pub fn udp_frames(payload: u64, mtu: u64) -> (u64, u64) {
+    let l4 = payload + UDP_HEADER;
+    let frames = if l4 + 20 <= mtu {
+        1
+    } else {
+        l4.div_ceil(((mtu.saturating_sub(20)) / 8 * 8).max(8)) // fragments carry multiples of 8 bytes
+    };
+    (frames, l4 + frames * ETH_IP_HEADERS)
+}
+
+/// The network paths an experiment can send over (see the module documentation for the
+/// namespaces behind the veth ones).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetPath {
+    /// TCP over 127.0.0.1 to a receiver thread.
+    TcpLoopback,
+    /// TCP from namespace A over a veth pair to a receiver thread in namespace B.
+    TcpVeth,
+    /// UDP from namespace A over a veth pair to a device in namespace S that drops it at IP.
+    UdpSink,
+}
+
+impl NetPath {
+    /// Every path, in the order experiments run them.
+    pub const ALL: [NetPath; 3] = [NetPath::TcpLoopback, NetPath::TcpVeth, NetPath::UdpSink];
+
+    /// The name used on the command line and in the rows' `path` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetPath::TcpLoopback => "tcp-loopback",
+            NetPath::TcpVeth => "tcp-veth",
+            NetPath::UdpSink => "udp-sink",
+        }
+    }
+
+    /// The path called `s`, if any.
+    pub fn from_name(s: &str) -> Option<NetPath> {
+        NetPath::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Whether the path needs the lab's namespaces ([`VethLab`]).
+    pub fn needs_netns(self) -> bool {
+        self != NetPath::TcpLoopback
+    }
+
+    /// Whether the path carries datagrams (one send = one datagram) rather than a stream.
+    pub fn is_datagram(self) -> bool {
+        self == NetPath::UdpSink
+    }
+}
+
+/// Why the lab's namespaces cannot be created here, or None when they can.
+pub fn unavailable_reason(caps: &crate::caps::Caps) -> Option<String> {
+    if caps.net.netns {
+        None
+    } else if caps.net.ip_binary.is_none() {
+        Some(
+            "needs iproute2's `ip` binary (not found) for network namespaces and veth pairs".into(),
+        )
+    } else {
+        Some("needs root (CAP_SYS_ADMIN) for network namespaces and veth pairs".into())
+    }
+}
+
+/// /proc/<pid>/schedstat of the `ksoftirqd/<cpu>` kernel thread: network receive work the
+/// kernel defers there is not in any process's CPU time, so experiments record it beside.
+pub fn ksoftirqd_schedstat(cpu: usize) -> Option<PathBuf> {
+    let want = format!("ksoftirqd/{cpu}");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let p = e.path();
+        let comm = fs::read_to_string(p.join("comm")).ok()?;
+        (comm.trim() == want).then(|| p.join("schedstat"))
+    })
+}
+
+/// CPU time (ns) in a schedstat file, the first field; None when unreadable.
+pub fn schedstat_ns(p: Option<&Path>) -> Option<u64> {
+    fs::read_to_string(p?)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Counters of the sink device and of IP in the sink namespace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SinkCounters {
@@ -330,6 +425,26 @@ impl VethLab {
     }
 }
 
+impl VethLab {
+    /// Reads the sink's counters until its device has received at least `rx_packets` frames in
+    /// total, or `timeout` has passed (then returns what it read): frames still queued in the
+    /// receive backlog when the sender returns are counted once they have been processed.
+    pub fn wait_sink(
+        &self,
+        rx_packets: u64,
+        timeout: std::time::Duration,
+    ) -> io::Result<SinkCounters> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let c = self.sink_counters()?;
+            if c.rx_packets >= rx_packets || std::time::Instant::now() >= deadline {
+                return Ok(c);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
 impl Drop for VethLab {
     fn drop(&mut self) {
         if let Err(e) = self.cleanup() {
@@ -455,6 +570,19 @@ impl Drop for TcpLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udp_frame_counts_and_path_names() {
+        assert_eq!(udp_frames(65507, 65535), (1, 65507 + 8 + 34));
+        assert_eq!(udp_frames(1472, 1500), (1, 1514));
+        assert_eq!(udp_frames(1473, 1500), (2, 1481 + 2 * 34));
+        assert_eq!(udp_frames(65507, 1500).0, 45);
+        for p in NetPath::ALL {
+            assert_eq!(NetPath::from_name(p.name()), Some(p));
+        }
+        assert_eq!(NetPath::from_name("nope"), None);
+        assert!(NetPath::UdpSink.is_datagram() && !NetPath::TcpVeth.is_datagram());
+    }
 
     #[test]
     fn snmp_fields() {

@@ -6,6 +6,7 @@
 //! until the kernel's notification).
 
 pub mod file;
+pub mod mapped;
 pub mod pipeline;
 pub mod sock;
 pub mod zc;
