@@ -305,8 +305,22 @@ fn rows_of<'a>(run: &'a Run, exp: &str) -> Result<&'a [Row], String> {
 }
 
 /// Evaluates one check on `runs` (the first run is "this machine"; cross-kernel checks use all).
+/// The first of `runs` on the first run's kernel that includes `exp`: several runs of one
+/// machine (a quick suite and a full run of one experiment, say) answer together.
+fn run_with<'a>(runs: &'a [Run], exp: &str) -> &'a Run {
+    let rel = &runs[0].probe["kernel"]["release"];
+    runs.iter()
+        .find(|r| r.rows.contains_key(exp) && &r.probe["kernel"]["release"] == rel)
+        .unwrap_or(&runs[0])
+}
+
 fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
-    let run = &runs[0];
+    let run = match c {
+        Check::Ratio { experiment, .. }
+        | Check::Value { experiment, .. }
+        | Check::Crossover { experiment, .. } => run_with(runs, experiment),
+        _ => &runs[0],
+    };
     let na = |why: String| (Kind::NotApplicable, "-".to_string(), why);
     match c {
         Check::Needs { what } => na(format!("needs {what}")),
