@@ -108,6 +108,11 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
             "--randrepeat=0",
         ]);
         v.extend(s(extra));
+        // fio drops the file's page cache before a job by default (invalidate=1): buffered
+        // runs would read the disk, while the lab's page-cache points read a warm cache.
+        if !extra.contains(&"--direct=1") {
+            v.push("--invalidate=0".into());
+        }
         v
     };
     let sr = |variant: &'static str, qd: &str, direct: bool| Side::Lab {
