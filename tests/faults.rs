@@ -27,7 +27,8 @@ fn files_under(p: &Path) -> Vec<PathBuf> {
 }
 
 /// A tmpfs of `size` mounted on a new directory, unmounted on drop.
-struct SmallFs(PathBuf, tempfile::TempDir);
+/// (The second field keeps the temporary directory alive.)
+struct SmallFs(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl SmallFs {
     fn new(size: &str) -> SmallFs {
