@@ -95,7 +95,7 @@ fn s(v: &[&str]) -> Vec<String> {
 
 fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
     let rt = if full { "10" } else { "3" };
-    let net_bytes = if full { "8GiB" } else { "2GiB" };
+    let net_bytes = net_bytes(full);
     let fio_base = |engine: &str, extra: &[&str]| -> Vec<String> {
         let mut v = s(&[
             "--rw=randread",
@@ -122,6 +122,22 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
                   "--ios", "0", "--runtime", &format!("{rt}s"), if direct { "--direct" } else { "--buffered" }]),
         variant,
         metric: "ops_per_s",
+    };
+    // The same file_to_socket run answers both iperf3 -Z rows.
+    let sendfile_lab = Side::Lab {
+        experiment: "file_to_socket",
+        args: s(&[
+            "--sizes",
+            net_bytes,
+            "--chunks",
+            "128KiB",
+            "--nodelay",
+            "false",
+            "--variants",
+            "classic-sendfile",
+        ]),
+        variant: "classic-sendfile",
+        metric: "gbps",
     };
     vec![
         Pair {
@@ -230,42 +246,14 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
             unit: "Gbit/s",
             note: "the same file on both sides: iperf3 -F sends it once with sendfile, 128 KiB per call",
             tool: Side::Iperf3(s(&["-Z", "-F", FILE])),
-            lab: Side::Lab {
-                experiment: "file_to_socket",
-                args: s(&[
-                    "--sizes",
-                    net_bytes,
-                    "--chunks",
-                    "128KiB",
-                    "--nodelay",
-                    "false",
-                    "--variants",
-                    "classic-sendfile",
-                ]),
-                variant: "classic-sendfile",
-                metric: "gbps",
-            },
+            lab: sendfile_lab.clone(),
         },
         Pair {
             name: "iperf3 -Z (sendfile) loopback, 128 KiB".into(),
             unit: "Gbit/s",
             note: "not the same workload: iperf3 -Z re-sends one cache-hot 128 KiB block; the row above gives iperf3 the lab's whole file",
             tool: Side::Iperf3(s(&["-t", rt, "-Z"])),
-            lab: Side::Lab {
-                experiment: "file_to_socket",
-                args: s(&[
-                    "--sizes",
-                    net_bytes,
-                    "--chunks",
-                    "128KiB",
-                    "--nodelay",
-                    "false",
-                    "--variants",
-                    "classic-sendfile",
-                ]),
-                variant: "classic-sendfile",
-                metric: "gbps",
-            },
+            lab: sendfile_lab.clone(),
         },
         Pair {
             name: "iperf3 -l 4K loopback".into(),
@@ -323,6 +311,11 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
             },
         },
     ]
+}
+
+/// Bytes the network pairs move per run (and the size of the file iperf3 -F sends).
+fn net_bytes(full: bool) -> &'static str {
+    if full { "8GiB" } else { "2GiB" }
 }
 
 fn ensure_tool(name: &str, package: &str) -> Result<()> {
@@ -499,7 +492,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         .workdir
         .join(format!("zclab-versus-{}.dat", std::process::id()));
     let _cleanup = Cleanup(fio_file.clone());
-    let net_bytes = if args.full { "8GiB" } else { "2GiB" };
+    let net_bytes = net_bytes(args.full);
     let mut net_file: Option<crate::sys::file::PatternFile> = None;
     let mut outcomes = Vec::new();
     for p in &selected {
