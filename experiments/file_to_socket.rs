@@ -21,10 +21,19 @@
 //!   datagram accepted whole, and the sink device's rx counters grew by exactly the frames and
 //!   bytes of the datagrams sent (also the sink's IpInAddrErrors, recorded).
 //!
+//! - `remote-tcp`, `remote-udp` (with `--peer HOST[:PORT]`, which makes them the default): to
+//!   `zclab serve` on another host. `remote-tcp` streams to a receiver there that hashes what
+//!   arrives (checked against the file's hash); `remote-udp` sends the file as connected UDP
+//!   datagrams of `--datagram` bytes to a receiver there that counts them and sums each one's
+//!   xxh3-64 (checked against the same sum over the file's chunks). The receiver's CPU time,
+//!   context switches and ksoftirqd time are measured there and recorded as `peer_*`. The
+//!   local paths build both ends on this host and are not combined with `--peer`.
+//!
 //! The veth paths need root (namespaces `zcsend-<pid>-*`, removed at the end, on error and on
-//! SIGINT/SIGTERM). By default every path runs when they can be created, else `tcp-loopback`
-//! alone (the others recorded as skipped with the reason); a path named in `--paths` that cannot
-//! run is an error. The measured thread is pinned to the first CPU of `--cpus`.
+//! SIGINT/SIGTERM). By default every local path runs when they can be created, else
+//! `tcp-loopback` alone (the others recorded as skipped with the reason); a path named in
+//! `--paths` that cannot run is an error. The measured thread is pinned to the first CPU of
+//! `--cpus`.
 //!
 //! **Variants.** See `VARIANTS` below: `classic-*` use plain system calls, `uring-*` io_uring.
 //! One latency sample is one step: one read+write pair, one write from the mapping, one
@@ -32,7 +41,7 @@
 //! every step is one datagram. After the table a udp-sink run prints (and writes `copies.md`)
 //! the seeds' table of copies and switches beside the measured system calls and sender CPU.
 //!
-//! **Parameters.** `--paths`, `--sizes` (file sizes), `--chunks` (bytes per step on TCP),
+//! **Parameters.** `--paths`, `--peer`, `--sizes` (file sizes), `--chunks` (bytes per step on TCP),
 //! `--datagram` (bytes per datagram on udp-sink), `--veth-mtu`, `--cache warm|cold` (cold drops
 //! the file's pages with posix_fadvise before each trial), `--pipe-size`, `--pool` (zero-copy
 //! buffers), `--nodelay`, `--workdir`.
@@ -59,6 +68,7 @@ use zclab::net::netns::{
     self, ETH_IP_HEADERS, MAX_UDP_PAYLOAD, NetPath, SinkCounters, TcpLink, UDP_HEADER, VethLab,
     udp_frames,
 };
+use zclab::net::remote::{self, Peer, PeerAddr, RemoteTcp, RemoteUdp};
 use zclab::results::{self, Integrity, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::file::{PatternFile, map_readonly};
@@ -79,10 +89,15 @@ const NOTIF_TIMEOUT: Duration = Duration::from_secs(10);
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Paths, comma-separated: tcp-loopback, tcp-veth, udp-sink (the veth ones need root).
-    /// Default: all three when the lab can create network namespaces here, else tcp-loopback.
+    /// Paths, comma-separated: tcp-loopback, tcp-veth, udp-sink (the veth ones need root),
+    /// remote-tcp, remote-udp (need --peer). Default: the local three when the lab can create
+    /// network namespaces here, else tcp-loopback; with --peer the remote two.
     #[arg(long, value_enum, value_delimiter = ',')]
     paths: Vec<NetPath>,
+    /// Host running `zclab serve` (port 7878 unless given): the receiving end of the remote
+    /// paths runs there, and its accounting comes back beside this side's.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
+    peer: Option<PeerAddr>,
     /// File sizes to send, comma-separated (e.g. 64KiB,1MiB,64MiB; K/M/G are powers of 1024,
     /// KB/MB/GB powers of 1000). The default leaves out small files to keep a run on all three
     /// paths short.
@@ -147,6 +162,8 @@ struct Ctx {
     net: Option<VethLab>,
     /// /proc/<pid>/schedstat of ksoftirqd on the sender's and the peer's CPU.
     ksoftirqd: (Option<PathBuf>, Option<PathBuf>),
+    /// The control connection to `zclab serve` on the --peer host.
+    peer: Option<Peer>,
 }
 
 impl Ctx {
@@ -233,8 +250,12 @@ type SkippedPaths = Vec<(NetPath, String)>;
 /// The paths to run and, for those left out of the default, why.
 fn choose_paths(
     asked: &[NetPath],
+    peer: bool,
     caps: &zclab::caps::Caps,
 ) -> Result<(Vec<NetPath>, SkippedPaths)> {
+    if peer && asked.is_empty() {
+        return Ok((NetPath::REMOTE.to_vec(), Vec::new()));
+    }
     let reason = netns::unavailable_reason(caps);
     if asked.is_empty() {
         return Ok(match reason {
@@ -274,13 +295,39 @@ fn main() -> ExitCode {
                     Some(r) => format!("skipped here: {r}"),
                 }
             );
+            println!(
+                "  paths: remote-tcp and remote-udp with --peer HOST[:PORT] (`zclab serve` on that host)"
+            );
             return Ok(ExitCode::SUCCESS);
         }
         if !args.workdir.is_dir() {
             bail!("work directory {} does not exist", args.workdir.display());
         }
         let probe = zclab::caps::probe(&args.workdir);
-        let (paths, paths_skipped) = choose_paths(&args.paths, &probe)?;
+        // A remote path without --peer, or a local one with it, is a usage error.
+        let peer = args.peer.is_some();
+        if let Some(p) = args.paths.iter().find(|p| p.is_remote() != peer) {
+            if peer {
+                eprintln!(
+                    "{NAME}: error: path {} builds both ends on this host; with --peer the paths are remote-tcp and remote-udp",
+                    p.name()
+                );
+            } else {
+                eprintln!(
+                    "{NAME}: error: path {} needs --peer HOST[:PORT] (a host running `zclab serve`)",
+                    p.name()
+                );
+            }
+            return Ok(ExitCode::from(2));
+        }
+        let (paths, paths_skipped) = choose_paths(&args.paths, peer, &probe)?;
+        if args.peer.is_some() && zclab::net::peers::FaultSpec::from_env()?.is_some() {
+            eprintln!(
+                "{NAME}: error: {} injects a fault into a local receiver; with --peer the receiver runs on the peer host",
+                zclab::net::peers::FAULT_ENV
+            );
+            return Ok(ExitCode::from(2));
+        }
         for (p, r) in &paths_skipped {
             if !args.common.quiet {
                 eprintln!("{NAME}: path {} skipped: {r}", p.name());
@@ -334,6 +381,13 @@ fn main() -> ExitCode {
             "udp_payload_cap": MAX_UDP_PAYLOAD, "veth_mtu": args.veth_mtu,
             "chunk_on_udp_sink": "the datagram payload size: one step sends one datagram",
             "notif_timeout_s": NOTIF_TIMEOUT.as_secs(),
+            "peer": args.peer.as_ref().map(|p| p.text.clone()),
+            "remote": args.peer.as_ref().map(|_| json!({
+                "remote_tcp": "TCP to a receiver thread in `zclab serve` on the peer host, pinned to the peer CPU there, which hashes the stream (xxh3-64)",
+                "remote_udp": "connected UDP to a receiver thread in `zclab serve` on the peer host that counts datagrams and bytes and sums their xxh3-64",
+                "data_sockets": format!("TCP_USER_TIMEOUT {} s", remote::DATA_USER_TIMEOUT.as_secs()),
+                "peer_cpu_time": "measured in the receiver's thread on the peer host (getrusage RUSAGE_THREAD), recorded as peer_user_ns/peer_sys_ns; not subtracted here",
+            })),
             "netns": paths.iter().any(|p| p.needs_netns()).then(|| json!({
                 "namespaces": format!("zcsend-{}-a (sender), -b (TCP receiver), -s (sink)", std::process::id()),
                 "tcp_veth": "10.200.0.1 in A -> 10.200.0.2 in B",
@@ -342,7 +396,16 @@ fn main() -> ExitCode {
             })),
         });
         let mut lab = Lab::open(NAME, &args.common, params)?;
+        let peer = match &args.peer {
+            Some(a) => {
+                let p = Peer::connect(a.clone(), &lab.caps)?;
+                lab.set_peer_meta(p.meta());
+                Some(p)
+            }
+            None => None,
+        };
         let mut ctx = Ctx {
+            peer,
             ksoftirqd: (
                 netns::ksoftirqd_schedstat(args.common.cpus.0),
                 netns::ksoftirqd_schedstat(args.common.cpus.1),
@@ -362,6 +425,9 @@ fn main() -> ExitCode {
             );
         }
         let code = lab.run(VARIANTS, &points, &mut ctx)?;
+        if let Some(p) = &ctx.peer {
+            p.bye();
+        }
         let cleanup = ctx.net.as_mut().map(VethLab::cleanup);
         if harness::interrupted().is_none() && paths.contains(&NetPath::UdpSink) {
             copies_table(&lab)?;
@@ -406,6 +472,10 @@ fn put(s: BorrowedFd, buf: &[u8], dgram: bool) -> Result<()> {
 enum Conn {
     Tcp(TcpLink),
     Udp(UdpSocket),
+    /// To a hashing receiver in `zclab serve` on the --peer host.
+    Remote(RemoteTcp),
+    /// To a counting UDP receiver in `zclab serve` on the --peer host.
+    RemoteUdp(RemoteUdp),
 }
 
 impl Conn {
@@ -413,8 +483,30 @@ impl Conn {
         match self {
             Conn::Tcp(l) => l.sender.as_fd(),
             Conn::Udp(s) => s.as_fd(),
+            Conn::Remote(r) => r.stream.as_fd(),
+            Conn::RemoteUdp(u) => u.socket.as_fd(),
         }
     }
+}
+
+/// What the receiving end reported for a stream.
+enum Got {
+    Local(zclab::net::Received),
+    Remote(Box<remote::Report>),
+}
+
+/// Wrapping sum of the xxh3-64 of each `chunk`-byte datagram of the file (the last one
+/// shorter): what the remote UDP receiver computes, whatever order they arrive in.
+fn file_digest(file: &File, size: u64, chunk: usize) -> Result<u64> {
+    let mut buf = vec![0u8; chunk];
+    let (mut off, mut d) = (0u64, 0u64);
+    while off < size {
+        let len = chunk.min((size - off) as usize);
+        file.read_exact_at(&mut buf[..len], off)?;
+        d = d.wrapping_add(xxhash_rust::xxh3::xxh3_64(&buf[..len]));
+        off += len as u64;
+    }
+    Ok(d)
 }
 
 /// Runs one transfer of the point's file: opens the file and the connection on the point's
@@ -424,6 +516,20 @@ impl Conn {
 /// `step(file, sock, off, len)` moves up to `len` bytes at `off` and returns how many; on
 /// udp-sink it must send them as one datagram.
 fn transfer(
+    ctx: &mut Ctx,
+    t: &mut Trial,
+    step_name: &str,
+    step: impl FnMut(&File, BorrowedFd<'_>, u64, usize) -> Result<usize>,
+) -> Result<()> {
+    let r = transfer_on_path(ctx, t, step_name, step);
+    // A failed trial's error says so when the --peer host went away.
+    match (&ctx.peer, r) {
+        (Some(p), Err(e)) => Err(p.explain(e)),
+        (_, r) => r,
+    }
+}
+
+fn transfer_on_path(
     ctx: &mut Ctx,
     t: &mut Trial,
     step_name: &str,
@@ -440,22 +546,30 @@ fn transfer(
     }
     let file = File::open(&fpath)?;
     let recv_buf = chunk.max(128 << 10);
-    let mut conn = match (path, ctx.net.as_ref()) {
-        (NetPath::TcpLoopback, _) => Conn::Tcp(TcpLink::loopback(t.cpus.1, recv_buf)?),
-        (NetPath::TcpVeth, Some(n)) => Conn::Tcp(TcpLink::veth(n, t.cpus.1, recv_buf)?),
-        (NetPath::UdpSink, Some(n)) => Conn::Udp(n.sink_socket()?),
-        (p, None) => bail!(
+    let peer_cpu = Some(t.cpus.1 as u32);
+    let mut conn = match (path, ctx.net.as_ref(), ctx.peer.as_ref()) {
+        (NetPath::TcpLoopback, _, _) => Conn::Tcp(TcpLink::loopback(t.cpus.1, recv_buf)?),
+        (NetPath::TcpVeth, Some(n), _) => Conn::Tcp(TcpLink::veth(n, t.cpus.1, recv_buf)?),
+        (NetPath::UdpSink, Some(n), _) => Conn::Udp(n.sink_socket()?),
+        (NetPath::RemoteTcp, _, Some(p)) => {
+            Conn::Remote(p.tcp_sink(peer_cpu, recv_buf as u64, true)?)
+        }
+        (NetPath::RemoteUdp, _, Some(p)) => Conn::RemoteUdp(p.udp_sink(peer_cpu)?),
+        (p, _, _) if p.is_remote() => bail!("path {} needs --peer", p.name()),
+        (p, _, _) => bail!(
             "path {} needs the lab's namespaces, which were not created",
             p.name()
         ),
     };
-    if let Conn::Tcp(l) = &conn {
-        l.sender.set_nodelay(nodelay)?;
+    match &conn {
+        Conn::Tcp(l) => l.sender.set_nodelay(nodelay)?,
+        Conn::Remote(r) => r.stream.set_nodelay(nodelay)?,
+        _ => {}
     }
     let sndbuf = nix::sys::socket::getsockopt(&conn.fd(), nix::sys::socket::sockopt::SndBuf)
         .map_err(std::io::Error::from)?;
-    let sink0 = match (&ctx.net, dgram) {
-        (Some(n), true) => Some(n.sink_counters()?),
+    let sink0 = match (&ctx.net, path) {
+        (Some(n), NetPath::UdpSink) => Some(n.sink_counters()?),
         _ => None,
     };
     let ks0 = (
@@ -484,8 +598,14 @@ fn transfer(
                 s = rec.record_since(s);
             }
         }
-        if let Conn::Tcp(l) = &mut conn {
-            received = Some(l.finish().context("peer failed")?);
+        match &mut conn {
+            Conn::Tcp(l) => received = Some(Got::Local(l.finish().context("peer failed")?)),
+            Conn::Remote(r) => {
+                received = Some(Got::Remote(Box::new(
+                    r.finish().context("the peer host's receiver")?,
+                )))
+            }
+            _ => {}
         }
         Ok(Done {
             bytes: size,
@@ -496,8 +616,48 @@ fn transfer(
         netns::schedstat_ns(ctx.ksoftirqd.0.as_deref()),
         netns::schedstat_ns(ctx.ksoftirqd.1.as_deref()),
     );
-    match (&conn, received) {
-        (Conn::Tcp(_), Some(r)) => {
+    let steps = t.point.num("size").div_ceil(chunk as u64);
+    match (&mut conn, received) {
+        (Conn::Remote(_), Some(Got::Remote(r))) => {
+            let got = r.hash.clone().unwrap_or_default();
+            t.set_integrity(Integrity {
+                ok: r.bytes == size && remote::parse_hex64(&got) == Some(hash),
+                method: "xxh3-64 of the stream received on the peer host".into(),
+                expected: format!("{hash:016x}"),
+                got,
+                bytes_expected: size,
+                bytes_got: r.bytes,
+            });
+            remote::record(t, &r);
+            t.set_extra("tcp_nodelay", nodelay as u8 as f64);
+        }
+        (Conn::RemoteUdp(u), _) => {
+            // After the clock: the receiver counts what arrived once told how much was sent.
+            let r = u.finish(steps).context("the peer host's UDP receiver")?;
+            let want = file_digest(&file, size, chunk)?;
+            let (n, d) = (
+                r.datagrams.unwrap_or(0),
+                r.digest.as_deref().and_then(remote::parse_hex64),
+            );
+            t.set_integrity(Integrity {
+                ok: n == steps && r.bytes == size && d == Some(want),
+                method: "every datagram accepted whole, and the peer host received each exactly once intact (count, bytes, and the sum of each datagram's xxh3-64)".into(),
+                expected: format!("{steps} datagrams, {size} bytes, sum {want:016x}"),
+                got: format!(
+                    "{n} datagrams{}, {} bytes, sum {}",
+                    if n < steps { r.lost_note(steps - n) } else { String::new() },
+                    r.bytes,
+                    r.digest.as_deref().unwrap_or("none"),
+                ),
+                bytes_expected: size,
+                bytes_got: r.bytes,
+            });
+            remote::record(t, &r);
+            t.set_extra("peer_datagrams", n as f64);
+            t.set_extra("datagrams", steps as f64);
+            t.set_extra("datagram_bytes", chunk as f64);
+        }
+        (Conn::Tcp(_), Some(Got::Local(r))) => {
             t.set_peer(r.usage);
             t.set_integrity(Integrity {
                 ok: r.bytes == size && r.hash == hash,
@@ -549,7 +709,7 @@ fn transfer(
             t.set_extra("frames_per_datagram", f_full as f64);
             t.set_extra("veth_mtu", mtu as f64);
         }
-        (Conn::Tcp(_), None) => bail!("the receiver's account is missing"),
+        (Conn::Tcp(_) | Conn::Remote(_), _) => bail!("the receiver's account is missing"),
     }
     t.set_extra("so_sndbuf", sndbuf as f64);
     if let (Some(a), Some(b)) = (ks0.0, ks1.0) {

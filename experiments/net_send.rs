@@ -646,7 +646,7 @@ impl Conn {
 /// A TCP receiver's account: from a thread here, or from `zclab serve`'s report.
 enum Got {
     Local(zclab::net::Received),
-    Remote(remote::Report),
+    Remote(Box<remote::Report>),
 }
 
 /// What the measured part hands back for the integrity check.
@@ -809,7 +809,7 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
                 expected: format!("{msgs} datagrams, {total} bytes, sum {want:016x}"),
                 got: format!(
                     "{n} datagrams{}, {} bytes, sum {}{}",
-                    if n < msgs { format!(" ({} lost on the way)", msgs - n) } else { String::new() },
+                    if n < msgs { r.lost_note(msgs - n) } else { String::new() },
                     r.bytes,
                     r.digest.as_deref().unwrap_or("none"),
                     if zc_ok { "" } else { ", notifications missing" }
@@ -906,7 +906,9 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
 fn finish(conn: &mut Conn) -> Result<Option<Got>> {
     match conn {
         Conn::Tcp(l) => Ok(Some(Got::Local(l.finish().context("receiver failed")?))),
-        Conn::Remote(r) => Ok(Some(Got::Remote(r.finish().context("receiver failed")?))),
+        Conn::Remote(r) => Ok(Some(Got::Remote(Box::new(
+            r.finish().context("receiver failed")?,
+        )))),
         Conn::Udp(_) | Conn::RemoteUdp(_) => Ok(None),
     }
 }

@@ -864,12 +864,24 @@ fn big_rcvbuf(u: &UdpSocket) -> Option<u64> {
     getsockopt(u, sockopt::RcvBuf).ok().map(|v| v as u64)
 }
 
+/// `Udp: InCsumErrors` and `Udp: RcvbufErrors` of this network namespace (/proc/net/snmp):
+/// where datagrams that never reach the receiver went. Namespace-wide, so other UDP traffic
+/// on the host counts too; None when unreadable.
+fn udp_drop_counters() -> (Option<u64>, Option<u64>) {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    (
+        crate::net::netns::snmp_field(&text, "Udp", "InCsumErrors"),
+        crate::net::netns::snmp_field(&text, "Udp", "RcvbufErrors"),
+    )
+}
+
 fn udp_sink(j: &Job, u: UdpSocket, rcvbuf: Option<u64>) -> io::Result<Report> {
     u.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut buf = vec![0u8; 65536];
     let (mut datagrams, mut bytes, mut digest, mut foreign) = (0u64, 0u64, 0u64, 0u64);
     let t0 = Instant::now();
     let u0 = usage::thread()?;
+    let snmp0 = udp_drop_counters();
     let mut last = Instant::now();
     let mut finished_at: Option<Instant> = None;
     loop {
@@ -914,10 +926,14 @@ fn udp_sink(j: &Job, u: UdpSocket, rcvbuf: Option<u64>) -> io::Result<Report> {
         }
     }
     let u1 = usage::thread()?;
+    let snmp1 = udp_drop_counters();
+    let delta = |a: Option<u64>, b: Option<u64>| Some(b?.wrapping_sub(a?));
     Ok(Report {
         ok: true,
         bytes,
         datagrams: Some(datagrams),
+        udp_in_csum_errors: delta(snmp0.0, snmp1.0),
+        udp_rcvbuf_errors: delta(snmp0.1, snmp1.1),
         digest: Some(hex64(digest)),
         foreign: Some(foreign),
         rcvbuf,

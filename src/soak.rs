@@ -157,7 +157,7 @@ fn soak_one(
 
 /// Runs the soak; returns the outcomes and a Markdown table.
 pub fn run(args: &SoakArgs) -> Result<(Vec<SoakOutcome>, String)> {
-    if !(args.minutes > 0.0) {
+    if args.minutes.is_nan() || args.minutes <= 0.0 {
         bail!("--minutes must be greater than 0");
     }
     crate::harness::install_signal_handlers();

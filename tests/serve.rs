@@ -19,7 +19,19 @@ const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
 const NET_SEND: &str = env!("CARGO_BIN_EXE_net_send");
 const PROXY: &str = env!("CARGO_BIN_EXE_proxy");
 const SOCKET_TO_FILE: &str = env!("CARGO_BIN_EXE_socket_to_file");
+const FILE_TO_SOCKET: &str = env!("CARGO_BIN_EXE_file_to_socket");
 
+const FILE_TO_SOCKET_VARIANTS: &[&str] = &[
+    "classic-read-write",
+    "classic-mmap-write",
+    "classic-sendfile",
+    "classic-splice",
+    "uring-read-send",
+    "uring-read-fixed-send",
+    "uring-splice",
+    "uring-send-zc-fixed",
+    "uring-send-zc-mmap",
+];
 const NET_SEND_VARIANTS: &[&str] = &[
     "classic-send",
     "classic-send-msg-zerocopy",
@@ -499,6 +511,82 @@ fn two_namespaces_run_every_variant_across_the_link() {
     s.wait_log(&["udp-sink: ok", "tcp-source: ok", "echo: ok", "tcp-sink: ok"]);
 }
 
+/// file_to_socket's whole variant list on both remote paths, from namespace A to `zclab
+/// serve` in namespace B: the file's hash checked on the peer host for TCP, every datagram
+/// counted and summed there for UDP. `--cpus 0,0` for the reason given above.
+#[test]
+fn file_to_socket_runs_every_variant_across_the_link() {
+    if !need_root("file_to_socket_runs_every_variant_across_the_link") {
+        return;
+    }
+    let mut hosts = TwoHosts::new(3);
+    hosts.serve();
+    let t = tempfile::tempdir().unwrap();
+    let r = hosts.run_in_a(
+        FILE_TO_SOCKET,
+        &[
+            "--peer",
+            ADDR_B,
+            "--cpus",
+            "0,0",
+            "--sizes",
+            "1MiB",
+            "--chunks",
+            "64KiB",
+            // At most 16 pages at any file offset: larger spliced datagrams hit the kernel's
+            // checksum fallback, whose losses are the README's to report, not this test's.
+            "--datagram",
+            "63488",
+            "--workdir",
+            t.path().to_str().unwrap(),
+        ],
+        t.path(),
+        Duration::from_secs(120),
+    );
+    assert!(
+        r.status.success(),
+        "file_to_socket: {}{}",
+        r.stdout,
+        r.stderr
+    );
+    let rows = check_remote_run(
+        &exp_dir(t.path(), "file_to_socket"),
+        FILE_TO_SOCKET_VARIANTS,
+    );
+    for p in ["remote-tcp", "remote-udp"] {
+        for v in FILE_TO_SOCKET_VARIANTS {
+            assert!(
+                rows.iter()
+                    .any(|r| r.variant == *v && r.params["path"] == p),
+                "no {v} on {p}"
+            );
+        }
+    }
+    for r in rows.iter().filter(|r| r.params["path"] == "remote-udp") {
+        let m = r.metrics.as_ref().unwrap();
+        assert_eq!(
+            m.extra["peer_datagrams"], m.extra["datagrams"],
+            "{}",
+            r.variant
+        );
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r.variant.starts_with("uring-send-zc"))
+    {
+        let z = r
+            .metrics
+            .as_ref()
+            .unwrap()
+            .zc
+            .as_ref()
+            .expect("zero-copy accounting");
+        assert_eq!(z.ids_completed, z.sends, "{z:?}");
+    }
+    let s = hosts.server.as_mut().unwrap();
+    assert!(s.alive(), "the server survived: {}", s.log());
+}
+
 /// The server is killed while net_send runs: the trial in flight is recorded as an error that
 /// says the peer went away, and every later trial fails at once with "peer unreachable"; the
 /// run still ends promptly with every variant and point accounted for.
@@ -782,11 +870,13 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
             "unexpected report",
         ),
         (
-            r#"{"type":"hello","lab":"zclab","protocol":1}"#,
+            // This lab's protocol, but no other field.
+            r#"{"type":"hello","lab":"zclab","protocol":PROTOCOL}"#,
             "bad hello",
         ),
     ] {
         let mut c = Raw::session(&addr);
+        let json = json.replace("PROTOCOL", &remote::PROTOCOL.to_string());
         c.send(format!("{json}\n").as_bytes());
         c.expect_error("bad-message", needle);
     }
@@ -1025,21 +1115,36 @@ fn protocol_version_mismatch_is_refused_both_ways() {
 #[test]
 fn remote_paths_need_a_reachable_peer() {
     let t = tempfile::tempdir().unwrap();
+    for bin in [NET_SEND, FILE_TO_SOCKET] {
+        let r = run_bounded(
+            Command::new(bin),
+            &["--paths", "remote-udp"],
+            t.path(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(r.status.code(), Some(2), "{bin}: {}", r.stderr);
+        assert!(r.stderr.contains("needs --peer"), "{bin}: {}", r.stderr);
+    }
+    // A local path with --peer is refused by name rather than quietly left out.
     let r = run_bounded(
-        Command::new(NET_SEND),
-        &["--paths", "remote-udp"],
+        Command::new(FILE_TO_SOCKET),
+        &["--paths", "tcp-loopback", "--peer", "127.0.0.1:9"],
         t.path(),
         Duration::from_secs(30),
     );
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
-    assert!(r.stderr.contains("needs --peer"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("builds both ends on this host"),
+        "{}",
+        r.stderr
+    );
     // A port nobody listens on.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    for bin in [NET_SEND, PROXY, SOCKET_TO_FILE] {
+    for bin in [NET_SEND, FILE_TO_SOCKET, PROXY, SOCKET_TO_FILE] {
         let r = run_bounded(
             Command::new(bin),
             &["--peer", &format!("127.0.0.1:{port}")],

@@ -146,11 +146,17 @@ pub enum NetPath {
     TcpVeth,
     /// UDP from namespace A over a veth pair to a device in namespace S that drops it at IP.
     UdpSink,
+    /// TCP to a receiver in `zclab serve` on another host (`--peer`, see [`super::remote`]).
+    RemoteTcp,
+    /// Connected UDP to a counting receiver in `zclab serve` on another host.
+    RemoteUdp,
 }
 
 impl NetPath {
-    /// Every path, in the order experiments run them.
+    /// Every path on this host, in the order experiments run them.
     pub const ALL: [NetPath; 3] = [NetPath::TcpLoopback, NetPath::TcpVeth, NetPath::UdpSink];
+    /// The paths to a `zclab serve` on the `--peer` host.
+    pub const REMOTE: [NetPath; 2] = [NetPath::RemoteTcp, NetPath::RemoteUdp];
 
     /// The name used on the command line and in the rows' `path` parameter.
     pub fn name(self) -> &'static str {
@@ -158,22 +164,32 @@ impl NetPath {
             NetPath::TcpLoopback => "tcp-loopback",
             NetPath::TcpVeth => "tcp-veth",
             NetPath::UdpSink => "udp-sink",
+            NetPath::RemoteTcp => "remote-tcp",
+            NetPath::RemoteUdp => "remote-udp",
         }
     }
 
     /// The path called `s`, if any.
     pub fn from_name(s: &str) -> Option<NetPath> {
-        NetPath::ALL.into_iter().find(|p| p.name() == s)
+        NetPath::ALL
+            .into_iter()
+            .chain(NetPath::REMOTE)
+            .find(|p| p.name() == s)
     }
 
     /// Whether the path needs the lab's namespaces ([`VethLab`]).
     pub fn needs_netns(self) -> bool {
-        self != NetPath::TcpLoopback
+        matches!(self, NetPath::TcpVeth | NetPath::UdpSink)
+    }
+
+    /// Whether the receiving end is on the `--peer` host.
+    pub fn is_remote(self) -> bool {
+        matches!(self, NetPath::RemoteTcp | NetPath::RemoteUdp)
     }
 
     /// Whether the path carries datagrams (one send = one datagram) rather than a stream.
     pub fn is_datagram(self) -> bool {
-        self == NetPath::UdpSink
+        matches!(self, NetPath::UdpSink | NetPath::RemoteUdp)
     }
 }
 
@@ -577,7 +593,7 @@ mod tests {
         assert_eq!(udp_frames(1472, 1500), (1, 1514));
         assert_eq!(udp_frames(1473, 1500), (2, 1481 + 2 * 34));
         assert_eq!(udp_frames(65507, 1500).0, 45);
-        for p in NetPath::ALL {
+        for p in NetPath::ALL.into_iter().chain(NetPath::REMOTE) {
             assert_eq!(NetPath::from_name(p.name()), Some(p));
         }
         assert_eq!(NetPath::from_name("nope"), None);

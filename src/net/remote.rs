@@ -31,7 +31,7 @@ use std::time::Duration;
 /// The lab's name in every hello: anything else is not a zclab peer.
 pub const LAB: &str = "zclab";
 /// Version of the control protocol. Client and server of different versions refuse each other.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// The control port `zclab serve` listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7878;
 /// Largest control message, newline included.
@@ -159,6 +159,13 @@ pub struct Report {
     /// udp-sink: wrapping sum of every datagram's xxh3-64, 16 hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// udp-sink: growth of the peer namespace's `Udp: InCsumErrors` over the transfer
+    /// (datagrams dropped for a bad checksum; namespace-wide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_in_csum_errors: Option<u64>,
+    /// udp-sink: growth of `Udp: RcvbufErrors` (dropped for a full receive buffer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_rcvbuf_errors: Option<u64>,
     /// udp-sink: datagrams from other addresses, ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foreign: Option<u64>,
@@ -1249,6 +1256,28 @@ impl RemoteUdp {
     }
 }
 
+impl Report {
+    /// " (N lost on the way...)" for an integrity message, with the peer's UDP drop counters
+    /// when they grew.
+    pub fn lost_note(&self, lost: u64) -> String {
+        let mut why = Vec::new();
+        if let Some(c) = self.udp_in_csum_errors.filter(|&c| c > 0) {
+            why.push(format!("{c} bad UDP checksums"));
+        }
+        if let Some(c) = self.udp_rcvbuf_errors.filter(|&c| c > 0) {
+            why.push(format!("{c} receive-buffer overflows"));
+        }
+        if why.is_empty() {
+            format!(" ({lost} lost on the way)")
+        } else {
+            format!(
+                " ({lost} lost on the way; the peer host counted {})",
+                why.join(", ")
+            )
+        }
+    }
+}
+
 /// Records a remote peer's report in a trial: its CPU time as the peer's (nothing subtracted
 /// locally), its context switches, faults, own duration, CPU and ksoftirqd time as
 /// `peer_*` extras. Call after [`crate::harness::Trial::measure`].
@@ -1270,6 +1299,12 @@ pub fn record(t: &mut crate::harness::Trial, r: &Report) {
     }
     if let Some(f) = r.foreign {
         t.set_extra("peer_foreign_datagrams", f as f64);
+    }
+    if let Some(c) = r.udp_in_csum_errors {
+        t.set_extra("peer_udp_in_csum_errors", c as f64);
+    }
+    if let Some(c) = r.udp_rcvbuf_errors {
+        t.set_extra("peer_udp_rcvbuf_errors", c as f64);
     }
 }
 
