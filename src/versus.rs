@@ -47,9 +47,9 @@ enum Side {
     /// iperf3 client options against a server pinned to the peer CPU; the figure is the
     /// receiver's Gbit/s.
     Iperf3(Vec<String>),
-    /// A figure recorded on this kind of machine with a tool that is not packaged (so not
-    /// re-run here); the table says so.
-    Recorded { value: f64, tool: &'static str },
+    /// fio's t/io_uring with these options (built from source: see [`t_io_uring`]), pinned to
+    /// CPU 0; the figure is the median of its once-a-second IOPS lines.
+    TIoUring(Vec<String>),
     /// A zclab experiment with these options (results dir added); the figure is the median of
     /// `metric` over the rows of `variant`.
     Lab {
@@ -280,37 +280,154 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
                 metric: "gbps",
             },
         },
-        Pair {
-            name: "io_uring NOP, batch 1".into(),
-            unit: "ops/s",
-            note: "recorded figure: fio's t/io_uring is not in Debian's fio package",
-            tool: Side::Recorded {
-                value: 5.4e6,
-                tool: "t/io_uring (recorded)",
-            },
-            lab: Side::Lab {
-                experiment: "syscall_floor",
-                args: s(&["--batches", "1", "--variants", "uring-nop", "--ops", "1Mi"]),
-                variant: "uring-nop",
-                metric: "ops_per_s",
-            },
-        },
-        Pair {
-            name: "io_uring NOP, batch 32".into(),
-            unit: "ops/s",
-            note: "recorded figure: fio's t/io_uring is not in Debian's fio package",
-            tool: Side::Recorded {
-                value: 16.4e6,
-                tool: "t/io_uring (recorded)",
-            },
-            lab: Side::Lab {
-                experiment: "syscall_floor",
-                args: s(&["--batches", "32", "--variants", "uring-nop", "--ops", "4Mi"]),
-                variant: "uring-nop",
-                metric: "ops_per_s",
-            },
-        },
+        nop_pair(rt, 1, false),
+        nop_pair(rt, 32, false),
+        nop_pair(rt, 1, true),
+        nop_pair(rt, 32, true),
     ]
+}
+
+/// t/io_uring's NOP mode (`-N1`, queue depth = submit batch = complete batch = `batch`) against
+/// syscall_floor's NOP loop with the same batch, ring flags (COOP_TASKRUN, SINGLE_ISSUER,
+/// DEFER_TASKRUN where the kernel takes them) and ring-fd registration.
+fn nop_pair(rt: &str, batch: u32, regring: bool) -> Pair {
+    let b = batch.to_string();
+    let variant = if regring {
+        "uring-nop-regring"
+    } else {
+        "uring-nop"
+    };
+    Pair {
+        name: format!(
+            "io_uring NOP, batch {batch}{}",
+            if regring { ", registered ring fd" } else { "" }
+        ),
+        unit: "ops/s",
+        note: "t/io_uring built from fio's source",
+        tool: Side::TIoUring(s(&[
+            "-N1",
+            "-d",
+            &b,
+            "-s",
+            &b,
+            "-c",
+            &b,
+            "-X",
+            if regring { "1" } else { "0" },
+            "-r",
+            rt,
+        ])),
+        lab: Side::Lab {
+            experiment: "syscall_floor",
+            args: s(&[
+                "--batches",
+                &b,
+                "--variants",
+                variant,
+                "--ops",
+                if batch == 1 { "2Mi" } else { "8Mi" },
+            ]),
+            variant,
+            metric: "ops_per_s",
+        },
+    }
+}
+
+/// fio's t/io_uring, which Debian's fio package does not ship: built once from the source of
+/// the installed fio's version (the Debian archive's `fio_<version>.orig.tar.gz`) and kept in
+/// `$XDG_CACHE_HOME/zclab` (else `~/.cache/zclab`). `ZCLAB_T_IO_URING` names a binary to use
+/// instead.
+fn t_io_uring() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ZCLAB_T_IO_URING") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("ZCLAB_T_IO_URING={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
+    ensure_tool("fio", "fio")?;
+    let out = Command::new("fio")
+        .arg("--version")
+        .output()
+        .context("cannot run fio --version")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ver = text
+        .trim()
+        .strip_prefix("fio-")
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
+        .with_context(|| format!("unexpected fio --version output {:?}", text.trim()))?
+        .to_string();
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set")?
+        .join("zclab");
+    let src = cache.join(format!("fio-{ver}"));
+    let bin = src.join("t").join("io_uring");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    for (tool, package) in [("curl", "curl"), ("make", "make"), ("gcc", "gcc")] {
+        ensure_tool(tool, package)?;
+    }
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("cannot create {}", cache.display()))?;
+    let url = format!("https://deb.debian.org/debian/pool/main/f/fio/fio_{ver}.orig.tar.gz");
+    eprintln!("versus: building t/io_uring from fio {ver}'s source ({url})");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "set -e; cd \"$1\"; rm -rf \"fio-$2\"; curl -sSfL \"$3\" | tar xz; cd \"fio-$2\"; \
+             ./configure >configure.log 2>&1; make -j2 t/io_uring >make.log 2>&1",
+        )
+        .args(["sh", &cache.to_string_lossy(), &ver, &url])
+        .status()
+        .context("cannot run sh")?;
+    if !st.success() || !bin.is_file() {
+        bail!(
+            "could not build t/io_uring from {url} (logs in {})",
+            src.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<f64> {
+    let out = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .args(opts)
+        .output()
+        .context("cannot run t/io_uring under taskset")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = t_io_uring_iops(&text);
+    if v.is_empty() {
+        bail!(
+            "t/io_uring printed no IOPS line: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+    Ok(median(v))
+}
+
+/// The figures of t/io_uring's once-a-second `IOPS=5.40M, IOS/call=1/1` lines.
+fn t_io_uring_iops(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("IOPS="))
+        .filter_map(|l| l.split(',').next())
+        .filter_map(|n| {
+            let (num, mult) = match n.as_bytes().last()? {
+                b'K' => (&n[..n.len() - 1], 1e3),
+                b'M' => (&n[..n.len() - 1], 1e6),
+                b'G' => (&n[..n.len() - 1], 1e9),
+                _ => (n, 1.0),
+            };
+            num.parse::<f64>().ok().map(|x| x * mult)
+        })
+        .collect()
 }
 
 /// Bytes the network pairs move per run (and the size of the file iperf3 -F sends).
@@ -503,12 +620,19 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         let tool_name = match &p.tool {
             Side::Fio(_) => "fio",
             Side::Iperf3(_) => "iperf3",
-            Side::Recorded { tool, .. } => tool,
+            Side::TIoUring(_) => "t/io_uring",
             Side::Lab { .. } => "zclab",
         };
         if matches!(p.tool, Side::Fio(_) | Side::Iperf3(_)) {
             if let Err(e) = ensure_tool(tool_name, tool_name) {
                 error = Some(format!("{e:#}"));
+            }
+        }
+        let mut tiou = None;
+        if matches!(p.tool, Side::TIoUring(_)) {
+            match t_io_uring() {
+                Ok(b) => tiou = Some(b),
+                Err(e) => error = Some(format!("{e:#}")),
             }
         }
         if p.name.contains("O_DIRECT") && !caps.odirect.real {
@@ -542,7 +666,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                             .map_or(Path::new(""), |f| f.path.as_path()),
                     )
                 }
-                Side::Recorded { value, .. } => Ok(*value),
+                Side::TIoUring(o) => run_t_io_uring(tiou.as_deref().expect("built above"), o),
                 Side::Lab { .. } => unreachable!("the tool side is a tool"),
             };
             let l = match &p.lab {
@@ -655,4 +779,16 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_io_uring_lines() {
+        let out = "polled=1, fixedbufs=1/0\nIOPS=3.09M, IOS/call=1/1\nIOPS=812.50K, IOS/call=32/32\nIOPS=17, IOS/call=1/1\nExiting on timeout\nMaximum IOPS=3.09M\n";
+        assert_eq!(t_io_uring_iops(out), vec![3.09e6, 812.5e3, 17.0]);
+        assert!(t_io_uring_iops("IOPS=fast\n").is_empty());
+    }
 }
