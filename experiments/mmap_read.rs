@@ -323,6 +323,7 @@ fn uring_read(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
                 len: buf,
                 ordered: true,
                 poll_cq: false,
+                reap_max: 0,
             };
             let mut off = 0u64;
             let mut got = 0u64;

@@ -222,6 +222,10 @@ pub struct ReadLoop {
     pub ordered: bool,
     /// Spin on the completion ring instead of waiting in io_uring_enter (SQPOLL rings).
     pub poll_cq: bool,
+    /// Completions taken per wait (0: all that are there). 1 refills each read as soon as
+    /// one completes, one at a time, as fio does by default (iodepth_batch_complete_max=1,
+    /// iodepth_batch_submit=1); a device sees a steady stream instead of bursts.
+    pub reap_max: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -247,8 +251,8 @@ struct ReadSlot {
 ///
 /// `next()` gives each read's `(offset, length)`. Submissions are batched: every slot freed by
 /// the last completions is refilled before one io_uring_enter (or, with `poll_cq`, none).
-/// After each wait, every completion available is reaped at once and stamped with one clock
-/// read; each read gives `rec` one sample, from its submission (the clock read just before the
+/// After each wait, the completions available (at most `cfg.reap_max`) are reaped and stamped
+/// with one clock read; each read gives `rec` one sample, from its submission (the clock read just before the
 /// batch it went in was handed to the kernel) to that reap. Only then is `done(data, offset)`
 /// called for each block, outside every sample. A failed or short read stops new submissions;
 /// the error is returned after the reads in flight complete. Returns the reads completed.
@@ -375,7 +379,8 @@ pub fn read_pipeline(
         }
         let t = rec.now();
         reaped.clear();
-        for c in ring.inner().completion() {
+        let take = if cfg.reap_max == 0 { qd } else { cfg.reap_max };
+        for c in ring.inner().completion().take(take) {
             let s = c.user_data() as usize;
             inflight -= 1;
             let sl = &mut slots[s];
@@ -747,6 +752,7 @@ mod tests {
                 len: 4096,
                 ordered,
                 poll_cq: false,
+                reap_max: 0,
             };
             let n = read_pipeline(
                 &mut ring,
@@ -791,6 +797,7 @@ mod tests {
             len: 4096,
             ordered: false,
             poll_cq: false,
+            reap_max: 0,
         };
         let e = read_pipeline(
             &mut ring,
