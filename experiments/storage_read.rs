@@ -575,14 +575,11 @@ fn uring(ctx: &mut Ctx, t: &mut Trial, k: Kind) -> Result<()> {
     };
     let res = resident(&p)?;
     let sums = &ctx.sums[&(bs as u64)];
-    let reap_max = ctx
-        .args
-        .reap
-        .unwrap_or(match (p.direct, k.sqpoll) {
-            (true, _) => 1,
-            (false, true) => (qd as u32 / 2).max(1),
-            (false, false) => 0,
-        });
+    let reap_max = ctx.args.reap.unwrap_or(match (p.direct, k.sqpoll) {
+        (true, _) => 1,
+        (false, true) => (qd as u32 / 2).max(1),
+        (false, false) => 0,
+    });
     let lp = ReadLoop {
         file: fd,
         qd,
@@ -591,7 +588,6 @@ fn uring(ctx: &mut Ctx, t: &mut Trial, k: Kind) -> Result<()> {
         poll_cq: k.sqpoll,
         reap_max: reap_max as usize,
     };
-    t.set_extra("reap_max", reap_max as f64);
     let (mut ios, mut bad, mut check_ns) = (0u64, 0u64, 0u64);
     let clock = t.clock;
     let offsets = &mut p.offsets;
@@ -642,6 +638,7 @@ fn uring(ctx: &mut Ctx, t: &mut Trial, k: Kind) -> Result<()> {
     finish(ctx, t, &p, ios, bad, check_ns, res);
     let per = |v: u64| if ios > 0 { v as f64 / ios as f64 } else { 0.0 };
     t.set_extra("main_thread_cpu_ns_per_io", per(main_ns));
+    t.set_extra("reap_max", reap_max as f64);
     if let (true, Some(m)) = (k.sqpoll, t.metrics().cloned()) {
         // getrusage(RUSAGE_SELF) and schedstat see the SQPOLL thread's time only up to the
         // last tick; both hold the same stale figure, so the exact total is the process's

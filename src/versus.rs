@@ -320,6 +320,8 @@ fn nop_pair(rt: &str, batch: u32, regring: bool) -> Pair {
             "-r",
             rt,
         ])),
+        // About as long as t/io_uring runs (5M NOPs/s at batch 1, 32M at 32 here): a short
+        // trial's mean is at the mercy of a single stall, t/io_uring's per-second median is not.
         lab: Side::Lab {
             experiment: "syscall_floor",
             args: s(&[
@@ -328,7 +330,10 @@ fn nop_pair(rt: &str, batch: u32, regring: bool) -> Pair {
                 "--variants",
                 variant,
                 "--ops",
-                if batch == 1 { "2Mi" } else { "8Mi" },
+                &format!(
+                    "{}Mi",
+                    rt.parse::<u64>().unwrap_or(3) * if batch == 1 { 5 } else { 32 }
+                ),
             ]),
             variant,
             metric: "ops_per_s",

@@ -201,6 +201,23 @@ fn check_storage(rows: &[Row], io: &str) {
                 row.point
             );
         }
+        if row.variant.starts_with("uring-") {
+            // The default completions per wait: 1 on O_DIRECT, half the depth on SQPOLL, all
+            // (0) on plain rings reading the page cache.
+            let qd: f64 = row.params["qd"].as_f64().unwrap();
+            let want = match (io, row.variant.as_str()) {
+                ("direct", _) => 1.0,
+                (_, "uring-sqpoll") => (qd / 2.0).floor().max(1.0),
+                _ => 0.0,
+            };
+            assert_eq!(
+                x.get("reap_max"),
+                Some(&want),
+                "{} {}",
+                row.variant,
+                row.point
+            );
+        }
         if row.variant == "uring-sqpoll" {
             assert!(
                 x.get("sqpoll_thread_ns").is_some_and(|&s| s > 0.0),
@@ -238,6 +255,42 @@ fn storage_read_buffered_every_variant() {
     check_storage(&rows, "buffered");
     let meta = std::fs::read_to_string(r.exp_dir("storage_read").join("meta.json")).unwrap();
     assert!(meta.contains("qd=4") && meta.contains("pread(2) is synchronous"));
+}
+
+/// `--reap N` is taken as given, on every io_uring variant, and every block still arrives
+/// checked.
+#[test]
+fn storage_read_reap_as_given() {
+    let r = run(
+        STORAGE,
+        &[
+            "--file-size",
+            "1MiB",
+            "--ios",
+            "300",
+            "--qd",
+            "8",
+            "--reap",
+            "3",
+            "--pattern",
+            "rand",
+            "--buffered",
+            "--variants",
+            "uring-read,uring-read-fixed,uring-sqpoll",
+        ],
+    );
+    let rows = check_all_ok(
+        &r,
+        "storage_read",
+        &["uring-read", "uring-read-fixed", "uring-sqpoll"],
+    );
+    for row in &rows {
+        let m = row.metrics.as_ref().unwrap();
+        assert_eq!(m.extra.get("reap_max"), Some(&3.0), "{}", row.variant);
+        assert_eq!(m.ops, 300, "{}", row.variant);
+    }
+    let bad = run(STORAGE, &["--reap", "65", "--buffered"]);
+    assert_eq!(bad.out.status.code(), Some(2), "{}", bad.stderr());
 }
 
 #[test]

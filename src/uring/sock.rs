@@ -903,6 +903,20 @@ impl<'a> NopRunner<'a> {
         let mut in_group = 0u64;
         let mut s = rec.now();
         for _ in 0..batches {
+            // The head the kernel (or the SQPOLL thread, which can post completions before it
+            // releases their entries) has reached since the last batch.
+            self.sq.sync();
+            let mut spins = 0u32;
+            while self.sqpoll && self.sq.capacity() - self.sq.len() < batch {
+                spins += 1;
+                if spins >= 100_000_000 {
+                    return Err(io::Error::other(
+                        "the SQPOLL thread does not release submission queue entries",
+                    ));
+                }
+                std::hint::spin_loop();
+                self.sq.sync();
+            }
             // SAFETY: a NOP names no memory.
             unsafe { self.sq.push_multiple(&nops) }
                 .map_err(|_| io::Error::other("submission queue full"))?;
