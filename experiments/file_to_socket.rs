@@ -56,7 +56,6 @@ use nix::fcntl::{SpliceFFlags, splice};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::UdpSocket;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -68,7 +67,8 @@ use zclab::net::netns::{
     self, ETH_IP_HEADERS, MAX_UDP_PAYLOAD, NetPath, SinkCounters, TcpLink, UDP_HEADER, VethLab,
     udp_frames,
 };
-use zclab::net::remote::{self, Peer, PeerAddr, RemoteTcp, RemoteUdp};
+use zclab::net::remote::{self, Peer, PeerAddr};
+use zclab::net::{Conn, Got};
 use zclab::results::{self, Integrity, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::file::{PatternFile, map_readonly};
@@ -466,33 +466,6 @@ fn put(s: BorrowedFd, buf: &[u8], dgram: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The sending end of one trial's connection.
-enum Conn {
-    Tcp(TcpLink),
-    Udp(UdpSocket),
-    /// To a hashing receiver in `zclab serve` on the --peer host.
-    Remote(RemoteTcp),
-    /// To a counting UDP receiver in `zclab serve` on the --peer host.
-    RemoteUdp(RemoteUdp),
-}
-
-impl Conn {
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Conn::Tcp(l) => l.sender.as_fd(),
-            Conn::Udp(s) => s.as_fd(),
-            Conn::Remote(r) => r.stream.as_fd(),
-            Conn::RemoteUdp(u) => u.socket.as_fd(),
-        }
-    }
-}
-
-/// What the receiving end reported for a stream.
-enum Got {
-    Local(zclab::net::Received),
-    Remote(Box<remote::Report>),
 }
 
 /// Wrapping sum of the xxh3-64 of each `chunk`-byte datagram of the file (the last one

@@ -66,8 +66,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::net::UdpSocket;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -75,7 +74,8 @@ use xxhash_rust::xxh3::Xxh3;
 use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
 use zclab::measure::Recorder;
 use zclab::net::netns::{SinkCounters, TcpLink, VethLab};
-use zclab::net::remote::{self, Peer, PeerAddr, RemoteTcp, RemoteUdp};
+use zclab::net::remote::{self, Peer, PeerAddr};
+use zclab::net::{Conn, Got};
 use zclab::results::{self, Integrity, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::errqueue::{self, ZcPool};
@@ -620,35 +620,6 @@ struct Job<'a> {
     step: &'a str,
 }
 
-/// The sending end of one trial's connection.
-enum Conn {
-    Tcp(TcpLink),
-    Udp(UdpSocket),
-    /// To a receiver in `zclab serve` on the --peer host.
-    Remote(RemoteTcp),
-    RemoteUdp(RemoteUdp),
-}
-
-impl Conn {
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Conn::Tcp(l) => l.sender.as_fd(),
-            Conn::Udp(s) => s.as_fd(),
-            Conn::Remote(r) => r.stream.as_fd(),
-            Conn::RemoteUdp(r) => r.socket.as_fd(),
-        }
-    }
-    fn udp(&self) -> bool {
-        matches!(self, Conn::Udp(_) | Conn::RemoteUdp(_))
-    }
-}
-
-/// A TCP receiver's account: from a thread here, or from `zclab serve`'s report.
-enum Got {
-    Local(zclab::net::Received),
-    Remote(Box<remote::Report>),
-}
-
 /// What the measured part hands back for the integrity check.
 struct Sent {
     zc: Option<(zclab::results::ZcCounts, hdrhistogram::Histogram<u64>)>,
@@ -1034,7 +1005,7 @@ fn send_uring(t: &mut Trial, conn: &mut Conn, op: SendOp, job: &Job) -> Result<S
     for i in 0..pool_n {
         fill_pattern(p.buffer_mut(i).expect("a new pipeline is free"), 0);
     }
-    let udp = conn.udp();
+    let udp = conn.is_datagram();
     let sock = Fd::Raw(conn.fd().as_raw_fd());
     let clock = t.clock;
     let mut received = None;

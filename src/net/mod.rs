@@ -56,6 +56,41 @@ pub fn receive(mut s: TcpStream, recv_buf: usize) -> io::Result<Received> {
     })
 }
 
+/// The sending end of one trial's connection, whichever path it takes.
+pub enum Conn {
+    /// TCP to a receiver thread here (loopback or the lab's veth pair).
+    Tcp(netns::TcpLink),
+    /// UDP to the lab's sink namespace.
+    Udp(std::net::UdpSocket),
+    /// TCP to a receiver in `zclab serve` on the --peer host.
+    Remote(remote::RemoteTcp),
+    /// Connected UDP to a counting receiver in `zclab serve` on the --peer host.
+    RemoteUdp(remote::RemoteUdp),
+}
+
+impl Conn {
+    /// The socket to send on.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            Conn::Tcp(l) => l.sender.as_fd(),
+            Conn::Udp(s) => s.as_fd(),
+            Conn::Remote(r) => r.stream.as_fd(),
+            Conn::RemoteUdp(u) => u.socket.as_fd(),
+        }
+    }
+    /// Whether one send is one datagram.
+    pub fn is_datagram(&self) -> bool {
+        matches!(self, Conn::Udp(_) | Conn::RemoteUdp(_))
+    }
+}
+
+/// A TCP receiver's account: from a thread here, or from `zclab serve`'s report.
+pub enum Got {
+    Local(Received),
+    Remote(Box<remote::Report>),
+}
+
 /// How the peer treats what it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
