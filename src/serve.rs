@@ -787,7 +787,12 @@ fn tcp_sink(j: &Job, mut s: TcpStream, recv_buf: usize, hash: bool) -> io::Resul
     let u0 = usage::thread()?;
     loop {
         j.stopped()?;
-        let n = match s.read(&mut buf) {
+        let sink = if hash {
+            crate::net::Sink::Hash
+        } else {
+            crate::net::Sink::Discard
+        };
+        let n = match crate::net::read_or_discard(&mut s, &mut buf, sink) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

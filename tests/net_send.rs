@@ -203,6 +203,47 @@ fn loopback_all_variants_pool_of_two() {
     check_nothing_skipped(&dir);
 }
 
+/// `--sink discard`: the peer thread drops the bytes with recv(MSG_TRUNC). Every variant still
+/// delivers every byte, the rows say the byte count is all that was checked, and the peer's
+/// CPU time is recorded.
+#[test]
+fn discarding_receiver_counts_every_byte() {
+    let t = tempfile::tempdir().unwrap();
+    let out = run(
+        t.path(),
+        &[
+            "--paths",
+            "tcp-loopback",
+            "--sizes",
+            "1000B,64KiB",
+            "--bytes",
+            "4MiB",
+            "--sink",
+            "discard",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = exp_dir(t.path());
+    let rows = check_rows(&dir, ALL_VARIANTS, &["tcp-loopback"]);
+    for r in &rows {
+        let i = r.integrity.as_ref().unwrap();
+        assert!(i.method.starts_with("byte count only"), "{i:?}");
+        assert!(i.ok && i.bytes_got == i.bytes_expected, "{i:?}");
+        assert!(r.metrics.as_ref().unwrap().peer_sys_ns.is_some());
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(
+        meta["parameters"]["sink"], "discard",
+        "{}",
+        meta["parameters"]
+    );
+}
+
 fn ns_leftovers(pid: u32) -> Vec<String> {
     let mut left = Vec::new();
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();

@@ -454,6 +454,38 @@ fn two_namespaces_run_every_variant_across_the_link() {
     .unwrap();
     assert_eq!(c["path"], "remote-udp");
 
+    // A discarding receiver on the peer host (recv with MSG_TRUNC) counts the bytes, and the
+    // rows say that the byte count is all that was checked.
+    let t = tempfile::tempdir().unwrap();
+    let r = hosts.run_in_a(
+        NET_SEND,
+        &[
+            "--peer",
+            ADDR_B,
+            "--paths",
+            "remote-tcp",
+            "--sink",
+            "discard",
+            "--variants",
+            "classic-send,uring-send-zc",
+            "--sizes",
+            "64KiB",
+            "--bytes",
+            "4MiB",
+        ],
+        t.path(),
+        limit,
+    );
+    assert!(r.status.success(), "net_send: {}{}", r.stdout, r.stderr);
+    for row in check_remote_run(
+        &exp_dir(t.path(), "net_send"),
+        &["classic-send", "uring-send-zc"],
+    ) {
+        let i = row.integrity.as_ref().unwrap();
+        assert!(i.method.starts_with("byte count only"), "{i:?}");
+        assert_eq!((i.bytes_got, i.bytes_expected), (4 << 20, 4 << 20));
+    }
+
     let t = tempfile::tempdir().unwrap();
     let r = hosts.run_in_a(
         SOCKET_TO_FILE,

@@ -61,6 +61,12 @@ pub fn process() -> io::Result<Usage> {
     rusage(libc::RUSAGE_SELF)
 }
 
+/// getrusage(RUSAGE_CHILDREN): every child process that has ended and been waited for; the
+/// difference around one child's run is that child's usage.
+pub fn children() -> io::Result<Usage> {
+    rusage(libc::RUSAGE_CHILDREN)
+}
+
 /// getrusage(RUSAGE_THREAD): the calling thread only.
 pub fn thread() -> io::Result<Usage> {
     rusage(libc::RUSAGE_THREAD)

@@ -1,4 +1,5 @@
-//! Network fixtures: loopback TCP connections and the peer threads that receive and hash.
+//! Network fixtures: the sending ends of the lab's connections and the peer threads that
+//! receive, hash or discard.
 
 pub mod netns;
 pub mod peers;
@@ -6,23 +7,50 @@ pub mod remote;
 
 use crate::measure::{Usage, usage};
 use std::io::{self, Read};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::thread::JoinHandle;
+use std::net::TcpStream;
 use xxhash_rust::xxh3::Xxh3;
 
-/// What a receiving peer saw: bytes, their xxh3-64, and the peer thread's own usage from its
-/// first to its last byte.
+/// What a receiving peer saw: bytes, their xxh3-64 (none from a [`Sink::Discard`] receiver),
+/// and the peer thread's own usage from its first to its last byte.
 #[derive(Debug, Clone, Copy)]
 pub struct Received {
     pub bytes: u64,
-    pub hash: u64,
+    pub hash: Option<u64>,
     pub usage: Usage,
 }
 
-/// Receives until end of stream into user space and hashes with xxh3, measuring the calling
-/// thread's usage from its first to its last byte. With a fault injected for the current
-/// variant ([`peers::FAULT_ENV`]) it resets the connection after that many bytes instead.
-pub fn receive(mut s: TcpStream, recv_buf: usize) -> io::Result<Received> {
+/// How a TCP receiver treats what it receives.
+#[derive(clap::ValueEnum, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Sink {
+    /// Copy into user space and hash with xxh3-64: integrity checked byte for byte, as
+    /// iperf3's receiver copies.
+    Hash,
+    /// recv(2) with MSG_TRUNC: TCP drops the bytes in the kernel without copying them, as the
+    /// receivers of liburing's send-zerocopy and the kernel's msg_zerocopy selftest do.
+    /// Integrity by byte count only.
+    Discard,
+}
+
+/// One read of up to `buf.len()` bytes: copied into `buf` (Hash), or consumed in the kernel
+/// without a copy (Discard: recv(2) with MSG_TRUNC, which TCP takes as "drop this many").
+/// 0 is end of stream.
+pub fn read_or_discard(s: &mut TcpStream, buf: &mut [u8], sink: Sink) -> io::Result<usize> {
+    match sink {
+        Sink::Hash => s.read(buf),
+        Sink::Discard => {
+            use nix::sys::socket::{MsgFlags, recv};
+            use std::os::fd::AsRawFd;
+            recv(s.as_raw_fd(), buf, MsgFlags::MSG_TRUNC).map_err(io::Error::from)
+        }
+    }
+}
+
+/// Receives until end of stream with `sink`, hashing with xxh3 what it copies, and measures
+/// the calling thread's usage from its first to its last byte. With a fault injected for the
+/// current variant ([`peers::FAULT_ENV`]) it resets the connection after that many bytes
+/// instead.
+pub fn receive(mut s: TcpStream, recv_buf: usize, sink: Sink) -> io::Result<Received> {
     let reset_after = peers::FaultSpec::from_env()
         .ok()
         .flatten()
@@ -32,13 +60,15 @@ pub fn receive(mut s: TcpStream, recv_buf: usize) -> io::Result<Received> {
     let mut bytes = 0u64;
     let u0 = usage::thread()?;
     loop {
-        let n = match s.read(&mut buf) {
+        let n = match read_or_discard(&mut s, &mut buf, sink) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        h.update(&buf[..n]);
+        if sink == Sink::Hash {
+            h.update(&buf[..n]);
+        }
         bytes += n as u64;
         if reset_after.is_some_and(|r| bytes >= r) {
             peers::reset(s)?;
@@ -51,7 +81,7 @@ pub fn receive(mut s: TcpStream, recv_buf: usize) -> io::Result<Received> {
     let u1 = usage::thread()?;
     Ok(Received {
         bytes,
-        hash: h.digest(),
+        hash: (sink == Sink::Hash).then(|| h.digest()),
         usage: u1.since(&u0),
     })
 }
@@ -91,60 +121,26 @@ pub enum Got {
     Remote(Box<remote::Report>),
 }
 
-/// How the peer treats what it receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sink {
-    /// Copy into user space and hash (integrity checked).
-    Hash,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
 
-/// A TCP connection over loopback: the sender's end, and a peer thread pinned to `peer_cpu`
-/// that receives until end of stream. `nodelay` sets TCP_NODELAY on the sender's socket.
-pub struct LoopbackTcp {
-    pub sender: TcpStream,
-    peer: Option<JoinHandle<io::Result<Received>>>,
-}
-
-impl LoopbackTcp {
-    /// Connects over 127.0.0.1 to a peer thread on `peer_cpu` that receives with `recv_buf`
-    /// sized reads.
-    pub fn connect(peer_cpu: usize, recv_buf: usize, nodelay: bool) -> io::Result<LoopbackTcp> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let peer = std::thread::Builder::new()
-            .name("zclab-peer".into())
-            .spawn(move || -> io::Result<Received> {
-                let _ = crate::sys::cpu::pin_to(peer_cpu);
-                let (s, _) = listener.accept()?;
-                drop(listener);
-                receive(s, recv_buf)
-            })?;
-        let sender = TcpStream::connect(addr)?;
-        sender.set_nodelay(nodelay)?;
-        Ok(LoopbackTcp {
-            sender,
-            peer: Some(peer),
-        })
-    }
-
-    /// Ends the stream (shutdown of the write side) and waits for the peer's account.
-    pub fn finish(&mut self) -> io::Result<Received> {
-        let _ = self.sender.shutdown(Shutdown::Write);
-        match self.peer.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| io::Error::other("peer thread panicked"))?,
-            None => Err(io::Error::other("peer already finished")),
-        }
-    }
-}
-
-impl Drop for LoopbackTcp {
-    fn drop(&mut self) {
-        // Unblock and reap the peer if a variant failed before finishing.
-        let _ = self.sender.shutdown(Shutdown::Both);
-        if let Some(h) = self.peer.take() {
-            let _ = h.join();
+    /// Both sinks see every byte; only the hashing one can say what they were.
+    #[test]
+    fn hash_and_discard_receivers_count_the_same_stream() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for sink in [Sink::Hash, Sink::Discard] {
+            let (mut a, b) = peers::tcp_pair().unwrap();
+            let d = data.clone();
+            let w = std::thread::spawn(move || {
+                a.write_all(&d).unwrap();
+            });
+            let r = receive(b, 64 << 10, sink).unwrap();
+            w.join().unwrap();
+            assert_eq!(r.bytes, data.len() as u64, "{sink:?}");
+            let want = (sink == Sink::Hash).then(|| xxhash_rust::xxh3::xxh3_64(&data));
+            assert_eq!(r.hash, want, "{sink:?}");
         }
     }
 }

@@ -479,9 +479,9 @@ pub fn snmp_field(text: &str, proto: &str, name: &str) -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
-/// A TCP connection whose receiving end is a peer thread pinned to a CPU that reads into user
-/// space until end of stream and hashes what it got with xxh3 (like [`super::LoopbackTcp`], but
-/// over loopback or across the lab's veth pair).
+/// A TCP connection whose receiving end is a peer thread pinned to a CPU that receives until
+/// end of stream ([`super::receive`]: into user space and hashed, or discarded), over loopback
+/// or across the lab's veth pair.
 pub struct TcpLink {
     /// The sending end.
     pub sender: TcpStream,
@@ -490,7 +490,7 @@ pub struct TcpLink {
 
 impl TcpLink {
     /// Over 127.0.0.1 in the caller's namespace.
-    pub fn loopback(peer_cpu: usize, recv_buf: usize) -> io::Result<TcpLink> {
+    pub fn loopback(peer_cpu: usize, recv_buf: usize, sink: super::Sink) -> io::Result<TcpLink> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let peer = std::thread::Builder::new()
@@ -499,7 +499,7 @@ impl TcpLink {
                 let _ = crate::sys::cpu::pin_to(peer_cpu);
                 let (s, _) = listener.accept()?;
                 drop(listener);
-                super::receive(s, recv_buf)
+                super::receive(s, recv_buf, sink)
             })?;
         let sender = TcpStream::connect(addr)?;
         Ok(TcpLink {
@@ -510,7 +510,12 @@ impl TcpLink {
 
     /// From namespace A to a peer thread that entered namespace B (setns) before creating its
     /// socket; the sender's socket is created in A.
-    pub fn veth(lab: &VethLab, peer_cpu: usize, recv_buf: usize) -> io::Result<TcpLink> {
+    pub fn veth(
+        lab: &VethLab,
+        peer_cpu: usize,
+        recv_buf: usize,
+        sink: super::Sink,
+    ) -> io::Result<TcpLink> {
         let (tx, rx) = std::sync::mpsc::channel();
         let ns_b = lab.ns_b.clone();
         let b_addr = lab.tcp_b_addr;
@@ -542,7 +547,7 @@ impl TcpLink {
                 let (s, _) = listener.accept()?;
                 drop(listener);
                 s.set_read_timeout(None)?; // the accepted socket inherits the listener's
-                super::receive(s, recv_buf)
+                super::receive(s, recv_buf, sink)
             })?;
         let addr = rx
             .recv()

@@ -1218,7 +1218,7 @@ impl RemoteTcp {
         })?;
         Ok(Received {
             bytes: r.bytes,
-            hash,
+            hash: Some(hash),
             usage: r.usage,
         })
     }

@@ -1,15 +1,23 @@
-//! `zclab versus`: the lab's figures beside fio's and iperf3's on the same workload.
+//! `zclab versus`: the lab's figures beside fio's, iperf3's, t/io_uring's and liburing's
+//! send-zerocopy's on the same workload.
 //!
 //! A lab whose own loops are the bottleneck measures its harness, not the kernel. For each
 //! workload an established tool also runs, this runs the tool and the matching zclab variant
 //! back to back (tool, lab, tool, lab, ... so drift hits both alike) on identical parameters —
-//! file, block size, queue depth, buffered or direct, message size, CPU pinning — and prints the
-//! tool's figure, the lab's, their ratio and the spread of the repeats. fio and iperf3 come from
-//! the distribution's packages and are installed when missing (as root).
+//! file, block size, queue depth, buffered or direct, message size, sends in flight, receiver,
+//! CPU pinning — and prints the tool's figure, the lab's, their ratio and the spread of the
+//! repeats. fio and iperf3 come from the distribution's packages and are installed when
+//! missing (as root); t/io_uring and send-zerocopy are built from the Debian archive's source
+//! of the installed fio and liburing ([`build`]).
+
+mod build;
+mod sendzc;
 
 use crate::harness::median;
 use crate::results::{self, row::parse_jsonl};
 use anyhow::{Context, Result, bail};
+use build::{ensure_tool, send_zerocopy, t_io_uring};
+use sendzc::SendZc;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -50,6 +58,9 @@ enum Side {
     /// fio's t/io_uring with these options (built from source: see [`t_io_uring`]), pinned to
     /// CPU 0; the figure is the mean of its once-a-second IOPS lines.
     TIoUring(Vec<String>),
+    /// liburing's examples/send-zerocopy (built from source: see [`send_zerocopy`]), pinned to
+    /// CPU 0; the figure is the Gbit/s that arrived ([`sendzc::run`]).
+    SendZc(SendZc),
     /// A zclab experiment with these options (results dir added); the figure is the median of
     /// `metric` over the rows of `variant`.
     Lab {
@@ -87,6 +98,41 @@ pub struct Outcome {
     /// storage_read rows: the lab's median time per read spent checking the block
     /// (`check_ns_per_io`), work the tool does not do.
     pub lab_check_ns: Option<f64>,
+    /// NOP rows: CPU time per operation on each side (median over the repeats). Both sides
+    /// keep one CPU busy, so a gap in rate with equal CPU per operation is time the machine
+    /// took from the run, not work the loop did.
+    pub tool_cpu: Option<Cpu>,
+    pub lab_cpu: Option<Cpu>,
+}
+
+/// CPU time per operation, from getrusage(2).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Cpu {
+    pub user_ns_per_op: f64,
+    pub sys_ns_per_op: f64,
+}
+
+impl Cpu {
+    fn total(&self) -> f64 {
+        self.user_ns_per_op + self.sys_ns_per_op
+    }
+
+    /// The median of each field.
+    fn median(v: &[Cpu]) -> Option<Cpu> {
+        (!v.is_empty()).then(|| Cpu {
+            user_ns_per_op: median(v.iter().map(|c| c.user_ns_per_op).collect()),
+            sys_ns_per_op: median(v.iter().map(|c| c.sys_ns_per_op).collect()),
+        })
+    }
+}
+
+/// What one run of the lab's side gave.
+struct LabFigure {
+    value: f64,
+    /// storage_read: `check_ns_per_io`.
+    check_ns: Option<f64>,
+    /// NOP rows (`ops_per_s`): user and system time per operation of the timed trial.
+    cpu: Option<Cpu>,
 }
 
 /// Stands for the test file in tool options.
@@ -287,7 +333,89 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
         nop_pair(rt, 32, false),
         nop_pair(rt, 1, true),
         nop_pair(rt, 32, true),
+        send_zc_pair(full, true, false, false, 1),
+        send_zc_pair(full, true, true, false, 1),
+        send_zc_pair(full, true, false, false, 8),
+        send_zc_pair(full, false, false, false, 8),
+        send_zc_pair(full, false, true, false, 8),
+        send_zc_pair(full, false, true, true, 8),
     ]
+}
+
+/// liburing's examples/send-zerocopy against net_send's io_uring variant of the same opcode:
+/// TCP over loopback, 65435 B sends (the example's largest and default), both receivers
+/// discarding with MSG_TRUNC; or UDP, 65000 B datagrams from namespace A to the lab's sink.
+/// `inflight` sends at a time on the tool's side (`-n`); the lab keeps 8 in flight on UDP and
+/// one on a TCP stream, so only `inflight` 1 matches it on TCP.
+fn send_zc_pair(full: bool, tcp: bool, zc: bool, fixed: bool, inflight: u32) -> Pair {
+    let variant = match (zc, fixed) {
+        (false, _) => "uring-send",
+        (true, false) => "uring-send-zc",
+        (true, true) => "uring-send-zc-fixed",
+    };
+    let op = match (zc, fixed) {
+        (false, _) => "SEND",
+        (true, false) => "SEND_ZC",
+        (true, true) => "SEND_ZC, registered buffer",
+    };
+    let payload = if tcp { 65435 } else { 65000 };
+    let mut lab = s(&[
+        "--variants",
+        variant,
+        "--sizes",
+        &payload.to_string(),
+        "--max-messages",
+        "100000000",
+    ]);
+    if tcp {
+        lab.extend(s(&[
+            "--paths",
+            "tcp-loopback",
+            "--sink",
+            "discard",
+            "--bytes",
+            if full { "16GiB" } else { "4GiB" },
+        ]));
+    } else {
+        lab.extend(s(&[
+            "--paths",
+            "udp-sink",
+            "--inflight",
+            "8",
+            "--bytes",
+            if full { "32GiB" } else { "8GiB" },
+        ]));
+    }
+    Pair {
+        name: if tcp {
+            format!(
+                "liburing send-zerocopy -n {inflight} TCP loopback 65435 B, discarding receiver, {op}"
+            )
+        } else {
+            format!("liburing send-zerocopy -n {inflight} UDP 65000 B to the sink, {op}")
+        },
+        unit: "Gbit/s",
+        note: if tcp && inflight > 1 {
+            "not the same workload: send-zerocopy -n 8 has 8 sends of one buffer in flight on one stream, which io_uring does not keep in order (harmless for a constant buffer); zclab keeps one send in flight per stream so the stream it checks stays in order, as the -n 1 rows do"
+        } else if tcp {
+            "one send in flight on both sides; both receivers drop the bytes with MSG_TRUNC, so integrity is the byte count on both"
+        } else {
+            "8 sends in flight on both sides; send-zerocopy re-sends one buffer without waiting for its notification, zclab stamps every message and rewrites a buffer only after its notification"
+        },
+        tool: Side::SendZc(SendZc {
+            tcp,
+            payload,
+            zc,
+            fixed,
+            inflight,
+        }),
+        lab: Side::Lab {
+            experiment: "net_send",
+            args: lab,
+            variant,
+            metric: "gbps",
+        },
+    }
 }
 
 /// t/io_uring's NOP mode (`-N1`, queue depth = submit batch = complete batch = `batch`) against
@@ -341,66 +469,10 @@ fn nop_pair(rt: &str, batch: u32, regring: bool) -> Pair {
     }
 }
 
-/// fio's t/io_uring, which Debian's fio package does not ship: built once from the source of
-/// the installed fio's version (the Debian archive's `fio_<version>.orig.tar.gz`) and kept in
-/// `$XDG_CACHE_HOME/zclab` (else `~/.cache/zclab`). `ZCLAB_T_IO_URING` names a binary to use
-/// instead.
-fn t_io_uring() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ZCLAB_T_IO_URING") {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("ZCLAB_T_IO_URING={} is not a file", p.display());
-        }
-        return Ok(p);
-    }
-    ensure_tool("fio", "fio")?;
-    let out = Command::new("fio")
-        .arg("--version")
-        .output()
-        .context("cannot run fio --version")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ver = text
-        .trim()
-        .strip_prefix("fio-")
-        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
-        .with_context(|| format!("unexpected fio --version output {:?}", text.trim()))?
-        .to_string();
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set")?
-        .join("zclab");
-    let src = cache.join(format!("fio-{ver}"));
-    let bin = src.join("t").join("io_uring");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    for (tool, package) in [("curl", "curl"), ("make", "make"), ("gcc", "gcc")] {
-        ensure_tool(tool, package)?;
-    }
-    std::fs::create_dir_all(&cache)
-        .with_context(|| format!("cannot create {}", cache.display()))?;
-    let url = format!("https://deb.debian.org/debian/pool/main/f/fio/fio_{ver}.orig.tar.gz");
-    eprintln!("versus: building t/io_uring from fio {ver}'s source ({url})");
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "set -e; cd \"$1\"; rm -rf \"fio-$2\"; curl -sSfL \"$3\" | tar xz; cd \"fio-$2\"; \
-             ./configure >configure.log 2>&1; make -j2 t/io_uring >make.log 2>&1",
-        )
-        .args(["sh", &cache.to_string_lossy(), &ver, &url])
-        .status()
-        .context("cannot run sh")?;
-    if !st.success() || !bin.is_file() {
-        bail!(
-            "could not build t/io_uring from {url} (logs in {})",
-            src.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<f64> {
+/// t/io_uring's figure and its CPU time per operation (its whole process, over the operations
+/// of its printed seconds).
+fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<(f64, Option<Cpu>)> {
+    let u0 = crate::measure::usage::children().ok();
     let out = Command::new("taskset")
         .args(["-c", "0"])
         .arg(bin)
@@ -421,7 +493,18 @@ fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<f64> {
     // The mean of equal one-second intervals: operations over the whole run, the statistic
     // the lab's side reports (operations over the trial's wall time). A median would drop
     // the run's slow seconds from one side only.
-    Ok(v.iter().sum::<f64>() / v.len() as f64)
+    let ops: f64 = v.iter().sum();
+    let cpu = match (u0, crate::measure::usage::children().ok()) {
+        (Some(a), Some(b)) if ops > 0.0 => {
+            let d = b.since(&a);
+            Some(Cpu {
+                user_ns_per_op: d.user_ns as f64 / ops,
+                sys_ns_per_op: d.sys_ns as f64 / ops,
+            })
+        }
+        _ => None,
+    };
+    Ok((ops / v.len() as f64, cpu))
 }
 
 /// The figures of t/io_uring's once-a-second `IOPS=5.40M, IOS/call=1/1` lines.
@@ -444,40 +527,6 @@ fn t_io_uring_iops(text: &str) -> Vec<f64> {
 /// Bytes the network pairs move per run (and the size of the file iperf3 -F sends).
 fn net_bytes(full: bool) -> &'static str {
     if full { "8GiB" } else { "2GiB" }
-}
-
-fn ensure_tool(name: &str, package: &str) -> Result<()> {
-    if Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .stdout(Stdio::null())
-        .status()?
-        .success()
-    {
-        return Ok(());
-    }
-    if !nix::unistd::geteuid().is_root() {
-        bail!("{name} is not installed; install it with: sudo apt-get install {package}");
-    }
-    eprintln!("versus: installing {package}");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()?
-        .success()
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()?
-            .success()
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()?
-                .success());
-    if !ok {
-        bail!("could not install {package} with apt-get");
-    }
-    Ok(())
 }
 
 fn run_fio(opts: &[String], file: &Path, size: &str) -> Result<f64> {
@@ -559,7 +608,7 @@ fn run_lab(
     variant: &str,
     metric: &str,
     workdir: &Path,
-) -> Result<(f64, Option<f64>)> {
+) -> Result<LabFigure> {
     let res = tempfile::Builder::new()
         .prefix("zclab-versus")
         .tempdir_in(workdir)
@@ -607,7 +656,21 @@ fn run_lab(
         .filter_map(|m| m.extra.get("check_ns_per_io").copied())
         .collect();
     let check = (!check.is_empty()).then(|| median(check));
-    Ok((if metric == "gbps" { x * 8.0 } else { x }, check))
+    let cpu: Vec<Cpu> = rows
+        .iter()
+        .filter(|r| r.variant == variant && r.status == results::Status::Ok)
+        .filter_map(|r| r.metrics.as_ref())
+        .filter(|m| metric == "ops_per_s" && m.ops > 0)
+        .map(|m| Cpu {
+            user_ns_per_op: m.user_ns as f64 / m.ops as f64,
+            sys_ns_per_op: m.sys_ns as f64 / m.ops as f64,
+        })
+        .collect();
+    Ok(LabFigure {
+        value: if metric == "gbps" { x * 8.0 } else { x },
+        check_ns: check,
+        cpu: Cpu::median(&cpu),
+    })
 }
 
 /// Runs the comparison; returns the outcomes and the Markdown table.
@@ -629,17 +692,22 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
     let _cleanup = Cleanup(fio_file.clone());
     let net_bytes = net_bytes(args.full);
     let mut net_file: Option<crate::sys::file::PatternFile> = None;
+    // The lab's namespaces, for send-zerocopy's UDP rows (removed when this returns).
+    let mut veth: Option<crate::net::netns::VethLab> = None;
     let mut outcomes = Vec::new();
     for p in &selected {
         eprintln!("versus: {}", p.name);
         let mut tool_values = Vec::new();
         let mut lab_values = Vec::new();
         let mut check_values = Vec::new();
+        let mut tool_cpu = Vec::new();
+        let mut lab_cpu = Vec::new();
         let mut error = None;
         let tool_name = match &p.tool {
             Side::Fio(_) => "fio",
             Side::Iperf3(_) => "iperf3",
             Side::TIoUring(_) => "t/io_uring",
+            Side::SendZc(_) => "send-zerocopy",
             Side::Lab { .. } => "zclab",
         };
         if matches!(p.tool, Side::Fio(_) | Side::Iperf3(_)) {
@@ -647,11 +715,31 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 error = Some(format!("{e:#}"));
             }
         }
-        let mut tiou = None;
-        if matches!(p.tool, Side::TIoUring(_)) {
-            match t_io_uring() {
-                Ok(b) => tiou = Some(b),
-                Err(e) => error = Some(format!("{e:#}")),
+        let mut built = None;
+        let build = match p.tool {
+            Side::TIoUring(_) => Some(t_io_uring()),
+            Side::SendZc(_) => Some(send_zerocopy()),
+            _ => None,
+        };
+        match build {
+            Some(Ok(b)) => built = Some(b),
+            Some(Err(e)) => error = Some(format!("{e:#}")),
+            None => {}
+        }
+        if let Side::SendZc(z) = &p.tool {
+            if !z.tcp && error.is_none() && veth.is_none() {
+                match crate::net::netns::unavailable_reason(&caps) {
+                    Some(r) => error = Some(r),
+                    None => {
+                        let ip = PathBuf::from(caps.net.ip_binary.clone().unwrap_or_default());
+                        match crate::net::netns::VethLab::create(&ip, 65535) {
+                            Ok(n) => veth = Some(n),
+                            Err(e) => {
+                                error = Some(format!("cannot create the lab's namespaces: {e}"))
+                            }
+                        }
+                    }
+                }
             }
         }
         if p.name.contains("O_DIRECT") && !caps.odirect.real {
@@ -666,7 +754,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 break;
             }
             let t = match &p.tool {
-                Side::Fio(o) => run_fio(o, &fio_file, file_size),
+                Side::Fio(o) => run_fio(o, &fio_file, file_size).map(|v| (v, None)),
                 Side::Iperf3(o) => {
                     if o.iter().any(|x| x == FILE) && net_file.is_none() {
                         let size = crate::units::parse_size(net_bytes).expect("static size");
@@ -684,8 +772,16 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                             .as_ref()
                             .map_or(Path::new(""), |f| f.path.as_path()),
                     )
+                    .map(|v| (v, None))
                 }
-                Side::TIoUring(o) => run_t_io_uring(tiou.as_deref().expect("built above"), o),
+                Side::TIoUring(o) => run_t_io_uring(built.as_deref().expect("built above"), o),
+                Side::SendZc(z) => sendzc::run(
+                    built.as_deref().expect("built above"),
+                    z,
+                    if args.full { 10 } else { 3 },
+                    veth.as_ref(),
+                )
+                .map(|v| (v, None)),
                 Side::Lab { .. } => unreachable!("the tool side is a tool"),
             };
             let l = match &p.lab {
@@ -698,10 +794,12 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 _ => unreachable!("the lab side is the lab"),
             };
             match (t, l) {
-                (Ok(t), Ok((l, check))) => {
+                (Ok((t, tc)), Ok(l)) => {
                     tool_values.push(t);
-                    lab_values.push(l);
-                    check_values.extend(check);
+                    lab_values.push(l.value);
+                    check_values.extend(l.check_ns);
+                    tool_cpu.extend(tc);
+                    lab_cpu.extend(l.cpu);
                 }
                 (Err(e), _) | (_, Err(e)) => error = Some(format!("{e:#}")),
             }
@@ -735,6 +833,8 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             verdict,
             note: p.note.into(),
             lab_check_ns: (!check_values.is_empty()).then(|| median(check_values)),
+            tool_cpu: Cpu::median(&tool_cpu),
+            lab_cpu: Cpu::median(&lab_cpu),
         });
     }
     let md = table(&outcomes, &caps.hostname, &caps.kernel.release, args);
@@ -778,6 +878,29 @@ fn fmt(unit: &str, v: &[f64]) -> String {
     }
 }
 
+/// The row's note, with what was measured beside the figures: the lab's check cost on
+/// storage rows, CPU per operation on NOP rows.
+fn note(x: &Outcome) -> String {
+    let mut parts = Vec::new();
+    if !x.note.is_empty() {
+        parts.push(x.note.clone());
+    }
+    if let Some(c) = x.lab_check_ns {
+        parts.push(format!("zclab checks every block: {c:.0} ns per read"));
+    }
+    if let (Some(t), Some(l)) = (x.tool_cpu, x.lab_cpu) {
+        parts.push(format!(
+            "CPU per op: {} {:.1} ns (user {:.1}), zclab {:.1} ns (user {:.1})",
+            x.tool,
+            t.total(),
+            t.user_ns_per_op,
+            l.total(),
+            l.user_ns_per_op
+        ));
+    }
+    parts.join("; ")
+}
+
 fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
     let mut s = format!(
         "zclab versus{} on {host} ({kernel}), {} repeats each side, median (min-max)\n\n| workload | tool | tool figure | zclab figure | zclab/tool | verdict | note |\n|---|---|---|---|---|---|---|\n",
@@ -796,13 +919,7 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
             x.unit,
             x.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
             x.verdict,
-            match (x.lab_check_ns, x.note.is_empty()) {
-                (None, _) => x.note.clone(),
-                (Some(c), true) => format!("zclab checks every block: {c:.0} ns per read"),
-                (Some(c), false) => {
-                    format!("{}; zclab checks every block: {c:.0} ns per read", x.note)
-                }
-            }
+            note(x)
         );
     }
     s
