@@ -59,7 +59,7 @@
 //! **Parameters.** `--paths`, `--peer`, `--sink`, `--sizes`, `--bytes` and
 //! `--max-messages` (per trial), `--pool`
 //! (buffers; bytes awaiting release <= pool x size), `--inflight` (io_uring sends in flight on
-//! udp-sink), `--nodelay`, `--reap-every` (error-queue reads for MSG_ZEROCOPY; the other
+//! udp-sink), `--nodelay`, `--sndbuf`, `--reap-every` (error-queue reads for MSG_ZEROCOPY; the other
 //! variants are measured at the first value only), `--veth-mtu`, `--cpus` (sender,peer). All
 //! are recorded in meta.json with the sysctls that shape these paths (optmem_max, wmem, ...);
 //! per trial the rows also carry SO_SNDBUF, the sink's counters and the CPU time of
@@ -206,6 +206,11 @@ struct Args {
     /// zero-copy sends with little in flight then stall on delayed ACKs).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     nodelay: bool,
+    /// SO_SNDBUF on the sending socket (the kernel doubles it, and TCP then stops tuning its
+    /// send buffer); unset, the kernel's default and autotuning apply. liburing's
+    /// send-zerocopy sets 2MiB. The value in force is recorded per row as `so_sndbuf`.
+    #[arg(long, value_parser = harness::size_arg)]
+    sndbuf: Option<u64>,
     /// MSG_ZEROCOPY: read the error queue after every N sends (and whenever no buffer is free),
     /// comma-separated values to compare. Only classic-send-msg-zerocopy uses it; the other
     /// variants are measured at the first value.
@@ -406,7 +411,7 @@ fn main() -> ExitCode {
         }
         let params = json!({
             "paths": paths, "sizes": args.sizes, "bytes_per_trial": args.bytes, "pool": args.pool,
-            "nodelay": args.nodelay, "max_messages_per_trial": args.max_messages, "inflight": args.inflight, "reap_every": args.reap_every, "veth_mtu": args.veth_mtu,
+            "nodelay": args.nodelay, "sndbuf": args.sndbuf, "max_messages_per_trial": args.max_messages, "inflight": args.inflight, "reap_every": args.reap_every, "veth_mtu": args.veth_mtu,
             "udp_payload_cap": MAX_UDP_PAYLOAD,
             "peer": args.peer.as_ref().map(|p| p.text.clone()),
             "sink": args.sink,
@@ -696,6 +701,14 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
     if kind == Kind::MsgZerocopy {
         errqueue::enable_zerocopy(conn.fd()).context("setsockopt(SO_ZEROCOPY)")?;
     }
+    if let Some(n) = ctx.args.sndbuf {
+        nix::sys::socket::setsockopt(
+            &conn.fd(),
+            nix::sys::socket::sockopt::SndBuf,
+            &(n.min(i32::MAX as u64) as usize),
+        )
+        .context("setsockopt(SO_SNDBUF)")?;
+    }
     let sndbuf = nix::sys::socket::getsockopt(&conn.fd(), nix::sys::socket::sockopt::SndBuf)
         .map_err(std::io::Error::from)?;
     let udp = path.udp();
@@ -799,20 +812,25 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
             t.set_extra("peer_datagrams", n as f64);
         }
         (Conn::Tcp(_), Some(Got::Local(r))) => {
-            let want = expected_hash(size, msgs);
             t.set_integrity(match r.hash {
-                Some(h) => Integrity {
-                    ok: r.bytes == total && h == want,
-                    method: "xxh3-64 of the received stream (messages stamped with their sequence number)"
-                        .into(),
-                    expected: format!("{want:016x}"),
-                    got: format!("{h:016x}"),
-                    bytes_expected: total,
-                    bytes_got: r.bytes,
-                },
+                Some(h) => {
+                    let want = expected_hash(size, msgs);
+                    Integrity {
+                        ok: r.bytes == total && h == want,
+                        method: "xxh3-64 of the received stream (messages stamped with their \
+                                 sequence number)"
+                            .into(),
+                        expected: format!("{want:016x}"),
+                        got: format!("{h:016x}"),
+                        bytes_expected: total,
+                        bytes_got: r.bytes,
+                    }
+                }
                 None => Integrity {
                     ok: r.bytes == total,
-                    method: "byte count only (--sink discard: the receiver dropped the bytes with MSG_TRUNC)".into(),
+                    method: "byte count only (--sink discard: the receiver dropped the bytes \
+                             with MSG_TRUNC)"
+                        .into(),
                     expected: format!("{total} bytes"),
                     got: format!("{} bytes", r.bytes),
                     bytes_expected: total,

@@ -67,6 +67,18 @@ struct Args {
     /// Operations per trial (rounded up to whole batches and whole blocks of 64 getppid calls).
     #[arg(long, default_value = "256Ki", value_parser = ops_arg)]
     ops: u64,
+    /// Setup flags of the NOP variants' ring without SQPOLL: `tuned`, the lab's usual ring
+    /// (COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN where the kernel takes them, as fio 3.33's
+    /// t/io_uring asks too), or `none`, a plain ring, to compare with a tool that sets none.
+    #[arg(long, value_enum, default_value_t = RingFlags::Tuned)]
+    ring_flags: RingFlags,
+}
+
+#[derive(clap::ValueEnum, serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RingFlags {
+    Tuned,
+    None,
 }
 
 fn ops_arg(s: &str) -> Result<u64, String> {
@@ -145,7 +157,8 @@ fn main() -> ExitCode {
         let params = json!({
             "batches": args.batches, "ops": args.ops, "getppid_block": GETPPID_BLOCK,
             "ring_entries": "twice the batch, at least 8 (a power of two)",
-            "timing": "clock read once per batch (getppid: per 64 calls); each batch recorded as batch samples of its mean",
+            "ring_flags": args.ring_flags,
+            "timing": "NOPs: clock read once per 64 NOPs rounded up to whole batches; getppid: once per 64 calls; each group recorded as one sample per operation of its mean",
         });
         let mut batches = args.batches.clone();
         batches.sort_unstable();
@@ -216,8 +229,13 @@ fn nop(ctx: &mut Ctx, t: &mut Trial, sqpoll: bool, regring: bool) -> Result<()> 
     }
     let cfg = if sqpoll {
         RingConfig::sqpoll(ring_entries(batch), 1000, Some(t.cpus.1 as u32))
-    } else {
+    } else if ctx.args.ring_flags == RingFlags::Tuned {
         RingConfig::tuned(ring_entries(batch))
+    } else {
+        RingConfig {
+            entries: ring_entries(batch),
+            ..Default::default()
+        }
     };
     let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
     let mut flags = ring.flags().clone();

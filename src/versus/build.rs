@@ -169,6 +169,20 @@ pub(super) fn t_io_uring() -> Result<PathBuf> {
     )
 }
 
+/// The ring setup flags t/io_uring uses, as syscall_floor's `--ring-flags` names them:
+/// `tuned` when its source asks for DEFER_TASKRUN (fio 3.33's asks for it with COOP_TASKRUN and
+/// SINGLE_ISSUER, and drops each the kernel refuses, as the lab does), `none` for a version that
+/// asks for none. Read from the source next to the binary; `None` when it is not there (a
+/// binary named by `ZCLAB_T_IO_URING`).
+pub(super) fn t_io_uring_ring_flags(bin: &std::path::Path) -> Option<&'static str> {
+    let src = std::fs::read_to_string(bin.with_file_name("io_uring.c")).ok()?;
+    Some(if src.contains("IORING_SETUP_DEFER_TASKRUN") {
+        "tuned"
+    } else {
+        "none"
+    })
+}
+
 /// liburing's examples/send-zerocopy (not in Debian's packages), compiled against the
 /// installed liburing-dev from the source of the same version. `ZCLAB_SEND_ZEROCOPY` names a
 /// binary to use instead.

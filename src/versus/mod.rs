@@ -270,25 +270,7 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
             unit: "Gbit/s",
             note: "both receivers copy into user space; zclab's also hashes every byte",
             tool: Side::Iperf3(s(&["-t", rt])),
-            lab: Side::Lab {
-                experiment: "net_send",
-                args: s(&[
-                    "--paths",
-                    "tcp-loopback",
-                    "--sizes",
-                    "128KiB",
-                    "--bytes",
-                    net_bytes,
-                    "--max-messages",
-                    "1000000",
-                    "--nodelay",
-                    "false",
-                    "--variants",
-                    "classic-send",
-                ]),
-                variant: "classic-send",
-                metric: "gbps",
-            },
+            lab: iperf3_lab("128KiB", net_bytes),
         },
         Pair {
             name: "iperf3 -Z -F FILE (sendfile of a whole file) loopback".into(),
@@ -309,25 +291,7 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
             unit: "Gbit/s",
             note: "",
             tool: Side::Iperf3(s(&["-t", rt, "-l", "4K"])),
-            lab: Side::Lab {
-                experiment: "net_send",
-                args: s(&[
-                    "--paths",
-                    "tcp-loopback",
-                    "--sizes",
-                    "4KiB",
-                    "--bytes",
-                    if full { "4GiB" } else { "1GiB" },
-                    "--max-messages",
-                    "10000000",
-                    "--nodelay",
-                    "false",
-                    "--variants",
-                    "classic-send",
-                ]),
-                variant: "classic-send",
-                metric: "gbps",
-            },
+            lab: iperf3_lab("4KiB", if full { "4GiB" } else { "1GiB" }),
         },
         nop_pair(rt, 1, false),
         nop_pair(rt, 32, false),
@@ -359,6 +323,7 @@ fn send_zc_pair(full: bool, tcp: bool, zc: bool, fixed: bool, inflight: u32) -> 
         (true, true) => "SEND_ZC, registered buffer",
     };
     let payload = if tcp { 65435 } else { 65000 };
+    // send-zerocopy's socket: SO_SNDBUF 2 MiB, Nagle on.
     let mut lab = s(&[
         "--variants",
         variant,
@@ -366,6 +331,10 @@ fn send_zc_pair(full: bool, tcp: bool, zc: bool, fixed: bool, inflight: u32) -> 
         &payload.to_string(),
         "--max-messages",
         "100000000",
+        "--sndbuf",
+        "2MiB",
+        "--nodelay",
+        "false",
     ]);
     if tcp {
         lab.extend(s(&[
@@ -418,9 +387,33 @@ fn send_zc_pair(full: bool, tcp: bool, zc: bool, fixed: bool, inflight: u32) -> 
     }
 }
 
+/// net_send's plain send(2) over loopback in `size` messages with Nagle on, as iperf3 sends,
+/// to a receiver that copies, as iperf3's does.
+fn iperf3_lab(size: &str, bytes: &str) -> Side {
+    Side::Lab {
+        experiment: "net_send",
+        args: s(&[
+            "--paths",
+            "tcp-loopback",
+            "--sizes",
+            size,
+            "--bytes",
+            bytes,
+            "--max-messages",
+            "100000000",
+            "--nodelay",
+            "false",
+            "--variants",
+            "classic-send",
+        ]),
+        variant: "classic-send",
+        metric: "gbps",
+    }
+}
+
 /// t/io_uring's NOP mode (`-N1`, queue depth = submit batch = complete batch = `batch`) against
-/// syscall_floor's NOP loop with the same batch, ring flags (COOP_TASKRUN, SINGLE_ISSUER,
-/// DEFER_TASKRUN where the kernel takes them) and ring-fd registration.
+/// syscall_floor's NOP loop with the same batch, ring-fd registration and ring setup flags
+/// (read from t/io_uring's source when the run starts: [`build::t_io_uring_ring_flags`]).
 fn nop_pair(rt: &str, batch: u32, regring: bool) -> Pair {
     let b = batch.to_string();
     let variant = if regring {
@@ -469,19 +462,31 @@ fn nop_pair(rt: &str, batch: u32, regring: bool) -> Pair {
     }
 }
 
-/// t/io_uring's figure and its CPU time per operation (its whole process, over the operations
-/// of its printed seconds).
+/// t/io_uring's figure and its CPU time per operation. Its output is made line-buffered
+/// (`stdbuf -oL`) so that each once-a-second line is read as it is printed, together with the
+/// process's CPU time at that moment (/proc/PID/stat): CPU per operation is taken between the
+/// first and the last line, over the operations of the lines in between, leaving out start-up
+/// and exit.
 fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<(f64, Option<Cpu>)> {
-    let u0 = crate::measure::usage::children().ok();
-    let out = Command::new("taskset")
-        .args(["-c", "0"])
+    use std::io::BufRead;
+    let mut child = Command::new("taskset")
+        .args(["-c", "0", "stdbuf", "-oL"])
         .arg(bin)
         .args(opts)
-        .output()
-        .context("cannot run t/io_uring under taskset")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v = t_io_uring_iops(&text);
-    if v.is_empty() {
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run t/io_uring under taskset and stdbuf")?;
+    let stat = format!("/proc/{}/stat", child.id());
+    let mut lines = Vec::new();
+    for l in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let l = l?;
+        if let Some(&v) = t_io_uring_iops(&l).first() {
+            lines.push((v, proc_cpu_ns(&stat)));
+        }
+    }
+    let out = child.wait_with_output()?;
+    if lines.is_empty() {
         bail!(
             "t/io_uring printed no IOPS line: {}",
             String::from_utf8_lossy(&out.stderr)
@@ -490,21 +495,38 @@ fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<(f64, Option<Cpu>)> {
                 .unwrap_or("")
         );
     }
-    // The mean of equal one-second intervals: operations over the whole run, the statistic
-    // the lab's side reports (operations over the trial's wall time). A median would drop
-    // the run's slow seconds from one side only.
-    let ops: f64 = v.iter().sum();
-    let cpu = match (u0, crate::measure::usage::children().ok()) {
-        (Some(a), Some(b)) if ops > 0.0 => {
-            let d = b.since(&a);
+    let v: Vec<f64> = lines.iter().map(|l| l.0).collect();
+    let cpu = match (lines.first(), lines.last()) {
+        (Some((_, Some(a))), Some((_, Some(b)))) if lines.len() >= 2 => {
+            let ops: f64 = v[1..].iter().sum();
             Some(Cpu {
-                user_ns_per_op: d.user_ns as f64 / ops,
-                sys_ns_per_op: d.sys_ns as f64 / ops,
+                user_ns_per_op: b.0.saturating_sub(a.0) as f64 / ops,
+                sys_ns_per_op: b.1.saturating_sub(a.1) as f64 / ops,
             })
         }
         _ => None,
     };
-    Ok((ops / v.len() as f64, cpu))
+    // The mean of equal one-second intervals: operations over the whole run, the statistic
+    // the lab's side reports (operations over the trial's wall time). A median would drop
+    // the run's slow seconds from one side only.
+    Ok((v.iter().sum::<f64>() / v.len() as f64, cpu))
+}
+
+/// User and system CPU time (ns) of every thread of a process, from /proc/PID/stat
+/// (proc(5): fields 14 and 15, in clock ticks).
+fn proc_cpu_ns(path: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it follow its ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)? as u64;
+    let ns =
+        |i: usize| -> Option<u64> { Some(f.get(i)?.parse::<u64>().ok()? * 1_000_000_000 / tick) };
+    // After the name, field 3 (state) is index 0: utime (14) is 11, stime (15) is 12.
+    Some((ns(11)?, ns(12)?))
 }
 
 /// The figures of t/io_uring's once-a-second `IOPS=5.40M, IOS/call=1/1` lines.
@@ -790,7 +812,16 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                     args: a,
                     variant,
                     metric,
-                } => run_lab(&bin_dir, experiment, a, variant, metric, &args.workdir),
+                } => {
+                    let mut a = a.clone();
+                    // The NOP loop gets the ring t/io_uring sets up.
+                    if let (Side::TIoUring(_), Some(b)) = (&p.tool, &built) {
+                        if let Some(f) = build::t_io_uring_ring_flags(b) {
+                            a.extend(["--ring-flags".to_string(), f.to_string()]);
+                        }
+                    }
+                    run_lab(&bin_dir, experiment, &a, variant, metric, &args.workdir)
+                }
                 _ => unreachable!("the lab side is the lab"),
             };
             match (t, l) {
@@ -928,6 +959,20 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_stat_cpu_times() {
+        let (u, s) = proc_cpu_ns("/proc/self/stat").unwrap();
+        // Spin until the counters move (they count in clock ticks); they must within 2 s.
+        let t0 = std::time::Instant::now();
+        let mut now = (u, s);
+        while now.0 + now.1 == u + s && t0.elapsed() < Duration::from_secs(2) {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+            now = proc_cpu_ns("/proc/self/stat").unwrap();
+        }
+        assert!(now.0 + now.1 > u + s, "{u} {s} -> {now:?}");
+        assert!(proc_cpu_ns("/proc/nonexistent/stat").is_none());
+    }
 
     #[test]
     fn t_io_uring_lines() {

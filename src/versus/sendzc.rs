@@ -63,6 +63,20 @@ fn sends_and_mib(stderr: &str) -> Option<(u64, u64)> {
     Some((n.parse().ok()?, mb.parse().ok()?))
 }
 
+/// What a finished run of the example counted (sends, MiB), or why it failed.
+fn counted(out: &std::process::Output) -> Result<(u64, u64)> {
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("send-zerocopy failed: {}", err.trim());
+    }
+    sends_and_mib(&err).with_context(|| {
+        format!(
+            "send-zerocopy printed no tx= line: {}",
+            err.lines().next().unwrap_or("")
+        )
+    })
+}
+
 /// Runs the example for `secs` s pinned to CPU 0 and returns Gbit/s of what arrived: over
 /// loopback to a receiver thread on CPU 1 that drops the bytes with recv(MSG_TRUNC) (as the
 /// kernel's msg_zerocopy selftest receiver does), or, with `net`, from namespace A to the
@@ -79,11 +93,13 @@ pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> R
             &nix::sys::time::TimeVal::new(secs as i64 + 10, 0),
         )
         .map_err(std::io::Error::from)?;
+        // The receiver net_send gives itself: the same thread, CPU and read size.
+        let recv_buf = p.payload.max(256 << 10);
         let rx = std::thread::spawn(move || -> std::io::Result<u64> {
             let _ = crate::sys::cpu::pin_to(1);
             let (s, _) = l.accept()?;
             s.set_read_timeout(None)?;
-            Ok(crate::net::receive(s, 2 << 20, Sink::Discard)?.bytes)
+            Ok(crate::net::receive(s, recv_buf, Sink::Discard)?.bytes)
         });
         let out = Command::new("taskset")
             .args(["-c", "0"])
@@ -91,28 +107,19 @@ pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> R
             .args(p.args("127.0.0.1", port, secs))
             .output()
             .context("cannot run send-zerocopy under taskset");
-        if !out.as_ref().is_ok_and(|o| o.status.success()) {
-            // Wake the receiver from accept (or end its stream) before reporting.
-            let _ = std::net::TcpStream::connect(("127.0.0.1", port));
-            let _ = rx.join();
-            let out = out?;
-            bail!(
-                "send-zerocopy failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let out = out?;
+        let (sends, mib) = match out.and_then(|o| counted(&o)) {
+            Ok(c) => c,
+            Err(e) => {
+                // Wake the receiver from accept (or end its stream) before reporting.
+                let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+                let _ = rx.join();
+                return Err(e);
+            }
+        };
         let got = rx
             .join()
             .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?
             .context("the receiver for send-zerocopy")?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        let (sends, mib) = sends_and_mib(&err).with_context(|| {
-            format!(
-                "send-zerocopy printed no tx= line: {}",
-                err.lines().next().unwrap_or("")
-            )
-        })?;
         // It counts whole MiB of the bytes its sends reported: what arrived must match.
         if got >> 20 != mib || got > sends * p.payload as u64 {
             bail!("send-zerocopy counted {sends} sends, {mib} MiB; the receiver got {got} bytes");
@@ -127,19 +134,7 @@ pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> R
             .args(p.args(&net.sink_dst.to_string(), 9, secs))
             .output()
             .context("cannot run send-zerocopy in the lab's namespace")?;
-        if !out.status.success() {
-            bail!(
-                "send-zerocopy failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        let (sends, _) = sends_and_mib(&err).with_context(|| {
-            format!(
-                "send-zerocopy printed no tx= line: {}",
-                err.lines().next().unwrap_or("")
-            )
-        })?;
+        let (sends, _) = counted(&out)?;
         let frames = udp_frames(p.payload as u64, net.mtu as u64).0;
         let after = net.wait_sink(before.rx_packets + sends * frames, Duration::from_secs(2))?;
         let arrived = after.rx_packets.wrapping_sub(before.rx_packets) / frames;
