@@ -785,13 +785,13 @@ fn tcp_sink(j: &Job, mut s: TcpStream, recv_buf: usize, hash: bool) -> io::Resul
     let mut bytes = 0u64;
     let t0 = Instant::now();
     let u0 = usage::thread()?;
+    let sink = if hash {
+        crate::net::Sink::Hash
+    } else {
+        crate::net::Sink::Discard
+    };
     loop {
         j.stopped()?;
-        let sink = if hash {
-            crate::net::Sink::Hash
-        } else {
-            crate::net::Sink::Discard
-        };
         let n = match crate::net::read_or_discard(&mut s, &mut buf, sink) {
             Ok(0) => break,
             Ok(n) => n,

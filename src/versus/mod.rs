@@ -489,10 +489,7 @@ fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<(f64, Option<Cpu>)> {
     if lines.is_empty() {
         bail!(
             "t/io_uring printed no IOPS line: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
+            stderr_line(&out.stderr, false)
         );
     }
     let v: Vec<f64> = lines.iter().map(|l| l.0).collect();
@@ -510,6 +507,18 @@ fn run_t_io_uring(bin: &Path, opts: &[String]) -> Result<(f64, Option<Cpu>)> {
     // the lab's side reports (operations over the trial's wall time). A median would drop
     // the run's slow seconds from one side only.
     Ok((v.iter().sum::<f64>() / v.len() as f64, cpu))
+}
+
+/// The first (or last) line of a command's standard error, for the message saying why it
+/// failed: fio and t/io_uring put the cause first, the lab's experiments last.
+fn stderr_line(stderr: &[u8], last: bool) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let line = if last {
+        text.lines().last()
+    } else {
+        text.lines().next()
+    };
+    line.unwrap_or("").to_string()
 }
 
 /// User and system CPU time (ns) of every thread of a process, from /proc/PID/stat
@@ -561,13 +570,7 @@ fn run_fio(opts: &[String], file: &Path, size: &str) -> Result<f64> {
         .output()
         .context("cannot run fio")?;
     if !out.status.success() {
-        bail!(
-            "fio failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-        );
+        bail!("fio failed: {}", stderr_line(&out.stderr, false));
     }
     let v: Value = serde_json::from_slice(&out.stdout).context("fio printed no JSON")?;
     v["jobs"][0]["read"]["iops"]
@@ -646,13 +649,7 @@ fn run_lab(
         .output()
         .with_context(|| format!("cannot run {experiment}"))?;
     if !out.status.success() {
-        bail!(
-            "{experiment} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
+        bail!("{experiment} failed: {}", stderr_line(&out.stderr, true));
     }
     let run = std::fs::read_dir(res.path())?
         .flatten()
@@ -695,6 +692,36 @@ fn run_lab(
     })
 }
 
+/// Makes the tool side of a pair runnable: installs fio or iperf3, builds t/io_uring or
+/// send-zerocopy (returning the binary), and creates the lab's namespaces for the UDP rows the
+/// first time one needs them.
+fn prepare(
+    tool: &Side,
+    name: &str,
+    caps: &crate::caps::Caps,
+    veth: &mut Option<crate::net::netns::VethLab>,
+) -> Result<Option<PathBuf>> {
+    match tool {
+        Side::Fio(_) | Side::Iperf3(_) => ensure_tool(name, name).map(|_| None),
+        Side::TIoUring(_) => t_io_uring().map(Some),
+        Side::SendZc(z) => {
+            let bin = send_zerocopy()?;
+            if !z.tcp && veth.is_none() {
+                if let Some(r) = crate::net::netns::unavailable_reason(caps) {
+                    bail!(r);
+                }
+                let ip = PathBuf::from(caps.net.ip_binary.clone().unwrap_or_default());
+                *veth = Some(
+                    crate::net::netns::VethLab::create(&ip, 65535)
+                        .context("cannot create the lab's namespaces")?,
+                );
+            }
+            Ok(Some(bin))
+        }
+        Side::Lab { .. } => Ok(None),
+    }
+}
+
 /// Runs the comparison; returns the outcomes and the Markdown table.
 pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
     let file_size = if args.full { "1GiB" } else { "256MiB" };
@@ -732,36 +759,27 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             Side::SendZc(_) => "send-zerocopy",
             Side::Lab { .. } => "zclab",
         };
-        if matches!(p.tool, Side::Fio(_) | Side::Iperf3(_)) {
-            if let Err(e) = ensure_tool(tool_name, tool_name) {
+        let built = match prepare(&p.tool, tool_name, &caps, &mut veth) {
+            Ok(b) => b,
+            Err(e) => {
                 error = Some(format!("{e:#}"));
+                None
             }
-        }
-        let mut built = None;
-        let build = match p.tool {
-            Side::TIoUring(_) => Some(t_io_uring()),
-            Side::SendZc(_) => Some(send_zerocopy()),
-            _ => None,
         };
-        match build {
-            Some(Ok(b)) => built = Some(b),
-            Some(Err(e)) => error = Some(format!("{e:#}")),
-            None => {}
-        }
-        if let Side::SendZc(z) = &p.tool {
-            if !z.tcp && error.is_none() && veth.is_none() {
-                match crate::net::netns::unavailable_reason(&caps) {
-                    Some(r) => error = Some(r),
-                    None => {
-                        let ip = PathBuf::from(caps.net.ip_binary.clone().unwrap_or_default());
-                        match crate::net::netns::VethLab::create(&ip, 65535) {
-                            Ok(n) => veth = Some(n),
-                            Err(e) => {
-                                error = Some(format!("cannot create the lab's namespaces: {e}"))
-                            }
-                        }
-                    }
-                }
+        let Side::Lab {
+            experiment,
+            args: lab_args,
+            variant,
+            metric,
+        } = &p.lab
+        else {
+            unreachable!("the lab side is the lab")
+        };
+        let mut lab_args = lab_args.clone();
+        // The NOP loop gets the ring t/io_uring sets up.
+        if let (Side::TIoUring(_), Some(b)) = (&p.tool, &built) {
+            if let Some(f) = build::t_io_uring_ring_flags(b) {
+                lab_args.extend(["--ring-flags".to_string(), f.to_string()]);
             }
         }
         if p.name.contains("O_DIRECT") && !caps.odirect.real {
@@ -806,24 +824,14 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 .map(|v| (v, None)),
                 Side::Lab { .. } => unreachable!("the tool side is a tool"),
             };
-            let l = match &p.lab {
-                Side::Lab {
-                    experiment,
-                    args: a,
-                    variant,
-                    metric,
-                } => {
-                    let mut a = a.clone();
-                    // The NOP loop gets the ring t/io_uring sets up.
-                    if let (Side::TIoUring(_), Some(b)) = (&p.tool, &built) {
-                        if let Some(f) = build::t_io_uring_ring_flags(b) {
-                            a.extend(["--ring-flags".to_string(), f.to_string()]);
-                        }
-                    }
-                    run_lab(&bin_dir, experiment, &a, variant, metric, &args.workdir)
-                }
-                _ => unreachable!("the lab side is the lab"),
-            };
+            let l = run_lab(
+                &bin_dir,
+                experiment,
+                &lab_args,
+                variant,
+                metric,
+                &args.workdir,
+            );
             match (t, l) {
                 (Ok((t, tc)), Ok(l)) => {
                     tool_values.push(t);
