@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Exit status when nothing requested could run on this kernel (liburing's convention).
 pub const EXIT_SKIP: u8 = 77;
@@ -489,8 +488,6 @@ impl Progress {
     }
 }
 
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
-
 static CURRENT_VARIANT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// The variant whose trial is running (peers use it to decide whether an injected fault, see
@@ -502,31 +499,14 @@ pub fn current_variant() -> String {
         .unwrap_or_default()
 }
 
-extern "C" fn on_signal(sig: libc::c_int) {
-    SIGNAL.store(sig, Ordering::SeqCst);
-}
-
 /// The signal (SIGINT/SIGTERM) received so far, if any.
 pub fn interrupted() -> Option<i32> {
-    match SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    }
+    sys::signal::Cancel::process().signal()
 }
 
 /// Installs the SIGINT/SIGTERM handlers that set the flag [`interrupted`] reads.
 pub fn install_signal_handlers() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    // No SA_RESTART: a blocking call returns EINTR so the trial can end promptly.
-    let act = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { sigaction(s, &act) };
-    }
+    sys::signal::Cancel::install();
 }
 
 #[derive(Serialize, Clone)]

@@ -11,4 +11,5 @@ pub mod mapping;
 pub mod perf;
 pub mod pipe;
 pub mod proc;
+pub mod signal;
 pub mod threads;
