@@ -30,18 +30,18 @@
 //!
 //! **Minimum kernel.** getppid: any; NOP 5.1; SQPOLL without root 5.11; registered ring fd 5.18.
 
-use anyhow::{Context, Result, bail};
-use clap::Parser;
+use anyhow::{Context, Result};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::process::ExitCode;
-use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
-use zclab::results::{Integrity, Row, Status};
+use zclab::harness::{
+    self, Analysis, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant,
+};
+use zclab::results::{Integrity, Metrics, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::proc::getppid_raw;
 use zclab::units;
 use zclab::uring::sock::NopRunner;
-
-const NAME: &str = "syscall_floor";
 
 /// getppid calls per clock read.
 const GETPPID_BLOCK: u64 = 64;
@@ -56,11 +56,8 @@ fn ring_entries(batch: u64) -> u32 {
     (2 * batch).next_power_of_two().clamp(8, 2 * MAX_BATCH) as u32
 }
 
-#[derive(Parser, Debug)]
-#[command(name = NAME, about = "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd")]
+#[derive(clap::Args, Debug)]
 struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
     /// NOPs per io_uring_enter, comma-separated (1 to 1024).
     #[arg(long, default_value = "1,8,32,128", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH))]
     batches: Vec<u64>,
@@ -105,12 +102,12 @@ fn ops_arg(s: &str) -> Result<u64, String> {
     }
 }
 
-struct Ctx {
+struct SyscallFloor {
     args: Args,
     min_batch: u64,
 }
 
-const VARIANTS: &[Variant<Ctx>] = &[
+const VARIANTS: &[Variant<SyscallFloor>] = &[
     Variant {
         name: "getppid",
         about: "syscall(SYS_getppid): one user/kernel round trip that does nothing inside",
@@ -143,18 +140,20 @@ const VARIANTS: &[Variant<Ctx>] = &[
     },
 ];
 
-fn main() -> ExitCode {
-    harness::main(NAME, || {
-        let args = Args::parse();
-        if args.common.list {
-            let caps = zclab::caps::probe(std::path::Path::new("."));
-            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
-            return Ok(ExitCode::SUCCESS);
-        }
+impl Experiment for SyscallFloor {
+    type Args = Args;
+    const NAME: &'static str = "syscall_floor";
+    const ABOUT: &'static str = "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd";
+
+    fn variants() -> &'static [Variant<Self>] {
+        VARIANTS
+    }
+
+    fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         if args.batches.is_empty() {
-            bail!("--batches needs at least one batch size");
+            return Err(harness::usage("--batches needs at least one batch size"));
         }
-        let params = json!({
+        let parameters = json!({
             "batches": args.batches, "ops": args.ops, "getppid_block": GETPPID_BLOCK,
             "ring_entries": "twice the batch, at least 8 (a power of two)",
             "ring_flags": args.ring_flags,
@@ -163,20 +162,25 @@ fn main() -> ExitCode {
         let mut batches = args.batches.clone();
         batches.sort_unstable();
         batches.dedup();
-        let points: Vec<Point> = batches
-            .iter()
-            .map(|&b| Point::new().int("batch", b))
-            .collect();
-        let mut lab = Lab::open(NAME, &args.common, params)?;
+        let points = batches.iter().map(|&b| Point::new().int("batch", b)).collect();
         let min_batch = batches[0];
-        let mut ctx = Ctx { args, min_batch };
-        let code = lab.run(VARIANTS, &points, &mut ctx)?;
-        report(&lab)?;
-        Ok(code)
-    })
+        Ok(Plan {
+            ctx: SyscallFloor { args, min_batch },
+            points,
+            parameters,
+        })
+    }
+
+    fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
+        report(rows)
+    }
 }
 
-fn getppid(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn main() -> ExitCode {
+    harness::run::<SyscallFloor>()
+}
+
+fn getppid(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
     if t.point.num("batch") != ctx.min_batch {
         return Err(harness::skip_point(format!(
             "getppid has no batching: measured once, at batch={}",
@@ -216,7 +220,7 @@ fn getppid(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     Ok(())
 }
 
-fn nop(ctx: &mut Ctx, t: &mut Trial, sqpoll: bool, regring: bool) -> Result<()> {
+fn nop(ctx: &mut SyscallFloor, t: &mut Trial, sqpoll: bool, regring: bool) -> Result<()> {
     if regring && !t.caps.io_uring.register_ring_fd {
         return Err(harness::skip_variant(format!(
             "IORING_REGISTER_RING_FDS needs Linux 5.18; refused here ({})",
@@ -293,19 +297,19 @@ fn settle_sq_threads() {
     }
 }
 
-fn uring_nop(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_nop(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
     nop(ctx, t, false, false)
 }
 
-fn uring_nop_regring(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_nop_regring(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
     nop(ctx, t, false, true)
 }
 
-fn uring_nop_sqpoll(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_nop_sqpoll(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
     nop(ctx, t, true, false)
 }
 
-fn uring_nop_sqpoll_regring(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_nop_sqpoll_regring(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
     nop(ctx, t, true, true)
 }
 
@@ -342,10 +346,10 @@ fn floors(rows: &[Row]) -> Vec<Floor> {
                 })
                 .filter_map(|r| r.metrics.as_ref())
                 .collect();
-            let med = |f: &dyn Fn(&zclab::results::Metrics) -> f64| {
+            let med = |f: &dyn Fn(&Metrics) -> f64| {
                 harness::median(ms.iter().map(|m| f(m)).collect())
             };
-            let per = |x: u64, m: &zclab::results::Metrics| x as f64 / m.ops.max(1) as f64;
+            let per = |x: u64, m: &Metrics| x as f64 / m.ops.max(1) as f64;
             Floor {
                 variant: v,
                 batch: b,
@@ -368,18 +372,35 @@ fn floors(rows: &[Row]) -> Vec<Floor> {
         .collect()
 }
 
-/// Prints the per-operation table and the batched-NOP to getppid ratio (claim `nop-rate`),
-/// and writes them to `floor.json`.
-fn report(lab: &Lab) -> Result<()> {
-    let path = lab.dir.join("summary.jsonl");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let rows = zclab::results::row::parse_jsonl(&text)
-        .map_err(|e| anyhow::anyhow!("cannot read back {}: {e}", path.display()))?;
-    let fl = floors(&rows);
+/// One row of `floor.json`.
+#[derive(Serialize)]
+struct PerOp<'a> {
+    variant: &'a str,
+    batch: u64,
+    ns_per_op: f64,
+    cpu_ns_per_op: f64,
+    sqpoll_ns_per_op: Option<f64>,
+    syscalls_per_op: Option<f64>,
+    p50_ns: f64,
+    p99_ns: f64,
+    p9999_ns: f64,
+    mops_per_s: f64,
+    ratio_to_getppid: Option<f64>,
+}
+
+/// `floor.json`: the per-operation figures and the nop-rate comparison.
+#[derive(Serialize)]
+struct FloorReport<'a> {
+    per_op: Vec<PerOp<'a>>,
+    nop_rate: Value,
+}
+
+/// The per-operation table and the batched-NOP to getppid ratio (claim `nop-rate`), as
+/// `floor.json`.
+fn report(rows: &[Row]) -> Result<Vec<Analysis>> {
+    let fl = floors(rows);
     if fl.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let getppid = fl
         .iter()
@@ -399,9 +420,8 @@ fn report(lab: &Lab) -> Result<()> {
         "sqpoll ns",
         "sysc/op"
     ));
-    let mut json_rows = Vec::new();
+    let mut per_op = Vec::new();
     for f in &fl {
-        let ratio = getppid.filter(|g| *g > 0.0).map(|g| f.ns_per_op / g);
         out.push_str(&format!(
             "{:<26} {:>6} {:>9.1} {:>8} {:>8} {:>8} {:>8.2} {:>10.1} {:>9} {:>10}\n",
             f.variant,
@@ -416,23 +436,36 @@ fn report(lab: &Lab) -> Result<()> {
             f.syscalls_per_op
                 .map_or("unknown".into(), |s| format!("{s:.3}")),
         ));
-        json_rows.push(json!({
-            "variant": f.variant, "batch": f.batch, "ns_per_op": f.ns_per_op,
-            "cpu_ns_per_op": f.cpu_ns_per_op, "sqpoll_ns_per_op": f.sqpoll_ns_per_op,
-            "syscalls_per_op": f.syscalls_per_op, "p50_ns": f.p50, "p99_ns": f.p99,
-            "p9999_ns": f.p9999, "mops_per_s": f.mops, "ratio_to_getppid": ratio,
-        }));
+        per_op.push(PerOp {
+            variant: &f.variant,
+            batch: f.batch,
+            ns_per_op: f.ns_per_op,
+            cpu_ns_per_op: f.cpu_ns_per_op,
+            sqpoll_ns_per_op: f.sqpoll_ns_per_op,
+            syscalls_per_op: f.syscalls_per_op,
+            p50_ns: f.p50,
+            p99_ns: f.p99,
+            p9999_ns: f.p9999,
+            mops_per_s: f.mops,
+            ratio_to_getppid: getppid.filter(|g| *g > 0.0).map(|g| f.ns_per_op / g),
+        });
     }
-    // nop-rate: batched NOPs (batch > 1) submitted by system calls, against one getppid. The
-    // best is picked by the median batch, which other tenants of the CPU disturb least; the
-    // ratio is given by wall time, by median batch and by CPU time.
+    let nop_rate = nop_rate(&fl, &mut out);
+    let report = FloorReport { per_op, nop_rate };
+    Ok(vec![Analysis::new("floor.json", &report, out)?])
+}
+
+/// nop-rate: batched NOPs (batch > 1) submitted by system calls, against one getppid. The best
+/// is picked by the median batch, which other tenants of the CPU disturb least; the ratio is
+/// given by wall time, by median batch and by CPU time.
+fn nop_rate(fl: &[Floor], out: &mut String) -> Value {
     let batched: Vec<&Floor> = fl
         .iter()
         .filter(|f| f.batch > 1 && (f.variant == "uring-nop" || f.variant == "uring-nop-regring"))
         .collect();
     let best = batched.iter().min_by(|a, b| a.p50.total_cmp(&b.p50));
     let g = fl.iter().find(|f| f.variant == "getppid");
-    let claim = match (g, best) {
+    match (g, best) {
         (Some(g), Some(b)) if g.ns_per_op > 0.0 && g.p50 > 0.0 && g.cpu_ns_per_op > 0.0 => {
             let r = b.ns_per_op / g.ns_per_op;
             let r50 = b.p50 / g.p50;
@@ -451,12 +484,5 @@ fn report(lab: &Lab) -> Result<()> {
             })
         }
         _ => Value::Null,
-    };
-    let text = serde_json::to_string_pretty(&json!({"per_op": json_rows, "nop_rate": claim}))?;
-    zclab::results::atomic_write(&lab.dir.join("floor.json"), text.as_bytes())
-        .with_context(|| format!("cannot write floor.json in {}", lab.dir.display()))?;
-    if !lab.args.quiet {
-        print!("{out}");
     }
-    Ok(())
 }

@@ -12,6 +12,12 @@
 //! Exit codes: 0 ran; 1 a variant failed or a requested one could not run; 2 bad usage;
 //! 77 nothing requested could run here; 130/143 interrupted by SIGINT/SIGTERM.
 
+mod experiment;
+
+pub use experiment::{
+    Analysis, EXIT_USAGE, Env, Experiment, Plan, UsageError, run, run_from, usage,
+};
+
 use crate::caps::{self, Caps};
 use crate::measure::{Clock, Recorder, Usage, usage};
 use crate::results::{self, Count, Integrity, Latency, Metrics, Row, Status, ZcCounts, hgrm};
@@ -307,6 +313,8 @@ pub struct Trial<'a> {
     peer: Option<Usage>,
     integrity: Option<Integrity>,
     ring: Option<RingFlags>,
+    /// The other host's `zclab serve` when the user gave `--peer` (the harness connected it).
+    pub remote: Option<&'a crate::net::remote::Peer>,
 }
 
 impl Trial<'_> {
@@ -542,6 +550,10 @@ pub struct Lab {
     points: Vec<String>,
     /// The other host's description (`zclab serve`'s hello) when the peer side runs there.
     peer_meta: Option<Value>,
+    /// The connection to that host, handed to every trial.
+    pub(crate) peer: Option<crate::net::remote::Peer>,
+    /// SIGINT/SIGTERM, as the run's cancellation token.
+    pub cancel: sys::signal::Cancel,
 }
 
 impl Lab {
@@ -550,7 +562,7 @@ impl Lab {
     /// are created by [`Lab::run`] once the variant names are checked (`<results>/<new run>/
     /// <experiment>/`, or `<run-dir>/<experiment>/` with `--run-dir`).
     pub fn open(name: &'static str, args: &CommonArgs, parameters: Value) -> anyhow::Result<Lab> {
-        install_signal_handlers();
+        let cancel = sys::signal::Cancel::install();
         let probe_dir = args.run_dir.clone().unwrap_or_else(|| args.results.clone());
         let caps = caps::probe(if probe_dir.exists() {
             &probe_dir
@@ -595,6 +607,8 @@ impl Lab {
             syscalls_note,
             points: Vec::new(),
             peer_meta: None,
+            peer: None,
+            cancel,
         };
         Ok(lab)
     }
@@ -662,7 +676,12 @@ impl Lab {
         self.write_file("meta.json", text.as_bytes())
     }
 
-    fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    /// The rows of the run so far (of the last round with `--rounds`).
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub(crate) fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let p = self.dir.join(name);
         results::atomic_write(&p, bytes)
             .map_err(|e| anyhow!("cannot write {} in {}: {e}", name, self.dir.display()))
@@ -806,6 +825,7 @@ impl Lab {
                             peer: None,
                             integrity: None,
                             ring: None,
+                            remote: self.peer.as_ref(),
                         };
                         let res = (v.run)(ctx, &mut trial);
                         let Trial {
