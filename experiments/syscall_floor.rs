@@ -34,6 +34,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::process::ExitCode;
+use zclab::catalog::syscall_floor as names;
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant,
 };
@@ -109,31 +110,31 @@ struct SyscallFloor {
 
 const VARIANTS: &[Variant<SyscallFloor>] = &[
     Variant {
-        name: "getppid",
+        name: names::GETPPID,
         about: "syscall(SYS_getppid): one user/kernel round trip that does nothing inside",
         needs: &[],
         run: getppid,
     },
     Variant {
-        name: "uring-nop",
+        name: names::URING_NOP,
         about: "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch",
         needs: &[Need::Op("NOP")],
         run: uring_nop,
     },
     Variant {
-        name: "uring-nop-regring",
+        name: names::URING_NOP_REGRING,
         about: "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)",
         needs: &[Need::Op("NOP")],
         run: uring_nop_regring,
     },
     Variant {
-        name: "uring-nop-sqpoll",
+        name: names::URING_NOP_SQPOLL,
         about: "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call",
         needs: &[Need::Op("NOP"), Need::SetupFlag("SQPOLL")],
         run: uring_nop_sqpoll,
     },
     Variant {
-        name: "uring-nop-sqpoll-regring",
+        name: names::URING_NOP_SQPOLL_REGRING,
         about: "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters",
         needs: &[Need::Op("NOP"), Need::SetupFlag("SQPOLL")],
         run: uring_nop_sqpoll_regring,
@@ -142,7 +143,7 @@ const VARIANTS: &[Variant<SyscallFloor>] = &[
 
 impl Experiment for SyscallFloor {
     type Args = Args;
-    const NAME: &'static str = "syscall_floor";
+    const NAME: &'static str = names::NAME;
     const ABOUT: &'static str = "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd";
 
     fn variants() -> &'static [Variant<Self>] {
@@ -404,7 +405,7 @@ fn report(rows: &[Row]) -> Result<Vec<Analysis>> {
     }
     let getppid = fl
         .iter()
-        .find(|f| f.variant == "getppid")
+        .find(|f| f.variant == names::GETPPID)
         .map(|f| f.ns_per_op);
     let mut out = String::new();
     out.push_str(&format!(
@@ -461,10 +462,10 @@ fn report(rows: &[Row]) -> Result<Vec<Analysis>> {
 fn nop_rate(fl: &[Floor], out: &mut String) -> Value {
     let batched: Vec<&Floor> = fl
         .iter()
-        .filter(|f| f.batch > 1 && (f.variant == "uring-nop" || f.variant == "uring-nop-regring"))
+        .filter(|f| f.batch > 1 && (f.variant == names::URING_NOP || f.variant == names::URING_NOP_REGRING))
         .collect();
     let best = batched.iter().min_by(|a, b| a.p50.total_cmp(&b.p50));
-    let g = fl.iter().find(|f| f.variant == "getppid");
+    let g = fl.iter().find(|f| f.variant == names::GETPPID);
     match (g, best) {
         (Some(g), Some(b)) if g.ns_per_op > 0.0 && g.p50 > 0.0 && g.cpu_ns_per_op > 0.0 => {
             let r = b.ns_per_op / g.ns_per_op;

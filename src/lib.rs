@@ -9,9 +9,11 @@
 //! - [`sys`], [`uring`], [`net`]: safe wrappers and op patterns; the lab's `unsafe` lives there.
 
 pub mod caps;
+pub mod catalog;
 pub mod claims;
 pub mod compare;
 pub mod harness;
+pub mod loops;
 pub mod measure;
 pub mod net;
 pub mod results;

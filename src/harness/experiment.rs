@@ -187,7 +187,26 @@ pub fn run_from<E: Experiment>(
     }
 }
 
+/// Checks that an experiment's variant table names what the catalogue says it does (a bug in
+/// the experiment otherwise, not bad input).
+pub fn check_catalog<E: Experiment>() -> anyhow::Result<()> {
+    let Some(entry) = crate::catalog::find(E::NAME) else {
+        anyhow::bail!("{} is missing from zclab::catalog (bug)", E::NAME);
+    };
+    let table: Vec<&str> = E::variants().iter().map(|v| v.name).collect();
+    if table != entry.variants {
+        anyhow::bail!(
+            "{}: the variant table ({}) differs from zclab::catalog ({}) (bug)",
+            E::NAME,
+            table.join(", "),
+            entry.variants.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Result<ExitCode> {
+    check_catalog::<E>()?;
     if common.list {
         let caps = crate::caps::probe(std::path::Path::new("."));
         print!("{}", super::list_variants(E::NAME, E::variants(), &caps));
