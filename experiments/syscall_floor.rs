@@ -163,7 +163,10 @@ impl Experiment for SyscallFloor {
         let mut batches = args.batches.clone();
         batches.sort_unstable();
         batches.dedup();
-        let points = batches.iter().map(|&b| Point::new().int("batch", b)).collect();
+        let points = batches
+            .iter()
+            .map(|&b| Point::new().int("batch", b))
+            .collect();
         let min_batch = batches[0];
         Ok(Plan {
             ctx: SyscallFloor { args, min_batch },
@@ -347,9 +350,8 @@ fn floors(rows: &[Row]) -> Vec<Floor> {
                 })
                 .filter_map(|r| r.metrics.as_ref())
                 .collect();
-            let med = |f: &dyn Fn(&Metrics) -> f64| {
-                harness::median(ms.iter().map(|m| f(m)).collect())
-            };
+            let med =
+                |f: &dyn Fn(&Metrics) -> f64| harness::median(ms.iter().map(|m| f(m)).collect());
             let per = |x: u64, m: &Metrics| x as f64 / m.ops.max(1) as f64;
             Floor {
                 variant: v,
@@ -462,7 +464,9 @@ fn report(rows: &[Row]) -> Result<Vec<Analysis>> {
 fn nop_rate(fl: &[Floor], out: &mut String) -> Value {
     let batched: Vec<&Floor> = fl
         .iter()
-        .filter(|f| f.batch > 1 && (f.variant == names::URING_NOP || f.variant == names::URING_NOP_REGRING))
+        .filter(|f| {
+            f.batch > 1 && (f.variant == names::URING_NOP || f.variant == names::URING_NOP_REGRING)
+        })
         .collect();
     let best = batched.iter().min_by(|a, b| a.p50.total_cmp(&b.p50));
     let g = fl.iter().find(|f| f.variant == names::GETPPID);

@@ -163,9 +163,7 @@ pub fn run<E: Experiment>() -> ExitCode {
 }
 
 /// [`run`] with explicit arguments (the first is the program name).
-pub fn run_from<E: Experiment>(
-    argv: impl IntoIterator<Item = std::ffi::OsString>,
-) -> ExitCode {
+pub fn run_from<E: Experiment>(argv: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let cmd = Cli::<E::Args>::command().name(E::NAME).about(E::ABOUT);
     let cli = match cmd
         .try_get_matches_from(argv)
@@ -254,7 +252,9 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
         p.bye();
     }
     let analysed = match &outcome {
-        Ok(_) if !lab.cancel.is_cancelled() => write_analyses(&lab, ctx.analyse(lab.rows(), &common)),
+        Ok(_) if !lab.cancel.is_cancelled() => {
+            write_analyses(&lab, ctx.analyse(lab.rows(), &common))
+        }
         _ => Ok(()),
     };
     let finished = ctx.finish();
