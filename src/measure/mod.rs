@@ -1,6 +1,7 @@
 //! Measurement: the clock, per-operation latency histograms, and OS accounting.
 
 pub mod clock;
+pub mod noise;
 pub mod recorder;
 pub mod usage;
 
