@@ -331,6 +331,8 @@ impl Trial<'_> {
         // The syscall counter is read right next to the measured closure, so the harness's own
         // /proc reads and getrusage calls are not counted (one read(2) of the counter is).
         let sq0 = usage::helper_threads("iou-sqp");
+        let measured_cpus = [self.cpus.0, self.cpus.1];
+        let cpu0 = crate::measure::noise::cpu_times(&measured_cpus);
         let u0 = usage::process()?;
         let sys0 = self.syscalls.map(|c| c.read());
         let t0 = rec.now();
@@ -339,6 +341,7 @@ impl Trial<'_> {
         let sys1 = self.syscalls.map(|c| c.read());
         let u1 = usage::process()?;
         let sq1 = usage::helper_threads("iou-sqp");
+        let cpu1 = crate::measure::noise::cpu_times(&measured_cpus);
         let wall_ns = self.clock.ns_between(t0, t1).max(1);
         let u = u1.since(&u0);
         let syscalls = match (sys0, sys1) {
@@ -372,6 +375,12 @@ impl Trial<'_> {
             ..Default::default()
         });
         self.hists.insert("step".into(), hist);
+        // Steal time on the measured CPUs during the trial: the hypervisor ran something else.
+        if let (Some(a), Some(b)) = (cpu0, cpu1) {
+            if let Some(share) = crate::measure::noise::share(&a, &b) {
+                self.set_extra("steal_pct", share.steal_pct);
+            }
+        }
         Ok(())
     }
 
@@ -554,6 +563,8 @@ pub struct Lab {
     pub(crate) peer: Option<crate::net::remote::Peer>,
     /// SIGINT/SIGTERM, as the run's cancellation token.
     pub cancel: sys::signal::Cancel,
+    /// How quiet the machine was when the run started.
+    pub noise: crate::measure::noise::Noise,
 }
 
 impl Lab {
@@ -609,7 +620,17 @@ impl Lab {
             peer_meta: None,
             peer: None,
             cancel,
+            noise: crate::measure::noise::sample(
+                &[args.cpus.0, args.cpus.1],
+                std::time::Duration::from_millis(200),
+            ),
         };
+        if lab.noise.noisy {
+            eprintln!(
+                "{name}: warning: the machine is noisy, figures may not hold: {}",
+                lab.noise.reasons.join("; ")
+            );
+        }
         Ok(lab)
     }
 
@@ -662,6 +683,7 @@ impl Lab {
             "syscalls_counted_in": if self.can_count { "the last untimed warm-up trial of each variant and point (the tracepoint slows every system call, so it is off in the timed trials)" } else { "nowhere: unknown" },
             "probe": self.caps,
             "peer": self.peer_meta,
+            "noise": self.noise,
         })
     }
 
