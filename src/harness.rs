@@ -13,6 +13,7 @@
 //! 77 nothing requested could run here; 130/143 interrupted by SIGINT/SIGTERM.
 
 mod experiment;
+mod passes;
 
 pub use experiment::{
     Analysis, EXIT_USAGE, Env, Experiment, Plan, UsageError, run, run_from, usage,
@@ -45,6 +46,11 @@ pub struct CommonArgs {
     /// Measured repeats per variant and parameter point; the summary gives min/median/max.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: u32,
+    /// Measured time per trial, e.g. 200ms or 2s: the variant runs complete passes, each with
+    /// its own integrity check, until their measured time reaches it (set-up between passes is
+    /// not measured). Without it a trial is one pass of the sizes given.
+    #[arg(long, value_parser = passes::parse_duration)]
+    pub duration: Option<std::time::Duration>,
     /// Untimed warm-up trials before the repeats.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub warmup: u32,
@@ -675,6 +681,7 @@ impl Lab {
             "placement": {"sender_cpu": self.args.cpus.0, "peer_cpu": self.args.cpus.1},
             "repeat": self.args.repeat,
             "warmup": self.args.warmup,
+            "duration_ns": self.args.duration.map(|d| d.as_nanos() as u64),
             "parameters": self.parameters,
             "points": self.points,
             "variants": self.variants,
@@ -836,27 +843,61 @@ impl Lab {
                         if let Ok(mut cv) = CURRENT_VARIANT.lock() {
                             v.name.clone_into(&mut cv);
                         }
-                        let mut trial = Trial {
-                            point: p,
-                            clock: self.clock,
-                            cpus: self.args.cpus,
-                            caps: &self.caps,
-                            syscalls: counter.as_ref(),
-                            metrics: None,
-                            hists: BTreeMap::new(),
-                            peer: None,
-                            integrity: None,
-                            ring: None,
-                            remote: self.peer.as_ref(),
+                        // Warm-ups are one pass; with --duration a timed trial is as many
+                        // passes as fill it (stopped early by a failure or a signal).
+                        let want_ns = match self.args.duration {
+                            Some(d) if !warm => d.as_nanos() as u64,
+                            _ => 0,
                         };
-                        let res = (v.run)(ctx, &mut trial);
-                        let Trial {
+                        let mut acc: Option<passes::Measured> = None;
+                        // Set-up between passes is not measured; it must not run away either.
+                        let started = std::time::Instant::now();
+                        let max_real_ns = want_ns.saturating_mul(10) + 5_000_000_000;
+                        let mut ring = None;
+                        let res = loop {
+                            let mut trial = Trial {
+                                point: p,
+                                clock: self.clock,
+                                cpus: self.args.cpus,
+                                caps: &self.caps,
+                                syscalls: counter.as_ref(),
+                                metrics: None,
+                                hists: BTreeMap::new(),
+                                peer: None,
+                                integrity: None,
+                                ring: None,
+                                remote: self.peer.as_ref(),
+                            };
+                            let res = (v.run)(ctx, &mut trial);
+                            ring = trial.ring.take().or(ring);
+                            let pass = passes::Measured {
+                                metrics: trial.metrics,
+                                hists: trial.hists,
+                                integrity: trial.integrity,
+                                passes: 1,
+                            };
+                            let acc = match acc.as_mut() {
+                                Some(a) => {
+                                    a.add(pass);
+                                    a
+                                }
+                                None => acc.insert(pass),
+                            };
+                            if res.is_err()
+                                || !acc.ok()
+                                || acc.wall_ns() >= want_ns
+                                || started.elapsed().as_nanos() as u64 >= max_real_ns
+                                || self.cancel.is_cancelled()
+                            {
+                                break res;
+                            }
+                        };
+                        let passes::Measured {
                             metrics,
                             hists,
                             integrity,
-                            ring,
                             ..
-                        } = trial;
+                        } = acc.expect("at least one pass");
                         if let Some(r) = ring {
                             self.variants[vi].ring = Some(r);
                         }
