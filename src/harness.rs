@@ -307,9 +307,19 @@ pub struct Trial<'a> {
     peer: Option<Usage>,
     integrity: Option<Integrity>,
     ring: Option<RingFlags>,
+    /// The variant this trial runs.
+    variant: &'a str,
+    /// The lab's `ZCLAB_FAULT`, applied to the variant by [`Trial::fault_after`].
+    fault: Option<&'a crate::net::peers::FaultSpec>,
 }
 
 impl Trial<'_> {
+    /// The fault to inject into this trial's local receiver (`ZCLAB_FAULT`), as the byte count
+    /// after which it resets the connection; None when no fault applies to this variant.
+    pub fn fault_after(&self) -> Option<u64> {
+        self.fault?.reset_point(self.variant)
+    }
+
     /// Runs `f` as the measured part of the trial: the clock, the CPU and OS counters are read
     /// around it. `step` says what one latency sample is. `f` returns the bytes and operations
     /// it moved; it should return only when the transfer is complete (e.g. the peer has
@@ -488,17 +498,6 @@ impl Progress {
     }
 }
 
-static CURRENT_VARIANT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-
-/// The variant whose trial is running (peers use it to decide whether an injected fault, see
-/// [`crate::net::peers::FAULT_ENV`], applies to them).
-pub fn current_variant() -> String {
-    CURRENT_VARIANT
-        .lock()
-        .map(|v| v.clone())
-        .unwrap_or_default()
-}
-
 /// The signal (SIGINT/SIGTERM) received so far, if any.
 pub fn interrupted() -> Option<i32> {
     sys::signal::Cancel::process().signal()
@@ -542,6 +541,8 @@ pub struct Lab {
     points: Vec<String>,
     /// The other host's description (`zclab serve`'s hello) when the peer side runs there.
     peer_meta: Option<Value>,
+    /// The fault injected for tests (`ZCLAB_FAULT`), read once here.
+    fault: Option<crate::net::peers::FaultSpec>,
 }
 
 impl Lab {
@@ -578,6 +579,7 @@ impl Lab {
                 )),
             ),
         };
+        let fault = crate::net::peers::FaultSpec::from_env()?;
         let (_, started) = results::utc_now();
         let lab = Lab {
             name,
@@ -595,6 +597,7 @@ impl Lab {
             syscalls_note,
             points: Vec::new(),
             peer_meta: None,
+            fault,
         };
         Ok(lab)
     }
@@ -792,9 +795,6 @@ impl Lab {
                             None
                         };
                         progress.trial(v.name, &label);
-                        if let Ok(mut cv) = CURRENT_VARIANT.lock() {
-                            v.name.clone_into(&mut cv);
-                        }
                         let mut trial = Trial {
                             point: p,
                             clock: self.clock,
@@ -806,6 +806,8 @@ impl Lab {
                             peer: None,
                             integrity: None,
                             ring: None,
+                            variant: v.name,
+                            fault: self.fault.as_ref(),
                         };
                         let res = (v.run)(ctx, &mut trial);
                         let Trial {

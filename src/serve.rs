@@ -97,7 +97,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     let caps = caps::probe(&std::env::temp_dir());
-    let hello = remote::hello("server", &caps);
+    let hello = remote::hello("server", &caps, &crate::harness::git_revision());
     let server = Arc::new(Server {
         hello,
         idle: Duration::from_secs(args.idle_timeout),
