@@ -210,7 +210,7 @@ pub fn unavailable_reason(caps: &crate::caps::Caps) -> Option<String> {
     }
 }
 
-/// /proc/<pid>/schedstat of the `ksoftirqd/<cpu>` kernel thread: network receive work the
+/// `/proc/<pid>/schedstat` of the `ksoftirqd/<cpu>` kernel thread: network receive work the
 /// kernel defers there is not in any process's CPU time, so experiments record it beside.
 pub fn ksoftirqd_schedstat(cpu: usize) -> Option<PathBuf> {
     let want = format!("ksoftirqd/{cpu}");
