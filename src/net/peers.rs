@@ -37,7 +37,11 @@ impl FaultSpec {
     pub fn from_env() -> io::Result<Option<FaultSpec>> {
         match std::env::var(FAULT_ENV) {
             Ok(v) if !v.trim().is_empty() => FaultSpec::parse(&v).map(Some),
-            _ => Ok(None),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{FAULT_ENV}: {e}"),
+            )),
         }
     }
 
