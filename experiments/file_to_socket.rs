@@ -398,7 +398,7 @@ fn main() -> ExitCode {
         let mut lab = Lab::open(NAME, &args.common, params)?;
         let peer = match &args.peer {
             Some(a) => {
-                let p = Peer::connect(a.clone(), &lab.caps)?;
+                let p = Peer::connect(a.clone(), &lab.caps, &harness::git_revision())?;
                 lab.set_peer_meta(p.meta());
                 Some(p)
             }
@@ -497,7 +497,7 @@ fn transfer(
     let r = transfer_on_path(ctx, t, step_name, step);
     // A failed trial's error says so when the --peer host went away.
     match (&ctx.peer, r) {
-        (Some(p), Err(e)) => Err(p.explain(e)),
+        (Some(p), Err(e)) if e.downcast_ref::<harness::Skip>().is_none() => Err(p.explain(e)),
         (_, r) => r,
     }
 }
@@ -521,12 +521,19 @@ fn transfer_on_path(
     let recv_buf = chunk.max(128 << 10);
     let peer_cpu = Some(t.cpus.1 as u32);
     let mut conn = match (path, ctx.net.as_ref(), ctx.peer.as_ref()) {
-        (NetPath::TcpLoopback, _, _) => {
-            Conn::Tcp(TcpLink::loopback(t.cpus.1, recv_buf, Sink::Hash)?)
-        }
-        (NetPath::TcpVeth, Some(n), _) => {
-            Conn::Tcp(TcpLink::veth(n, t.cpus.1, recv_buf, Sink::Hash)?)
-        }
+        (NetPath::TcpLoopback, _, _) => Conn::Tcp(TcpLink::loopback(
+            t.cpus.1,
+            recv_buf,
+            Sink::Hash,
+            t.fault_after(),
+        )?),
+        (NetPath::TcpVeth, Some(n), _) => Conn::Tcp(TcpLink::veth(
+            n,
+            t.cpus.1,
+            recv_buf,
+            Sink::Hash,
+            t.fault_after(),
+        )?),
         (NetPath::UdpSink, Some(n), _) => Conn::Udp(n.sink_socket()?),
         (NetPath::RemoteTcp, _, Some(p)) => {
             Conn::Remote(p.tcp_sink(peer_cpu, recv_buf as u64, true)?)
@@ -605,7 +612,10 @@ fn transfer_on_path(
                 bytes_expected: size,
                 bytes_got: r.bytes,
             });
-            remote::record(t, &r);
+            t.set_remote_peer(r.usage);
+            for (k, v) in r.peer_extras() {
+                t.set_extra(k, v);
+            }
             t.set_extra("tcp_nodelay", nodelay as u8 as f64);
         }
         (Conn::RemoteUdp(u), _) => {
@@ -629,7 +639,10 @@ fn transfer_on_path(
                 bytes_expected: size,
                 bytes_got: r.bytes,
             });
-            remote::record(t, &r);
+            t.set_remote_peer(r.usage);
+            for (k, v) in r.peer_extras() {
+                t.set_extra(k, v);
+            }
             t.set_extra("peer_datagrams", n as f64);
             t.set_extra("datagrams", steps as f64);
             t.set_extra("datagram_bytes", chunk as f64);

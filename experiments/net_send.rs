@@ -137,14 +137,15 @@ impl PathKind {
             PathKind::RemoteUdp => "remote-udp",
         }
     }
-    fn from_name(s: &str) -> PathKind {
-        match s {
+    fn from_name(s: &str) -> Result<PathKind> {
+        Ok(match s {
             "tcp-loopback" => PathKind::TcpLoopback,
             "tcp-veth" => PathKind::TcpVeth,
+            "udp-sink" => PathKind::UdpSink,
             "remote-tcp" => PathKind::RemoteTcp,
             "remote-udp" => PathKind::RemoteUdp,
-            _ => PathKind::UdpSink,
-        }
+            _ => bail!("unknown path '{s}'"),
+        })
     }
     fn needs_netns(self) -> bool {
         matches!(self, PathKind::TcpVeth | PathKind::UdpSink)
@@ -443,7 +444,7 @@ fn main() -> ExitCode {
         let mut lab = Lab::open(NAME, &args.common, params)?;
         let peer = match &args.peer {
             Some(a) => {
-                let p = Peer::connect(a.clone(), &lab.caps)?;
+                let p = Peer::connect(a.clone(), &lab.caps, &harness::git_revision())?;
                 lab.set_peer_meta(p.meta());
                 Some(p)
             }
@@ -561,7 +562,7 @@ fn uring_sendmsg_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
 fn run_explained(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
     let r = run(ctx, t, kind);
     match (&ctx.peer, r) {
-        (Some(p), Err(e)) => Err(p.explain(e)),
+        (Some(p), Err(e)) if e.downcast_ref::<harness::Skip>().is_none() => Err(p.explain(e)),
         (_, r) => r,
     }
 }
@@ -634,7 +635,7 @@ struct Sent {
 }
 
 fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
-    let path = PathKind::from_name(t.point.str("path"));
+    let path = PathKind::from_name(t.point.str("path"))?;
     let size = t.point.num("size") as usize;
     let reap = t.point.num("reap");
     if kind != Kind::MsgZerocopy && reap != ctx.args.reap_every[0] {
@@ -668,12 +669,14 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
             peer_cpu,
             size.max(256 << 10),
             ctx.args.sink,
+            t.fault_after(),
         )?),
         PathKind::TcpVeth => Conn::Tcp(TcpLink::veth(
             ctx.net.as_ref().expect("checked above"),
             peer_cpu,
             size.max(256 << 10),
             ctx.args.sink,
+            t.fault_after(),
         )?),
         PathKind::UdpSink => Conn::Udp(ctx.net.as_ref().expect("checked").sink_socket()?),
         PathKind::RemoteTcp => Conn::Remote(
@@ -752,7 +755,12 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
     );
     match &sent.received {
         Some(Got::Local(r)) => t.set_peer(r.usage),
-        Some(Got::Remote(r)) => remote::record(t, r),
+        Some(Got::Remote(r)) => {
+            t.set_remote_peer(r.usage);
+            for (k, v) in r.peer_extras() {
+                t.set_extra(k, v);
+            }
+        }
         None => {}
     }
     // Integrity.
@@ -808,7 +816,10 @@ fn run(ctx: &mut Ctx, t: &mut Trial, kind: Kind) -> Result<()> {
                 bytes_expected: total,
                 bytes_got: r.bytes,
             });
-            remote::record(t, &r);
+            t.set_remote_peer(r.usage);
+            for (k, v) in r.peer_extras() {
+                t.set_extra(k, v);
+            }
             t.set_extra("peer_datagrams", n as f64);
         }
         (Conn::Tcp(_), Some(Got::Local(r))) => {

@@ -195,7 +195,7 @@ fn main() -> ExitCode {
         let mut lab = Lab::open(NAME, &args.common, params)?;
         let peer = match &args.peer {
             Some(a) => {
-                let p = Peer::connect(a.clone(), &lab.caps)?;
+                let p = Peer::connect(a.clone(), &lab.caps, &harness::git_revision())?;
                 lab.set_peer_meta(p.meta());
                 Some(p)
             }
@@ -309,7 +309,10 @@ fn record_peers(
         None => t.set_peer(add_usage(client.usage, server.usage)),
         Some(r) => {
             t.set_peer(client.usage);
-            remote::record(t, &r);
+            t.set_remote_peer(r.usage);
+            for (k, v) in r.peer_extras() {
+                t.set_extra(k, v);
+            }
             t.set_extra("client_user_ns", client.usage.user_ns as f64);
             t.set_extra("client_sys_ns", client.usage.sys_ns as f64);
         }
@@ -323,7 +326,7 @@ fn run(ctx: &mut Ctx, t: &mut Trial, variant: &str, relay: Relay) -> Result<()> 
         m => bail!("unknown mode {m}"),
     };
     match (&ctx.peer, r) {
-        (Some(p), Err(e)) => Err(p.explain(e)),
+        (Some(p), Err(e)) if e.downcast_ref::<harness::Skip>().is_none() => Err(p.explain(e)),
         (_, r) => r,
     }
 }

@@ -239,7 +239,7 @@ fn main() -> ExitCode {
         let mut lab = Lab::open(NAME, &args.common, params)?;
         let peer = match &args.peer {
             Some(a) => {
-                let p = Peer::connect(a.clone(), &lab.caps)?;
+                let p = Peer::connect(a.clone(), &lab.caps, &harness::git_revision())?;
                 lab.set_peer_meta(p.meta());
                 Some(p)
             }
@@ -366,7 +366,7 @@ fn run_trial(
 ) -> Result<()> {
     let r = run_trial_here(ctx, t, variant, step, body);
     match (&ctx.peer, r) {
-        (Some(p), Err(e)) => Err(p.explain(e)),
+        (Some(p), Err(e)) if e.downcast_ref::<harness::Skip>().is_none() => Err(p.explain(e)),
         (_, r) => r,
     }
 }
@@ -414,7 +414,10 @@ fn run_trial_here(
             let rep = rep
                 .expect("waited when the trial went well")
                 .context("sender failed")?;
-            remote::record(t, &rep);
+            t.set_remote_peer(rep.usage);
+            for (k, v) in rep.peer_extras() {
+                t.set_extra(k, v);
+            }
             Some(rep)
         }
     };

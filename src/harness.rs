@@ -321,9 +321,19 @@ pub struct Trial<'a> {
     ring: Option<RingFlags>,
     /// The other host's `zclab serve` when the user gave `--peer` (the harness connected it).
     pub remote: Option<&'a crate::net::remote::Peer>,
+    /// The variant this trial runs.
+    variant: &'a str,
+    /// The lab's `ZCLAB_FAULT`, applied to the variant by [`Trial::fault_after`].
+    fault: Option<&'a crate::net::peers::FaultSpec>,
 }
 
 impl Trial<'_> {
+    /// The fault to inject into this trial's local receiver (`ZCLAB_FAULT`), as the byte count
+    /// after which it resets the connection; None when no fault applies to this variant.
+    pub fn fault_after(&self) -> Option<u64> {
+        self.fault?.reset_point(self.variant)
+    }
+
     /// Runs `f` as the measured part of the trial: the clock, the CPU and OS counters are read
     /// around it. `step` says what one latency sample is. `f` returns the bytes and operations
     /// it moved; it should return only when the transfer is complete (e.g. the peer has
@@ -511,17 +521,6 @@ impl Progress {
     }
 }
 
-static CURRENT_VARIANT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-
-/// The variant whose trial is running (peers use it to decide whether an injected fault, see
-/// [`crate::net::peers::FAULT_ENV`], applies to them).
-pub fn current_variant() -> String {
-    CURRENT_VARIANT
-        .lock()
-        .map(|v| v.clone())
-        .unwrap_or_default()
-}
-
 /// The signal (SIGINT/SIGTERM) received so far, if any.
 pub fn interrupted() -> Option<i32> {
     sys::signal::Cancel::process().signal()
@@ -571,6 +570,8 @@ pub struct Lab {
     pub cancel: sys::signal::Cancel,
     /// How quiet the machine was when the run started.
     pub noise: crate::measure::noise::Noise,
+    /// The fault injected for tests (`ZCLAB_FAULT`), read once here.
+    fault: Option<crate::net::peers::FaultSpec>,
 }
 
 impl Lab {
@@ -607,6 +608,7 @@ impl Lab {
                 )),
             ),
         };
+        let fault = crate::net::peers::FaultSpec::from_env()?;
         let (_, started) = results::utc_now();
         let lab = Lab {
             name,
@@ -630,6 +632,7 @@ impl Lab {
                 &[args.cpus.0, args.cpus.1],
                 std::time::Duration::from_millis(200),
             ),
+            fault,
         };
         if lab.noise.noisy {
             eprintln!(
@@ -840,9 +843,6 @@ impl Lab {
                             None
                         };
                         progress.trial(v.name, &label);
-                        if let Ok(mut cv) = CURRENT_VARIANT.lock() {
-                            v.name.clone_into(&mut cv);
-                        }
                         // Warm-ups are one pass; with --duration a timed trial is as many
                         // passes as fill it (stopped early by a failure or a signal).
                         let want_ns = match self.args.duration {
@@ -867,6 +867,8 @@ impl Lab {
                                 integrity: None,
                                 ring: None,
                                 remote: self.peer.as_ref(),
+                                variant: v.name,
+                                fault: self.fault.as_ref(),
                             };
                             let res = (v.run)(ctx, &mut trial);
                             ring = trial.ring.take().or(ring);

@@ -1036,10 +1036,11 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
 
     // A proper client is served, with hashes matching; a second client meanwhile is refused
     // with a message, and the first is unaffected.
-    let peer = Peer::connect(peer_addr(&srv), &local_caps()).expect("a proper client connects");
+    let peer =
+        Peer::connect(peer_addr(&srv), &local_caps(), "test").expect("a proper client connects");
     let mut second = Raw::connect_once(&addr);
     second.expect_error("busy", "one client at a time");
-    let busy = Peer::connect(peer_addr(&srv), &local_caps())
+    let busy = Peer::connect(peer_addr(&srv), &local_caps(), "test")
         .err()
         .expect("refused");
     assert!(busy.to_string().contains("busy"), "{busy}");

@@ -235,7 +235,7 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
     let mut lab = Lab::open(E::NAME, &common, parameters)?;
     let peer = match ctx.peer_addr() {
         Some(a) => {
-            let p = Peer::connect(a.clone(), &lab.caps)?;
+            let p = Peer::connect(a.clone(), &lab.caps, &super::git_revision())?;
             lab.set_peer_meta(p.meta());
             Some(p)
         }

@@ -47,14 +47,20 @@ pub fn read_or_discard(s: &mut TcpStream, buf: &mut [u8], sink: Sink) -> io::Res
 }
 
 /// Receives until end of stream with `sink`, hashing with xxh3 what it copies, and measures
-/// the calling thread's usage from its first to its last byte. With a fault injected for the
-/// current variant ([`peers::FAULT_ENV`]) it resets the connection after that many bytes
-/// instead.
-pub fn receive(mut s: TcpStream, recv_buf: usize, sink: Sink) -> io::Result<Received> {
-    let reset_after = peers::FaultSpec::from_env()
-        .ok()
-        .flatten()
-        .and_then(|f| peers::FaultSpec::for_variant(&Some(f), &crate::harness::current_variant()));
+/// the calling thread's usage from its first to its last byte.
+pub fn receive(s: TcpStream, recv_buf: usize, sink: Sink) -> io::Result<Received> {
+    receive_or_reset(s, recv_buf, sink, None)
+}
+
+/// [`receive`], or, with `reset_after` (a fault injected for tests: [`peers::FAULT_ENV`], as
+/// the harness applies it to the trial's variant), a reset of the connection once that many
+/// bytes have arrived, and an error saying so.
+pub fn receive_or_reset(
+    mut s: TcpStream,
+    recv_buf: usize,
+    sink: Sink,
+    reset_after: Option<u64>,
+) -> io::Result<Received> {
     let mut buf = vec![0u8; recv_buf.max(4096)];
     let mut h = Xxh3::new();
     let mut bytes = 0u64;

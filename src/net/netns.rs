@@ -169,12 +169,16 @@ impl NetPath {
         }
     }
 
-    /// The path called `s`, if any.
-    pub fn from_name(s: &str) -> Option<NetPath> {
-        NetPath::ALL
-            .into_iter()
-            .chain(NetPath::REMOTE)
-            .find(|p| p.name() == s)
+    /// The path called `s`; an error naming the known paths for any other name.
+    pub fn from_name(s: &str) -> io::Result<NetPath> {
+        let all = || NetPath::ALL.into_iter().chain(NetPath::REMOTE);
+        all().find(|p| p.name() == s).ok_or_else(|| {
+            let known: Vec<&str> = all().map(NetPath::name).collect();
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown path '{s}' (known: {})", known.join(", ")),
+            )
+        })
     }
 
     /// Whether the path needs the lab's namespaces ([`VethLab`]).
@@ -206,7 +210,7 @@ pub fn unavailable_reason(caps: &crate::caps::Caps) -> Option<String> {
     }
 }
 
-/// /proc/<pid>/schedstat of the `ksoftirqd/<cpu>` kernel thread: network receive work the
+/// `/proc/<pid>/schedstat` of the `ksoftirqd/<cpu>` kernel thread: network receive work the
 /// kernel defers there is not in any process's CPU time, so experiments record it beside.
 pub fn ksoftirqd_schedstat(cpu: usize) -> Option<PathBuf> {
     let want = format!("ksoftirqd/{cpu}");
@@ -480,7 +484,7 @@ pub fn snmp_field(text: &str, proto: &str, name: &str) -> Option<u64> {
 }
 
 /// A TCP connection whose receiving end is a peer thread pinned to a CPU that receives until
-/// end of stream ([`super::receive`]: into user space and hashed, or discarded), over loopback
+/// end of stream ([`super::receive_or_reset`]: into user space and hashed, or discarded), over loopback
 /// or across the lab's veth pair.
 pub struct TcpLink {
     /// The sending end.
@@ -489,8 +493,14 @@ pub struct TcpLink {
 }
 
 impl TcpLink {
-    /// Over 127.0.0.1 in the caller's namespace.
-    pub fn loopback(peer_cpu: usize, recv_buf: usize, sink: super::Sink) -> io::Result<TcpLink> {
+    /// Over 127.0.0.1 in the caller's namespace. With `reset_after` the receiver resets the
+    /// connection after that many bytes ([`super::receive_or_reset`]).
+    pub fn loopback(
+        peer_cpu: usize,
+        recv_buf: usize,
+        sink: super::Sink,
+        reset_after: Option<u64>,
+    ) -> io::Result<TcpLink> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let peer = std::thread::Builder::new()
@@ -499,7 +509,7 @@ impl TcpLink {
                 let _ = crate::sys::cpu::pin_to(peer_cpu);
                 let (s, _) = listener.accept()?;
                 drop(listener);
-                super::receive(s, recv_buf, sink)
+                super::receive_or_reset(s, recv_buf, sink, reset_after)
             })?;
         let sender = TcpStream::connect(addr)?;
         Ok(TcpLink {
@@ -509,12 +519,13 @@ impl TcpLink {
     }
 
     /// From namespace A to a peer thread that entered namespace B (setns) before creating its
-    /// socket; the sender's socket is created in A.
+    /// socket; the sender's socket is created in A. `reset_after` as for [`TcpLink::loopback`].
     pub fn veth(
         lab: &VethLab,
         peer_cpu: usize,
         recv_buf: usize,
         sink: super::Sink,
+        reset_after: Option<u64>,
     ) -> io::Result<TcpLink> {
         let (tx, rx) = std::sync::mpsc::channel();
         let ns_b = lab.ns_b.clone();
@@ -547,7 +558,7 @@ impl TcpLink {
                 let (s, _) = listener.accept()?;
                 drop(listener);
                 s.set_read_timeout(None)?; // the accepted socket inherits the listener's
-                super::receive(s, recv_buf, sink)
+                super::receive_or_reset(s, recv_buf, sink, reset_after)
             })?;
         let addr = rx
             .recv()
@@ -599,9 +610,9 @@ mod tests {
         assert_eq!(udp_frames(1473, 1500), (2, 1481 + 2 * 34));
         assert_eq!(udp_frames(65507, 1500).0, 45);
         for p in NetPath::ALL.into_iter().chain(NetPath::REMOTE) {
-            assert_eq!(NetPath::from_name(p.name()), Some(p));
+            assert_eq!(NetPath::from_name(p.name()).unwrap(), p);
         }
-        assert_eq!(NetPath::from_name("nope"), None);
+        assert!(NetPath::from_name("nope").is_err());
         assert!(NetPath::UdpSink.is_datagram() && !NetPath::TcpVeth.is_datagram());
     }
 

@@ -37,7 +37,11 @@ impl FaultSpec {
     pub fn from_env() -> io::Result<Option<FaultSpec>> {
         match std::env::var(FAULT_ENV) {
             Ok(v) if !v.trim().is_empty() => FaultSpec::parse(&v).map(Some),
-            _ => Ok(None),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{FAULT_ENV}: {e}"),
+            )),
         }
     }
 
@@ -84,9 +88,15 @@ impl FaultSpec {
 
     /// The reset point for `variant`'s peer, if the fault applies to it.
     pub fn for_variant(spec: &Option<FaultSpec>, variant: &str) -> Option<u64> {
-        spec.as_ref()
-            .filter(|f| f.variant.as_deref().is_none_or(|v| v == variant))
-            .map(|f| f.reset_after)
+        spec.as_ref()?.reset_point(variant)
+    }
+
+    /// The reset point for `variant`'s peer, if this fault applies to it.
+    pub fn reset_point(&self, variant: &str) -> Option<u64> {
+        self.variant
+            .as_deref()
+            .is_none_or(|v| v == variant)
+            .then_some(self.reset_after)
     }
 }
 
