@@ -15,5 +15,6 @@ pub mod pipe;
 pub mod proc;
 pub mod signal;
 pub mod threads;
+pub mod tsc;
 pub mod uring_probe;
 pub mod uring_setup;
