@@ -6,7 +6,10 @@
 //! - [`measure`]: the clock, latency histograms, CPU and OS counters.
 //! - [`results`]: run directories, summaries, `.hgrm` files.
 //! - [`harness`]: variants, parameter points, trials; what every experiment binary runs on.
-//! - [`sys`], [`uring`], [`net`]: safe wrappers and op patterns; the lab's `unsafe` lives there.
+//! - [`sys`], [`uring`], [`net`]: safe wrappers and op patterns.
+//!
+//! `unsafe` code is denied crate-wide (`[lints.rust] unsafe_code = "deny"` in Cargo.toml) and
+//! allowed only in [`sys`] and [`uring`], so the compiler holds every raw call to those two.
 
 pub mod caps;
 pub mod catalog;
@@ -21,7 +24,11 @@ pub mod ring;
 pub mod serve;
 pub mod soak;
 pub mod suite;
+// Raw system calls and io_uring submissions: the only modules allowed `unsafe`.
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod units;
+// io_uring op patterns push SQEs whose buffers the kernel reads later (unsafe by contract).
+#[allow(unsafe_code)]
 pub mod uring;
 pub mod versus;

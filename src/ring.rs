@@ -341,17 +341,9 @@ impl Ring {
             m.fill(0); // fault the pages in before registration pins them
             maps.push(m);
         }
-        let iov: Vec<libc::iovec> = maps
-            .iter_mut()
-            .map(|m| libc::iovec {
-                iov_base: m.as_mut_ptr().cast(),
-                iov_len: m.len(),
-            })
-            .collect();
-        // SAFETY: every iovec points into a mapping stored in `self.buffers` below, which lives
-        // until after the ring is closed (field order in `Ring`), so the registered memory stays
-        // valid for as long as the kernel may use it.
-        let r = unsafe { self.ring.submitter().register_buffers(&iov) };
+        // The mappings are stored in `self.buffers` below, which outlives the ring (field order
+        // in `Ring`), so the registered memory stays valid for as long as the kernel may use it.
+        let r = crate::sys::uring_setup::register_buffers(&self.ring, &mut maps);
         match r {
             Ok(()) => {
                 self.buffers = maps;

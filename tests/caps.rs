@@ -34,9 +34,7 @@ fn probe_in_tmp(hide: &str) -> Caps {
 
 fn getppid_n(n: usize) {
     for _ in 0..n {
-        // SAFETY: getppid has no preconditions; the raw syscall avoids any
-        // libc caching so each call enters the kernel.
-        unsafe { libc::syscall(libc::SYS_getppid) };
+        zclab::sys::proc::getppid_raw();
     }
 }
 

@@ -31,21 +31,11 @@ pub struct Clock {
     origin: Instant,
 }
 
+/// The time-stamp counter; callers use it only after `Clock::new` has checked the CPU
+/// advertises an invariant TSC.
 #[inline(always)]
 fn rdtsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: RDTSC has no preconditions; it only reads the time-stamp counter, and callers
-        // use it only after `Clock::new` has checked the CPU advertises an invariant TSC.
-        #[allow(unused_unsafe)]
-        unsafe {
-            core::arch::x86_64::_rdtsc()
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        0
-    }
+    crate::sys::tsc::rdtsc()
 }
 
 fn invariant_tsc() -> bool {

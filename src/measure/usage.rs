@@ -2,6 +2,7 @@
 //! of io_uring's kernel helper threads (the SQPOLL thread `iou-sqp-*`, workers `iou-wrk-*`),
 //! which run inside the process and are counted in its RUSAGE_SELF.
 
+use nix::sys::resource::{UsageWho, getrusage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -36,15 +37,8 @@ impl Usage {
     }
 }
 
-fn rusage(who: libc::c_int) -> io::Result<Usage> {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is a valid, writable rusage; getrusage only writes into it.
-    let rc = unsafe { libc::getrusage(who, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: getrusage succeeded, so it initialised the struct (it was zeroed anyway).
-    let ru = unsafe { ru.assume_init() };
+fn rusage(who: UsageWho) -> io::Result<Usage> {
+    let ru = *getrusage(who)?.as_ref();
     let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
     Ok(Usage {
         user_ns: tv(ru.ru_utime),
@@ -58,18 +52,18 @@ fn rusage(who: libc::c_int) -> io::Result<Usage> {
 
 /// getrusage(RUSAGE_SELF): every thread of the process, io_uring helper threads included.
 pub fn process() -> io::Result<Usage> {
-    rusage(libc::RUSAGE_SELF)
+    rusage(UsageWho::RUSAGE_SELF)
 }
 
 /// getrusage(RUSAGE_CHILDREN): every child process that has ended and been waited for; the
 /// difference around one child's run is that child's usage.
 pub fn children() -> io::Result<Usage> {
-    rusage(libc::RUSAGE_CHILDREN)
+    rusage(UsageWho::RUSAGE_CHILDREN)
 }
 
 /// getrusage(RUSAGE_THREAD): the calling thread only.
 pub fn thread() -> io::Result<Usage> {
-    rusage(libc::RUSAGE_THREAD)
+    rusage(UsageWho::RUSAGE_THREAD)
 }
 
 /// CPU time (ns, from /proc/self/task/TID/schedstat) of each of the process's io_uring kernel
