@@ -2,6 +2,7 @@
 //! sockets. The few `unsafe` blocks of the lab live here and in `ring`/`uring`.
 
 pub mod blocksum;
+pub mod consts;
 pub mod cpu;
 pub mod direct;
 pub mod errqueue;
@@ -13,3 +14,4 @@ pub mod pipe;
 pub mod proc;
 pub mod signal;
 pub mod threads;
+pub mod zc_ledger;
