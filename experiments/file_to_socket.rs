@@ -885,7 +885,7 @@ fn uring_send_zc_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
         .map_err(harness::ring_err)?;
     t.set_ring(r.flags());
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
-    let mut zc = ZcSender::new(&r, true, report, t.clock);
+    let mut zc = ZcSender::new(&r, true, report, t.clock, t.cancel());
     let size = t.point.num("size");
     let mut sent = 0u64;
     transfer(
@@ -908,8 +908,8 @@ fn uring_send_zc_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
             Ok(n)
         },
     )?;
-    let release = zc.release.take();
-    t.set_zc(zc.counts.clone(), Some(release));
+    let (counts, release) = zc.ledger_mut().take_report();
+    t.set_zc(counts.into(), Some(release));
     Ok(())
 }
 
@@ -918,7 +918,7 @@ fn uring_send_zc_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
     let dgram = path_of(t).is_datagram();
     let size = t.point.num("size");
-    let clock = t.clock;
+    let (clock, cancel) = (t.clock, t.cancel());
     let mut zc: Option<MappedZcSender> = None;
     let mut sent = 0u64;
     transfer(
@@ -935,6 +935,7 @@ fn uring_send_zc_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
                     32,
                     report,
                     clock,
+                    cancel,
                 ));
             }
             let z = zc.as_mut().expect("just set");
@@ -956,8 +957,8 @@ fn uring_send_zc_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
         },
     )?;
     let mut z = zc.ok_or_else(|| anyhow!("nothing was sent"))?;
-    let release = z.release.take();
-    t.set_zc(z.counts.clone(), Some(release));
+    let (counts, release) = z.ledger_mut().take_report();
+    t.set_zc(counts.into(), Some(release));
     Ok(())
 }
 
