@@ -908,7 +908,7 @@ fn uring_send_zc_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
             Ok(n)
         },
     )?;
-    let (counts, release) = zc.ledger_mut().take_report();
+    let (counts, release) = zc.ledger().report();
     t.set_zc(counts.into(), Some(release));
     Ok(())
 }
@@ -956,8 +956,8 @@ fn uring_send_zc_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
             Ok(n)
         },
     )?;
-    let mut z = zc.ok_or_else(|| anyhow!("nothing was sent"))?;
-    let (counts, release) = z.ledger_mut().take_report();
+    let z = zc.ok_or_else(|| anyhow!("nothing was sent"))?;
+    let (counts, release) = z.ledger().report();
     t.set_zc(counts.into(), Some(release));
     Ok(())
 }

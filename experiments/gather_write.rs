@@ -404,7 +404,7 @@ fn uring_sendmsg_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     }
     res?;
     t.set_extra("enters", enters as f64);
-    let (counts, release) = zc.ledger_mut().take_report();
+    let (counts, release) = zc.ledger().report();
     t.set_zc(counts.into(), Some(release));
     Ok(())
 }

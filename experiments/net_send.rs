@@ -1016,7 +1016,7 @@ fn send_msg_zerocopy(t: &mut Trial, conn: &mut Conn, job: &Job) -> Result<Sent> 
             pool.other_errors
         );
     }
-    let (counts, release) = pool.ledger_mut().take_report();
+    let (counts, release) = pool.ledger().report();
     Ok(Sent {
         zc: Some((counts.into(), release)),
         received,
@@ -1119,7 +1119,7 @@ fn send_uring(t: &mut Trial, conn: &mut Conn, op: SendOp, job: &Job) -> Result<S
         })
     })?;
     let zc = op.zero_copy().then(|| {
-        let (counts, release) = p.ledger_mut().take_report();
+        let (counts, release) = p.ledger().report();
         (counts.into(), release)
     });
     Ok(Sent { zc, received })

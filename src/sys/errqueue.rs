@@ -200,11 +200,6 @@ impl ZcPool {
         &self.ledger
     }
 
-    /// The ledger, to take its report.
-    pub fn ledger_mut(&mut self) -> &mut Ledger {
-        &mut self.ledger
-    }
-
     /// Number of buffers.
     pub fn len(&self) -> usize {
         self.ledger.buffers()
@@ -227,11 +222,6 @@ impl ZcPool {
         }
         let s = i * self.stride;
         Some(&mut self.mem[s..s + self.size])
-    }
-
-    /// Zero-copy sends not yet completed.
-    pub fn outstanding(&self) -> u64 {
-        self.ledger.live() as u64
     }
 
     /// send(2) with `MSG_ZEROCOPY | flags` of buffer `buf`, bytes `from .. from + len`. Each
@@ -263,7 +253,7 @@ impl ZcPool {
                     return Ok(n);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    if self.outstanding() == 0 {
+                    if self.ledger.live() == 0 {
                         return Err(io::Error::new(
                             e.kind(),
                             "MSG_ZEROCOPY send: ENOBUFS with no send outstanding (net.core.optmem_max too small?)",
@@ -358,7 +348,7 @@ mod tests {
             while off < 8192 {
                 off += pool.send(s.as_fd(), b, off, 8192 - off, 0).unwrap();
             }
-            assert!(pool.buffer_mut(b).is_none() || pool.outstanding() == 0);
+            assert!(pool.buffer_mut(b).is_none() || pool.ledger().live() == 0);
         }
         pool.drain(s.as_fd(), Duration::from_secs(5)).unwrap();
         drop(s);

@@ -230,11 +230,6 @@ impl Ledger {
         self.clock.now()
     }
 
-    /// The cancellation token [`Ledger::drain`] obeys.
-    pub fn cancel(&self) -> Cancel {
-        self.cancel
-    }
-
     /// Number of buffers.
     pub fn buffers(&self) -> usize {
         self.busy.len()
@@ -263,11 +258,6 @@ impl Ledger {
     /// Notifications not yet in.
     pub fn notifs_pending(&self) -> usize {
         self.notifs_pending
-    }
-
-    /// Ids handed out so far.
-    pub fn ids_issued(&self) -> u64 {
-        self.next_id
     }
 
     /// The ids no notification is awaited for any more.
@@ -399,8 +389,8 @@ impl Ledger {
     }
 
     /// Records one notification covering ids `lo ..= hi`, `copied` when the kernel copied
-    /// them. An id not sent, already notified or not awaiting a notification is an error (and
-    /// changes nothing).
+    /// them. An id not sent, or one no notification is awaited for (already notified, or a
+    /// copying send), is an error and changes nothing.
     pub fn complete(&mut self, lo: u32, hi: u32, copied: bool) -> io::Result<()> {
         if hi as u64 >= self.next_id {
             return Err(io::Error::other(format!(
@@ -408,13 +398,8 @@ impl Ledger {
                 self.next_id
             )));
         }
-        for id in lo..=hi {
-            if !self.entry(id as u64).is_some_and(|e| e.notif_pending) {
-                return Err(io::Error::other(format!(
-                    "completion for zero-copy id {id}, which is not outstanding"
-                )));
-            }
-        }
+        // Every id below next_id is either in `released` or live awaiting its notification, so
+        // once the range is inserted each of its ids has a live entry.
         let added = self
             .released
             .insert(lo, hi)
@@ -423,7 +408,7 @@ impl Ledger {
         self.counts.ids_completed += added;
         let now = self.clock.now();
         for id in lo..=hi {
-            let e = self.entry(id as u64).expect("checked above");
+            let e = self.entry(id as u64).expect("an id not released is live");
             e.notif_pending = false;
             let (sent, issued) = (e.sent, e.issued);
             self.notifs_pending -= 1;
@@ -484,9 +469,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// The counts and the release-time histogram, leaving an empty histogram.
-    pub fn take_report(&mut self) -> (Counts, Histogram<u64>) {
-        (self.counts, self.release.take())
+    /// The counts and the release-time histogram, for the trial's row.
+    pub fn report(&self) -> (Counts, Histogram<u64>) {
+        (self.counts, self.release.histogram().clone())
     }
 }
 
@@ -586,7 +571,8 @@ mod tests {
         }
         l.complete(4, 8, true).unwrap();
         assert_eq!(l.released().ranges(), &[(4, 8)]);
-        assert!(l.complete(8, 9, false).is_err(), "8 completed twice");
+        let e = l.complete(8, 9, false).unwrap_err();
+        assert!(e.to_string().contains("id 8 completed twice"), "{e}");
         assert!(l.complete(10, 10, false).is_err(), "never sent");
         assert_eq!(l.notifs_pending(), 5, "a failed completion changes nothing");
         l.complete(0, 3, false).unwrap();
@@ -634,7 +620,7 @@ mod tests {
         l.complete(1, 1, false).unwrap();
         assert!(l.can_begin());
         // Id 0 lags: its slot comes round again after table_len() ids.
-        while l.ids_issued() < l.table_len() as u64 {
+        for _ in 2..l.table_len() {
             let id = sent(&mut l, 0, 1);
             l.complete(id as u32, id as u32, false).unwrap();
         }

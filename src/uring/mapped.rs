@@ -10,7 +10,7 @@
 //! F_MORE (a failed send still posts a notification).
 
 use super::Fd;
-use super::zc::{reap, send_zc_entry, wait_cqe};
+use super::zc::{drain, reap, send_zc_entry, wait_cqe};
 use crate::measure::Clock;
 use crate::ring::Ring;
 use crate::sys::signal::Cancel;
@@ -65,16 +65,6 @@ impl MappedZcSender {
     /// The account of sends and notifications.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    /// The ledger, to take its report.
-    pub fn ledger_mut(&mut self) -> &mut Ledger {
-        &mut self.ledger
-    }
-
-    /// Zero-copy notifications not yet reaped.
-    pub fn outstanding(&self) -> usize {
-        self.ledger.notifs_pending()
     }
 
     /// Sends `map[off..off + len]` on `sock` with one SEND_ZC (`msg_flags`, e.g. MSG_WAITALL on a
@@ -136,11 +126,7 @@ impl MappedZcSender {
     /// token has not fired ([`Ledger::drain`]); one still missing then is an error.
     pub fn drain(&mut self, timeout: Duration) -> io::Result<()> {
         let ring = self.ring.as_mut().expect("ring lives until drop");
-        self.ledger.drain(timeout, |l, t| {
-            wait_cqe(ring, Some(t))?;
-            reap(ring, l, |_, _| {});
-            Ok(())
-        })
+        drain(ring, &mut self.ledger, timeout, |_, _| {})
     }
 }
 

@@ -12,7 +12,7 @@
 //! stream can interleave when one is short and retried), several on a datagram socket.
 
 use super::Fd;
-use super::zc::{reap, send_zc_entry, wait_cqe, zc_flags};
+use super::zc::{drain, reap, send_zc_entry, wait_cqe, zc_flags};
 use crate::measure::Clock;
 use crate::ring::Ring;
 use crate::sys::signal::Cancel;
@@ -104,11 +104,6 @@ impl SendPipeline {
     /// The account of sends, results and notifications.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    /// The ledger, to take its report.
-    pub fn ledger_mut(&mut self) -> &mut Ledger {
-        &mut self.ledger
     }
 
     /// Number of buffers.
@@ -243,15 +238,10 @@ impl SendPipeline {
         timeout: Duration,
         mut on_result: impl FnMut(SendDone),
     ) -> io::Result<()> {
-        let ring = &mut self.ring;
-        self.ledger.drain(timeout, |l, t| {
-            wait_cqe(ring, Some(t))?;
-            reap(ring, l, |_, d| {
-                if let Some(d) = d {
-                    on_result(d);
-                }
-            });
-            Ok(())
+        drain(&mut self.ring, &mut self.ledger, timeout, |_, d| {
+            if let Some(d) = d {
+                on_result(d);
+            }
         })
     }
 }

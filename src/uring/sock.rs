@@ -8,7 +8,7 @@
 //! submitted before it returns, or owns the memory the kernel may still read; none allocates in
 //! its per-step path.
 
-use super::zc::{reap, wait_cqe, zc_flags};
+use super::zc::{drain, reap, wait_cqe, zc_flags};
 use super::{Cqe, Fd};
 use crate::measure::{Clock, Recorder};
 use crate::ring::Ring;
@@ -619,16 +619,6 @@ impl ZcMsgSender {
         &self.ledger
     }
 
-    /// The ledger, to take its report.
-    pub fn ledger_mut(&mut self) -> &mut Ledger {
-        &mut self.ledger
-    }
-
-    /// Sends not yet complete (notification outstanding).
-    pub fn outstanding(&self) -> u64 {
-        self.ledger.live() as u64
-    }
-
     /// Waits for at least one CQE (up to `timeout`), handling notifications; returns the
     /// result of send `want` if it arrived.
     fn wait(
@@ -639,7 +629,7 @@ impl ZcMsgSender {
     ) -> io::Result<Option<i32>> {
         match wait_cqe(ring, timeout) {
             Ok(_) => {}
-            Err(e) if busy(&e) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         let mut found = None;
@@ -727,15 +717,7 @@ impl ZcMsgSender {
     /// Waits for every outstanding notification, up to `timeout` and while the cancellation
     /// token has not fired ([`Ledger::drain`]; then an error).
     pub fn drain(&mut self, ring: &mut Ring, timeout: Duration) -> io::Result<()> {
-        self.ledger.drain(timeout, |l, t| {
-            match wait_cqe(ring, Some(t)) {
-                Ok(_) => {}
-                Err(e) if busy(&e) => {}
-                Err(e) => return Err(e),
-            }
-            reap(ring, l, |_, _| {});
-            Ok(())
-        })
+        drain(ring, &mut self.ledger, timeout, |_, _| {})
     }
 }
 

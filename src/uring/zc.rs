@@ -51,21 +51,42 @@ pub(crate) fn zc_flags(report_usage: bool) -> u16 {
 }
 
 /// Submits what is queued and waits for at least one CQE, up to `timeout` when given: Ok(false)
-/// when it passed (ETIME). EINTR is returned as an error of kind Interrupted.
+/// when it passed (ETIME). EAGAIN and EBUSY (the kernel is short of room for completions) count
+/// as a wake-up: reap and wait again. EINTR is returned as an error of kind Interrupted.
 pub(crate) fn wait_cqe(ring: &mut Ring, timeout: Option<Duration>) -> io::Result<bool> {
     let r = ring.inner();
-    match timeout {
-        None => r.submit_and_wait(1).map(|_| true),
+    let res = match timeout {
+        None => r.submit_and_wait(1),
         Some(t) => {
             let ts = types::Timespec::from(t);
             let args = types::SubmitArgs::new().timespec(&ts);
-            match r.submitter().submit_with_args(1, &args) {
-                Ok(_) => Ok(true),
-                Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(false),
-                Err(e) => Err(e),
-            }
+            r.submitter().submit_with_args(1, &args)
         }
+    };
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ETIME) => Ok(false),
+            Some(libc::EAGAIN | libc::EBUSY) => Ok(true),
+            _ => Err(e),
+        },
     }
+}
+
+/// [`Ledger::drain`] over `ring`: waits for CQEs and feeds them to the ledger (handing other
+/// CQEs to `f`, as [`reap`]) until no send is live, up to `timeout` and the ledger's
+/// cancellation token.
+pub(crate) fn drain(
+    ring: &mut Ring,
+    ledger: &mut Ledger,
+    timeout: Duration,
+    mut f: impl FnMut(Cqe, Option<SendDone>),
+) -> io::Result<()> {
+    ledger.drain(timeout, |l, t| {
+        wait_cqe(ring, Some(t))?;
+        reap(ring, l, &mut f);
+        Ok(())
+    })
 }
 
 /// Processes every CQE now available: notifications (F_NOTIF) go to `ledger`, with the usage
@@ -129,11 +150,6 @@ impl ZcSender {
     /// The account of sends and notifications.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    /// The ledger, to take its report.
-    pub fn ledger_mut(&mut self) -> &mut Ledger {
-        &mut self.ledger
     }
 
     /// A registered buffer with no notification outstanding, waiting for notifications if all
@@ -264,18 +280,9 @@ impl ZcSender {
         }
     }
 
-    /// Sends not yet complete (notification outstanding).
-    pub fn outstanding(&self) -> u64 {
-        self.ledger.live() as u64
-    }
-
     /// Waits for every outstanding notification, up to `timeout` ([`Ledger::drain`]); a
     /// notification still missing then is an error.
     pub fn drain(&mut self, ring: &mut Ring, timeout: Duration) -> io::Result<()> {
-        self.ledger.drain(timeout, |l, t| {
-            wait_cqe(ring, Some(t))?;
-            reap(ring, l, |_, _| {});
-            Ok(())
-        })
+        drain(ring, &mut self.ledger, timeout, |_, _| {})
     }
 }
