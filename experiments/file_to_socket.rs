@@ -898,7 +898,7 @@ fn uring_send_zc_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
         .map_err(harness::ring_err)?;
     t.set_ring(r.flags());
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
-    let mut zc = ZcSender::new(&r, true, report, t.clock);
+    let mut zc = ZcSender::new(&r, true, report, t.clock, t.cancel());
     let size = t.point.num("size");
     let mut sent = 0u64;
     transfer(
@@ -921,8 +921,8 @@ fn uring_send_zc_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
             Ok(n)
         },
     )?;
-    let release = zc.release.take();
-    t.set_zc(zc.counts.clone(), Some(release));
+    let (counts, release) = zc.ledger().report();
+    t.set_zc(counts.into(), Some(release));
     Ok(())
 }
 
@@ -931,7 +931,7 @@ fn uring_send_zc_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
     let dgram = path_of(t).is_datagram();
     let size = t.point.num("size");
-    let clock = t.clock;
+    let (clock, cancel) = (t.clock, t.cancel());
     let mut zc: Option<MappedZcSender> = None;
     let mut sent = 0u64;
     transfer(
@@ -948,6 +948,7 @@ fn uring_send_zc_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
                     32,
                     report,
                     clock,
+                    cancel,
                 ));
             }
             let z = zc.as_mut().expect("just set");
@@ -968,9 +969,9 @@ fn uring_send_zc_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
             Ok(n)
         },
     )?;
-    let mut z = zc.ok_or_else(|| anyhow!("nothing was sent"))?;
-    let release = z.release.take();
-    t.set_zc(z.counts.clone(), Some(release));
+    let z = zc.ok_or_else(|| anyhow!("nothing was sent"))?;
+    let (counts, release) = z.ledger().report();
+    t.set_zc(counts.into(), Some(release));
     Ok(())
 }
 

@@ -373,7 +373,7 @@ fn uring_sendmsg_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     let p = plan(ctx, t);
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
     // The sender owns a copy of the pool: the kernel may read it until each notification.
-    let mut zc = ZcMsgSender::new(p.pool.clone(), p.parts, report, t.clock);
+    let mut zc = ZcMsgSender::new(p.pool.clone(), p.parts, report, t.clock, t.cancel());
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(p.parts);
     let mut enters = 0u64;
     let mut drained = false;
@@ -404,7 +404,7 @@ fn uring_sendmsg_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     }
     res?;
     t.set_extra("enters", enters as f64);
-    let release = zc.release.take();
-    t.set_zc(zc.counts.clone(), Some(release));
+    let (counts, release) = zc.ledger().report();
+    t.set_zc(counts.into(), Some(release));
     Ok(())
 }

@@ -974,7 +974,7 @@ fn wait_notif(p: &mut SendPipeline) -> Result<()> {
 
 fn send_msg_zerocopy(t: &mut Trial, conn: &mut Conn, job: &Job) -> Result<Sent> {
     let (size, msgs, pool_n, reap, step) = (job.size, job.msgs, job.pool, job.reap, job.step);
-    let mut pool = ZcPool::new(pool_n, size, t.clock)?;
+    let mut pool = ZcPool::new(pool_n, size, t.clock, t.cancel())?;
     for i in 0..pool_n {
         fill_pattern(pool.buffer_mut(i).expect("a new pool is free"), 0);
     }
@@ -1027,9 +1027,9 @@ fn send_msg_zerocopy(t: &mut Trial, conn: &mut Conn, job: &Job) -> Result<Sent> 
             pool.other_errors
         );
     }
-    let release = pool.release.take();
+    let (counts, release) = pool.ledger().report();
     Ok(Sent {
-        zc: Some((pool.counts.clone(), release)),
+        zc: Some((counts.into(), release)),
         received,
     })
 }
@@ -1046,7 +1046,7 @@ fn send_uring(t: &mut Trial, conn: &mut Conn, op: SendOp, job: &Job) -> Result<S
         .map_err(harness::ring_err)?;
     t.set_ring(ring.flags());
     let report = op.zero_copy() && t.caps.io_uring.send_zc_report_usage == Some(true);
-    let mut p = SendPipeline::new(ring, op, max_sends, report, t.clock);
+    let mut p = SendPipeline::new(ring, op, max_sends, report, t.clock, t.cancel());
     for i in 0..pool_n {
         fill_pattern(p.buffer_mut(i).expect("a new pipeline is free"), 0);
     }
@@ -1129,7 +1129,10 @@ fn send_uring(t: &mut Trial, conn: &mut Conn, op: SendOp, job: &Job) -> Result<S
             ops: msgs,
         })
     })?;
-    let zc = op.zero_copy().then(|| (p.counts.clone(), p.release.take()));
+    let zc = op.zero_copy().then(|| {
+        let (counts, release) = p.ledger().report();
+        (counts.into(), release)
+    });
     Ok(Sent { zc, received })
 }
 

@@ -334,6 +334,11 @@ impl Trial<'_> {
         self.fault?.reset_point(self.variant)
     }
 
+    /// The run's cancellation token (SIGINT/SIGTERM), to pass to loops that may block.
+    pub fn cancel(&self) -> crate::sys::signal::Cancel {
+        crate::sys::signal::Cancel::process()
+    }
+
     /// Runs `f` as the measured part of the trial: the clock, the CPU and OS counters are read
     /// around it. `step` says what one latency sample is. `f` returns the bytes and operations
     /// it moved; it should return only when the transfer is complete (e.g. the peer has

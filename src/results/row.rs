@@ -117,6 +117,22 @@ pub struct ZcCounts {
     pub usage_reported: bool,
 }
 
+impl From<crate::sys::zc_ledger::Counts> for ZcCounts {
+    fn from(c: crate::sys::zc_ledger::Counts) -> ZcCounts {
+        ZcCounts {
+            sends: c.sends,
+            bytes: c.bytes,
+            notifications: c.notifications,
+            ids_completed: c.ids_completed,
+            copied: c.copied,
+            copied_bytes: c.copied_bytes,
+            enobufs_retries: c.enobufs_retries,
+            copied_pct: c.copied_pct(),
+            usage_reported: c.usage_reported,
+        }
+    }
+}
+
 /// Whether what arrived equals what was sent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Integrity {

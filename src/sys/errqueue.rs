@@ -5,23 +5,21 @@
 //! Every successful zero-copy send(2) on a socket gets the next 32-bit id (0, 1, 2, ...; a
 //! call that fails consumes none). The kernel reports completed ids as `sock_extended_err`
 //! messages (`ee_origin == SO_EE_ORIGIN_ZEROCOPY`) covering the range `[ee_info ..= ee_data]`;
-//! consecutive completions are merged into one message, and messages can arrive out of order,
-//! so completed ids are tracked as a set of ranges ([`IdRanges`]). `ee_code` has
-//! `SO_EE_CODE_ZEROCOPY_COPIED` when the kernel copied the data after all (always on loopback).
+//! consecutive completions are merged into one message, and messages can arrive out of order.
+//! `ee_code` has `SO_EE_CODE_ZEROCOPY_COPIED` when the kernel copied the data after all (always
+//! on loopback).
 //!
-//! [`ZcPool`] owns the send buffers and hands one out for writing only when every send from it
-//! has completed: reusing a buffer earlier corrupts what the peer receives.
+//! [`ZcPool`] owns the send buffers and keeps its account in a [`Ledger`], which hands a buffer
+//! out for writing only when every send from it has completed: reusing a buffer earlier corrupts
+//! what the peer receives.
 
-use crate::measure::{Clock, Recorder, Stamp};
-use crate::results::ZcCounts;
+use crate::measure::Clock;
+use crate::sys::consts::{SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY};
+use crate::sys::signal::Cancel;
+use crate::sys::zc_ledger::Ledger;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::time::{Duration, Instant};
-
-/// `SO_EE_ORIGIN_ZEROCOPY` (include/uapi/linux/errqueue.h).
-pub const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
-/// `SO_EE_CODE_ZEROCOPY_COPIED`: the kernel fell back to copying for this range.
-pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+use std::time::Duration;
 
 /// Sets `SO_ZEROCOPY` on a socket (socket(7)); MSG_ZEROCOPY is ignored without it.
 pub fn enable_zerocopy(fd: BorrowedFd) -> io::Result<()> {
@@ -166,97 +164,6 @@ pub fn recv_err(fd: BorrowedFd) -> io::Result<Option<ErrMsg>> {
     ))
 }
 
-/// A set of u32 ids as sorted, disjoint, non-adjacent inclusive ranges. Completions mostly
-/// arrive in order, so the set stays a handful of ranges.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IdRanges {
-    r: Vec<(u32, u32)>,
-}
-
-impl IdRanges {
-    /// An empty set with room for a few out-of-order ranges (no allocation while it stays
-    /// small).
-    pub fn new() -> IdRanges {
-        IdRanges {
-            r: Vec::with_capacity(64),
-        }
-    }
-
-    /// Adds `lo ..= hi`. Returns how many ids that adds, or an error naming the first id
-    /// already in the set (the kernel never reports an id twice).
-    pub fn insert(&mut self, lo: u32, hi: u32) -> Result<u64, u32> {
-        if lo > hi {
-            return Err(lo);
-        }
-        // The first range ending at or after lo; it overlaps unless it starts after hi.
-        let p = self.r.partition_point(|&(_, e)| e < lo);
-        if let Some(&(s, _)) = self.r.get(p) {
-            if s <= hi {
-                return Err(lo.max(s));
-            }
-        }
-        let left = p > 0 && self.r[p - 1].1 as u64 + 1 == lo as u64;
-        let right = self
-            .r
-            .get(p)
-            .is_some_and(|&(s, _)| s as u64 == hi as u64 + 1);
-        match (left, right) {
-            (true, true) => {
-                self.r[p - 1].1 = self.r[p].1;
-                self.r.remove(p);
-            }
-            (true, false) => self.r[p - 1].1 = hi,
-            (false, true) => self.r[p].0 = lo,
-            (false, false) => self.r.insert(p, (lo, hi)),
-        }
-        Ok(hi as u64 - lo as u64 + 1)
-    }
-
-    /// Whether every id in `lo ..= hi` is in the set.
-    pub fn covers(&self, lo: u32, hi: u32) -> bool {
-        let i = self.r.partition_point(|&(_, e)| e < lo);
-        self.r.get(i).is_some_and(|&(s, e)| s <= lo && hi <= e)
-    }
-
-    /// Number of ids in the set.
-    pub fn count(&self) -> u64 {
-        self.r.iter().map(|&(s, e)| e as u64 - s as u64 + 1).sum()
-    }
-
-    /// The ranges, in order.
-    pub fn ranges(&self) -> &[(u32, u32)] {
-        &self.r
-    }
-
-    /// The ids of `0 .. n` not in the set, as ranges (for error messages).
-    pub fn missing_below(&self, n: u64) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        let mut next = 0u64;
-        for &(s, e) in &self.r {
-            if s as u64 >= n {
-                break;
-            }
-            if s as u64 > next {
-                out.push((next, s as u64 - 1));
-            }
-            next = e as u64 + 1;
-        }
-        if next < n {
-            out.push((next, n - 1));
-        }
-        out
-    }
-}
-
-#[derive(Clone, Copy)]
-struct IdSlot {
-    id: u32,
-    buf: u32,
-    bytes: u32,
-    issued: Stamp,
-    live: bool,
-}
-
 /// Send buffers for MSG_ZEROCOPY and the accounting of their completions.
 ///
 /// A buffer is handed out for writing ([`ZcPool::buffer_mut`]) only when every zero-copy send
@@ -266,59 +173,36 @@ pub struct ZcPool {
     mem: memmap2::MmapMut,
     size: usize,
     stride: usize,
-    /// Zero-copy sends outstanding per buffer.
-    busy: Vec<u32>,
-    /// Outstanding sends by `id % len`.
-    ids: Vec<IdSlot>,
-    next_id: u64,
-    clock: Clock,
-    /// Completed ids.
-    pub done: IdRanges,
-    /// Send issued to its completion read from the error queue, one sample per send.
-    pub release: Recorder,
-    /// Sends, completions (error-queue messages), ids covered, copied, ENOBUFS retries.
-    pub counts: ZcCounts,
+    ledger: Ledger,
     /// Error-queue messages that were not zero-copy completions.
     pub other_errors: u64,
 }
 
 impl ZcPool {
-    /// `count` page-aligned buffers of `size` bytes, zero-filled and faulted in.
-    pub fn new(count: usize, size: usize, clock: Clock) -> io::Result<ZcPool> {
+    /// `count` page-aligned buffers of `size` bytes, zero-filled and faulted in. [`ZcPool::drain`]
+    /// stops waiting when `cancel` fires.
+    pub fn new(count: usize, size: usize, clock: Clock, cancel: Cancel) -> io::Result<ZcPool> {
         let stride = size.max(1).div_ceil(4096) * 4096;
         let mut mem = memmap2::MmapMut::map_anon(stride * count.max(1))?;
         mem.fill(0);
-        let slots = (count * 8).next_power_of_two().max(64);
+        let max_live = (count * 8).next_power_of_two().max(64);
         Ok(ZcPool {
             mem,
             size,
             stride,
-            busy: vec![0; count.max(1)],
-            ids: vec![
-                IdSlot {
-                    id: 0,
-                    buf: 0,
-                    bytes: 0,
-                    issued: clock.now(),
-                    live: false,
-                };
-                slots
-            ],
-            next_id: 0,
-            clock,
-            done: IdRanges::new(),
-            release: Recorder::new(clock),
-            counts: ZcCounts {
-                usage_reported: true,
-                ..Default::default()
-            },
+            ledger: Ledger::new(count, max_live, true, clock, cancel),
             other_errors: 0,
         })
     }
 
+    /// The account of sends and completions.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Number of buffers.
     pub fn len(&self) -> usize {
-        self.busy.len()
+        self.ledger.buffers()
     }
 
     /// Always false: a pool has at least one buffer.
@@ -328,26 +212,16 @@ impl ZcPool {
 
     /// A buffer with no send outstanding, if any.
     pub fn free_buffer(&self) -> Option<usize> {
-        self.busy.iter().position(|&b| b == 0)
+        self.ledger.free_buffer()
     }
 
     /// Buffer `i` for writing, or None while a send from it is outstanding.
     pub fn buffer_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        if self.busy[i] != 0 {
+        if !self.ledger.is_free(i) {
             return None;
         }
         let s = i * self.stride;
         Some(&mut self.mem[s..s + self.size])
-    }
-
-    /// Zero-copy sends not yet completed.
-    pub fn outstanding(&self) -> u64 {
-        self.busy.iter().map(|&b| b as u64).sum()
-    }
-
-    /// Ids handed out so far (the next send gets this id).
-    pub fn ids_issued(&self) -> u64 {
-        self.next_id
     }
 
     /// send(2) with `MSG_ZEROCOPY | flags` of buffer `buf`, bytes `from .. from + len`. Each
@@ -364,42 +238,28 @@ impl ZcPool {
     ) -> io::Result<usize> {
         assert!(from + len <= self.size, "ZcPool::send beyond the buffer");
         loop {
-            let slot = (self.next_id as usize) & (self.ids.len() - 1);
-            if self.ids[slot].live {
+            if !self.ledger.can_begin() {
                 // Too many sends outstanding for the id table: wait for completions.
                 self.wait(fd, Duration::from_secs(5))?;
                 continue;
             }
+            let id = self.ledger.next_id()?;
             let s = buf * self.stride + from;
-            let issued = self.clock.now();
+            let issued = self.ledger.now();
             match send(fd, &self.mem[s..s + len], libc::MSG_ZEROCOPY | flags) {
                 Ok(n) => {
-                    if self.next_id > u32::MAX as u64 {
-                        return Err(io::Error::other(
-                            "more than 2^32 zero-copy sends on one socket",
-                        ));
-                    }
-                    self.ids[slot] = IdSlot {
-                        id: self.next_id as u32,
-                        buf: buf as u32,
-                        bytes: n as u32,
-                        issued,
-                        live: true,
-                    };
-                    self.next_id += 1;
-                    self.busy[buf] += 1;
-                    self.counts.sends += 1;
-                    self.counts.bytes += n as u64;
+                    self.ledger.begin(buf, from, len, issued, true);
+                    self.ledger.result(id, n as i32, true);
                     return Ok(n);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    if self.outstanding() == 0 {
+                    if self.ledger.live() == 0 {
                         return Err(io::Error::new(
                             e.kind(),
                             "MSG_ZEROCOPY send: ENOBUFS with no send outstanding (net.core.optmem_max too small?)",
                         ));
                     }
-                    self.counts.enobufs_retries += 1;
+                    self.ledger.counts.enobufs_retries += 1;
                     self.wait(fd, Duration::from_secs(5))?;
                 }
                 Err(e) => return Err(e),
@@ -410,48 +270,7 @@ impl ZcPool {
     /// Reads every completion now on the error queue without blocking; returns how many
     /// messages were read.
     pub fn reap(&mut self, fd: BorrowedFd) -> io::Result<u64> {
-        let mut n = 0;
-        while let Some(m) = recv_err(fd)? {
-            n += 1;
-            match m {
-                ErrMsg::Zerocopy { lo, hi, copied } => self.complete(lo, hi, copied)?,
-                ErrMsg::Other { .. } => self.other_errors += 1,
-            }
-        }
-        Ok(n)
-    }
-
-    fn complete(&mut self, lo: u32, hi: u32, copied: bool) -> io::Result<()> {
-        if hi as u64 >= self.next_id {
-            return Err(io::Error::other(format!(
-                "completion for ids {lo}..={hi}, but only {} sent",
-                self.next_id
-            )));
-        }
-        let added = self
-            .done
-            .insert(lo, hi)
-            .map_err(|id| io::Error::other(format!("zero-copy id {id} completed twice")))?;
-        self.counts.notifications += 1;
-        self.counts.ids_completed += added;
-        let now = self.clock.now();
-        let mask = self.ids.len() - 1;
-        for id in lo..=hi {
-            let s = &mut self.ids[id as usize & mask];
-            if !s.live || s.id != id {
-                return Err(io::Error::other(format!(
-                    "completion for zero-copy id {id}, which is not outstanding"
-                )));
-            }
-            s.live = false;
-            self.busy[s.buf as usize] -= 1;
-            if copied {
-                self.counts.copied += 1;
-                self.counts.copied_bytes += s.bytes as u64;
-            }
-            self.release.record_ns(self.clock.ns_between(s.issued, now));
-        }
-        Ok(())
+        reap(fd, &mut self.ledger, &mut self.other_errors)
     }
 
     /// Waits up to `timeout` for the error queue to become readable, then reaps it. Returns
@@ -464,77 +283,36 @@ impl ZcPool {
         }
     }
 
-    /// Waits until every send has completed, up to `timeout` in all; then checks that the
-    /// completed ids are exactly `0 .. ids_issued()` and finalises `counts.copied_pct`. A
-    /// completion still missing is an error.
+    /// Waits until every send has completed, up to `timeout` in all and while the pool's
+    /// cancellation token has not fired ([`Ledger::drain`]). A completion still missing is an
+    /// error.
     pub fn drain(&mut self, fd: BorrowedFd, timeout: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.outstanding() > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "{} MSG_ZEROCOPY completion(s) still missing {timeout:?} after the last send (ids missing: {:?})",
-                        self.outstanding(),
-                        self.done.missing_below(self.next_id)
-                    ),
-                ));
+        let other = &mut self.other_errors;
+        self.ledger.drain(timeout, |l, t| {
+            if wait_err(fd, t)? {
+                reap(fd, l, other)?;
             }
-            match self.wait(fd, left.min(Duration::from_millis(100))) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    if crate::harness::interrupted().is_some() {
-                        return Err(e);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let missing = self.done.missing_below(self.next_id);
-        if !missing.is_empty() || self.done.count() != self.next_id {
-            return Err(io::Error::other(format!(
-                "completed ids do not match the {} sent: missing {missing:?}, ranges {:?}",
-                self.next_id,
-                self.done.ranges()
-            )));
-        }
-        self.counts.copied_pct = if self.counts.bytes == 0 {
-            0.0
-        } else {
-            100.0 * self.counts.copied_bytes as f64 / self.counts.bytes as f64
-        };
-        Ok(())
+            Ok(())
+        })
     }
+}
+
+/// Reads every message now on the error queue into `ledger`; counts the others.
+fn reap(fd: BorrowedFd, ledger: &mut Ledger, other_errors: &mut u64) -> io::Result<u64> {
+    let mut n = 0;
+    while let Some(m) = recv_err(fd)? {
+        n += 1;
+        match m {
+            ErrMsg::Zerocopy { lo, hi, copied } => ledger.complete(lo, hi, copied)?,
+            ErrMsg::Other { .. } => *other_errors += 1,
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_merge_out_of_order_and_reject_duplicates() {
-        let mut r = IdRanges::new();
-        assert_eq!(r.insert(5, 9), Ok(5));
-        assert_eq!(r.insert(0, 2), Ok(3));
-        assert_eq!(r.ranges(), &[(0, 2), (5, 9)]);
-        assert_eq!(r.insert(3, 6), Err(5), "overlap with the range after a gap");
-        assert!(!r.covers(0, 5));
-        assert_eq!(r.missing_below(12), vec![(3, 4), (10, 11)]);
-        assert_eq!(r.insert(3, 4), Ok(2));
-        assert_eq!(r.ranges(), &[(0, 9)]);
-        assert!(r.covers(0, 9) && r.covers(4, 4) && !r.covers(9, 10));
-        assert_eq!(r.insert(9, 12), Err(9));
-        assert_eq!(r.insert(12, 11), Err(12));
-        assert_eq!(r.insert(20, 20), Ok(1));
-        assert_eq!(r.insert(10, 10), Ok(1));
-        assert_eq!(r.ranges(), &[(0, 10), (20, 20)]);
-        assert_eq!(r.insert(11, 19), Ok(9));
-        assert_eq!(r.ranges(), &[(0, 20)]);
-        assert_eq!(r.count(), 21);
-        assert_eq!(r.insert(u32::MAX, u32::MAX), Ok(1));
-        assert_eq!(r.missing_below(21), vec![]);
-    }
 
     #[test]
     fn loopback_tcp_zerocopy_completes_and_reports_copied() {
@@ -553,7 +331,7 @@ mod tests {
             return; // kernel without SO_ZEROCOPY: covered by the experiment's skip
         }
         let clock = Clock::new();
-        let mut pool = ZcPool::new(2, 8192, clock).unwrap();
+        let mut pool = ZcPool::new(2, 8192, clock, Cancel::never()).unwrap();
         let mut expect = Vec::new();
         for i in 0..20u8 {
             let b = loop {
@@ -570,12 +348,18 @@ mod tests {
             while off < 8192 {
                 off += pool.send(s.as_fd(), b, off, 8192 - off, 0).unwrap();
             }
-            assert!(pool.buffer_mut(b).is_none() || pool.outstanding() == 0);
+            assert!(pool.buffer_mut(b).is_none() || pool.ledger().live() == 0);
         }
         pool.drain(s.as_fd(), Duration::from_secs(5)).unwrap();
         drop(s);
         assert_eq!(rx.join().unwrap(), expect);
-        assert_eq!(pool.counts.ids_completed, pool.counts.sends);
-        assert_eq!(pool.counts.copied_pct, 100.0, "{:?}", pool.counts);
+        let c = pool.ledger().counts;
+        assert_eq!(c.ids_completed, c.sends);
+        assert_eq!(c.bytes, 20 * 8192);
+        assert_eq!(c.copied_pct(), 100.0, "{c:?}");
+        assert_eq!(
+            pool.ledger().released().ranges(),
+            &[(0, c.sends as u32 - 1)]
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! (`unsafe_code = "deny"` in Cargo.toml, allowed only on these two modules in lib.rs).
 
 pub mod blocksum;
+pub mod consts;
 pub mod cpu;
 pub mod direct;
 pub mod errqueue;
@@ -20,3 +21,4 @@ pub mod threads;
 pub mod tsc;
 pub mod uring_probe;
 pub mod uring_setup;
+pub mod zc_ledger;

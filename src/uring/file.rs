@@ -12,13 +12,11 @@
 use super::{Cqe, Fd};
 use crate::measure::{Recorder, Stamp};
 use crate::ring::Ring;
+use crate::sys::consts::SPLICE_F_FD_IN_FIXED;
 use io_uring::{opcode, squeue, types};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-
-/// `SPLICE_F_FD_IN_FIXED` (include/uapi/linux/io_uring.h).
-const SPLICE_F_FD_IN_FIXED: u32 = 1 << 31;
 
 /// Spins on the completion ring this many times before falling back to a blocking wait.
 const SPIN_LIMIT: u32 = 1 << 22;

@@ -12,12 +12,10 @@ pub mod sock;
 pub mod zc;
 
 use crate::ring::Ring;
+use crate::sys::consts::SPLICE_F_FD_IN_FIXED;
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
 use std::os::fd::RawFd;
-
-/// `SPLICE_F_FD_IN_FIXED`: the splice input names a registered file (include/uapi/linux/io_uring.h).
-const SPLICE_F_FD_IN_FIXED: u32 = 1 << 31;
 
 /// One completion: the request's tag, result (bytes or -errno) and CQE flags.
 #[derive(Debug, Clone, Copy)]

@@ -8,15 +8,16 @@
 //! submitted before it returns, or owns the memory the kernel may still read; none allocates in
 //! its per-step path.
 
+use super::zc::{drain, reap, wait_cqe, zc_flags};
 use super::{Cqe, Fd};
-use crate::measure::{Clock, Recorder, Stamp};
-use crate::results::ZcCounts;
+use crate::measure::{Clock, Recorder};
 use crate::ring::Ring;
-use crate::uring::zc::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
+use crate::sys::signal::Cancel;
+use crate::sys::zc_ledger::Ledger;
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 macro_rules! op_fd {
     ($fd:expr, $op:ident ( $($args:expr),* )) => {
@@ -570,56 +571,41 @@ pub fn writev_all(ring: &mut Ring, sock: Fd, mut parts: &mut [IoSlice<'_>]) -> i
     Ok(enters)
 }
 
-#[derive(Clone, Copy)]
-struct ZcPending {
-    issued: Stamp,
-    bytes: u64,
-}
-
 /// IORING_OP_SENDMSG_ZC of gathered parts of a memory pool it owns, with
-/// IORING_SEND_ZC_REPORT_USAGE when asked, tracking every notification: the pool is freed only
-/// once the kernel has released every page of it (else it is leaked, never freed under the
-/// kernel). One send is in flight at a time, so a stream's bytes cannot be reordered.
+/// IORING_SEND_ZC_REPORT_USAGE when asked, tracking every notification in a [`Ledger`]: the pool
+/// is freed only once the kernel has released every page of it (else it is leaked, never freed
+/// under the kernel). One send is in flight at a time, so a stream's bytes cannot be reordered.
 pub struct ZcMsgSender {
     pool: Vec<u8>,
-    slots: Vec<Option<ZcPending>>,
-    free_slots: Vec<usize>,
     iov: Vec<libc::iovec>,
     /// The header of the send in flight; kept here, not on the stack, so that it outlives any
     /// request the kernel has not consumed yet.
     msg: Box<libc::msghdr>,
-    report_usage: bool,
-    clock: Clock,
-    outstanding: u64,
+    ledger: Ledger,
     /// A wait failed: the kernel may still read `msg`, `iov` and the pool; refuse further sends
     /// and leak them on drop.
     poisoned: bool,
-    /// Send issued to notification received, per send.
-    pub release: Recorder,
-    pub counts: ZcCounts,
 }
 
 const ZC_SLOTS: usize = 256;
 
 impl ZcMsgSender {
     /// A sender of slices of `pool`; `max_parts` bounds the parts of one message.
-    pub fn new(pool: Vec<u8>, max_parts: usize, report_usage: bool, clock: Clock) -> ZcMsgSender {
+    /// [`ZcMsgSender::drain`] stops waiting when `cancel` fires.
+    pub fn new(
+        pool: Vec<u8>,
+        max_parts: usize,
+        report_usage: bool,
+        clock: Clock,
+        cancel: Cancel,
+    ) -> ZcMsgSender {
         ZcMsgSender {
             pool,
-            slots: vec![None; ZC_SLOTS],
-            free_slots: (0..ZC_SLOTS).rev().collect(),
             iov: Vec::with_capacity(max_parts),
             // SAFETY: msghdr is plain data; all-zero is a valid empty header.
             msg: Box::new(unsafe { std::mem::zeroed() }),
-            report_usage,
-            clock,
-            outstanding: 0,
+            ledger: Ledger::new(1, ZC_SLOTS, report_usage, clock, cancel),
             poisoned: false,
-            release: Recorder::new(clock),
-            counts: ZcCounts {
-                usage_reported: report_usage,
-                ..Default::default()
-            },
         }
     }
 
@@ -628,77 +614,30 @@ impl ZcMsgSender {
         &self.pool
     }
 
-    /// Notifications still outstanding.
-    pub fn outstanding(&self) -> u64 {
-        self.outstanding
-    }
-
-    fn on_notif(&mut self, c: Cqe) {
-        let slot = c.user_data as usize;
-        if let Some(p) = self.slots.get_mut(slot).and_then(Option::take) {
-            self.free_slots.push(slot);
-            self.outstanding -= 1;
-            self.counts.notifications += 1;
-            self.counts.ids_completed += 1;
-            if self.report_usage && (c.res as u32) & IORING_NOTIF_USAGE_ZC_COPIED != 0 {
-                self.counts.copied += 1;
-                self.counts.copied_bytes += p.bytes;
-            }
-            let now = self.clock.now();
-            self.release.record_ns(self.clock.ns_between(p.issued, now));
-        }
+    /// The account of sends and notifications.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Waits for at least one CQE (up to `timeout`), handling notifications; returns the
-    /// result CQE of `want` if it arrived.
+    /// result of send `want` if it arrived.
     fn wait(
         &mut self,
         ring: &mut Ring,
         want: Option<u64>,
         timeout: Option<Duration>,
-    ) -> io::Result<Option<Cqe>> {
-        let r = ring.inner();
-        let res = match timeout {
-            None => r.submit_and_wait(1).map(|_| ()),
-            Some(t) => {
-                let ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                r.submitter().submit_with_args(1, &args).map(|_| ())
-            }
-        };
-        match res {
-            Ok(()) => {}
-            Err(e) if busy(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
+    ) -> io::Result<Option<i32>> {
+        match wait_cqe(ring, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         let mut found = None;
-        // Completions are few per wait (a result and some notifications); collected without
-        // allocating by handling each as it is read.
-        loop {
-            let c = {
-                let mut cq = r.completion();
-                cq.next().map(|c| Cqe {
-                    user_data: c.user_data(),
-                    res: c.result(),
-                    flags: c.flags(),
-                })
-            };
-            let Some(c) = c else { break };
-            if cqueue::notif(c.flags) {
-                self.on_notif(c);
-            } else if Some(c.user_data) == want {
-                if !cqueue::more(c.flags) {
-                    // No notification will follow (the request failed before pinning pages).
-                    if let Some(slot) = self.slots.get_mut(c.user_data as usize) {
-                        if slot.take().is_some() {
-                            self.free_slots.push(c.user_data as usize);
-                            self.outstanding -= 1;
-                        }
-                    }
-                }
-                found = Some(c);
+        reap(ring, &mut self.ledger, |_, d| {
+            if let Some(d) = d.filter(|d| Some(d.id) == want) {
+                found = Some(d.res);
             }
-        }
+        });
         Ok(found)
     }
 
@@ -734,39 +673,30 @@ impl ZcMsgSender {
                 });
                 skip = 0;
             }
-            while self.free_slots.is_empty() {
+            while !self.ledger.can_begin() {
                 self.wait(ring, None, None)?;
             }
-            let slot = self.free_slots.pop().expect("checked above");
+            let id = self.ledger.next_id()?;
             self.msg.msg_iov = self.iov.as_mut_ptr();
             self.msg.msg_iovlen = self.iov.len() as _;
             let e = op_fd!(sock, SendMsgZc(&*self.msg as *const libc::msghdr))
-                .ioprio(if self.report_usage {
-                    IORING_SEND_ZC_REPORT_USAGE
-                } else {
-                    0
-                })
+                .ioprio(zc_flags(self.ledger.counts.usage_reported))
                 .flags(libc::MSG_WAITALL as u32)
                 .build()
-                .user_data(slot as u64);
+                .user_data(id);
             {
                 let mut sq = ring.inner().submission();
                 // SAFETY: `self.msg` and `self.iov` are not touched again until the result CQE
                 // is reaped below (the kernel copies them when it issues the request), and are
                 // leaked if that wait fails; the pool's pages are read until the notification,
-                // and the pool is never freed while any notification is outstanding (see Drop).
+                // and the pool is never freed while any send is live in the ledger (see Drop).
                 unsafe { sq.push(&e) }.map_err(|_| io::Error::other("submission queue full"))?;
             }
-            self.slots[slot] = Some(ZcPending {
-                issued: self.clock.now(),
-                bytes: (total - done) as u64,
-            });
-            self.outstanding += 1;
-            self.counts.sends += 1;
-            self.counts.bytes += (total - done) as u64;
-            let c = loop {
-                match self.wait(ring, Some(slot as u64), None) {
-                    Ok(Some(c)) => break c,
+            let now = self.ledger.now();
+            self.ledger.begin(0, done, total - done, now, true);
+            let res = loop {
+                match self.wait(ring, Some(id), None) {
+                    Ok(Some(res)) => break res,
                     Ok(None) => {}
                     Err(e) => {
                         self.poisoned = true;
@@ -775,43 +705,25 @@ impl ZcMsgSender {
                 }
             };
             enters += 1;
-            match c.result()? {
+            match res {
+                r if r < 0 => return Err(io::Error::from_raw_os_error(-r)),
                 0 => return Err(closed("sendmsg_zc")),
-                n => done += n,
+                n => done += n as usize,
             }
         }
         Ok(enters)
     }
 
-    /// Waits for every outstanding notification, up to `timeout` (then an error). Finalises
-    /// `counts.copied_pct`.
+    /// Waits for every outstanding notification, up to `timeout` and while the cancellation
+    /// token has not fired ([`Ledger::drain`]; then an error).
     pub fn drain(&mut self, ring: &mut Ring, timeout: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.outstanding > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "{} zero-copy notification(s) still missing {timeout:?} after the last send",
-                        self.outstanding
-                    ),
-                ));
-            }
-            self.wait(ring, None, Some(left.min(Duration::from_millis(100))))?;
-        }
-        self.counts.copied_pct = if self.counts.bytes == 0 {
-            0.0
-        } else {
-            100.0 * self.counts.copied_bytes as f64 / self.counts.bytes as f64
-        };
-        Ok(())
+        drain(ring, &mut self.ledger, timeout, |_, _| {})
     }
 }
 
 impl Drop for ZcMsgSender {
     fn drop(&mut self) {
-        if self.outstanding > 0 || self.poisoned {
+        if self.ledger.live() > 0 || self.poisoned {
             // The kernel may still read these: never free them.
             std::mem::forget(std::mem::take(&mut self.pool));
             std::mem::forget(std::mem::take(&mut self.iov));
@@ -1105,7 +1017,7 @@ mod tests {
         crate::sys::file::fill_pattern(&mut pool, 0);
         let want: Vec<u8> = [&pool[5000..8000], &pool[0..1000]].concat().repeat(50);
         let sink = crate::net::peers::HashSink::spawn(y, 0, 4096, None).unwrap();
-        let mut zc = ZcMsgSender::new(pool, 2, true, Clock::new());
+        let mut zc = ZcMsgSender::new(pool, 2, true, Clock::new(), Cancel::never());
         for _ in 0..50 {
             zc.send(&mut r, Fd::Raw(x.as_raw_fd()), &[(5000, 3000), (0, 1000)])
                 .unwrap();
@@ -1114,8 +1026,10 @@ mod tests {
         drop(x);
         let got = sink.join().unwrap();
         assert_eq!(got.hash, xxhash_rust::xxh3::xxh3_64(&want));
-        assert_eq!(zc.counts.sends, zc.counts.notifications);
-        assert_eq!(zc.release.histogram().len(), zc.counts.sends);
+        let c = zc.ledger().counts;
+        assert_eq!(c.sends, c.notifications);
+        assert_eq!(c.bytes, want.len() as u64);
+        assert_eq!(zc.ledger().release.histogram().len(), c.sends);
     }
 
     #[test]

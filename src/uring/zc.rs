@@ -1,130 +1,166 @@
-//! IORING_OP_SEND_ZC with its two-CQE protocol, from buffers the ring owns.
+//! IORING_OP_SEND_ZC with its two-CQE protocol, from buffers the ring owns, and the pieces every
+//! io_uring zero-copy sender shares: the SEND_ZC entry, the wait for a CQE, and feeding CQEs to
+//! the [`Ledger`].
 //!
 //! A zero-copy send posts a result CQE (with IORING_CQE_F_MORE) and later a notification CQE
 //! (IORING_CQE_F_NOTIF) once the kernel no longer needs the pages. With
 //! IORING_SEND_ZC_REPORT_USAGE the notification's `res` has IORING_NOTIF_USAGE_ZC_COPIED set when
-//! the kernel copied after all (always, on loopback). A buffer is reused only after every
-//! notification for it has arrived; accounting is by user_data and F_NOTIF, never by counting
-//! F_MORE (a send cancelled inside a link posts no F_MORE, yet its notification follows).
+//! the kernel copied after all (always, on loopback). The user_data of a send is its ledger id;
+//! the ledger reuses a buffer only after every notification for it has arrived.
 
 use super::{Cqe, Fd};
-use crate::measure::{Clock, Recorder, Stamp};
-use crate::results::ZcCounts;
+use crate::measure::Clock;
 use crate::ring::Ring;
+use crate::sys::consts::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
+use crate::sys::signal::Cancel;
+use crate::sys::zc_ledger::{Ledger, SendDone};
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
-use std::time::{Duration, Instant};
-
-/// `IORING_SEND_ZC_REPORT_USAGE` (not exported by the io-uring crate).
-pub const IORING_SEND_ZC_REPORT_USAGE: u16 = 1 << 3;
-/// `IORING_NOTIF_USAGE_ZC_COPIED`, set in a notification's `res` when the data was copied.
-pub const IORING_NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
+use std::time::Duration;
 
 const READ_TAG: u64 = 1 << 62;
 
-#[derive(Clone, Copy)]
-struct Pending {
-    buf: usize,
-    issued: Stamp,
-    bytes: u64,
+/// An IORING_OP_SEND_ZC of `len` bytes at `ptr` on `sock` with `msg_flags`; with
+/// `buf_index`, IORING_RECVSEND_FIXED_BUF from that registered buffer. `report_usage` asks for
+/// IORING_SEND_ZC_REPORT_USAGE. The caller sets user_data to the send's ledger id.
+pub(crate) fn send_zc_entry(
+    sock: Fd,
+    ptr: *const u8,
+    len: usize,
+    msg_flags: i32,
+    report_usage: bool,
+    buf_index: Option<u16>,
+) -> squeue::Entry {
+    match sock {
+        Fd::Raw(s) => opcode::SendZc::new(types::Fd(s), ptr, len as u32),
+        Fd::Fixed(i) => opcode::SendZc::new(types::Fixed(i), ptr, len as u32),
+    }
+    .flags(msg_flags)
+    .zc_flags(zc_flags(report_usage))
+    .buf_index(buf_index)
+    .build()
+}
+
+/// The zc_flags (SEND_ZC) or ioprio (SENDMSG_ZC) of a zero-copy send.
+pub(crate) fn zc_flags(report_usage: bool) -> u16 {
+    if report_usage {
+        IORING_SEND_ZC_REPORT_USAGE
+    } else {
+        0
+    }
+}
+
+/// Submits what is queued and waits for at least one CQE, up to `timeout` when given: Ok(false)
+/// when it passed (ETIME). EAGAIN and EBUSY (the kernel is short of room for completions) count
+/// as a wake-up: reap and wait again. EINTR is returned as an error of kind Interrupted.
+pub(crate) fn wait_cqe(ring: &mut Ring, timeout: Option<Duration>) -> io::Result<bool> {
+    let r = ring.inner();
+    let res = match timeout {
+        None => r.submit_and_wait(1),
+        Some(t) => {
+            let ts = types::Timespec::from(t);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            r.submitter().submit_with_args(1, &args)
+        }
+    };
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ETIME) => Ok(false),
+            Some(libc::EAGAIN | libc::EBUSY) => Ok(true),
+            _ => Err(e),
+        },
+    }
+}
+
+/// [`Ledger::drain`] over `ring`: waits for CQEs and feeds them to the ledger (handing other
+/// CQEs to `f`, as [`reap`]) until no send is live, up to `timeout` and the ledger's
+/// cancellation token.
+pub(crate) fn drain(
+    ring: &mut Ring,
+    ledger: &mut Ledger,
+    timeout: Duration,
+    mut f: impl FnMut(Cqe, Option<SendDone>),
+) -> io::Result<()> {
+    ledger.drain(timeout, |l, t| {
+        wait_cqe(ring, Some(t))?;
+        reap(ring, l, &mut f);
+        Ok(())
+    })
+}
+
+/// Processes every CQE now available: notifications (F_NOTIF) go to `ledger`, with the usage
+/// bit when the ledger asked for it; every other CQE is handed to `f`, with the send it
+/// completed when it was one of the ledger's. CQEs that match no send are ignored. Returns the
+/// CQEs processed; allocates nothing.
+pub(crate) fn reap(
+    ring: &mut Ring,
+    ledger: &mut Ledger,
+    mut f: impl FnMut(Cqe, Option<SendDone>),
+) -> usize {
+    let mut n = 0;
+    for c in ring.inner().completion() {
+        n += 1;
+        let c = Cqe {
+            user_data: c.user_data(),
+            res: c.result(),
+            flags: c.flags(),
+        };
+        if cqueue::notif(c.flags) {
+            let copied =
+                ledger.counts.usage_reported && (c.res as u32) & IORING_NOTIF_USAGE_ZC_COPIED != 0;
+            if let Ok(id) = u32::try_from(c.user_data) {
+                // Err: not a send of this ledger (cannot happen: every SQE is the sender's).
+                let _ = ledger.complete(id, id, copied);
+            }
+        } else {
+            let done = ledger.result(c.user_data, c.res, cqueue::more(c.flags));
+            f(c, done);
+        }
+    }
+    n
 }
 
 /// Sends from the ring's registered buffers with SEND_ZC, tracking notifications.
 pub struct ZcSender {
-    /// Outstanding notifications per registered buffer.
-    busy: Vec<u32>,
-    /// In-flight sends by slot (user_data = slot index).
-    slots: Vec<Option<Pending>>,
-    free_slots: Vec<usize>,
+    ledger: Ledger,
     /// Use the registered buffer (IORING_RECVSEND_FIXED_BUF) or let the kernel pin the pages.
     fixed: bool,
-    report_usage: bool,
-    clock: Clock,
-    /// Send issued to notification received, per send.
-    pub release: Recorder,
-    pub counts: ZcCounts,
 }
 
 impl ZcSender {
     /// A sender over all of `ring`'s registered buffers. `fixed` picks SEND_ZC with
     /// IORING_RECVSEND_FIXED_BUF; otherwise the same memory is passed as a plain address.
     /// `report_usage` asks for IORING_SEND_ZC_REPORT_USAGE (Linux 6.2; backported to 6.1).
-    pub fn new(ring: &Ring, fixed: bool, report_usage: bool, clock: Clock) -> ZcSender {
+    /// [`ZcSender::drain`] stops waiting when `cancel` fires.
+    pub fn new(
+        ring: &Ring,
+        fixed: bool,
+        report_usage: bool,
+        clock: Clock,
+        cancel: Cancel,
+    ) -> ZcSender {
         let n = ring.buffer_count();
-        let cap = n * 4 + 4;
         ZcSender {
-            busy: vec![0; n],
-            slots: vec![None; cap],
-            free_slots: (0..cap).rev().collect(),
+            ledger: Ledger::new(n, n * 4 + 4, report_usage, clock, cancel),
             fixed,
-            report_usage,
-            clock,
-            release: Recorder::new(clock),
-            counts: ZcCounts {
-                usage_reported: report_usage,
-                ..Default::default()
-            },
         }
+    }
+
+    /// The account of sends and notifications.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// A registered buffer with no notification outstanding, waiting for notifications if all
     /// are busy.
     pub fn acquire(&mut self, ring: &mut Ring) -> io::Result<usize> {
         loop {
-            if let Some(i) = self.busy.iter().position(|&b| b == 0) {
+            if let Some(i) = self.ledger.free_buffer() {
                 return Ok(i);
             }
-            self.wait_one(ring, None)?;
+            self.wait_for(ring, &[])?;
         }
-    }
-
-    fn on_cqe(&mut self, c: Cqe) -> Option<Cqe> {
-        if cqueue::notif(c.flags) {
-            let slot = c.user_data as usize;
-            if let Some(p) = self.slots.get_mut(slot).and_then(Option::take) {
-                self.busy[p.buf] -= 1;
-                self.free_slots.push(slot);
-                self.counts.notifications += 1;
-                self.counts.ids_completed += 1;
-                if self.report_usage && (c.res as u32) & IORING_NOTIF_USAGE_ZC_COPIED != 0 {
-                    self.counts.copied += 1;
-                    self.counts.copied_bytes += p.bytes;
-                }
-                let now = self.clock.now();
-                self.release.record_ns(self.clock.ns_between(p.issued, now));
-            }
-            None
-        } else {
-            Some(c)
-        }
-    }
-
-    /// Waits for at least one CQE; returns the non-notification ones.
-    fn wait_one(&mut self, ring: &mut Ring, timeout: Option<Duration>) -> io::Result<Vec<Cqe>> {
-        let r = ring.inner();
-        match timeout {
-            None => {
-                r.submit_and_wait(1)?;
-            }
-            Some(t) => {
-                let ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                match r.submitter().submit_with_args(1, &args) {
-                    Ok(_) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        let cqes: Vec<Cqe> = r
-            .completion()
-            .map(|c| Cqe {
-                user_data: c.user_data(),
-                res: c.result(),
-                flags: c.flags(),
-            })
-            .collect();
-        Ok(cqes.into_iter().filter_map(|c| self.on_cqe(c)).collect())
     }
 
     fn push_send(
@@ -136,48 +172,29 @@ impl ZcSender {
         sock: Fd,
         link_after: Option<squeue::Entry>,
     ) -> io::Result<u64> {
-        let slot = self
-            .free_slots
-            .pop()
-            .ok_or_else(|| io::Error::other("too many zero-copy sends in flight"))?;
+        while !self.ledger.can_begin() {
+            self.wait_for(ring, &[])?;
+        }
+        let id = self.ledger.next_id()?;
         let ptr = ring.buffer_ptr(buf).wrapping_add(from);
-        let zc_flags = if self.report_usage {
-            IORING_SEND_ZC_REPORT_USAGE
-        } else {
-            0
-        };
-        let mut op = match sock {
-            Fd::Raw(s) => opcode::SendZc::new(types::Fd(s), ptr, len as u32),
-            Fd::Fixed(i) => opcode::SendZc::new(types::Fixed(i), ptr, len as u32),
-        }
-        .zc_flags(zc_flags)
-        .flags(libc::MSG_WAITALL);
-        if self.fixed {
-            op = op.buf_index(Some(buf as u16));
-        }
-        let send = op.build().user_data(slot as u64);
+        let fixed = self.fixed.then_some(buf as u16);
+        let report = self.ledger.counts.usage_reported;
+        let send = send_zc_entry(sock, ptr, len, libc::MSG_WAITALL, report, fixed).user_data(id);
         let r = ring.inner();
         {
             let mut sq = r.submission();
             if let Some(read) = link_after {
-                // SAFETY: the read targets a registered buffer owned by the ring, marked busy
-                // below until its notification arrives.
+                // SAFETY: the read targets a registered buffer owned by the ring, which the
+                // ledger keeps busy below until the send's notification arrives.
                 unsafe { sq.push(&read.flags(squeue::Flags::IO_LINK)) }
                     .map_err(|_| io::Error::other("submission queue full"))?;
             }
-            // SAFETY: the send reads a registered buffer owned by the ring; `busy` keeps it from
-            // being handed out again until the notification for this slot arrives.
+            // SAFETY: the send reads a registered buffer owned by the ring; the ledger keeps it
+            // from being handed out again until the notification for this id arrives.
             unsafe { sq.push(&send) }.map_err(|_| io::Error::other("submission queue full"))?;
         }
-        self.busy[buf] += 1;
-        self.slots[slot] = Some(Pending {
-            buf,
-            issued: self.clock.now(),
-            bytes: len as u64,
-        });
-        self.counts.sends += 1;
-        self.counts.bytes += len as u64;
-        Ok(slot as u64)
+        let now = self.ledger.now();
+        Ok(self.ledger.begin(buf, from, len, now, true))
     }
 
     /// Sends `buf[from..from+len]` with SEND_ZC and waits for the send's result CQE (not its
@@ -246,46 +263,26 @@ impl ZcSender {
     }
 
     /// Waits until CQEs for all `uds` (non-notification) have arrived, processing notifications
-    /// meanwhile; returns them in the order of `uds`.
+    /// meanwhile (with no `uds`: until at least one CQE arrived); returns them in the order of
+    /// `uds`.
     fn wait_for(&mut self, ring: &mut Ring, uds: &[u64]) -> io::Result<Vec<Cqe>> {
         let mut got: Vec<Option<Cqe>> = vec![None; uds.len()];
-        while got.iter().any(Option::is_none) {
-            for c in self.wait_one(ring, None)? {
+        loop {
+            wait_cqe(ring, None)?;
+            reap(ring, &mut self.ledger, |c, _| {
                 if let Some(i) = uds.iter().position(|&u| u == c.user_data) {
                     got[i] = Some(c);
                 }
+            });
+            if got.iter().all(Option::is_some) {
+                return Ok(got.into_iter().flatten().collect());
             }
         }
-        Ok(got.into_iter().map(|c| c.expect("filled above")).collect())
     }
 
-    /// Notifications still outstanding.
-    pub fn outstanding(&self) -> u64 {
-        self.busy.iter().map(|&b| b as u64).sum()
-    }
-
-    /// Waits for every outstanding notification, up to `timeout`; a notification still missing
-    /// then is an error. Finalises `counts.copied_pct`.
+    /// Waits for every outstanding notification, up to `timeout` ([`Ledger::drain`]); a
+    /// notification still missing then is an error.
     pub fn drain(&mut self, ring: &mut Ring, timeout: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.outstanding() > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "{} zero-copy notification(s) still missing {timeout:?} after the last send",
-                        self.outstanding()
-                    ),
-                ));
-            }
-            self.wait_one(ring, Some(left.min(Duration::from_millis(100))))?;
-        }
-        self.counts.copied_pct = if self.counts.bytes == 0 {
-            0.0
-        } else {
-            100.0 * self.counts.copied_bytes as f64 / self.counts.bytes as f64
-        };
-        Ok(())
+        drain(ring, &mut self.ledger, timeout, |_, _| {})
     }
 }
