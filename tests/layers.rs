@@ -203,10 +203,7 @@ fn analysis_layers_point_down() {
     for (i, l) in layers.iter().enumerate() {
         let refs = g.get(*l).cloned().unwrap_or_default();
         for up in layers[i + 1..].iter().chain(&["harness", "serve"]) {
-            assert!(
-                !refs.contains(*up),
-                "{l} refers to {up}, a layer above it"
-            );
+            assert!(!refs.contains(*up), "{l} refers to {up}, a layer above it");
         }
     }
 }
@@ -224,7 +221,10 @@ fn the_library_has_no_command_code() {
         "src/main.rs declares the command modules"
     );
     for (m, refs) in graph(&src) {
-        assert!(!refs.contains("cmd"), "library module {m} refers to crate::cmd");
+        assert!(
+            !refs.contains("cmd"),
+            "library module {m} refers to crate::cmd"
+        );
     }
     // What used to be command code in the library is gone from it.
     for gone in ["suite", "soak", "versus", "claims", "compare"] {

@@ -305,7 +305,9 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 let Some(r) = series_ratio(&series(ra, m), &series(rb, m)) else {
                     continue;
                 };
-                kinds.push(op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))));
+                kinds.push(
+                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
+                );
                 measured.push(format!("{} {}", point_text(shared), fmt_num(r.value)));
             }
             if kinds.is_empty() {
@@ -343,7 +345,9 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             for (shared, rs) in v.values() {
                 let s: Vec<f64> = series(rs, m).into_iter().map(|x| x.1).collect();
                 let Some(e) = median_ci(&s) else { continue };
-                kinds.push(op_of(op).map_or(Kind::NotReproduced, |o| kind_of(e.test(o, *threshold))));
+                kinds.push(
+                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(e.test(o, *threshold))),
+                );
                 measured.push(format!("{} {}", point_text(shared), fmt_num(e.value)));
             }
             if kinds.is_empty() {
@@ -510,7 +514,13 @@ fn crossover(
     let sweep = c
         .points
         .iter()
-        .map(|p| format!("{}:{}", crate::units::fmt_size(p.param), fmt_num(p.ratio.value)))
+        .map(|p| {
+            format!(
+                "{}:{}",
+                crate::units::fmt_size(p.param),
+                fmt_num(p.ratio.value)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let hi = c.at.map(|x| x as f64);

@@ -516,12 +516,19 @@ mod tests {
     fn median_interval_is_deterministic_and_covers_the_range_for_few_repeats() {
         let v = [10.0, 12.0, 11.0, 30.0, 9.0];
         let a = median_ci(&v).unwrap();
-        assert_eq!(a, median_ci(&v).unwrap(), "seeded: same input, same interval");
+        assert_eq!(
+            a,
+            median_ci(&v).unwrap(),
+            "seeded: same input, same interval"
+        );
         assert_eq!((a.value, a.lo, a.hi), (11.0, 9.0, 30.0));
         // Many repeats: the interval narrows inside the range.
         let many: Vec<f64> = (0..41).map(|i| 100.0 + i as f64).collect();
         let b = median_ci(&many).unwrap();
-        assert!(b.lo > 100.0 && b.hi < 140.0 && b.lo <= 120.0 && b.hi >= 120.0, "{b:?}");
+        assert!(
+            b.lo > 100.0 && b.hi < 140.0 && b.lo <= 120.0 && b.hi >= 120.0,
+            "{b:?}"
+        );
         let one = median_ci(&[7.0]).unwrap();
         assert_eq!((one.lo, one.hi, one.n), (7.0, 7.0, 1));
     }

@@ -138,12 +138,16 @@ pub fn regenerate(
             continue;
         };
         let words: Vec<&str> = args.split_whitespace().collect();
-        let body = render(&words).with_context(|| format!("line {}: report {}", i + 1, args.trim()))?;
+        let body =
+            render(&words).with_context(|| format!("line {}: report {}", i + 1, args.trim()))?;
         let close = loop {
             match lines.next() {
                 Some((_, l)) if l.trim() == CLOSE => break l,
                 Some((_, l)) if l.trim().starts_with(OPEN) => {
-                    bail!("line {}: a report block opens before the previous one closes", i + 1)
+                    bail!(
+                        "line {}: a report block opens before the previous one closes",
+                        i + 1
+                    )
                 }
                 Some(_) => continue,
                 None => bail!("line {}: no `{CLOSE}` after this block", i + 1),

@@ -168,7 +168,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             probe: caps.clone(),
         };
         results::atomic_write(&run_dir.join("suite.json"), meta.to_json()?.as_bytes())
-        .with_context(|| format!("cannot write suite.json in {}", run_dir.display()))
+            .with_context(|| format!("cannot write suite.json in {}", run_dir.display()))
     };
     write_suite(&outcomes, "running")?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -426,7 +426,10 @@ pub fn report(
         .zip(&loaded)
         .map(|(o, e)| zclab::report::Section {
             outcome: o,
-            about: SUITE.iter().find(|x| x.name == o.experiment).map(|x| x.about),
+            about: SUITE
+                .iter()
+                .find(|x| x.name == o.experiment)
+                .map(|x| x.about),
             experiment: e.as_ref().map_err(Clone::clone),
             crossover: std::fs::read_to_string(run_dir.join(&o.experiment).join("crossover.txt"))
                 .ok(),

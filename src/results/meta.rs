@@ -276,7 +276,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (odd.probe.hostname.as_str(), odd.probe.kernel.release.as_str()),
+            (
+                odd.probe.hostname.as_str(),
+                odd.probe.kernel.release.as_str()
+            ),
             ("h", "6.1")
         );
     }

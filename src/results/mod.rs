@@ -14,7 +14,9 @@ pub mod run;
 
 pub use meta::{Meta, Outcome, Skipped, SuiteMeta, VariantMeta};
 pub use row::{Count, Integrity, Latency, Metrics, Row, Status, ZcCounts};
-pub use run::{Experiment, Figure, Run, load_experiment, load_meta, load_rows, load_run, load_suite};
+pub use run::{
+    Experiment, Figure, Run, load_experiment, load_meta, load_rows, load_run, load_suite,
+};
 
 use std::fs;
 use std::io::{self, Write};

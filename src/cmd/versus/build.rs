@@ -168,7 +168,10 @@ fn from_debian_source(package: &str, build: &str, bin: &str) -> Result<PathBuf> 
         bail!(
             "apt-get source {src}={srcver} failed ({}); it needs `deb-src` entries in apt's sources \
              (add `deb-src` to the `Types:` of a source in /etc/apt/sources.list.d/, then apt-get update)",
-            why.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim()
+            why.lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
         );
     }
     // The upstream tarball (`<src>_<ver>.orig.tar.*`), or a native package's own.
@@ -225,11 +228,7 @@ pub(super) fn t_io_uring() -> Result<PathBuf> {
         return Ok(p);
     }
     ensure_tool("fio", "fio")?;
-    from_debian_source(
-        "fio",
-        "./configure && make -j2 t/io_uring",
-        "t/io_uring",
-    )
+    from_debian_source("fio", "./configure && make -j2 t/io_uring", "t/io_uring")
 }
 
 /// The ring setup flags t/io_uring uses, as syscall_floor's `--ring-flags` names them:

@@ -7,13 +7,13 @@
 //! counted, and divides them by the whole seconds only; the figure here is bytes that
 //! arrived over the loop's real length.
 
-use zclab::net::Sink;
-use zclab::net::netns::{VethLab, udp_frames};
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use zclab::net::Sink;
+use zclab::net::netns::{VethLab, udp_frames};
 
 /// One send-zerocopy configuration.
 #[derive(Debug, Clone, Copy)]
