@@ -272,4 +272,19 @@ mod tests {
         assert_eq!(upstream_version("3.33"), "3.33");
         assert_eq!(upstream_version("2.3;rm -rf /-1"), "");
     }
+
+    #[test]
+    fn source_packages_come_from_dpkg() {
+        if Command::new("dpkg-query")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return; // not a Debian system
+        }
+        let (src, ver) = source_of("dpkg").unwrap();
+        assert_eq!(src, "dpkg");
+        assert!(!upstream_version(&ver).is_empty(), "{ver}");
+        assert!(source_of("no-such-package-zclab").is_err());
+    }
 }
