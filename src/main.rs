@@ -1,10 +1,16 @@
 //! `zclab`: the lab's front door — probe the kernel, run the suite, compare runs, plot.
+//!
+//! The subcommands' code is in [`cmd`], on the binary's side: the library below it loads
+//! results, analyses them and renders them, and never calls up into a command.
+
+mod cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use cmd::{compare, run as suite};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zclab::{caps, compare, suite};
+use zclab::caps;
 
 #[derive(Parser)]
 #[command(
@@ -56,11 +62,11 @@ enum Cmd {
     },
     /// Run fio and iperf3 beside the matching zclab variants on identical workloads and print
     /// both figures with their ratio (fio and iperf3 are installed with apt-get when missing).
-    Versus(zclab::versus::VersusArgs),
+    Versus(cmd::versus::VersusArgs),
     /// Long runs that prove nothing is lost: net_send's zero-copy variants with a two-buffer
     /// pool and file_to_socket, each for --minutes, with integrity checks, notification
     /// accounting and resident memory sampled.
-    Soak(zclab::soak::SoakArgs),
+    Soak(cmd::soak::SoakArgs),
     /// Draw (or redraw) the plots of one or more run directories.
     Plot {
         #[arg(required = true)]
@@ -71,6 +77,9 @@ enum Cmd {
     },
     /// List the experiments of the suite.
     List,
+    /// Print a run's tables as Markdown or CSV, or regenerate the tables of Markdown files
+    /// from the runs their `<!-- report: ARGS -->` markers name.
+    Report(cmd::report::ReportArgs),
     /// Serve the peer side of the socket experiments to a client on another host (its
     /// experiments run with --peer HOST[:PORT]); see docs/serve-protocol.md.
     Serve(zclab::serve::ServeArgs),
@@ -117,18 +126,9 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Claims { runs, json } => {
-            let (v, table) = zclab::claims::run(&runs)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                print!("{table}");
-            }
-            Ok(0)
-        }
+        Cmd::Claims { runs, json } => cmd::claims::run(&runs, json),
         Cmd::Versus(args) => {
-            zclab::harness::install_signal_handlers();
-            let (outcomes, md) = zclab::versus::run(&args)?;
+            let (outcomes, md) = cmd::versus::run(&args)?;
             print!("{md}");
             Ok(
                 if outcomes.iter().any(|o| o.verdict.starts_with("not run")) {
@@ -139,7 +139,7 @@ fn run(cli: Cli) -> Result<i32> {
             )
         }
         Cmd::Soak(args) => {
-            let (outcomes, md) = zclab::soak::run(&args)?;
+            let (outcomes, md) = cmd::soak::run(&args)?;
             print!("{md}");
             Ok(if outcomes.iter().all(|o| o.verdict == "pass") {
                 0
@@ -155,6 +155,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Serve(args) => zclab::serve::run(&args),
+        Cmd::Report(args) => cmd::report::run(&args),
         Cmd::List => {
             for e in suite::SUITE {
                 println!("{:<16} {}", e.name, e.about);

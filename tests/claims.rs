@@ -6,8 +6,8 @@ use common::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use zclab::claims::{Kind, load, verdicts};
-use zclab::compare::load_run;
+use zclab::analysis::claims::{Kind, load, verdicts};
+use zclab::results::load_run;
 use zclab::results::{Integrity, Metrics, Row, Status, ZcCounts};
 
 /// Writes a synthetic experiment directory: meta.json and summary.jsonl with one row per
@@ -67,7 +67,7 @@ fn write_exp(
     std::fs::write(d.join("summary.jsonl"), text).unwrap();
 }
 
-fn claims(checks: serde_json::Value) -> Vec<zclab::claims::Claim> {
+fn claims(checks: serde_json::Value) -> Vec<zclab::analysis::claims::Claim> {
     let c = json!([{"id": "t", "statement": "s", "source": "x", "published": "p", "conditions": "c", "reproduced_when": "r", "checks": checks}]);
     load(&c.to_string()).unwrap()
 }

@@ -44,7 +44,7 @@ proptest! {
 
     #[test]
     fn claims_parser_never_panics(s in "(?s).{0,300}") {
-        let _ = zclab::claims::load(&s);
+        let _ = zclab::analysis::claims::load(&s);
     }
 }
 

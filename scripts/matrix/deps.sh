@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the kernel matrix and the Vagrantfile check need, idempotently (Debian/Ubuntu,
 # as root; does nothing when everything is present):
-#   qemu-system-x86   boots the kernels (on Debian 12 from bookworm-backports: bookworm's own
-#                     7.2 build would replace a newer qemu-utils already installed)
+#   qemu-system-x86   boots the kernels (on Debian 12 from bookworm-backports when apt's
+#                     sources have it: bookworm's own 7.2 build would replace a newer
+#                     qemu-utils already installed)
 #   busybox-static    the guest's userland
 #   cpio              packs the initramfs
 #   vagrant, vagrant-libvirt   `vagrant validate` of the Vagrantfile (tests/matrix.rs)
@@ -11,6 +12,9 @@
 #   scripts/matrix/deps.sh            # everything
 #   scripts/matrix/deps.sh qemu       # only what booting kernels needs
 #   scripts/matrix/deps.sh vagrant    # only vagrant
+#
+# Packages come only through apt's configured sources (a mirror or proxy set up there applies);
+# this script adds no source of its own.
 set -euo pipefail
 
 want=${1:-all}
@@ -51,25 +55,20 @@ export DEBIAN_FRONTEND=noninteractive
 
 # shellcheck disable=SC1091  # the running system's file
 codename=$( (. /etc/os-release && echo "${VERSION_CODENAME:-}") 2>/dev/null || true)
-target=()
-if [[ " ${need[*]} " == *" qemu-system-x86 "* && $codename == bookworm ]]; then
-  # Debian 12: take QEMU from bookworm-backports (10.x) so that a preinstalled backports
-  # qemu-utils is not downgraded, and the guest CPU model `max` is current.
-  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    echo "deps: adding bookworm-backports to apt sources (/etc/apt/sources.list.d/zclab-backports.sources)" >&2
-    cat >/etc/apt/sources.list.d/zclab-backports.sources <<'EOF'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-  fi
-  target=(-t bookworm-backports)
-fi
 
 echo "deps: installing ${need[*]}" >&2
 # Wait for another apt run (e.g. a parallel test installing its part) instead of failing.
 lock=(-o DPkg::Lock::Timeout=300)
 apt-get "${lock[@]}" update -qq >&2
+target=()
+if [[ " ${need[*]} " == *" qemu-system-x86 "* && $codename == bookworm ]]; then
+  # Debian 12: take QEMU from bookworm-backports (10.x) so that a preinstalled backports
+  # qemu-utils is not downgraded, and the guest CPU model `max` is current.
+  if apt-cache policy 2>/dev/null | grep -q 'n=bookworm-backports'; then
+    target=(-t bookworm-backports)
+  else
+    echo "deps: bookworm-backports is not among apt's sources: installing bookworm's QEMU 7.2" \
+      "(enable bookworm-backports in /etc/apt/sources.list.d/ for QEMU 10)" >&2
+  fi
+fi
 apt-get "${lock[@]}" install -y -qq --no-install-recommends "${target[@]}" "${need[@]}" >&2

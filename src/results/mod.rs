@@ -1,4 +1,6 @@
 //! Run directories and the files in them; the schema is documented in `results/README.md`.
+//! The lowest layer of the lab's analysis: writing (atomically) and reading back, typed
+//! ([`load_run`], [`Meta`]); nothing here computes or renders.
 //!
 //! A run directory is `results/<host>-<kernel>-<UTC time>/` and is never overwritten; each
 //! experiment writes `<run>/<experiment>/` with `meta.json`, `summary.jsonl`, `summary.csv` and
@@ -6,9 +8,15 @@
 //! so a crash or a full disk leaves the previous version intact and no partial file behind.
 
 pub mod hgrm;
+pub mod meta;
 pub mod row;
+pub mod run;
 
+pub use meta::{Meta, Outcome, Skipped, SuiteMeta, VariantMeta};
 pub use row::{Count, Integrity, Latency, Metrics, Row, Status, ZcCounts};
+pub use run::{
+    Experiment, Figure, Run, load_experiment, load_meta, load_rows, load_run, load_suite,
+};
 
 use std::fs;
 use std::io::{self, Write};

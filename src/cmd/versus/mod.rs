@@ -13,8 +13,6 @@
 mod build;
 mod sendzc;
 
-use crate::harness::median;
-use crate::results::{self, row::parse_jsonl};
 use anyhow::{Context, Result, bail};
 use build::{ensure_tool, send_zerocopy, t_io_uring};
 use sendzc::SendZc;
@@ -24,6 +22,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use zclab::analysis::{median, metric};
+use zclab::results::{self, row::parse_jsonl};
+use zclab::sys::signal::Cancel;
 
 /// Options of `zclab versus`.
 #[derive(clap::Args, Debug, Clone)]
@@ -120,8 +121,8 @@ impl Cpu {
     /// The median of each field.
     fn median(v: &[Cpu]) -> Option<Cpu> {
         (!v.is_empty()).then(|| Cpu {
-            user_ns_per_op: median(v.iter().map(|c| c.user_ns_per_op).collect()),
-            sys_ns_per_op: median(v.iter().map(|c| c.sys_ns_per_op).collect()),
+            user_ns_per_op: median(&v.iter().map(|c| c.user_ns_per_op).collect::<Vec<_>>()),
+            sys_ns_per_op: median(&v.iter().map(|c| c.sys_ns_per_op).collect::<Vec<_>>()),
         })
     }
 }
@@ -631,7 +632,7 @@ fn run_lab(
     experiment: &str,
     args: &[String],
     variant: &str,
-    metric: &str,
+    metric_name: &str,
     workdir: &Path,
 ) -> Result<LabFigure> {
     let res = tempfile::Builder::new()
@@ -662,31 +663,31 @@ fn run_lab(
         .iter()
         .filter(|r| r.variant == variant && r.status == results::Status::Ok)
         .filter_map(|r| r.metrics.as_ref())
-        .filter_map(|m| crate::claims::metric(m, metric))
+        .filter_map(|m| metric(m, metric_name))
         .collect();
     if v.is_empty() {
         bail!("{experiment} wrote no {variant} row");
     }
-    let x = median(v);
+    let x = median(&v);
     let check: Vec<f64> = rows
         .iter()
         .filter(|r| r.variant == variant && r.status == results::Status::Ok)
         .filter_map(|r| r.metrics.as_ref())
         .filter_map(|m| m.extra.get("check_ns_per_io").copied())
         .collect();
-    let check = (!check.is_empty()).then(|| median(check));
+    let check = (!check.is_empty()).then(|| median(&check));
     let cpu: Vec<Cpu> = rows
         .iter()
         .filter(|r| r.variant == variant && r.status == results::Status::Ok)
         .filter_map(|r| r.metrics.as_ref())
-        .filter(|m| metric == "ops_per_s" && m.ops > 0)
+        .filter(|m| metric_name == "ops_per_s" && m.ops > 0)
         .map(|m| Cpu {
             user_ns_per_op: m.user_ns as f64 / m.ops as f64,
             sys_ns_per_op: m.sys_ns as f64 / m.ops as f64,
         })
         .collect();
     Ok(LabFigure {
-        value: if metric == "gbps" { x * 8.0 } else { x },
+        value: if metric_name == "gbps" { x * 8.0 } else { x },
         check_ns: check,
         cpu: Cpu::median(&cpu),
     })
@@ -698,8 +699,8 @@ fn run_lab(
 fn prepare(
     tool: &Side,
     name: &str,
-    caps: &crate::caps::Caps,
-    veth: &mut Option<crate::net::netns::VethLab>,
+    caps: &zclab::caps::Caps,
+    veth: &mut Option<zclab::net::netns::VethLab>,
 ) -> Result<Option<PathBuf>> {
     match tool {
         Side::Fio(_) | Side::Iperf3(_) => ensure_tool(name, name).map(|_| None),
@@ -707,12 +708,12 @@ fn prepare(
         Side::SendZc(z) => {
             let bin = send_zerocopy()?;
             if !z.tcp && veth.is_none() {
-                if let Some(r) = crate::net::netns::unavailable_reason(caps) {
+                if let Some(r) = zclab::net::netns::unavailable_reason(caps) {
                     bail!(r);
                 }
                 let ip = PathBuf::from(caps.net.ip_binary.clone().unwrap_or_default());
                 *veth = Some(
-                    crate::net::netns::VethLab::create(&ip, 65535)
+                    zclab::net::netns::VethLab::create(&ip, 65535)
                         .context("cannot create the lab's namespaces")?,
                 );
             }
@@ -733,16 +734,17 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
     if selected.is_empty() {
         bail!("no workload matches --only {}", args.only.join(","));
     }
-    let bin_dir = crate::suite::bin_dir();
-    let caps = crate::caps::probe(&args.workdir);
+    let cancel = Cancel::install();
+    let bin_dir = super::run::bin_dir();
+    let caps = zclab::caps::probe(&args.workdir);
     let fio_file = args
         .workdir
         .join(format!("zclab-versus-{}.dat", std::process::id()));
     let _cleanup = Cleanup(fio_file.clone());
     let net_bytes = net_bytes(args.full);
-    let mut net_file: Option<crate::sys::file::PatternFile> = None;
+    let mut net_file: Option<zclab::sys::file::PatternFile> = None;
     // The lab's namespaces, for send-zerocopy's UDP rows (removed when this returns).
-    let mut veth: Option<crate::net::netns::VethLab> = None;
+    let mut veth: Option<zclab::net::netns::VethLab> = None;
     let mut outcomes = Vec::new();
     for p in &selected {
         eprintln!("versus: {}", p.name);
@@ -790,19 +792,19 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             ));
         }
         for _ in 0..args.repeat {
-            if error.is_some() || crate::harness::interrupted().is_some() {
+            if error.is_some() || cancel.is_cancelled() {
                 break;
             }
             let t = match &p.tool {
                 Side::Fio(o) => run_fio(o, &fio_file, file_size).map(|v| (v, None)),
                 Side::Iperf3(o) => {
                     if o.iter().any(|x| x == FILE) && net_file.is_none() {
-                        let size = crate::units::parse_size(net_bytes).expect("static size");
+                        let size = zclab::units::parse_size(net_bytes).expect("static size");
                         let path = args
                             .workdir
                             .join(format!("zclab-versus-{}-net.dat", std::process::id()));
                         net_file = Some(
-                            crate::sys::file::PatternFile::create(&path, size)
+                            zclab::sys::file::PatternFile::create(&path, size)
                                 .context("cannot create the file iperf3 -F sends")?,
                         );
                     }
@@ -846,7 +848,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         let (ratio, verdict) = match &error {
             Some(e) => (None, format!("not run: {e}")),
             None => {
-                let (tm, lm) = (median(tool_values.clone()), median(lab_values.clone()));
+                let (tm, lm) = (median(&tool_values), median(&lab_values));
                 let r = lm / tm;
                 let tmax = tool_values.iter().cloned().fold(f64::MIN, f64::max);
                 let lmax = lab_values.iter().cloned().fold(f64::MIN, f64::max);
@@ -871,7 +873,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             ratio,
             verdict,
             note: p.note.into(),
-            lab_check_ns: (!check_values.is_empty()).then(|| median(check_values)),
+            lab_check_ns: (!check_values.is_empty()).then(|| median(&check_values)),
             tool_cpu: Cpu::median(&tool_cpu),
             lab_cpu: Cpu::median(&lab_cpu),
         });
@@ -906,7 +908,7 @@ fn fmt(unit: &str, v: &[f64]) -> String {
     }
     let lo = v.iter().cloned().fold(f64::MAX, f64::min);
     let hi = v.iter().cloned().fold(f64::MIN, f64::max);
-    let m = median(v.to_vec());
+    let m = median(v);
     if unit == "ops/s" {
         return format!("{:.2}M ({:.2}-{:.2}M)", m / 1e6, lo / 1e6, hi / 1e6);
     }

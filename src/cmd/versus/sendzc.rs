@@ -7,13 +7,13 @@
 //! counted, and divides them by the whole seconds only; the figure here is bytes that
 //! arrived over the loop's real length.
 
-use crate::net::Sink;
-use crate::net::netns::{VethLab, udp_frames};
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use zclab::net::Sink;
+use zclab::net::netns::{VethLab, udp_frames};
 
 /// One send-zerocopy configuration.
 #[derive(Debug, Clone, Copy)]
@@ -96,10 +96,10 @@ pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> R
         // The receiver net_send gives itself: the same thread, CPU and read size.
         let recv_buf = p.payload.max(256 << 10);
         let rx = std::thread::spawn(move || -> std::io::Result<u64> {
-            let _ = crate::sys::cpu::pin_to(1);
+            let _ = zclab::sys::cpu::pin_to(1);
             let (s, _) = l.accept()?;
             s.set_read_timeout(None)?;
-            Ok(crate::net::receive(s, recv_buf, Sink::Discard)?.bytes)
+            Ok(zclab::net::receive(s, recv_buf, Sink::Discard)?.bytes)
         });
         let out = Command::new("taskset")
             .args(["-c", "0"])

@@ -3,13 +3,14 @@
 //! resident memory sampled every few seconds; afterwards every row must be intact: zero
 //! corrupted bytes (integrity), zero missing zero-copy notifications, and memory flat.
 
-use crate::results::{Status, row::parse_jsonl};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use zclab::results::{Status, row::parse_jsonl};
+use zclab::sys::signal::Cancel;
 
 /// Options of `zclab soak`.
 #[derive(clap::Args, Debug, Clone)]
@@ -61,6 +62,7 @@ fn soak_one(
     args: &[&str],
     secs: f64,
     sample: f64,
+    cancel: Cancel,
 ) -> Result<SoakOutcome> {
     let mut child = Command::new(bin_dir.join(experiment))
         .args(args)
@@ -78,7 +80,7 @@ fn soak_one(
         if let Some(st) = child.try_wait()? {
             bail!("{experiment} ended early with {st}");
         }
-        if crate::harness::interrupted().is_some() {
+        if cancel.is_cancelled() {
             break;
         }
         if let Some(r) = rss_kib(pid) {
@@ -160,15 +162,15 @@ pub fn run(args: &SoakArgs) -> Result<(Vec<SoakOutcome>, String)> {
     if args.minutes.is_nan() || args.minutes <= 0.0 {
         bail!("--minutes must be greater than 0");
     }
-    crate::harness::install_signal_handlers();
-    let caps = crate::caps::probe(Path::new("."));
-    let run_dir = crate::results::create_run_dir(
+    let cancel = Cancel::install();
+    let caps = zclab::caps::probe(Path::new("."));
+    let run_dir = zclab::results::create_run_dir(
         &args.results,
         &caps.hostname,
         &format!("{}-soak", caps.kernel.release),
     )?;
     let secs = args.minutes * 60.0;
-    let bin = crate::suite::bin_dir();
+    let bin = super::run::bin_dir();
     let root = caps.privileges.root;
     let paths = if root {
         "tcp-loopback,udp-sink"
@@ -218,8 +220,16 @@ pub fn run(args: &SoakArgs) -> Result<(Vec<SoakOutcome>, String)> {
     let mut out = Vec::new();
     for (exp, a) in &plan {
         eprintln!("soak: {exp} for {:.1} min", args.minutes);
-        out.push(soak_one(&bin, &run_dir, exp, a, secs, args.sample_every)?);
-        if crate::harness::interrupted().is_some() {
+        out.push(soak_one(
+            &bin,
+            &run_dir,
+            exp,
+            a,
+            secs,
+            args.sample_every,
+            cancel,
+        )?);
+        if cancel.is_cancelled() {
             break;
         }
     }
@@ -247,8 +257,8 @@ pub fn run(args: &SoakArgs) -> Result<(Vec<SoakOutcome>, String)> {
             o.verdict
         );
     }
-    crate::results::atomic_write(&run_dir.join("soak.md"), md.as_bytes())?;
-    crate::results::atomic_write(
+    zclab::results::atomic_write(&run_dir.join("soak.md"), md.as_bytes())?;
+    zclab::results::atomic_write(
         &run_dir.join("soak.json"),
         serde_json::to_string_pretty(&out)?.as_bytes(),
     )?;

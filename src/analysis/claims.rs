@@ -1,24 +1,26 @@
-//! Published claims and their verdicts against runs of the lab (`zclab claims RUN_DIR ...`).
+//! Published claims and their verdicts against loaded runs (what `zclab claims RUN_DIR ...`
+//! prints).
 //!
 //! The claims are data (`claims/claims.json`, compiled in): each names the experiment, the
 //! variants and parameter points it compares, the metric and the threshold. A verdict is
 //! *reproduced*, *not reproduced*, *not applicable here* (with the reason: the run lacks the
 //! experiment or the points, the variant was skipped, it needs a NIC or other kernels), or
-//! *inconclusive* (the repeats' spread straddles the threshold). Comparisons pair repeats by
-//! index (`a[i] / b[i]`) so machine drift during a run cancels out.
+//! *inconclusive* (the interval of the figure straddles the threshold). Every check goes
+//! through the module's rules: a ratio is [`super::ratio`] with repeats paired by index
+//! (`a[i] / b[i]`, so machine drift during a run cancels out), a value is [`super::median_ci`],
+//! a crossover is [`super::crossover_paired`].
 
-use crate::compare::{Run, load_run};
-use crate::harness::median;
-use crate::results::{Metrics, Row, Status};
+use super::{
+    CrossStatus, Direction, Op, Pairing, Test, crossover_paired, median_ci, metric, ratio,
+};
+use crate::results::{Row, Run, Status};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::path::PathBuf;
 
 /// The claims shipped with the lab.
-pub const CLAIMS_JSON: &str = include_str!("../claims/claims.json");
+pub const CLAIMS_JSON: &str = include_str!("../../claims/claims.json");
 
 /// One published claim.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -141,30 +143,6 @@ pub fn load(text: &str) -> Result<Vec<Claim>> {
     Ok(claims)
 }
 
-/// Reads a metric from a row; None when absent or unknown.
-pub fn metric(m: &Metrics, name: &str) -> Option<f64> {
-    Some(match name {
-        "gbps" => m.gbps,
-        "ops_per_s" => m.ops_per_s,
-        "wall_ns" => m.wall_ns as f64,
-        "cpu_ns_per_mib" => m.cpu_ns_per_mib,
-        "sys_ns_per_mib" => m.sys_ns_per_mib,
-        "syscalls_per_mib" => m.syscalls_per_mib?,
-        "p50_ns" => m.latency.p50_ns as f64,
-        "p99_ns" => m.latency.p99_ns as f64,
-        "mean_ns" => m.latency.mean_ns,
-        "copied_pct" => {
-            let z = m.zc.as_ref()?;
-            if !z.usage_reported {
-                return None;
-            }
-            z.copied_pct
-        }
-        "cpu_ns_per_byte" => m.cpu_ns_per_mib / (1u64 << 20) as f64,
-        other => *m.extra.get(other)?,
-    })
-}
-
 fn matches(params: &BTreeMap<String, Value>, filters: &BTreeMap<String, Value>) -> bool {
     filters.iter().all(|(k, f)| {
         let Some(v) = params.get(k) else { return false };
@@ -218,44 +196,34 @@ fn series(rows: &[&Row], metric_name: &str) -> Vec<(u32, f64)> {
     v
 }
 
-/// Paired ratios a[i]/b[i] by repeat index (falls back to all pairs' extremes when the repeat
-/// indices differ).
-fn ratios(a: &[(u32, f64)], b: &[(u32, f64)]) -> Vec<f64> {
-    let paired: Vec<f64> = a
+/// The ratio of two series: paired by repeat index where both sides have the same repeats,
+/// otherwise (no repeat in common) the ratio of the medians.
+fn series_ratio(a: &[(u32, f64)], b: &[(u32, f64)]) -> Option<super::Ratio> {
+    let (pa, pb): (Vec<f64>, Vec<f64>) = a
         .iter()
-        .filter_map(|(i, x)| b.iter().find(|(j, _)| j == i).map(|(_, y)| x / y))
-        .filter(|r| r.is_finite())
-        .collect();
-    if !paired.is_empty() {
-        return paired;
+        .filter_map(|(i, x)| b.iter().find(|(j, _)| j == i).map(|(_, y)| (*x, *y)))
+        .unzip();
+    if !pa.is_empty() {
+        return ratio(&pa, &pb, Pairing::ByIndex);
     }
-    a.iter()
-        .flat_map(|(_, x)| b.iter().map(move |(_, y)| x / y))
-        .filter(|r| r.is_finite())
-        .collect()
+    let (va, vb): (Vec<f64>, Vec<f64>) = (
+        a.iter().map(|x| x.1).collect(),
+        b.iter().map(|x| x.1).collect(),
+    );
+    ratio(&va, &vb, Pairing::Unpaired)
 }
 
-fn holds(op: &str, x: f64, t: f64) -> bool {
-    match op {
-        "<=" => x <= t,
-        "<" => x < t,
-        ">=" => x >= t,
-        ">" => x > t,
-        _ => false,
+fn kind_of(t: Test) -> Kind {
+    match t {
+        Test::Holds => Kind::Reproduced,
+        Test::Fails => Kind::NotReproduced,
+        Test::Inconclusive => Kind::Inconclusive,
     }
 }
 
-/// Verdict of an `op threshold` test over a spread of values: reproduced when every value
-/// holds, not reproduced when none does, inconclusive when the spread straddles it.
-fn judge(values: &[f64], op: &str, t: f64) -> Kind {
-    let n = values.iter().filter(|&&x| holds(op, x, t)).count();
-    if n == values.len() {
-        Kind::Reproduced
-    } else if n == 0 {
-        Kind::NotReproduced
-    } else {
-        Kind::Inconclusive
-    }
+/// The operator of a check; a claim with another one never holds.
+fn op_of(op: &str) -> Option<Op> {
+    Op::parse(op)
 }
 
 fn combine(kinds: &[Kind]) -> Kind {
@@ -282,25 +250,11 @@ fn fmt_num(x: f64) -> String {
 
 /// Skip reason for `variant` recorded in the run, if any.
 fn skip_reason(run: &Run, exp: &str, variant: &str) -> Option<String> {
-    let meta = run.meta.get(exp)?;
-    meta["variants"]
-        .as_array()?
-        .iter()
-        .find(|v| v["name"] == variant && (v["status"] == "skipped" || v["status"] == "failed"))
-        .map(|v| {
-            format!(
-                "{} {}: {}",
-                variant,
-                v["status"].as_str().unwrap_or(""),
-                v["reason"].as_str().unwrap_or("")
-            )
-        })
+    run.meta(exp)?.not_run(variant)
 }
 
 fn rows_of<'a>(run: &'a Run, exp: &str) -> Result<&'a [Row], String> {
-    run.rows
-        .get(exp)
-        .map(Vec::as_slice)
+    run.rows(exp)
         .ok_or_else(|| format!("the run did not include {exp}"))
 }
 
@@ -308,9 +262,9 @@ fn rows_of<'a>(run: &'a Run, exp: &str) -> Result<&'a [Row], String> {
 /// The first of `runs` on the first run's kernel that includes `exp`: several runs of one
 /// machine (a quick suite and a full run of one experiment, say) answer together.
 fn run_with<'a>(runs: &'a [Run], exp: &str) -> &'a Run {
-    let rel = &runs[0].probe["kernel"]["release"];
+    let rel = &runs[0].probe().kernel.release;
     runs.iter()
-        .find(|r| r.rows.contains_key(exp) && &r.probe["kernel"]["release"] == rel)
+        .find(|r| r.rows(exp).is_some() && &r.probe().kernel.release == rel)
         .unwrap_or(&runs[0])
 }
 
@@ -348,12 +302,13 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             let mut measured = Vec::new();
             for (key, (shared, ra)) in &va {
                 let Some((_, rb)) = vb.get(key) else { continue };
-                let r = ratios(&series(ra, m), &series(rb, m));
-                if r.is_empty() {
+                let Some(r) = series_ratio(&series(ra, m), &series(rb, m)) else {
                     continue;
-                }
-                kinds.push(judge(&r, op, *threshold));
-                measured.push(format!("{} {}", point_text(shared), fmt_num(median(r))));
+                };
+                kinds.push(
+                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
+                );
+                measured.push(format!("{} {}", point_text(shared), fmt_num(r.value)));
             }
             if kinds.is_empty() {
                 return na(format!(
@@ -389,11 +344,11 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             let mut measured = Vec::new();
             for (shared, rs) in v.values() {
                 let s: Vec<f64> = series(rs, m).into_iter().map(|x| x.1).collect();
-                if s.is_empty() {
-                    continue;
-                }
-                kinds.push(judge(&s, op, *threshold));
-                measured.push(format!("{} {}", point_text(shared), fmt_num(median(s))));
+                let Some(e) = median_ci(&s) else { continue };
+                kinds.push(
+                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(e.test(o, *threshold))),
+                );
+                measured.push(format!("{} {}", point_text(shared), fmt_num(e.value)));
             }
             if kinds.is_empty() {
                 return na(format!(
@@ -433,9 +388,11 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                     "the run did not include a {param} sweep of {} and {}",
                     a.variant, b.variant
                 )),
-                Some((lo, hi, sweep)) => {
-                    // `lo`..`hi`: the crossover lies between the last size a loses and the first it wins.
+                Some((lo, hi, conclusive, sweep)) => {
+                    // `lo`..`hi`: the crossover lies between the last size a loses and the
+                    // first it wins. An answer within the repeats' noise decides nothing.
                     let kind = match hi {
+                        _ if !conclusive => Kind::Inconclusive,
                         None => Kind::NotReproduced,
                         Some(h) if h >= *min && h <= *max && lo.is_none_or(|l| l >= *min * 0.5) => {
                             Kind::Reproduced
@@ -480,12 +437,11 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                     "needs runs from kernels before and from {boundary} on (give several run directories)"
                 ));
             }
-            if runs.iter().any(|r| r.accelerator == "tcg") {
+            if runs.iter().any(|r| r.accelerator() == "tcg") {
                 return na("a run comes from software emulation: not suitable for timing".into());
             }
             let pick = |r: &Run| -> Vec<f64> {
-                r.rows
-                    .get(experiment)
+                r.rows(experiment)
                     .map(|rows| {
                         values(rows, side, &BTreeMap::new())
                             .values()
@@ -501,21 +457,22 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             if o.is_empty() || n.is_empty() {
                 return na(format!("the runs lack {} in {experiment}", side.variant));
             }
-            let r: Vec<f64> = n
-                .iter()
-                .flat_map(|x| o.iter().map(move |y| x / y))
-                .collect();
+            let Some(r) = ratio(&n, &o, Pairing::Unpaired) else {
+                return na(format!("the runs' {m} of {} is zero", side.variant));
+            };
             (
-                judge(&r, op, *threshold),
-                format!("newer/older {m} {}", fmt_num(median(r))),
+                op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
+                format!("newer/older {m} {}", fmt_num(r.value)),
                 format!("{op} {threshold}"),
             )
         }
     }
 }
 
-/// Walks a sweep of `param` (shared by a and b) in increasing order; returns (largest value
-/// where a does not beat b, smallest value from which a beats b at every larger value, text).
+/// The crossover rule ([`crossover_paired`]) over the sweep of `param` shared by a and b;
+/// returns (largest value where a does not beat b from there on, smallest value from which a
+/// beats b at every larger value, whether that is conclusive, the sweep as text). None when
+/// fewer than two values were measured on both sides.
 #[allow(clippy::type_complexity)]
 fn crossover(
     rows: &[Row],
@@ -524,45 +481,55 @@ fn crossover(
     b: &Side,
     param: &str,
     lower: bool,
-) -> Option<(Option<f64>, Option<f64>, String)> {
+) -> Option<(Option<f64>, Option<f64>, bool, String)> {
     let va = values(rows, a, &BTreeMap::new());
     let vb = values(rows, b, &BTreeMap::new());
-    let mut pts: Vec<(f64, f64)> = Vec::new();
+    let mut pts: Vec<(u64, Vec<f64>, Vec<f64>)> = Vec::new();
     for (key, (shared, ra)) in &va {
         let Some((_, rb)) = vb.get(key) else { continue };
-        let Some(x) = shared.get(param).and_then(Value::as_f64) else {
+        let Some(x) = shared.get(param).and_then(Value::as_u64) else {
             continue;
         };
-        let r = ratios(&series(ra, m), &series(rb, m));
-        if !r.is_empty() {
-            pts.push((x, median(r)));
+        // Pair by repeat index: keep the repeats both sides have.
+        let (sa, sb) = (series(ra, m), series(rb, m));
+        let (pa, pb): (Vec<f64>, Vec<f64>) = sa
+            .iter()
+            .filter_map(|(i, x)| sb.iter().find(|(j, _)| j == i).map(|(_, y)| (*x, *y)))
+            .unzip();
+        if !pa.is_empty() {
+            pts.push((x, pa, pb));
         }
     }
-    if pts.len() < 2 {
+    let c = crossover_paired(
+        &pts,
+        if lower {
+            Direction::LowerIsBetter
+        } else {
+            Direction::HigherIsBetter
+        },
+    );
+    if c.points.len() < 2 {
         return None;
     }
-    pts.sort_by(|p, q| p.0.total_cmp(&q.0));
-    let wins = |r: f64| if lower { r < 1.0 } else { r > 1.0 };
-    let mut first_win = None;
-    for i in (0..pts.len()).rev() {
-        if wins(pts[i].1) {
-            first_win = Some(i);
-        } else {
-            break;
-        }
-    }
-    let sweep = pts
+    let sweep = c
+        .points
         .iter()
-        .map(|(x, r)| format!("{}:{}", crate::units::fmt_size(*x as u64), fmt_num(*r)))
+        .map(|p| {
+            format!(
+                "{}:{}",
+                crate::units::fmt_size(p.param),
+                fmt_num(p.ratio.value)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ");
-    let hi = first_win.map(|i| pts[i].0);
-    let lo = match first_win {
-        Some(0) => None,
-        Some(i) => Some(pts[i - 1].0),
-        None => pts.last().map(|p| p.0),
+    let hi = c.at.map(|x| x as f64);
+    let lo = match c.status {
+        CrossStatus::Crosses => c.between.map(|b| b.0 as f64),
+        CrossStatus::Never => c.points.last().map(|p| p.param as f64),
+        CrossStatus::AlwaysBetter | CrossStatus::NoPoints => None,
     };
-    Some((lo, hi, format!("a/b {m}: {sweep}")))
+    Some((lo, hi, c.conclusive, format!("a/b {m}: {sweep}")))
 }
 
 fn parse_version(s: &str) -> (u32, u32) {
@@ -571,7 +538,7 @@ fn parse_version(s: &str) -> (u32, u32) {
 }
 
 fn kernel_version(r: &Run) -> (u32, u32) {
-    parse_version(r.probe["kernel"]["release"].as_str().unwrap_or("0.0"))
+    parse_version(&r.probe().kernel.release)
 }
 
 fn point_text(p: &BTreeMap<String, Value>) -> String {
@@ -649,34 +616,6 @@ pub fn verdicts(claims: &[Claim], runs: &[Run]) -> Vec<Verdict> {
         .collect()
 }
 
-/// The verdict table as Markdown.
-pub fn table(v: &[Verdict]) -> String {
-    let mut s = String::from(
-        "| claim | verdict | measured here | published | test / reason |\n|---|---|---|---|---|\n",
-    );
-    for x in v {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} |",
-            x.id,
-            x.kind.text(),
-            x.measured.replace('|', "/"),
-            x.published.replace('|', "/"),
-            x.why.replace('|', "/")
-        );
-    }
-    s
-}
-
-/// `zclab claims RUN_DIR...`: loads the runs, prints and returns the table.
-pub fn run(dirs: &[PathBuf]) -> Result<(Vec<Verdict>, String)> {
-    let claims = load(CLAIMS_JSON)?;
-    let runs: Vec<Run> = dirs.iter().map(|d| load_run(d)).collect::<Result<_>>()?;
-    let v = verdicts(&claims, &runs);
-    let t = table(&v);
-    Ok((v, t))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,8 +628,9 @@ mod tests {
 
     #[test]
     fn judge_kinds() {
-        assert_eq!(judge(&[0.5, 0.6], "<=", 0.7), Kind::Reproduced);
-        assert_eq!(judge(&[0.8, 0.9], "<=", 0.7), Kind::NotReproduced);
-        assert_eq!(judge(&[0.6, 0.8], "<=", 0.7), Kind::Inconclusive);
+        let judge = |v: &[f64], t: f64| kind_of(median_ci(v).unwrap().test(Op::Le, t));
+        assert_eq!(judge(&[0.5, 0.6], 0.7), Kind::Reproduced);
+        assert_eq!(judge(&[0.8, 0.9], 0.7), Kind::NotReproduced);
+        assert_eq!(judge(&[0.6, 0.8], 0.7), Kind::Inconclusive);
     }
 }

@@ -1,7 +1,10 @@
-//! The comparison tools that Debian does not package as programs, built from the Debian
-//! archive's source of the installed version and kept in `$XDG_CACHE_HOME/zclab` (else
+//! The comparison tools that Debian does not package as programs, built from the source
+//! package of the installed version and kept in `$XDG_CACHE_HOME/zclab` (else
 //! `~/.cache/zclab`): fio's t/io_uring and liburing's examples/send-zerocopy. Packages that
 //! are missing are installed with apt-get (as root), as `zclab versus` promises.
+//!
+//! Everything comes through apt's configured sources (`apt-get install`, `apt-get source`):
+//! no address is written here, so a machine behind a mirror or a proxy gets the same files.
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -101,41 +104,117 @@ fn overridden(var: &str) -> Result<Option<PathBuf>> {
     }
 }
 
-/// Downloads `<pool>/<src>_<ver>.orig.tar.gz` from deb.debian.org into the cache, unpacks it
-/// as `<src>-<ver>/` and runs `build` (a shell command) there; returns `bin` (relative to the
-/// source tree) once it exists. The build's output goes to `build.log` in the tree.
-fn from_debian_source(pool: &str, src: &str, ver: &str, build: &str, bin: &str) -> Result<PathBuf> {
+/// The source package of an installed binary package and its version (`fio` ->
+/// (`fio`, `3.33-3`)), from dpkg's database.
+fn source_of(package: &str) -> Result<(String, String)> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${source:Package} ${source:Version}", package])
+        .output()
+        .context("cannot run dpkg-query")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '-' | ':'))
+    };
+    match text.trim().split_once(' ') {
+        Some((src, ver)) if out.status.success() && ok(src) && ok(ver) => {
+            Ok((src.to_string(), ver.to_string()))
+        }
+        _ => bail!("{package} is not installed from a Debian package (dpkg-query knows no source)"),
+    }
+}
+
+/// Fetches the source package of the installed `package` with `apt-get source
+/// --download-only` (through apt's configured `deb-src` sources) into the cache, unpacks its
+/// upstream tarball as `<src>-<upstream version>/` and runs `build` (a shell command) there;
+/// returns `bin` (relative to the source tree) once it exists. The build's output goes to
+/// `build.log` in the tree.
+fn from_debian_source(package: &str, build: &str, bin: &str) -> Result<PathBuf> {
+    let (src, srcver) = source_of(package)?;
+    let ver = upstream_version(&srcver);
+    if ver.is_empty() {
+        bail!("unexpected version {srcver} of source package {src}");
+    }
     let cache = cache_dir()?;
     let tree = cache.join(format!("{src}-{ver}"));
     let out = tree.join(bin);
     if out.is_file() {
         return Ok(out);
     }
-    for (tool, package) in [("curl", "curl"), ("make", "make"), ("gcc", "gcc")] {
+    for (tool, package) in [("make", "make"), ("gcc", "gcc"), ("xz", "xz-utils")] {
         ensure_tool(tool, package)?;
     }
-    std::fs::create_dir_all(&cache)
-        .with_context(|| format!("cannot create {}", cache.display()))?;
-    let url = format!("https://deb.debian.org/debian/pool/main/{pool}/{src}_{ver}.orig.tar.gz");
-    eprintln!("versus: building {bin} from {src} {ver}'s source ({url})");
+    let dl = cache.join(format!("{src}-{ver}.download"));
+    let _ = std::fs::remove_dir_all(&dl);
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(dl.join("unpacked"))
+        .with_context(|| format!("cannot create {}", dl.display()))?;
+    eprintln!("versus: building {bin} from source package {src} {srcver} (apt-get source)");
+    let mut get = Command::new("apt-get");
+    get.args(["source", "--download-only", "-qq"]);
+    if nix::unistd::geteuid().is_root() {
+        // apt's download user cannot write into root's cache directory.
+        get.args(["-o", "APT::Sandbox::User=root"]);
+    }
+    let got = get
+        .arg(format!("{src}={srcver}"))
+        .current_dir(&dl)
+        .stdout(Stdio::null())
+        .output()
+        .context("cannot run apt-get source")?;
+    if !got.status.success() {
+        let why = String::from_utf8_lossy(&got.stderr);
+        bail!(
+            "apt-get source {src}={srcver} failed ({}); it needs `deb-src` entries in apt's sources \
+             (add `deb-src` to the `Types:` of a source in /etc/apt/sources.list.d/, then apt-get update)",
+            why.lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+        );
+    }
+    // The upstream tarball (`<src>_<ver>.orig.tar.*`), or a native package's own.
+    let names: Vec<String> = std::fs::read_dir(&dl)?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    let tarball = names
+        .iter()
+        .find(|n| n.contains(".orig.tar."))
+        .or_else(|| {
+            names
+                .iter()
+                .find(|n| n.contains(".tar.") && !n.contains(".debian.tar."))
+        })
+        .with_context(|| format!("apt-get source {src} gave no tarball in {}", dl.display()))?;
+    let st = Command::new("tar")
+        .arg("xf")
+        .arg(dl.join(tarball))
+        .arg("-C")
+        .arg(dl.join("unpacked"))
+        .status()
+        .context("cannot run tar")?;
+    let top: Vec<PathBuf> = std::fs::read_dir(dl.join("unpacked"))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    if !st.success() || top.len() != 1 || !top[0].is_dir() {
+        bail!("{tarball} did not unpack into one directory");
+    }
+    std::fs::rename(&top[0], &tree)
+        .with_context(|| format!("cannot move the source to {}", tree.display()))?;
+    let _ = std::fs::remove_dir_all(&dl);
     let st = Command::new("sh")
         .arg("-c")
-        .arg(
-            "set -e; cd \"$1\"; rm -rf \"$2\"; curl -sSfL \"$3\" | tar xz; cd \"$2\"; \
-             sh -c \"$4\" >build.log 2>&1",
-        )
-        .args([
-            "sh",
-            &cache.to_string_lossy(),
-            &format!("{src}-{ver}"),
-            &url,
-            build,
-        ])
+        .arg("sh -c \"$1\" >build.log 2>&1")
+        .args(["sh", build])
+        .current_dir(&tree)
         .status()
         .context("cannot run sh")?;
     if !st.success() || !out.is_file() {
         bail!(
-            "could not build {bin} from {url} (log: {})",
+            "could not build {bin} from {src} {srcver} (log: {})",
             tree.join("build.log").display()
         );
     }
@@ -149,24 +228,7 @@ pub(super) fn t_io_uring() -> Result<PathBuf> {
         return Ok(p);
     }
     ensure_tool("fio", "fio")?;
-    let out = Command::new("fio")
-        .arg("--version")
-        .output()
-        .context("cannot run fio --version")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ver = text
-        .trim()
-        .strip_prefix("fio-")
-        .map(upstream_version)
-        .filter(|v| !v.is_empty())
-        .with_context(|| format!("unexpected fio --version output {:?}", text.trim()))?;
-    from_debian_source(
-        "f/fio",
-        "fio",
-        &ver,
-        "./configure && make -j2 t/io_uring",
-        "t/io_uring",
-    )
+    from_debian_source("fio", "./configure && make -j2 t/io_uring", "t/io_uring")
 }
 
 /// The ring setup flags t/io_uring uses, as syscall_floor's `--ring-flags` names them:
@@ -190,12 +252,10 @@ pub(super) fn send_zerocopy() -> Result<PathBuf> {
     if let Some(p) = overridden("ZCLAB_SEND_ZEROCOPY")? {
         return Ok(p);
     }
-    let ver = ensure_package("liburing-dev")?;
+    ensure_package("liburing-dev")?;
     ensure_tool("gcc", "gcc")?;
     from_debian_source(
-        "libu/liburing",
-        "liburing",
-        &ver,
+        "liburing-dev",
         "gcc -O2 -o examples/send-zerocopy examples/send-zerocopy.c -luring",
         "examples/send-zerocopy",
     )
@@ -211,5 +271,20 @@ mod tests {
         assert_eq!(upstream_version("1:3.33-3+b1"), "3.33");
         assert_eq!(upstream_version("3.33"), "3.33");
         assert_eq!(upstream_version("2.3;rm -rf /-1"), "");
+    }
+
+    #[test]
+    fn source_packages_come_from_dpkg() {
+        if Command::new("dpkg-query")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return; // not a Debian system
+        }
+        let (src, ver) = source_of("dpkg").unwrap();
+        assert_eq!(src, "dpkg");
+        assert!(!upstream_version(&ver).is_empty(), "{ver}");
+        assert!(source_of("no-such-package-zclab").is_err());
     }
 }

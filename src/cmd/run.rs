@@ -1,15 +1,15 @@
 //! The suite runner behind `zclab run`: presets, one process per experiment into one run
 //! directory, a progress display, the final summary and `report.md`.
 
-use crate::harness::{self, render_table};
-use crate::results::{self, Row, Status, row::parse_jsonl};
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use zclab::results::{self, Outcome, Status, SuiteMeta, load_experiment, load_meta, load_rows};
+use zclab::sys::signal::Cancel;
 
 /// A preset: how much of the parameter space each experiment covers.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -110,17 +110,6 @@ pub struct RunArgs {
     pub exp_args: String,
 }
 
-/// How one experiment of the suite ended.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Outcome {
-    pub experiment: String,
-    /// ok, failed, nothing-ran, interrupted, not-built, error
-    pub status: String,
-    pub exit_code: Option<i32>,
-    pub seconds: f64,
-    pub note: Option<String>,
-}
-
 /// Directory of the experiment binaries: beside the running `zclab`.
 pub fn bin_dir() -> PathBuf {
     std::env::current_exe()
@@ -144,8 +133,8 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             bail!("unknown experiment '{e}' (known: {})", names.join(", "));
         }
     }
-    harness::install_signal_handlers();
-    let caps = crate::caps::probe(if args.results.exists() {
+    let cancel = Cancel::install();
+    let caps = zclab::caps::probe(if args.results.exists() {
         &args.results
     } else {
         Path::new(".")
@@ -158,19 +147,28 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         .collect();
     let (_, started) = results::utc_now();
     let mut outcomes: Vec<Outcome> = Vec::new();
+    let git_revision = zclab::harness::git_revision();
     let write_suite = |outcomes: &[Outcome], status: &str| -> Result<()> {
         let (_, now) = results::utc_now();
-        let j = json!({
-            "preset": args.preset, "experiments": selected.iter().map(|e| e.name).collect::<Vec<_>>(),
-            "started_utc": started, "updated_utc": now, "status": status, "outcomes": outcomes,
-            "argv": std::env::args().collect::<Vec<_>>(), "git_revision": harness::git_revision(),
-            "host": caps.hostname, "kernel": caps.kernel.release, "probe": caps,
-        });
-        results::atomic_write(
-            &run_dir.join("suite.json"),
-            serde_json::to_string_pretty(&j)?.as_bytes(),
-        )
-        .with_context(|| format!("cannot write suite.json in {}", run_dir.display()))
+        let meta = SuiteMeta {
+            preset: match args.preset {
+                Preset::Quick => "quick",
+                Preset::Full => "full",
+            }
+            .into(),
+            experiments: selected.iter().map(|e| e.name.to_string()).collect(),
+            started_utc: started.clone(),
+            updated_utc: now,
+            status: status.into(),
+            outcomes: outcomes.to_vec(),
+            argv: std::env::args().collect(),
+            git_revision: git_revision.clone(),
+            host: caps.hostname.clone(),
+            kernel: caps.kernel.release.clone(),
+            probe: caps.clone(),
+        };
+        results::atomic_write(&run_dir.join("suite.json"), meta.to_json()?.as_bytes())
+            .with_context(|| format!("cannot write suite.json in {}", run_dir.display()))
     };
     write_suite(&outcomes, "running")?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -291,8 +289,8 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             note,
         });
         write_suite(&outcomes, "running")?;
-        if st == "interrupted" || harness::interrupted().is_some() {
-            interrupted = Some(harness::interrupted().unwrap_or(libc::SIGINT));
+        if st == "interrupted" || cancel.is_cancelled() {
+            interrupted = Some(cancel.signal().unwrap_or(libc::SIGINT));
             break;
         }
     }
@@ -304,8 +302,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             eprintln!("zclab: error: plots not drawn: {e:#}");
         }
     }
-    let claims = match crate::claims::run(std::slice::from_ref(&run_dir)) {
-        Ok((v, t)) => {
+    let claims = match super::claims::verdicts(std::slice::from_ref(&run_dir)) {
+        Ok(v) => {
+            let t = zclab::report::claims_table(&v);
             let _ = results::atomic_write(
                 &run_dir.join("claims.json"),
                 serde_json::to_string_pretty(&v)?.as_bytes(),
@@ -380,22 +379,6 @@ pub fn draw_plots(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Rows of one experiment directory.
-pub fn load_rows(exp_dir: &Path) -> Result<Vec<Row>> {
-    let p = exp_dir.join("summary.jsonl");
-    let text =
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    parse_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-}
-
-/// `meta.json` of one experiment directory.
-pub fn load_meta(exp_dir: &Path) -> Result<Value> {
-    let p = exp_dir.join("meta.json");
-    let text =
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", p.display()))
-}
-
 fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
     let mut s = format!(
         "\nzclab suite: {} ({:.0} s)\n",
@@ -410,10 +393,7 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
                 rows.iter().filter(|r| r.status != Status::Ok).count(),
             )
         });
-        let skipped = load_meta(&dir)
-            .ok()
-            .and_then(|m| m["skipped"].as_array().map(|a| a.len()))
-            .unwrap_or(0);
+        let skipped = load_meta(&dir).map_or(0, |m| m.skipped.len());
         let _ = writeln!(
             s,
             "  {:<16} {:<12} {:>5.1} s  {ok} trials ok, {failed} failed, {skipped} variants skipped{}",
@@ -429,108 +409,38 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
     s
 }
 
-/// The Markdown report of a suite run.
+/// The Markdown report of a suite run ([`zclab::report::run_report`] over what it loads).
 pub fn report(
     run_dir: &Path,
     outcomes: &[Outcome],
     plot_note: Option<&str>,
     claims: Option<&str>,
 ) -> Result<String> {
-    let mut s = String::new();
-    let suite: Value = std::fs::read_to_string(run_dir.join("suite.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
-    let probe = &suite["probe"];
-    let _ = writeln!(
-        s,
-        "# zclab run {}\n",
-        run_dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
-    );
-    let _ = writeln!(
-        s,
-        "- host: {}  \n- kernel: {} ({})  \n- CPU: {} x {}  \n- clock source: {}  \n- preset: {}  \n- started: {}  \n- lab revision: {}\n",
-        probe["hostname"].as_str().unwrap_or("?"),
-        probe["kernel"]["release"].as_str().unwrap_or("?"),
-        probe["kernel"]["machine"].as_str().unwrap_or("?"),
-        probe["cpu"]["count"],
-        probe["cpu"]["model"].as_str().unwrap_or("?"),
-        probe["clocksource"].as_str().unwrap_or("?"),
-        suite["preset"].as_str().unwrap_or("?"),
-        suite["started_utc"].as_str().unwrap_or("?"),
-        suite["git_revision"].as_str().unwrap_or("?")
-    );
-    if let Some(n) = plot_note {
-        let _ = writeln!(s, "**Plots were not drawn:** {n}\n");
-    }
-    let _ = writeln!(s, "| experiment | status | seconds |\n|---|---|---|");
-    for o in outcomes {
-        let _ = writeln!(s, "| {} | {} | {:.1} |", o.experiment, o.status, o.seconds);
-    }
-    if let Some(t) = claims {
-        let _ = writeln!(
-            s,
-            "\n## Published claims\n\nEach claim of `claims/claims.json` checked on this run (`zclab claims {}`).\n\n{t}",
-            run_dir.display()
-        );
-    }
-    for o in outcomes {
-        let dir = run_dir.join(&o.experiment);
-        let _ = writeln!(s, "\n## {}\n", o.experiment);
-        if let Some(e) = SUITE.iter().find(|e| e.name == o.experiment) {
-            let _ = writeln!(s, "{}\n", e.about);
-        }
-        if let Some(n) = &o.note {
-            let _ = writeln!(s, "Status **{}**: {n}\n", o.status);
-        }
-        match load_rows(&dir) {
-            Ok(rows) => {
-                let _ = writeln!(s, "```\n{}```\n", render_table(&rows));
-            }
-            Err(e) => {
-                let _ = writeln!(s, "No summary: {e:#}\n");
-            }
-        }
-        if let Ok(meta) = load_meta(&dir) {
-            if let Some(sk) = meta["skipped"].as_array().filter(|a| !a.is_empty()) {
-                let _ = writeln!(s, "Skipped variants:\n");
-                for v in sk {
-                    let _ = writeln!(
-                        s,
-                        "- `{}`: {}",
-                        v["variant"].as_str().unwrap_or("?"),
-                        v["reason"].as_str().unwrap_or("?")
-                    );
-                }
-                s.push('\n');
-            }
-        }
-        if let Ok(c) = std::fs::read_to_string(dir.join("crossover.txt")) {
-            let _ = writeln!(s, "Crossover:\n\n```\n{}\n```\n", c.trim_end());
-        }
-        if let Ok(idx) = std::fs::read_to_string(dir.join("plots").join("index.json")) {
-            if let Ok(v) = serde_json::from_str::<Value>(&idx) {
-                let figs = v["figures"].as_array().cloned().unwrap_or_default();
-                for f in figs
-                    .iter()
-                    .filter(|f| f["kind"].as_str() != Some("latency"))
-                    .chain(
-                        figs.iter()
-                            .filter(|f| f["kind"].as_str() == Some("latency"))
-                            .take(4),
-                    )
-                {
-                    if let Some(file) = f["png"].as_str().or(f["file"].as_str()) {
-                        let title = f["title"]
-                            .as_str()
-                            .unwrap_or(file)
-                            .replace(['\n', '[', ']'], " ");
-                        // Angle brackets keep '@', ',' and '=' in the file name one link target.
-                        let _ = writeln!(s, "![{title}](<{}/plots/{file}>)\n", o.experiment);
-                    }
-                }
-            }
-        }
-    }
-    Ok(s)
+    let suite = results::load_suite(run_dir).ok();
+    let loaded: Vec<Result<results::Experiment, String>> = outcomes
+        .iter()
+        .map(|o| load_experiment(&run_dir.join(&o.experiment)).map_err(|e| format!("{e:#}")))
+        .collect();
+    let sections: Vec<zclab::report::Section> = outcomes
+        .iter()
+        .zip(&loaded)
+        .map(|(o, e)| zclab::report::Section {
+            outcome: o,
+            about: SUITE
+                .iter()
+                .find(|x| x.name == o.experiment)
+                .map(|x| x.about),
+            experiment: e.as_ref().map_err(Clone::clone),
+            crossover: std::fs::read_to_string(run_dir.join(&o.experiment).join("crossover.txt"))
+                .ok(),
+        })
+        .collect();
+    Ok(zclab::report::run_report(
+        run_dir.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+        &run_dir.display().to_string(),
+        suite.as_ref(),
+        &sections,
+        plot_note,
+        claims,
+    ))
 }

@@ -1,0 +1,586 @@
+//! What the lab concludes from loaded results: statistics over repeats, and the two rules every
+//! comparison goes through — [`ratio`] ("how much faster is A than B, and is that more than
+//! noise?") and [`crossover`] ("from which size on does A beat B?"). [`claims`] judges the
+//! published claims with them.
+//!
+//! Layering: this module reads [`crate::results`] types and nothing above it; renderers
+//! ([`crate::report`]) and commands call it.
+//!
+//! # Intervals
+//!
+//! Every interval here is a **percentile bootstrap** interval at [`LEVEL`] (95 %) from
+//! [`RESAMPLES`] resamples drawn with a fixed seed ([`SEED`], a SplitMix64 stream), so the same
+//! figures always give the same interval, on any machine. The statistic is the median (for one
+//! variant), the median of the paired ratios `a[i] / b[i]` (two variants whose repeats pair up:
+//! repeat `i` of both ran back to back, so drift during the run cancels), or the ratio of the
+//! medians (repeats that do not pair). The bounds are taken by nearest rank, so they are always
+//! values the statistic can take. With up to 5 repeats the interval of a median is the range of
+//! the repeats (the bootstrap cannot be surer than that); with one repeat it is the value
+//! itself — no spread to judge by, so check `n` before trusting `conclusive` there.
+
+pub mod claims;
+
+use crate::results::Metrics;
+use serde::Serialize;
+
+/// Confidence level of every interval.
+pub const LEVEL: f64 = 0.95;
+/// Bootstrap resamples per interval.
+pub const RESAMPLES: usize = 4000;
+/// The bootstrap's seed: fixed, so intervals are reproducible.
+pub const SEED: u64 = 0x7a63_6c61_625f_6369;
+
+/// Median (the mean of the middle two for an even count); 0 for an empty list.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    median_in_place(&mut v)
+}
+
+fn median_in_place(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The `q` quantile (0..=1) by linear interpolation between order statistics (Hyndman and
+/// Fan's type 7, NumPy's default); None for an empty list or `q` outside 0..=1.
+pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    if v.is_empty() || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let h = (s.len() - 1) as f64 * q;
+    let (i, f) = (h.floor() as usize, h.fract());
+    Some(match s.get(i + 1) {
+        Some(&next) => s[i] + f * (next - s[i]),
+        None => s[i],
+    })
+}
+
+/// Median, minimum and maximum of some repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub n: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The [`Summary`] of `v`; None when it is empty.
+pub fn summarize(v: &[f64]) -> Option<Summary> {
+    if v.is_empty() {
+        return None;
+    }
+    Some(Summary {
+        n: v.len(),
+        median: median(v),
+        min: v.iter().copied().fold(f64::INFINITY, f64::min),
+        max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    })
+}
+
+/// A figure with its [`LEVEL`] interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimate {
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// Repeats it rests on.
+    pub n: usize,
+}
+
+impl Estimate {
+    /// Whether the interval leaves `x` out.
+    pub fn excludes(&self, x: f64) -> bool {
+        x < self.lo || x > self.hi
+    }
+
+    /// Whether every value of the interval passes `op threshold` ([`Test::Holds`]), none does
+    /// ([`Test::Fails`]), or the interval straddles it.
+    pub fn test(&self, op: Op, threshold: f64) -> Test {
+        match (op.holds(self.lo, threshold), op.holds(self.hi, threshold)) {
+            (true, true) => Test::Holds,
+            (false, false) => Test::Fails,
+            _ => Test::Inconclusive,
+        }
+    }
+}
+
+/// The median of `v` with its bootstrap interval; None when `v` is empty.
+pub fn median_ci(v: &[f64]) -> Option<Estimate> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut rng = SplitMix(SEED);
+    let mut buf = vec![0.0; v.len()];
+    let stats: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            for x in buf.iter_mut() {
+                *x = v[rng.below(v.len())];
+            }
+            median_in_place(&mut buf)
+        })
+        .collect();
+    let (lo, hi) = percentile_bounds(stats);
+    Some(Estimate {
+        value: median(v),
+        lo,
+        hi,
+        n: v.len(),
+    })
+}
+
+/// Nearest-rank bounds of the central [`LEVEL`] of `stats`.
+fn percentile_bounds(mut stats: Vec<f64>) -> (f64, f64) {
+    stats.sort_by(|a, b| a.total_cmp(b));
+    let n = stats.len();
+    let tail = (1.0 - LEVEL) / 2.0;
+    let lo = ((n as f64 * tail).floor() as usize).min(n - 1);
+    let hi = ((n as f64 * (1.0 - tail)).ceil() as usize).clamp(1, n) - 1;
+    (stats[lo], stats[hi])
+}
+
+/// SplitMix64 (Steele, Lea and Flood 2014): a small, fast, seedable generator.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n (multiply-shift; the bias is below 2^-32 for the n used here).
+    fn below(&mut self, n: usize) -> usize {
+        (((self.next() >> 32) * n as u64) >> 32) as usize
+    }
+}
+
+/// A comparison operator of a threshold test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+impl Op {
+    /// `<`, `<=`, `>` or `>=`; None otherwise.
+    pub fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            _ => return None,
+        })
+    }
+
+    pub fn holds(self, x: f64, t: f64) -> bool {
+        match self {
+            Op::Lt => x < t,
+            Op::Le => x <= t,
+            Op::Gt => x > t,
+            Op::Ge => x >= t,
+        }
+    }
+}
+
+/// The outcome of testing an interval against a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Test {
+    /// The whole interval passes.
+    Holds,
+    /// None of it does.
+    Fails,
+    /// It straddles the threshold: the repeats do not decide.
+    Inconclusive,
+}
+
+/// How the repeats of two variants relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pairing {
+    /// `a[i]` and `b[i]` are the same repeat (run back to back): the ratio is the median of
+    /// `a[i] / b[i]`, and pairs are resampled together. Extra repeats on one side are left out.
+    ByIndex,
+    /// Independent repeats: the ratio is `median(a) / median(b)`, each side resampled alone.
+    Unpaired,
+}
+
+/// The ratio rule: `a / b` with its interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ratio {
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub n_a: usize,
+    pub n_b: usize,
+    pub pairing: Pairing,
+    /// The interval leaves 1.0 out: A and B differ by more than the repeats' noise.
+    pub conclusive: bool,
+}
+
+impl Ratio {
+    /// The ratio as an [`Estimate`] (n = the smaller side).
+    pub fn estimate(&self) -> Estimate {
+        Estimate {
+            value: self.value,
+            lo: self.lo,
+            hi: self.hi,
+            n: self.n_a.min(self.n_b),
+        }
+    }
+
+    /// The interval against `op threshold` (e.g. `>= 1.5`: "A is at least 1.5x B").
+    pub fn test(&self, op: Op, threshold: f64) -> Test {
+        self.estimate().test(op, threshold)
+    }
+
+    /// Whether the interval leaves `threshold` out.
+    pub fn excludes(&self, threshold: f64) -> bool {
+        self.estimate().excludes(threshold)
+    }
+}
+
+/// The ratio of variant A's figures to B's, with its [`LEVEL`] bootstrap interval; None when a
+/// side is empty (for [`Pairing::ByIndex`]: when no pair is left) or a ratio is not finite
+/// (a zero in B).
+pub fn ratio(a: &[f64], b: &[f64], pairing: Pairing) -> Option<Ratio> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let mut rng = SplitMix(SEED);
+    let (value, stats, n_a, n_b) = match pairing {
+        Pairing::ByIndex => {
+            let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+            if r.iter().any(|x| !x.is_finite()) {
+                return None;
+            }
+            let mut buf = vec![0.0; r.len()];
+            let stats: Vec<f64> = (0..RESAMPLES)
+                .map(|_| {
+                    for x in buf.iter_mut() {
+                        *x = r[rng.below(r.len())];
+                    }
+                    median_in_place(&mut buf)
+                })
+                .collect();
+            (median(&r), stats, r.len(), r.len())
+        }
+        Pairing::Unpaired => {
+            let value = median(a) / median(b);
+            if !value.is_finite() {
+                return None;
+            }
+            let (mut ba, mut bb) = (vec![0.0; a.len()], vec![0.0; b.len()]);
+            let stats: Vec<f64> = (0..RESAMPLES)
+                .map(|_| {
+                    for x in ba.iter_mut() {
+                        *x = a[rng.below(a.len())];
+                    }
+                    for x in bb.iter_mut() {
+                        *x = b[rng.below(b.len())];
+                    }
+                    median_in_place(&mut ba) / median_in_place(&mut bb)
+                })
+                .filter(|x| x.is_finite())
+                .collect();
+            if stats.is_empty() {
+                return None;
+            }
+            (value, stats, a.len(), b.len())
+        }
+    };
+    let (lo, hi) = percentile_bounds(stats);
+    Some(Ratio {
+        value,
+        lo,
+        hi,
+        n_a,
+        n_b,
+        pairing,
+        conclusive: !(lo..=hi).contains(&1.0),
+    })
+}
+
+/// Which way a figure is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Throughput, operations per second.
+    HigherIsBetter,
+    /// CPU per byte, latency, system calls.
+    LowerIsBetter,
+}
+
+impl Direction {
+    /// Whether a ratio A/B says A is better.
+    pub fn a_beats_b(self, ratio: f64) -> bool {
+        match self {
+            Direction::HigherIsBetter => ratio > 1.0,
+            Direction::LowerIsBetter => ratio < 1.0,
+        }
+    }
+}
+
+/// What the crossover rule found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrossStatus {
+    /// A is behind at small values and ahead from `at` on.
+    Crosses,
+    /// A is ahead at every value measured.
+    AlwaysBetter,
+    /// A is not ahead at the largest value measured.
+    Never,
+    /// No value has figures on both sides.
+    NoPoints,
+}
+
+/// One parameter value of a crossover.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CrossPoint {
+    pub param: u64,
+    pub a: Summary,
+    pub b: Summary,
+    /// A / B.
+    pub ratio: Ratio,
+    /// The ratio's value says A is better here.
+    pub a_wins: bool,
+}
+
+/// The crossover rule's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Crossover {
+    pub status: CrossStatus,
+    /// The smallest value from which A beats B at that value and every larger one.
+    pub at: Option<u64>,
+    /// The values bracketing the crossing: the last where A does not win, the first of the run
+    /// of wins (`Crosses` only).
+    pub between: Option<(u64, u64)>,
+    /// Where the ratio crosses 1, interpolated on a log-log scale inside `between`.
+    pub interpolated: Option<f64>,
+    /// The ratio's interval leaves 1.0 out at every value that decides the answer: the one
+    /// before the crossing and all from it on (`Crosses`), every value (`AlwaysBetter`), the
+    /// largest (`Never`). Otherwise the answer is within the repeats' noise.
+    pub conclusive: bool,
+    /// Values below `at` (all values for `Never`) where A wins all the same: the comparison is
+    /// not monotone there.
+    pub stray: Vec<u64>,
+    /// Every value compared, ascending.
+    pub points: Vec<CrossPoint>,
+}
+
+/// The crossover rule over independent repeats ([`Pairing::Unpaired`]): `points` are
+/// `(parameter value, A's repeats, B's repeats)` in any order, one entry per value; values
+/// where a side has no figure are left out. "A beats B" at a value when the ratio of the
+/// medians says so in direction `better`; the answer is the smallest value from which A beats
+/// B at every larger value too.
+pub fn crossover(points: &[(u64, Vec<f64>, Vec<f64>)], better: Direction) -> Crossover {
+    crossover_with(points, better, Pairing::Unpaired)
+}
+
+/// [`crossover`] with the repeats paired by index ([`Pairing::ByIndex`]).
+pub fn crossover_paired(points: &[(u64, Vec<f64>, Vec<f64>)], better: Direction) -> Crossover {
+    crossover_with(points, better, Pairing::ByIndex)
+}
+
+/// [`crossover`] with a choice of [`Pairing`].
+pub fn crossover_with(
+    points: &[(u64, Vec<f64>, Vec<f64>)],
+    better: Direction,
+    pairing: Pairing,
+) -> Crossover {
+    let mut pts: Vec<CrossPoint> = points
+        .iter()
+        .filter_map(|(p, a, b)| {
+            let ratio = ratio(a, b, pairing)?;
+            Some(CrossPoint {
+                param: *p,
+                a: summarize(a)?,
+                b: summarize(b)?,
+                a_wins: better.a_beats_b(ratio.value),
+                ratio,
+            })
+        })
+        .collect();
+    pts.sort_by_key(|p| p.param);
+    if pts.is_empty() {
+        return Crossover {
+            status: CrossStatus::NoPoints,
+            at: None,
+            between: None,
+            interpolated: None,
+            conclusive: false,
+            stray: Vec::new(),
+            points: pts,
+        };
+    }
+    let from = (0..pts.len()).find(|&i| pts[i..].iter().all(|p| p.a_wins));
+    let (status, at, between, interpolated, decide) = match from {
+        None => (CrossStatus::Never, None, None, None, pts.len() - 1),
+        Some(0) => (CrossStatus::AlwaysBetter, Some(pts[0].param), None, None, 0),
+        Some(i) => {
+            let (p0, p1) = (&pts[i - 1], &pts[i]);
+            let (r0, r1) = (p0.ratio.value, p1.ratio.value);
+            let x = (r0 > 0.0 && r1 > 0.0 && r0 != r1 && p0.param > 0).then(|| {
+                let f = r0.ln() / (r0.ln() - r1.ln());
+                let (s0, s1) = ((p0.param as f64).ln(), (p1.param as f64).ln());
+                (s0 + f * (s1 - s0)).exp()
+            });
+            (
+                CrossStatus::Crosses,
+                Some(p1.param),
+                Some((p0.param, p1.param)),
+                x,
+                i - 1,
+            )
+        }
+    };
+    let stray = pts
+        .iter()
+        .filter(|p| p.a_wins && at.is_none_or(|a| p.param < a))
+        .map(|p| p.param)
+        .collect();
+    Crossover {
+        status,
+        at,
+        between,
+        interpolated,
+        conclusive: pts[decide..].iter().all(|p| p.ratio.conclusive),
+        stray,
+        points: pts,
+    }
+}
+
+/// A figure of a row's metrics by name (`gbps`, `ops_per_s`, `wall_ns`, `cpu_ns_per_mib`,
+/// `sys_ns_per_mib`, `syscalls_per_mib`, `p50_ns`, `p99_ns`, `mean_ns`, `copied_pct`,
+/// `cpu_ns_per_byte`, or a variant-specific `extra` figure); None when absent or unknown.
+pub fn metric(m: &Metrics, name: &str) -> Option<f64> {
+    Some(match name {
+        "gbps" => m.gbps,
+        "ops_per_s" => m.ops_per_s,
+        "wall_ns" => m.wall_ns as f64,
+        "cpu_ns_per_mib" => m.cpu_ns_per_mib,
+        "sys_ns_per_mib" => m.sys_ns_per_mib,
+        "syscalls_per_mib" => m.syscalls_per_mib?,
+        "p50_ns" => m.latency.p50_ns as f64,
+        "p99_ns" => m.latency.p99_ns as f64,
+        "mean_ns" => m.latency.mean_ns,
+        "copied_pct" => {
+            let z = m.zc.as_ref()?;
+            if !z.usage_reported {
+                return None;
+            }
+            z.copied_pct
+        }
+        "cpu_ns_per_byte" => m.cpu_ns_per_mib / (1u64 << 20) as f64,
+        other => *m.extra.get(other)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_statistics() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.25), Some(2.0));
+        assert_eq!(quantile(&[1.0, 2.0], 0.5), Some(1.5));
+        assert_eq!(quantile(&[], 0.5), None);
+        let s = summarize(&[2.0, 5.0, 1.0]).unwrap();
+        assert_eq!((s.n, s.median, s.min, s.max), (3, 2.0, 1.0, 5.0));
+    }
+
+    #[test]
+    fn median_interval_is_deterministic_and_covers_the_range_for_few_repeats() {
+        let v = [10.0, 12.0, 11.0, 30.0, 9.0];
+        let a = median_ci(&v).unwrap();
+        assert_eq!(
+            a,
+            median_ci(&v).unwrap(),
+            "seeded: same input, same interval"
+        );
+        assert_eq!((a.value, a.lo, a.hi), (11.0, 9.0, 30.0));
+        // Many repeats: the interval narrows inside the range.
+        let many: Vec<f64> = (0..41).map(|i| 100.0 + i as f64).collect();
+        let b = median_ci(&many).unwrap();
+        assert!(
+            b.lo > 100.0 && b.hi < 140.0 && b.lo <= 120.0 && b.hi >= 120.0,
+            "{b:?}"
+        );
+        let one = median_ci(&[7.0]).unwrap();
+        assert_eq!((one.lo, one.hi, one.n), (7.0, 7.0, 1));
+    }
+
+    #[test]
+    fn ratio_rule() {
+        // Paired: 2.0, 2.2, 1.8.
+        let r = ratio(&[2.0, 2.2, 1.8], &[1.0, 1.0, 1.0], Pairing::ByIndex).unwrap();
+        assert_eq!((r.value, r.lo, r.hi), (2.0, 1.8, 2.2));
+        assert!(r.conclusive);
+        assert_eq!(r.test(Op::Ge, 1.5), Test::Holds);
+        assert_eq!(r.test(Op::Ge, 3.0), Test::Fails);
+        assert_eq!(r.test(Op::Ge, 2.0), Test::Inconclusive);
+        // Overlapping repeats: not conclusive.
+        let r = ratio(&[1.0, 1.2, 0.9], &[1.1, 1.0, 0.95], Pairing::Unpaired).unwrap();
+        assert!(!r.conclusive, "{r:?}");
+        assert!(ratio(&[1.0], &[0.0], Pairing::ByIndex).is_none());
+        assert!(ratio(&[], &[1.0], Pairing::Unpaired).is_none());
+    }
+
+    fn pts(r: &[(u64, f64)]) -> Vec<(u64, Vec<f64>, Vec<f64>)> {
+        r.iter()
+            .map(|&(p, x)| (p, vec![x * 0.99, x, x * 1.01], vec![1.0, 1.0, 1.0]))
+            .collect()
+    }
+
+    #[test]
+    fn crossover_rule() {
+        // Behind, ahead by chance, behind, then ahead for good (lower is better).
+        let c = crossover(
+            &pts(&[(1024, 1.5), (4096, 0.9), (16384, 1.2), (65536, 0.5)]),
+            Direction::LowerIsBetter,
+        );
+        assert_eq!(c.status, CrossStatus::Crosses);
+        assert_eq!((c.at, c.between), (Some(65536), Some((16384, 65536))));
+        assert_eq!(c.stray, vec![4096]);
+        assert!(c.conclusive);
+        let x = c.interpolated.unwrap();
+        assert!(x > 16384.0 && x < 65536.0, "{x}");
+        // Unsorted input, always ahead.
+        let c = crossover(&pts(&[(8, 2.0), (2, 3.0)]), Direction::HigherIsBetter);
+        assert_eq!((c.status, c.at), (CrossStatus::AlwaysBetter, Some(2)));
+        assert_eq!(c.points[0].param, 2);
+        // Never, with the largest value within the noise: not conclusive.
+        let mut p = pts(&[(1, 0.5), (2, 0.9)]);
+        p[1].1 = vec![0.9, 1.1, 1.0];
+        let c = crossover(&p, Direction::HigherIsBetter);
+        assert_eq!(c.status, CrossStatus::Never);
+        assert!(!c.conclusive && c.stray.is_empty());
+        assert_eq!(
+            crossover(&[(1, vec![], vec![1.0])], Direction::HigherIsBetter).status,
+            CrossStatus::NoPoints
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! Renderers: loaded results (and what [`crate::analysis`] concluded from them) as text — the
+//! terminal table every experiment prints, Markdown (`report.md`, `zclab report --markdown`,
+//! `zclab compare`, the claims table) and CSV. Nothing here reads files or runs anything.
+
+pub mod compare;
+
+use crate::analysis::{self, claims::Verdict, median, median_ci};
+use crate::results::{Experiment, Metrics, Outcome, Row, Status, SuiteMeta, row::CSV_HEADER};
+use crate::units;
+use std::fmt::Write as _;
+
+/// Rows grouped by (variant, point), in the order they first appear.
+fn groups(rows: &[Row]) -> Vec<((String, String), Vec<&Row>)> {
+    let mut groups: Vec<((String, String), Vec<&Row>)> = Vec::new();
+    for r in rows {
+        let key = (r.variant.clone(), r.point.clone());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups
+}
+
+/// The figures of one (variant, point) group, as both tables show them.
+struct Cells {
+    /// The metrics of the rows that are ok; empty when every repeat failed.
+    ok_count: usize,
+    gbps: Vec<f64>,
+    p50: String,
+    p99: String,
+    sys: String,
+    cpu: String,
+    sysc: String,
+    copied: String,
+    integrity: &'static str,
+    /// Why the group failed (first error), when no repeat is ok.
+    failed: Option<String>,
+}
+
+fn cells(rs: &[&Row]) -> Cells {
+    let ok: Vec<&Metrics> = rs
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|r| r.metrics.as_ref())
+        .collect();
+    let med = |f: &dyn Fn(&Metrics) -> f64| median(&ok.iter().map(|m| f(m)).collect::<Vec<_>>());
+    let failed = ok.is_empty().then(|| {
+        let why = rs.iter().find_map(|r| r.error.clone()).unwrap_or_default();
+        why.chars().take(60).collect()
+    });
+    Cells {
+        ok_count: ok.len(),
+        gbps: ok.iter().map(|m| m.gbps).collect(),
+        p50: units::fmt_ns(med(&|m| m.latency.p50_ns as f64)),
+        p99: units::fmt_ns(med(&|m| m.latency.p99_ns as f64)),
+        sys: units::fmt_ns(med(&|m| m.sys_ns_per_mib)),
+        cpu: units::fmt_ns(med(&|m| m.cpu_ns_per_mib)),
+        sysc: if ok.iter().all(|m| m.syscalls_per_mib.is_some()) {
+            format!("{:.1}", med(&|m| m.syscalls_per_mib.unwrap_or(0.0)))
+        } else {
+            "unknown".into()
+        },
+        copied: if ok.iter().all(|m| m.zc.is_some()) {
+            format!(
+                "{:.0}%",
+                med(&|m| m.zc.as_ref().map_or(0.0, |z| z.copied_pct))
+            )
+        } else {
+            "-".into()
+        },
+        integrity: if rs.iter().all(|r| r.status == Status::Ok) {
+            "ok"
+        } else {
+            "FAILED"
+        },
+        failed,
+    }
+}
+
+/// The terminal table: per variant and point, medians over the repeats (min-max for GB/s).
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
+        "variant",
+        "point",
+        "GB/s med (min-max)",
+        "p50/step",
+        "p99/step",
+        "sys/MiB",
+        "cpu/MiB",
+        "sysc/MiB",
+        "copied",
+        "integrity"
+    );
+    for ((variant, point), rs) in groups(rows) {
+        let c = cells(&rs);
+        if let Some(why) = c.failed {
+            let _ = writeln!(out, "{variant:<24} {point:<28} FAILED: {why}");
+            continue;
+        }
+        let s = analysis::summarize(&c.gbps).expect("a group with ok rows has figures");
+        let _ = writeln!(
+            out,
+            "{variant:<24} {point:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
+            format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max.max(0.0)),
+            c.p50,
+            c.p99,
+            c.sys,
+            c.cpu,
+            c.sysc,
+            c.copied,
+            c.integrity
+        );
+    }
+    out
+}
+
+/// A Markdown table cell: no `|` and no line breaks.
+fn cell(s: &str) -> String {
+    s.replace('|', "/").replace('\n', " ")
+}
+
+/// The same figures as [`table`], as a Markdown table; GB/s is the median with its 95 %
+/// interval ([`analysis::median_ci`]) where there are at least two repeats.
+pub fn markdown_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| variant | point | GB/s median [95% CI] | p50/step | p99/step | sys/MiB | cpu/MiB | syscalls/MiB | copied | integrity |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for ((variant, point), rs) in groups(rows) {
+        let c = cells(&rs);
+        let (variant, point) = (cell(&variant), cell(&point));
+        if let Some(why) = c.failed {
+            let _ = writeln!(
+                out,
+                "| {variant} | {point} | FAILED: {} | | | | | | | FAILED |",
+                cell(&why)
+            );
+            continue;
+        }
+        let e = median_ci(&c.gbps).expect("a group with ok rows has figures");
+        let gbps = if c.ok_count >= 2 {
+            format!("{:.2} [{:.2}, {:.2}]", e.value, e.lo, e.hi)
+        } else {
+            format!("{:.2}", e.value)
+        };
+        let _ = writeln!(
+            out,
+            "| {variant} | {point} | {gbps} | {} | {} | {} | {} | {} | {} | {} |",
+            c.p50, c.p99, c.sys, c.cpu, c.sysc, c.copied, c.integrity
+        );
+    }
+    out
+}
+
+/// The rows as CSV: the header of `summary.csv` and one line per row.
+pub fn csv(rows: &[Row]) -> String {
+    let mut s = format!("{CSV_HEADER}\n");
+    for r in rows {
+        s.push_str(&r.to_csv());
+        s.push('\n');
+    }
+    s
+}
+
+/// The claims' verdicts as a Markdown table.
+pub fn claims_table(v: &[Verdict]) -> String {
+    let mut s = String::from(
+        "| claim | verdict | measured here | published | test / reason |\n|---|---|---|---|---|\n",
+    );
+    for x in v {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            x.id,
+            x.kind.text(),
+            x.measured.replace('|', "/"),
+            x.published.replace('|', "/"),
+            x.why.replace('|', "/")
+        );
+    }
+    s
+}
+
+/// One experiment's tables as Markdown: its results table and the variants it skipped.
+pub fn experiment_markdown(e: &Experiment) -> String {
+    let mut s = if e.rows.is_empty() {
+        "No rows: nothing was measured.\n".to_string()
+    } else {
+        markdown_table(&e.rows)
+    };
+    if !e.meta.skipped.is_empty() {
+        s.push_str("\nSkipped variants:\n\n");
+        for v in &e.meta.skipped {
+            let _ = writeln!(s, "- `{}`: {}", v.variant, v.reason);
+        }
+    }
+    s
+}
+
+/// What `report.md` says about one experiment of a suite run.
+pub struct Section<'a> {
+    pub outcome: &'a Outcome,
+    /// What the experiment answers, one line.
+    pub about: Option<&'a str>,
+    /// The loaded experiment, or why it could not be loaded.
+    pub experiment: Result<&'a Experiment, String>,
+    /// `crossover.txt`, if the experiment wrote one.
+    pub crossover: Option<String>,
+}
+
+/// The Markdown report of a suite run (`report.md`): the machine, the outcomes, the claims'
+/// verdicts, then per experiment its table, skipped variants and plots.
+pub fn run_report(
+    run_name: &str,
+    run_dir: &str,
+    suite: Option<&SuiteMeta>,
+    sections: &[Section],
+    plot_note: Option<&str>,
+    claims: Option<&str>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# zclab run {run_name}\n");
+    let unknown = crate::results::meta::unknown_caps();
+    let probe = suite.map_or(&unknown, |m| &m.probe);
+    let field = |f: fn(&SuiteMeta) -> &str| {
+        suite
+            .map(f)
+            .filter(|x| !x.is_empty())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let _ = writeln!(
+        s,
+        "- host: {}  \n- kernel: {} ({})  \n- CPU: {} x {}  \n- clock source: {}  \n- preset: {}  \n- started: {}  \n- lab revision: {}\n",
+        probe.hostname,
+        probe.kernel.release,
+        or_unknown(&probe.kernel.machine),
+        if suite.is_some() {
+            probe.cpu.count.to_string()
+        } else {
+            "null".into()
+        },
+        or_unknown(&probe.cpu.model),
+        or_unknown(&probe.clocksource),
+        field(|m| &m.preset),
+        field(|m| &m.started_utc),
+        field(|m| &m.git_revision),
+    );
+    if let Some(n) = plot_note {
+        let _ = writeln!(s, "**Plots were not drawn:** {n}\n");
+    }
+    let _ = writeln!(s, "| experiment | status | seconds |\n|---|---|---|");
+    for sec in sections {
+        let o = sec.outcome;
+        let _ = writeln!(s, "| {} | {} | {:.1} |", o.experiment, o.status, o.seconds);
+    }
+    if let Some(t) = claims {
+        let _ = writeln!(
+            s,
+            "\n## Published claims\n\nEach claim of `claims/claims.json` checked on this run (`zclab claims {run_dir}`).\n\n{t}"
+        );
+    }
+    for sec in sections {
+        let o = sec.outcome;
+        let _ = writeln!(s, "\n## {}\n", o.experiment);
+        if let Some(a) = sec.about {
+            let _ = writeln!(s, "{a}\n");
+        }
+        if let Some(n) = &o.note {
+            let _ = writeln!(s, "Status **{}**: {n}\n", o.status);
+        }
+        let e = match &sec.experiment {
+            Ok(e) => e,
+            Err(why) => {
+                let _ = writeln!(s, "No summary: {why}\n");
+                continue;
+            }
+        };
+        let _ = writeln!(s, "{}", experiment_markdown(e));
+        if let Some(c) = &sec.crossover {
+            let _ = writeln!(s, "Crossover:\n\n```\n{}\n```\n", c.trim_end());
+        }
+        let figs = e.figures();
+        let latency = |f: &&crate::results::Figure| f.kind.as_deref() == Some("latency");
+        for f in figs
+            .iter()
+            .filter(|f| !latency(f))
+            .chain(figs.iter().filter(latency).take(4))
+        {
+            if let Some(file) = f.image() {
+                let title = f
+                    .title
+                    .as_deref()
+                    .unwrap_or(file)
+                    .replace(['\n', '[', ']'], " ");
+                // Angle brackets keep '@', ',' and '=' in the file name one link target.
+                let _ = writeln!(s, "![{title}](<{}/plots/{file}>)\n", o.experiment);
+            }
+        }
+    }
+    s
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() { "?" } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn row(variant: &str, repeat: u32, gbps: f64) -> Row {
+        Row {
+            experiment: "e".into(),
+            variant: variant.into(),
+            point: "size=1KiB".into(),
+            params: BTreeMap::new(),
+            repeat,
+            status: Status::Ok,
+            error: None,
+            metrics: Some(Metrics {
+                gbps,
+                ..Default::default()
+            }),
+            integrity: None,
+            cpu_sender: None,
+            cpu_peer: None,
+            histograms: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn tables_show_medians_and_intervals() {
+        let rows = vec![
+            row("a", 0, 1.0),
+            row("a", 1, 3.0),
+            row("a", 2, 2.0),
+            row("b", 0, 5.0),
+        ];
+        let t = table(&rows);
+        assert!(t.contains("2.00 (1.00-3.00)"), "{t}");
+        let md = markdown_table(&rows);
+        assert!(md.contains("| a | size=1KiB | 2.00 [1.00, 3.00] |"), "{md}");
+        assert!(md.contains("| b | size=1KiB | 5.00 |"), "{md}");
+        assert_eq!(csv(&rows).lines().count(), 5);
+    }
+}

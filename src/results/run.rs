@@ -1,0 +1,201 @@
+//! Loading a run directory: its experiments, each with `meta.json` as [`Meta`], the rows of
+//! `summary.jsonl` and the plot index; and `suite.json` for suite runs.
+
+use super::meta::{Meta, SuiteMeta};
+use super::row::{Row, parse_jsonl};
+use crate::caps::Caps;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One experiment directory, loaded.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: Meta,
+    /// The rows of `summary.jsonl`; empty when there is none yet (killed before the first
+    /// trial).
+    pub rows: Vec<Row>,
+}
+
+impl Experiment {
+    /// The figures `plot.py` listed in `plots/index.json` (none when it has not run).
+    pub fn figures(&self) -> Vec<Figure> {
+        load_figures(&self.dir)
+    }
+}
+
+/// A suite run directory (with experiment subdirectories) or a single experiment directory.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub dir: PathBuf,
+    /// By experiment name.
+    pub experiments: BTreeMap<String, Experiment>,
+    /// `suite.json`, for runs made by `zclab run`.
+    pub suite: Option<SuiteMeta>,
+}
+
+impl Run {
+    /// The first experiment's probe (all experiments of a run share the machine).
+    pub fn probe(&self) -> &Caps {
+        &self.first().meta.probe
+    }
+
+    /// `native`, `kvm` or `tcg`, from the first experiment.
+    pub fn accelerator(&self) -> &str {
+        &self.first().meta.accelerator
+    }
+
+    /// `host kernel` and the accelerator when it is not native: how tables name the run.
+    pub fn label(&self) -> String {
+        let p = self.probe();
+        let acc = self.accelerator();
+        format!(
+            "{} {}{}",
+            p.hostname,
+            p.kernel.release,
+            if acc == "native" {
+                String::new()
+            } else {
+                format!(" [{acc}]")
+            }
+        )
+    }
+
+    /// The rows of `experiment`, if the run has it.
+    pub fn rows(&self, experiment: &str) -> Option<&[Row]> {
+        self.experiments.get(experiment).map(|e| e.rows.as_slice())
+    }
+
+    /// The metadata of `experiment`, if the run has it.
+    pub fn meta(&self, experiment: &str) -> Option<&Meta> {
+        self.experiments.get(experiment).map(|e| &e.meta)
+    }
+
+    fn first(&self) -> &Experiment {
+        self.experiments
+            .values()
+            .next()
+            .expect("a loaded run has an experiment")
+    }
+}
+
+fn is_experiment_dir(p: &Path) -> bool {
+    p.join("meta.json").is_file()
+}
+
+/// Loads a run directory (with experiment subdirectories) or one experiment directory. The
+/// error names the directory or the file that is wrong; a run without any experiment is one.
+pub fn load_run(dir: &Path) -> Result<Run> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let exp_dirs: Vec<PathBuf> = if is_experiment_dir(dir) {
+        vec![dir.to_path_buf()]
+    } else {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| is_experiment_dir(p))
+            .collect();
+        v.sort();
+        v
+    };
+    if exp_dirs.is_empty() {
+        bail!(
+            "{} holds no experiment results (no meta.json in it or its subdirectories)",
+            dir.display()
+        );
+    }
+    let mut experiments = BTreeMap::new();
+    for d in exp_dirs {
+        let e = load_experiment(&d)?;
+        experiments.insert(e.name.clone(), e);
+    }
+    Ok(Run {
+        dir: dir.to_path_buf(),
+        experiments,
+        suite: load_suite(dir).ok(),
+    })
+}
+
+/// Loads one experiment directory: `meta.json` and, when present, `summary.jsonl` (a summary
+/// that does not parse is an error naming the line).
+pub fn load_experiment(dir: &Path) -> Result<Experiment> {
+    let meta = load_meta(dir)?;
+    let rows = if dir.join("summary.jsonl").exists() {
+        load_rows(dir)?
+    } else {
+        Vec::new()
+    };
+    Ok(Experiment {
+        name: meta.experiment.clone(),
+        dir: dir.to_path_buf(),
+        meta,
+        rows,
+    })
+}
+
+/// The rows of one experiment directory's `summary.jsonl`.
+pub fn load_rows(exp_dir: &Path) -> Result<Vec<Row>> {
+    let p = exp_dir.join("summary.jsonl");
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    parse_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+}
+
+/// `meta.json` of one experiment directory.
+pub fn load_meta(exp_dir: &Path) -> Result<Meta> {
+    let p = exp_dir.join("meta.json");
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a valid meta.json", p.display()))
+}
+
+/// `suite.json` of a suite run directory.
+pub fn load_suite(run_dir: &Path) -> Result<SuiteMeta> {
+    let p = run_dir.join("suite.json");
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid suite.json", p.display()))
+}
+
+/// One figure of `plots/index.json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Figure {
+    /// `latency`, `throughput`, `cpu_per_mib`, ...
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub png: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+impl Figure {
+    /// The image to link: the PNG, else the file named.
+    pub fn image(&self) -> Option<&str> {
+        self.png.as_deref().or(self.file.as_deref())
+    }
+}
+
+/// The figures listed in `<exp_dir>/plots/index.json`; none when the file is missing or
+/// unreadable (plots are optional).
+pub fn load_figures(exp_dir: &Path) -> Vec<Figure> {
+    #[derive(Deserialize)]
+    struct Index {
+        #[serde(default)]
+        figures: Vec<Figure>,
+    }
+    std::fs::read_to_string(exp_dir.join("plots").join("index.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Index>(&t).ok())
+        .map(|i| i.figures)
+        .unwrap_or_default()
+}
