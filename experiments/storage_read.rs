@@ -229,7 +229,7 @@ fn main() -> ExitCode {
                 free
             );
         }
-        let probe = direct::probe(&args.workdir);
+        let probe = zclab::caps::direct_io(&args.workdir);
         let mut modes = Vec::new();
         if !args.direct || args.buffered {
             modes.push("buffered");

@@ -32,3 +32,4 @@ pub mod units;
 // io_uring op patterns push SQEs whose buffers the kernel reads later (unsafe by contract).
 #[allow(unsafe_code)]
 pub mod uring;
+pub mod zc;

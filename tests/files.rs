@@ -296,7 +296,7 @@ fn storage_read_reap_as_given() {
 #[test]
 fn storage_read_direct_every_variant() {
     let tmp = std::env::temp_dir();
-    if let Err(why) = zclab::sys::direct::probe(&tmp) {
+    if let Err(why) = zclab::caps::direct_io(&tmp) {
         assert!(!in_ci(), "CI must run O_DIRECT on the temp dir: {why}");
         eprintln!("skipping storage_read_direct_every_variant: {why}");
         return;
@@ -388,7 +388,7 @@ fn storage_read_default_points_include_direct_where_real() {
         ],
     );
     let rows = check_all_ok(&r, "storage_read", &["uring-read"]);
-    let direct_ok = zclab::sys::direct::probe(r.work.path()).is_ok();
+    let direct_ok = zclab::caps::direct_io(r.work.path()).is_ok();
     assert!(rows.iter().any(|r| r.point.contains("io=buffered")));
     assert_eq!(
         rows.iter().any(|r| r.point.contains("io=direct")),
@@ -454,7 +454,7 @@ fn misaligned_direct_block_size_is_refused() {
         STORAGE,
         &["--direct", "--bs", "1000", "--file-size", "1MiB"],
     );
-    if zclab::sys::direct::probe(r.work.path()).is_ok() {
+    if zclab::caps::direct_io(r.work.path()).is_ok() {
         assert_refused(&r, &["block size 1000", "alignment"]);
     } else {
         assert!(!in_ci(), "CI must have O_DIRECT on the temp dir");

@@ -163,16 +163,6 @@ fn the_parser_sees_every_form() {
 /// left out of the cycle check until they are gone. An entry whose reference no longer exists
 /// fails the test: delete it, so the list only shrinks.
 const PENDING: &[(&str, &str)] = &[
-    // sys/errqueue.rs asks harness::interrupted().
-    ("sys", "harness"),
-    // sys/direct.rs reads the probe.
-    ("sys", "caps"),
-    // sys/file.rs and sys/direct.rs use results::named; sys/errqueue.rs results::ZcCounts.
-    ("sys", "results"),
-    // uring/mapped.rs and uring/pipeline.rs ask harness::interrupted().
-    ("uring", "harness"),
-    // net/mod.rs asks harness::current_variant(); net/remote.rs uses harness's Trial and Skip.
-    ("net", "harness"),
 ];
 
 #[test]

@@ -5,7 +5,7 @@ use std::io;
 use std::time::Duration;
 use zclab::measure::Clock;
 use zclab::sys::signal::Cancel;
-use zclab::sys::zc_ledger::Ledger;
+use zclab::zc::ledger::Ledger;
 
 #[test]
 fn a_signal_stops_a_drain() {

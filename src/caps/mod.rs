@@ -28,7 +28,7 @@ mod tables;
 mod uring;
 
 pub use hide::{HIDE_ENV, invalid_hide_tokens};
-pub use odirect::probe_odirect;
+pub use odirect::{direct_io, probe_odirect};
 pub use tables::{
     FEATURES, OPCODE_NAMES, SETUP_FLAGS, SetupFlag, feature_min_kernel, opcode_min_kernel,
     opcode_min_kernel_code, opcode_name, setup_flag_min_kernel,

@@ -125,3 +125,33 @@ mod tests {
         assert_eq!(super::fs_name(0x1234), "0x1234");
     }
 }
+
+/// Probes `dir` (honouring `ZCLAB_HIDE=odirect`) and returns the alignment direct I/O there
+/// needs, or a one-line reason why the filesystem has no real direct I/O.
+pub fn direct_io(dir: &Path) -> Result<crate::sys::direct::DirectIo, String> {
+    let c = super::probe(dir);
+    let d = c.odirect;
+    if !d.real {
+        return Err(format!(
+            "{} is on {}, which has no real O_DIRECT ({}); use a directory on a block filesystem (e.g. --workdir /var/tmp)",
+            dir.display(),
+            d.fs_type,
+            d.note.as_deref().unwrap_or("not direct I/O")
+        ));
+    }
+    let (mem, off, source) = match (d.mem_align, d.offset_align) {
+        (Some(m), Some(o)) if m > 0 && o > 0 => (m, o, "statx"),
+        _ => (
+            crate::sys::direct::FALLBACK_ALIGN,
+            crate::sys::direct::FALLBACK_ALIGN,
+            "assumed 4096 (no STATX_DIOALIGN)",
+        ),
+    };
+    Ok(crate::sys::direct::DirectIo {
+        dir: dir.display().to_string(),
+        fs_type: d.fs_type,
+        mem_align: mem,
+        offset_align: off,
+        source,
+    })
+}

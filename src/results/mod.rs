@@ -129,7 +129,7 @@ pub fn create_run_dir(root: &Path, host: &str, kernel: &str) -> io::Result<PathB
 
 /// Adds what was being done and the path to an I/O error, keeping its kind.
 pub fn named(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    crate::sys::named(e, what, path)
 }
 
 /// The directory name for a variant x point histogram: `<variant>@<point>[.<kind>].hgrm`.

@@ -117,8 +117,8 @@ pub struct ZcCounts {
     pub usage_reported: bool,
 }
 
-impl From<crate::sys::zc_ledger::Counts> for ZcCounts {
-    fn from(c: crate::sys::zc_ledger::Counts) -> ZcCounts {
+impl From<crate::zc::ledger::Counts> for ZcCounts {
+    fn from(c: crate::zc::ledger::Counts) -> ZcCounts {
         ZcCounts {
             sends: c.sends,
             bytes: c.bytes,

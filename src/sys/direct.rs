@@ -5,7 +5,6 @@
 //! tmpfs accepts `O_DIRECT` but has no block device under it, so nothing bypasses a cache there
 //! (see NOTES.md): the lab refuses to call that direct I/O.
 
-use crate::caps;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,7 +12,7 @@ use std::path::Path;
 
 /// Alignment used when a block filesystem does direct I/O but the kernel predates
 /// `STATX_DIOALIGN` (6.1): the logical block size of almost every device.
-const FALLBACK_ALIGN: u32 = 4096;
+pub const FALLBACK_ALIGN: u32 = 4096;
 
 /// What direct I/O on a directory's filesystem requires.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -30,35 +29,6 @@ pub struct DirectIo {
     pub source: &'static str,
 }
 
-/// Probes `dir` (honouring `ZCLAB_HIDE=odirect`) and returns the alignment direct I/O there
-/// needs, or a one-line reason why the filesystem has no real direct I/O.
-pub fn probe(dir: &Path) -> Result<DirectIo, String> {
-    let c = caps::probe(dir);
-    let d = c.odirect;
-    if !d.real {
-        return Err(format!(
-            "{} is on {}, which has no real O_DIRECT ({}); use a directory on a block filesystem (e.g. --workdir /var/tmp)",
-            dir.display(),
-            d.fs_type,
-            d.note.as_deref().unwrap_or("not direct I/O")
-        ));
-    }
-    let (mem, off, source) = match (d.mem_align, d.offset_align) {
-        (Some(m), Some(o)) if m > 0 && o > 0 => (m, o, "statx"),
-        _ => (
-            FALLBACK_ALIGN,
-            FALLBACK_ALIGN,
-            "assumed 4096 (no STATX_DIOALIGN)",
-        ),
-    };
-    Ok(DirectIo {
-        dir: dir.display().to_string(),
-        fs_type: d.fs_type,
-        mem_align: mem,
-        offset_align: off,
-        source,
-    })
-}
 
 impl DirectIo {
     /// Why a direct read of `len` bytes at multiples of `len` breaks the alignment, if it does.
@@ -79,7 +49,7 @@ pub fn open_read(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_DIRECT)
         .open(path)
-        .map_err(|e| crate::results::named(e, "cannot open with O_DIRECT", path))
+        .map_err(|e| super::named(e, "cannot open with O_DIRECT", path))
 }
 
 /// Page-aligned anonymous memory (mmap(2) `MAP_ANONYMOUS`), faulted in when created; page

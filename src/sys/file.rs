@@ -68,7 +68,7 @@ impl PatternFile {
             ));
         }
         let mut f =
-            File::create(path).map_err(|e| crate::results::named(e, "cannot create", path))?;
+            File::create(path).map_err(|e| super::named(e, "cannot create", path))?;
         // From here on the guard removes the file if writing fails.
         let mut guard = PatternFile {
             path: path.to_path_buf(),
@@ -83,7 +83,7 @@ impl PatternFile {
             fill_pattern(&mut buf[..n], off);
             h.update(&buf[..n]);
             f.write_all(&buf[..n])
-                .map_err(|e| crate::results::named(e, "cannot write", path))?;
+                .map_err(|e| super::named(e, "cannot write", path))?;
             off += n as u64;
         }
         f.sync_all()?;
@@ -125,7 +125,7 @@ pub fn drop_cache(f: &File) -> io::Result<()> {
 /// Bytes available to this user on the filesystem holding `dir` (statvfs(3)).
 pub fn free_bytes(dir: &Path) -> io::Result<u64> {
     let s = nix::sys::statvfs::statvfs(dir)
-        .map_err(|e| crate::results::named(io::Error::from(e), "statvfs", dir))?;
+        .map_err(|e| super::named(io::Error::from(e), "statvfs", dir))?;
     Ok(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 

@@ -21,4 +21,8 @@ pub mod threads;
 pub mod tsc;
 pub mod uring_probe;
 pub mod uring_setup;
-pub mod zc_ledger;
+
+/// An I/O error that names what failed and on which path: "cannot create /x: No space left".
+pub fn named(e: std::io::Error, what: &str, path: &std::path::Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}

@@ -14,7 +14,7 @@ use super::zc::{drain, reap, send_zc_entry, wait_cqe};
 use crate::measure::Clock;
 use crate::ring::Ring;
 use crate::sys::signal::Cancel;
-use crate::sys::zc_ledger::Ledger;
+use crate::zc::ledger::Ledger;
 use std::io;
 use std::time::Duration;
 

@@ -13,7 +13,7 @@ use super::{Cqe, Fd};
 use crate::measure::{Clock, Recorder};
 use crate::ring::Ring;
 use crate::sys::signal::Cancel;
-use crate::sys::zc_ledger::Ledger;
+use crate::zc::ledger::Ledger;
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;

@@ -13,7 +13,7 @@ use crate::measure::Clock;
 use crate::ring::Ring;
 use crate::sys::consts::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
 use crate::sys::signal::Cancel;
-use crate::sys::zc_ledger::{Ledger, SendDone};
+use crate::zc::ledger::{Ledger, SendDone};
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
 use std::time::Duration;
