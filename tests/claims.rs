@@ -104,7 +104,11 @@ fn ratio_verdicts_of_every_kind() {
         // The spread (1.8 .. 2.2) straddles 2.0.
         (2.0, Kind::Inconclusive),
     ] {
-        assert_eq!(verdict(ratio_check(">=", threshold), &run).kind, kind, "{threshold}");
+        assert_eq!(
+            verdict(ratio_check(">=", threshold), &run).kind,
+            kind,
+            "{threshold}"
+        );
     }
     let v = verdict(ratio_check(">=", 1.5), &run);
     assert!(v.measured.contains("2.00"), "{}", v.measured);
@@ -124,7 +128,10 @@ fn not_applicable_says_why() {
     let pts = json!([{"kind": "ratio", "experiment": "e", "metric": "gbps", "a": {"variant": "slow"}, "b": {"variant": "slow"}, "points": {"size": {"min": 1000}}, "op": ">", "threshold": 1}]);
     for (checks, why) in [(other, "did not include nope"), (pts, "needed points")] {
         let v = verdict(checks, &run);
-        assert!(v.kind == Kind::NotApplicable && v.why.contains(why), "{v:?}");
+        assert!(
+            v.kind == Kind::NotApplicable && v.why.contains(why),
+            "{v:?}"
+        );
     }
     let needs = json!([{"kind": "needs", "what": "a real NIC"}]);
     assert!(verdict(needs, &run).why.contains("needs a real NIC"));
@@ -148,7 +155,10 @@ fn value_crossover_and_kernel_checks() {
     let run = [t.path()];
     let cross = |min: f64, max: f64| json!([{"kind": "crossover", "experiment": "e", "metric": "gbps", "a": {"variant": "a"}, "b": {"variant": "b"}, "param": "size", "lower_is_better": false, "min": min, "max": max}]);
     assert_eq!(verdict(cross(5000.0, 20000.0), &run).kind, Kind::Reproduced);
-    assert_eq!(verdict(cross(16384.0, 65536.0), &run).kind, Kind::NotReproduced);
+    assert_eq!(
+        verdict(cross(16384.0, 65536.0), &run).kind,
+        Kind::NotReproduced
+    );
     let value = json!([{"kind": "value", "experiment": "e", "metric": "copied_pct", "side": {"variant": "b"}, "op": ">=", "threshold": 2.0}]);
     assert_eq!(verdict(value, &run).kind, Kind::Reproduced);
 
@@ -187,8 +197,12 @@ fn a_claim_on_a_small_real_run() {
         .results(&res)
         .run()
         .ok();
-    let run_dir = std::fs::read_dir(&res).unwrap().next().unwrap().unwrap().path();
-    let r = Lab::new(ZCLAB).argv("claims --json").arg(&run_dir).run().ok();
+    let run_dir = first_run_dir(&res);
+    let r = Lab::new(ZCLAB)
+        .argv("claims --json")
+        .arg(&run_dir)
+        .run()
+        .ok();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let ibm = v
         .as_array()

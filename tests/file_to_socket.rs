@@ -211,12 +211,7 @@ fn run_directories_are_never_overwritten() {
     twice();
     assert_eq!(std::fs::read_dir(&res).unwrap().count(), 2);
     // Reusing an experiment directory through --run-dir is refused.
-    let run_dir = std::fs::read_dir(&res)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = first_run_dir(&res);
     let r = Lab::new(BIN)
         .argv("--sizes 64KiB --run-dir")
         .arg(&run_dir)

@@ -125,6 +125,16 @@ impl TwoHosts {
         self.server.as_ref().unwrap()
     }
 
+    /// Two hosts with `zclab serve` running in B, where root is there (see `need_root`).
+    fn serving(test: &str, tag: u32) -> Option<TwoHosts> {
+        if !need_root(test) {
+            return None;
+        }
+        let mut h = TwoHosts::new(tag);
+        h.serve();
+        Some(h)
+    }
+
     /// `bin` inside A with one repeat, writing into `results`.
     fn in_a(&self, bin: &str, results: &Path) -> Lab {
         Lab::in_netns(&self.a, bin).tiny(results)
@@ -356,11 +366,10 @@ fn socket_to_file_and_proxy_across(hosts: &TwoHosts) {
 /// this; one CPU for both sides avoids it here.
 #[test]
 fn two_namespaces_run_every_variant_across_the_link() {
-    if !need_root("two_namespaces_run_every_variant_across_the_link") {
+    let Some(mut hosts) = TwoHosts::serving("two_namespaces_run_every_variant_across_the_link", 1)
+    else {
         return;
-    }
-    let mut hosts = TwoHosts::new(1);
-    hosts.serve();
+    };
     net_send_across(&hosts);
     net_send_discard_across(&hosts);
     socket_to_file_and_proxy_across(&hosts);
@@ -373,11 +382,10 @@ fn two_namespaces_run_every_variant_across_the_link() {
 /// counted and summed there for UDP. `--cpus 0,0` for the reason given above.
 #[test]
 fn file_to_socket_runs_every_variant_across_the_link() {
-    if !need_root("file_to_socket_runs_every_variant_across_the_link") {
+    let Some(mut hosts) = TwoHosts::serving("file_to_socket_runs_every_variant_across_the_link", 3)
+    else {
         return;
-    }
-    let mut hosts = TwoHosts::new(3);
-    hosts.serve();
+    };
     let t = tempfile::tempdir().unwrap();
     // At most 16 pages at any file offset: larger spliced datagrams hit the kernel's
     // checksum fallback, whose losses are the README's to report, not this test's.
@@ -450,11 +458,9 @@ fn check_rows_after_the_kill(rows: &[Row]) {
 /// run still ends promptly with every variant and point accounted for.
 #[test]
 fn server_killed_mid_run_fails_fast() {
-    if !need_root("server_killed_mid_run_fails_fast") {
+    let Some(mut hosts) = TwoHosts::serving("server_killed_mid_run_fails_fast", 2) else {
         return;
-    }
-    let mut hosts = TwoHosts::new(2);
-    hosts.serve();
+    };
     let t = tempfile::tempdir().unwrap();
     let mut child = Lab::in_netns(&hosts.a, NET_SEND)
         .argv("--repeat 2 --warmup 0")
@@ -575,9 +581,6 @@ fn local_caps() -> zclab::caps::Caps {
 fn peer_addr(s: &Server) -> PeerAddr {
     remote::parse_peer(&s.addr).unwrap()
 }
-
-/// Malformed and oversized messages close that connection with an error (logged); clients
-/// vanishing at every stage only end their own session; a second client is refused while the
 
 fn data_addr(port: u16) -> String {
     format!("127.0.0.1:{port}")

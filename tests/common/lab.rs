@@ -326,6 +326,12 @@ pub fn experiment_dir(results: &Path, experiment: &str) -> PathBuf {
     runs[0].join(experiment)
 }
 
+/// The first run directory under `results`.
+pub fn first_run_dir(results: &Path) -> PathBuf {
+    let mut runs = std::fs::read_dir(results).expect("results dir");
+    runs.next().expect("a run directory").unwrap().path()
+}
+
 /// summary.jsonl of `exp` in the first run directory under `results`, once it holds at least
 /// `min_rows` lines (0: once it exists).
 pub fn summary_with(results: &Path, exp: &str, min_rows: usize) -> Option<PathBuf> {
