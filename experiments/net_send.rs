@@ -85,11 +85,11 @@ use zclab::net::{Conn, Got, Sink};
 use zclab::results::{self, Integrity, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::errqueue;
-use zclab::zc::msg::ZcPool;
 use zclab::sys::file::fill_pattern;
 use zclab::units;
 use zclab::uring::Fd;
 use zclab::uring::pipeline::{SendOp, SendPipeline};
+use zclab::zc::msg::ZcPool;
 
 const NAME: &str = "net_send";
 

@@ -1,6 +1,9 @@
 //! Kernel probe and perf counters against the running kernel (Linux 6.18,
 //! root, in CI). Tests that need root skip outside CI and fail inside it.
 
+mod common;
+
+use common::need_root;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -14,18 +17,6 @@ use zclab::sys::perf::{self, SwEvent};
 const CHILD_ENV: &str = "ZCLAB_CAPS_TEST_CHILD";
 /// The unprivileged identity used for refusal tests.
 const NOBODY: u32 = 65534;
-
-fn need_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs root, and CI is set"
-    );
-    eprintln!("skipping {test}: needs root");
-    false
-}
 
 fn probe_in_tmp(hide: &str) -> Caps {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -10,6 +10,8 @@ use zclab::analysis::claims::{Kind, load, verdicts};
 use zclab::results::load_run;
 use zclab::results::{Integrity, Metrics, Row, Status, ZcCounts};
 
+const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
+
 /// Writes a synthetic experiment directory: meta.json and summary.jsonl with one row per
 /// (variant, size, repeat, value of `metric`).
 fn write_exp(
@@ -76,75 +78,63 @@ fn ratio_check(op: &str, t: f64) -> serde_json::Value {
     json!([{"kind": "ratio", "experiment": "e", "metric": "gbps", "a": {"variant": "fast"}, "b": {"variant": "slow"}, "op": op, "threshold": t}])
 }
 
+/// The verdict on the one claim with `checks`, given the runs in `dirs`.
+fn verdict(checks: serde_json::Value, dirs: &[&Path]) -> zclab::analysis::claims::Verdict {
+    let runs: Vec<_> = dirs.iter().map(|d| load_run(d).unwrap()).collect();
+    verdicts(&claims(checks), &runs).remove(0)
+}
+
 #[test]
 fn ratio_verdicts_of_every_kind() {
     let t = tempfile::tempdir().unwrap();
     // fast/slow per repeat: 2.0, 2.2, 1.8
-    write_exp(
-        t.path(),
-        "e",
-        "6.18",
-        &[
-            ("fast", 1, 0, 2.0),
-            ("fast", 1, 1, 2.2),
-            ("fast", 1, 2, 1.8),
-            ("slow", 1, 0, 1.0),
-            ("slow", 1, 1, 1.0),
-            ("slow", 1, 2, 1.0),
-        ],
-        &[],
-    );
-    let runs = vec![load_run(t.path()).unwrap()];
-    assert_eq!(
-        verdicts(&claims(ratio_check(">=", 1.5)), &runs)[0].kind,
-        Kind::Reproduced
-    );
-    assert_eq!(
-        verdicts(&claims(ratio_check(">=", 3.0)), &runs)[0].kind,
-        Kind::NotReproduced
-    );
-    // The spread (1.8 .. 2.2) straddles 2.0.
-    assert_eq!(
-        verdicts(&claims(ratio_check(">=", 2.0)), &runs)[0].kind,
-        Kind::Inconclusive
-    );
-    let v = &verdicts(&claims(ratio_check(">=", 1.5)), &runs)[0];
+    let rows = [
+        ("fast", 1, 0, 2.0),
+        ("fast", 1, 1, 2.2),
+        ("fast", 1, 2, 1.8),
+        ("slow", 1, 0, 1.0),
+        ("slow", 1, 1, 1.0),
+        ("slow", 1, 2, 1.0),
+    ];
+    write_exp(t.path(), "e", "6.18", &rows, &[]);
+    let run = [t.path()];
+    for (threshold, kind) in [
+        (1.5, Kind::Reproduced),
+        (3.0, Kind::NotReproduced),
+        // The spread (1.8 .. 2.2) straddles 2.0.
+        (2.0, Kind::Inconclusive),
+    ] {
+        assert_eq!(
+            verdict(ratio_check(">=", threshold), &run).kind,
+            kind,
+            "{threshold}"
+        );
+    }
+    let v = verdict(ratio_check(">=", 1.5), &run);
     assert!(v.measured.contains("2.00"), "{}", v.measured);
 }
 
 #[test]
 fn not_applicable_says_why() {
     let t = tempfile::tempdir().unwrap();
-    write_exp(
-        t.path(),
-        "e",
-        "6.18",
-        &[("slow", 1, 0, 1.0)],
-        &[("fast", "IORING_OP_SEND_ZC needs Linux 6.0")],
-    );
-    let runs = vec![load_run(t.path()).unwrap()];
-    let v = &verdicts(&claims(ratio_check(">=", 1.5)), &runs)[0];
+    let skipped = [("fast", "IORING_OP_SEND_ZC needs Linux 6.0")];
+    write_exp(t.path(), "e", "6.18", &[("slow", 1, 0, 1.0)], &skipped);
+    let run = [t.path()];
+    let v = verdict(ratio_check(">=", 1.5), &run);
     assert_eq!(v.kind, Kind::NotApplicable);
     assert!(v.why.contains("needs Linux 6.0"), "{}", v.why);
     // A missing experiment, and points the run does not have.
     let other = json!([{"kind": "ratio", "experiment": "nope", "metric": "gbps", "a": {"variant": "a"}, "b": {"variant": "b"}, "op": ">", "threshold": 1}]);
-    let v = &verdicts(&claims(other), &runs)[0];
-    assert!(
-        v.kind == Kind::NotApplicable && v.why.contains("did not include nope"),
-        "{v:?}"
-    );
     let pts = json!([{"kind": "ratio", "experiment": "e", "metric": "gbps", "a": {"variant": "slow"}, "b": {"variant": "slow"}, "points": {"size": {"min": 1000}}, "op": ">", "threshold": 1}]);
-    let v = &verdicts(&claims(pts), &runs)[0];
-    assert!(
-        v.kind == Kind::NotApplicable && v.why.contains("needed points"),
-        "{v:?}"
-    );
+    for (checks, why) in [(other, "did not include nope"), (pts, "needed points")] {
+        let v = verdict(checks, &run);
+        assert!(
+            v.kind == Kind::NotApplicable && v.why.contains(why),
+            "{v:?}"
+        );
+    }
     let needs = json!([{"kind": "needs", "what": "a real NIC"}]);
-    assert!(
-        verdicts(&claims(needs), &runs)[0]
-            .why
-            .contains("needs a real NIC")
-    );
+    assert!(verdict(needs, &run).why.contains("needs a real NIC"));
 }
 
 #[test]
@@ -162,18 +152,15 @@ fn value_crossover_and_kernel_checks() {
         ("b", 65536, 0, 2.0),
     ];
     write_exp(t.path(), "e", "6.18", &rows, &[]);
-    let runs = vec![load_run(t.path()).unwrap()];
+    let run = [t.path()];
     let cross = |min: f64, max: f64| json!([{"kind": "crossover", "experiment": "e", "metric": "gbps", "a": {"variant": "a"}, "b": {"variant": "b"}, "param": "size", "lower_is_better": false, "min": min, "max": max}]);
+    assert_eq!(verdict(cross(5000.0, 20000.0), &run).kind, Kind::Reproduced);
     assert_eq!(
-        verdicts(&claims(cross(5000.0, 20000.0)), &runs)[0].kind,
-        Kind::Reproduced
-    );
-    assert_eq!(
-        verdicts(&claims(cross(16384.0, 65536.0)), &runs)[0].kind,
+        verdict(cross(16384.0, 65536.0), &run).kind,
         Kind::NotReproduced
     );
     let value = json!([{"kind": "value", "experiment": "e", "metric": "copied_pct", "side": {"variant": "b"}, "op": ">=", "threshold": 2.0}]);
-    assert_eq!(verdicts(&claims(value), &runs)[0].kind, Kind::Reproduced);
+    assert_eq!(verdict(value, &run).kind, Kind::Reproduced);
 
     // Two kernels: b at 2.0 on 6.1 and 2.4 on 6.12 -> +20%.
     let t2 = tempfile::tempdir().unwrap();
@@ -181,15 +168,9 @@ fn value_crossover_and_kernel_checks() {
     let kern = json!([{"kind": "kernels", "experiment": "e", "metric": "gbps", "side": {"variant": "b", "where": {"size": 1024}}, "boundary": "6.5", "op": ">=", "threshold": 1.05}]);
     let t1 = tempfile::tempdir().unwrap();
     write_exp(t1.path(), "e", "6.1.0", &[("b", 1024, 0, 2.0)], &[]);
-    let two = vec![load_run(t1.path()).unwrap(), load_run(t2.path()).unwrap()];
-    assert_eq!(
-        verdicts(&claims(kern.clone()), &two)[0].kind,
-        Kind::Reproduced
-    );
-    assert_eq!(
-        verdicts(&claims(kern), &two[..1])[0].kind,
-        Kind::NotApplicable
-    );
+    let two = [t1.path(), t2.path()];
+    assert_eq!(verdict(kern.clone(), &two).kind, Kind::Reproduced);
+    assert_eq!(verdict(kern, &two[..1]).kind, Kind::NotApplicable);
 }
 
 #[test]
@@ -201,55 +182,28 @@ fn malformed_claims_and_runs_are_clear_errors() {
     assert!(e.contains("holds no experiment results"), "{e}");
     write_exp(t.path(), "e", "6.18", &[], &[]);
     std::fs::write(t.path().join("e/summary.jsonl"), "{not json\n").unwrap();
-    let o = run(
-        env!("CARGO_BIN_EXE_zclab"),
-        &["claims", t.path().to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("summary.jsonl: line 1"),
-        "{}",
-        stderr(&o)
-    );
+    let r = Lab::new(ZCLAB).arg("claims").arg(t.path()).run();
+    assert_eq!(r.code(), Some(1));
+    assert!(r.stderr.contains("summary.jsonl: line 1"), "{}", r.stderr);
 }
 
 #[test]
 fn a_claim_on_a_small_real_run() {
     let t = tempfile::tempdir().unwrap();
     let res = t.path().join("r");
-    let o = run(
-        env!("CARGO_BIN_EXE_file_to_socket"),
-        &[
-            "--sizes",
-            "64MiB",
-            "--chunks",
-            "4KiB,256KiB",
-            "--variants",
-            "classic-read-write,classic-sendfile",
-            "--repeat",
-            "3",
-            "--warmup",
-            "1",
-            "--results",
-            res.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let run_dir = std::fs::read_dir(&res)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let o = run(
-        env!("CARGO_BIN_EXE_zclab"),
-        &["claims", "--json", run_dir.to_str().unwrap()],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    Lab::new(env!("CARGO_BIN_EXE_file_to_socket"))
+        .argv("--sizes 64MiB --chunks 4KiB,256KiB --variants classic-read-write,classic-sendfile")
+        .argv("--repeat 3 --warmup 1")
+        .results(&res)
+        .run()
+        .ok();
+    let run_dir = first_run_dir(&res);
+    let r = Lab::new(ZCLAB)
+        .argv("claims --json")
+        .arg(&run_dir)
+        .run()
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let ibm = v
         .as_array()
         .unwrap()
@@ -261,8 +215,6 @@ fn a_claim_on_a_small_real_run() {
         kind == "reproduced" || kind == "not-reproduced" || kind == "inconclusive",
         "{ibm}"
     );
-    assert!(
-        ibm["measured"].as_str().unwrap().contains("size=64MiB"),
-        "{ibm}"
-    );
+    let measured = ibm["measured"].as_str().unwrap();
+    assert!(measured.contains("size=64MiB"), "{ibm}");
 }

@@ -3,129 +3,74 @@
 //! O_DIRECT needs a work directory on a block filesystem: it is skipped (with the reason)
 //! where the temp dir has none, unless `CI` is set, where that is a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use zclab::results::row::{Row, Status, parse_jsonl};
+mod common;
+
+use common::*;
+use std::path::Path;
+use zclab::results::Row;
 
 const COPY: &str = env!("CARGO_BIN_EXE_file_copy");
 const STORAGE: &str = env!("CARGO_BIN_EXE_storage_read");
 const MMAP: &str = env!("CARGO_BIN_EXE_mmap_read");
 
-fn in_ci() -> bool {
-    std::env::var_os("CI").is_some()
-}
-
 struct Run {
-    out: Output,
+    ran: Ran,
     results: tempfile::TempDir,
     work: tempfile::TempDir,
 }
 
 impl Run {
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-
-    /// The experiment's directory inside the one run directory.
-    fn exp_dir(&self, exp: &str) -> PathBuf {
-        let runs: Vec<PathBuf> = std::fs::read_dir(self.results.path())
-            .expect("results dir")
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        assert_eq!(runs.len(), 1, "one run directory: {runs:?}");
-        runs[0].join(exp)
-    }
-
-    fn rows(&self, exp: &str) -> Vec<Row> {
-        let text = std::fs::read_to_string(self.exp_dir(exp).join("summary.jsonl"))
-            .expect("summary.jsonl");
-        parse_jsonl(&text).expect("summary parses")
-    }
-
     /// Rows written anywhere under the results directory (none for a refused run).
     fn any_rows(&self) -> usize {
-        fn walk(p: &Path, n: &mut usize) {
-            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, n);
-                } else if p.file_name().is_some_and(|f| f == "summary.jsonl") {
-                    let t = std::fs::read_to_string(&p).unwrap_or_default();
-                    *n += t.lines().filter(|l| !l.trim().is_empty()).count();
-                }
-            }
-        }
-        let mut n = 0;
-        walk(self.results.path(), &mut n);
-        n
+        files_under(self.results.path())
+            .iter()
+            .filter(|p| p.file_name().is_some_and(|f| f == "summary.jsonl"))
+            .map(|p| {
+                let t = std::fs::read_to_string(p).unwrap_or_default();
+                t.lines().filter(|l| !l.trim().is_empty()).count()
+            })
+            .sum()
     }
 }
 
 /// Runs `bin` with `args` plus one repeat, no warm-up, a fresh results dir and (unless the
 /// arguments name one) a fresh work dir in the temp dir.
-fn run(bin: &str, args: &[&str]) -> Run {
+fn run(bin: &str, args: &str) -> Run {
     let results = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(bin);
-    cmd.args(["--repeat", "1", "--warmup", "0", "--results"])
-        .arg(results.path())
-        .args(args);
-    if !args.contains(&"--workdir") {
-        cmd.arg("--workdir").arg(work.path());
+    let mut lab = Lab::new(bin).tiny(results.path()).argv(args);
+    if !args.contains("--workdir") {
+        lab = lab.workdir(work.path());
     }
-    let out = cmd.output().expect("run the experiment");
-    Run { out, results, work }
+    Run {
+        ran: lab.run(),
+        results,
+        work,
+    }
 }
 
 /// Every variant in `variants` has at least one row, and every row is ok with integrity ok
 /// and parseable, non-empty histograms.
-fn check_all_ok(r: &Run, exp: &str, variants: &[&str]) -> Vec<Row> {
-    assert!(
-        r.out.status.success(),
-        "{exp} failed: {}\n{}",
-        r.stderr(),
-        String::from_utf8_lossy(&r.out.stdout)
-    );
-    let rows = r.rows(exp);
-    for v in variants {
-        assert!(
-            rows.iter().any(|row| row.variant == *v),
-            "{exp}: no row for {v}; stderr: {}",
-            r.stderr()
-        );
-    }
-    let dir = r.exp_dir(exp);
-    for row in &rows {
-        assert_eq!(
-            row.status,
-            Status::Ok,
-            "{exp} {} {}: {:?}",
-            row.variant,
-            row.point,
-            row.error
-        );
-        let i = row.integrity.as_ref().expect("integrity recorded");
-        assert!(i.ok, "{exp} {} {}: {i:?}", row.variant, row.point);
-        let m = row.metrics.as_ref().expect("metrics");
+fn check_all_ok(r: &Run, exp: &str, variants: &[&str]) -> Exp {
+    assert!(r.ran.status.success(), "{exp} failed: {}", r.ran.text());
+    let e = r.ran.exp(exp);
+    assert_variants(&e.rows, variants);
+    for row in &e.rows {
+        let m = assert_ok(row);
         assert!(m.bytes > 0 && m.ops > 0 && m.wall_ns > 0);
         assert!(
             !row.histograms.is_empty(),
             "{} has no histogram",
             row.variant
         );
-        for file in row.histograms.values() {
-            let text = std::fs::read_to_string(dir.join(file)).expect("hgrm file");
-            let h = zclab::results::hgrm::parse(&text).expect("hgrm parses");
-            assert!(h.total_count > 0, "{file} is empty");
-        }
     }
-    rows
+    check_histograms(&e.dir, &e.rows);
+    e
 }
 
 fn assert_refused(r: &Run, words: &[&str]) {
-    assert!(!r.out.status.success(), "expected a refusal");
-    let e = r.stderr().to_lowercase();
+    assert!(!r.ran.status.success(), "expected a refusal");
+    let e = r.ran.stderr.to_lowercase();
     for w in words {
         assert!(e.contains(&w.to_lowercase()), "stderr lacks '{w}': {e}");
     }
@@ -149,20 +94,14 @@ const COPY_VARIANTS: &[&str] = &[
 fn file_copy_every_variant_copies_exactly() {
     let r = run(
         COPY,
-        &[
-            "--sizes",
-            "30KB,300001",
-            "--bufs",
-            "1B,4KiB,64KiB",
-            "--one-byte-max",
-            "30KB",
-            "--cache",
-            "warm,cold",
-            "--fsync",
-        ],
+        "--sizes 30KB,300001 --bufs 1B,4KiB,64KiB --one-byte-max 30KB --cache warm,cold --fsync",
     );
-    let rows = check_all_ok(&r, "file_copy", COPY_VARIANTS);
-    let one_byte: Vec<&Row> = rows.iter().filter(|r| r.point.contains("buf=1B")).collect();
+    let e = check_all_ok(&r, "file_copy", COPY_VARIANTS);
+    let one_byte: Vec<&Row> = e
+        .rows
+        .iter()
+        .filter(|r| r.point.contains("buf=1B"))
+        .collect();
     assert!(!one_byte.is_empty());
     assert!(
         one_byte
@@ -170,10 +109,7 @@ fn file_copy_every_variant_copies_exactly() {
             .all(|r| r.variant == "classic-read-write" && r.point.contains("size=30KB")),
         "1-byte steps: classic-read-write at the small size only"
     );
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.exp_dir("file_copy").join("meta.json")).unwrap(),
-    )
-    .unwrap();
+    let meta = e.meta();
     assert!(meta["parameters"]["fs_type"].is_string());
     assert_eq!(meta["parameters"]["fsync"], true);
     // The copies were removed.
@@ -237,23 +173,11 @@ fn check_storage(rows: &[Row], io: &str) {
 fn storage_read_buffered_every_variant() {
     let r = run(
         STORAGE,
-        &[
-            "--file-size",
-            "1MiB",
-            "--ios",
-            "400",
-            "--qd",
-            "1,4",
-            "--pattern",
-            "rand,seq",
-            "--bs",
-            "4KiB,64KiB",
-            "--buffered",
-        ],
+        "--file-size 1MiB --ios 400 --qd 1,4 --pattern rand,seq --bs 4KiB,64KiB --buffered",
     );
-    let rows = check_all_ok(&r, "storage_read", STORAGE_VARIANTS);
-    check_storage(&rows, "buffered");
-    let meta = std::fs::read_to_string(r.exp_dir("storage_read").join("meta.json")).unwrap();
+    let e = check_all_ok(&r, "storage_read", STORAGE_VARIANTS);
+    check_storage(&e.rows, "buffered");
+    let meta = std::fs::read_to_string(e.dir.join("meta.json")).unwrap();
     assert!(meta.contains("qd=4") && meta.contains("pread(2) is synchronous"));
 }
 
@@ -263,72 +187,35 @@ fn storage_read_buffered_every_variant() {
 fn storage_read_reap_as_given() {
     let r = run(
         STORAGE,
-        &[
-            "--file-size",
-            "1MiB",
-            "--ios",
-            "300",
-            "--qd",
-            "8",
-            "--reap",
-            "3",
-            "--pattern",
-            "rand",
-            "--buffered",
-            "--variants",
-            "uring-read,uring-read-fixed,uring-sqpoll",
-        ],
+        "--file-size 1MiB --ios 300 --qd 8 --reap 3 --pattern rand --buffered \
+         --variants uring-read,uring-read-fixed,uring-sqpoll",
     );
-    let rows = check_all_ok(
-        &r,
-        "storage_read",
-        &["uring-read", "uring-read-fixed", "uring-sqpoll"],
-    );
-    for row in &rows {
-        let m = row.metrics.as_ref().unwrap();
+    let variants = ["uring-read", "uring-read-fixed", "uring-sqpoll"];
+    let e = check_all_ok(&r, "storage_read", &variants);
+    for row in &e.rows {
+        let m = metrics(row);
         assert_eq!(m.extra.get("reap_max"), Some(&3.0), "{}", row.variant);
         assert_eq!(m.ops, 300, "{}", row.variant);
     }
-    let bad = run(STORAGE, &["--reap", "65", "--buffered"]);
-    assert_eq!(bad.out.status.code(), Some(2), "{}", bad.stderr());
+    run(STORAGE, "--reap 65 --buffered").ran.exits(2);
 }
 
 #[test]
 fn storage_read_direct_every_variant() {
-    let tmp = std::env::temp_dir();
-    if let Err(why) = zclab::caps::direct_io(&tmp) {
-        assert!(!in_ci(), "CI must run O_DIRECT on the temp dir: {why}");
-        eprintln!("skipping storage_read_direct_every_variant: {why}");
+    if let Err(why) = zclab::caps::direct_io(&std::env::temp_dir()) {
+        skip_or_fail(&format!(
+            "storage_read_direct_every_variant: no O_DIRECT on the temp dir: {why}"
+        ));
         return;
     }
     let r = run(
         STORAGE,
-        &[
-            "--file-size",
-            "2MiB",
-            "--ios",
-            "300",
-            "--qd",
-            "1,8",
-            "--pattern",
-            "rand,seq",
-            "--bs",
-            "4KiB",
-            "--direct",
-        ],
+        "--file-size 2MiB --ios 300 --qd 1,8 --pattern rand,seq --bs 4KiB --direct",
     );
-    let rows = check_all_ok(&r, "storage_read", STORAGE_VARIANTS);
-    check_storage(&rows, "direct");
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.exp_dir("storage_read").join("meta.json")).unwrap(),
-    )
-    .unwrap();
-    assert!(
-        meta["parameters"]["direct"]["offset_align"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    let e = check_all_ok(&r, "storage_read", STORAGE_VARIANTS);
+    check_storage(&e.rows, "direct");
+    let align = e.meta()["parameters"]["direct"]["offset_align"].as_u64();
+    assert!(align.unwrap() > 0);
 }
 
 #[test]
@@ -336,25 +223,12 @@ fn sqpoll_thread_cpu_is_in_the_reported_cpu() {
     // Long enough (by time) for tick-granular accounting to show the thread's share.
     let r = run(
         STORAGE,
-        &[
-            "--file-size",
-            "4MiB",
-            "--ios",
-            "0",
-            "--runtime",
-            "1s",
-            "--qd",
-            "4",
-            "--pattern",
-            "rand",
-            "--buffered",
-            "--variants",
-            "uring-sqpoll",
-        ],
+        "--file-size 4MiB --ios 0 --runtime 1s --qd 4 --pattern rand --buffered \
+         --variants uring-sqpoll",
     );
-    let rows = check_all_ok(&r, "storage_read", &["uring-sqpoll"]);
-    for row in &rows {
-        let x = &row.metrics.as_ref().unwrap().extra;
+    let e = check_all_ok(&r, "storage_read", &["uring-sqpoll"]);
+    for row in &e.rows {
+        let x = &metrics(row).extra;
         assert_eq!(x.get("sqpoll_in_rusage"), Some(&1.0), "{x:?}");
         let (cpu, sq, main) = (
             x["cpu_ns_per_io"],
@@ -374,61 +248,36 @@ fn storage_read_default_points_include_direct_where_real() {
     // No --direct/--buffered: buffered always, O_DIRECT where the work dir does it.
     let r = run(
         STORAGE,
-        &[
-            "--file-size",
-            "256KiB",
-            "--ios",
-            "50",
-            "--qd",
-            "2",
-            "--pattern",
-            "rand",
-            "--variants",
-            "uring-read",
-        ],
+        "--file-size 256KiB --ios 50 --qd 2 --pattern rand --variants uring-read",
     );
-    let rows = check_all_ok(&r, "storage_read", &["uring-read"]);
+    let e = check_all_ok(&r, "storage_read", &["uring-read"]);
     let direct_ok = zclab::caps::direct_io(r.work.path()).is_ok();
-    assert!(rows.iter().any(|r| r.point.contains("io=buffered")));
-    assert_eq!(
-        rows.iter().any(|r| r.point.contains("io=direct")),
-        direct_ok
-    );
+    let has = |io: &str| e.rows.iter().any(|r| r.point.contains(io));
+    assert!(has("io=buffered"));
+    assert_eq!(has("io=direct"), direct_ok);
 }
 
 #[test]
 fn mmap_read_every_variant_and_page_rounding() {
     let r = run(
         MMAP,
-        &[
-            "--sizes",
-            "5KB,200001",
-            "--bufs",
-            "4KiB,64KiB",
-            "--cache",
-            "warm,cold",
-        ],
+        "--sizes 5KB,200001 --bufs 4KiB,64KiB --cache warm,cold",
     );
-    let rows = check_all_ok(
-        &r,
-        "mmap_read",
-        &[
-            "classic-read",
-            "classic-mmap",
-            "classic-mmap-populate",
-            "classic-mmap-sequential",
-            "uring-read",
-        ],
-    );
+    let variants = [
+        "classic-read",
+        "classic-mmap",
+        "classic-mmap-populate",
+        "classic-mmap-sequential",
+        "uring-read",
+    ];
+    let e = check_all_ok(&r, "mmap_read", &variants);
     let page = zclab::sys::filemap::page_size() as f64;
-    for row in rows.iter().filter(|r| r.point.contains("size=5KB")) {
-        let x = &row.metrics.as_ref().unwrap().extra;
+    for row in e.rows.iter().filter(|r| r.point.contains("size=5KB")) {
+        let x = &metrics(row).extra;
         assert_eq!(x.get("file_bytes"), Some(&5000.0));
         if row.variant.contains("mmap") {
-            assert_eq!(
-                x.get("mapped_bytes"),
-                Some(&((5000.0 / page).ceil() * page))
-            );
+            let mapped = (5000.0 / page).ceil() * page;
+            assert_eq!(x.get("mapped_bytes"), Some(&mapped));
         } else {
             assert!(!x.contains_key("mapped_bytes"));
         }
@@ -441,19 +290,13 @@ fn direct_on_tmpfs_is_refused() {
         eprintln!("skipping direct_on_tmpfs_is_refused: no /dev/shm");
         return;
     }
-    let r = run(
-        STORAGE,
-        &["--workdir", "/dev/shm", "--direct", "--file-size", "1MiB"],
-    );
+    let r = run(STORAGE, "--workdir /dev/shm --direct --file-size 1MiB");
     assert_refused(&r, &["--direct refused", "tmpfs", "O_DIRECT"]);
 }
 
 #[test]
 fn misaligned_direct_block_size_is_refused() {
-    let r = run(
-        STORAGE,
-        &["--direct", "--bs", "1000", "--file-size", "1MiB"],
-    );
+    let r = run(STORAGE, "--direct --bs 1000 --file-size 1MiB");
     if zclab::caps::direct_io(r.work.path()).is_ok() {
         assert_refused(&r, &["block size 1000", "alignment"]);
     } else {
@@ -464,10 +307,7 @@ fn misaligned_direct_block_size_is_refused() {
 
 #[test]
 fn files_larger_than_the_disk_are_refused() {
-    let r = run(STORAGE, &["--file-size", "900TB", "--buffered"]);
-    assert_refused(&r, &["free"]);
-    let r = run(COPY, &["--sizes", "500TB"]);
-    assert_refused(&r, &["source + copy", "free"]);
-    let r = run(MMAP, &["--sizes", "900TB"]);
-    assert_refused(&r, &["free"]);
+    assert_refused(&run(STORAGE, "--file-size 900TB --buffered"), &["free"]);
+    assert_refused(&run(COPY, "--sizes 500TB"), &["source + copy", "free"]);
+    assert_refused(&run(MMAP, "--sizes 900TB"), &["free"]);
 }

@@ -162,8 +162,7 @@ fn the_parser_sees_every_form() {
 /// as a token, fault injection passed explicitly, the zero-copy ledger, the split of caps):
 /// left out of the cycle check until they are gone. An entry whose reference no longer exists
 /// fails the test: delete it, so the list only shrinks.
-const PENDING: &[(&str, &str)] = &[
-];
+const PENDING: &[(&str, &str)] = &[];
 
 #[test]
 fn no_import_cycle_between_top_level_modules() {

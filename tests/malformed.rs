@@ -8,6 +8,8 @@ use proptest::prelude::*;
 use zclab::results::{hgrm, row::parse_jsonl};
 use zclab::units::{fmt_size, parse_duration, parse_size, parse_size_list};
 
+const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -53,27 +55,14 @@ proptest! {
 #[test]
 fn truncated_and_corrupted_real_files() {
     let t = tempfile::tempdir().unwrap();
-    let res = t.path().join("r");
-    let o = run(
-        env!("CARGO_BIN_EXE_file_to_socket"),
-        &[
-            "--sizes",
-            "64KiB",
-            "--chunks",
-            "4KiB",
-            "--variants",
-            "classic-sendfile,uring-send-zc-fixed",
-            "--repeat",
-            "2",
-            "--warmup",
-            "0",
-            "--results",
-            res.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let dir = experiment_dir(&res, "file_to_socket");
+    let dir = Lab::new(env!("CARGO_BIN_EXE_file_to_socket"))
+        .argv("--sizes 64KiB --chunks 4KiB --variants classic-sendfile,uring-send-zc-fixed")
+        .argv("--repeat 2 --warmup 0")
+        .results(&t.path().join("r"))
+        .run()
+        .ok()
+        .exp("file_to_socket")
+        .dir;
     let summary = std::fs::read_to_string(dir.join("summary.jsonl")).unwrap();
     let hg = std::fs::read_dir(&dir)
         .unwrap()
@@ -91,31 +80,13 @@ fn truncated_and_corrupted_real_files() {
     // The command-line readers name the broken file.
     let run_dir = dir.parent().unwrap().to_path_buf();
     std::fs::write(dir.join("summary.jsonl"), &summary[..summary.len() / 2]).unwrap();
-    for args in [
-        vec!["claims", run_dir.to_str().unwrap()],
-        vec![
-            "compare",
-            run_dir.to_str().unwrap(),
-            run_dir.to_str().unwrap(),
-        ],
-    ] {
-        let o = run(env!("CARGO_BIN_EXE_zclab"), &args, &[]);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
-        assert!(
-            e.contains("summary.jsonl") && !e.contains("panicked"),
-            "{args:?}: {e}"
-        );
+    for args in [&["claims"][..], &["compare", run_dir.to_str().unwrap()]] {
+        let r = Lab::new(ZCLAB).args(args).arg(&run_dir).run();
+        r.exits(1);
+        assert!(r.stderr.contains("summary.jsonl"), "{args:?}: {}", r.stderr);
     }
     std::fs::write(dir.join("meta.json"), "{\"experiment\": ").unwrap();
-    let o = run(
-        env!("CARGO_BIN_EXE_zclab"),
-        &["claims", run_dir.to_str().unwrap()],
-        &[],
-    );
-    assert!(
-        stderr(&o).contains("meta.json") && !stderr(&o).contains("panicked"),
-        "{}",
-        stderr(&o)
-    );
+    let r = Lab::new(ZCLAB).arg("claims").arg(&run_dir).run();
+    let e = &r.stderr;
+    assert!(e.contains("meta.json") && !e.contains("panicked"), "{e}");
 }

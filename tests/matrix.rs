@@ -13,7 +13,7 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zclab::results::Status;
 
@@ -24,10 +24,6 @@ static DEPS: Mutex<()> = Mutex::new(());
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn ci() -> bool {
-    std::env::var_os("CI").is_some()
 }
 
 fn have(tool: &str) -> bool {
@@ -45,7 +41,7 @@ fn ensure(group: &str, tools: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    if !ci() {
+    if !in_ci() {
         eprintln!(
             "skipped: {} not installed (scripts/matrix/deps.sh {group} installs it)",
             missing.join(", ")
@@ -65,15 +61,6 @@ fn ensure(group: &str, tools: &[&str]) -> bool {
     let still: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
     assert!(still.is_empty(), "deps.sh {group} left {still:?} missing");
     true
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn vagrant(dir: &Path, home: &Path, args: &[&str]) -> Output {
@@ -252,13 +239,21 @@ fn opcodes(probe: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The QEMU tools present, the guest slot taken, and a fresh temporary directory; `None`
+/// (skipped) when the tools are missing outside CI.
+fn qemu() -> Option<(MutexGuard<'static, ()>, tempfile::TempDir)> {
+    if !ensure("qemu", &["qemu-system-x86_64", "busybox", "cpio"]) {
+        return None;
+    }
+    let guard = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    Some((guard, tempfile::tempdir().unwrap()))
+}
+
 #[test]
 fn debian_6_1_boots_probes_runs_the_plan_and_compares() {
-    if !ensure("qemu", &["qemu-system-x86_64", "busybox", "cpio"]) {
+    let Some((_guard, tmp)) = qemu() else {
         return;
-    }
-    let _guard = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let (o, took) = matrix(
         tmp.path(),
         &["--timeout", "240", "--host", "--compare", "6.1"],
@@ -322,17 +317,18 @@ fn debian_6_1_boots_probes_runs_the_plan_and_compares() {
         );
         assert!(r.integrity.as_ref().is_some_and(|i| i.ok), "{}", r.variant);
     }
-    if ci() {
-        let skipped = meta["skipped"].as_array().unwrap();
-        assert!(
-            skipped.is_empty(),
-            "variants skipped on 6.1 under CI: {skipped:?}"
-        );
-    }
+    // Nothing skipped on 6.1 under CI.
+    assert_none_skipped_in_ci(&meta);
 
     // The compare names the runs, flags the emulation, and lists what differs.
-    let out = String::from_utf8_lossy(&o.stdout);
     let host_ops = opcodes(&json(&host.join("probe.json")));
+    check_compare(&o, release, &accel, &ops, &host_ops);
+}
+
+/// `--compare`'s output for the guest's `release` run under `accel` against the host's.
+fn check_compare(o: &Output, release: &str, accel: &str, ops: &[String], host_ops: &[String]) {
+    let all = text(o);
+    let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("# zclab compare"), "{all}");
     assert!(out.contains(&format!("{release} [{accel}]")), "{all}");
     assert!(
@@ -352,11 +348,9 @@ fn debian_6_1_boots_probes_runs_the_plan_and_compares() {
 
 #[test]
 fn bogus_and_hanging_kernels_fail_clearly_and_leave_no_qemu() {
-    if !ensure("qemu", &["qemu-system-x86_64", "busybox", "cpio"]) {
+    let Some((_guard, tmp)) = qemu() else {
         return;
-    }
-    let _guard = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let garbage = tmp.path().join("garbage-bzImage");
     std::fs::write(&garbage, vec![0x5au8; 1 << 20]).unwrap();
     // The garbage first; then 6.1 with an init that exits: the kernel panics, and panic=0
@@ -393,11 +387,9 @@ fn bogus_and_hanging_kernels_fail_clearly_and_leave_no_qemu() {
 
 #[test]
 fn an_interrupted_matrix_leaves_no_qemu() {
-    if !ensure("qemu", &["qemu-system-x86_64", "busybox", "cpio"]) {
+    let Some((_guard, tmp)) = qemu() else {
         return;
-    }
-    let _guard = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let mut child = Command::new("bash")
         .arg(repo().join("scripts/kernel-matrix.sh"))
         .arg("--bin-dir")

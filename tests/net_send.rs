@@ -2,98 +2,40 @@
 //! the smallest buffer pool, clean-up of the lab's namespaces after SIGINT/SIGTERM, and bad
 //! input. Root-only tests skip outside CI and fail inside it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use zclab::results::hgrm;
-use zclab::results::row::{Row, Status, parse_jsonl};
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::time::Duration;
+use zclab::results::Row;
 
 const BIN: &str = env!("CARGO_BIN_EXE_net_send");
 
-const ZC_VARIANTS: &[&str] = &[
-    "classic-send-msg-zerocopy",
-    "uring-send-zc",
-    "uring-send-zc-fixed",
-    "uring-sendmsg-zc",
-];
-const ALL_VARIANTS: &[&str] = &[
-    "classic-send",
-    "classic-send-msg-zerocopy",
-    "uring-send",
-    "uring-send-zc",
-    "uring-send-zc-fixed",
-    "uring-sendmsg-zc",
-];
-
-fn need_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs root, and CI is set"
-    );
-    eprintln!("skipping {test}: needs root (network namespaces and veth pairs)");
-    false
+fn is_zc(r: &Row) -> bool {
+    NET_SEND_ZC_VARIANTS.contains(&r.variant.as_str())
 }
 
-fn run(results: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["--repeat", "1", "--warmup", "0", "--results"])
-        .arg(results)
-        .args(args)
-        .output()
-        .expect("run net_send")
-}
-
-/// The experiment directory of the only run under `results`.
-fn exp_dir(results: &Path) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(results)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    runs[0].join("net_send")
-}
-
-fn rows(dir: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(dir.join("summary.jsonl")).unwrap();
-    parse_jsonl(&text).unwrap()
+/// Runs net_send with `args` after the tiny-run options, expecting success.
+fn run_ok(results: &Path, args: &str) -> Exp {
+    Lab::new(BIN)
+        .tiny(results)
+        .argv(args)
+        .run()
+        .ok()
+        .exp("net_send")
 }
 
 /// Checks every row is ok with integrity ok and parseable histograms; zero-copy rows carry
-/// complete accounting and a release histogram. Returns the rows.
-fn check_rows(dir: &Path, variants: &[&str], paths: &[&str]) -> Vec<Row> {
-    let rows = rows(dir);
-    for v in variants {
-        for p in paths {
-            assert!(
-                rows.iter()
-                    .any(|r| r.variant == *v && r.params["path"] == *p),
-                "no row for {v} on {p}"
-            );
-        }
-    }
-    for r in &rows {
-        assert_eq!(
-            r.status,
-            Status::Ok,
-            "{} {}: {:?}",
-            r.variant,
-            r.point,
-            r.error
-        );
-        let i = r.integrity.as_ref().expect("integrity recorded");
-        assert!(i.ok, "{} {}: {i:?}", r.variant, r.point);
-        assert_eq!(i.bytes_got, i.bytes_expected);
-        let m = r.metrics.as_ref().expect("metrics");
+/// complete accounting and a release histogram.
+fn check_rows(e: &Exp, variants: &[&str], paths: &[&str]) {
+    assert_variants_on(&e.rows, variants, paths);
+    check_histograms(&e.dir, &e.rows);
+    for r in &e.rows {
+        let m = assert_intact(r);
         assert!(m.bytes > 0 && m.latency.count == m.ops, "{m:?}");
-        for f in r.histograms.values() {
-            let h = hgrm::parse(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
-            assert!(h.total_count > 0 && !h.lines.is_empty(), "{f}");
-        }
-        if ZC_VARIANTS.contains(&r.variant.as_str()) {
-            let z = m.zc.as_ref().expect("zero-copy accounting");
+        if is_zc(r) {
+            let z = zc(r);
             assert!(z.usage_reported);
             assert!(z.sends >= m.ops, "{z:?}");
             assert_eq!(z.ids_completed, z.sends, "every send completed: {z:?}");
@@ -105,56 +47,28 @@ fn check_rows(dir: &Path, variants: &[&str], paths: &[&str]) -> Vec<Row> {
             assert!(m.zc.is_none());
         }
     }
-    rows
-}
-
-/// Fails (in CI) when a variant this kernel supports was skipped.
-fn check_nothing_skipped(dir: &Path) {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
-    for v in meta["variants"].as_array().unwrap() {
-        let st = v["status"].as_str().unwrap();
-        if st == "skipped" {
-            let msg = format!("{} skipped: {}", v["name"], v["reason"]);
-            assert!(std::env::var_os("CI").is_none(), "{msg}");
-            eprintln!("note: {msg}");
-        }
-        assert_ne!(st, "failed", "{v}");
-    }
-}
-
-fn copied_pct(r: &Row) -> f64 {
-    r.metrics.as_ref().unwrap().zc.as_ref().unwrap().copied_pct
 }
 
 #[test]
 fn list_and_bad_input() {
-    let out = Command::new(BIN).arg("--list").output().unwrap();
+    let out = run(BIN, &["--list"], &[]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for v in ALL_VARIANTS {
+    for v in NET_SEND_VARIANTS {
         assert!(text.contains(v), "{text}");
     }
     let t = tempfile::tempdir().unwrap();
     for (args, needle) in [
-        (&["--sizes", "0"][..], "0"),
-        (&["--sizes", "4KiB,0"][..], "0"),
-        (&["--paths", "tcp-nowhere"][..], "tcp-nowhere"),
-        (&["--variants", "classic-sendd"][..], "classic-sendd"),
-        (&["--pool", "0"][..], "0"),
-        (&["--reap-every", "x"][..], "x"),
+        ("--sizes 0", "0"),
+        ("--sizes 4KiB,0", "0"),
+        ("--paths tcp-nowhere", "tcp-nowhere"),
+        ("--variants classic-sendd", "classic-sendd"),
+        ("--pool 0", "0"),
+        ("--reap-every x", "x"),
     ] {
-        let out = run(t.path(), args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{args:?}: not one line: {err}"
-        );
-        assert!(err.starts_with("net_send: error: "), "{err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
+        let r = Lab::new(BIN).tiny(t.path()).argv(args).run();
+        r.one_error_line(2, &[needle]);
+        assert!(r.stderr.starts_with("net_send: error: "), "{}", r.stderr);
     }
     // Bad input never creates a run directory.
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
@@ -165,42 +79,25 @@ fn list_and_bad_input() {
 #[test]
 fn loopback_all_variants_pool_of_two() {
     let t = tempfile::tempdir().unwrap();
-    let out = run(
+    let e = run_ok(
         t.path(),
-        &[
-            "--paths",
-            "tcp-loopback",
-            "--sizes",
-            "1000B,64KiB",
-            "--bytes",
-            "2MiB",
-            "--pool",
-            "2",
-            "--reap-every",
-            "1,4",
-        ],
+        "--paths tcp-loopback --sizes 1000B,64KiB --bytes 2MiB --pool 2 --reap-every 1,4",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = exp_dir(t.path());
-    let rows = check_rows(&dir, ALL_VARIANTS, &["tcp-loopback"]);
-    for r in rows
-        .iter()
-        .filter(|r| ZC_VARIANTS.contains(&r.variant.as_str()))
-    {
-        assert_eq!(copied_pct(r), 100.0, "{} {}", r.variant, r.point);
+    check_rows(&e, NET_SEND_VARIANTS, &["tcp-loopback"]);
+    for r in e.rows.iter().filter(|r| is_zc(r)) {
+        assert_eq!(zc(r).copied_pct, 100.0, "{}", what(r));
     }
-    let mz: Vec<&Row> = rows
+    let mz = e
+        .rows
         .iter()
-        .filter(|r| r.variant == "classic-send-msg-zerocopy")
-        .collect();
-    assert_eq!(mz.len(), 4, "two sizes x two reap values");
+        .filter(|r| r.variant == "classic-send-msg-zerocopy");
+    assert_eq!(mz.count(), 4, "two sizes x two reap values");
     // The other variants run once per size, at the first reap value.
-    assert_eq!(rows.iter().filter(|r| r.variant == "uring-send").count(), 2);
-    check_nothing_skipped(&dir);
+    assert_eq!(
+        e.rows.iter().filter(|r| r.variant == "uring-send").count(),
+        2
+    );
+    assert_nothing_skipped_or_failed(&e.meta());
 }
 
 /// `--sink discard`: the peer thread drops the bytes with recv(MSG_TRUNC). Every variant still
@@ -209,56 +106,23 @@ fn loopback_all_variants_pool_of_two() {
 #[test]
 fn discarding_receiver_counts_every_byte() {
     let t = tempfile::tempdir().unwrap();
-    let out = run(
+    let e = run_ok(
         t.path(),
-        &[
-            "--paths",
-            "tcp-loopback",
-            "--sizes",
-            "1000B,64KiB",
-            "--bytes",
-            "4MiB",
-            "--sink",
-            "discard",
-        ],
+        "--paths tcp-loopback --sizes 1000B,64KiB --bytes 4MiB --sink discard",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = exp_dir(t.path());
-    let rows = check_rows(&dir, ALL_VARIANTS, &["tcp-loopback"]);
-    for r in &rows {
-        let i = r.integrity.as_ref().unwrap();
+    check_rows(&e, NET_SEND_VARIANTS, &["tcp-loopback"]);
+    for r in &e.rows {
+        let i = integrity(r);
         assert!(i.method.starts_with("byte count only"), "{i:?}");
         assert!(i.ok && i.bytes_got == i.bytes_expected, "{i:?}");
-        assert!(r.metrics.as_ref().unwrap().peer_sys_ns.is_some());
+        assert!(metrics(r).peer_sys_ns.is_some());
     }
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let meta = e.meta();
     assert_eq!(
         meta["parameters"]["sink"], "discard",
         "{}",
         meta["parameters"]
     );
-}
-
-fn ns_leftovers(pid: u32) -> Vec<String> {
-    let mut left = Vec::new();
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    for l in String::from_utf8_lossy(&ns.stdout).lines() {
-        if l.starts_with(&format!("zcsend-{pid}-")) {
-            left.push(l.to_string());
-        }
-    }
-    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
-    for l in String::from_utf8_lossy(&links.stdout).lines() {
-        if l.contains(&format!(" zs{pid}")) {
-            left.push(l.to_string());
-        }
-    }
-    left
 }
 
 /// tcp-veth copies (a local receiver in namespace B), udp-sink does not; two buffers suffice
@@ -269,51 +133,21 @@ fn veth_paths_tell_the_truth() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let child = Command::new(BIN)
-        .args(["--repeat", "1", "--warmup", "0", "--results"])
-        .arg(t.path())
-        .args([
-            "--paths",
-            "tcp-veth,udp-sink",
-            "--sizes",
-            "4KiB,64KiB",
-            "--bytes",
-            "2MiB",
-            "--pool",
-            "2",
-            "--inflight",
-            "2",
-            "--reap-every",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(ns_leftovers(pid).is_empty(), "{:?}", ns_leftovers(pid));
-    let dir = exp_dir(t.path());
-    let rows = check_rows(&dir, ALL_VARIANTS, &["tcp-veth", "udp-sink"]);
-    for r in rows
-        .iter()
-        .filter(|r| ZC_VARIANTS.contains(&r.variant.as_str()))
-    {
-        let want = if r.params["path"] == "udp-sink" {
-            0.0
-        } else {
-            100.0
-        };
-        assert_eq!(copied_pct(r), want, "{} {}", r.variant, r.point);
+    let r = Lab::new(BIN)
+        .tiny(t.path())
+        .argv("--paths tcp-veth,udp-sink --sizes 4KiB,64KiB --bytes 2MiB")
+        .argv("--pool 2 --inflight 2 --reap-every 1")
+        .run()
+        .ok();
+    assert_no_leftovers(r.pid);
+    let e = r.exp("net_send");
+    check_rows(&e, NET_SEND_VARIANTS, &["tcp-veth", "udp-sink"]);
+    for r in e.rows.iter().filter(|r| is_zc(r)) {
+        let want = if path_of(r) == "udp-sink" { 0.0 } else { 100.0 };
+        assert_eq!(zc(r).copied_pct, want, "{}", what(r));
     }
-    for r in rows.iter().filter(|r| r.params["path"] == "udp-sink") {
-        let m = r.metrics.as_ref().unwrap();
+    for r in e.rows.iter().filter(|r| path_of(r) == "udp-sink") {
+        let m = metrics(r);
         assert_eq!(m.extra["sink_rx_packets"], m.ops as f64, "{}", r.variant);
         assert_eq!(
             m.extra["sink_ip_in_addr_errors"], m.ops as f64,
@@ -326,9 +160,7 @@ fn veth_paths_tell_the_truth() {
             r.point
         );
     }
-    let cross: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("crossover.json")).unwrap())
-            .unwrap();
+    let cross = e.json("crossover.json");
     let vs = cross["variants"].as_array().unwrap();
     assert_eq!(vs.len(), 4, "{cross}");
     for v in vs {
@@ -336,86 +168,19 @@ fn veth_paths_tell_the_truth() {
         let uring = v["variant"].as_str().unwrap().starts_with("uring-");
         assert_eq!(v["vs_uring_send"].is_object(), uring, "{v}");
     }
-    assert!(stdout.contains("crossover on udp-sink"), "{stdout}");
-    check_nothing_skipped(&dir);
+    assert!(r.stdout.contains("crossover on udp-sink"), "{}", r.stdout);
+    assert_nothing_skipped_or_failed(&e.meta());
 }
 
-fn interrupt_mid_run(sig: nix::sys::signal::Signal, code: i32) {
+fn interrupt_mid_run(sig: Signal, code: i32) {
     let t = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--repeat", "1000", "--warmup", "0", "--results"])
-        .arg(t.path())
-        .args([
-            "--paths",
-            "udp-sink,tcp-veth",
-            "--sizes",
-            "64KiB",
-            "--variants",
-            "classic-send,uring-send-zc",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    // Wait until the namespaces exist and at least one trial has been written.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let summary = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no namespaces or no trial within 30 s"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "net_send ended early");
-        let found = std::fs::read_dir(t.path())
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|e| e.unwrap().path().join("net_send/summary.jsonl"))
-            .filter(|p| p.exists());
-        if let Some(p) = found {
-            if !ns_leftovers(pid).is_empty() {
-                break p;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(300)); // mid-trial, most likely
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "net_send did not stop after {sig}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(code), "{err}");
-    assert!(
-        ns_leftovers(pid).is_empty(),
-        "left behind: {:?}",
-        ns_leftovers(pid)
-    );
-    let rows = parse_jsonl(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    assert!(!rows.is_empty());
-    assert!(
-        rows.iter()
-            .all(|r| r.status == Status::Ok || r.status == Status::Interrupted),
-        "{err}"
-    );
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(summary.with_file_name("meta.json")).unwrap(),
-    )
-    .unwrap();
+    let lab = Lab::new(BIN)
+        .argv("--repeat 1000 --warmup 0")
+        .results(t.path())
+        .argv("--paths udp-sink,tcp-veth --sizes 64KiB --variants classic-send,uring-send-zc");
+    let ms = Duration::from_millis(300);
+    let summary = interrupt_mid_trial(lab, t.path(), "net_send", sig, code, ms);
+    let meta = read_json(&summary.with_file_name("meta.json"));
     assert_eq!(meta["status"], "interrupted");
 }
 
@@ -424,40 +189,25 @@ fn sigint_and_sigterm_leave_nothing_behind() {
     if !need_root("sigint_and_sigterm_leave_nothing_behind") {
         return;
     }
-    interrupt_mid_run(nix::sys::signal::Signal::SIGINT, 130);
-    interrupt_mid_run(nix::sys::signal::Signal::SIGTERM, 143);
+    interrupt_mid_run(Signal::SIGINT, 130);
+    interrupt_mid_run(Signal::SIGTERM, 143);
 }
 
 /// Without root the veth paths are skipped with the reason and loopback still runs.
 #[test]
 fn without_root_the_veth_paths_are_skipped() {
     let t = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .env("ZCLAB_HIDE", "root")
-        .args(["--repeat", "1", "--warmup", "0", "--results"])
-        .arg(t.path())
-        .args([
-            "--paths",
-            "tcp-loopback,udp-sink",
-            "--sizes",
-            "64KiB",
-            "--bytes",
-            "1MiB",
-            "--variants",
-            "classic-send",
-            "--reap-every",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let dir = exp_dir(t.path());
-    let rows = rows(&dir);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].params["path"], "tcp-loopback");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let e = Lab::new(BIN)
+        .hide("root")
+        .tiny(t.path())
+        .argv("--paths tcp-loopback,udp-sink --sizes 64KiB --bytes 1MiB")
+        .argv("--variants classic-send --reap-every 1")
+        .run()
+        .ok()
+        .exp("net_send");
+    assert_eq!(e.rows.len(), 1, "{:?}", e.rows);
+    assert_eq!(e.rows[0].params["path"], "tcp-loopback");
+    let meta = e.meta();
     let v = &meta["variants"][0];
     let skipped = v["points_skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1, "{v}");

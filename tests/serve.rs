@@ -5,54 +5,23 @@
 //! refused from both sides. The namespace tests need root: they skip outside CI without it,
 //! and fail inside CI.
 
+mod common;
+
+use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zclab::net::remote::{self, Peer, PeerAddr};
-use zclab::results::hgrm;
-use zclab::results::row::{Row, Status, parse_jsonl};
+use zclab::results::{Row, Status};
 
 const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
 const NET_SEND: &str = env!("CARGO_BIN_EXE_net_send");
 const PROXY: &str = env!("CARGO_BIN_EXE_proxy");
 const SOCKET_TO_FILE: &str = env!("CARGO_BIN_EXE_socket_to_file");
 const FILE_TO_SOCKET: &str = env!("CARGO_BIN_EXE_file_to_socket");
-
-const FILE_TO_SOCKET_VARIANTS: &[&str] = &[
-    "classic-read-write",
-    "classic-mmap-write",
-    "classic-sendfile",
-    "classic-splice",
-    "uring-read-send",
-    "uring-read-fixed-send",
-    "uring-splice",
-    "uring-send-zc-fixed",
-    "uring-send-zc-mmap",
-];
-const NET_SEND_VARIANTS: &[&str] = &[
-    "classic-send",
-    "classic-send-msg-zerocopy",
-    "uring-send",
-    "uring-send-zc",
-    "uring-send-zc-fixed",
-    "uring-sendmsg-zc",
-];
-
-/// True when root; otherwise skips (prints why) outside CI and fails inside it.
-fn need_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs root (network namespaces), and CI is set"
-    );
-    eprintln!("skipping {test}: needs root (network namespaces and a veth pair)");
-    false
-}
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
@@ -147,7 +116,6 @@ impl TwoHosts {
         }
         h
     }
-
     /// Starts `zclab serve --listen ADDR_B:7878` inside B and waits until it listens.
     fn serve(&mut self) -> &Server {
         let mut c = Command::new("ip");
@@ -157,11 +125,32 @@ impl TwoHosts {
         self.server.as_ref().unwrap()
     }
 
-    /// Runs `bin args` inside A (bounded by `limit`), writing into `results`.
-    fn run_in_a(&self, bin: &str, args: &[&str], results: &Path, limit: Duration) -> Ran {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.a, bin]);
-        run_bounded(c, args, results, limit)
+    /// Two hosts with `zclab serve` running in B, where root is there (see `need_root`).
+    fn serving(test: &str, tag: u32) -> Option<TwoHosts> {
+        if !need_root(test) {
+            return None;
+        }
+        let mut h = TwoHosts::new(tag);
+        h.serve();
+        Some(h)
+    }
+
+    /// `bin` inside A with one repeat, writing into `results`.
+    fn in_a(&self, bin: &str, results: &Path) -> Lab {
+        Lab::in_netns(&self.a, bin).tiny(results)
+    }
+
+    /// Runs `bin args` inside A (bounded by two minutes), expecting success.
+    fn run_in_a(&self, bin: &str, args: &str, results: &Path) -> Ran {
+        let r = self.in_a(bin, results).argv(args);
+        r.within(Duration::from_secs(120)).run().ok()
+    }
+
+    /// The server, after the runs: still alive.
+    fn server_alive(&mut self) -> &mut Server {
+        let s = self.server.as_mut().unwrap();
+        assert!(s.alive(), "the server survived: {}", s.log());
+        s
     }
 }
 
@@ -265,95 +254,14 @@ impl Drop for Server {
     }
 }
 
-struct Ran {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-/// Runs a command with `--repeat 1 --warmup 0 --results DIR` and `args`, killing it (and
-/// failing the test) if it runs longer than `limit`.
-fn run_bounded(mut c: Command, args: &[&str], results: &Path, limit: Duration) -> Ran {
-    let out = results.join("stdout.txt");
-    let err = results.join("stderr.txt");
-    let t0 = Instant::now();
-    let mut child = c
-        .args(["--repeat", "1", "--warmup", "0", "--results"])
-        .arg(results)
-        .args(args)
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("spawn");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{args:?} still running after {limit:?}: {}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let r = Ran {
-        status,
-        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-        elapsed: t0.elapsed(),
-    };
-    std::fs::remove_file(out).unwrap();
-    std::fs::remove_file(err).unwrap();
-    r
-}
-
-/// The experiment directory of the only run under `results`.
-fn exp_dir(results: &Path, exp: &str) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(results)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    runs[0].join(exp)
-}
-
-fn rows(dir: &Path) -> Vec<Row> {
-    parse_jsonl(&std::fs::read_to_string(dir.join("summary.jsonl")).unwrap()).unwrap()
-}
-
-fn meta(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
-}
-
 /// Every row ok, integrity ok, histograms readable, the receiver's accounting present; the
 /// peer host recorded in meta.json; no variant skipped in CI. Returns the rows.
-fn check_remote_run(dir: &Path, variants: &[&str]) -> Vec<Row> {
-    let rows = rows(dir);
-    for v in variants {
-        assert!(rows.iter().any(|r| r.variant == *v), "no row for {v}");
-    }
-    for r in &rows {
-        assert_eq!(
-            r.status,
-            Status::Ok,
-            "{} {}: {:?}",
-            r.variant,
-            r.point,
-            r.error
-        );
-        let i = r.integrity.as_ref().expect("integrity");
-        assert!(
-            i.ok && i.bytes_got == i.bytes_expected,
-            "{} {}: {i:?}",
-            r.variant,
-            r.point
-        );
-        let m = r.metrics.as_ref().unwrap();
+fn check_remote_run(ran: &Ran, exp: &str, variants: &[&str]) -> Vec<Row> {
+    let e = ran.exp(exp);
+    assert_variants(&e.rows, variants);
+    check_histograms(&e.dir, &e.rows);
+    for r in &e.rows {
+        let m = assert_intact(r);
         assert!(m.peer_user_ns.is_some() && m.peer_sys_ns.is_some(), "{m:?}");
         for k in ["peer_vcsw", "peer_ivcsw", "peer_wall_ns", "peer_cpu"] {
             assert!(
@@ -364,12 +272,8 @@ fn check_remote_run(dir: &Path, variants: &[&str]) -> Vec<Row> {
             );
         }
         assert!(m.extra["peer_wall_ns"] > 0.0);
-        for f in r.histograms.values() {
-            let h = hgrm::parse(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
-            assert!(h.total_count > 0, "{f}");
-        }
     }
-    let m = meta(dir);
+    let m = e.meta();
     let peer = &m["peer"];
     assert_eq!(peer["address"], format!("{ADDR_B}:7878"), "{peer}");
     assert_eq!(peer["protocol"], remote::PROTOCOL);
@@ -379,14 +283,77 @@ fn check_remote_run(dir: &Path, variants: &[&str]) -> Vec<Row> {
     );
     assert!(peer["probe"]["io_uring"].is_object(), "peer probe recorded");
     assert!(m["probe"]["io_uring"].is_object(), "local probe recorded");
-    for v in m["variants"].as_array().unwrap() {
-        if v["status"] == "skipped" {
-            let msg = format!("{} skipped: {}", v["name"], v["reason"]);
-            assert!(std::env::var_os("CI").is_none(), "{msg}");
-            eprintln!("note: {msg}");
+    skipped_variants(&m);
+    e.rows
+}
+
+/// net_send's whole variant list on both remote paths.
+fn net_send_across(hosts: &TwoHosts) {
+    let t = tempfile::tempdir().unwrap();
+    let r = hosts.run_in_a(
+        NET_SEND,
+        &format!("--peer {ADDR_B} --cpus 0,0 --sizes 4KiB,64KiB --bytes 1MiB --reap-every 1,8"),
+        t.path(),
+    );
+    let rows = check_remote_run(&r, "net_send", NET_SEND_VARIANTS);
+    assert_variants_on(&rows, NET_SEND_VARIANTS, &["remote-tcp", "remote-udp"]);
+    for r in &rows {
+        let m = metrics(r);
+        if r.variant != "classic-send" && r.variant != "uring-send" {
+            let z = zc(r);
+            assert_eq!(z.ids_completed, z.sends, "{z:?}");
+        }
+        if r.params["path"] == "remote-udp" {
+            assert!(m.extra.contains_key("peer_rcvbuf"), "{:?}", m.extra);
+            assert_eq!(m.extra["peer_datagrams"], m.ops as f64);
         }
     }
-    rows
+    assert!(r.stdout.contains("crossover on remote-udp"), "{}", r.stdout);
+    let c = r.exp("net_send").json("crossover-remote-udp.json");
+    assert_eq!(c["path"], "remote-udp");
+}
+
+/// A discarding receiver on the peer host (recv with MSG_TRUNC) counts the bytes, and the
+/// rows say that the byte count is all that was checked.
+fn net_send_discard_across(hosts: &TwoHosts) {
+    let t = tempfile::tempdir().unwrap();
+    let r = hosts.run_in_a(
+        NET_SEND,
+        &format!(
+            "--peer {ADDR_B} --paths remote-tcp --sink discard \
+             --variants classic-send,uring-send-zc --sizes 64KiB --bytes 4MiB"
+        ),
+        t.path(),
+    );
+    for row in check_remote_run(&r, "net_send", &["classic-send", "uring-send-zc"]) {
+        let i = integrity(&row);
+        assert!(i.method.starts_with("byte count only"), "{i:?}");
+        assert_eq!((i.bytes_got, i.bytes_expected), (4 << 20, 4 << 20));
+    }
+}
+
+fn socket_to_file_and_proxy_across(hosts: &TwoHosts) {
+    let t = tempfile::tempdir().unwrap();
+    let r = hosts.run_in_a(
+        SOCKET_TO_FILE,
+        &format!(
+            "--peer {ADDR_B}:7878 --sizes 1MiB --chunks 64KiB --fsync none --workdir {}",
+            t.path().display()
+        ),
+        t.path(),
+    );
+    let variants = ["classic-recv-write", "classic-splice", "uring-splice"];
+    check_remote_run(&r, "socket_to_file", &variants);
+
+    let t = tempfile::tempdir().unwrap();
+    let r = hosts.run_in_a(
+        PROXY,
+        &format!("--peer {ADDR_B} --sizes 4KiB --stream-bytes 1MiB --requests 50"),
+        t.path(),
+    );
+    let variants = ["classic-read-write", "classic-splice", "uring-splice"];
+    let rows = check_remote_run(&r, "proxy", &variants);
+    assert!(rows.iter().any(|r| r.params["mode"] == "echo"));
 }
 
 /// The whole variant list of net_send (both remote paths) and of socket_to_file and proxy,
@@ -399,147 +366,14 @@ fn check_remote_run(dir: &Path, variants: &[&str]) -> Vec<Row> {
 /// this; one CPU for both sides avoids it here.
 #[test]
 fn two_namespaces_run_every_variant_across_the_link() {
-    if !need_root("two_namespaces_run_every_variant_across_the_link") {
+    let Some(mut hosts) = TwoHosts::serving("two_namespaces_run_every_variant_across_the_link", 1)
+    else {
         return;
-    }
-    let mut hosts = TwoHosts::new(1);
-    hosts.serve();
-    let limit = Duration::from_secs(120);
-
-    let t = tempfile::tempdir().unwrap();
-    let r = hosts.run_in_a(
-        NET_SEND,
-        &[
-            "--peer",
-            ADDR_B,
-            "--cpus",
-            "0,0",
-            "--sizes",
-            "4KiB,64KiB",
-            "--bytes",
-            "1MiB",
-            "--reap-every",
-            "1,8",
-        ],
-        t.path(),
-        limit,
-    );
-    assert!(r.status.success(), "net_send: {}{}", r.stdout, r.stderr);
-    let dir = exp_dir(t.path(), "net_send");
-    let rows = check_remote_run(&dir, NET_SEND_VARIANTS);
-    for p in ["remote-tcp", "remote-udp"] {
-        for v in NET_SEND_VARIANTS {
-            assert!(
-                rows.iter()
-                    .any(|r| r.variant == *v && r.params["path"] == p),
-                "no {v} on {p}"
-            );
-        }
-    }
-    for r in &rows {
-        let m = r.metrics.as_ref().unwrap();
-        if r.variant != "classic-send" && r.variant != "uring-send" {
-            let z = m.zc.as_ref().expect("zero-copy accounting");
-            assert_eq!(z.ids_completed, z.sends, "{z:?}");
-        }
-        if r.params["path"] == "remote-udp" {
-            assert!(m.extra.contains_key("peer_rcvbuf"), "{:?}", m.extra);
-            assert_eq!(m.extra["peer_datagrams"], m.ops as f64);
-        }
-    }
-    assert!(r.stdout.contains("crossover on remote-udp"), "{}", r.stdout);
-    let c: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("crossover-remote-udp.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(c["path"], "remote-udp");
-
-    // A discarding receiver on the peer host (recv with MSG_TRUNC) counts the bytes, and the
-    // rows say that the byte count is all that was checked.
-    let t = tempfile::tempdir().unwrap();
-    let r = hosts.run_in_a(
-        NET_SEND,
-        &[
-            "--peer",
-            ADDR_B,
-            "--paths",
-            "remote-tcp",
-            "--sink",
-            "discard",
-            "--variants",
-            "classic-send,uring-send-zc",
-            "--sizes",
-            "64KiB",
-            "--bytes",
-            "4MiB",
-        ],
-        t.path(),
-        limit,
-    );
-    assert!(r.status.success(), "net_send: {}{}", r.stdout, r.stderr);
-    for row in check_remote_run(
-        &exp_dir(t.path(), "net_send"),
-        &["classic-send", "uring-send-zc"],
-    ) {
-        let i = row.integrity.as_ref().unwrap();
-        assert!(i.method.starts_with("byte count only"), "{i:?}");
-        assert_eq!((i.bytes_got, i.bytes_expected), (4 << 20, 4 << 20));
-    }
-
-    let t = tempfile::tempdir().unwrap();
-    let r = hosts.run_in_a(
-        SOCKET_TO_FILE,
-        &[
-            "--peer",
-            &format!("{ADDR_B}:7878"),
-            "--sizes",
-            "1MiB",
-            "--chunks",
-            "64KiB",
-            "--fsync",
-            "none",
-            "--workdir",
-            t.path().to_str().unwrap(),
-        ],
-        t.path(),
-        limit,
-    );
-    assert!(
-        r.status.success(),
-        "socket_to_file: {}{}",
-        r.stdout,
-        r.stderr
-    );
-    check_remote_run(
-        &exp_dir(t.path(), "socket_to_file"),
-        &["classic-recv-write", "classic-splice", "uring-splice"],
-    );
-
-    let t = tempfile::tempdir().unwrap();
-    let r = hosts.run_in_a(
-        PROXY,
-        &[
-            "--peer",
-            ADDR_B,
-            "--sizes",
-            "4KiB",
-            "--stream-bytes",
-            "1MiB",
-            "--requests",
-            "50",
-        ],
-        t.path(),
-        limit,
-    );
-    assert!(r.status.success(), "proxy: {}{}", r.stdout, r.stderr);
-    let rows = check_remote_run(
-        &exp_dir(t.path(), "proxy"),
-        &["classic-read-write", "classic-splice", "uring-splice"],
-    );
-    assert!(rows.iter().any(|r| r.params["mode"] == "echo"));
-
-    let s = hosts.server.as_mut().unwrap();
-    assert!(s.alive(), "the server survived: {}", s.log());
+    };
+    net_send_across(&hosts);
+    net_send_discard_across(&hosts);
+    socket_to_file_and_proxy_across(&hosts);
+    let s = hosts.server_alive();
     s.wait_log(&["udp-sink: ok", "tcp-source: ok", "echo: ok", "tcp-sink: ok"]);
 }
 
@@ -548,54 +382,30 @@ fn two_namespaces_run_every_variant_across_the_link() {
 /// counted and summed there for UDP. `--cpus 0,0` for the reason given above.
 #[test]
 fn file_to_socket_runs_every_variant_across_the_link() {
-    if !need_root("file_to_socket_runs_every_variant_across_the_link") {
+    let Some(mut hosts) = TwoHosts::serving("file_to_socket_runs_every_variant_across_the_link", 3)
+    else {
         return;
-    }
-    let mut hosts = TwoHosts::new(3);
-    hosts.serve();
+    };
     let t = tempfile::tempdir().unwrap();
+    // At most 16 pages at any file offset: larger spliced datagrams hit the kernel's
+    // checksum fallback, whose losses are the README's to report, not this test's.
     let r = hosts.run_in_a(
         FILE_TO_SOCKET,
-        &[
-            "--peer",
-            ADDR_B,
-            "--cpus",
-            "0,0",
-            "--sizes",
-            "1MiB",
-            "--chunks",
-            "64KiB",
-            // At most 16 pages at any file offset: larger spliced datagrams hit the kernel's
-            // checksum fallback, whose losses are the README's to report, not this test's.
-            "--datagram",
-            "63488",
-            "--workdir",
-            t.path().to_str().unwrap(),
-        ],
+        &format!(
+            "--peer {ADDR_B} --cpus 0,0 --sizes 1MiB --chunks 64KiB --datagram 63488 \
+             --workdir {}",
+            t.path().display()
+        ),
         t.path(),
-        Duration::from_secs(120),
     );
-    assert!(
-        r.status.success(),
-        "file_to_socket: {}{}",
-        r.stdout,
-        r.stderr
-    );
-    let rows = check_remote_run(
-        &exp_dir(t.path(), "file_to_socket"),
+    let rows = check_remote_run(&r, "file_to_socket", FILE_TO_SOCKET_VARIANTS);
+    assert_variants_on(
+        &rows,
         FILE_TO_SOCKET_VARIANTS,
+        &["remote-tcp", "remote-udp"],
     );
-    for p in ["remote-tcp", "remote-udp"] {
-        for v in FILE_TO_SOCKET_VARIANTS {
-            assert!(
-                rows.iter()
-                    .any(|r| r.variant == *v && r.params["path"] == p),
-                "no {v} on {p}"
-            );
-        }
-    }
     for r in rows.iter().filter(|r| r.params["path"] == "remote-udp") {
-        let m = r.metrics.as_ref().unwrap();
+        let m = metrics(r);
         assert_eq!(
             m.extra["peer_datagrams"], m.extra["datagrams"],
             "{}",
@@ -606,106 +416,15 @@ fn file_to_socket_runs_every_variant_across_the_link() {
         .iter()
         .filter(|r| r.variant.starts_with("uring-send-zc"))
     {
-        let z = r
-            .metrics
-            .as_ref()
-            .unwrap()
-            .zc
-            .as_ref()
-            .expect("zero-copy accounting");
+        let z = zc(r);
         assert_eq!(z.ids_completed, z.sends, "{z:?}");
     }
-    let s = hosts.server.as_mut().unwrap();
-    assert!(s.alive(), "the server survived: {}", s.log());
+    hosts.server_alive();
 }
 
-/// The server is killed while net_send runs: the trial in flight is recorded as an error that
-/// says the peer went away, and every later trial fails at once with "peer unreachable"; the
-/// run still ends promptly with every variant and point accounted for.
-#[test]
-fn server_killed_mid_run_fails_fast() {
-    if !need_root("server_killed_mid_run_fails_fast") {
-        return;
-    }
-    let mut hosts = TwoHosts::new(2);
-    hosts.serve();
-    let t = tempfile::tempdir().unwrap();
-    let results = t.path().to_path_buf();
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &hosts.a, NET_SEND]);
-    let args: Vec<String> = [
-        "--repeat",
-        "2",
-        "--warmup",
-        "0",
-        "--results",
-        results.to_str().unwrap(),
-        "--peer",
-        ADDR_B,
-        "--paths",
-        "remote-tcp",
-        "--cpus",
-        "0,0",
-        "--sizes",
-        "4KiB,16KiB,64KiB",
-        "--bytes",
-        "48MiB",
-        "--max-messages",
-        "100000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut child = c
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Kill the server once the first trial's row is written (mid-run).
-    let t0 = Instant::now();
-    let summary = loop {
-        if let Ok(d) = std::fs::read_dir(&results) {
-            if let Some(run) = d.flatten().next() {
-                let p = run.path().join("net_send").join("summary.jsonl");
-                if std::fs::read_to_string(&p).is_ok_and(|s| !s.is_empty()) {
-                    break p;
-                }
-            }
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "no trial finished within 60 s"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "net_send ended early");
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    hosts.server.as_mut().unwrap().kill();
-    let killed = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if killed.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("net_send hangs after the server was killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(
-        killed.elapsed() < Duration::from_secs(30),
-        "took {:?} after the kill",
-        killed.elapsed()
-    );
-    let rows = parse_jsonl(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+/// The rows of a run whose server was killed after the first: the trial in flight names the
+/// peer, every later one says "peer unreachable", and every variant and point has its row.
+fn check_rows_after_the_kill(rows: &[Row]) {
     assert_eq!(rows[0].status, Status::Ok, "{:?}", rows[0].error);
     let first_err = rows
         .iter()
@@ -717,26 +436,58 @@ fn server_killed_mid_run_fails_fast() {
         "the failing trial names the peer: {e}"
     );
     for r in &rows[first_err + 1..] {
-        assert_eq!(r.status, Status::Error, "{} {}", r.variant, r.point);
-        assert!(
-            r.error.as_deref().unwrap().contains("peer unreachable"),
-            "{:?}",
-            r.error
-        );
+        assert_eq!(r.status, Status::Error, "{}", what(r));
+        let e = r.error.as_deref().unwrap();
+        assert!(e.contains("peer unreachable"), "{e:?}");
     }
     // The run went on: every variant and point has its row (one per point once failed).
-    let m = meta(summary.parent().unwrap());
-    assert_eq!(m["status"], "complete");
     for v in NET_SEND_VARIANTS {
         for size in ["4KiB", "16KiB", "64KiB"] {
+            let at = format!("size={size}");
             assert!(
                 rows.iter()
-                    .any(|r| r.variant == *v && r.point.contains(&format!("size={size}"))),
+                    .any(|r| r.variant == *v && r.point.contains(&at)),
                 "no row for {v} at {size}"
             );
         }
     }
-    assert!(stderr.contains("peer unreachable"), "{stderr}");
+}
+
+/// The server is killed while net_send runs: the trial in flight is recorded as an error that
+/// says the peer went away, and every later trial fails at once with "peer unreachable"; the
+/// run still ends promptly with every variant and point accounted for.
+#[test]
+fn server_killed_mid_run_fails_fast() {
+    let Some(mut hosts) = TwoHosts::serving("server_killed_mid_run_fails_fast", 2) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let mut child = Lab::in_netns(&hosts.a, NET_SEND)
+        .argv("--repeat 2 --warmup 0")
+        .results(t.path())
+        .argv(&format!("--peer {ADDR_B} --paths remote-tcp --cpus 0,0"))
+        .argv("--sizes 4KiB,16KiB,64KiB --bytes 48MiB --max-messages 100000")
+        .spawn();
+    // Kill the server once the first trial's row is written (mid-run).
+    let summary = child.wait_until(Duration::from_secs(60), "a trial finished", || {
+        summary_with(t.path(), "net_send", 1)
+    });
+    hosts.server.as_mut().unwrap().kill();
+    let killed = Instant::now();
+    let r = child.finish(
+        Duration::from_secs(60),
+        "net_send hangs after the server was killed",
+    );
+    r.exits(1);
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?} after the kill"
+    );
+    check_rows_after_the_kill(&read_rows(&summary));
+    let m = read_json(&summary.with_file_name("meta.json"));
+    assert_eq!(m["status"], "complete");
+    assert!(r.stderr.contains("peer unreachable"), "{}", r.stderr);
 }
 
 /// A raw control connection, and helpers to speak the protocol by hand.
@@ -831,20 +582,18 @@ fn peer_addr(s: &Server) -> PeerAddr {
     remote::parse_peer(&s.addr).unwrap()
 }
 
-/// Malformed and oversized messages close that connection with an error (logged); clients
-/// vanishing at every stage only end their own session; a second client is refused while the
-/// first is served; through all of it the server keeps serving a proper client.
-#[test]
-fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
-    let mut srv = Server::loopback();
-    let addr = srv.addr.clone();
-    let data_addr = |p: u16| format!("127.0.0.1:{p}");
+fn data_addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
 
+/// Clients vanishing in the handshake, malformed first messages, oversized and bad requests
+/// after it: each closes its own connection with an error.
+fn malformed_messages(addr: &str) {
     // Vanishing before and during the handshake.
-    drop(TcpStream::connect(&addr).unwrap());
-    drop(Raw::connect(&addr));
+    drop(TcpStream::connect(addr).unwrap());
+    drop(Raw::connect(addr));
     {
-        let mut c = Raw::connect(&addr);
+        let mut c = Raw::connect(addr);
         c.send(b"{\"type\":\"hello\",\"lab\":\"zc");
     }
     // Malformed first messages.
@@ -862,13 +611,13 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
         ),
         (vec![b'x'; 70 * 1024], "longer than 65536"),
     ] {
-        let mut c = Raw::connect(&addr);
+        let mut c = Raw::connect(addr);
         c.send(&bytes);
         c.expect_error("bad-message", needle);
     }
     // Oversized, with a newline, after the handshake.
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         let mut big = b"{\"type\":\"bye\",\"pad\":\"".to_vec();
         big.extend(std::iter::repeat_n(b'a', 80 * 1024));
         big.extend(b"\"}\n");
@@ -907,14 +656,17 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
             "bad hello",
         ),
     ] {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         let json = json.replace("PROTOCOL", &remote::PROTOCOL.to_string());
         c.send(format!("{json}\n").as_bytes());
         c.expect_error("bad-message", needle);
     }
-    // A well-formed request the server cannot meet: refused, the session goes on.
+}
+
+/// A well-formed request the server cannot meet: refused, the session goes on.
+fn refused_request_then_served(addr: &str) {
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         c.send(b"{\"type\":\"setup\",\"id\":1,\"role\":\"udp-sink\",\"cpu\":4000}\n");
         let e = c.line().unwrap();
         assert_eq!(
@@ -943,13 +695,16 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
         c.send(b"{\"type\":\"bye\"}\n");
         assert!(c.line().is_none());
     }
-    // Vanishing at every stage of a transfer.
+}
+
+/// Clients vanishing at every stage of a transfer.
+fn vanishing_mid_transfer(addr: &str) {
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         c.setup(r#"{"type":"setup","id":1,"role":"tcp-sink","recv_buf":65536,"hash":true}"#);
     } // before connecting the data port
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         let p =
             c.setup(r#"{"type":"setup","id":1,"role":"tcp-sink","recv_buf":65536,"hash":true}"#);
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
@@ -959,7 +714,7 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
         let _ = d.write_all(&[1u8; 1000]);
     }
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         let p = c.setup(
             r#"{"type":"setup","id":1,"role":"tcp-source","bytes":67108864,"write_size":65536}"#,
         );
@@ -970,7 +725,7 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
         drop(c);
     }
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         let p = c.setup(r#"{"type":"setup","id":1,"role":"echo","msg":1000}"#);
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
         d.write_all(&[3u8; 500]).unwrap();
@@ -990,15 +745,18 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
         assert!(c.line().is_none());
     }
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         let p = c.setup(r#"{"type":"setup","id":1,"role":"udp-sink"}"#);
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         u.send_to(&[1u8; 10], data_addr(p)).unwrap();
     } // gone before finish
-    // A transfer given up with abort while its data connection is open: reported as aborted,
-    // and the session goes on.
+}
+
+/// A transfer given up with abort while its data connection is open: reported as aborted,
+/// and the session goes on.
+fn abort_then_next_transfer(addr: &str) {
     {
-        let mut c = Raw::session(&addr);
+        let mut c = Raw::session(addr);
         let p = c.setup(r#"{"type":"setup","id":1,"role":"tcp-sink","recv_buf":4096,"hash":true}"#);
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
         d.write_all(&[9u8; 5000]).unwrap();
@@ -1032,15 +790,17 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
         c.send(b"{\"type\":\"bye\"}\n");
         assert!(c.line().is_none());
     }
-    assert!(srv.alive(), "{}", srv.log());
+}
 
-    // A proper client is served, with hashes matching; a second client meanwhile is refused
-    // with a message, and the first is unaffected.
+/// A proper client is served, with hashes matching; a second client meanwhile is refused
+/// with a message, and the first is unaffected.
+fn proper_client_and_a_busy_second(srv: &Server) {
+    let addr = srv.addr.as_str();
     let peer =
-        Peer::connect(peer_addr(&srv), &local_caps(), "test").expect("a proper client connects");
-    let mut second = Raw::connect_once(&addr);
+        Peer::connect(peer_addr(srv), &local_caps(), "test").expect("a proper client connects");
+    let mut second = Raw::connect_once(addr);
     second.expect_error("busy", "one client at a time");
-    let busy = Peer::connect(peer_addr(&srv), &local_caps(), "test")
+    let busy = Peer::connect(peer_addr(srv), &local_caps(), "test")
         .err()
         .expect("refused");
     assert!(busy.to_string().contains("busy"), "{busy}");
@@ -1074,7 +834,21 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
     sink.stream.write_all(b"hello").unwrap();
     assert_eq!(sink.received().unwrap().bytes, 5);
     peer.bye();
+}
 
+/// Malformed and oversized messages close that connection with an error (logged); clients
+/// vanishing at every stage only end their own session; a second client is refused while the
+/// first is served; through all of it the server keeps serving a proper client.
+#[test]
+fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
+    let mut srv = Server::loopback();
+    let addr = srv.addr.clone();
+    malformed_messages(&addr);
+    refused_request_then_served(&addr);
+    vanishing_mid_transfer(&addr);
+    abort_then_next_transfer(&addr);
+    assert!(srv.alive(), "{}", srv.log());
+    proper_client_and_a_busy_second(&srv);
     assert!(srv.alive(), "{}", srv.log());
     srv.wait_log(&[
         "malformed message: message is not JSON",
@@ -1121,21 +895,15 @@ fn protocol_version_mismatch_is_refused_both_ways() {
         line // the client's hello, sent so the server can log the refusal
     });
     let t = tempfile::tempdir().unwrap();
-    let r = run_bounded(
-        Command::new(NET_SEND),
-        &["--peer", &format!("127.0.0.1:{port}")],
-        t.path(),
-        Duration::from_secs(60),
+    let r = bounded(NET_SEND, t.path(), &format!("--peer 127.0.0.1:{port}"));
+    r.one_error_line(
+        1,
+        &[
+            "protocol 999",
+            &format!("speaks protocol {}", remote::PROTOCOL),
+            "run the same zclab version on both hosts",
+        ],
     );
-    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
-    for needle in [
-        "protocol 999",
-        &format!("speaks protocol {}", remote::PROTOCOL),
-        "run the same zclab version on both hosts",
-    ] {
-        assert!(r.stderr.contains(needle), "{needle:?} not in {}", r.stderr);
-    }
-    assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
     let client_hello: serde_json::Value = serde_json::from_str(&fake.join().unwrap()).unwrap();
     assert_eq!(client_hello["protocol"], remote::PROTOCOL);
     assert_eq!(client_hello["role"], "client");
@@ -1144,28 +912,28 @@ fn protocol_version_mismatch_is_refused_both_ways() {
     assert!(r.elapsed < Duration::from_secs(30));
 }
 
+/// `bin` with one repeat into `results`, killed (failing the test) after 60 s.
+fn bounded(bin: &str, results: &Path, args: &str) -> Ran {
+    let lab = Lab::new(bin).tiny(results).argv(args);
+    lab.within(Duration::from_secs(60)).run()
+}
+
 /// Remote paths without --peer, and a peer that is not there, are clear one-line errors.
 #[test]
 fn remote_paths_need_a_reachable_peer() {
     let t = tempfile::tempdir().unwrap();
     for bin in [NET_SEND, FILE_TO_SOCKET] {
-        let r = run_bounded(
-            Command::new(bin),
-            &["--paths", "remote-udp"],
-            t.path(),
-            Duration::from_secs(30),
-        );
-        assert_eq!(r.status.code(), Some(2), "{bin}: {}", r.stderr);
+        let r = bounded(bin, t.path(), "--paths remote-udp");
+        r.exits(2);
         assert!(r.stderr.contains("needs --peer"), "{bin}: {}", r.stderr);
     }
     // A local path with --peer is refused by name rather than quietly left out.
-    let r = run_bounded(
-        Command::new(FILE_TO_SOCKET),
-        &["--paths", "tcp-loopback", "--peer", "127.0.0.1:9"],
+    let r = bounded(
+        FILE_TO_SOCKET,
         t.path(),
-        Duration::from_secs(30),
+        "--paths tcp-loopback --peer 127.0.0.1:9",
     );
-    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    r.exits(2);
     assert!(
         r.stderr.contains("builds both ends on this host"),
         "{}",
@@ -1178,23 +946,9 @@ fn remote_paths_need_a_reachable_peer() {
         .unwrap()
         .port();
     for bin in [NET_SEND, FILE_TO_SOCKET, PROXY, SOCKET_TO_FILE] {
-        let r = run_bounded(
-            Command::new(bin),
-            &["--peer", &format!("127.0.0.1:{port}")],
-            t.path(),
-            Duration::from_secs(30),
-        );
-        assert_eq!(r.status.code(), Some(1), "{bin}: {}", r.stderr);
-        assert!(
-            r.stderr.contains("cannot connect") && r.stderr.contains("Connection refused"),
-            "{bin}: {}",
-            r.stderr
-        );
-        assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+        bounded(bin, t.path(), &format!("--peer 127.0.0.1:{port}"))
+            .one_error_line(1, &["cannot connect", "Connection refused"]);
     }
-    assert_eq!(
-        std::fs::read_dir(t.path()).unwrap().count(),
-        0,
-        "no run directory"
-    );
+    let runs = std::fs::read_dir(t.path()).unwrap().count();
+    assert_eq!(runs, 0, "no run directory");
 }

@@ -3,30 +3,23 @@
 mod common;
 
 use common::*;
+use std::path::{Path, PathBuf};
 
 const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
 
-fn tiny_run(res: &str) -> std::path::PathBuf {
-    let o = run(
-        ZCLAB,
-        &[
-            "run",
-            "file_to_socket",
-            "--results",
-            res,
-            "--no-plots",
-            "--exp-args",
-            "--sizes 64KiB,1MiB --chunks 4KiB --repeat 2 --warmup 0",
-        ],
-        &[],
-    );
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        stderr(&o)
-    );
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
+fn zclab(args: &str) -> Lab {
+    Lab::new(ZCLAB).argv(args)
+}
+
+/// `zclab run file_to_socket` on a tiny input; returns the run directory.
+fn tiny_run(res: &Path) -> PathBuf {
+    let r = zclab("run file_to_socket --results")
+        .arg(res)
+        .argv("--no-plots --exp-args")
+        .arg("--sizes 64KiB,1MiB --chunks 4KiB --repeat 2 --warmup 0")
+        .run()
+        .ok();
+    let out = &r.stdout;
     assert!(
         out.contains("file_to_socket") && out.contains("ok"),
         "{out}"
@@ -39,17 +32,14 @@ fn tiny_run(res: &str) -> std::path::PathBuf {
         .lines()
         .find(|l| l.starts_with("report: "))
         .expect("report path printed");
-    std::path::Path::new(line.trim_start_matches("report: "))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    let report = Path::new(line.trim_start_matches("report: "));
+    report.parent().unwrap().to_path_buf()
 }
 
 #[test]
 fn run_writes_one_run_directory_with_report_and_suite_json() {
     let t = tempfile::tempdir().unwrap();
-    let res = t.path().join("r");
-    let dir = tiny_run(res.to_str().unwrap());
+    let dir = tiny_run(&t.path().join("r"));
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
         report.contains("## file_to_socket")
@@ -61,8 +51,7 @@ fn run_writes_one_run_directory_with_report_and_suite_json() {
         report.contains("kernel:"),
         "machine and kernel in the report"
     );
-    let suite: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("suite.json")).unwrap()).unwrap();
+    let suite = read_json(&dir.join("suite.json"));
     assert_eq!(suite["status"], "complete");
     assert_eq!(suite["outcomes"][0]["status"], "ok");
     let rows = rows_and_histograms(&dir.join("file_to_socket"));
@@ -77,17 +66,10 @@ fn run_writes_one_run_directory_with_report_and_suite_json() {
 fn unknown_experiment_is_refused_without_creating_anything() {
     let t = tempfile::tempdir().unwrap();
     let res = t.path().join("r");
-    let o = run(
-        ZCLAB,
-        &["run", "no_such_thing", "--results", res.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("unknown experiment 'no_such_thing'"),
-        "{}",
-        stderr(&o)
-    );
+    let r = zclab("run no_such_thing --results").arg(&res).run();
+    assert_eq!(r.code(), Some(1));
+    let msg = "unknown experiment 'no_such_thing'";
+    assert!(r.stderr.contains(msg), "{}", r.stderr);
     assert!(!res.exists());
 }
 
@@ -95,63 +77,45 @@ fn unknown_experiment_is_refused_without_creating_anything() {
 fn compare_two_runs_side_by_side() {
     let t = tempfile::tempdir().unwrap();
     let res = t.path().join("r");
-    let a = tiny_run(res.to_str().unwrap());
-    let b = tiny_run(res.to_str().unwrap());
+    let a = tiny_run(&res);
+    let b = tiny_run(&res);
     assert_ne!(a, b);
     let md = t.path().join("cmp.md");
-    let o = run(
-        ZCLAB,
-        &[
-            "compare",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-            "--out",
-            md.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    zclab("compare")
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(&md)
+        .run()
+        .ok();
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(
         text.contains("## Kernel capabilities") && text.contains("no capability differences"),
         "{text}"
     );
-    assert!(
-        text.contains("| classic-sendfile | path=tcp-loopback,size=1MiB,chunk=4KiB | GB/s |"),
-        "{text}"
-    );
+    let row = "| classic-sendfile | path=tcp-loopback,size=1MiB,chunk=4KiB | GB/s |";
+    assert!(text.contains(row), "{text}");
     // Bad input: one directory, or one that is not a run.
-    let o = run(ZCLAB, &["compare", a.to_str().unwrap()], &[]);
-    assert!(!o.status.success());
-    let o = run(
-        ZCLAB,
-        &["compare", a.to_str().unwrap(), t.path().to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(1));
+    assert!(!zclab("compare").arg(&a).run().status.success());
+    let r = zclab("compare").arg(&a).arg(t.path()).run();
+    assert_eq!(r.code(), Some(1));
     assert!(
-        stderr(&o).contains("holds no experiment results"),
+        r.stderr.contains("holds no experiment results"),
         "{}",
-        stderr(&o)
+        r.stderr
     );
 }
 
 #[test]
 fn probe_text_and_json() {
-    let o = run(ZCLAB, &["probe"], &[]);
-    assert!(o.status.success());
-    let s = String::from_utf8_lossy(&o.stdout);
+    let r = zclab("probe").run().ok();
+    let s = &r.stdout;
     assert!(s.contains("io_uring") && s.contains("opcodes"), "{s}");
-    let o = run(ZCLAB, &["probe", "--json"], &[]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(
-        v["io_uring"]["opcodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x == "SEND_ZC")
-    );
-    let o = run(ZCLAB, &["probe"], &[("ZCLAB_HIDE", "bogus-token")]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("bogus-token"));
+    let r = zclab("probe --json").run();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let ops = v["io_uring"]["opcodes"].as_array().unwrap();
+    assert!(ops.iter().any(|x| x == "SEND_ZC"));
+    let r = zclab("probe").hide("bogus-token").run();
+    assert_eq!(r.code(), Some(1));
+    assert!(r.stderr.contains("bogus-token"));
 }

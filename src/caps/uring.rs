@@ -10,9 +10,9 @@ use std::time::Duration;
 use super::tables::{FEATURES, FLAG_PREREQ, OPCODE_NAMES, SETUP_FLAGS, SetupFlag};
 use super::tables::{bit_names, flag_bit, opcode_label};
 use super::{IoUring, errno_text, read_u32};
+use crate::sys::consts::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
 use crate::sys::uring_probe::send_zc_once;
 use crate::sys::uring_setup::{self, SetupParams};
-use crate::sys::consts::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
 
 pub(super) fn probe_io_uring() -> IoUring {
     let mut u = IoUring {

@@ -31,7 +31,12 @@ pub fn count_cpu_list(s: &str) -> Option<usize> {
     let mut n = 0;
     for part in s.split(',') {
         n += match part.split_once('-') {
-            Some((a, b)) => b.parse::<usize>().ok()?.checked_sub(a.parse::<usize>().ok()?)? + 1,
+            Some((a, b)) => {
+                b.parse::<usize>()
+                    .ok()?
+                    .checked_sub(a.parse::<usize>().ok()?)?
+                    + 1
+            }
             None => {
                 part.parse::<usize>().ok()?;
                 1

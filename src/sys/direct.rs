@@ -29,7 +29,6 @@ pub struct DirectIo {
     pub source: &'static str,
 }
 
-
 impl DirectIo {
     /// Why a direct read of `len` bytes at multiples of `len` breaks the alignment, if it does.
     pub fn misaligned(&self, len: u64) -> Option<String> {

@@ -67,8 +67,7 @@ impl PatternFile {
                 ),
             ));
         }
-        let mut f =
-            File::create(path).map_err(|e| super::named(e, "cannot create", path))?;
+        let mut f = File::create(path).map_err(|e| super::named(e, "cannot create", path))?;
         // From here on the guard removes the file if writing fails.
         let mut guard = PatternFile {
             path: path.to_path_buf(),
