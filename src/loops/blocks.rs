@@ -2,10 +2,14 @@
 //! loop with its inline check, and the SQPOLL thread's exact share of the process's CPU time.
 
 use crate::measure::{Clock, Recorder, Stamp};
+use crate::ring::Ring;
 use crate::sys::blocksum::BlockSums;
+use crate::sys::direct::DirectIo;
 use crate::sys::signal::Cancel;
+use crate::uring::file::{Buffers, ReadLoop, read_pipeline};
 use anyhow::bail;
 use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 
 /// Where a trial's reads go.
@@ -26,6 +30,50 @@ impl Pattern {
             Pattern::Seq => "seq",
         }
     }
+}
+
+/// The I/O modes a run measures: `buffered` and/or `direct` (O_DIRECT).
+#[derive(Debug, Clone)]
+pub struct IoModes {
+    pub modes: Vec<&'static str>,
+    /// What O_DIRECT needs here, when direct points run.
+    pub direct: Option<DirectIo>,
+    /// Why O_DIRECT points do not run, when the work directory has no real O_DIRECT.
+    pub note: Option<String>,
+}
+
+/// The modes asked for: `direct` only O_DIRECT, `buffered` only buffered, neither (or both)
+/// buffered and, where `probe` (of the work directory) found real O_DIRECT, direct too. `Err`
+/// says why the request is refused: O_DIRECT asked for where there is none, or a block size in
+/// `bs` that breaks its alignment.
+pub fn io_modes(
+    probe: Result<DirectIo, String>,
+    direct: bool,
+    buffered: bool,
+    bs: &[u64],
+) -> Result<IoModes, String> {
+    let mut modes = Vec::new();
+    if !direct || buffered {
+        modes.push("buffered");
+    }
+    let mut note = None;
+    match (&probe, direct) {
+        (Ok(d), _) if direct || !buffered => {
+            if let Some(why) = bs.iter().find_map(|&b| d.misaligned(b)) {
+                return Err(format!("O_DIRECT refused: {why}"));
+            }
+            modes.push("direct");
+        }
+        (Err(why), true) => return Err(format!("--direct refused: {why}")),
+        (Err(why), false) => note = Some(format!("O_DIRECT points not run: {why}")),
+        _ => {}
+    }
+    let direct = probe.ok().filter(|_| modes.contains(&"direct"));
+    Ok(IoModes {
+        modes,
+        direct,
+        note,
+    })
 }
 
 /// Offsets for one trial: random blocks (xorshift64*, no allocation) or the next blocks in
@@ -128,6 +176,37 @@ pub fn pread_blocks(
     Ok(c)
 }
 
+/// A block of `lp.len` bytes at each of `offsets` through io_uring ([`read_pipeline`]:
+/// `lp.qd` reads in flight, one latency sample per read), each checked against `sums` after
+/// its sample, outside every sample.
+pub fn uring_blocks(
+    ring: &mut Ring,
+    bufs: Buffers<'_>,
+    lp: &ReadLoop,
+    offsets: &mut Offsets,
+    sums: &BlockSums,
+    rec: &mut Recorder,
+) -> io::Result<BlockCounts> {
+    let clock = *rec.clock();
+    let bs = lp.len;
+    let (mut bad, mut check_ns) = (0u64, 0u64);
+    let ios = read_pipeline(
+        ring,
+        bufs,
+        lp,
+        rec,
+        || offsets.next().map(|o| (o, bs)),
+        |b, off| {
+            let at = clock.now();
+            if !sums.check(b, off) {
+                bad += 1;
+            }
+            check_ns += clock.ns_between(at, clock.now());
+        },
+    )?;
+    Ok(BlockCounts { ios, bad, check_ns })
+}
+
 /// The longest a running thread's getrusage/schedstat time can lag (one tick at HZ=100, the
 /// slowest common configuration; 4 ms at HZ=250).
 pub const TICK_NS: u64 = 10_000_000;
@@ -201,6 +280,34 @@ mod tests {
         assert_eq!(got.len(), 1000);
         assert!(got.iter().all(|o| o % 4096 == 0 && *o < 8 * 4096));
         assert_ne!(Offsets::seed(1), Offsets::seed(2));
+    }
+
+    #[test]
+    fn io_modes_as_asked() {
+        let d = DirectIo {
+            dir: "/x".into(),
+            fs_type: "ext4".into(),
+            mem_align: 512,
+            offset_align: 512,
+            source: "statx",
+        };
+        let m = io_modes(Ok(d.clone()), false, false, &[4096]).unwrap();
+        assert_eq!(m.modes, ["buffered", "direct"]);
+        assert!(m.direct.is_some() && m.note.is_none());
+        let m = io_modes(Ok(d.clone()), false, true, &[4096]).unwrap();
+        assert_eq!((m.modes, m.direct.is_none()), (vec!["buffered"], true));
+        let m = io_modes(Ok(d.clone()), true, false, &[4096]).unwrap();
+        assert_eq!(m.modes, ["direct"]);
+        assert!(
+            io_modes(Ok(d), true, false, &[1000]).is_err_and(|e| e.contains("block size 1000"))
+        );
+        let m = io_modes(Err("tmpfs".into()), false, false, &[4096]).unwrap();
+        assert_eq!(m.modes, ["buffered"]);
+        assert!(m.note.is_some_and(|n| n.contains("tmpfs")));
+        assert!(
+            io_modes(Err("tmpfs".into()), true, false, &[4096])
+                .is_err_and(|e| e.starts_with("--direct refused"))
+        );
     }
 
     #[test]

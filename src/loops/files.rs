@@ -35,7 +35,11 @@ impl Cache {
 
     /// The state a point's `cache` parameter names (`cold`; anything else is warm).
     pub fn named(s: &str) -> Cache {
-        if s == "cold" { Cache::Cold } else { Cache::Warm }
+        if s == "cold" {
+            Cache::Cold
+        } else {
+            Cache::Warm
+        }
     }
 }
 
@@ -217,7 +221,10 @@ mod tests {
         assert!(by_steps(10, 4, &mut rec, |_, _| Ok(0)).is_err());
         let f = File::open(&pf.path).unwrap();
         let (mut h, mut buf) = (Xxh3::new(), vec![0u8; 4096]);
-        assert_eq!(hash_reads(&f, pf.size, &mut buf, &mut h, &mut rec).unwrap(), 3);
+        assert_eq!(
+            hash_reads(&f, pf.size, &mut buf, &mut h, &mut rec).unwrap(),
+            3
+        );
         assert_eq!(h.digest(), pf.hash);
         let map = crate::sys::file::map_readonly(&f).unwrap();
         let mut h = Xxh3::new();
