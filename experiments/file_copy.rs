@@ -173,20 +173,16 @@ impl Experiment for FileCopy {
             "workdir": args.workdir, "fs_type": fs_type,
             "copy_file_range_note": "same filesystem: reflink where supported (btrfs, xfs), else an in-kernel page-cache copy (ext4, tmpfs)",
         });
-        let mut points = Vec::new();
-        for &size in &args.sizes {
-            for &buf in &args.bufs {
-                for &c in &args.cache {
-                    points.push(
-                        Point::new()
-                            .size("size", size)
-                            .size("buf", buf)
-                            .text("cache", c.name())
-                            .text("fsync", if args.fsync { "yes" } else { "no" }),
-                    );
-                }
-            }
-        }
+        let fsync = if args.fsync { "yes" } else { "no" };
+        let points = files::sweep(&args.sizes, &args.bufs, &args.cache)
+            .map(|(size, buf, c)| {
+                Point::new()
+                    .size("size", size)
+                    .size("buf", buf)
+                    .text("cache", c.name())
+                    .text("fsync", fsync)
+            })
+            .collect();
         let src = PatternFiles::new(&args.workdir, names::NAME, "src", "source file", 0);
         Ok(Plan {
             ctx: FileCopy { args, src },

@@ -206,7 +206,7 @@ fn classic_concat_write(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     run_trial(
         ctx,
         t,
-        "classic-concat-write",
+        names::CLASSIC_CONCAT_WRITE,
         "one message: copy its parts into one buffer, then write(2) it",
         &p,
         |mut s, k| {
@@ -220,37 +220,42 @@ fn classic_concat_write(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     )
 }
 
-fn classic_writev(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
+/// A variant that hands the parts to the kernel as an iovec array with `call` (finishing
+/// short writes with more calls).
+fn gathered_trial(
+    ctx: &mut GatherWrite,
+    t: &mut Trial,
+    variant: &str,
+    step: &str,
+    mut call: impl FnMut(&TcpStream, &[IoSlice<'_>]) -> Result<usize>,
+) -> Result<()> {
     let p = messages(ctx, t);
     let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(p.parts);
-    run_trial(
+    run_trial(ctx, t, variant, step, &p, |s, k| {
+        let Some(k) = k else { return Ok(()) };
+        gathered(&mut iov, &p, k, |v| call(s, v))
+    })
+}
+
+fn classic_writev(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
+    gathered_trial(
         ctx,
         t,
-        "classic-writev",
+        names::CLASSIC_WRITEV,
         "one message: writev(2) of its parts",
-        &p,
-        |mut s, k| {
-            let Some(k) = k else { return Ok(()) };
-            gathered(&mut iov, &p, k, |v| s.write_vectored(v).context("writev"))
-        },
+        |mut s, v| s.write_vectored(v).context("writev"),
     )
 }
 
 fn classic_sendmsg_iov(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
-    let p = messages(ctx, t);
-    let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(p.parts);
-    run_trial(
+    gathered_trial(
         ctx,
         t,
-        "classic-sendmsg-iov",
+        names::CLASSIC_SENDMSG_IOV,
         "one message: sendmsg(2) with its parts as the iovec array",
-        &p,
-        |s, k| {
-            let Some(k) = k else { return Ok(()) };
-            let fd = s.as_raw_fd();
-            gathered(&mut iov, &p, k, |v| {
-                sendmsg::<SockaddrStorage>(fd, v, &[], MsgFlags::empty(), None).context("sendmsg")
-            })
+        |s, v| {
+            sendmsg::<SockaddrStorage>(s.as_raw_fd(), v, &[], MsgFlags::empty(), None)
+                .context("sendmsg")
         },
     )
 }
@@ -269,7 +274,7 @@ fn uring_writev(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     run_trial(
         ctx,
         t,
-        "uring-writev",
+        names::URING_WRITEV,
         "one message: one IORING_OP_WRITEV submission to its completion (short writes finished with more)",
         &p,
         |s, k| {
@@ -298,7 +303,7 @@ fn uring_sendmsg_zc(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     let res = run_trial(
         ctx,
         t,
-        "uring-sendmsg-zc",
+        names::URING_SENDMSG_ZC,
         "one message: one IORING_OP_SENDMSG_ZC (MSG_WAITALL) to its send completion, notifications reaped as they come (waiting for the last ones after the final message is inside the wall time, not in a sample)",
         &p,
         |s, k| {

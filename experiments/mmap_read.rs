@@ -129,19 +129,14 @@ impl Experiment for MmapRead {
             "workdir": args.workdir, "page_size": zclab::sys::filemap::page_size(),
             "fs_type": zclab::caps::probe_odirect(&args.workdir).fs_type,
         });
-        let mut points = Vec::new();
-        for &size in &args.sizes {
-            for &buf in &args.bufs {
-                for &c in &args.cache {
-                    points.push(
-                        Point::new()
-                            .size("size", size)
-                            .size("buf", buf)
-                            .text("cache", c.name()),
-                    );
-                }
-            }
-        }
+        let points = files::sweep(&args.sizes, &args.bufs, &args.cache)
+            .map(|(size, buf, c)| {
+                Point::new()
+                    .size("size", size)
+                    .size("buf", buf)
+                    .text("cache", c.name())
+            })
+            .collect();
         let file = PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0);
         Ok(Plan {
             ctx: MmapRead { args, file },

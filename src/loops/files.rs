@@ -67,6 +67,19 @@ pub fn workdir_free(dir: &Path) -> Result<u64, String> {
     free_bytes(dir).map_err(|e| format!("cannot read the free space of {}: {e}", dir.display()))
 }
 
+/// Every (size, step, cache state) combination, in the order the file experiments sweep them.
+pub fn sweep<'a>(
+    sizes: &'a [u64],
+    steps: &'a [u64],
+    caches: &'a [Cache],
+) -> impl Iterator<Item = (u64, u64, Cache)> + 'a {
+    sizes.iter().flat_map(move |&size| {
+        steps
+            .iter()
+            .flat_map(move |&step| caches.iter().map(move |&c| (size, step, c)))
+    })
+}
+
 /// Pattern files in a work directory, by size: created on first use
 /// (`<dir>/zclab-<name>-<pid>-<size>.<ext>`), removed when dropped or cleared.
 pub struct PatternFiles {
@@ -231,5 +244,15 @@ mod tests {
         assert_eq!(hash_mapping(&map, 4096, &mut h, &mut rec), 3);
         assert_eq!(h.digest(), pf.hash);
         assert_eq!(Cache::named(Cache::Cold.name()), Cache::Cold);
+        let all: Vec<_> = sweep(&[1, 2], &[3], &[Cache::Warm, Cache::Cold]).collect();
+        assert_eq!(
+            all,
+            [
+                (1, 3, Cache::Warm),
+                (1, 3, Cache::Cold),
+                (2, 3, Cache::Warm),
+                (2, 3, Cache::Cold)
+            ]
+        );
     }
 }
