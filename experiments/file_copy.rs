@@ -85,7 +85,8 @@ struct Args {
 
 struct FileCopy {
     args: Args,
-    /// The current source; replaced when a point needs another size.
+    /// The current source; replaced when a point needs another size, removed when the run
+    /// ends (dropped, after a failure or an interruption too).
     src: PatternFiles,
 }
 
@@ -189,11 +190,6 @@ impl Experiment for FileCopy {
             points,
             parameters,
         })
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        self.src.clear();
-        Ok(())
     }
 }
 

@@ -69,7 +69,8 @@ struct Args {
 
 struct MmapRead {
     args: Args,
-    /// The current file; replaced when a point needs another size.
+    /// The current file; replaced when a point needs another size, removed when the run ends
+    /// (dropped, after a failure or an interruption too).
     file: PatternFiles,
 }
 
@@ -143,11 +144,6 @@ impl Experiment for MmapRead {
             points,
             parameters,
         })
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        self.file.clear();
-        Ok(())
     }
 }
 

@@ -140,7 +140,8 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 
 struct StorageRead {
     args: Args,
-    /// The file read (one size: `--file-size`), written by `prepare`.
+    /// The file read (one size: `--file-size`), written by `prepare`, removed when the run ends
+    /// (dropped, after a failure or an interruption too).
     file: PatternFiles,
     direct: Option<DirectIo>,
     sums: HashMap<u64, BlockSums>,
@@ -267,11 +268,6 @@ impl Experiment for StorageRead {
 
     fn prepare(&mut self, _env: &Env) -> Result<()> {
         self.file.get(self.args.file_size)?;
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        self.file.clear();
         Ok(())
     }
 }

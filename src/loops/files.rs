@@ -128,7 +128,7 @@ impl PatternFiles {
         Ok(self.files.last().expect("just pushed"))
     }
 
-    /// Removes every file.
+    /// Removes every file (dropping the set does too).
     pub fn clear(&mut self) {
         self.files.clear();
     }
