@@ -39,7 +39,6 @@
 //! filesystems 5.19); io_uring READ/WRITE 5.6, READ_FIXED/WRITE_FIXED 5.1, SPLICE 5.7.
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
 use nix::fcntl::{SpliceFFlags, copy_file_range, splice};
 use serde_json::json;
 use std::fs::{File, OpenOptions};
@@ -47,23 +46,20 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::catalog::file_copy as names;
+use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::files::{self, Cache, PatternFiles, set_cache};
 use zclab::measure::Recorder;
 use zclab::results::Integrity;
 use zclab::ring::{Ring, RingConfig};
-use zclab::sys::file::{PatternFile, free_bytes, hash_file, map_readonly};
-use zclab::sys::filemap::{Presized, map_shared_mut, presize, resident_fraction};
+use zclab::sys::file::{hash_file, map_readonly};
+use zclab::sys::filemap::{Presized, map_shared_mut, presize};
 use zclab::sys::pipe::pipe_with_size;
 use zclab::uring::Fd;
 use zclab::uring::file::{Buffers, CopyLoop, OwnedBuffers, copy_read_write, splice_file};
 
-const NAME: &str = "file_copy";
-
-#[derive(Parser, Debug)]
-#[command(name = NAME, about = "Copy a file to a new file: read+write, mmap, sendfile, splice, copy_file_range, io_uring")]
+#[derive(clap::Args, Debug)]
 struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
     /// File sizes, comma-separated (the seeds': 3.8MB,394MB,800MB; KB/MB/GB are powers of 1000).
     #[arg(long, default_value = "3.8MB,64MiB", value_delimiter = ',', value_parser = harness::size_arg)]
     sizes: Vec<u64>,
@@ -87,145 +83,118 @@ struct Args {
     workdir: PathBuf,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Cache {
-    Warm,
-    Cold,
-}
-
-struct Ctx {
+struct FileCopy {
     args: Args,
-    /// The current source; replaced when a point needs another size.
-    src: Option<PatternFile>,
+    /// The current source; replaced when a point needs another size, removed when the run
+    /// ends (dropped, after a failure or an interruption too).
+    src: PatternFiles,
 }
 
-impl Ctx {
-    fn source(&mut self, size: u64) -> Result<&PatternFile> {
-        if self.src.as_ref().is_none_or(|f| f.size != size) {
-            self.src = None; // remove the previous file first: it may be large
-            let path = self
-                .args
-                .workdir
-                .join(format!("zclab-{NAME}-{}-{size}.src", std::process::id()));
-            self.src = Some(
-                PatternFile::create(&path, size)
-                    .with_context(|| format!("cannot create the {size}-byte source file"))?,
-            );
-        }
-        Ok(self.src.as_ref().expect("just set"))
-    }
-}
-
-const VARIANTS: &[Variant<Ctx>] = &[
+const VARIANTS: &[Variant<FileCopy>] = &[
     Variant {
-        name: "classic-read-write",
+        name: names::CLASSIC_READ_WRITE,
         about: "read(2) a buffer from the source, write(2) it to the copy",
         needs: &[],
         run: classic_read_write,
     },
     Variant {
-        name: "classic-mmap-write",
+        name: names::CLASSIC_MMAP_WRITE,
         about: "mmap(2) the source, write(2) each step from the mapping",
         needs: &[],
         run: classic_mmap_write,
     },
     Variant {
-        name: "classic-mmap-mmap",
+        name: names::CLASSIC_MMAP_MMAP,
         about: "mmap(2) both (copy pre-sized with fallocate(2)), memcpy each step",
         needs: &[],
         run: classic_mmap_mmap,
     },
     Variant {
-        name: "classic-sendfile",
+        name: names::CLASSIC_SENDFILE,
         about: "sendfile(2) source -> copy, one call per step",
         needs: &[],
         run: classic_sendfile,
     },
     Variant {
-        name: "classic-splice",
+        name: names::CLASSIC_SPLICE,
         about: "splice(2) source -> pipe -> copy, one pair per step",
         needs: &[],
         run: classic_splice,
     },
     Variant {
-        name: "classic-copy-file-range",
+        name: names::CLASSIC_COPY_FILE_RANGE,
         about: "copy_file_range(2) source -> copy, one call per step",
         needs: &[],
         run: classic_copy_file_range,
     },
     Variant {
-        name: "uring-read-write",
+        name: names::URING_READ_WRITE,
         about: "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight",
         needs: &[Need::Op("READ"), Need::Op("WRITE")],
         run: uring_read_write,
     },
     Variant {
-        name: "uring-read-write-fixed",
+        name: names::URING_READ_WRITE_FIXED,
         about: "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers",
         needs: &[Need::Op("READ_FIXED"), Need::Op("WRITE_FIXED")],
         run: uring_read_write_fixed,
     },
     Variant {
-        name: "uring-splice",
+        name: names::URING_SPLICE,
         about: "two linked IORING_OP_SPLICE per step: source -> pipe -> copy",
         needs: &[Need::Op("SPLICE")],
         run: uring_splice,
     },
 ];
 
-fn main() -> ExitCode {
-    harness::main(NAME, || {
-        let args = Args::parse();
-        if args.common.list {
-            let caps = zclab::caps::probe(&args.workdir);
-            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !args.workdir.is_dir() {
-            bail!("work directory {} does not exist", args.workdir.display());
-        }
+impl Experiment for FileCopy {
+    type Args = Args;
+    const NAME: &'static str = names::NAME;
+    const ABOUT: &'static str =
+        "Copy a file to a new file: read+write, mmap, sendfile, splice, copy_file_range, io_uring";
+
+    fn variants() -> &'static [Variant<Self>] {
+        VARIANTS
+    }
+
+    fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
+        let free = files::workdir_free(&args.workdir).map_err(harness::usage)?;
         let largest = *args.sizes.iter().max().expect("clap gives at least one");
-        let free = free_bytes(&args.workdir)?;
         if largest.saturating_mul(2) > free {
-            bail!(
+            return Err(harness::usage(format!(
                 "copying a {largest}-byte file needs {} B (source + copy) in {}, but its filesystem has {free} B free (use smaller --sizes or another --workdir)",
                 largest.saturating_mul(2),
                 args.workdir.display()
-            );
+            )));
         }
         let fs_type = zclab::caps::probe_odirect(&args.workdir).fs_type;
-        let params = json!({
+        let parameters = json!({
             "sizes": args.sizes, "bufs": args.bufs, "one_byte_max": args.one_byte_max,
             "cache": args.cache, "fsync": args.fsync, "depth": args.depth,
             "workdir": args.workdir, "fs_type": fs_type,
             "copy_file_range_note": "same filesystem: reflink where supported (btrfs, xfs), else an in-kernel page-cache copy (ext4, tmpfs)",
         });
-        let mut points = Vec::new();
-        for &size in &args.sizes {
-            for &buf in &args.bufs {
-                for &c in &args.cache {
-                    points.push(
-                        Point::new()
-                            .size("size", size)
-                            .size("buf", buf)
-                            .text("cache", cache_name(c))
-                            .text("fsync", if args.fsync { "yes" } else { "no" }),
-                    );
-                }
-            }
-        }
-        let mut lab = Lab::open(NAME, &args.common, params)?;
-        let mut ctx = Ctx { args, src: None };
-        lab.run(VARIANTS, &points, &mut ctx)
-    })
+        let fsync = if args.fsync { "yes" } else { "no" };
+        let points = files::sweep(&args.sizes, &args.bufs, &args.cache)
+            .map(|(size, buf, c)| {
+                Point::new()
+                    .size("size", size)
+                    .size("buf", buf)
+                    .text("cache", c.name())
+                    .text("fsync", fsync)
+            })
+            .collect();
+        let src = PatternFiles::new(&args.workdir, names::NAME, "src", "source file", 0);
+        Ok(Plan {
+            ctx: FileCopy { args, src },
+            points,
+            parameters,
+        })
+    }
 }
 
-fn cache_name(c: Cache) -> &'static str {
-    match c {
-        Cache::Warm => "warm",
-        Cache::Cold => "cold",
-    }
+fn main() -> ExitCode {
+    harness::run::<FileCopy>()
 }
 
 /// The files of one trial, opened before the clock starts.
@@ -240,7 +209,7 @@ struct Files {
 
 /// Skips 1-byte steps for every variant but classic-read-write, and for it above
 /// `--one-byte-max`.
-fn one_byte_rule(ctx: &Ctx, t: &Trial, variant_does_one_byte: bool) -> Result<()> {
+fn one_byte_rule(ctx: &FileCopy, t: &Trial, variant_does_one_byte: bool) -> Result<()> {
     if t.point.num("buf") != 1 {
         return Ok(());
     }
@@ -260,18 +229,14 @@ fn one_byte_rule(ctx: &Ctx, t: &Trial, variant_does_one_byte: bool) -> Result<()
 }
 
 /// Prepares the source (cache policy) and a new, empty destination.
-fn open_files(ctx: &mut Ctx, t: &mut Trial, dst_read: bool) -> Result<Files> {
+fn open_files(ctx: &mut FileCopy, t: &mut Trial, dst_read: bool) -> Result<Files> {
     let (size, buf) = (t.point.num("size"), t.point.num("buf") as usize);
-    let cold = t.point.str("cache") == "cold";
+    let cache = Cache::named(t.point.str("cache"));
     let workdir = ctx.args.workdir.clone();
-    let pf = ctx.source(size)?;
-    if cold {
-        pf.drop_cache()?;
-    } else if resident_fraction(&File::open(&pf.path)?)? < 1.0 {
-        pf.warm()?;
-    }
+    let pf = ctx.src.get(size)?;
+    set_cache(pf, cache)?;
     let src = File::open(&pf.path)?;
-    let dst_path = workdir.join(format!("zclab-{NAME}-{}.copy", std::process::id()));
+    let dst_path = workdir.join(format!("zclab-{}-{}.copy", names::NAME, std::process::id()));
     let dst = OpenOptions::new()
         .read(dst_read)
         .write(true)
@@ -292,7 +257,7 @@ fn open_files(ctx: &mut Ctx, t: &mut Trial, dst_read: bool) -> Result<Files> {
 /// Times `copy(files, rec) -> steps` as the trial, fsyncs inside the clock if asked, then
 /// checks and removes the copy.
 fn timed(
-    ctx: &mut Ctx,
+    ctx: &mut FileCopy,
     t: &mut Trial,
     step: &str,
     dst_read: bool,
@@ -332,24 +297,12 @@ fn timed(
 fn steps(
     f: &Files,
     rec: &mut Recorder,
-    mut step: impl FnMut(u64, usize) -> Result<usize>,
+    step: impl FnMut(u64, usize) -> Result<usize>,
 ) -> Result<u64> {
-    let (mut off, mut n) = (0u64, 0u64);
-    let mut s = rec.now();
-    while off < f.size {
-        let len = (f.size - off).min(f.buf as u64) as usize;
-        let moved = step(off, len)?;
-        if moved == 0 {
-            bail!("the copy stopped at {off} of {} bytes", f.size);
-        }
-        off += moved as u64;
-        n += 1;
-        s = rec.record_since(s);
-    }
-    Ok(n)
+    files::by_steps(f.size, f.buf, rec, step)
 }
 
-fn classic_read_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_read_write(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, true)?;
     let mut buf = vec![0u8; t.point.num("buf") as usize];
     timed(ctx, t, "one read + one write", false, |f, rec| {
@@ -362,7 +315,7 @@ fn classic_read_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     })
 }
 
-fn classic_mmap_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_mmap_write(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     timed(ctx, t, "one write from the mapping", false, |f, rec| {
         let map = map_readonly(&f.src)?; // inside the clock: mapping is part of the method
@@ -374,7 +327,7 @@ fn classic_mmap_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     })
 }
 
-fn classic_mmap_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_mmap_mmap(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     let mut how = Presized::Fallocate;
     timed(ctx, t, "one memcpy between the mappings", true, |f, rec| {
@@ -396,7 +349,7 @@ fn classic_mmap_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     Ok(())
 }
 
-fn classic_sendfile(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_sendfile(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     timed(ctx, t, "one sendfile", false, |f, rec| {
         let mut o = 0i64;
@@ -411,7 +364,7 @@ fn classic_sendfile(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     })
 }
 
-fn classic_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_splice(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     let (pr, pw, cap) = pipe_with_size(t.point.num("buf").max(4096) as usize)?;
     timed(ctx, t, "one splice pair", false, |f, rec| {
@@ -431,7 +384,7 @@ fn classic_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     })
 }
 
-fn classic_copy_file_range(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_copy_file_range(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     timed(ctx, t, "one copy_file_range", false, |f, rec| {
         let (mut oi, mut oo) = (0i64, 0i64);
@@ -453,7 +406,7 @@ fn ring(t: &mut Trial, entries: u32) -> Result<Ring> {
     Ok(r)
 }
 
-fn uring_rw(ctx: &mut Ctx, t: &mut Trial, fixed: bool) -> Result<()> {
+fn uring_rw(ctx: &mut FileCopy, t: &mut Trial, fixed: bool) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     let depth = ctx.args.depth as usize;
     let buf = t.point.num("buf") as usize;
@@ -487,15 +440,15 @@ fn uring_rw(ctx: &mut Ctx, t: &mut Trial, fixed: bool) -> Result<()> {
     )
 }
 
-fn uring_read_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_read_write(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     uring_rw(ctx, t, false)
 }
 
-fn uring_read_write_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_read_write_fixed(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     uring_rw(ctx, t, true)
 }
 
-fn uring_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_splice(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     let mut r = ring(t, 8)?;
     let (pr, pw, cap) = pipe_with_size(t.point.num("buf").max(4096) as usize)?;

@@ -24,8 +24,7 @@
 //! **Minimum kernel.** classic: any; uring-writev 5.1; uring-sendmsg-zc 6.1
 //! (IORING_OP_SENDMSG_ZC), usage reporting 6.2.
 
-use anyhow::{Context, Result, bail};
-use clap::Parser;
+use anyhow::{Context, Result};
 use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmsg};
 use serde_json::json;
 use std::io::{IoSlice, Write};
@@ -33,31 +32,19 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
-use xxhash_rust::xxh3::Xxh3;
-use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::catalog::gather_write as names;
+use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::gather::{EXTRA_SLICES, GAP, MIN_MESSAGES, Messages, gathered};
 use zclab::measure::Recorder;
 use zclab::net::peers::{FaultSpec, HashSink, tcp_pair};
 use zclab::results::Integrity;
 use zclab::ring::{Ring, RingConfig};
-use zclab::sys::file::fill_pattern;
 use zclab::units;
 use zclab::uring::Fd;
 use zclab::uring::sock::{ZcMsgSender, writev_all};
 
-const NAME: &str = "gather_write";
-
-/// Distinct slices in the pool beyond the parts of one message.
-const EXTRA_SLICES: usize = 7;
-/// Gap between slices in the pool, so no two are adjacent.
-const GAP: usize = 64;
-/// Fewest messages per trial.
-const MIN_MESSAGES: u64 = 256;
-
-#[derive(Parser, Debug)]
-#[command(name = NAME, about = "Send messages made of parts: concatenate then write, or gather with writev/sendmsg/io_uring")]
+#[derive(clap::Args, Debug)]
 struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
     /// Parts per message (the first is the header), comma-separated.
     #[arg(long, default_value = "2,8,32", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1024))]
     parts: Vec<u64>,
@@ -72,68 +59,69 @@ struct Args {
     nodelay: bool,
 }
 
-struct Ctx {
+struct GatherWrite {
     args: Args,
     fault: Option<FaultSpec>,
 }
 
-const VARIANTS: &[Variant<Ctx>] = &[
+const VARIANTS: &[Variant<GatherWrite>] = &[
     Variant {
-        name: "classic-concat-write",
+        name: names::CLASSIC_CONCAT_WRITE,
         about: "copy the parts into one buffer in user space, then one write(2)",
         needs: &[],
         run: classic_concat_write,
     },
     Variant {
-        name: "classic-writev",
+        name: names::CLASSIC_WRITEV,
         about: "writev(2) with one iovec per part",
         needs: &[],
         run: classic_writev,
     },
     Variant {
-        name: "classic-sendmsg-iov",
+        name: names::CLASSIC_SENDMSG_IOV,
         about: "sendmsg(2) with the parts as the msghdr's iovec array",
         needs: &[],
         run: classic_sendmsg_iov,
     },
     Variant {
-        name: "uring-writev",
+        name: names::URING_WRITEV,
         about: "IORING_OP_WRITEV with one iovec per part, one submission per message",
         needs: &[Need::Op("WRITEV")],
         run: uring_writev,
     },
     Variant {
-        name: "uring-sendmsg-zc",
+        name: names::URING_SENDMSG_ZC,
         about: "IORING_OP_SENDMSG_ZC with the parts as iovecs, notifications tracked, with usage reporting",
         needs: &[Need::Op("SENDMSG_ZC")],
         run: uring_sendmsg_zc,
     },
 ];
 
-fn main() -> ExitCode {
-    harness::main(NAME, || {
-        let args = Args::parse();
-        if args.common.list {
-            let caps = zclab::caps::probe(std::path::Path::new("."));
-            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
-            return Ok(ExitCode::SUCCESS);
-        }
+impl Experiment for GatherWrite {
+    type Args = Args;
+    const NAME: &'static str = names::NAME;
+    const ABOUT: &'static str = "Send messages made of parts: concatenate then write, or gather with writev/sendmsg/io_uring";
+
+    fn variants() -> &'static [Variant<Self>] {
+        VARIANTS
+    }
+
+    fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         for &p in &args.parts {
             for &s in &args.part_size {
                 if p * s > (64 << 20) {
-                    bail!(
+                    return Err(harness::usage(format!(
                         "a message of {p} parts of {} is over 64 MiB",
                         units::fmt_size(s)
-                    );
+                    )));
                 }
             }
         }
         if args.size > (16 << 30) {
-            bail!("--size is at most 16 GiB");
+            return Err(harness::usage("--size is at most 16 GiB"));
         }
-        let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
-        let fault = FaultSpec::from_env_for(&names)?;
-        let params = json!({
+        let fault = FaultSpec::from_env_for(names::VARIANTS)?;
+        let parameters = json!({
             "parts": args.parts, "part_size": args.part_size, "size": args.size,
             "min_messages": MIN_MESSAGES, "nodelay": args.nodelay, "path": "tcp-loopback",
             "pool": format!("parts + {EXTRA_SLICES} distinct slices, {GAP} B apart"),
@@ -145,76 +133,27 @@ fn main() -> ExitCode {
                 points.push(Point::new().int("parts", p).size("part_size", s));
             }
         }
-        let mut lab = Lab::open(NAME, &args.common, params)?;
-        let mut ctx = Ctx { args, fault };
-        lab.run(VARIANTS, &points, &mut ctx)
-    })
+        Ok(Plan {
+            ctx: GatherWrite { args, fault },
+            points,
+            parameters,
+        })
+    }
 }
 
-/// The parts: slices of one pattern-filled pool, and which of them each message takes.
-struct Plan {
-    pool: Vec<u8>,
-    parts: usize,
-    part_size: usize,
-    slices: usize,
-    messages: u64,
-    msg_bytes: usize,
-    hash: u64,
-}
-
-impl Plan {
-    fn new(parts: usize, part_size: usize, size: u64) -> Plan {
-        let slices = parts + EXTRA_SLICES;
-        let mut pool = vec![0u8; slices * (part_size + GAP)];
-        fill_pattern(&mut pool, 0);
-        let msg_bytes = parts * part_size;
-        let messages = size.div_ceil(msg_bytes as u64).max(MIN_MESSAGES);
-        let mut p = Plan {
-            pool,
-            parts,
-            part_size,
-            slices,
-            messages,
-            msg_bytes,
-            hash: 0,
-        };
-        let mut h = Xxh3::new();
-        for k in 0..messages {
-            for i in 0..parts {
-                h.update(p.part(k, i));
-            }
-        }
-        p.hash = h.digest();
-        p
-    }
-
-    /// Where part `i` of message `k` starts in the pool.
-    #[inline]
-    fn start(&self, k: u64, i: usize) -> usize {
-        let r = ((k as usize % self.slices) * self.parts + i) % self.slices;
-        r * (self.part_size + GAP)
-    }
-
-    #[inline]
-    fn part(&self, k: u64, i: usize) -> &[u8] {
-        let s = self.start(k, i);
-        &self.pool[s..s + self.part_size]
-    }
-
-    fn total(&self) -> u64 {
-        self.messages * self.msg_bytes as u64
-    }
+fn main() -> ExitCode {
+    harness::run::<GatherWrite>()
 }
 
 /// Runs one trial: connects to a hashing receiver, times `send(sock, Some(k))` once per
 /// message k, calls `send(sock, None)` to finish inside the clock (untimed as a sample), waits
 /// for the receiver's account and checks it.
 fn run_trial(
-    ctx: &Ctx,
+    ctx: &GatherWrite,
     t: &mut Trial,
     variant: &str,
     step: &str,
-    plan: &Plan,
+    plan: &Messages,
     mut send: impl FnMut(&TcpStream, Option<u64>) -> Result<()>,
 ) -> Result<()> {
     let (tx, rx) = tcp_pair().context("cannot open a loopback TCP connection")?;
@@ -253,21 +192,21 @@ fn run_trial(
     Ok(())
 }
 
-fn plan(ctx: &Ctx, t: &Trial) -> Plan {
-    Plan::new(
+fn messages(ctx: &GatherWrite, t: &Trial) -> Messages {
+    Messages::new(
         t.point.num("parts") as usize,
         t.point.num("part_size") as usize,
         ctx.args.size,
     )
 }
 
-fn classic_concat_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let p = plan(ctx, t);
+fn classic_concat_write(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
+    let p = messages(ctx, t);
     let mut buf = vec![0u8; p.msg_bytes];
     run_trial(
         ctx,
         t,
-        "classic-concat-write",
+        names::CLASSIC_CONCAT_WRITE,
         "one message: copy its parts into one buffer, then write(2) it",
         &p,
         |mut s, k| {
@@ -281,58 +220,42 @@ fn classic_concat_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     )
 }
 
-/// Sends the gathered parts with `call` until all are written (advancing over short writes).
-fn gathered<'a>(
-    iov: &mut Vec<IoSlice<'a>>,
-    p: &'a Plan,
-    k: u64,
-    mut call: impl FnMut(&[IoSlice<'_>]) -> Result<usize>,
+/// A variant that hands the parts to the kernel as an iovec array with `call` (finishing
+/// short writes with more calls).
+fn gathered_trial(
+    ctx: &mut GatherWrite,
+    t: &mut Trial,
+    variant: &str,
+    step: &str,
+    mut call: impl FnMut(&TcpStream, &[IoSlice<'_>]) -> Result<usize>,
 ) -> Result<()> {
-    iov.clear();
-    for i in 0..p.parts {
-        iov.push(IoSlice::new(p.part(k, i)));
-    }
-    let mut rest: &mut [IoSlice<'a>] = &mut iov[..];
-    while !rest.is_empty() {
-        match call(rest)? {
-            0 => bail!("the receiver closed the connection"),
-            n => IoSlice::advance_slices(&mut rest, n),
-        }
-    }
-    Ok(())
+    let p = messages(ctx, t);
+    let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(p.parts);
+    run_trial(ctx, t, variant, step, &p, |s, k| {
+        let Some(k) = k else { return Ok(()) };
+        gathered(&mut iov, &p, k, |v| call(s, v))
+    })
 }
 
-fn classic_writev(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let p = plan(ctx, t);
-    let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(p.parts);
-    run_trial(
+fn classic_writev(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
+    gathered_trial(
         ctx,
         t,
-        "classic-writev",
+        names::CLASSIC_WRITEV,
         "one message: writev(2) of its parts",
-        &p,
-        |mut s, k| {
-            let Some(k) = k else { return Ok(()) };
-            gathered(&mut iov, &p, k, |v| s.write_vectored(v).context("writev"))
-        },
+        |mut s, v| s.write_vectored(v).context("writev"),
     )
 }
 
-fn classic_sendmsg_iov(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let p = plan(ctx, t);
-    let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(p.parts);
-    run_trial(
+fn classic_sendmsg_iov(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
+    gathered_trial(
         ctx,
         t,
-        "classic-sendmsg-iov",
+        names::CLASSIC_SENDMSG_IOV,
         "one message: sendmsg(2) with its parts as the iovec array",
-        &p,
-        |s, k| {
-            let Some(k) = k else { return Ok(()) };
-            let fd = s.as_raw_fd();
-            gathered(&mut iov, &p, k, |v| {
-                sendmsg::<SockaddrStorage>(fd, v, &[], MsgFlags::empty(), None).context("sendmsg")
-            })
+        |s, v| {
+            sendmsg::<SockaddrStorage>(s.as_raw_fd(), v, &[], MsgFlags::empty(), None)
+                .context("sendmsg")
         },
     )
 }
@@ -343,15 +266,15 @@ fn ring(t: &mut Trial, entries: u32) -> Result<Ring> {
     Ok(r)
 }
 
-fn uring_writev(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_writev(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     let mut r = ring(t, 8)?;
-    let p = plan(ctx, t);
+    let p = messages(ctx, t);
     let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(p.parts);
     let mut enters = 0u64;
     run_trial(
         ctx,
         t,
-        "uring-writev",
+        names::URING_WRITEV,
         "one message: one IORING_OP_WRITEV submission to its completion (short writes finished with more)",
         &p,
         |s, k| {
@@ -368,9 +291,9 @@ fn uring_writev(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     Ok(())
 }
 
-fn uring_sendmsg_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn uring_sendmsg_zc(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     let mut r = ring(t, 64)?;
-    let p = plan(ctx, t);
+    let p = messages(ctx, t);
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
     // The sender owns a copy of the pool: the kernel may read it until each notification.
     let mut zc = ZcMsgSender::new(p.pool.clone(), p.parts, report, t.clock, t.cancel());
@@ -380,7 +303,7 @@ fn uring_sendmsg_zc(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
     let res = run_trial(
         ctx,
         t,
-        "uring-sendmsg-zc",
+        names::URING_SENDMSG_ZC,
         "one message: one IORING_OP_SENDMSG_ZC (MSG_WAITALL) to its send completion, notifications reaped as they come (waiting for the last ones after the final message is inside the wall time, not in a sample)",
         &p,
         |s, k| {

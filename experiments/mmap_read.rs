@@ -30,33 +30,26 @@
 //!
 //! **Minimum kernel.** MAP_POPULATE 2.5.46; io_uring READ 5.6.
 
-use anyhow::{Context, Result, bail};
-use clap::Parser;
+use anyhow::{Result, bail};
 use serde_json::json;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xxhash_rust::xxh3::Xxh3;
-use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::catalog::mmap_read as names;
+use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::files::{self, Cache, PatternFiles, hash_mapping, hash_reads, set_cache};
 use zclab::measure::Recorder;
 use zclab::results::Integrity;
 use zclab::ring::{Ring, RingConfig};
-use zclab::sys::file::{PatternFile, free_bytes, map_readonly};
-use zclab::sys::filemap::{
-    advise_sequential, map_readonly_populate, page_round, resident_fraction,
-};
+use zclab::sys::file::map_readonly;
+use zclab::sys::filemap::{advise_sequential, map_readonly_populate, page_round};
 use zclab::uring::Fd;
 use zclab::uring::file::{Buffers, OwnedBuffers, ReadLoop, read_pipeline};
 
-const NAME: &str = "mmap_read";
-
-#[derive(Parser, Debug)]
-#[command(name = NAME, about = "Scan (checksum) a file through read(2), mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring")]
+#[derive(clap::Args, Debug)]
 struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
     /// File sizes, comma-separated (5KB is the seeds' small file; KB/MB are powers of 1000).
     #[arg(long, default_value = "5KB,1MiB,64MiB", value_delimiter = ',', value_parser = harness::size_arg)]
     sizes: Vec<u64>,
@@ -74,129 +67,102 @@ struct Args {
     workdir: PathBuf,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Cache {
-    Warm,
-    Cold,
-}
-
-struct Ctx {
+struct MmapRead {
     args: Args,
-    file: Option<PatternFile>,
+    /// The current file; replaced when a point needs another size, removed when the run ends
+    /// (dropped, after a failure or an interruption too).
+    file: PatternFiles,
 }
 
-impl Ctx {
-    fn file(&mut self, size: u64) -> Result<&PatternFile> {
-        if self.file.as_ref().is_none_or(|f| f.size != size) {
-            self.file = None;
-            let path = self
-                .args
-                .workdir
-                .join(format!("zclab-{NAME}-{}-{size}.dat", std::process::id()));
-            self.file = Some(
-                PatternFile::create(&path, size)
-                    .with_context(|| format!("cannot create the {size}-byte file"))?,
-            );
-        }
-        Ok(self.file.as_ref().expect("just set"))
-    }
-}
-
-const VARIANTS: &[Variant<Ctx>] = &[
+const VARIANTS: &[Variant<MmapRead>] = &[
     Variant {
-        name: "classic-read",
+        name: names::CLASSIC_READ,
         about: "read(2) buf bytes at a time into a buffer, hash each",
         needs: &[],
         run: classic_read,
     },
     Variant {
-        name: "classic-mmap",
+        name: names::CLASSIC_MMAP,
         about: "mmap(2) the file (PROT_READ, MAP_SHARED), hash it in place; pages fault in on touch",
         needs: &[],
         run: classic_mmap,
     },
     Variant {
-        name: "classic-mmap-populate",
+        name: names::CLASSIC_MMAP_POPULATE,
         about: "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing",
         needs: &[],
         run: classic_mmap_populate,
     },
     Variant {
-        name: "classic-mmap-sequential",
+        name: names::CLASSIC_MMAP_SEQUENTIAL,
         about: "mmap(2), then madvise(2) MADV_SEQUENTIAL (aggressive read-ahead), hash in place",
         needs: &[],
         run: classic_mmap_sequential,
     },
     Variant {
-        name: "uring-read",
+        name: names::URING_READ,
         about: "IORING_OP_READ of buf bytes, --qd in flight, hashed in file order",
         needs: &[Need::Op("READ")],
         run: uring_read,
     },
 ];
 
-fn main() -> ExitCode {
-    harness::main(NAME, || {
-        let args = Args::parse();
-        if args.common.list {
-            let caps = zclab::caps::probe(&args.workdir);
-            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !args.workdir.is_dir() {
-            bail!("work directory {} does not exist", args.workdir.display());
-        }
+impl Experiment for MmapRead {
+    type Args = Args;
+    const NAME: &'static str = names::NAME;
+    const ABOUT: &'static str = "Scan (checksum) a file through read(2), mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring";
+
+    fn variants() -> &'static [Variant<Self>] {
+        VARIANTS
+    }
+
+    fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
+        let free = files::workdir_free(&args.workdir).map_err(harness::usage)?;
         let largest = *args.sizes.iter().max().expect("clap gives at least one");
-        let free = free_bytes(&args.workdir)?;
         if largest > free {
-            bail!(
+            return Err(harness::usage(format!(
                 "a {largest}-byte file does not fit in {}: its filesystem has {free} B free (use smaller --sizes or another --workdir)",
                 args.workdir.display()
-            );
+            )));
         }
-        let params = json!({
+        let parameters = json!({
             "sizes": args.sizes, "bufs": args.bufs, "cache": args.cache, "qd": args.qd,
             "workdir": args.workdir, "page_size": zclab::sys::filemap::page_size(),
             "fs_type": zclab::caps::probe_odirect(&args.workdir).fs_type,
         });
-        let mut points = Vec::new();
-        for &size in &args.sizes {
-            for &buf in &args.bufs {
-                for &c in &args.cache {
-                    points.push(Point::new().size("size", size).size("buf", buf).text(
-                        "cache",
-                        match c {
-                            Cache::Warm => "warm",
-                            Cache::Cold => "cold",
-                        },
-                    ));
-                }
-            }
-        }
-        let mut lab = Lab::open(NAME, &args.common, params)?;
-        let mut ctx = Ctx { args, file: None };
-        lab.run(VARIANTS, &points, &mut ctx)
-    })
+        let points = files::sweep(&args.sizes, &args.bufs, &args.cache)
+            .map(|(size, buf, c)| {
+                Point::new()
+                    .size("size", size)
+                    .size("buf", buf)
+                    .text("cache", c.name())
+            })
+            .collect();
+        let file = PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0);
+        Ok(Plan {
+            ctx: MmapRead { args, file },
+            points,
+            parameters,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    harness::run::<MmapRead>()
 }
 
 /// Applies the cache policy, opens the file, times `scan(file, size, buf, hasher, rec) ->
 /// steps`, and records the integrity check and the sizes.
 fn scan(
-    ctx: &mut Ctx,
+    ctx: &mut MmapRead,
     t: &mut Trial,
     step: &str,
     mapped: bool,
     scan: impl FnOnce(&File, u64, usize, &mut Xxh3, &mut Recorder) -> Result<u64>,
 ) -> Result<()> {
     let (size, buf) = (t.point.num("size"), t.point.num("buf") as usize);
-    let cold = t.point.str("cache") == "cold";
-    let pf = ctx.file(size)?;
-    if cold {
-        pf.drop_cache()?;
-    } else if resident_fraction(&File::open(&pf.path)?)? < 1.0 {
-        pf.warm()?;
-    }
+    let pf = ctx.file.get(size)?;
+    set_cache(pf, Cache::named(t.point.str("cache")))?;
     let expected = pf.hash;
     let file = File::open(&pf.path)?;
     let mut h = Xxh3::new();
@@ -223,88 +189,57 @@ fn scan(
     Ok(())
 }
 
-/// Hashes `map` `buf` bytes per step, one latency sample per step.
-fn hash_mapping(map: &[u8], buf: usize, h: &mut Xxh3, rec: &mut Recorder) -> u64 {
-    let mut n = 0;
-    let mut s = rec.now();
-    for chunk in map.chunks(buf) {
-        h.update(chunk);
-        n += 1;
-        s = rec.record_since(s);
-    }
-    n
-}
-
-fn classic_read(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_read(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
     let mut b = vec![0u8; t.point.num("buf") as usize];
     scan(
         ctx,
         t,
         "one read + hash of it",
         false,
-        |f, size, _, h, rec| {
-            let mut f = f;
-            let (mut got, mut n) = (0u64, 0u64);
-            let mut s = rec.now();
-            loop {
-                let r = f.read(&mut b)?;
-                if r == 0 {
-                    break;
-                }
-                h.update(&b[..r]);
-                got += r as u64;
-                n += 1;
-                s = rec.record_since(s);
+        |f, size, _, h, rec| hash_reads(f, size, &mut b, h, rec),
+    )
+}
+
+/// How a mapping variant maps the file.
+#[derive(Clone, Copy)]
+enum Map {
+    Plain,
+    Populate,
+    Sequential,
+}
+
+fn mapped(ctx: &mut MmapRead, t: &mut Trial, how: Map) -> Result<()> {
+    scan(
+        ctx,
+        t,
+        "hash of buf bytes of the mapping",
+        true,
+        |f, _, buf, h, rec| {
+            let m = match how {
+                Map::Populate => map_readonly_populate(f)?,
+                Map::Plain | Map::Sequential => map_readonly(f)?,
+            };
+            if let Map::Sequential = how {
+                advise_sequential(&m)?;
             }
-            if got != size {
-                bail!("read {got} of {size} bytes");
-            }
-            Ok(n)
-        },
-    )
-}
-
-fn classic_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    scan(
-        ctx,
-        t,
-        "hash of buf bytes of the mapping",
-        true,
-        |f, _, buf, h, rec| {
-            let m = map_readonly(f)?;
             Ok(hash_mapping(&m, buf, h, rec))
         },
     )
 }
 
-fn classic_mmap_populate(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    scan(
-        ctx,
-        t,
-        "hash of buf bytes of the mapping",
-        true,
-        |f, _, buf, h, rec| {
-            let m = map_readonly_populate(f)?;
-            Ok(hash_mapping(&m, buf, h, rec))
-        },
-    )
+fn classic_mmap(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
+    mapped(ctx, t, Map::Plain)
 }
 
-fn classic_mmap_sequential(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    scan(
-        ctx,
-        t,
-        "hash of buf bytes of the mapping",
-        true,
-        |f, _, buf, h, rec| {
-            let m = map_readonly(f)?;
-            advise_sequential(&m)?;
-            Ok(hash_mapping(&m, buf, h, rec))
-        },
-    )
+fn classic_mmap_populate(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
+    mapped(ctx, t, Map::Populate)
 }
 
-fn uring_read(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_mmap_sequential(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
+    mapped(ctx, t, Map::Sequential)
+}
+
+fn uring_read(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
     let qd = ctx.args.qd as usize;
     let buf = t.point.num("buf") as usize;
     let mut ring =

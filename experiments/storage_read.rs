@@ -64,35 +64,33 @@
 //! **Minimum kernel.** io_uring READ 5.6, READ_FIXED 5.1, SQPOLL for unprivileged users 5.11;
 //! STATX_DIOALIGN 6.1 (on older kernels a 4096-byte alignment is assumed on block filesystems).
 
-use anyhow::{Context, Result, bail};
-use clap::Parser;
+use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
-use zclab::measure::{Clock, Recorder};
+use zclab::catalog::storage_read as names;
+use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::blocks::{
+    BlockCounts, IoModes, Offsets, Pattern, io_modes, pread_blocks, sqpoll_cpu, uring_blocks,
+};
+use zclab::loops::files::{self, Cache, PatternFiles, set_cache};
+use zclab::measure::Recorder;
 use zclab::results::Integrity;
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::blocksum::BlockSums;
 use zclab::sys::direct::{self, AlignedBuf, DirectIo};
-use zclab::sys::file::{PatternFile, free_bytes};
 use zclab::sys::filemap::resident_fraction;
+use zclab::sys::signal::Cancel;
 use zclab::sys::threads;
 use zclab::uring::Fd;
-use zclab::uring::file::{Buffers, OwnedBuffers, ReadLoop, read_pipeline};
+use zclab::uring::file::{Buffers, OwnedBuffers, ReadLoop};
 
-const NAME: &str = "storage_read";
-
-#[derive(Parser, Debug)]
-#[command(name = NAME, about = "Block reads from a file: pread against io_uring (plain, fixed buffers, fixed files, SQPOLL), buffered and O_DIRECT")]
+#[derive(clap::Args, Debug)]
 struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
     /// Offsets: rand (uniform over the file's blocks) and/or seq.
     #[arg(long, value_enum, default_value = "rand,seq", value_delimiter = ',')]
     pattern: Vec<Pattern>,
@@ -140,23 +138,11 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
     zclab::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Pattern {
-    Rand,
-    Seq,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Cache {
-    Warm,
-    Cold,
-}
-
-struct Ctx {
+struct StorageRead {
     args: Args,
-    file: PatternFile,
+    /// The file read (one size: `--file-size`), written by `prepare`, removed when the run ends
+    /// (dropped, after a failure or an interruption too).
+    file: PatternFiles,
     direct: Option<DirectIo>,
     sums: HashMap<u64, BlockSums>,
     /// Next block of the sequential pattern, per block size.
@@ -164,97 +150,87 @@ struct Ctx {
     trials: u64,
 }
 
-const VARIANTS: &[Variant<Ctx>] = &[
+const VARIANTS: &[Variant<StorageRead>] = &[
     Variant {
-        name: "classic-pread",
+        name: names::CLASSIC_PREAD,
         about: "pread(2) of one block at a time (qd 1)",
         needs: &[],
         run: classic_pread,
     },
     Variant {
-        name: "uring-read",
+        name: names::URING_READ,
         about: "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter",
         needs: &[Need::Op("READ")],
         run: uring_read,
     },
     Variant {
-        name: "uring-read-fixed",
+        name: names::URING_READ_FIXED,
         about: "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)",
         needs: &[Need::Op("READ_FIXED")],
         run: uring_read_fixed,
     },
     Variant {
-        name: "uring-read-fixed-files",
+        name: names::URING_READ_FIXED_FILES,
         about: "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)",
         needs: &[Need::Op("READ_FIXED")],
         run: uring_read_fixed_files,
     },
     Variant {
-        name: "uring-sqpoll",
+        name: names::URING_SQPOLL,
         about: "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled",
         needs: &[Need::Op("READ_FIXED"), Need::SetupFlag("SQPOLL")],
         run: uring_sqpoll,
     },
 ];
 
-fn main() -> ExitCode {
-    harness::main(NAME, || {
-        let args = Args::parse();
-        if args.common.list {
-            let caps = zclab::caps::probe(&args.workdir);
-            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
-            return Ok(ExitCode::SUCCESS);
-        }
-        // Everything that can be refused is refused here, before a run directory exists.
-        if !args.workdir.is_dir() {
-            bail!("work directory {} does not exist", args.workdir.display());
-        }
+impl Experiment for StorageRead {
+    type Args = Args;
+    const NAME: &'static str = names::NAME;
+    const ABOUT: &'static str = "Block reads from a file: pread against io_uring (plain, fixed buffers, fixed files, SQPOLL), buffered and O_DIRECT";
+
+    fn variants() -> &'static [Variant<Self>] {
+        VARIANTS
+    }
+
+    /// Everything that can be refused is refused here, before a run directory exists.
+    fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
+        let free = files::workdir_free(&args.workdir).map_err(harness::usage)?;
         if args.ios == 0 && args.runtime.is_zero() {
-            bail!("--ios 0 and --runtime 0 would never end a trial: give one of them");
+            return Err(harness::usage(
+                "--ios 0 and --runtime 0 would never end a trial: give one of them",
+            ));
         }
         let max_bs = *args.bs.iter().max().expect("clap gives at least one");
         if args.file_size < max_bs {
-            bail!(
-                "--file-size {} is smaller than the block size {}",
-                args.file_size,
-                max_bs
-            );
+            return Err(harness::usage(format!(
+                "--file-size {} is smaller than the block size {max_bs}",
+                args.file_size
+            )));
         }
-        let free = free_bytes(&args.workdir)?;
         if args.file_size > free {
-            bail!(
-                "a {}-byte file does not fit in {}: its filesystem has {} B free (use a smaller --file-size or another --workdir)",
+            return Err(harness::usage(format!(
+                "a {}-byte file does not fit in {}: its filesystem has {free} B free (use a smaller --file-size or another --workdir)",
                 args.file_size,
-                args.workdir.display(),
-                free
-            );
+                args.workdir.display()
+            )));
         }
-        let probe = zclab::caps::direct_io(&args.workdir);
-        let mut modes = Vec::new();
-        if !args.direct || args.buffered {
-            modes.push("buffered");
-        }
-        let mut direct_note = None;
-        match (&probe, args.direct) {
-            (Ok(d), _) if args.direct || !args.buffered => {
-                for &bs in &args.bs {
-                    if let Some(why) = d.misaligned(bs) {
-                        bail!("O_DIRECT refused: {why}");
-                    }
-                }
-                modes.push("direct");
-            }
-            (Err(why), true) => bail!("--direct refused: {why}"),
-            (Err(why), false) => direct_note = Some(format!("O_DIRECT points not run: {why}")),
-            _ => {}
-        }
+        let IoModes {
+            modes,
+            direct,
+            note: direct_note,
+        } = io_modes(
+            zclab::caps::direct_io(&args.workdir),
+            args.direct,
+            args.buffered,
+            &args.bs,
+        )
+        .map_err(harness::usage)?;
         if let Some(n) = &direct_note {
-            if !args.common.quiet && !args.buffered {
-                eprintln!("{NAME}: {n}");
+            if !common.quiet && !args.buffered {
+                eprintln!("{}: {n}", names::NAME);
             }
         }
-        let direct = probe.ok().filter(|_| modes.contains(&"direct"));
-        let params = json!({
+        let parameters = json!({
             "file_size": args.file_size, "pattern": args.pattern, "bs": args.bs, "qd": args.qd, "reap": args.reap,
             "io": modes, "ios": args.ios, "runtime_ns": args.runtime.as_nanos() as u64,
             "cache": args.cache, "workdir": args.workdir, "direct": direct, "direct_note": direct_note,
@@ -267,7 +243,7 @@ fn main() -> ExitCode {
                     for &qd in &args.qd {
                         points.push(
                             Point::new()
-                                .text("pattern", pattern_name(pat))
+                                .text("pattern", pat.name())
                                 .text("io", mode)
                                 .size("bs", bs)
                                 .int("qd", qd as u64),
@@ -276,75 +252,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let path = args
-            .workdir
-            .join(format!("zclab-{NAME}-{}.dat", std::process::id()));
-        let file = PatternFile::create(&path, args.file_size)
-            .with_context(|| format!("cannot create the {}-byte file", args.file_size))?;
-        let mut lab = Lab::open(NAME, &args.common, params)?;
-        let mut ctx = Ctx {
-            args,
-            file,
-            direct,
-            sums: HashMap::new(),
-            seq_next: HashMap::new(),
-            trials: 0,
-        };
-        lab.run(VARIANTS, &points, &mut ctx)
-    })
-}
+        Ok(Plan {
+            ctx: StorageRead {
+                file: PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0),
+                args,
+                direct,
+                sums: HashMap::new(),
+                seq_next: HashMap::new(),
+                trials: 0,
+            },
+            points,
+            parameters,
+        })
+    }
 
-fn pattern_name(p: Pattern) -> &'static str {
-    match p {
-        Pattern::Rand => "rand",
-        Pattern::Seq => "seq",
+    fn prepare(&mut self, _env: &Env) -> Result<()> {
+        self.file.get(self.args.file_size)?;
+        Ok(())
     }
 }
 
-/// Offsets for one trial: random blocks (xorshift64*, no allocation) or the next blocks in
-/// order, until the count or the time limit.
-struct Offsets {
-    rand: bool,
-    bs: u64,
-    blocks: u64,
-    next_block: u64,
-    rng: u64,
-    issued: u64,
-    max: u64,
-    clock: Clock,
-    start: zclab::measure::Stamp,
-    limit_ns: u64,
-}
-
-impl Offsets {
-    #[inline]
-    fn next(&mut self) -> Option<u64> {
-        if self.max > 0 && self.issued >= self.max {
-            return None;
-        }
-        if self.limit_ns > 0
-            && self.issued % 16 == 0
-            && self.clock.ns_between(self.start, self.clock.now()) >= self.limit_ns
-        {
-            return None;
-        }
-        if self.issued % 64 == 0 && harness::interrupted().is_some() {
-            return None;
-        }
-        self.issued += 1;
-        let block = if self.rand {
-            self.rng ^= self.rng >> 12;
-            self.rng ^= self.rng << 25;
-            self.rng ^= self.rng >> 27;
-            let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            ((r as u128 * self.blocks as u128) >> 64) as u64
-        } else {
-            let b = self.next_block;
-            self.next_block = (b + 1) % self.blocks;
-            b
-        };
-        Some(block * self.bs)
-    }
+fn main() -> ExitCode {
+    harness::run::<StorageRead>()
 }
 
 /// What a trial needs, prepared outside the clock.
@@ -356,27 +285,22 @@ struct Prepared {
     offsets: Offsets,
 }
 
-fn prepare(ctx: &mut Ctx, t: &mut Trial) -> Result<Prepared> {
+/// Opens the file for one trial (O_DIRECT or with the cache policy applied) and its offsets.
+fn open_trial(ctx: &mut StorageRead, t: &mut Trial) -> Result<Prepared> {
     let (bs, qd) = (t.point.num("bs"), t.point.num("qd") as usize);
     let direct = t.point.str("io") == "direct";
     let rand = t.point.str("pattern") == "rand";
-    let size = ctx.file.size;
+    let pf = ctx.file.get(ctx.args.file_size)?;
+    let size = pf.size;
     ctx.sums
         .entry(bs)
         .or_insert_with(|| BlockSums::for_pattern(size, bs));
     let file = if direct {
         debug_assert!(ctx.direct.is_some());
-        direct::open_read(&ctx.file.path)?
+        direct::open_read(&pf.path)?
     } else {
-        match ctx.args.cache {
-            Cache::Cold => ctx.file.drop_cache()?,
-            Cache::Warm => {
-                if resident_fraction(&File::open(&ctx.file.path)?)? < 1.0 {
-                    ctx.file.warm()?;
-                }
-            }
-        }
-        File::open(&ctx.file.path)?
+        set_cache(pf, ctx.args.cache)?;
+        File::open(&pf.path)?
     };
     ctx.trials += 1;
     let next_block = *ctx.seq_next.get(&bs).unwrap_or(&0);
@@ -390,29 +314,29 @@ fn prepare(ctx: &mut Ctx, t: &mut Trial) -> Result<Prepared> {
             bs,
             blocks: size / bs,
             next_block,
-            rng: 0x9E37_79B9_7F4A_7C15 ^ ctx.trials.wrapping_mul(0xD6E8_FEB8_6659_FD93) | 1,
+            rng: Offsets::seed(ctx.trials),
             issued: 0,
             max: ctx.args.ios,
             clock: t.clock,
             start: t.clock.now(),
             limit_ns: ctx.args.runtime.as_nanos() as u64,
+            // Trial has no cancel() in this tree yet: the process's SIGINT/SIGTERM token,
+            // which the harness installed.
+            cancel: Cancel::process(),
         },
     })
 }
 
 /// Records what every variant reports after its measured loop.
-fn finish(
-    ctx: &mut Ctx,
+fn report(
+    ctx: &mut StorageRead,
     t: &mut Trial,
     p: &Prepared,
-    ios: u64,
-    bad: u64,
-    check_ns: u64,
+    c: BlockCounts,
     resident: Option<f64>,
 ) {
-    if p.offsets.rand {
-        // nothing to carry over
-    } else {
+    let BlockCounts { ios, bad, check_ns } = c;
+    if !p.offsets.rand {
         ctx.seq_next.insert(p.bs as u64, p.offsets.next_block);
     }
     let bs = p.bs as u64;
@@ -447,40 +371,27 @@ fn resident(p: &Prepared) -> Result<Option<f64>> {
     })
 }
 
-fn classic_pread(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
+fn classic_pread(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
     if t.point.num("qd") != 1 {
         return Err(harness::skip_point(
             "pread(2) is synchronous: one read in flight (qd 1); deeper queues need io_uring",
         ));
     }
-    let mut p = prepare(ctx, t)?;
+    let mut p = open_trial(ctx, t)?;
     let res = resident(&p)?;
     let sums = &ctx.sums[&(p.bs as u64)];
     let mut buf = AlignedBuf::new(p.bs)?;
-    let (mut ios, mut bad, mut check_ns) = (0u64, 0u64, 0u64);
-    let clock = t.clock;
+    let mut c = BlockCounts::default();
     let (file, offsets, bs) = (&p.file, &mut p.offsets, p.bs);
-    offsets.start = clock.now();
+    offsets.start = t.clock.now();
     t.measure("one pread, call to return", |rec: &mut Recorder| {
-        while let Some(off) = offsets.next() {
-            let s = rec.now();
-            let n = file.read_at(&mut buf, off)?;
-            let c = rec.record_since(s);
-            if n != bs {
-                bail!("pread of {bs} B at offset {off} returned {n} B");
-            }
-            ios += 1;
-            if !sums.check(&buf, off) {
-                bad += 1;
-            }
-            check_ns += clock.ns_between(c, clock.now());
-        }
+        c = pread_blocks(file, &mut buf, offsets, sums, rec)?;
         Ok(Done {
-            bytes: ios * bs as u64,
-            ops: ios,
+            bytes: c.ios * bs as u64,
+            ops: c.ios,
         })
     })?;
-    finish(ctx, t, &p, ios, bad, check_ns, res);
+    report(ctx, t, &p, c, res);
     Ok(())
 }
 
@@ -491,56 +402,34 @@ struct Kind {
     sqpoll: bool,
 }
 
-fn uring_read(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    uring(
-        ctx,
-        t,
+impl Kind {
+    fn new(fixed_bufs: bool, fixed_file: bool, sqpoll: bool) -> Kind {
         Kind {
-            fixed_bufs: false,
-            fixed_file: false,
-            sqpoll: false,
-        },
-    )
+            fixed_bufs,
+            fixed_file,
+            sqpoll,
+        }
+    }
 }
 
-fn uring_read_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    uring(
-        ctx,
-        t,
-        Kind {
-            fixed_bufs: true,
-            fixed_file: false,
-            sqpoll: false,
-        },
-    )
+fn uring_read(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
+    uring(ctx, t, Kind::new(false, false, false))
 }
 
-fn uring_read_fixed_files(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    uring(
-        ctx,
-        t,
-        Kind {
-            fixed_bufs: true,
-            fixed_file: true,
-            sqpoll: false,
-        },
-    )
+fn uring_read_fixed(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
+    uring(ctx, t, Kind::new(true, false, false))
 }
 
-fn uring_sqpoll(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    uring(
-        ctx,
-        t,
-        Kind {
-            fixed_bufs: true,
-            fixed_file: true,
-            sqpoll: true,
-        },
-    )
+fn uring_read_fixed_files(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
+    uring(ctx, t, Kind::new(true, true, false))
 }
 
-fn uring(ctx: &mut Ctx, t: &mut Trial, k: Kind) -> Result<()> {
-    let mut p = prepare(ctx, t)?;
+fn uring_sqpoll(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
+    uring(ctx, t, Kind::new(true, true, true))
+}
+
+fn uring(ctx: &mut StorageRead, t: &mut Trial, k: Kind) -> Result<()> {
+    let mut p = open_trial(ctx, t)?;
     let (bs, qd) = (p.bs, p.qd);
     // Twice the queue depth: an SQPOLL thread can post a completion before it releases the
     // SQ entry.
@@ -588,10 +477,9 @@ fn uring(ctx: &mut Ctx, t: &mut Trial, k: Kind) -> Result<()> {
         poll_cq: k.sqpoll,
         reap_max: reap_max as usize,
     };
-    let (mut ios, mut bad, mut check_ns) = (0u64, 0u64, 0u64);
-    let clock = t.clock;
+    let mut c = BlockCounts::default();
     let offsets = &mut p.offsets;
-    offsets.start = clock.now();
+    offsets.start = t.clock.now();
     let step = if k.sqpoll {
         "one read, queued to completion seen in the CQ ring"
     } else {
@@ -611,61 +499,37 @@ fn uring(ctx: &mut Ctx, t: &mut Trial, k: Kind) -> Result<()> {
             Some(o) => Buffers::Owned(o),
             None => Buffers::Registered,
         };
-        ios = read_pipeline(
-            &mut ring,
-            bufs,
-            &lp,
-            rec,
-            || offsets.next().map(|o| (o, bs)),
-            |b, off| {
-                let c = clock.now();
-                if !sums.check(b, off) {
-                    bad += 1;
-                }
-                check_ns += clock.ns_between(c, clock.now());
-            },
-        )?;
+        c = uring_blocks(&mut ring, bufs, &lp, offsets, sums, rec)?;
         if let (Some(tid), Some(a)) = (sq_tid, sq0) {
             sq_ns = threads::thread_cpu_ns(tid)?.saturating_sub(a);
         }
         main_ns = threads::self_cpu_ns()?.saturating_sub(me0);
         Ok(Done {
-            bytes: ios * bs as u64,
-            ops: ios,
+            bytes: c.ios * bs as u64,
+            ops: c.ios,
         })
     })?;
     drop(ring);
-    finish(ctx, t, &p, ios, bad, check_ns, res);
+    report(ctx, t, &p, c, res);
+    let ios = c.ios;
     let per = |v: u64| if ios > 0 { v as f64 / ios as f64 } else { 0.0 };
     t.set_extra("main_thread_cpu_ns_per_io", per(main_ns));
     t.set_extra("reap_max", reap_max as f64);
     if let (true, Some(m)) = (k.sqpoll, t.metrics().cloned()) {
-        // getrusage(RUSAGE_SELF) and schedstat see the SQPOLL thread's time only up to the
-        // last tick; both hold the same stale figure, so the exact total is the process's
-        // time less the schedstat figure plus the thread clock's.
-        let process = m.user_ns + m.sys_ns;
-        let stale = m.sqpoll_ns.unwrap_or(0);
+        // getrusage and schedstat hold the SQPOLL thread's time only up to its last tick:
+        // replaced by its thread clock's (see the header and `sqpoll_cpu`).
+        let cpu = sqpoll_cpu(
+            m.user_ns + m.sys_ns,
+            m.sqpoll_ns.unwrap_or(0),
+            main_ns,
+            sq_ns,
+        );
         t.set_extra("sqpoll_thread_ns", sq_ns as f64);
         t.set_extra("sqpoll_ns_per_io", per(sq_ns));
-        // RUSAGE_SELF sums the thread group, which the SQPOLL thread belongs to. Checked here
-        // when its share is large enough to tell from tick-granular accounting (5 ticks).
-        if stale >= 5 * TICK_NS {
-            let others = process.saturating_sub(main_ns);
-            let included = others + 2 * TICK_NS + stale / 10 >= stale;
+        if let Some(included) = cpu.in_rusage {
             t.set_extra("sqpoll_in_rusage", if included { 1.0 } else { 0.0 });
-            let total = if included {
-                process.saturating_sub(stale) + sq_ns
-            } else {
-                process + sq_ns
-            };
-            t.set_extra("cpu_ns_per_io", per(total));
-        } else {
-            t.set_extra("cpu_ns_per_io", per(process.saturating_sub(stale) + sq_ns));
         }
+        t.set_extra("cpu_ns_per_io", per(cpu.total_ns));
     }
     Ok(())
 }
-
-/// The longest a running thread's getrusage/schedstat time can lag (one tick at HZ=100, the
-/// slowest common configuration; 4 ms at this machine's HZ=250).
-const TICK_NS: u64 = 10_000_000;
