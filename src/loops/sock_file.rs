@@ -1,0 +1,276 @@
+//! Persisting a TCP stream to a file, as a broker stores what producers send: the measured
+//! loops of the `socket_to_file` experiment. Each loop receives until the sender ends its
+//! stream, writes what arrived to the file, applies an [`Fsync`] policy, and records one
+//! latency sample per step.
+
+use super::tcp::read_some;
+use crate::measure::Recorder;
+use crate::ring::Ring;
+use crate::sys::mapping::map_shared_writable;
+use crate::units;
+use crate::uring::Fd;
+use crate::uring::sock::{Mover, Put, Take};
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{SpliceFFlags, splice};
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+/// When the received bytes are forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Never: the page cache only.
+    None,
+    /// Once, after the last byte.
+    End,
+    /// Every this many bytes (and at the end).
+    Every(u64),
+}
+
+impl Fsync {
+    /// `none`, `end` or `every:N` with N a size (`every:8MiB`): the text [`Fsync::parse`] reads.
+    pub fn label(&self) -> String {
+        match self {
+            Fsync::None => "none".into(),
+            Fsync::End => "end".into(),
+            Fsync::Every(b) => format!("every:{}", units::fmt_size(*b)),
+        }
+    }
+
+    /// The interval of an `every:N` policy, in bytes.
+    pub fn every(&self) -> Option<u64> {
+        match self {
+            Fsync::Every(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Whether the policy syncs after the last byte.
+    pub fn at_end(&self) -> bool {
+        *self != Fsync::None
+    }
+
+    /// Parses `none`, `end` or `every:N` (N a whole number of MiB, optionally written `NMiB`).
+    pub fn parse(s: &str) -> Result<Fsync, String> {
+        match s.trim() {
+            "none" => Ok(Fsync::None),
+            "end" => Ok(Fsync::End),
+            t => {
+                let n = t.strip_prefix("every:").ok_or_else(|| {
+                    format!("'{s}': expected none, end or every:N (N MiB, e.g. every:8)")
+                })?;
+                let mib: u64 = n
+                    .trim_end_matches("MiB")
+                    .parse()
+                    .map_err(|_| format!("'{s}': N in every:N must be a whole number of MiB"))?;
+                if mib == 0 {
+                    return Err(format!("'{s}': N in every:N must be at least 1 MiB"));
+                }
+                Ok(Fsync::Every(mib << 20))
+            }
+        }
+    }
+}
+
+/// One transfer: the receiving socket, the file it goes to (opened for reading and writing,
+/// empty), the announced size, the bytes per step and the fsync policy.
+pub struct SockToFile<'a> {
+    pub sock: &'a TcpStream,
+    pub file: &'a File,
+    pub size: u64,
+    pub chunk: usize,
+    pub fsync: Fsync,
+}
+
+/// What a loop did besides moving bytes: steps (samples) taken, syncs issued.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Persisted {
+    pub steps: u64,
+    pub syncs: u64,
+}
+
+fn recv(s: &TcpStream, buf: &mut [u8], got: u64) -> Result<usize> {
+    read_some(s, buf).with_context(|| format!("recv after {got} bytes"))
+}
+
+fn early_end(got: u64, size: u64) -> anyhow::Error {
+    anyhow::anyhow!("the sender closed the connection after {got} of {size} bytes")
+}
+
+/// The fsync(2) bookkeeping of the classic write loops.
+struct Syncs {
+    policy: Fsync,
+    unsynced: u64,
+    done: u64,
+}
+
+impl Syncs {
+    fn new(policy: Fsync) -> Syncs {
+        Syncs {
+            policy,
+            unsynced: 0,
+            done: 0,
+        }
+    }
+
+    /// `n` more bytes written: fsync when the interval is reached.
+    fn wrote(&mut self, n: u64, file: &File) -> io::Result<()> {
+        self.unsynced += n;
+        if self.policy.every().is_some_and(|e| self.unsynced >= e) {
+            file.sync_all()?;
+            self.done += 1;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// After the last byte: fsync what is left (or once, if nothing was synced yet).
+    fn end(&mut self, file: &File) -> io::Result<()> {
+        if self.policy.at_end() && (self.unsynced > 0 || self.done == 0) {
+            file.sync_all()?;
+            self.done += 1;
+        }
+        Ok(())
+    }
+}
+
+/// read(2) up to `buf.len()` bytes from the socket, write(2) them to the file, one sample per
+/// step.
+pub fn recv_write(x: &SockToFile, buf: &mut [u8], rec: &mut Recorder) -> Result<Persisted> {
+    let mut sync = Syncs::new(x.fsync);
+    let (mut got, mut steps) = (0u64, 0u64);
+    let mut s = rec.now();
+    loop {
+        let n = recv(x.sock, buf, got)?;
+        if n == 0 {
+            break;
+        }
+        (&*x.file).write_all(&buf[..n])?;
+        got += n as u64;
+        sync.wrote(n as u64, x.file)?;
+        steps += 1;
+        s = rec.record_since(s);
+    }
+    if got != x.size {
+        return Err(early_end(got, x.size));
+    }
+    sync.end(x.file)?;
+    Ok(Persisted {
+        steps,
+        syncs: sync.done,
+    })
+}
+
+/// splice(2) up to a chunk (at most the pipe's capacity `cap`) socket -> pipe, then splice(2)
+/// pipe -> file at the file offset, one sample per step.
+pub fn splice_to_file(
+    x: &SockToFile,
+    (pr, pw, cap): (&OwnedFd, &OwnedFd, usize),
+    rec: &mut Recorder,
+) -> Result<Persisted> {
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
+    let mut sync = Syncs::new(x.fsync);
+    let (mut got, mut steps) = (0u64, 0u64);
+    let len = x.chunk.min(cap);
+    let mut s = rec.now();
+    loop {
+        let n = splice(x.sock.as_fd(), None, pw, None, len, flags)
+            .with_context(|| format!("splice from the socket after {got} bytes"))?;
+        if n == 0 {
+            break;
+        }
+        let mut out = 0;
+        while out < n {
+            let mut off = (got + out as u64) as i64;
+            match splice(pr, None, x.file.as_fd(), Some(&mut off), n - out, flags)? {
+                0 => bail!("splice to the file moved 0 bytes"),
+                m => out += m,
+            }
+        }
+        got += n as u64;
+        sync.wrote(n as u64, x.file)?;
+        steps += 1;
+        s = rec.record_since(s);
+    }
+    if got != x.size {
+        return Err(early_end(got, x.size));
+    }
+    sync.end(x.file)?;
+    Ok(Persisted {
+        steps,
+        syncs: sync.done,
+    })
+}
+
+/// ftruncate(2)+mmap(2) MAP_SHARED the file (inside the clock, in the first sample, as a broker
+/// maps a new segment), then read(2) up to a chunk at a time straight into the mapping;
+/// msync(2) MS_SYNC of the range written since the last one as the policy says.
+pub fn recv_mmap(x: &SockToFile, rec: &mut Recorder) -> Result<Persisted> {
+    let mut st = Persisted::default();
+    let size = x.size as usize;
+    let mut s = rec.now();
+    let mut map = map_shared_writable(x.file, x.size)?;
+    let (mut got, mut synced) = (0usize, 0usize);
+    while got < size {
+        let end = (got + x.chunk).min(size);
+        let n = recv(x.sock, &mut map[got..end], got as u64)?;
+        if n == 0 {
+            return Err(early_end(got as u64, x.size));
+        }
+        got += n;
+        if x.fsync.every().is_some_and(|e| (got - synced) as u64 >= e) {
+            map.flush_range(synced, got - synced)?;
+            st.syncs += 1;
+            synced = got;
+        }
+        st.steps += 1;
+        s = rec.record_since(s);
+    }
+    let mut probe = [0u8; 1];
+    if recv(x.sock, &mut probe, got as u64)? != 0 {
+        bail!("the sender sent more than the announced {} bytes", x.size);
+    }
+    if x.fsync.at_end() && (got > synced || st.syncs == 0) {
+        map.flush_range(synced, got - synced)?;
+        st.syncs += 1;
+    }
+    Ok(st)
+}
+
+/// An io_uring [`Mover`] from the socket to the file with input mode `take`: one
+/// io_uring_enter per step (the previous chunk's write, with a linked IORING_OP_FSYNC when due,
+/// and the next receive), one sample per step.
+pub fn uring_to_file(
+    x: &SockToFile,
+    ring: &mut Ring,
+    take: Take,
+    rec: &mut Recorder,
+) -> Result<Persisted> {
+    let mut m = Mover::new(
+        ring,
+        Fd::Raw(x.sock.as_raw_fd()),
+        Put::File(Fd::Raw(x.file.as_raw_fd())),
+        take,
+        x.chunk,
+        x.fsync.every(),
+    )?;
+    let mut s = rec.now();
+    loop {
+        let n = m
+            .step(ring)
+            .with_context(|| format!("after {} bytes", m.bytes_in))?;
+        s = rec.record_since(s);
+        if n == 0 {
+            break;
+        }
+    }
+    m.finish(ring, x.fsync.at_end())?;
+    if m.bytes_out != x.size {
+        return Err(early_end(m.bytes_out, x.size));
+    }
+    Ok(Persisted {
+        steps: m.enters,
+        syncs: m.syncs,
+    })
+}
