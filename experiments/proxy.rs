@@ -49,7 +49,8 @@ use zclab::harness::{
 };
 use zclab::loops::relay::{self, Relay};
 use zclab::loops::tcp;
-use zclab::net::peers::{EchoClient, FaultSpec, PatternStream, PeerReport, Streamer, add_usage};
+use zclab::measure::Usage;
+use zclab::net::peers::{EchoClient, FaultSpec, PatternStream, Streamer, add_usage};
 use zclab::net::remote::{self, PeerAddr};
 use zclab::results::{Integrity, Row, Status};
 use zclab::ring::{Ring, RingConfig};
@@ -263,19 +264,14 @@ fn run(ctx: &mut Proxy, t: &mut Trial, variant: &str, relay: Relay) -> Result<()
 
 /// Records the peers' CPU time: the local client's is subtracted from the process's; a remote
 /// server's is recorded as the peer's (a local server's is subtracted with the client's).
-fn record_peers(
-    t: &mut Trial,
-    client: PeerReport,
-    server: PeerReport,
-    rep: Option<remote::Report>,
-) {
+fn record_peers(t: &mut Trial, client: Usage, server: Usage, rep: Option<remote::Report>) {
     match rep {
-        None => t.set_peer(add_usage(client.usage, server.usage)),
+        None => t.set_peer(add_usage(client, server)),
         Some(r) => {
-            t.set_peer(client.usage);
+            t.set_peer(client);
             remote::record(t, &r);
-            t.set_extra("client_user_ns", client.usage.user_ns as f64);
-            t.set_extra("client_sys_ns", client.usage.sys_ns as f64);
+            t.set_extra("client_user_ns", client.user_ns as f64);
+            t.set_extra("client_sys_ns", client.sys_ns as f64);
         }
     }
 }
@@ -306,7 +302,7 @@ fn run_stream(ctx: &mut Proxy, t: &mut Trial, variant: &str, mut relay: Relay) -
     let (got, rep) = got.context("server failed")?;
     let sent = sent.context("client failed")?;
     let remote = rep.is_some();
-    record_peers(t, sent, got, rep);
+    record_peers(t, sent.usage, got.usage, rep);
     t.set_integrity(Integrity {
         ok: got.bytes == total && got.hash == expected,
         method: if remote {
@@ -364,12 +360,7 @@ fn run_echo(ctx: &mut Proxy, t: &mut Trial, variant: &str, mut relay: Relay) -> 
     res?;
     let echoed = echoed.context("client failed")?;
     let (served, rep) = served.context("server failed")?;
-    let client = PeerReport {
-        bytes: echoed.bytes,
-        hash: 0,
-        usage: echoed.usage,
-    };
-    record_peers(t, client, served, rep);
+    record_peers(t, echoed.usage, served.usage, rep);
     t.set_histogram(
         "step",
         "one request's round trip client -> relay -> server -> relay -> client, measured in the client thread (the relay is the measured thread for CPU; its own per-request time is the `relay` histogram)",

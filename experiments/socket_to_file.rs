@@ -404,7 +404,9 @@ fn fixture(ctx: &mut SocketToFile, t: &Trial, variant: &str) -> Result<Fixture> 
     })
 }
 
-/// [`run_trial_here`], with a failed trial's error saying so when the --peer host went away.
+/// Runs `body` as the measured part, then closes the socket, collects the sender's usage and
+/// checks the file against the stream; a failed trial's error says so when the --peer host went
+/// away.
 fn run_trial(
     ctx: &mut SocketToFile,
     t: &mut Trial,
@@ -412,75 +414,61 @@ fn run_trial(
     step: &str,
     body: impl FnOnce(&SockToFile, &mut Recorder) -> Result<Persisted>,
 ) -> Result<()> {
-    let r = run_trial_here(ctx, t, variant, step, body);
-    match (t.remote, r) {
-        (Some(p), Err(e)) => Err(p.explain(e)),
-        (_, r) => r,
-    }
-}
-
-/// Runs `body` as the measured part, then closes the socket, collects the sender's usage and
-/// checks the file against the stream.
-fn run_trial_here(
-    ctx: &mut SocketToFile,
-    t: &mut Trial,
-    variant: &str,
-    step: &str,
-    body: impl FnOnce(&SockToFile, &mut Recorder) -> Result<Persisted>,
-) -> Result<()> {
-    let fx = fixture(ctx, t, variant)?;
-    let mut stats = Persisted::default();
-    let size = fx.size;
-    let res = t.measure(step, |rec| {
-        let x = SockToFile {
-            sock: &fx.sock,
-            file: &fx.file,
-            size,
-            chunk: fx.chunk,
-            fsync: fx.fsync,
+    let remote = t.remote;
+    let r = (|| {
+        let fx = fixture(ctx, t, variant)?;
+        let mut stats = Persisted::default();
+        let size = fx.size;
+        let res = t.measure(step, |rec| {
+            let x = SockToFile {
+                sock: &fx.sock,
+                file: &fx.file,
+                size,
+                chunk: fx.chunk,
+                fsync: fx.fsync,
+            };
+            stats = body(&x, rec)?;
+            Ok(Done {
+                bytes: size,
+                ops: stats.steps,
+            })
+        });
+        let Fixture {
+            sock,
+            sender,
+            file,
+            out,
+            hash,
+            ..
+        } = fx;
+        drop(sock);
+        drop(file);
+        let remote_sent = match sender {
+            Sender::Local(s) => {
+                let sent = s.join();
+                res?;
+                t.set_peer(sent.context("sender failed")?.usage);
+                None
+            }
+            Sender::Remote(mut r) => {
+                let rep = if res.is_ok() { Some(r.wait()) } else { None };
+                drop(r); // a failed trial: the server's side is torn down and reported
+                res?;
+                let rep = rep
+                    .expect("waited when the trial went well")
+                    .context("sender failed")?;
+                remote::record(t, &rep);
+                Some(rep)
+            }
         };
-        stats = body(&x, rec)?;
-        Ok(Done {
-            bytes: size,
-            ops: stats.steps,
-        })
-    });
-    let Fixture {
-        sock,
-        sender,
-        file,
-        out,
-        hash,
-        ..
-    } = fx;
-    drop(sock);
-    drop(file);
-    let remote_sent = match sender {
-        Sender::Local(s) => {
-            let sent = s.join();
-            res?;
-            t.set_peer(sent.context("sender failed")?.usage);
-            None
-        }
-        Sender::Remote(mut r) => {
-            let rep = if res.is_ok() { Some(r.wait()) } else { None };
-            drop(r); // a failed trial: the server's side is torn down and reported
-            res?;
-            let rep = rep
-                .expect("waited when the trial went well")
-                .context("sender failed")?;
-            remote::record(t, &rep);
-            Some(rep)
-        }
-    };
-    t.set_extra("fsyncs", stats.syncs as f64);
-    let got_len = std::fs::metadata(&out.path)?.len();
-    let got = hash_file(&out.path).context("cannot read the received file back")?;
-    // A remote sender also says what it sent: the same pattern, all of it.
-    let sent_ok = remote_sent.as_ref().is_none_or(|r| {
-        r.bytes == size && r.hash.as_deref().and_then(remote::parse_hex64) == Some(hash)
-    });
-    t.set_integrity(Integrity {
+        t.set_extra("fsyncs", stats.syncs as f64);
+        let got_len = std::fs::metadata(&out.path)?.len();
+        let got = hash_file(&out.path).context("cannot read the received file back")?;
+        // A remote sender also says what it sent: the same pattern, all of it.
+        let sent_ok = remote_sent.as_ref().is_none_or(|r| {
+            r.bytes == size && r.hash.as_deref().and_then(remote::parse_hex64) == Some(hash)
+        });
+        t.set_integrity(Integrity {
         ok: got == hash && got_len == size && sent_ok,
         method: if remote_sent.is_some() {
             "xxh3-64 of the file read back after the clock stopped, against the pattern's and the peer host's hash of what it sent".into()
@@ -492,5 +480,10 @@ fn run_trial_here(
         bytes_expected: size,
         bytes_got: got_len,
     });
-    Ok(())
+        Ok(())
+    })();
+    match (remote, r) {
+        (Some(p), Err(e)) => Err(p.explain(e)),
+        (_, r) => r,
+    }
 }

@@ -13,7 +13,7 @@ use crate::uring::sock::{Mover, Put, Take};
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{SpliceFFlags, splice};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -98,67 +98,49 @@ fn early_end(got: u64, size: u64) -> anyhow::Error {
     anyhow::anyhow!("the sender closed the connection after {got} of {size} bytes")
 }
 
-/// The fsync(2) bookkeeping of the classic write loops.
-struct Syncs {
-    policy: Fsync,
-    unsynced: u64,
-    done: u64,
-}
-
-impl Syncs {
-    fn new(policy: Fsync) -> Syncs {
-        Syncs {
-            policy,
-            unsynced: 0,
-            done: 0,
-        }
-    }
-
-    /// `n` more bytes written: fsync when the interval is reached.
-    fn wrote(&mut self, n: u64, file: &File) -> io::Result<()> {
-        self.unsynced += n;
-        if self.policy.every().is_some_and(|e| self.unsynced >= e) {
-            file.sync_all()?;
-            self.done += 1;
-            self.unsynced = 0;
-        }
-        Ok(())
-    }
-
-    /// After the last byte: fsync what is left (or once, if nothing was synced yet).
-    fn end(&mut self, file: &File) -> io::Result<()> {
-        if self.policy.at_end() && (self.unsynced > 0 || self.done == 0) {
-            file.sync_all()?;
-            self.done += 1;
-        }
-        Ok(())
-    }
-}
-
-/// read(2) up to `buf.len()` bytes from the socket, write(2) them to the file, one sample per
-/// step.
-pub fn recv_write(x: &SockToFile, buf: &mut [u8], rec: &mut Recorder) -> Result<Persisted> {
-    let mut sync = Syncs::new(x.fsync);
-    let (mut got, mut steps) = (0u64, 0u64);
+/// The classic loops: `step` moves up to a chunk from the socket to the file, given the bytes
+/// moved so far, and returns how many (0 at the end of the stream); fsync(2) as the policy
+/// says, one sample per step.
+fn classic(
+    x: &SockToFile,
+    rec: &mut Recorder,
+    mut step: impl FnMut(u64) -> Result<usize>,
+) -> Result<Persisted> {
+    let mut st = Persisted::default();
+    let (mut got, mut unsynced) = (0u64, 0u64);
     let mut s = rec.now();
     loop {
-        let n = recv(x.sock, buf, got)?;
+        let n = step(got)? as u64;
         if n == 0 {
             break;
         }
-        (&*x.file).write_all(&buf[..n])?;
-        got += n as u64;
-        sync.wrote(n as u64, x.file)?;
-        steps += 1;
+        got += n;
+        unsynced += n;
+        if x.fsync.every().is_some_and(|e| unsynced >= e) {
+            x.file.sync_all()?;
+            st.syncs += 1;
+            unsynced = 0;
+        }
+        st.steps += 1;
         s = rec.record_since(s);
     }
     if got != x.size {
         return Err(early_end(got, x.size));
     }
-    sync.end(x.file)?;
-    Ok(Persisted {
-        steps,
-        syncs: sync.done,
+    if x.fsync.at_end() && (unsynced > 0 || st.syncs == 0) {
+        x.file.sync_all()?;
+        st.syncs += 1;
+    }
+    Ok(st)
+}
+
+/// read(2) up to `buf.len()` bytes from the socket, write(2) them to the file, one sample per
+/// step.
+pub fn recv_write(x: &SockToFile, buf: &mut [u8], rec: &mut Recorder) -> Result<Persisted> {
+    classic(x, rec, |got| {
+        let n = recv(x.sock, buf, got)?;
+        (&*x.file).write_all(&buf[..n])?;
+        Ok(n)
     })
 }
 
@@ -170,16 +152,10 @@ pub fn splice_to_file(
     rec: &mut Recorder,
 ) -> Result<Persisted> {
     let flags = SpliceFFlags::SPLICE_F_MOVE;
-    let mut sync = Syncs::new(x.fsync);
-    let (mut got, mut steps) = (0u64, 0u64);
     let len = x.chunk.min(cap);
-    let mut s = rec.now();
-    loop {
+    classic(x, rec, |got| {
         let n = splice(x.sock.as_fd(), None, pw, None, len, flags)
             .with_context(|| format!("splice from the socket after {got} bytes"))?;
-        if n == 0 {
-            break;
-        }
         let mut out = 0;
         while out < n {
             let mut off = (got + out as u64) as i64;
@@ -188,18 +164,7 @@ pub fn splice_to_file(
                 m => out += m,
             }
         }
-        got += n as u64;
-        sync.wrote(n as u64, x.file)?;
-        steps += 1;
-        s = rec.record_since(s);
-    }
-    if got != x.size {
-        return Err(early_end(got, x.size));
-    }
-    sync.end(x.file)?;
-    Ok(Persisted {
-        steps,
-        syncs: sync.done,
+        Ok(n)
     })
 }
 
@@ -273,4 +238,77 @@ pub fn uring_to_file(
         steps: m.enters,
         syncs: m.syncs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Clock;
+    use crate::net::peers::tcp_pair;
+    use std::fs::OpenOptions;
+
+    #[test]
+    fn fsync_policies_parse_and_label_round_trip() {
+        for (text, want) in [
+            ("none", Fsync::None),
+            ("end", Fsync::End),
+            ("every:8", Fsync::Every(8 << 20)),
+            ("every:8MiB", Fsync::Every(8 << 20)),
+        ] {
+            let f = Fsync::parse(text).unwrap();
+            assert_eq!(f, want, "{text}");
+            assert_eq!(Fsync::parse(&f.label()), Ok(f));
+        }
+        for bad in ["sometimes", "every:0", "every:x", "every:"] {
+            assert!(Fsync::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Each classic loop stores what the socket delivered, syncs as the policy says, and
+    /// reports a sender that ends early.
+    #[test]
+    fn classic_loops_persist_the_stream() {
+        let data: Vec<u8> = (0..(3u32 << 20) / 2).map(|i| (i * 7 % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        for (case, short) in [(0, false), (1, false), (2, false), (0, true)] {
+            let (tx, rx) = tcp_pair().unwrap();
+            let sent = if short { &data[..1000] } else { &data[..] };
+            let sender = {
+                let sent = sent.to_vec();
+                std::thread::spawn(move || (&tx).write_all(&sent))
+            };
+            let path = dir.path().join(format!("{case}-{short}.dat"));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            let x = SockToFile {
+                sock: &rx,
+                file: &file,
+                size: data.len() as u64,
+                chunk: 16 << 10,
+                fsync: Fsync::Every(1 << 20),
+            };
+            let mut rec = Recorder::new(Clock::new());
+            let (pr, pw, cap) = crate::sys::pipe::pipe_with_size(64 << 10).unwrap();
+            let r = match case {
+                0 => recv_write(&x, &mut vec![0u8; 16 << 10], &mut rec),
+                1 => splice_to_file(&x, (&pr, &pw, cap), &mut rec),
+                _ => recv_mmap(&x, &mut rec),
+            };
+            sender.join().unwrap().unwrap();
+            if short {
+                let e = r.unwrap_err().to_string();
+                assert!(e.contains("after 1000 of"), "{e}");
+                continue;
+            }
+            let p = r.unwrap();
+            assert_eq!(p.syncs, 2, "case {case}: one on the way, one at the end");
+            assert_eq!(p.steps, rec.histogram().len(), "case {case}");
+            assert_eq!(std::fs::read(&path).unwrap(), data, "case {case}");
+        }
+    }
 }
