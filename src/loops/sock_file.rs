@@ -281,8 +281,7 @@ mod tests {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .open(&path)
                 .unwrap();
             let x = SockToFile {
