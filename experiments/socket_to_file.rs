@@ -32,36 +32,29 @@
 //! **Minimum kernel.** classic: any 2.6.17+; uring-recv-write 5.6 (IORING_OP_RECV/WRITE);
 //! uring-recv-write-fixed 5.1 (READ_FIXED on a socket, WRITE_FIXED); uring-splice 5.7.
 
-use anyhow::{Context, Result, bail};
-use clap::Parser;
-use nix::fcntl::{SpliceFFlags, splice};
+use anyhow::{Context, Result};
 use serde_json::json;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zclab::harness::{self, CommonArgs, Done, Lab, Need, Point, Trial, Variant};
+use zclab::catalog::socket_to_file as names;
+use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::sock_file::{self, Fsync, Persisted, SockToFile};
+use zclab::loops::tcp;
 use zclab::measure::Recorder;
 use zclab::net::peers::{FaultSpec, PatternStream, Streamer, tcp_pair};
-use zclab::net::remote::{self, Peer, PeerAddr, RemoteTcp};
+use zclab::net::remote::{self, PeerAddr, RemoteTcp};
 use zclab::results::Integrity;
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::file::hash_file;
-use zclab::sys::mapping::map_shared_writable;
 use zclab::sys::pipe::pipe_with_size;
 use zclab::units;
-use zclab::uring::Fd;
-use zclab::uring::sock::{Mover, Put, Take};
+use zclab::uring::sock::Take;
 
-const NAME: &str = "socket_to_file";
-
-#[derive(Parser, Debug)]
-#[command(name = NAME, about = "Persist a TCP stream to a file: recv+write, splice, recv into a mapping, io_uring")]
+#[derive(clap::Args, Debug)]
 struct Args {
-    #[command(flatten)]
-    common: CommonArgs,
     /// Bytes per transfer, comma-separated (K/M/G powers of 1024, KB/MB/GB powers of 1000).
     #[arg(long, default_value = "64MiB", value_delimiter = ',', value_parser = harness::size_arg)]
     sizes: Vec<u64>,
@@ -70,7 +63,7 @@ struct Args {
     chunks: Vec<u64>,
     /// fsync policies, comma-separated: `none` (page cache only), `end` (once after the last
     /// byte), `every:N` (every N MiB, and at the end).
-    #[arg(long, default_value = "none,end", value_delimiter = ',', value_parser = parse_fsync)]
+    #[arg(long, default_value = "none,end", value_delimiter = ',', value_parser = Fsync::parse)]
     fsync: Vec<Fsync>,
     /// Pipe capacity for the splice variants (F_SETPIPE_SZ); default twice the chunk, at least
     /// 64 KiB (io_uring splices the next chunk in while the previous drains).
@@ -88,91 +81,41 @@ struct Args {
     peer: Option<PeerAddr>,
 }
 
-/// When the received bytes are forced to stable storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fsync {
-    None,
-    End,
-    /// Every this many bytes (and at the end).
-    Every(u64),
-}
-
-impl Fsync {
-    fn label(&self) -> String {
-        match self {
-            Fsync::None => "none".into(),
-            Fsync::End => "end".into(),
-            Fsync::Every(b) => format!("every:{}", units::fmt_size(*b)),
-        }
-    }
-    fn every(&self) -> Option<u64> {
-        match self {
-            Fsync::Every(b) => Some(*b),
-            _ => None,
-        }
-    }
-    fn at_end(&self) -> bool {
-        *self != Fsync::None
-    }
-}
-
-fn parse_fsync(s: &str) -> Result<Fsync, String> {
-    match s.trim() {
-        "none" => Ok(Fsync::None),
-        "end" => Ok(Fsync::End),
-        t => {
-            let n = t.strip_prefix("every:").ok_or_else(|| {
-                format!("'{s}': expected none, end or every:N (N MiB, e.g. every:8)")
-            })?;
-            let mib: u64 = n
-                .trim_end_matches("MiB")
-                .parse()
-                .map_err(|_| format!("'{s}': N in every:N must be a whole number of MiB"))?;
-            if mib == 0 {
-                return Err(format!("'{s}': N in every:N must be at least 1 MiB"));
-            }
-            Ok(Fsync::Every(mib << 20))
-        }
-    }
-}
-
-struct Ctx {
+struct SocketToFile {
     args: Args,
     fault: Option<FaultSpec>,
     stream: Option<PatternStream>,
-    /// `zclab serve` on the --peer host.
-    peer: Option<Peer>,
     /// xxh3-64 of the pattern stream by size, for a remote sender (nothing held in memory).
     remote_hash: Option<(u64, u64)>,
 }
 
-const VARIANTS: &[Variant<Ctx>] = &[
+const VARIANTS: &[Variant<SocketToFile>] = &[
     Variant {
-        name: "classic-recv-write",
+        name: names::CLASSIC_RECV_WRITE,
         about: "read(2) up to a chunk from the socket into a buffer, write(2) it to the file",
         needs: &[],
         run: classic_recv_write,
     },
     Variant {
-        name: "classic-splice",
+        name: names::CLASSIC_SPLICE,
         about: "splice(2) socket -> pipe, then splice(2) pipe -> file: no copy to user space",
         needs: &[],
         run: classic_splice,
     },
     Variant {
-        name: "classic-recv-mmap",
+        name: names::CLASSIC_RECV_MMAP,
         about: "ftruncate(2)+mmap(2) MAP_SHARED the file, read(2) from the socket straight into the mapping",
         needs: &[],
         run: classic_recv_mmap,
     },
     Variant {
-        name: "uring-recv-write",
+        name: names::URING_RECV_WRITE,
         about: "IORING_OP_WRITE of the previous chunk + IORING_OP_RECV of the next, one submission per step",
         needs: &[Need::Op("RECV"), Need::Op("WRITE"), Need::Op("FSYNC")],
         run: uring_recv_write,
     },
     Variant {
-        name: "uring-recv-write-fixed",
+        name: names::URING_RECV_WRITE_FIXED,
         about: "IORING_OP_READ_FIXED on the socket into a registered buffer + IORING_OP_WRITE_FIXED of the previous one",
         needs: &[
             Need::Op("READ_FIXED"),
@@ -182,40 +125,46 @@ const VARIANTS: &[Variant<Ctx>] = &[
         run: uring_recv_write_fixed,
     },
     Variant {
-        name: "uring-splice",
+        name: names::URING_SPLICE,
         about: "IORING_OP_SPLICE pipe -> file of the previous chunk + IORING_OP_SPLICE socket -> pipe of the next",
         needs: &[Need::Op("SPLICE"), Need::Op("FSYNC")],
         run: uring_splice,
     },
 ];
 
-fn main() -> ExitCode {
-    harness::main(NAME, || {
-        let args = Args::parse();
-        if args.common.list {
-            let caps = zclab::caps::probe(&args.workdir);
-            print!("{}", harness::list_variants(NAME, VARIANTS, &caps));
-            return Ok(ExitCode::SUCCESS);
-        }
+impl Experiment for SocketToFile {
+    type Args = Args;
+    const NAME: &'static str = names::NAME;
+    const ABOUT: &'static str =
+        "Persist a TCP stream to a file: recv+write, splice, recv into a mapping, io_uring";
+
+    fn variants() -> &'static [Variant<Self>] {
+        VARIANTS
+    }
+
+    fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         if !args.workdir.is_dir() {
-            bail!("work directory {} does not exist", args.workdir.display());
+            return Err(harness::usage(format!(
+                "work directory {} does not exist",
+                args.workdir.display()
+            )));
         }
         if let Some(&s) = args.sizes.iter().find(|&&s| s > (8 << 30)) {
-            bail!(
+            return Err(harness::usage(format!(
                 "size {} is too large: the stream is held in memory (at most 8 GiB)",
                 units::fmt_size(s)
-            );
+            )));
         }
-        let names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
-        let fault = FaultSpec::from_env_for(&names)?;
+        let fault =
+            FaultSpec::from_env_for(names::VARIANTS).map_err(|e| harness::usage(e.to_string()))?;
         if fault.is_some() && args.peer.is_some() {
-            bail!(
+            return Err(harness::usage(format!(
                 "{} injects a fault into a local sender; with --peer the sender runs on the peer host",
                 zclab::net::peers::FAULT_ENV
-            );
+            )));
         }
         let fsync: Vec<String> = args.fsync.iter().map(Fsync::label).collect();
-        let params = json!({
+        let parameters = json!({
             "sizes": args.sizes, "chunks": args.chunks, "fsync": fsync, "pipe_size": args.pipe_size,
             "send_size": args.send_size, "workdir": args.workdir,
             "path": if args.peer.is_some() { "remote-tcp" } else { "tcp-loopback" },
@@ -236,27 +185,140 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let mut lab = Lab::open(NAME, &args.common, params)?;
-        let peer = match &args.peer {
-            Some(a) => {
-                let p = Peer::connect(a.clone(), &lab.caps, &harness::git_revision())?;
-                lab.set_peer_meta(p.meta());
-                Some(p)
-            }
-            None => None,
-        };
-        let mut ctx = Ctx {
+        let ctx = SocketToFile {
             args,
             fault,
             stream: None,
-            peer,
             remote_hash: None,
         };
-        let code = lab.run(VARIANTS, &points, &mut ctx);
-        if let Some(p) = &ctx.peer {
-            p.bye();
-        }
-        code
+        Ok(Plan {
+            ctx,
+            points,
+            parameters,
+        })
+    }
+
+    fn peer_addr(&self) -> Option<&PeerAddr> {
+        self.args.peer.as_ref()
+    }
+}
+
+fn main() -> ExitCode {
+    harness::run::<SocketToFile>()
+}
+
+fn classic_recv_write(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
+    let mut buf = vec![0u8; t.point.num("chunk") as usize];
+    run_trial(
+        ctx,
+        t,
+        names::CLASSIC_RECV_WRITE,
+        "one read(2) of up to a chunk from the socket + write(2) of it to the file",
+        |x, rec| sock_file::recv_write(x, &mut buf, rec),
+    )
+}
+
+fn classic_splice(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
+    let (pr, pw, cap) = pipe_with_size(pipe_size(ctx, t))?;
+    run_trial(
+        ctx,
+        t,
+        names::CLASSIC_SPLICE,
+        "one splice(2) socket -> pipe of up to a chunk + splice(2) pipe -> file of those bytes",
+        |x, rec| sock_file::splice_to_file(x, (&pr, &pw, cap), rec),
+    )?;
+    t.set_extra("pipe_bytes", cap as f64);
+    Ok(())
+}
+
+fn classic_recv_mmap(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
+    run_trial(
+        ctx,
+        t,
+        names::CLASSIC_RECV_MMAP,
+        "one read(2) of up to a chunk from the socket straight into the mapped file (the first \
+         sample includes ftruncate+mmap)",
+        sock_file::recv_mmap,
+    )?;
+    t.set_extra("mapped_bytes", t.point.num("size") as f64);
+    Ok(())
+}
+
+fn uring_recv_write(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
+    let r = ring(t)?;
+    uring_move(
+        ctx,
+        t,
+        names::URING_RECV_WRITE,
+        "one io_uring_enter: WRITE of the previous chunk (+ linked FSYNC when due) and RECV of the next, both waited for",
+        r,
+        Take::Recv,
+    )
+}
+
+fn uring_recv_write_fixed(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
+    let mut r = ring(t)?;
+    r.register_buffers(2, t.point.num("chunk") as usize)
+        .map_err(harness::ring_err)?;
+    t.set_ring(r.flags());
+    uring_move(
+        ctx,
+        t,
+        names::URING_RECV_WRITE_FIXED,
+        "one io_uring_enter: WRITE_FIXED of the previous registered buffer (+ linked FSYNC when due) and READ_FIXED from the socket into the other",
+        r,
+        Take::Fixed,
+    )
+}
+
+fn uring_splice(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
+    let r = ring(t)?;
+    let (pr, pw, cap) = pipe_with_size(pipe_size(ctx, t))?;
+    if cap < t.point.num("chunk") as usize {
+        return Err(harness::skip_point(format!(
+            "the pipe holds {cap} B, less than the chunk"
+        )));
+    }
+    uring_move(
+        ctx,
+        t,
+        names::URING_SPLICE,
+        "one io_uring_enter: SPLICE pipe -> file of the previous chunk (+ linked FSYNC when due) and SPLICE socket -> pipe of the next",
+        r,
+        Take::Splice {
+            pipe_r: pr.as_raw_fd(),
+            pipe_w: pw.as_raw_fd(),
+        },
+    )?;
+    t.set_extra("pipe_bytes", cap as f64);
+    Ok(())
+}
+
+fn pipe_size(ctx: &SocketToFile, t: &Trial) -> usize {
+    ctx.args
+        .pipe_size
+        .map_or((2 * t.point.num("chunk") as usize).max(64 << 10), |p| {
+            p as usize
+        })
+}
+
+fn ring(t: &mut Trial) -> Result<Ring> {
+    let r = Ring::new(&RingConfig::tuned(8)).map_err(harness::ring_err)?;
+    t.set_ring(r.flags());
+    Ok(r)
+}
+
+/// The io_uring variants: a Mover from the socket to the file, one step per submission.
+fn uring_move(
+    ctx: &mut SocketToFile,
+    t: &mut Trial,
+    variant: &str,
+    step: &str,
+    mut r: Ring,
+    take: Take,
+) -> Result<()> {
+    run_trial(ctx, t, variant, step, |x, rec| {
+        sock_file::uring_to_file(x, &mut r, take, rec)
     })
 }
 
@@ -289,13 +351,14 @@ struct Fixture {
     hash: u64,
 }
 
-fn fixture(ctx: &mut Ctx, t: &Trial, variant: &str) -> Result<Fixture> {
+fn fixture(ctx: &mut SocketToFile, t: &Trial, variant: &str) -> Result<Fixture> {
     let (size, chunk) = (t.point.num("size"), t.point.num("chunk") as usize);
-    let fsync = parse_fsync(t.point.str("fsync")).map_err(anyhow::Error::msg)?;
-    let path = ctx
-        .args
-        .workdir
-        .join(format!("zclab-{NAME}-{}-{variant}.dat", std::process::id()));
+    let fsync = Fsync::parse(t.point.str("fsync")).map_err(anyhow::Error::msg)?;
+    let path = ctx.args.workdir.join(format!(
+        "zclab-{}-{}-{variant}.dat",
+        names::NAME,
+        std::process::id()
+    ));
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -304,7 +367,7 @@ fn fixture(ctx: &mut Ctx, t: &Trial, variant: &str) -> Result<Fixture> {
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let out = OutFile { path };
-    let (sock, sender, hash) = match &ctx.peer {
+    let (sock, sender, hash) = match t.remote {
         Some(p) => {
             if ctx.remote_hash.is_none_or(|(s, _)| s != size) {
                 ctx.remote_hash = Some((size, remote::pattern_hash(size)));
@@ -315,15 +378,7 @@ fn fixture(ctx: &mut Ctx, t: &Trial, variant: &str) -> Result<Fixture> {
             (sock, Sender::Remote(r), hash)
         }
         None => {
-            if ctx
-                .stream
-                .as_ref()
-                .is_none_or(|s| s.data.len() as u64 != size)
-            {
-                ctx.stream = None;
-                ctx.stream = Some(PatternStream::new(size as usize));
-            }
-            let ps = ctx.stream.as_ref().expect("just set");
+            let ps = tcp::pattern(&mut ctx.stream, size);
             let (tx, rx) = tcp_pair().context("cannot open a loopback TCP connection")?;
             let reset = FaultSpec::for_variant(&ctx.fault, variant);
             let sender = Streamer::spawn(
@@ -349,86 +404,74 @@ fn fixture(ctx: &mut Ctx, t: &Trial, variant: &str) -> Result<Fixture> {
     })
 }
 
-/// What the measured loop did besides moving bytes.
-#[derive(Default)]
-struct Stats {
-    steps: u64,
-    syncs: u64,
-}
-
-/// [`run_trial_here`], with a failed trial's error saying so when the --peer host went away.
-fn run_trial(
-    ctx: &mut Ctx,
-    t: &mut Trial,
-    variant: &str,
-    step: &str,
-    body: impl FnOnce(&mut Recorder, &mut Fixture) -> Result<Stats>,
-) -> Result<()> {
-    let r = run_trial_here(ctx, t, variant, step, body);
-    match (&ctx.peer, r) {
-        (Some(p), Err(e)) if e.downcast_ref::<harness::Skip>().is_none() => Err(p.explain(e)),
-        (_, r) => r,
-    }
-}
-
 /// Runs `body` as the measured part, then closes the socket, collects the sender's usage and
-/// checks the file against the stream.
-fn run_trial_here(
-    ctx: &mut Ctx,
+/// checks the file against the stream; a failed trial's error says so when the --peer host went
+/// away.
+fn run_trial(
+    ctx: &mut SocketToFile,
     t: &mut Trial,
     variant: &str,
     step: &str,
-    body: impl FnOnce(&mut Recorder, &mut Fixture) -> Result<Stats>,
+    body: impl FnOnce(&SockToFile, &mut Recorder) -> Result<Persisted>,
 ) -> Result<()> {
-    let mut fx = fixture(ctx, t, variant)?;
-    let mut stats = Stats::default();
-    let size = fx.size;
-    let res = t.measure(step, |rec| {
-        stats = body(rec, &mut fx)?;
-        Ok(Done {
-            bytes: size,
-            ops: stats.steps,
-        })
-    });
-    let Fixture {
-        sock,
-        sender,
-        file,
-        out,
-        hash,
-        ..
-    } = fx;
-    drop(sock);
-    drop(file);
-    let remote_sent = match sender {
-        Sender::Local(s) => {
-            let sent = s.join();
-            res?;
-            t.set_peer(sent.context("sender failed")?.usage);
-            None
-        }
-        Sender::Remote(mut r) => {
-            let rep = if res.is_ok() { Some(r.wait()) } else { None };
-            drop(r); // a failed trial: the server's side is torn down and reported
-            res?;
-            let rep = rep
-                .expect("waited when the trial went well")
-                .context("sender failed")?;
-            t.set_remote_peer(rep.usage);
-            for (k, v) in rep.peer_extras() {
-                t.set_extra(k, v);
+    let remote = t.remote;
+    let r: Result<()> = (|| {
+        let fx = fixture(ctx, t, variant)?;
+        let mut stats = Persisted::default();
+        let size = fx.size;
+        let res = t.measure(step, |rec| {
+            let x = SockToFile {
+                sock: &fx.sock,
+                file: &fx.file,
+                size,
+                chunk: fx.chunk,
+                fsync: fx.fsync,
+            };
+            stats = body(&x, rec)?;
+            Ok(Done {
+                bytes: size,
+                ops: stats.steps,
+            })
+        });
+        let Fixture {
+            sock,
+            sender,
+            file,
+            out,
+            hash,
+            ..
+        } = fx;
+        drop(sock);
+        drop(file);
+        let remote_sent = match sender {
+            Sender::Local(s) => {
+                let sent = s.join();
+                res?;
+                t.set_peer(sent.context("sender failed")?.usage);
+                None
             }
-            Some(rep)
-        }
-    };
-    t.set_extra("fsyncs", stats.syncs as f64);
-    let got_len = std::fs::metadata(&out.path)?.len();
-    let got = hash_file(&out.path).context("cannot read the received file back")?;
-    // A remote sender also says what it sent: the same pattern, all of it.
-    let sent_ok = remote_sent.as_ref().is_none_or(|r| {
-        r.bytes == size && r.hash.as_deref().and_then(remote::parse_hex64) == Some(hash)
-    });
-    t.set_integrity(Integrity {
+            Sender::Remote(mut r) => {
+                let rep = if res.is_ok() { Some(r.wait()) } else { None };
+                drop(r); // a failed trial: the server's side is torn down and reported
+                res?;
+                let rep = rep
+                    .expect("waited when the trial went well")
+                    .context("sender failed")?;
+                t.set_remote_peer(rep.usage);
+                for (k, v) in rep.peer_extras() {
+                    t.set_extra(k, v);
+                }
+                Some(rep)
+            }
+        };
+        t.set_extra("fsyncs", stats.syncs as f64);
+        let got_len = std::fs::metadata(&out.path)?.len();
+        let got = hash_file(&out.path).context("cannot read the received file back")?;
+        // A remote sender also says what it sent: the same pattern, all of it.
+        let sent_ok = remote_sent.as_ref().is_none_or(|r| {
+            r.bytes == size && r.hash.as_deref().and_then(remote::parse_hex64) == Some(hash)
+        });
+        t.set_integrity(Integrity {
         ok: got == hash && got_len == size && sent_ok,
         method: if remote_sent.is_some() {
             "xxh3-64 of the file read back after the clock stopped, against the pattern's and the peer host's hash of what it sent".into()
@@ -440,260 +483,10 @@ fn run_trial_here(
         bytes_expected: size,
         bytes_got: got_len,
     });
-    Ok(())
-}
-
-fn early_end(got: u64, size: u64) -> anyhow::Error {
-    anyhow::anyhow!("the sender closed the connection after {got} of {size} bytes")
-}
-
-fn too_much(size: u64) -> anyhow::Error {
-    anyhow::anyhow!("the sender sent more than the announced {size} bytes")
-}
-
-fn read_sock(mut s: &TcpStream, buf: &mut [u8], got: u64) -> Result<usize> {
-    loop {
-        match s.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(|| format!("recv after {got} bytes")),
-        }
+        Ok(())
+    })();
+    match (remote, r) {
+        (Some(p), Err(e)) if e.downcast_ref::<harness::Skip>().is_none() => Err(p.explain(e)),
+        (_, r) => r,
     }
-}
-
-fn classic_recv_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let mut buf = vec![0u8; t.point.num("chunk") as usize];
-    run_trial(
-        ctx,
-        t,
-        "classic-recv-write",
-        "one read(2) of up to a chunk from the socket + write(2) of it to the file",
-        |rec, fx| {
-            let mut st = Stats::default();
-            let (mut got, mut unsynced) = (0u64, 0u64);
-            let mut s = rec.now();
-            loop {
-                let n = read_sock(&fx.sock, &mut buf, got)?;
-                if n == 0 {
-                    break;
-                }
-                (&fx.file).write_all(&buf[..n])?;
-                got += n as u64;
-                unsynced += n as u64;
-                if fx.fsync.every().is_some_and(|e| unsynced >= e) {
-                    fx.file.sync_all()?;
-                    st.syncs += 1;
-                    unsynced = 0;
-                }
-                st.steps += 1;
-                s = rec.record_since(s);
-            }
-            if got != fx.size {
-                return Err(early_end(got, fx.size));
-            }
-            if fx.fsync.at_end() && (unsynced > 0 || st.syncs == 0) {
-                fx.file.sync_all()?;
-                st.syncs += 1;
-            }
-            Ok(st)
-        },
-    )
-}
-
-fn pipe_size(ctx: &Ctx, t: &Trial) -> usize {
-    ctx.args
-        .pipe_size
-        .map_or((2 * t.point.num("chunk") as usize).max(64 << 10), |p| {
-            p as usize
-        })
-}
-
-fn classic_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let (pr, pw, cap) = pipe_with_size(pipe_size(ctx, t))?;
-    let flags = SpliceFFlags::SPLICE_F_MOVE;
-    run_trial(
-        ctx,
-        t,
-        "classic-splice",
-        "one splice(2) socket -> pipe of up to a chunk + splice(2) pipe -> file of those bytes",
-        |rec, fx| {
-            let mut st = Stats::default();
-            let (mut got, mut unsynced) = (0u64, 0u64);
-            let len = fx.chunk.min(cap);
-            let mut s = rec.now();
-            loop {
-                let n = splice(fx.sock.as_fd(), None, &pw, None, len, flags)
-                    .with_context(|| format!("splice from the socket after {got} bytes"))?;
-                if n == 0 {
-                    break;
-                }
-                let mut out = 0;
-                while out < n {
-                    let mut off = (got + out as u64) as i64;
-                    match splice(&pr, None, fx.file.as_fd(), Some(&mut off), n - out, flags)? {
-                        0 => bail!("splice to the file moved 0 bytes"),
-                        m => out += m,
-                    }
-                }
-                got += n as u64;
-                unsynced += n as u64;
-                if fx.fsync.every().is_some_and(|e| unsynced >= e) {
-                    fx.file.sync_all()?;
-                    st.syncs += 1;
-                    unsynced = 0;
-                }
-                st.steps += 1;
-                s = rec.record_since(s);
-            }
-            if got != fx.size {
-                return Err(early_end(got, fx.size));
-            }
-            if fx.fsync.at_end() && (unsynced > 0 || st.syncs == 0) {
-                fx.file.sync_all()?;
-                st.syncs += 1;
-            }
-            Ok(st)
-        },
-    )?;
-    t.set_extra("pipe_bytes", cap as f64);
-    Ok(())
-}
-
-fn classic_recv_mmap(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    run_trial(
-        ctx,
-        t,
-        "classic-recv-mmap",
-        "one read(2) of up to a chunk from the socket straight into the mapped file (the first \
-         sample includes ftruncate+mmap)",
-        |rec, fx| {
-            let mut st = Stats::default();
-            let size = fx.size as usize;
-            let mut s = rec.now();
-            // Pre-sized and mapped inside the clock, once, as a broker maps a new segment.
-            let mut map = map_shared_writable(&fx.file, fx.size)?;
-            let (mut got, mut synced) = (0usize, 0usize);
-            while got < size {
-                let end = (got + fx.chunk).min(size);
-                let n = read_sock(&fx.sock, &mut map[got..end], got as u64)?;
-                if n == 0 {
-                    return Err(early_end(got as u64, fx.size));
-                }
-                got += n;
-                if fx.fsync.every().is_some_and(|e| (got - synced) as u64 >= e) {
-                    map.flush_range(synced, got - synced)?;
-                    st.syncs += 1;
-                    synced = got;
-                }
-                st.steps += 1;
-                s = rec.record_since(s);
-            }
-            let mut probe = [0u8; 1];
-            if read_sock(&fx.sock, &mut probe, got as u64)? != 0 {
-                return Err(too_much(fx.size));
-            }
-            if fx.fsync.at_end() && (got > synced || st.syncs == 0) {
-                map.flush_range(synced, got - synced)?;
-                st.syncs += 1;
-            }
-            Ok(st)
-        },
-    )?;
-    t.set_extra("mapped_bytes", t.point.num("size") as f64);
-    Ok(())
-}
-
-fn ring(t: &mut Trial) -> Result<Ring> {
-    let r = Ring::new(&RingConfig::tuned(8)).map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
-    Ok(r)
-}
-
-/// The io_uring variants: a [`Mover`] from the socket to the file, one step per submission.
-fn uring_move(
-    ctx: &mut Ctx,
-    t: &mut Trial,
-    variant: &str,
-    step: &str,
-    mut r: Ring,
-    take: Take,
-) -> Result<()> {
-    run_trial(ctx, t, variant, step, |rec, fx| {
-        let mut m = Mover::new(
-            &r,
-            Fd::Raw(fx.sock.as_raw_fd()),
-            Put::File(Fd::Raw(fx.file.as_raw_fd())),
-            take,
-            fx.chunk,
-            fx.fsync.every(),
-        )?;
-        let mut s = rec.now();
-        loop {
-            let n = m
-                .step(&mut r)
-                .with_context(|| format!("after {} bytes", m.bytes_in))?;
-            s = rec.record_since(s);
-            if n == 0 {
-                break;
-            }
-        }
-        m.finish(&mut r, fx.fsync.at_end())?;
-        if m.bytes_out != fx.size {
-            return Err(early_end(m.bytes_out, fx.size));
-        }
-        Ok(Stats {
-            steps: m.enters,
-            syncs: m.syncs,
-        })
-    })
-}
-
-fn uring_recv_write(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let r = ring(t)?;
-    uring_move(
-        ctx,
-        t,
-        "uring-recv-write",
-        "one io_uring_enter: WRITE of the previous chunk (+ linked FSYNC when due) and RECV of the next, both waited for",
-        r,
-        Take::Recv,
-    )
-}
-
-fn uring_recv_write_fixed(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t)?;
-    r.register_buffers(2, t.point.num("chunk") as usize)
-        .map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
-    uring_move(
-        ctx,
-        t,
-        "uring-recv-write-fixed",
-        "one io_uring_enter: WRITE_FIXED of the previous registered buffer (+ linked FSYNC when due) and READ_FIXED from the socket into the other",
-        r,
-        Take::Fixed,
-    )
-}
-
-fn uring_splice(ctx: &mut Ctx, t: &mut Trial) -> Result<()> {
-    let r = ring(t)?;
-    let (pr, pw, cap) = pipe_with_size(pipe_size(ctx, t))?;
-    if cap < t.point.num("chunk") as usize {
-        return Err(harness::skip_point(format!(
-            "the pipe holds {cap} B, less than the chunk"
-        )));
-    }
-    uring_move(
-        ctx,
-        t,
-        "uring-splice",
-        "one io_uring_enter: SPLICE pipe -> file of the previous chunk (+ linked FSYNC when due) and SPLICE socket -> pipe of the next",
-        r,
-        Take::Splice {
-            pipe_r: pr.as_raw_fd(),
-            pipe_w: pw.as_raw_fd(),
-        },
-    )?;
-    t.set_extra("pipe_bytes", cap as f64);
-    Ok(())
 }

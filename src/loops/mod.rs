@@ -5,3 +5,6 @@
 pub mod blocks;
 pub mod files;
 pub mod gather;
+pub mod relay;
+pub mod sock_file;
+pub mod tcp;
