@@ -116,16 +116,6 @@ fn fs_name(magic: u32) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn fs_names() {
-        assert_eq!(super::fs_name(0xef53), "ext4/ext3/ext2");
-        assert_eq!(super::fs_name(0x0102_1994), "tmpfs");
-        assert_eq!(super::fs_name(0x1234), "0x1234");
-    }
-}
-
 /// Probes `dir` (honouring `ZCLAB_HIDE=odirect`) and returns the alignment direct I/O there
 /// needs, or a one-line reason why the filesystem has no real direct I/O.
 pub fn direct_io(dir: &Path) -> Result<crate::sys::direct::DirectIo, String> {
@@ -154,4 +144,14 @@ pub fn direct_io(dir: &Path) -> Result<crate::sys::direct::DirectIo, String> {
         offset_align: off,
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fs_names() {
+        assert_eq!(super::fs_name(0xef53), "ext4/ext3/ext2");
+        assert_eq!(super::fs_name(0x0102_1994), "tmpfs");
+        assert_eq!(super::fs_name(0x1234), "0x1234");
+    }
 }
