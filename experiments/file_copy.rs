@@ -39,6 +39,7 @@
 //! filesystems 5.19); io_uring READ/WRITE 5.6, READ_FIXED/WRITE_FIXED 5.1, SPLICE 5.7.
 
 use anyhow::{Context, Result, bail};
+use io_uring::opcode;
 use nix::fcntl::{SpliceFFlags, copy_file_range, splice};
 use serde_json::json;
 use std::fs::{File, OpenOptions};
@@ -130,19 +131,22 @@ const VARIANTS: &[Variant<FileCopy>] = &[
     Variant {
         name: names::URING_READ_WRITE,
         about: "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight",
-        needs: &[Need::Op("READ"), Need::Op("WRITE")],
+        needs: &[Need::Op(opcode::Read::CODE), Need::Op(opcode::Write::CODE)],
         run: uring_read_write,
     },
     Variant {
         name: names::URING_READ_WRITE_FIXED,
         about: "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers",
-        needs: &[Need::Op("READ_FIXED"), Need::Op("WRITE_FIXED")],
+        needs: &[
+            Need::Op(opcode::ReadFixed::CODE),
+            Need::Op(opcode::WriteFixed::CODE),
+        ],
         run: uring_read_write_fixed,
     },
     Variant {
         name: names::URING_SPLICE,
         about: "two linked IORING_OP_SPLICE per step: source -> pipe -> copy",
-        needs: &[Need::Op("SPLICE")],
+        needs: &[Need::Op(opcode::Splice::CODE)],
         run: uring_splice,
     },
 ];

@@ -52,6 +52,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
+use io_uring::opcode;
 use nix::fcntl::{SpliceFFlags, splice};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -215,31 +216,37 @@ const VARIANTS: &[Variant<Ctx>] = &[
     Variant {
         name: "uring-read-send",
         about: "IORING_OP_READ linked to IORING_OP_SEND, one submission per chunk (two CPU copies)",
-        needs: &[Need::Op("READ"), Need::Op("SEND")],
+        needs: &[Need::Op(opcode::Read::CODE), Need::Op(opcode::Send::CODE)],
         run: uring_read_send,
     },
     Variant {
         name: "uring-read-fixed-send",
         about: "IORING_OP_READ_FIXED into a registered buffer linked to IORING_OP_SEND (two CPU copies)",
-        needs: &[Need::Op("READ_FIXED"), Need::Op("SEND")],
+        needs: &[
+            Need::Op(opcode::ReadFixed::CODE),
+            Need::Op(opcode::Send::CODE),
+        ],
         run: uring_read_fixed_send,
     },
     Variant {
         name: "uring-splice",
         about: "two linked IORING_OP_SPLICE: file -> pipe -> socket (run by an io-wq worker)",
-        needs: &[Need::Op("SPLICE")],
+        needs: &[Need::Op(opcode::Splice::CODE)],
         run: uring_splice,
     },
     Variant {
         name: "uring-send-zc-fixed",
         about: "IORING_OP_READ_FIXED linked to IORING_OP_SEND_ZC from registered buffers, with usage reporting (one CPU copy: the read)",
-        needs: &[Need::Op("READ_FIXED"), Need::Op("SEND_ZC")],
+        needs: &[
+            Need::Op(opcode::ReadFixed::CODE),
+            Need::Op(opcode::SendZc::CODE),
+        ],
         run: uring_send_zc_fixed,
     },
     Variant {
         name: "uring-send-zc-mmap",
         about: "IORING_OP_SEND_ZC straight from an mmap(2) of the file: the kernel takes the page-cache pages, with usage reporting",
-        needs: &[Need::Op("SEND_ZC")],
+        needs: &[Need::Op(opcode::SendZc::CODE)],
         run: uring_send_zc_mmap,
     },
 ];

@@ -25,6 +25,7 @@
 //! (IORING_OP_SENDMSG_ZC), usage reporting 6.2.
 
 use anyhow::{Context, Result};
+use io_uring::opcode;
 use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmsg};
 use serde_json::json;
 use std::io::{IoSlice, Write};
@@ -86,13 +87,13 @@ const VARIANTS: &[Variant<GatherWrite>] = &[
     Variant {
         name: names::URING_WRITEV,
         about: "IORING_OP_WRITEV with one iovec per part, one submission per message",
-        needs: &[Need::Op("WRITEV")],
+        needs: &[Need::Op(opcode::Writev::CODE)],
         run: uring_writev,
     },
     Variant {
         name: names::URING_SENDMSG_ZC,
         about: "IORING_OP_SENDMSG_ZC with the parts as iovecs, notifications tracked, with usage reporting",
-        needs: &[Need::Op("SENDMSG_ZC")],
+        needs: &[Need::Op(opcode::SendMsgZc::CODE)],
         run: uring_sendmsg_zc,
     },
 ];

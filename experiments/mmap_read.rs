@@ -31,6 +31,7 @@
 //! **Minimum kernel.** MAP_POPULATE 2.5.46; io_uring READ 5.6.
 
 use anyhow::{Result, bail};
+use io_uring::opcode;
 use serde_json::json;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -102,7 +103,7 @@ const VARIANTS: &[Variant<MmapRead>] = &[
     Variant {
         name: names::URING_READ,
         about: "IORING_OP_READ of buf bytes, --qd in flight, hashed in file order",
-        needs: &[Need::Op("READ")],
+        needs: &[Need::Op(opcode::Read::CODE)],
         run: uring_read,
     },
 ];

@@ -70,6 +70,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
+use io_uring::opcode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
@@ -261,25 +262,25 @@ const VARIANTS: &[Variant<Ctx>] = &[
     Variant {
         name: "uring-send",
         about: "IORING_OP_SEND (the kernel copies)",
-        needs: &[Need::Op("SEND")],
+        needs: &[Need::Op(opcode::Send::CODE)],
         run: uring_send,
     },
     Variant {
         name: "uring-send-zc",
         about: "IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE; the kernel pins the buffer's pages per send",
-        needs: &[Need::Op("SEND_ZC"), Need::SendZcReportUsage],
+        needs: &[Need::Op(opcode::SendZc::CODE), Need::SendZcReportUsage],
         run: uring_send_zc,
     },
     Variant {
         name: "uring-send-zc-fixed",
         about: "IORING_OP_SEND_ZC from registered buffers (IORING_RECVSEND_FIXED_BUF), usage reported",
-        needs: &[Need::Op("SEND_ZC"), Need::SendZcReportUsage],
+        needs: &[Need::Op(opcode::SendZc::CODE), Need::SendZcReportUsage],
         run: uring_send_zc_fixed,
     },
     Variant {
         name: "uring-sendmsg-zc",
         about: "IORING_OP_SENDMSG_ZC with one iovec on the connected socket, usage reported",
-        needs: &[Need::Op("SENDMSG_ZC"), Need::SendZcReportUsage],
+        needs: &[Need::Op(opcode::SendMsgZc::CODE), Need::SendZcReportUsage],
         run: uring_sendmsg_zc,
     },
 ];

@@ -39,6 +39,7 @@
 //! MSG_WAITALL retry 5.18); uring-splice 5.7.
 
 use anyhow::{Context, Result, bail};
+use io_uring::opcode;
 use serde_json::{Value, json};
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
@@ -114,13 +115,13 @@ const VARIANTS: &[Variant<Proxy>] = &[
     Variant {
         name: names::URING_RECV_SEND,
         about: "IORING_OP_RECV into a buffer + IORING_OP_SEND (MSG_WAITALL) to the other socket",
-        needs: &[Need::Op("RECV"), Need::Op("SEND")],
+        needs: &[Need::Op(opcode::Recv::CODE), Need::Op(opcode::Send::CODE)],
         run: uring_recv_send,
     },
     Variant {
         name: names::URING_SPLICE,
         about: "IORING_OP_SPLICE socket -> pipe + IORING_OP_SPLICE pipe -> other socket",
-        needs: &[Need::Op("SPLICE")],
+        needs: &[Need::Op(opcode::Splice::CODE)],
         run: uring_splice,
     },
 ];

@@ -33,6 +33,7 @@
 //! uring-recv-write-fixed 5.1 (READ_FIXED on a socket, WRITE_FIXED); uring-splice 5.7.
 
 use anyhow::{Context, Result};
+use io_uring::opcode;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::net::TcpStream;
@@ -111,23 +112,30 @@ const VARIANTS: &[Variant<SocketToFile>] = &[
     Variant {
         name: names::URING_RECV_WRITE,
         about: "IORING_OP_WRITE of the previous chunk + IORING_OP_RECV of the next, one submission per step",
-        needs: &[Need::Op("RECV"), Need::Op("WRITE"), Need::Op("FSYNC")],
+        needs: &[
+            Need::Op(opcode::Recv::CODE),
+            Need::Op(opcode::Write::CODE),
+            Need::Op(opcode::Fsync::CODE),
+        ],
         run: uring_recv_write,
     },
     Variant {
         name: names::URING_RECV_WRITE_FIXED,
         about: "IORING_OP_READ_FIXED on the socket into a registered buffer + IORING_OP_WRITE_FIXED of the previous one",
         needs: &[
-            Need::Op("READ_FIXED"),
-            Need::Op("WRITE_FIXED"),
-            Need::Op("FSYNC"),
+            Need::Op(opcode::ReadFixed::CODE),
+            Need::Op(opcode::WriteFixed::CODE),
+            Need::Op(opcode::Fsync::CODE),
         ],
         run: uring_recv_write_fixed,
     },
     Variant {
         name: names::URING_SPLICE,
         about: "IORING_OP_SPLICE pipe -> file of the previous chunk + IORING_OP_SPLICE socket -> pipe of the next",
-        needs: &[Need::Op("SPLICE"), Need::Op("FSYNC")],
+        needs: &[
+            Need::Op(opcode::Splice::CODE),
+            Need::Op(opcode::Fsync::CODE),
+        ],
         run: uring_splice,
     },
 ];

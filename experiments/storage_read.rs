@@ -65,6 +65,7 @@
 //! STATX_DIOALIGN 6.1 (on older kernels a 4096-byte alignment is assumed on block filesystems).
 
 use anyhow::{Context, Result};
+use io_uring::opcode;
 use serde_json::json;
 use std::collections::HashMap;
 use std::fs::File;
@@ -72,6 +73,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use zclab::caps::SetupFlag;
 use zclab::catalog::storage_read as names;
 use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Need, Plan, Point, Trial, Variant};
 use zclab::loops::blocks::{
@@ -160,25 +162,28 @@ const VARIANTS: &[Variant<StorageRead>] = &[
     Variant {
         name: names::URING_READ,
         about: "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter",
-        needs: &[Need::Op("READ")],
+        needs: &[Need::Op(opcode::Read::CODE)],
         run: uring_read,
     },
     Variant {
         name: names::URING_READ_FIXED,
         about: "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)",
-        needs: &[Need::Op("READ_FIXED")],
+        needs: &[Need::Op(opcode::ReadFixed::CODE)],
         run: uring_read_fixed,
     },
     Variant {
         name: names::URING_READ_FIXED_FILES,
         about: "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)",
-        needs: &[Need::Op("READ_FIXED")],
+        needs: &[Need::Op(opcode::ReadFixed::CODE)],
         run: uring_read_fixed_files,
     },
     Variant {
         name: names::URING_SQPOLL,
         about: "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled",
-        needs: &[Need::Op("READ_FIXED"), Need::SetupFlag("SQPOLL")],
+        needs: &[
+            Need::Op(opcode::ReadFixed::CODE),
+            Need::SetupFlag(SetupFlag::SqPoll),
+        ],
         run: uring_sqpoll,
     },
 ];

@@ -31,9 +31,11 @@
 //! **Minimum kernel.** getppid: any; NOP 5.1; SQPOLL without root 5.11; registered ring fd 5.18.
 
 use anyhow::{Context, Result};
+use io_uring::opcode;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::process::ExitCode;
+use zclab::caps::SetupFlag;
 use zclab::catalog::syscall_floor as names;
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant,
@@ -118,25 +120,31 @@ const VARIANTS: &[Variant<SyscallFloor>] = &[
     Variant {
         name: names::URING_NOP,
         about: "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch",
-        needs: &[Need::Op("NOP")],
+        needs: &[Need::Op(opcode::Nop::CODE)],
         run: uring_nop,
     },
     Variant {
         name: names::URING_NOP_REGRING,
         about: "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)",
-        needs: &[Need::Op("NOP")],
+        needs: &[Need::Op(opcode::Nop::CODE)],
         run: uring_nop_regring,
     },
     Variant {
         name: names::URING_NOP_SQPOLL,
         about: "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call",
-        needs: &[Need::Op("NOP"), Need::SetupFlag("SQPOLL")],
+        needs: &[
+            Need::Op(opcode::Nop::CODE),
+            Need::SetupFlag(SetupFlag::SqPoll),
+        ],
         run: uring_nop_sqpoll,
     },
     Variant {
         name: names::URING_NOP_SQPOLL_REGRING,
         about: "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters",
-        needs: &[Need::Op("NOP"), Need::SetupFlag("SQPOLL")],
+        needs: &[
+            Need::Op(opcode::Nop::CODE),
+            Need::SetupFlag(SetupFlag::SqPoll),
+        ],
         run: uring_nop_sqpoll_regring,
     },
 ];

@@ -106,13 +106,16 @@ pub fn size_list_arg(s: &str) -> Result<Vec<u64>, String> {
     units::parse_size_list(s).map_err(|e| e.to_string())
 }
 
-/// What a variant needs from the kernel or the permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a variant needs from the kernel or the permissions. Opcodes are the io-uring crate's
+/// `CODE` constants (`Need::Op(opcode::SendZc::CODE)`) and setup flags [`caps::SetupFlag`], so a
+/// misspelt need does not compile. Recorded in meta.json as `{"Op": "SEND_ZC"}`,
+/// `{"SetupFlag": "SQPOLL"}` or the variant's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// io_uring with this opcode (kernel name without the IORING_OP_ prefix).
-    Op(&'static str),
-    /// This io_uring setup flag (without IORING_SETUP_).
-    SetupFlag(&'static str),
+    /// io_uring with this opcode (`io_uring::opcode::X::CODE`).
+    Op(u8),
+    /// This io_uring setup flag.
+    SetupFlag(caps::SetupFlag),
     /// SO_ZEROCOPY / MSG_ZEROCOPY on TCP and UDP sockets.
     SoZerocopy,
     /// IORING_SEND_ZC_REPORT_USAGE: the kernel says whether a zero-copy send was copied.
@@ -123,12 +126,30 @@ pub enum Need {
     ODirect,
 }
 
+impl Serialize for Need {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Need::Op(c) => s.serialize_newtype_variant(
+                "Need",
+                0,
+                "Op",
+                caps::opcode_name(c).unwrap_or("unknown opcode"),
+            ),
+            Need::SetupFlag(f) => s.serialize_newtype_variant("Need", 1, "SetupFlag", f.name()),
+            Need::SoZerocopy => s.serialize_unit_variant("Need", 2, "SoZerocopy"),
+            Need::SendZcReportUsage => s.serialize_unit_variant("Need", 3, "SendZcReportUsage"),
+            Need::Root => s.serialize_unit_variant("Need", 4, "Root"),
+            Need::ODirect => s.serialize_unit_variant("Need", 5, "ODirect"),
+        }
+    }
+}
+
 impl Need {
     /// Why `caps` cannot satisfy this need, or None when it can.
     pub fn unmet(&self, caps: &Caps) -> Option<String> {
         let rel = &caps.kernel.release;
         match *self {
-            Need::Op(op) => {
+            Need::Op(code) => {
                 if !caps.io_uring.available {
                     return Some(format!(
                         "io_uring unavailable: {}",
@@ -138,22 +159,24 @@ impl Need {
                             .unwrap_or("unknown reason")
                     ));
                 }
-                (!caps.has_op(op)).then(|| match caps::opcode_min_kernel(op) {
+                let op = caps::opcode_name(code).unwrap_or("(unknown)");
+                (!caps.has_opcode(code)).then(|| match caps::opcode_min_kernel_code(code) {
                     Some(v) => {
                         format!("IORING_OP_{op} needs Linux {v}; this kernel ({rel}) lacks it")
                     }
                     None => format!("IORING_OP_{op} is not supported by this kernel ({rel})"),
                 })
             }
-            Need::SetupFlag(f) => {
+            Need::SetupFlag(flag) => {
                 if !caps.io_uring.available {
                     return Some("io_uring unavailable".into());
                 }
-                (!caps.has_setup_flag(f)).then(|| match caps::setup_flag_min_kernel(f) {
-                    Some(v) => {
-                        format!("IORING_SETUP_{f} needs Linux {v}; this kernel ({rel}) refuses it")
-                    }
-                    None => format!("IORING_SETUP_{f} is refused by this kernel ({rel})"),
+                let f = flag.name();
+                (!caps.has_setup_flag_typed(flag)).then(|| {
+                    format!(
+                        "IORING_SETUP_{f} needs Linux {}; this kernel ({rel}) refuses it",
+                        flag.min_kernel()
+                    )
                 })
             }
             Need::SoZerocopy => (!caps.net.so_zerocopy)
@@ -639,12 +662,7 @@ impl Lab {
             ),
             fault,
         };
-        if lab.noise.noisy {
-            eprintln!(
-                "{name}: warning: the machine is noisy, figures may not hold: {}",
-                lab.noise.reasons.join("; ")
-            );
-        }
+
         Ok(lab)
     }
 
@@ -1054,6 +1072,12 @@ impl Lab {
         self.flush()?;
         if !self.args.quiet {
             print!("{}", self.table());
+            if self.noise.noisy {
+                println!(
+                    "warning: the machine was noisy when the run started, figures may not hold: {}",
+                    self.noise.reasons.join("; ")
+                );
+            }
             println!("results: {}", self.dir.display());
         }
         for r in &requested_unrunnable {
