@@ -5,6 +5,8 @@
 pub mod blocks;
 pub mod files;
 pub mod gather;
+pub mod netsend_crossover;
 pub mod relay;
+pub mod send;
 pub mod sock_file;
 pub mod tcp;
