@@ -1119,94 +1119,14 @@ impl Lab {
     }
 }
 
-/// Renders summary rows as the terminal table (also used by the suite's report).
+/// Renders summary rows as the terminal table ([`crate::report::table`]).
 pub fn render_table(rows: &[Row]) -> String {
-    use std::fmt::Write;
-    let mut groups: Vec<((String, String), Vec<&Row>)> = Vec::new();
-    for r in rows {
-        let key = (r.variant.clone(), r.point.clone());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(r),
-            None => groups.push((key, vec![r])),
-        }
-    }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<24} {:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
-        "variant",
-        "point",
-        "GB/s med (min-max)",
-        "p50/step",
-        "p99/step",
-        "sys/MiB",
-        "cpu/MiB",
-        "sysc/MiB",
-        "copied",
-        "integrity"
-    );
-    for ((variant, point), rs) in groups {
-        let ok: Vec<&Metrics> = rs
-            .iter()
-            .filter(|r| r.status == Status::Ok)
-            .filter_map(|r| r.metrics.as_ref())
-            .collect();
-        if ok.is_empty() {
-            let why = rs.iter().find_map(|r| r.error.clone()).unwrap_or_default();
-            let why: String = why.chars().take(60).collect();
-            let _ = writeln!(out, "{variant:<24} {point:<28} FAILED: {why}");
-            continue;
-        }
-        let med = |f: &dyn Fn(&Metrics) -> f64| median(ok.iter().map(|m| f(m)).collect());
-        let g: Vec<f64> = ok.iter().map(|m| m.gbps).collect();
-        let gmin = g.iter().cloned().fold(f64::INFINITY, f64::min);
-        let gmax = g.iter().cloned().fold(0.0, f64::max);
-        let sysc = if ok.iter().all(|m| m.syscalls_per_mib.is_some()) {
-            format!("{:.1}", med(&|m| m.syscalls_per_mib.unwrap_or(0.0)))
-        } else {
-            "unknown".into()
-        };
-        let copied = if ok.iter().all(|m| m.zc.is_some()) {
-            format!(
-                "{:.0}%",
-                med(&|m| m.zc.as_ref().map_or(0.0, |z| z.copied_pct))
-            )
-        } else {
-            "-".into()
-        };
-        let integ = if rs.iter().all(|r| r.status == Status::Ok) {
-            "ok"
-        } else {
-            "FAILED"
-        };
-        let _ = writeln!(
-            out,
-            "{variant:<24} {point:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
-            format!("{:.2} ({:.2}-{:.2})", med(&|m| m.gbps), gmin, gmax),
-            units::fmt_ns(med(&|m| m.latency.p50_ns as f64)),
-            units::fmt_ns(med(&|m| m.latency.p99_ns as f64)),
-            units::fmt_ns(med(&|m| m.sys_ns_per_mib)),
-            units::fmt_ns(med(&|m| m.cpu_ns_per_mib)),
-            sysc,
-            copied,
-            integ
-        );
-    }
-    out
+    crate::report::table(rows)
 }
 
-/// Median of a list (mean of the middle two for an even count); 0 for an empty list.
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+/// Median of a list ([`crate::analysis::median`]).
+pub fn median(v: Vec<f64>) -> f64 {
+    crate::analysis::median(&v)
 }
 
 /// The git revision of the source tree the binary was built from, with `-dirty` when it had

@@ -27,6 +27,9 @@ struct Cells {
     /// The metrics of the rows that are ok; empty when every repeat failed.
     ok_count: usize,
     gbps: Vec<f64>,
+    /// The headline figure of each ok repeat (GB/s, or operations/s where no bytes moved).
+    headline: Vec<f64>,
+    headline_name: &'static str,
     p50: String,
     p99: String,
     sys: String,
@@ -52,6 +55,8 @@ fn cells(rs: &[&Row]) -> Cells {
     Cells {
         ok_count: ok.len(),
         gbps: ok.iter().map(|m| m.gbps).collect(),
+        headline: ok.iter().map(|m| analysis::headline(m).1).collect(),
+        headline_name: ok.first().map_or("gbps", |m| analysis::headline(m).0),
         p50: units::fmt_ns(med(&|m| m.latency.p50_ns as f64)),
         p99: units::fmt_ns(med(&|m| m.latency.p99_ns as f64)),
         sys: units::fmt_ns(med(&|m| m.sys_ns_per_mib)),
@@ -78,15 +83,37 @@ fn cells(rs: &[&Row]) -> Cells {
     }
 }
 
-/// The terminal table: per variant and point, medians over the repeats (min-max for GB/s).
+/// A headline figure with its unit: `4.38 GB/s`, `12.3 Mop/s`.
+pub fn fmt_headline(name: &str, v: f64) -> String {
+    if name == "gbps" {
+        format!("{v:.2}")
+    } else if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// The terminal table: per variant and point, the headline figure's median over the repeats
+/// with its 95 % interval ([`analysis::median_ci`]; GB/s, or operations/s where no bytes
+/// moved), and the medians of the other figures.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
+    let unit = match rows
+        .iter()
+        .find_map(|r| r.metrics.as_ref().map(|m| analysis::headline(m).0))
+    {
+        Some("ops_per_s") => "op/s",
+        _ => "GB/s",
+    };
     let _ = writeln!(
         out,
-        "{:<24} {:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
+        "{:<24} {:<28} {:>26} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
         "variant",
         "point",
-        "GB/s med (min-max)",
+        format!("{unit} median [95% CI]"),
         "p50/step",
         "p99/step",
         "sys/MiB",
@@ -101,11 +128,12 @@ pub fn table(rows: &[Row]) -> String {
             let _ = writeln!(out, "{variant:<24} {point:<28} FAILED: {why}");
             continue;
         }
-        let s = analysis::summarize(&c.gbps).expect("a group with ok rows has figures");
+        let e = median_ci(&c.headline).expect("a group with ok rows has figures");
+        let f = |v: f64| fmt_headline(c.headline_name, v);
         let _ = writeln!(
             out,
-            "{variant:<24} {point:<28} {:>17} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
-            format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max.max(0.0)),
+            "{variant:<24} {point:<28} {:>26} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
+            format!("{} [{}-{}]", f(e.value), f(e.lo), f(e.hi.max(0.0))),
             c.p50,
             c.p99,
             c.sys,
@@ -324,6 +352,7 @@ mod tests {
             error: None,
             metrics: Some(Metrics {
                 gbps,
+                bytes: 1024,
                 ..Default::default()
             }),
             integrity: None,
@@ -342,7 +371,8 @@ mod tests {
             row("b", 0, 5.0),
         ];
         let t = table(&rows);
-        assert!(t.contains("2.00 (1.00-3.00)"), "{t}");
+        assert!(t.contains("2.00 [1.00-3.00]"), "{t}");
+        assert!(t.contains("GB/s median [95% CI]"), "{t}");
         let md = markdown_table(&rows);
         assert!(md.contains("| a | size=1KiB | 2.00 [1.00, 3.00] |"), "{md}");
         assert!(md.contains("| b | size=1KiB | 5.00 |"), "{md}");
