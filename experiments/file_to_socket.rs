@@ -1099,7 +1099,7 @@ fn copies_table(lab: &Lab) -> Result<()> {
     let _ = writeln!(
         md,
         "Seeds: copies and user/kernel switches per chunk as the seeds state them. Measured: udp-sink, median of {} repeats (min-max); CPU is the sending process's user + system time (the sink's drop at IP runs in the sender's softirq and is included, the same per datagram for every method); a system call is two user/kernel switches.\n",
-        lab.args.repeat
+        lab.args.repeat.min
     );
     for ((size, chunk), rs) in &by_point {
         let of = |v: &str| -> Vec<&Row> { rs.iter().copied().filter(|r| r.variant == v).collect() };

@@ -339,7 +339,7 @@ impl Experiment for NetSend {
     /// (`crossover-remote-udp.json`).
     fn analyse(&self, rows: &[Row], common: &CommonArgs) -> Result<Vec<Analysis>> {
         let mut out = Vec::new();
-        for c in netsend_crossover::crossovers(rows, &self.paths, common.repeat) {
+        for c in netsend_crossover::crossovers(rows, &self.paths, common.repeat.min) {
             match c.json {
                 Some(json) => out.push(Analysis {
                     file: c.file.into(),

@@ -179,7 +179,7 @@ impl Experiment for Proxy {
         let ctx = Proxy {
             args,
             warmup: common.warmup,
-            repeat: common.repeat,
+            repeat: common.repeat.min,
             fault,
             stream: None,
             started: Default::default(),

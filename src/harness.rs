@@ -43,9 +43,15 @@ pub struct CommonArgs {
     /// this kernel or with these permissions is an error, never silently skipped.
     #[arg(long, value_delimiter = ',')]
     pub variants: Vec<String>,
-    /// Measured repeats per variant and parameter point; the summary gives min/median/max.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub repeat: u32,
+    /// Measured repeats per variant and parameter point (1 to 1000), or `auto`: at least 3,
+    /// more until the 95% interval of the headline figure's median is within +-3% of it, or
+    /// the point's budget (`--point-budget`) is spent.
+    #[arg(long, default_value = "3", value_parser = parse_repeat)]
+    pub repeat: Repeat,
+    /// With `--repeat auto`: the most measured time one point may take before it is reported as
+    /// not settled (default: 12 trials' worth: 12 x --duration, or 10 s without one).
+    #[arg(long, value_parser = passes::parse_duration)]
+    pub point_budget: Option<std::time::Duration>,
     /// Measured time per trial, e.g. 200ms or 2s: the variant runs complete passes, each with
     /// its own integrity check, until their measured time reaches it (set-up between passes is
     /// not measured). Without it a trial is one pass of the sizes given.
@@ -74,6 +80,34 @@ pub struct CommonArgs {
     /// for soak runs, which watch one process's memory over a long run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
+}
+
+/// How many measured repeats a point gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Repeat {
+    /// The repeats always run (the count given, or 3 with `auto`).
+    pub min: u32,
+    /// More until the interval is tight, within the point's budget.
+    pub auto: bool,
+}
+
+/// Repeats in `auto` mode: the least, the most, and how tight the interval must get.
+pub const AUTO_MIN: u32 = 3;
+pub const AUTO_MAX: u32 = 30;
+/// Half-width of the 95% interval of the median, as a share of the median.
+pub const AUTO_TIGHT: f64 = 0.03;
+
+fn parse_repeat(s: &str) -> Result<Repeat, String> {
+    if s.trim() == "auto" {
+        return Ok(Repeat {
+            min: AUTO_MIN,
+            auto: true,
+        });
+    }
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(Repeat { min: n, auto: false }),
+        _ => Err(format!("'{s}': expected a count from 1 to 1000, or auto")),
+    }
 }
 
 fn parse_cpus(s: &str) -> Result<(usize, usize), String> {
@@ -559,6 +593,14 @@ pub fn install_signal_handlers() {
     sys::signal::Cancel::install();
 }
 
+/// Whether a point needs more repeats.
+enum Settled {
+    Yes,
+    No,
+    /// The budget ran out with the interval this wide (percent of the median, half-width).
+    OutOfBudget(f64),
+}
+
 #[derive(Serialize, Clone)]
 struct VariantMeta {
     name: String,
@@ -569,6 +611,10 @@ struct VariantMeta {
     requested: bool,
     ring: Option<RingFlags>,
     points_skipped: Vec<(String, String)>,
+    /// With `--repeat auto`: points whose interval was still wider than +-3% when their
+    /// budget ran out, with the half-width reached (percent of the median).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    points_unsettled: Vec<(String, f64)>,
 }
 
 /// The experiment's run: capabilities, run directory, and what has been measured so far.
@@ -705,7 +751,8 @@ impl Lab {
             "accelerator": std::env::var("ZCLAB_ACCEL").unwrap_or_else(|_| "native".into()),
             "clock": self.clock.info(),
             "placement": {"sender_cpu": self.args.cpus.0, "peer_cpu": self.args.cpus.1},
-            "repeat": self.args.repeat,
+            "repeat": self.args.repeat.min,
+            "repeat_auto": self.args.repeat.auto,
             "warmup": self.args.warmup,
             "duration_ns": self.args.duration.map(|d| d.as_nanos() as u64),
             "parameters": self.parameters,
@@ -792,7 +839,7 @@ impl Lab {
         } else {
             self.args.warmup
         };
-        let total = (selected * points.len()) as u64 * u64::from(warmups + self.args.repeat);
+        let total = (selected * points.len()) as u64 * u64::from(warmups + self.args.repeat.min);
         let mut progress = Progress::new(total);
         let mut failures = 0;
         let mut ran = 0;
@@ -821,6 +868,7 @@ impl Lab {
                     requested,
                     ring: None,
                     points_skipped: Vec::new(),
+                    points_unsettled: Vec::new(),
                 };
                 if explicit && !requested {
                     meta.status = "not-requested".into();
@@ -830,7 +878,7 @@ impl Lab {
                 if let Some(reason) = v.needs.iter().find_map(|n| n.unmet(&self.caps)) {
                     progress.skip(
                         v.name,
-                        (points.len() as u64) * u64::from(warmups + self.args.repeat),
+                        (points.len() as u64) * u64::from(warmups + self.args.repeat.min),
                     );
                     self.say(&format!("skip {}: {reason}", v.name));
                     meta.status = "skipped".into();
@@ -855,7 +903,24 @@ impl Lab {
                     let label = p.label();
                     // The last warm-up trial counts system calls; with --warmup 0 one is added.
                     let mut counted: Option<(u64, u64)> = None;
-                    for rep in 0..(warmups + self.args.repeat) {
+                    let budget_ns = self.point_budget_ns();
+                    let mut measured_ns = 0u64;
+                    let mut rep = 0u32;
+                    loop {
+                        if rep >= warmups + self.args.repeat.min {
+                            match self.settled(v.name, &label, measured_ns, budget_ns) {
+                                Settled::Yes => break,
+                                Settled::OutOfBudget(hw) => {
+                                    if round == 0 {
+                                        self.variants[vi].points_unsettled.push((label.clone(), hw));
+                                    }
+                                    break;
+                                }
+                                Settled::No => {}
+                            }
+                        }
+                        rep += 1;
+                        let rep = rep - 1;
                         if let Some(sig) = interrupted() {
                             return self.interrupted(sig);
                         }
@@ -959,7 +1024,7 @@ impl Lab {
                             }
                             continue;
                         }
-                        let repeat = rep.saturating_sub(warmups) + round * self.args.repeat;
+                        let repeat = rep.saturating_sub(warmups) + round * self.args.repeat.min;
                         let mut row = Row {
                             experiment: self.name.into(),
                             variant: v.name.into(),
@@ -1054,6 +1119,9 @@ impl Lab {
                                 .reason
                                 .get_or_insert_with(|| row.error.clone().unwrap_or_default());
                         }
+                        if let Some(m) = &row.metrics {
+                            measured_ns += m.wall_ns;
+                        }
                         self.append_row(&row)?;
                         self.rows.push(row);
                         self.flush()?;
@@ -1072,6 +1140,22 @@ impl Lab {
         self.flush()?;
         if !self.args.quiet {
             print!("{}", self.table());
+            let loose: Vec<String> = self
+                .variants
+                .iter()
+                .flat_map(|v| {
+                    v.points_unsettled
+                        .iter()
+                        .map(move |(p, hw)| format!("{} {p} (+-{hw:.1}%)", v.name))
+                })
+                .collect();
+            if !loose.is_empty() {
+                println!(
+                    "not settled within their budget (interval wider than +-{:.0}%): {}",
+                    100.0 * AUTO_TIGHT,
+                    loose.join(", ")
+                );
+            }
             if self.noise.noisy {
                 println!(
                     "warning: the machine was noisy when the run started, figures may not hold: {}",
@@ -1094,6 +1178,50 @@ impl Lab {
         } else {
             ExitCode::SUCCESS
         })
+    }
+
+    /// The measured time one point may take with `--repeat auto`.
+    fn point_budget_ns(&self) -> u64 {
+        match (self.args.point_budget, self.args.duration) {
+            (Some(b), _) => b.as_nanos() as u64,
+            (None, Some(d)) => 12 * d.as_nanos() as u64,
+            (None, None) => 10_000_000_000,
+        }
+    }
+
+    /// Whether a point has its answer: fixed repeats are done when counted; `auto` when the
+    /// headline figure's 95% interval is within +-3% of its median, or the budget is spent.
+    fn settled(&self, variant: &str, point: &str, measured_ns: u64, budget_ns: u64) -> Settled {
+        if !self.args.repeat.auto {
+            return Settled::Yes;
+        }
+        let ok: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.variant == variant && r.point == point)
+            .collect();
+        if ok.iter().any(|r| r.status != Status::Ok) {
+            return Settled::Yes; // a failed trial ends the point
+        }
+        let v: Vec<f64> = ok
+            .iter()
+            .filter_map(|r| r.metrics.as_ref())
+            .map(|m| crate::analysis::headline(m).1)
+            .collect();
+        let hw = crate::analysis::median_ci(&v).map_or(f64::INFINITY, |e| {
+            if e.value > 0.0 {
+                (e.hi - e.lo) / 2.0 / e.value
+            } else {
+                0.0
+            }
+        });
+        if hw <= AUTO_TIGHT {
+            Settled::Yes
+        } else if measured_ns >= budget_ns || v.len() as u32 >= AUTO_MAX {
+            Settled::OutOfBudget(100.0 * hw)
+        } else {
+            Settled::No
+        }
     }
 
     fn interrupted(&mut self, sig: i32) -> anyhow::Result<ExitCode> {
