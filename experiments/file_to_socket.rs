@@ -67,6 +67,7 @@ use zclab::harness::{Trial, Variant};
 use zclab::loops::copies::{self, Host};
 use zclab::loops::file_socket::{self as fsock, Endpoint, FileSend, FixedZcSteps, MappedZcSteps};
 use zclab::loops::file_socket::{Receiver, Source, SplicePipe, raw};
+use zclab::loops::net_paths;
 use zclab::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
 use zclab::net::remote::{self, PeerAddr};
 use zclab::results::Row;
@@ -259,11 +260,11 @@ impl Experiment for FileToSocket {
         let probe = zclab::caps::probe(&args.workdir);
         // A remote path without --peer, or a local one with it, is a usage error.
         let peer = args.peer.is_some();
-        if let Some(why) = fsock::peer_mismatch(&args.paths, peer) {
+        if let Some(why) = net_paths::peer_mismatch(&args.paths, peer) {
             return Err(harness::usage(why));
         }
         let (paths, paths_skipped) =
-            fsock::choose_paths(&args.paths, peer, netns::unavailable_reason(&probe))?;
+            net_paths::choose_paths(&args.paths, peer, netns::unavailable_reason(&probe))?;
         if peer && zclab::net::peers::FaultSpec::from_env()?.is_some() {
             return Err(harness::usage(format!(
                 "{} injects a fault into a local receiver; with --peer the receiver runs on the peer host",
@@ -273,13 +274,13 @@ impl Experiment for FileToSocket {
         for (p, r) in paths_skipped.iter().filter(|_| !common.quiet) {
             eprintln!("{NAME}: path {} skipped: {r}", p.name());
         }
-        let dgrams = fsock::datagram_sizes(&args.datagram, args.veth_mtu);
+        let dgrams = net_paths::datagram_sizes(&args.datagram, args.veth_mtu);
         if paths.contains(&NetPath::UdpSink) && !common.quiet {
-            for line in fsock::capped_datagrams(&args.datagram) {
+            for line in net_paths::capped_datagrams(&args.datagram) {
                 eprintln!("{NAME}: {line}");
             }
         }
-        let points = fsock::sweep(&paths, &args.sizes, &args.chunks, &dgrams)
+        let points = net_paths::sweep(&paths, &args.sizes, &args.chunks, &dgrams)
             .into_iter()
             .map(|(p, s, c)| {
                 Point::new()
@@ -298,8 +299,8 @@ impl Experiment for FileToSocket {
             "chunk_on_udp_sink": "the datagram payload size: one step sends one datagram",
             "notif_timeout_s": NOTIF_TIMEOUT.as_secs(),
             "peer": args.peer.as_ref().map(|p| p.text.clone()),
-            "remote": args.peer.as_ref().map(|_| fsock::remote_parameters()),
-            "netns": paths.iter().any(|p| p.needs_netns()).then(fsock::netns_parameters),
+            "remote": args.peer.as_ref().map(|_| net_paths::remote_parameters()),
+            "netns": paths.iter().any(|p| p.needs_netns()).then(net_paths::netns_parameters),
         });
         let ctx = FileToSocket {
             ksoftirqd: (
@@ -371,7 +372,7 @@ impl Experiment for FileToSocket {
     }
 
     fn list_notes(caps: &Caps) -> Vec<String> {
-        fsock::path_notes(netns::unavailable_reason(caps))
+        net_paths::path_notes(netns::unavailable_reason(caps))
     }
 }
 

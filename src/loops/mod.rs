@@ -4,3 +4,4 @@
 
 pub mod copies;
 pub mod file_socket;
+pub mod net_paths;
