@@ -105,7 +105,10 @@ fn parse_repeat(s: &str) -> Result<Repeat, String> {
         });
     }
     match s.trim().parse::<u32>() {
-        Ok(n) if (1..=1000).contains(&n) => Ok(Repeat { min: n, auto: false }),
+        Ok(n) if (1..=1000).contains(&n) => Ok(Repeat {
+            min: n,
+            auto: false,
+        }),
         _ => Err(format!("'{s}': expected a count from 1 to 1000, or auto")),
     }
 }
@@ -583,15 +586,6 @@ impl Progress {
     }
 }
 
-/// The signal (SIGINT/SIGTERM) received so far, if any.
-pub fn interrupted() -> Option<i32> {
-    sys::signal::Cancel::process().signal()
-}
-
-/// Installs the SIGINT/SIGTERM handlers that set the flag [`interrupted`] reads.
-pub fn install_signal_handlers() {
-    sys::signal::Cancel::install();
-}
 
 /// Whether a point needs more repeats.
 enum Settled {
@@ -912,7 +906,9 @@ impl Lab {
                                 Settled::Yes => break,
                                 Settled::OutOfBudget(hw) => {
                                     if round == 0 {
-                                        self.variants[vi].points_unsettled.push((label.clone(), hw));
+                                        self.variants[vi]
+                                            .points_unsettled
+                                            .push((label.clone(), hw));
                                     }
                                     break;
                                 }
@@ -921,7 +917,7 @@ impl Lab {
                         }
                         rep += 1;
                         let rep = rep - 1;
-                        if let Some(sig) = interrupted() {
+                        if let Some(sig) = self.cancel.signal() {
                             return self.interrupted(sig);
                         }
                         let warm = rep < warmups;
@@ -1047,7 +1043,7 @@ impl Lab {
                         }
                         match res {
                             Err(e) => {
-                                let sig = interrupted();
+                                let sig = self.cancel.signal();
                                 row.status = if sig.is_some() {
                                     Status::Interrupted
                                 } else {
@@ -1126,7 +1122,7 @@ impl Lab {
                         self.rows.push(row);
                         self.flush()?;
                         if stop {
-                            return self.interrupted(interrupted().unwrap_or(libc::SIGINT));
+                            return self.interrupted(self.cancel.signal().unwrap_or(libc::SIGINT));
                         }
                         if self.rows.last().is_some_and(|r| r.status == Status::Error) {
                             // A failed trial ends this point; the next point and variant still run.
@@ -1301,14 +1297,3 @@ pub fn list_variants<C>(name: &str, variants: &[Variant<C>], caps: &Caps) -> Str
     s
 }
 
-/// Runs an experiment's `main`: prints an error as one line naming the problem, and maps it to
-/// exit status 1.
-pub fn main(name: &str, f: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
-    match f() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{name}: error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}

@@ -33,9 +33,23 @@ pub struct Entry {
 /// Arguments every experiment gets in the quick preset: trials of at least 200 ms of measured
 /// time, repeated until the headline figure's 95% interval is within +-3% or 1.2 s of measured
 /// time per point is spent.
-pub const QUICK_COMMON: &[&str] = &["--duration", "200ms", "--repeat", "auto", "--point-budget", "1200ms"];
+pub const QUICK_COMMON: &[&str] = &[
+    "--duration",
+    "200ms",
+    "--repeat",
+    "auto",
+    "--point-budget",
+    "1200ms",
+];
 /// The same for the full preset: 2 s trials, up to 12 of them per point.
-pub const FULL_COMMON: &[&str] = &["--duration", "2s", "--repeat", "auto", "--point-budget", "24s"];
+pub const FULL_COMMON: &[&str] = &[
+    "--duration",
+    "2s",
+    "--repeat",
+    "auto",
+    "--point-budget",
+    "24s",
+];
 
 /// The suite, in the order it runs: one row per experiment, its question, and its options per
 /// preset (after the preset's common arguments; the user's `--exp-args` override both). The
@@ -101,7 +115,8 @@ pub const SUITE: &[Entry] = &[
 
 /// The flag a token starts, if it is one (`--sizes`, `--sizes=1MiB` -> `--sizes`).
 fn flag_of(t: &str) -> Option<&str> {
-    t.starts_with("--").then(|| t.split_once('=').map_or(t, |(f, _)| f))
+    t.starts_with("--")
+        .then(|| t.split_once('=').map_or(t, |(f, _)| f))
 }
 
 /// The arguments an experiment gets: the preset's common ones, then its own, then the user's
@@ -493,12 +508,23 @@ mod merge_tests {
     #[test]
     fn later_flags_replace_earlier_ones() {
         let got = merge_args(
-            &[&["--duration", "200ms", "--repeat", "auto"], &["--sizes", "1MiB,2MiB", "--fsync"]],
+            &[
+                &["--duration", "200ms", "--repeat", "auto"],
+                &["--sizes", "1MiB,2MiB", "--fsync"],
+            ],
             &["--repeat", "1", "--sizes=4KiB", "--quiet"],
         );
         assert_eq!(
             got,
-            ["--duration", "200ms", "--fsync", "--repeat", "1", "--sizes=4KiB", "--quiet"]
+            [
+                "--duration",
+                "200ms",
+                "--fsync",
+                "--repeat",
+                "1",
+                "--sizes=4KiB",
+                "--quiet"
+            ]
         );
         assert_eq!(merge_args(&[&["--a", "1"]], &[]), ["--a", "1"]);
     }

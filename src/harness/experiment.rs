@@ -53,7 +53,8 @@ pub struct Plan<E> {
 }
 
 /// A typed result of an analysis, written as `<experiment dir>/<file>` (JSON) and printed as
-/// `text` unless `--quiet`.
+/// `text` unless `--quiet`. A document ([`Analysis::document`]: a JSON string) is written as
+/// its text, and its printed text is followed by the file's path.
 pub struct Analysis {
     pub file: String,
     pub json: Value,
@@ -68,6 +69,16 @@ impl Analysis {
             json: serde_json::to_value(value)?,
             text,
         })
+    }
+
+    /// A document (Markdown) rather than a value: written as `body` itself; `text` is printed
+    /// followed by `<file stem>: <path written>`.
+    pub fn document(file: &str, body: String, text: String) -> Analysis {
+        Analysis {
+            file: file.into(),
+            json: Value::String(body),
+            text,
+        }
     }
 }
 
@@ -266,10 +277,17 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
 
 fn write_analyses(lab: &Lab, analyses: anyhow::Result<Vec<Analysis>>) -> anyhow::Result<()> {
     for a in analyses? {
-        let text = serde_json::to_string_pretty(&a.json)?;
+        let (text, path) = match &a.json {
+            Value::String(doc) => (doc.clone(), Some(lab.dir.join(&a.file))),
+            v => (serde_json::to_string_pretty(v)?, None),
+        };
         lab.write_file(&a.file, text.as_bytes())?;
         if !lab.args.quiet && !a.text.is_empty() {
             print!("{}", a.text);
+        }
+        if let (false, Some(p)) = (lab.args.quiet, path) {
+            let stem = a.file.split('.').next().unwrap_or(&a.file);
+            println!("{stem}: {}", p.display());
         }
     }
     Ok(())

@@ -3,8 +3,11 @@
 //! returns. Kept in the library so that new experiments (and tests) reuse them.
 
 pub mod blocks;
+pub mod copies;
+pub mod file_socket;
 pub mod files;
 pub mod gather;
+pub mod net_paths;
 pub mod netsend_crossover;
 pub mod relay;
 pub mod send;

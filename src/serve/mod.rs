@@ -84,7 +84,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
         .map_err(|e| anyhow::anyhow!("--listen {}: cannot resolve {host}: {e}", args.listen))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("--listen {}: {host} has no address", args.listen))?;
-    crate::harness::install_signal_handlers();
+    let cancel = crate::sys::signal::Cancel::install();
     let listener =
         TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     listener.set_nonblocking(true)?;
@@ -111,7 +111,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
     let mut session_no = 0u64;
     let mut current: Option<JoinHandle<()>> = None;
     loop {
-        if let Some(sig) = crate::harness::interrupted() {
+        if let Some(sig) = cancel.signal() {
             log(&format!("stopping on signal {sig}"));
             return Ok(128 + sig);
         }
