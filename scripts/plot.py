@@ -7,13 +7,14 @@ zero-copy copied fraction.
     "$PY" scripts/plot.py RUN_A RUN_B --out DIR             # overlay -> DIR/<experiment>/
     "$PY" scripts/plot.py RUN --experiments file_to_socket  # only these experiments
     "$PY" scripts/plot.py RUN --figures throughput,cpu      # only these kinds of figure
+    "$PY" scripts/plot.py RUN --svg                         # SVG beside each PNG
 
 A RUN_DIR is `results/<host>-<kernel>-<UTC>/` with one subdirectory per experiment (meta.json,
 summary.jsonl, `<variant>@<point>[.<kind>].hgrm`); an experiment directory itself is accepted
 too. Nothing is specific to one experiment: the parameter points come from the rows' `params`,
 the variants from `variant` and meta.json.
 
-Figures, each as PNG and SVG, listed in `index.json` beside them:
+Figures, each as PNG (and SVG with --svg), listed in `index.json` beside them:
   latency@<point>             per-step latency percentile distribution (HdrHistogram style:
                               x = 1/(1-p) on a log scale), one curve per variant
   latency.<kind>@<point>      the same for other histograms (`release`: zero-copy send issued
@@ -27,13 +28,27 @@ Figures, each as PNG and SVG, listed in `index.json` beside them:
 Experiments that move no bytes are plotted per operation instead of per MiB.
 With several runs the same figures overlay them: one colour per run (labelled by kernel and
 host), variants told apart by line style and marker (single run: colour per variant).
+The figures are drawn by a pool of processes, one per usable CPU (--jobs N to choose), each
+figure a task; the files and index.json are the same whatever the number of processes.
 
-Bad input. Every problem is printed on stderr as one line `plot.py: error: FILE: PROBLEM`.
+Bad input. Every problem is printed on stderr as one line `plot.py: error: FILE: PROBLEM`
+(`FILE:LINE: PROBLEM` for a summary row). Inputs are read only from regular files: a symbolic
+link is followed once (a link to a link, e.g. a loop, is refused), a FIFO, device, socket or
+directory is refused without blocking on it, and a file over its size limit (summary.jsonl
+256 MiB; meta.json and each .hgrm 16 MiB) is refused without being read. Numbers must be
+finite (no NaN or Infinity, which JSON lacks and the lab's readers reject) and in range
+(counts, throughput, CPU time and syscall rates >= 0; copied share 0-100 %); meta.json must be
+a JSON object with the lab's field types; every summary row must name the same parameters.
 A figure whose input is bad (a missing or malformed .hgrm) is not drawn - never drawn with a
 curve missing - and the other figures are still written; a bad meta.json or summary.jsonl
-(empty, truncated, a malformed line) skips that experiment of that run. Exit status: 0 when
-everything was plotted, 1 when any input problem was reported or nothing could be plotted,
-2 for bad command-line usage. Set ZCLAB_PLOT_DEBUG=1 to see a traceback of an internal error.
+(empty, truncated, a malformed line, a bad number, a missing field) skips that experiment of
+that run, and the other experiments are plotted. An unexpected error while reading or drawing
+is reported the same way (naming the experiment directory) and skips only what it hit.
+
+Exit status: 0 when everything was plotted; 1 when any problem was reported (input or
+internal; whatever could be plotted still was) or nothing could be plotted; 2 for bad
+command-line usage; 130 when interrupted. Set ZCLAB_PLOT_DEBUG=1 to see a traceback of an
+internal error (it then stops at the first one).
 
 Deterministic (same input, same bytes out), no network, non-interactive backend (Agg).
 """
@@ -1525,10 +1540,11 @@ def write_index(out_dir, pl):
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog=PROG, description="Plot zclab run directories (latency percentiles, throughput, "
-        "CPU and syscalls per MiB, zero-copy copied share) as PNG + SVG with an index.json.",
+        "CPU and syscalls per MiB, zero-copy copied share) as PNG (+ SVG with --svg) with an "
+        "index.json.",
         epilog="Output: <RUN_DIR>/<experiment>/plots/ for one run, DIR/<experiment>/ with "
-        "--out. Exit 0 all plotted, 1 input problems (each named on stderr) or nothing to "
-        "plot, 2 usage.")
+        "--out. Exit 0 all plotted, 1 problems (each named on stderr; the rest is still "
+        "plotted) or nothing to plot, 2 usage, 130 interrupted.")
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR",
                     help="run directory results/<host>-<kernel>-<UTC>/ (or one experiment "
                     "directory inside it); several are overlaid")
@@ -1602,6 +1618,8 @@ def draw_tasks(plotters, jobs, workers):
             try:
                 results[j] = f.result()
             except Exception as e:  # a worker died (killed, out of memory) or a pickling bug
+                if os.environ.get("ZCLAB_PLOT_DEBUG"):
+                    raise
                 pi, (name, args) = j
                 what = name + (f" at {args[0]}" if args else "")
                 results[j] = ([], [(plotters[pi].exps[0].dir,
