@@ -1428,7 +1428,7 @@ def horizontal_bars(ax, pl, vs, series, stacked):
     ax.set_yticks(yt)
     ax.set_yticklabels(vs)
     ax.set_ylim(len(vs) - 0.5, -0.5)
-    ax.set_xlim(0, top * 1.22 if tops else 1.0)
+    ax.set_xlim(0, top * 1.22 if top > 0 else 1.0)
     ax.grid(True, axis="x")
     ax.grid(False, axis="y")
 
