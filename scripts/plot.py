@@ -7,13 +7,14 @@ zero-copy copied fraction.
     "$PY" scripts/plot.py RUN_A RUN_B --out DIR             # overlay -> DIR/<experiment>/
     "$PY" scripts/plot.py RUN --experiments file_to_socket  # only these experiments
     "$PY" scripts/plot.py RUN --figures throughput,cpu      # only these kinds of figure
+    "$PY" scripts/plot.py RUN --svg                         # SVG beside each PNG
 
 A RUN_DIR is `results/<host>-<kernel>-<UTC>/` with one subdirectory per experiment (meta.json,
 summary.jsonl, `<variant>@<point>[.<kind>].hgrm`); an experiment directory itself is accepted
 too. Nothing is specific to one experiment: the parameter points come from the rows' `params`,
 the variants from `variant` and meta.json.
 
-Figures, each as PNG and SVG, listed in `index.json` beside them:
+Figures, each as PNG (and SVG with --svg), listed in `index.json` beside them:
   latency@<point>             per-step latency percentile distribution (HdrHistogram style:
                               x = 1/(1-p) on a log scale), one curve per variant
   latency.<kind>@<point>      the same for other histograms (`release`: zero-copy send issued
@@ -27,13 +28,27 @@ Figures, each as PNG and SVG, listed in `index.json` beside them:
 Experiments that move no bytes are plotted per operation instead of per MiB.
 With several runs the same figures overlay them: one colour per run (labelled by kernel and
 host), variants told apart by line style and marker (single run: colour per variant).
+The figures are drawn by a pool of processes, one per usable CPU (--jobs N to choose), each
+figure a task; the files and index.json are the same whatever the number of processes.
 
-Bad input. Every problem is printed on stderr as one line `plot.py: error: FILE: PROBLEM`.
+Bad input. Every problem is printed on stderr as one line `plot.py: error: FILE: PROBLEM`
+(`FILE:LINE: PROBLEM` for a summary row). Inputs are read only from regular files: a symbolic
+link is followed once (a link to a link, e.g. a loop, is refused), a FIFO, device, socket or
+directory is refused without blocking on it, and a file over its size limit (summary.jsonl
+256 MiB; meta.json and each .hgrm 16 MiB) is refused without being read. Numbers must be
+finite (no NaN or Infinity, which JSON lacks and the lab's readers reject) and in range
+(counts, throughput, CPU time and syscall rates >= 0; copied share 0-100 %); meta.json must be
+a JSON object with the lab's field types; every summary row must name the same parameters.
 A figure whose input is bad (a missing or malformed .hgrm) is not drawn - never drawn with a
 curve missing - and the other figures are still written; a bad meta.json or summary.jsonl
-(empty, truncated, a malformed line) skips that experiment of that run. Exit status: 0 when
-everything was plotted, 1 when any input problem was reported or nothing could be plotted,
-2 for bad command-line usage. Set ZCLAB_PLOT_DEBUG=1 to see a traceback of an internal error.
+(empty, truncated, a malformed line, a bad number, a missing field) skips that experiment of
+that run, and the other experiments are plotted. An unexpected error while reading or drawing
+is reported the same way (naming the experiment directory) and skips only what it hit.
+
+Exit status: 0 when everything was plotted; 1 when any problem was reported (input or
+internal; whatever could be plotted still was) or nothing could be plotted; 2 for bad
+command-line usage; 130 when interrupted. Set ZCLAB_PLOT_DEBUG=1 to see a traceback of an
+internal error (it then stops at the first one).
 
 Deterministic (same input, same bytes out), no network, non-interactive backend (Agg).
 """
@@ -41,8 +56,10 @@ Deterministic (same input, same bytes out), no network, non-interactive backend 
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import re
+import stat
 import statistics
 import sys
 
@@ -60,6 +77,11 @@ class Problem(Exception):
 
 class Usage(Exception):
     pass
+
+
+def internal_error(e, doing):
+    return (f"internal error {doing} ({type(e).__name__}: {e}); skipped; rerun with "
+            "ZCLAB_PLOT_DEBUG=1 for a traceback")
 
 
 def say(kind, msg):
@@ -105,11 +127,30 @@ def _need(d, key, types, where):
 
 
 NUM = (int, float)
+U64 = (1 << 64) - 1
+
+
+def _count(d, key, where, name=None):
+    """A non-negative integer that fits the lab's u64."""
+    v = _need(d, key, int, where)
+    if not 0 <= v <= U64:
+        raise Problem(where, f"{name or key} is {v}, expected a count from 0 to 2^64-1")
+    return v
+
+
+def _nonneg(d, key, where, name=None, top=None):
+    """A finite number >= 0 (and <= top)."""
+    v = _need(d, key, NUM, where)
+    if isinstance(v, int) and abs(v) > U64 or not math.isfinite(v) or v < 0 or \
+            top is not None and v > top:
+        rng = f"from 0 to {top}" if top is not None else ">= 0"
+        raise Problem(where, f"{name or key} is {v}, expected a number {rng}")
+    return v
 
 
 def parse_row(obj, where):
     if not isinstance(obj, dict):
-        raise Problem(where, "not a JSON object")
+        raise Problem(where, f"not a JSON object (it is {json_type(obj)})")
     r = Row()
     r.variant = _need(obj, "variant", str, where)
     r.point = _need(obj, "point", str, where)
@@ -117,7 +158,9 @@ def parse_row(obj, where):
     for k, v in r.params.items():
         if not isinstance(v, (int, float, str)) or isinstance(v, bool):
             raise Problem(where, f"parameter '{k}' is neither a number nor text")
-    r.repeat = _need(obj, "repeat", int, where)
+        if isinstance(v, int) and abs(v) > U64:
+            raise Problem(where, f"parameter '{k}' is {v}, out of the range of a 64-bit number")
+    r.repeat = _count(obj, "repeat", where)
     r.status = _need(obj, "status", str, where)
     r.error = obj.get("error")
     r.histograms = obj.get("histograms") or {}
@@ -129,24 +172,34 @@ def parse_row(obj, where):
     if r.status == "ok":
         m = _need(obj, "metrics", dict, where)
         for k in ("bytes", "ops", "wall_ns", "user_ns", "sys_ns"):
-            _need(m, k, int, where)
+            _count(m, k, where, f"metrics.{k}")
         for k in ("gbps", "ops_per_s", "cpu_ns_per_mib", "sys_ns_per_mib"):
-            _need(m, k, NUM, where)
+            _nonneg(m, k, where, f"metrics.{k}")
         sc = _need(m, "syscalls", (int, str), where)
         if isinstance(sc, str) and sc != "unknown":
             raise Problem(where, f"syscalls is '{sc}', expected a count or \"unknown\"")
-        spm = m.get("syscalls_per_mib")
-        if spm is not None and not isinstance(spm, NUM):
-            raise Problem(where, "syscalls_per_mib is not a number")
+        if isinstance(sc, int):
+            _count(m, "syscalls", where, "metrics.syscalls")
+        if m.get("syscalls_per_mib") is not None:
+            if not isinstance(m["syscalls_per_mib"], NUM) or isinstance(
+                    m["syscalls_per_mib"], bool):
+                raise Problem(where, "syscalls_per_mib is not a number")
+            _nonneg(m, "syscalls_per_mib", where, "metrics.syscalls_per_mib")
         lat = _need(m, "latency", dict, where)
         _need(lat, "step", str, where)
         zc = m.get("zc")
         if zc is not None:
-            _need(zc, "copied_pct", NUM, where)
+            if not isinstance(zc, dict):
+                raise Problem(where, f"metrics.zc is {json_type(zc)}, expected an object")
+            _nonneg(zc, "copied_pct", where, "metrics.zc.copied_pct", top=100)
             _need(zc, "usage_reported", bool, where)
         el = m.get("extra_latency") or {}
         if not isinstance(el, dict):
             raise Problem(where, "extra_latency is not a map")
+        for k, v in el.items():
+            if not isinstance(v, dict) or not isinstance(v.get("step", ""), str):
+                raise Problem(where, f"metrics.extra_latency.{k} is not an object with a "
+                              "'step' text")
         r.m = m
     return r
 
@@ -177,22 +230,17 @@ class Experiment:
         self.dir = path
         self.meta = {}
         self.rows = []
+        self.by_point = {}  # point -> its first row
 
     def load(self):
         mp = os.path.join(self.dir, "meta.json")
-        self.meta = read_json(mp)
-        if not isinstance(self.meta, dict):
-            raise Problem(mp, "not a JSON object")
+        meta = read_json(mp)
+        check_meta(meta, mp)
+        self.meta = meta
         if isinstance(self.meta.get("experiment"), str) and self.meta["experiment"]:
             self.name = self.meta["experiment"]
         sp = os.path.join(self.dir, "summary.jsonl")
-        try:
-            with open(sp, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise Problem(sp, "missing") from None
-        except OSError as e:
-            raise Problem(sp, f"cannot read: {e.strerror}") from None
+        data = read_input(sp, SUMMARY_LIMIT)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -204,7 +252,7 @@ class Experiment:
                 continue
             where = f"{sp}:{i + 1}"
             try:
-                obj = json.loads(l)
+                obj = parse_json(l, where)
             except json.JSONDecodeError as e:
                 if i == last and not text.endswith("\n"):
                     raise Problem(where, f"truncated last line ({e.msg}, column {e.colno})") \
@@ -212,6 +260,7 @@ class Experiment:
                 raise Problem(where, f"not a JSON row ({e.msg}, column {e.colno})") from None
             row = parse_row(obj, where)
             row.line = i + 1
+            self.check_params(row, where)
             self.rows.append(row)
         if not self.rows:
             ran = [v.get("name") for v in self.variants_meta() if v.get("status") in
@@ -220,6 +269,26 @@ class Experiment:
                 raise Problem(sp, "empty: no summary rows" + (
                     f" although meta.json says {len(ran)} variants ran" if ran else ""))
             raise Problem(sp, "no summary rows: every variant was skipped on this machine")
+
+    def check_params(self, row, where):
+        """Every row names the same parameters, and the rows of one point the same values:
+        the figures group and sweep by them."""
+        if not self.rows:
+            self.by_point[row.point] = row
+            return
+        first = self.rows[0]
+        lack = [k for k in first.params if k not in row.params]
+        if lack:
+            raise Problem(where, f"params lack {', '.join(map(repr, lack))}, which line "
+                          f"{first.line} has")
+        more = [k for k in row.params if k not in first.params]
+        if more:
+            raise Problem(where, f"params have {', '.join(map(repr, more))}, which line "
+                          f"{first.line} lacks")
+        same = self.by_point.setdefault(row.point, row)
+        if same.params != row.params:
+            raise Problem(where, f"params differ from line {same.line}, which has the same "
+                          f"point '{row.point}'")
 
     def variants_meta(self):
         v = self.meta.get("variants")
@@ -264,24 +333,171 @@ class Run:
         self.label = ""
 
 
-def read_json(path):
+# Size limits of the files read: far above what the lab writes, low enough that a wrong file
+# (a disk image, /dev/zero behind a link) is refused before it is read into memory.
+MiB = 1 << 20
+SUMMARY_LIMIT = 256 * MiB
+META_LIMIT = 16 * MiB
+HGRM_LIMIT = 16 * MiB
+INDEX_LIMIT = 16 * MiB
+
+
+def fmt_bytes(n):
+    return f"{n // MiB} MiB" if n >= MiB and n % MiB == 0 else f"{n} bytes"
+
+
+def file_kind(mode):
+    """What a non-regular file is, in words; None for a regular file."""
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def read_input(path, limit):
+    """The bytes of the regular file `path`, at most `limit` of them. A symbolic link is
+    followed once (a link to a link - a loop or a chain - is refused); a FIFO, device, socket
+    or directory is refused without being opened for reading in a way that could block
+    (O_NONBLOCK), and a file over the limit without being read. Raises Problem."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        st = os.lstat(path)
     except FileNotFoundError:
         raise Problem(path, "missing") from None
     except OSError as e:
-        raise Problem(path, f"cannot read: {e.strerror}") from None
+        raise Problem(path, f"cannot read: {e.strerror or e}") from None
+    target = path
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            link = os.readlink(path)
+        except OSError as e:
+            raise Problem(path, f"cannot read the symbolic link: {e.strerror or e}") from None
+        target = os.path.join(os.path.dirname(path), link)
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            raise Problem(path, f"missing (a dangling symbolic link to {link})") from None
+        except OSError as e:
+            raise Problem(path, f"symbolic link to {link}: {e.strerror or e}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise Problem(path, f"symbolic link to another symbolic link ({link}): a loop or "
+                          "a chain; only one link is followed")
+    kind = file_kind(st.st_mode)
+    if kind:
+        raise Problem(path, f"not a regular file ({kind}); refused")
+    if st.st_size > limit:
+        raise Problem(path, f"too large ({st.st_size} bytes; the limit is {fmt_bytes(limit)})")
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise Problem(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        kind = file_kind(st.st_mode)
+        if kind:  # replaced between the look and the open
+            raise Problem(path, f"not a regular file ({kind}); refused")
+        chunks, n = [], 0
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            n += len(b)
+            if n > limit:
+                raise Problem(path, f"too large (grew past the limit of {fmt_bytes(limit)} "
+                              "while being read)")
+            chunks.append(b)
+        return b"".join(chunks)
+    except OSError as e:
+        raise Problem(path, f"cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def first_nonfinite(obj):
+    """(dotted path, value) of the first NaN or infinite number in parsed JSON, or None.
+    Python's json module accepts NaN, Infinity and 1e999; JSON and the lab's readers do not."""
+    stack = [("", obj)]
+    while stack:
+        where, o = stack.pop()
+        if isinstance(o, float) and not math.isfinite(o):
+            return where or "the value", o
+        if isinstance(o, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v)
+                         for k, v in reversed(list(o.items())))
+        elif isinstance(o, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(o))))
+    return None
+
+
+def parse_json(text, where):
+    """JSON text that must hold only finite numbers. Raises json.JSONDecodeError for bad
+    syntax and Problem for the rest."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise Problem(where, "JSON nested too deeply") from None
+    bad = first_nonfinite(obj)
+    if bad:
+        raise Problem(where, f"{bad[0]} is {bad[1]}: not a finite number (JSON has no NaN or "
+                      "Infinity, and the lab never writes them)")
+    return obj
+
+
+def read_json(path, limit=META_LIMIT):
+    data = read_input(path, limit)
     if not data.strip():
         raise Problem(path, "empty")
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Problem(path, f"not UTF-8 text (byte {e.start})") from None
+    try:
+        return parse_json(text, path)
+    except json.JSONDecodeError as e:
         raise Problem(path, f"not valid JSON ({e})") from None
 
 
+def json_type(v):
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
+            str: "text", list: "an array", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def check_meta(meta, path):
+    """meta.json's fields that plot.py uses must have the lab's shape (others are ignored)."""
+    if not isinstance(meta, dict):
+        raise Problem(path, f"not a JSON object (it is {json_type(meta)})")
+    for k in ("experiment", "host", "kernel", "started_utc", "status"):
+        if meta.get(k) is not None and not isinstance(meta[k], str):
+            raise Problem(path, f"'{k}' is {json_type(meta[k])}, expected text")
+    pts = meta.get("points")
+    if pts is not None and (not isinstance(pts, list) or
+                            not all(isinstance(p, str) for p in pts)):
+        raise Problem(path, "'points' is not an array of point labels")
+    vs = meta.get("variants")
+    if vs is None:
+        return
+    if not isinstance(vs, list):
+        raise Problem(path, f"'variants' is {json_type(vs)}, expected an array")
+    for i, v in enumerate(vs):
+        w = f"variants[{i}]"
+        if not isinstance(v, dict):
+            raise Problem(path, f"{w} is {json_type(v)}, expected an object")
+        if not isinstance(v.get("name"), str):
+            raise Problem(path, f"{w}.name is {json_type(v.get('name'))}, expected text")
+        for k in ("status", "reason"):
+            if v.get(k) is not None and not isinstance(v[k], str):
+                raise Problem(path, f"{w}.{k} is {json_type(v[k])}, expected text")
+        ps = v.get("points_skipped")
+        if ps is not None and (not isinstance(ps, list) or not all(
+                isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) for y in x)
+                for x in ps)):
+            raise Problem(path, f"{w}.points_skipped is not an array of [point, reason]")
+
+
 def is_experiment_dir(p):
-    return os.path.isfile(os.path.join(p, "meta.json")) or os.path.isfile(
+    # lexists: a meta.json that is a FIFO or a dangling link is reported, not passed over.
+    return os.path.lexists(os.path.join(p, "meta.json")) or os.path.lexists(
         os.path.join(p, "summary.jsonl"))
 
 
@@ -314,6 +530,11 @@ def open_run(path, wanted, problems):
             e.load()
         except Problem as p:
             problems.append(p)
+            continue
+        except Exception as x:  # a bug here must not stop the other experiments
+            if os.environ.get("ZCLAB_PLOT_DEBUG"):
+                raise
+            problems.append(Problem(d, internal_error(x, "reading")))
             continue
         if wanted and e.name not in wanted:
             continue
@@ -350,13 +571,11 @@ def label_runs(runs):
 def parse_hgrm(path):
     """The percentile lines of an .hgrm file (src/results/hgrm.rs): [(value_us, p, count)]
     and the footer's total count."""
+    data = read_input(path, HGRM_LIMIT)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise Problem(path, "missing") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise Problem(path, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Problem(path, f"not UTF-8 text (byte {e.start})") from None
     lines, total, header = [], None, False
     for i, raw in enumerate(text.split("\n")):
         l = raw.strip()
@@ -373,6 +592,8 @@ def parse_hgrm(path):
                 if k.strip() == "Total count":
                     try:
                         total = int(v.strip())
+                        if total < 0:
+                            raise ValueError
                     except ValueError:
                         raise Problem(f"{path}:{i + 1}", f"bad total count '{v.strip()}'") \
                             from None
@@ -384,7 +605,7 @@ def parse_hgrm(path):
             v, p, c = float(cols[0]), float(cols[1]), int(cols[2])
         except ValueError:
             raise Problem(f"{path}:{i + 1}", f"not numbers: '{l}'") from None
-        if not (0.0 <= p <= 1.0) or v < 0 or not math.isfinite(v):
+        if not (0.0 <= p <= 1.0) or v < 0 or not math.isfinite(v) or c < 0:
             raise Problem(f"{path}:{i + 1}", f"value or percentile out of range: '{l}'")
         lines.append((v, p, c))
     if not header:
@@ -408,6 +629,8 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
            "#882255", "#999933", "#7f7f7f", "#44AA99", "#8c564b"]
 HATCHES = ["", "//", "..", "\\\\", "--", "++", "oo", "**"]
+DPI = 110
+PAD_INCHES = 0.15
 RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 
 
@@ -437,8 +660,9 @@ def setup_matplotlib():
 class Plotter:
     """Figures of one experiment over one or more runs."""
 
-    def __init__(self, name, exps, out_dir):
+    def __init__(self, name, exps, out_dir, svg=False):
         self.name = name
+        self.svg = svg
         self.exps = exps  # one Experiment per run, in run order (runs lacking it omitted)
         self.out = out_dir
         self.overlay = len(exps) > 1
@@ -544,29 +768,39 @@ class Plotter:
     # -- saving -------------------------------------------------------------------------------
 
     def save(self, fig, stem, kind, title, axes, extra=None):
-        """Writes <stem>.png and <stem>.svg atomically and records the figure with the curves
-        and bars actually present on its axes."""
+        """Writes <stem>.png (and <stem>.svg with --svg) atomically and records the figure with
+        the curves and bars actually present on its axes.
+
+        The layout is computed once: one constrained-layout pass, then frozen, and the tight
+        box is measured once and given to savefig explicitly, so saving renders each format
+        exactly once (savefig would otherwise lay the figure out and measure it again for
+        every format)."""
         import matplotlib.pyplot as plt
         from matplotlib.container import Container
+        from matplotlib.transforms import Bbox
 
         stem = sanitize(stem)
-        os.makedirs(self.out, exist_ok=True)
+        fig.set_dpi(DPI)
+        engine = fig.get_layout_engine()
+        if engine is not None:
+            engine.execute(fig)
+        fig.set_layout_engine("none")  # freeze that layout: savefig must not redo it
+        for leg in fig.legends:
+            # Figure legends follow the figure's edge, which the crop to the tight box moves:
+            # pin them where the layout put them.
+            bb = leg.get_window_extent().transformed(fig.transFigure.inverted())
+            leg.set_bbox_to_anchor(bb, transform=fig.transFigure)
+            leg.set_loc("center")
+        box = fig.get_tightbbox()
         if self.footnote:
-            # Below everything else: lay the figure out, then put the note under its extent.
-            fig.draw_without_rendering()
-            fig.set_layout_engine("none")  # freeze that layout: savefig must not redo it
-            for leg in fig.legends:
-                # Figure legends follow the figure's edge, which savefig's tight bbox moves
-                # (onto the note): pin them where the layout put them.
-                bb = leg.get_window_extent().transformed(fig.transFigure.inverted())
-                leg.set_bbox_to_anchor(bb, transform=fig.transFigure)
-                leg.set_loc("center")
-            box = fig.get_tightbbox()
+            # Below everything else, outside the laid-out extent; the saved box grows to hold it.
             w, h = fig.get_size_inches()
-            # In figure fractions: savefig's tight bbox moves those, not absolute inches.
-            fig.text(box.x0 / w, (box.y0 - 0.08) / h, self.footnote, fontsize=7.5, va="top",
-                     ha="left", color="#444444")
+            t = fig.text(box.x0 / w, (box.y0 - 0.08) / h, self.footnote, fontsize=7.5,
+                         va="top", ha="left", color="#444444")
+            tb = t.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
+            box = Bbox.union([box, tb])
             self.footnote = None
+        box = box.padded(PAD_INCHES)
         curves, variants, runs = [], [], []
         seen = set()
         for ax in axes:
@@ -582,12 +816,14 @@ class Plotter:
                     variants.append(v)
                 if ri not in runs:
                     runs.append(ri)
-        for ext, meta in (("png", {"Software": None}), ("svg", {"Date": None})):
+        formats = [("png", {"Software": None})]
+        if self.svg:
+            formats.append(("svg", {"Date": None}))
+        for ext, meta in formats:
             final = os.path.join(self.out, f"{stem}.{ext}")
             tmp = os.path.join(self.out, f".{stem}.{ext}.tmp-{os.getpid()}")
             try:
-                fig.savefig(tmp, format=ext, dpi=110, metadata=meta, bbox_inches="tight",
-                            pad_inches=0.15)
+                fig.savefig(tmp, format=ext, dpi=DPI, metadata=meta, bbox_inches=box)
                 os.replace(tmp, final)
             except OSError as e:
                 try:
@@ -597,9 +833,12 @@ class Plotter:
                 plt.close(fig)
                 raise Problem(final, f"cannot write: {e.strerror or e}") from None
         plt.close(fig)
-        entry = {"file": f"{stem}.png", "svg": f"{stem}.svg", "kind": kind, "title": title,
-                 "variants": sorted(variants, key=lambda v: self.vindex.get(v, 0)),
-                 "runs": sorted(runs), "curves": curves}
+        entry = {"file": f"{stem}.png"}
+        if self.svg:
+            entry["svg"] = f"{stem}.svg"
+        entry.update({"kind": kind, "title": title,
+                      "variants": sorted(variants, key=lambda v: self.vindex.get(v, 0)),
+                      "runs": sorted(runs), "curves": curves})
         if extra:
             entry.update(extra)
         self.figures.append(entry)
@@ -615,15 +854,51 @@ class Plotter:
             self.footnote = None
             self.problems.append(p)
 
-    def plot_all(self, kinds=FIGURE_KINDS):
+    def tasks(self, kinds=FIGURE_KINDS):
+        """The drawing tasks, in the order of index.json: (method, args), each independent of
+        the others (one figure; throughput may write one file per panel group)."""
+        out = []
         if "latency" in kinds:
             for kind in self.hist_kinds():
                 for point in self.points:
-                    self.attempt(self.latency, point, kind)
-        for k, fn in (("throughput", self.throughput), ("cpu", self.cpu),
-                      ("syscalls", self.syscalls), ("zc_copied", self.zc_copied)):
+                    out.append(("latency", (point, kind)))
+        for k in ("throughput", "cpu", "syscalls", "zc_copied"):
             if k in kinds:
-                self.attempt(fn)
+                out.append((k, ()))
+        return out
+
+    def cost(self, task):
+        """A rough relative drawing cost, to start the long tasks first."""
+        per = len(self.variants) * len(self.exps)
+        return per if task[0] == "latency" else per * max(1, len(self.points))
+
+    def draw(self, task):
+        """Draws one task; returns (figures, problems as (where, what), notes). An unexpected
+        error is reported as this experiment's problem, never stopping the others."""
+        import matplotlib.pyplot as plt
+
+        self.figures, self.problems, self.notes = [], [], []
+        self.footnote = self.hatch_order = None
+        name, args = task
+        try:
+            self.attempt(getattr(self, name), *args)
+        except Exception as e:
+            plt.close("all")
+            if os.environ.get("ZCLAB_PLOT_DEBUG"):
+                raise
+            what = name + (f" at {args[0]}" if args else "")
+            self.problems.append(Problem(self.exps[0].dir, internal_error(e, f"drawing {what}")))
+        return self.figures, [(p.where, p.what) for p in self.problems], self.notes
+
+    def plot_all(self, kinds=FIGURE_KINDS):
+        """Draws every task in this process (the driver spreads them over processes)."""
+        figures, problems, notes = [], [], []
+        for t in self.tasks(kinds):
+            f, p, n = self.draw(t)
+            figures += f
+            problems += [Problem(w, x) for w, x in p]
+            notes += n
+        self.figures, self.problems, self.notes = figures, problems, notes
 
     # -- latency ------------------------------------------------------------------------------
 
@@ -652,13 +927,13 @@ class Plotter:
                     continue
                 expected.append((ri, v))
                 path = os.path.join(e.dir, rows[-1].histograms[kind])
-                if not os.path.exists(path):
-                    raise Problem(path, f"missing (summary.jsonl line {rows[-1].line} refers "
-                                  f"to it); figure {sanitize(stem)} not drawn")
                 try:
                     lines, total = parse_hgrm(path)
                 except Problem as p:
-                    raise Problem(p.where, f"{p.what}; figure {sanitize(stem)} not drawn") \
+                    why = p.what
+                    if why.startswith("missing"):
+                        why += f" (summary.jsonl line {rows[-1].line} refers to it)"
+                    raise Problem(p.where, f"{why}; figure {sanitize(stem)} not drawn") \
                         from None
                 pts = [(1.0 / (1.0 - p), val) for val, p, _ in lines if p < 1.0]
                 if total == 0 or not pts:
@@ -748,7 +1023,9 @@ class Plotter:
                     keys.append(k)
         best, nbest = None, 1
         for k in keys:
-            vals = {self.params[p][k] for p in self.points if k in self.params[p]}
+            if not all(k in self.params[p] for p in self.points):
+                continue  # runs of an overlay that name different parameters
+            vals = {self.params[p][k] for p in self.points}
             if all(isinstance(v, (int, float)) for v in vals) and len(vals) > nbest:
                 best, nbest = k, len(vals)
         return best, [k for k in keys if k != best]
@@ -1151,7 +1428,7 @@ def horizontal_bars(ax, pl, vs, series, stacked):
     ax.set_yticks(yt)
     ax.set_yticklabels(vs)
     ax.set_ylim(len(vs) - 0.5, -0.5)
-    ax.set_xlim(0, top * 1.22 if tops else 1.0)
+    ax.set_xlim(0, top * 1.22 if top > 0 else 1.0)
     ax.grid(True, axis="x")
     ax.grid(False, axis="y")
 
@@ -1219,10 +1496,9 @@ def clean_previous(out_dir):
     """Removes the figures a previous index.json in out_dir listed (only those)."""
     p = os.path.join(out_dir, "index.json")
     try:
-        with open(p, encoding="utf-8") as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        return
+        old = json.loads(read_input(p, INDEX_LIMIT))
+    except (Problem, ValueError, RecursionError):
+        return  # nothing known to remove; write_index replaces it
     for fig in old.get("figures", []) if isinstance(old, dict) else []:
         for k in ("file", "svg"):
             name = fig.get(k) if isinstance(fig, dict) else None
@@ -1264,10 +1540,11 @@ def write_index(out_dir, pl):
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog=PROG, description="Plot zclab run directories (latency percentiles, throughput, "
-        "CPU and syscalls per MiB, zero-copy copied share) as PNG + SVG with an index.json.",
+        "CPU and syscalls per MiB, zero-copy copied share) as PNG (+ SVG with --svg) with an "
+        "index.json.",
         epilog="Output: <RUN_DIR>/<experiment>/plots/ for one run, DIR/<experiment>/ with "
-        "--out. Exit 0 all plotted, 1 input problems (each named on stderr) or nothing to "
-        "plot, 2 usage.")
+        "--out. Exit 0 all plotted, 1 problems (each named on stderr; the rest is still "
+        "plotted) or nothing to plot, 2 usage, 130 interrupted.")
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR",
                     help="run directory results/<host>-<kernel>-<UTC>/ (or one experiment "
                     "directory inside it); several are overlaid")
@@ -1276,10 +1553,18 @@ def parse_args(argv):
     ap.add_argument("--experiments", metavar="A,B", help="only these experiments")
     ap.add_argument("--figures", metavar="KINDS", help="only these kinds of figure, "
                     f"comma-separated, from: {','.join(FIGURE_KINDS)} (default: all)")
+    ap.add_argument("--svg", action="store_true", help="also write each figure as SVG "
+                    "(default: PNG only)")
+    ap.add_argument("--jobs", metavar="N", type=int, default=None, help="draw with N "
+                    "processes (default: one per CPU this process may use)")
     ap.add_argument("--quiet", action="store_true", help="print only problems")
     a = ap.parse_args(argv)
     if len(a.runs) > 1 and not a.out:
         ap.error("--out DIR is required when overlaying several run directories")
+    if a.jobs is None:
+        a.jobs = cpus()
+    elif a.jobs < 1:
+        ap.error("--jobs needs a number >= 1")
     a.wanted = [x for x in (a.experiments or "").split(",") if x.strip()]
     if a.experiments is not None and not a.wanted:
         ap.error("--experiments needs at least one name")
@@ -1291,6 +1576,60 @@ def parse_args(argv):
             ap.error(f"--figures: unknown kind {', '.join(bad) or '(none)'}; "
                      f"known: {', '.join(FIGURE_KINDS)}")
     return a
+
+
+def cpus():
+    """CPUs this process may run on (the affinity mask, not the machine's count)."""
+    if hasattr(os, "process_cpu_count"):
+        return os.process_cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# The plotters of this invocation: forked workers inherit them, so a task is two small ints.
+_PLOTTERS = []
+
+
+def _draw_task(pi, task):
+    return _PLOTTERS[pi].draw(task)
+
+
+def draw_tasks(plotters, jobs, workers):
+    """Runs every (plotter index, task) of `jobs`; returns {job: draw() result}. With more than
+    one worker they are spread over forked processes, the costliest started first; the
+    results are keyed, so the output does not depend on which process drew what."""
+    results = {}
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for pi, task in jobs:
+            results[(pi, task)] = plotters[pi].draw(task)
+        return results
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _PLOTTERS
+    _PLOTTERS = plotters
+    order = sorted(jobs, key=lambda j: -plotters[j[0]].cost(j[1]))  # stable: ties keep order
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                             mp_context=multiprocessing.get_context("fork"))
+    try:
+        futures = [(j, ex.submit(_draw_task, *j)) for j in order]
+        for j, f in futures:
+            try:
+                results[j] = f.result()
+            except Exception as e:  # a worker died (killed, out of memory) or a pickling bug
+                if os.environ.get("ZCLAB_PLOT_DEBUG"):
+                    raise
+                pi, (name, args) = j
+                what = name + (f" at {args[0]}" if args else "")
+                results[j] = ([], [(plotters[pi].exps[0].dir,
+                                    internal_error(e, f"drawing {what}"))], [])
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    ex.shutdown()
+    _PLOTTERS = []
+    return results
 
 
 def run(argv):
@@ -1313,7 +1652,7 @@ def run(argv):
         if w not in names and not any(
                 os.path.isdir(os.path.join(r.path, w)) for r in runs):
             problems.append(Problem(", ".join(a.runs), f"no experiment '{w}' here"))
-    total = 0
+    plotters, jobs = [], []
     for name in names:
         exps = [r.experiments[name] for r in runs if name in r.experiments]
         out = os.path.join(a.out, name) if a.out else os.path.join(exps[0].dir, "plots")
@@ -1323,10 +1662,21 @@ def run(argv):
             problems.append(Problem(out, f"cannot create: {e.strerror or e}"))
             continue
         clean_previous(out)
-        pl = Plotter(name, exps, out)
-        pl.plot_all(a.kinds)
+        pl = Plotter(name, exps, out, svg=a.svg)
+        pl.task_list = pl.tasks(a.kinds)
+        jobs += [(len(plotters), t) for t in pl.task_list]
+        plotters.append(pl)
+    results = draw_tasks(plotters, jobs, a.jobs)
+    total = 0
+    for pi, pl in enumerate(plotters):
+        pl.figures, pl.problems, pl.notes = [], [], []
+        for t in pl.task_list:
+            f, p, n = results[(pi, t)]
+            pl.figures += f
+            pl.problems += [Problem(w, x) for w, x in p]
+            pl.notes += n
         try:
-            write_index(out, pl)
+            write_index(pl.out, pl)
         except Problem as p:
             pl.problems.append(p)
         problems.extend(pl.problems)
@@ -1334,7 +1684,7 @@ def run(argv):
             say("warning", n)
         total += len(pl.figures)
         if not a.quiet:
-            print(f"{name}: {len(pl.figures)} figures in {out}")
+            print(f"{pl.name}: {len(pl.figures)} figures in {pl.out}")
     for p in problems:
         say("error", str(p))
     if total == 0 and not problems:

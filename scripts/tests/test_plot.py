@@ -85,7 +85,7 @@ def single(runs, tmp_path_factory):
     """Run A copied and plotted into its default place."""
     run = tmp_path_factory.mktemp("single") / runs[0].name
     shutil.copytree(runs[0], run)
-    r = plot(run)
+    r = plot(run, "--svg")
     return run, r
 
 
@@ -159,7 +159,7 @@ def test_rerun_is_deterministic_and_replaces(single, tmp_path):
     out = run / EXP / "plots"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     (out / f"latency@{POINTS[0]}.png").write_bytes(b"stale")
-    r = plot(run, "--quiet")
+    r = plot(run, "--quiet", "--svg")
     assert r.returncode == 0 and r.stdout == "", r.stderr + r.stdout
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert sorted(after) == sorted(before)
@@ -206,7 +206,7 @@ def test_unknown_syscalls_are_not_zero(runs, ran, tmp_path):
             row["metrics"]["syscalls"] = "unknown"
             row["metrics"]["syscalls_per_mib"] = None
     s.write_text("".join(json.dumps(x) + "\n" for x in rows))
-    r = plot(run, "--out", tmp_path / "o", "--quiet", "--figures", "syscalls")
+    r = plot(run, "--out", tmp_path / "o", "--quiet", "--figures", "syscalls", "--svg")
     assert r.returncode == 0, r.stderr
     _, figs = load_index(tmp_path / "o" / EXP)
     assert list(figs) == ["syscalls_per_mib.png"]
@@ -417,3 +417,205 @@ def test_other_shapes_of_experiment(runs, tmp_path):
     assert figs["syscalls_per_op.png"]["unknown"] == []
     for name in figs:
         check_png(run / "syscall_floor" / "plots" / name)
+
+
+def test_png_by_default_svg_on_request(runs, tmp_path):
+    r = plot(runs[0], "--out", tmp_path / "png", "--quiet", "--figures", "throughput,cpu")
+    assert r.returncode == 0, r.stderr
+    d = tmp_path / "png" / EXP
+    assert sorted(p.name for p in d.iterdir()) == ["cpu_per_mib.png", "index.json",
+                                                   "throughput.png"]
+    _, figs = load_index(d)
+    assert all("svg" not in f for f in figs.values()), figs
+    # --svg adds them; a later run without it removes them again (the index lists them).
+    r = plot(runs[0], "--out", tmp_path / "png", "--quiet", "--figures", "throughput,cpu",
+             "--svg")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in d.glob("*.svg")) == ["cpu_per_mib.svg", "throughput.svg"]
+    _, figs = load_index(d)
+    assert all(f["svg"] == f["file"][:-4] + ".svg" for f in figs.values()), figs
+    for f in figs.values():
+        assert (d / f["svg"]).read_text().rstrip().endswith("</svg>")
+    r = plot(runs[0], "--out", tmp_path / "png", "--quiet", "--figures", "throughput,cpu")
+    assert r.returncode == 0 and not list(d.glob("*.svg")), r.stderr
+
+
+def test_same_files_whatever_the_number_of_processes(runs, tmp_path):
+    outs = []
+    for jobs in ("1", "3"):
+        out = tmp_path / f"j{jobs}"
+        r = plot(runs[0], "--out", out, "--quiet", "--jobs", jobs)
+        assert r.returncode == 0, r.stderr
+        outs.append({p.name: p.read_bytes() for p in (out / EXP).iterdir()})
+    assert sorted(outs[0]) == sorted(outs[1])
+    for name in outs[0]:
+        assert outs[0][name] == outs[1][name], f"{name} differs between --jobs 1 and 3"
+
+
+def rewrite_rows(d, change):
+    """Applies change(rows) to summary.jsonl (json.dumps writes NaN/Infinity as Python does)."""
+    s = d / "summary.jsonl"
+    rows = [json.loads(l) for l in s.read_text().splitlines() if l.strip()]
+    change(rows)
+    s.write_text("".join(json.dumps(x) + "\n" for x in rows))
+
+
+def set_metric(key, value):
+    def change(rows):
+        rows[1]["metrics"][key] = value
+    return change
+
+
+def drop_param(rows):
+    k = sorted(rows[3]["params"])[0]
+    del rows[3]["params"][k]
+
+
+# (name, how to break summary.jsonl, words of the message)
+BAD_ROWS = [
+    ("nan", set_metric("gbps", float("nan")), "summary.jsonl:2: metrics.gbps is nan"),
+    ("inf", set_metric("cpu_ns_per_mib", float("inf")),
+     "summary.jsonl:2: metrics.cpu_ns_per_mib is inf"),
+    ("neg-gbps", set_metric("gbps", -1.5), "summary.jsonl:2: metrics.gbps is -1.5, expected"),
+    ("neg-cpu", set_metric("sys_ns_per_mib", -3.0), "metrics.sys_ns_per_mib is -3.0"),
+    ("neg-count", set_metric("bytes", -1), "summary.jsonl:2: metrics.bytes is -1"),
+    ("neg-syscalls", set_metric("syscalls_per_mib", -2.0), "metrics.syscalls_per_mib is -2.0"),
+    ("missing-param", drop_param, "summary.jsonl:4: params lack '"),
+]
+
+
+@pytest.mark.parametrize("name,change,words", BAD_ROWS, ids=[b[0] for b in BAD_ROWS])
+def test_bad_numbers_are_refused(runs, tmp_path, name, change, words):
+    run, d = bad_copy(runs, tmp_path, name)
+    rewrite_rows(d, change)
+    r = plot(run, "--quiet", "--figures", "throughput")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plot.py: error: "), lines
+    assert words in lines[0], lines[0]
+    assert not (d / "plots" / "throughput.png").exists()
+
+
+def test_huge_number_literal_is_refused(runs, tmp_path):
+    """1e999 parses as infinity in Python; the lab's readers refuse it."""
+    run, d = bad_copy(runs, tmp_path, "e999")
+    s = d / "summary.jsonl"
+    lines = s.read_text().splitlines(keepends=True)
+    row = json.loads(lines[0])
+    row["metrics"]["gbps"] = 12345.5
+    lines[0] = json.dumps(row).replace("12345.5", "1e999") + "\n"
+    s.write_text("".join(lines))
+    r = plot(run, "--quiet", "--figures", "throughput")
+    assert r.returncode == 1 and "summary.jsonl:1: metrics.gbps is inf" in r.stderr, r.stderr
+
+
+# Special files must never hang plot.py: every call below has a timeout, so a regression
+# fails the test instead of blocking the suite.
+SPECIAL_TIMEOUT = 60
+
+
+def special(d, kind):
+    """Replaces an input of experiment dir d by something that is not a readable regular
+    file; returns (file name in the message, words)."""
+    if kind == "fifo-summary":
+        (d / "summary.jsonl").unlink()
+        os.mkfifo(d / "summary.jsonl")
+        return "summary.jsonl", "not a regular file (a FIFO"
+    if kind == "fifo-meta":
+        (d / "meta.json").unlink()
+        os.mkfifo(d / "meta.json")
+        return "meta.json", "not a regular file (a FIFO"
+    if kind == "fifo-hgrm":
+        h = sorted(d.glob("uring-splice@path=tcp-loopback,size=64KiB*.hgrm"))[0]
+        h.unlink()
+        os.mkfifo(h)
+        return h.name, "not a regular file (a FIFO"
+    if kind == "symlink-loop":
+        (d / "meta.json").unlink()
+        os.symlink("meta.json", d / "meta.json")
+        return "meta.json", "symbolic link to another symbolic link"
+    if kind == "symlink-chain":
+        (d / "summary.jsonl").rename(d / "real.jsonl")
+        os.symlink("real.jsonl", d / "middle.jsonl")
+        os.symlink("middle.jsonl", d / "summary.jsonl")
+        return "summary.jsonl", "symbolic link to another symbolic link"
+    if kind == "dev-zero":
+        (d / "summary.jsonl").unlink()
+        os.symlink("/dev/zero", d / "summary.jsonl")
+        return "summary.jsonl", "not a regular file (a character device)"
+    if kind == "oversized":
+        # Sparse: 257 MiB that take no disk space, refused by size before any read.
+        with open(d / "summary.jsonl", "r+b") as f:
+            f.truncate(257 << 20)
+        return "summary.jsonl", "too large (269484032 bytes; the limit is 256 MiB)"
+    if kind == "directory":
+        (d / "meta.json").unlink()
+        (d / "meta.json").mkdir()
+        return "meta.json", "not a regular file (a directory)"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["fifo-summary", "fifo-meta", "fifo-hgrm", "symlink-loop",
+                                  "symlink-chain", "dev-zero", "oversized", "directory"])
+def test_special_files_are_refused(runs, tmp_path, kind):
+    run, d = bad_copy(runs, tmp_path, kind)
+    fname, words = special(d, kind)
+    r = plot(run, "--quiet", "--figures", "latency", timeout=SPECIAL_TIMEOUT)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plot.py: error: "), lines
+    assert fname in lines[0] and words in lines[0], lines[0]
+
+
+def test_one_symlink_is_followed(runs, tmp_path):
+    run, d = bad_copy(runs, tmp_path, "link")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (d / "summary.jsonl").rename(elsewhere / "summary.jsonl")
+    os.symlink(elsewhere / "summary.jsonl", d / "summary.jsonl")
+    h = sorted(d.glob("*.hgrm"))[0]
+    h.rename(elsewhere / h.name)
+    os.symlink(os.path.relpath(elsewhere / h.name, d), h)
+    r = plot(run, "--quiet", "--figures", "latency,throughput", timeout=SPECIAL_TIMEOUT)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+@pytest.mark.parametrize("text,words", [("null", "not a JSON object (it is null)"),
+                                        ("[1, 2, 3]", "not a JSON object (it is an array)"),
+                                        ('"x"', "not a JSON object (it is text)"),
+                                        ('{"variants": 7}', "'variants' is a number"),
+                                        ('{"variants": [{"name": 1}]}', "variants[0].name"),
+                                        ('{"host": NaN}', "host is nan")])
+def test_meta_of_the_wrong_shape(runs, tmp_path, text, words):
+    run, d = bad_copy(runs, tmp_path, "meta")
+    (d / "meta.json").write_text(text)
+    r = plot(run, "--quiet", "--figures", "throughput")
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "internal error" not in lines[0], lines
+    assert f"{d / 'meta.json'}: " in lines[0] and words in lines[0], lines[0]
+
+
+def test_one_bad_experiment_does_not_stop_the_others(runs, tmp_path):
+    """A NaN in one experiment: its figures are skipped, the others are all drawn."""
+    hgrm = next((runs[0] / EXP).glob("*.hgrm")).read_text()
+    run = tmp_path / "mixed"
+    shutil.copytree(runs[0], run)
+    pts = [(f"depth={n}", {"depth": n}) for n in (1, 2, 4)]
+    synth_experiment(run, "aaa_first", pts, ["a", "b"], 4096, hgrm)
+    bad = synth_experiment(run, "mmm_bad", pts, ["a", "b"], 4096, hgrm)
+    synth_experiment(run, "zzz_last", pts, ["a", "b"], 4096, hgrm)
+    rewrite_rows(bad, set_metric("ops_per_s", float("nan")))
+    r = plot(run, "--quiet")
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "mmm_bad/summary.jsonl:2: metrics.ops_per_s is nan" in lines[0], \
+        lines
+    assert not (bad / "plots").exists()
+    for name in ("aaa_first", EXP, "zzz_last"):
+        idx, figs = load_index(run / name / "plots")
+        assert "throughput.png" in figs and idx["problems"] == [], (name, sorted(figs))
+        for f in figs:
+            check_png(run / name / "plots" / f)
