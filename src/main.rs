@@ -74,6 +74,9 @@ enum Cmd {
         /// Output directory (required for several runs: their plots are overlaid).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Draw each plot as SVG too (PNG only by default).
+        #[arg(long)]
+        svg: bool,
     },
     /// List the experiments of the suite.
     List,
@@ -121,7 +124,7 @@ fn run(cli: Cli) -> Result<i32> {
             let md = compare::run(&runs, out.as_deref())?;
             print!("{md}");
             if let Some(p) = plots {
-                suite::draw_plots(&runs, Some(&p))?;
+                suite::draw_plots(&runs, Some(&p), false)?;
                 println!("overlaid plots: {}", p.display());
             }
             Ok(0)
@@ -147,11 +150,11 @@ fn run(cli: Cli) -> Result<i32> {
                 1
             })
         }
-        Cmd::Plot { runs, out } => {
+        Cmd::Plot { runs, out, svg } => {
             if runs.len() > 1 && out.is_none() {
                 anyhow::bail!("plotting several runs overlays them: give --out DIR");
             }
-            suite::draw_plots(&runs, out.as_deref())?;
+            suite::draw_plots(&runs, out.as_deref(), svg)?;
             Ok(0)
         }
         Cmd::Serve(args) => zclab::serve::run(&args),

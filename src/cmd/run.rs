@@ -159,6 +159,9 @@ pub struct RunArgs {
     /// Skip drawing plots (the report then lists none).
     #[arg(long)]
     pub no_plots: bool,
+    /// Draw each plot as SVG too (PNG only by default).
+    #[arg(long)]
+    pub svg: bool,
     /// Extra arguments for every experiment, after the preset's, split on white space
     /// (e.g. `--exp-args "--repeat 1 --warmup 0"`).
     #[arg(long, allow_hyphen_values = true, default_value = "")]
@@ -353,7 +356,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     overall.finish_and_clear();
     let mut plot_note = None;
     if !args.no_plots && interrupted.is_none() {
-        if let Err(e) = draw_plots(std::slice::from_ref(&run_dir), None) {
+        if let Err(e) = draw_plots(std::slice::from_ref(&run_dir), None, args.svg) {
             plot_note = Some(format!("{e:#}"));
             eprintln!("zclab: error: plots not drawn: {e:#}");
         }
@@ -403,7 +406,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
 
 /// Draws the plots of `runs` with `scripts/plot.py` in the project's virtual environment
 /// (created on first use by `scripts/pyenv.sh`).
-pub fn draw_plots(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+pub fn draw_plots(runs: &[PathBuf], out: Option<&Path>, svg: bool) -> Result<()> {
     let scripts = scripts_dir();
     let plot = scripts.join("plot.py");
     if !plot.exists() {
@@ -425,6 +428,9 @@ pub fn draw_plots(runs: &[PathBuf], out: Option<&Path>) -> Result<()> {
         .to_string();
     let mut cmd = Command::new(&py);
     cmd.arg(&plot).args(runs);
+    if svg {
+        cmd.arg("--svg");
+    }
     if let Some(o) = out {
         cmd.arg("--out").arg(o);
     }
