@@ -586,7 +586,6 @@ impl Progress {
     }
 }
 
-
 /// Whether a point needs more repeats.
 enum Settled {
     Yes,
@@ -1296,4 +1295,3 @@ pub fn list_variants<C>(name: &str, variants: &[Variant<C>], caps: &Caps) -> Str
     }
     s
 }
-

@@ -57,6 +57,17 @@ pub fn render(args: &ReportArgs) -> Result<String> {
         (None, Some(d)) => (d, false),
         (None, None) => bail!("give --markdown RUN or --csv RUN"),
     };
+    // A `zclab versus` directory holds no experiment directories: its table is the one that
+    // command wrote beside its figures (versus.json).
+    let versus = dir.join("versus.md");
+    if markdown
+        && args.experiment.is_none()
+        && dir.join("versus.json").is_file()
+        && versus.is_file()
+    {
+        return std::fs::read_to_string(&versus)
+            .with_context(|| format!("cannot read {}", versus.display()));
+    }
     let run = load_run(dir)?;
     let chosen: Vec<&Experiment> = match &args.experiment {
         Some(name) => vec![pick(&run, name)?],
