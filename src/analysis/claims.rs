@@ -308,7 +308,13 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 kinds.push(
                     op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
                 );
-                measured.push(format!("{} {}", point_text(shared), fmt_num(r.value)));
+                measured.push(format!(
+                    "{} {} [95% CI {}-{}]",
+                    point_text(shared),
+                    fmt_num(r.value),
+                    fmt_num(r.lo),
+                    fmt_num(r.hi)
+                ));
             }
             if kinds.is_empty() {
                 return na(format!(
@@ -348,7 +354,13 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 kinds.push(
                     op_of(op).map_or(Kind::NotReproduced, |o| kind_of(e.test(o, *threshold))),
                 );
-                measured.push(format!("{} {}", point_text(shared), fmt_num(e.value)));
+                measured.push(format!(
+                    "{} {} [95% CI {}-{}]",
+                    point_text(shared),
+                    fmt_num(e.value),
+                    fmt_num(e.lo),
+                    fmt_num(e.hi)
+                ));
             }
             if kinds.is_empty() {
                 return na(format!(
