@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod files;
 pub mod gather;
 pub mod netsend_crossover;
+pub mod proxy_crossover;
 pub mod relay;
 pub mod send;
 pub mod sock_file;
