@@ -33,7 +33,8 @@
 //!
 //! **Output.** Besides the standard run directory, `crossover.json`: per mode, the message size
 //! at which each splice variant overtakes its copy-based counterpart (stream: throughput;
-//! echo: median round trip), with the figures per size.
+//! echo: median round trip), with the figures per size, by the lab's one crossover rule
+//! (`zclab::loops::proxy_crossover`).
 //!
 //! **Minimum kernel.** classic: any 2.6.17+; uring-recv-send 5.6 (IORING_OP_RECV/SEND; the
 //! MSG_WAITALL retry 5.18); uring-splice 5.7.
