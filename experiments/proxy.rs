@@ -33,14 +33,15 @@
 //!
 //! **Output.** Besides the standard run directory, `crossover.json`: per mode, the message size
 //! at which each splice variant overtakes its copy-based counterpart (stream: throughput;
-//! echo: median round trip), with the figures per size.
+//! echo: median round trip), with the figures per size, by the lab's one crossover rule
+//! (`zclab::loops::proxy_crossover`).
 //!
 //! **Minimum kernel.** classic: any 2.6.17+; uring-recv-send 5.6 (IORING_OP_RECV/SEND; the
 //! MSG_WAITALL retry 5.18); uring-splice 5.7.
 
 use anyhow::{Context, Result, bail};
 use io_uring::opcode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
@@ -48,12 +49,13 @@ use zclab::catalog::proxy as names;
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant,
 };
+use zclab::loops::proxy_crossover;
 use zclab::loops::relay::{self, Relay};
 use zclab::loops::tcp;
 use zclab::measure::Usage;
 use zclab::net::peers::{EchoClient, FaultSpec, PatternStream, Streamer, add_usage};
 use zclab::net::remote::{self, PeerAddr};
-use zclab::results::{Integrity, Row, Status};
+use zclab::results::{Integrity, Row};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::pipe::pipe_with_size;
 use zclab::units;
@@ -126,12 +128,6 @@ const VARIANTS: &[Variant<Proxy>] = &[
     },
 ];
 
-/// The splice variant and its copy-based counterpart, compared at the end.
-const PAIRS: &[(&str, &str)] = &[
-    (names::CLASSIC_SPLICE, names::CLASSIC_READ_WRITE),
-    (names::URING_SPLICE, names::URING_RECV_SEND),
-];
-
 impl Experiment for Proxy {
     type Args = Args;
     const NAME: &'static str = names::NAME;
@@ -195,8 +191,16 @@ impl Experiment for Proxy {
         self.args.peer.as_ref()
     }
 
+    /// Where each splice variant beats its copying counterpart: `crossover.json`.
     fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
-        Ok(crossover(rows)?.into_iter().collect())
+        let a = proxy_crossover::crossover(rows);
+        Ok(a.into_iter()
+            .map(|(json, text)| Analysis {
+                file: "crossover.json".into(),
+                json,
+                text,
+            })
+            .collect())
     }
 }
 
@@ -389,179 +393,4 @@ fn run_echo(ctx: &mut Proxy, t: &mut Trial, variant: &str, mut relay: Relay) -> 
         bytes_got: echoed.bytes,
     });
     Ok(())
-}
-
-/// Reads one figure of a row.
-type Figure = fn(&Row) -> Option<f64>;
-
-/// Per size: the median, min and max over the ok repeats of a figure of `variant` in `mode`.
-fn figures(rows: &[Row], mode: &str, variant: &str, f: Figure) -> Vec<(u64, f64, f64, f64)> {
-    let mine: Vec<&Row> = rows
-        .iter()
-        .filter(|r| {
-            r.variant == variant && r.params.get("mode").and_then(Value::as_str) == Some(mode)
-        })
-        .collect();
-    let mut sizes: Vec<u64> = mine
-        .iter()
-        .filter_map(|r| r.params.get("msg").and_then(Value::as_u64))
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    sizes
-        .into_iter()
-        .filter_map(|s| {
-            let v: Vec<f64> = mine
-                .iter()
-                .filter(|r| {
-                    r.status == Status::Ok && r.params.get("msg").and_then(Value::as_u64) == Some(s)
-                })
-                .filter_map(|r| f(r))
-                .collect();
-            let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
-            let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            (!v.is_empty()).then(|| (s, harness::median(v), lo, hi))
-        })
-        .collect()
-}
-
-/// The crossover rule, given (size, splice better) in ascending size order: the smallest size
-/// from which splice is better at that size and at every larger one, and the sizes below it
-/// where splice is better all the same (the comparison is not monotone in size).
-fn crossover_rule(better: &[(u64, bool)]) -> (Option<u64>, Vec<u64>) {
-    let mut cross = None;
-    for &(s, b) in better.iter().rev() {
-        if !b {
-            break;
-        }
-        cross = Some(s);
-    }
-    let stray = better
-        .iter()
-        .filter(|&&(s, b)| b && cross.is_none_or(|c| s < c))
-        .map(|&(s, _)| s)
-        .collect();
-    (cross, stray)
-}
-
-/// Compares each splice variant with its copy-based counterpart per mode (the run's rows, in
-/// memory): where the splice variant overtakes, as `crossover.json` and a few printed lines.
-/// None when no pair was measured at a common size.
-///
-/// The rule deciding where splice overtakes is this experiment's own for now, in one function
-/// ([`crossover_rule`]) so that a shared rule can replace it.
-fn crossover(rows: &[Row]) -> Result<Option<Analysis>> {
-    let mut out = serde_json::Map::new();
-    let mut lines = Vec::new();
-    for mode in ["stream", "echo"] {
-        let (metric, higher_better, f): (&str, bool, Figure) = if mode == "stream" {
-            ("throughput GB/s (median of repeats)", true, |r| {
-                r.metrics.as_ref().map(|m| m.gbps)
-            })
-        } else {
-            ("round-trip p50 ns (median of repeats)", false, |r| {
-                r.metrics.as_ref().map(|m| m.latency.p50_ns as f64)
-            })
-        };
-        let mut per_mode = serde_json::Map::new();
-        for &(sp, cp) in PAIRS {
-            let a = figures(rows, mode, sp, f);
-            let b = figures(rows, mode, cp, f);
-            let by_size: Vec<(u64, f64, f64, bool, bool)> = b
-                .iter()
-                .filter_map(|&(s, cm, clo, chi)| {
-                    a.iter().find(|x| x.0 == s).map(|&(_, sm, slo, shi)| {
-                        let better = if higher_better { sm > cm } else { sm < cm };
-                        let overlap = slo <= chi && clo <= shi;
-                        (s, cm, sm, better, overlap)
-                    })
-                })
-                .collect();
-            if by_size.is_empty() {
-                continue;
-            }
-            let better: Vec<(u64, bool)> = by_size.iter().map(|x| (x.0, x.3)).collect();
-            let (cross, stray) = crossover_rule(&better);
-            let largest = by_size.last().map_or(0, |x| x.0);
-            let verdict = match cross {
-                Some(s) if s == by_size[0].0 => {
-                    format!(
-                        "better at every size measured (from {})",
-                        units::fmt_size(s)
-                    )
-                }
-                Some(s) => format!("overtakes at {}", units::fmt_size(s)),
-                None => format!("never overtakes (up to {})", units::fmt_size(largest)),
-            };
-            let stray: Vec<String> = stray.into_iter().map(units::fmt_size).collect();
-            let verdict = if stray.is_empty() {
-                verdict
-            } else {
-                format!("{verdict}; but better at {}", stray.join(", "))
-            };
-            let key = format!("{sp} vs {cp}");
-            let overlaps = by_size.iter().filter(|x| x.4).count();
-            let note = if overlaps > 0 {
-                format!(
-                    " (repeat ranges overlap at {overlaps} of {} sizes)",
-                    by_size.len()
-                )
-            } else {
-                String::new()
-            };
-            lines.push(format!("  {mode:<6} {key:<40} {verdict}{note}"));
-            per_mode.insert(
-                key,
-                json!({
-                    "splice": sp, "copy": cp, "metric": metric,
-                    "crossover_size": cross, "verdict": verdict,
-                    "by_size": by_size.iter().map(|&(s, cm, sm, better, overlap)| json!({
-                        "size": s, "copy_median": cm, "splice_median": sm,
-                        "ratio_splice_to_copy": if cm > 0.0 { sm / cm } else { 0.0 },
-                        "splice_better": better,
-                        "repeat_ranges_overlap": overlap,
-                    })).collect::<Vec<_>>(),
-                }),
-            );
-        }
-        if !per_mode.is_empty() {
-            out.insert(mode.into(), Value::Object(per_mode));
-        }
-    }
-    if out.is_empty() {
-        return Ok(None);
-    }
-    let mut text =
-        String::from("splice against copy (stream: throughput; echo: median round trip):\n");
-    for l in lines {
-        text.push_str(&l);
-        text.push('\n');
-    }
-    Ok(Some(Analysis::new(
-        "crossover.json",
-        &Value::Object(out),
-        text,
-    )?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crossover_is_the_start_of_the_last_winning_run() {
-        let b = [
-            (512, false),
-            (2048, true),
-            (4096, false),
-            (16384, true),
-            (65536, true),
-        ];
-        assert_eq!(crossover_rule(&b), (Some(16384), vec![2048]));
-        let never = [(512, true), (2048, true), (4096, false)];
-        assert_eq!(crossover_rule(&never), (None, vec![512, 2048]));
-        let all = [(512, true), (2048, true)];
-        assert_eq!(crossover_rule(&all), (Some(512), vec![]));
-        assert_eq!(crossover_rule(&[]), (None, vec![]));
-    }
 }

@@ -20,7 +20,7 @@
 
 pub mod claims;
 
-use crate::results::Metrics;
+use crate::results::{Metrics, Row, Status};
 use serde::Serialize;
 
 /// Confidence level of every interval.
@@ -470,6 +470,70 @@ pub fn crossover_with(
     }
 }
 
+impl Crossover {
+    /// The points that decide the answer, those [`Crossover::conclusive`] is judged on: from
+    /// the last value where A does not win on (`Crosses`), every value (`AlwaysBetter`), the
+    /// largest (`Never`), none (`NoPoints`).
+    pub fn deciding(&self) -> &[CrossPoint] {
+        let from = match self.status {
+            CrossStatus::Crosses => self
+                .between
+                .and_then(|(lo, _)| self.points.iter().position(|p| p.param == lo)),
+            CrossStatus::AlwaysBetter => Some(0),
+            CrossStatus::Never => self.points.len().checked_sub(1),
+            CrossStatus::NoPoints => None,
+        };
+        from.map_or(&[], |i| &self.points[i..])
+    }
+}
+
+/// The figures of two sides paired by repeat index: `(repeat, figure)` lists in any order;
+/// returns the figures of the repeats both sides have, in repeat order (where a side has a
+/// repeat index twice, its first figure in repeat order).
+pub fn pair_by_repeat(a: &[(u32, f64)], b: &[(u32, f64)]) -> (Vec<f64>, Vec<f64>) {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort_by_key(|x| x.0);
+    b.sort_by_key(|x| x.0);
+    a.iter()
+        .filter_map(|(i, x)| b.iter().find(|(j, _)| j == i).map(|(_, y)| (*x, *y)))
+        .unzip()
+}
+
+/// The crossover rule over rows, as the claims engine applies it to a crossover check: per
+/// value of `param` (an unsigned integer parameter), `metric` (see [`metric`]) of A's and B's
+/// rows that are ok, the repeats paired by index ([`pair_by_repeat`]), judged by
+/// [`crossover_paired`]. Values where no repeat pairs are left out. The rows of a side must
+/// differ in `param` only (one variant at one point otherwise).
+pub fn crossover_of_rows<'a>(
+    a: impl IntoIterator<Item = &'a Row>,
+    b: impl IntoIterator<Item = &'a Row>,
+    param: &str,
+    metric_name: &str,
+    better: Direction,
+) -> Crossover {
+    type Series = std::collections::BTreeMap<u64, Vec<(u32, f64)>>;
+    let series = |rows: &mut dyn Iterator<Item = &'a Row>| -> Series {
+        let mut s = Series::new();
+        for r in rows.filter(|r| r.status == Status::Ok) {
+            let x = r.params.get(param).and_then(serde_json::Value::as_u64);
+            let v = r.metrics.as_ref().and_then(|m| metric(m, metric_name));
+            if let (Some(x), Some(v)) = (x, v) {
+                s.entry(x).or_default().push((r.repeat, v));
+            }
+        }
+        s
+    };
+    let (sa, sb) = (series(&mut a.into_iter()), series(&mut b.into_iter()));
+    let points: Vec<(u64, Vec<f64>, Vec<f64>)> = sa
+        .iter()
+        .filter_map(|(x, ra)| {
+            let (pa, pb) = pair_by_repeat(ra, sb.get(x)?);
+            (!pa.is_empty()).then_some((*x, pa, pb))
+        })
+        .collect();
+    crossover_paired(&points, better)
+}
+
 /// A figure of a row's metrics by name (`gbps`, `ops_per_s`, `wall_ns`, `cpu_ns_per_mib`,
 /// `sys_ns_per_mib`, `syscalls_per_mib`, `p50_ns`, `p99_ns`, `mean_ns`, `copied_pct`,
 /// `cpu_ns_per_byte`, or a variant-specific `extra` figure); None when absent or unknown.
@@ -592,5 +656,88 @@ mod tests {
             crossover(&[(1, vec![], vec![1.0])], Direction::HigherIsBetter).status,
             CrossStatus::NoPoints
         );
+    }
+
+    #[test]
+    fn the_deciding_points_are_those_conclusive_is_judged_on() {
+        let cases = [
+            (pts(&[(1, 1.5), (2, 0.9), (3, 1.2), (4, 0.5)]), 2),
+            (pts(&[(1, 0.5), (2, 0.6)]), 0),
+            (pts(&[(1, 1.5), (2, 1.6), (3, 1.7)]), 2),
+        ];
+        for (p, from) in cases {
+            let c = crossover(&p, Direction::LowerIsBetter);
+            assert_eq!(c.deciding(), &c.points[from..], "{c:?}");
+            assert_eq!(
+                c.conclusive,
+                c.deciding().iter().all(|p| p.ratio.conclusive)
+            );
+        }
+        let none = crossover(&[], Direction::LowerIsBetter);
+        assert!(none.deciding().is_empty());
+    }
+
+    fn row(variant: &str, size: u64, repeat: u32, gbps: f64, status: Status) -> Row {
+        Row {
+            experiment: "e".into(),
+            variant: variant.into(),
+            point: format!("size={size}"),
+            params: std::collections::BTreeMap::from([("size".into(), size.into())]),
+            repeat,
+            status,
+            error: None,
+            metrics: Some(Metrics {
+                gbps,
+                bytes: size,
+                ..Default::default()
+            }),
+            integrity: None,
+            cpu_sender: None,
+            cpu_peer: None,
+            histograms: Default::default(),
+        }
+    }
+
+    #[test]
+    fn crossover_of_rows_pairs_repeats_by_index() {
+        assert_eq!(
+            pair_by_repeat(
+                &[(2, 3.0), (0, 1.0), (1, 2.0)],
+                &[(1, 20.0), (0, 10.0), (5, 50.0)]
+            ),
+            (vec![1.0, 2.0], vec![10.0, 20.0])
+        );
+        let rows = [
+            row("a", 10, 0, 1.0, Status::Ok),
+            row("a", 10, 1, 1.1, Status::Ok),
+            row("b", 10, 1, 2.0, Status::Ok),
+            row("b", 10, 0, 2.1, Status::Ok),
+            row("a", 20, 0, 3.0, Status::Ok),
+            row("a", 20, 1, 3.3, Status::Ok),
+            row("a", 20, 2, 9.0, Status::Error),
+            row("b", 20, 0, 2.0, Status::Ok),
+            row("b", 20, 1, 2.0, Status::Ok),
+            row("b", 20, 2, 1.0, Status::Ok),
+            // No repeat of a at 30 pairs with b's.
+            row("a", 30, 0, 1.0, Status::Ok),
+            row("b", 30, 4, 1.0, Status::Ok),
+        ];
+        let side = |v: &'static str| rows.iter().filter(move |r| r.variant == v);
+        let c = crossover_of_rows(
+            side("a"),
+            side("b"),
+            "size",
+            "gbps",
+            Direction::HigherIsBetter,
+        );
+        let direct = crossover_paired(
+            &[
+                (10, vec![1.0, 1.1], vec![2.1, 2.0]),
+                (20, vec![3.0, 3.3], vec![2.0, 2.0]),
+            ],
+            Direction::HigherIsBetter,
+        );
+        assert_eq!(c, direct);
+        assert_eq!((c.status, c.at), (CrossStatus::Crosses, Some(20)));
     }
 }

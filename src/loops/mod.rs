@@ -9,6 +9,7 @@ pub mod files;
 pub mod gather;
 pub mod net_paths;
 pub mod netsend_crossover;
+pub mod proxy_crossover;
 pub mod relay;
 pub mod send;
 pub mod sock_file;

@@ -1,173 +1,74 @@
 //! net_send's crossover: for each zero-copy variant on a path where zero copy can happen, the
 //! message size from which its sender CPU per byte stays below classic-send's (and, for the
-//! io_uring variants, below uring-send's), from the run's rows in memory.
-//!
-//! **To be replaced** by the analysis layer's one crossover rule (src/analysis) once it lands;
-//! until then this is net_send's own rule, unchanged: the same `crossover*.json` files and keys,
-//! the same printed lines.
+//! io_uring variants, below uring-send's), from the run's rows in memory. The decision is the
+//! analysis layer's one crossover rule, called as the claims engine calls it
+//! ([`analysis::crossover_of_rows`]: repeats paired by index), so `crossover*.json` and the
+//! `zc-10k` claim cannot disagree about a run; [`crate::report::crossover`] words it.
 
+use crate::analysis::{self, CrossStatus, Direction};
 use crate::catalog::net_send as names;
 use crate::net::netns::NetPath;
+use crate::report::crossover::{RULE, point_ratio, ratios, verdict};
 use crate::results::{Row, Status};
-use crate::units;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
-/// Sender CPU of one variant at one size over the repeats: ns per MiB, and median GB/s.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Stat {
-    med: f64,
-    min: f64,
-    max: f64,
-    gbps: f64,
+/// The figure compared, and which way is better.
+const METRIC: &str = "cpu_ns_per_mib";
+const BETTER: Direction = Direction::LowerIsBetter;
+
+/// The rule's answer for `zc` against `base` (rows of one path), or None when no size has
+/// repeats of both.
+fn cross(zc: &[&Row], base: &[&Row]) -> Option<analysis::Crossover> {
+    let c = analysis::crossover_of_rows(
+        zc.iter().copied(),
+        base.iter().copied(),
+        "size",
+        METRIC,
+        BETTER,
+    );
+    (c.status != CrossStatus::NoPoints).then_some(c)
 }
 
-/// Per-size [`Stat`] of one variant on one path.
-type Curve = BTreeMap<u64, Stat>;
-
-/// Median of a list (mean of the middle two for an even count); 0 for an empty list.
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn curve(rows: &[&Row]) -> Curve {
-    let mut by: BTreeMap<u64, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    for r in rows {
-        let (Some(m), Some(s)) = (&r.metrics, r.params.get("size").and_then(Value::as_u64)) else {
-            continue;
-        };
-        let e = by.entry(s).or_default();
-        e.0.push(m.cpu_ns_per_mib);
-        e.1.push(m.gbps);
-    }
-    by.into_iter()
-        .map(|(s, (c, g))| {
-            let min = c.iter().cloned().fold(f64::INFINITY, f64::min);
-            let max = c.iter().cloned().fold(0.0, f64::max);
-            (
-                s,
-                Stat {
-                    med: median(c),
-                    min,
-                    max,
-                    gbps: median(g),
-                },
-            )
-        })
-        .collect()
-}
-
-/// Where one zero-copy curve drops below a baseline curve, over the sizes both measured.
-#[derive(Debug, Clone, PartialEq)]
-struct Cross {
-    /// `crosses`, `below-at-every-size` or `never-below`.
-    status: &'static str,
-    /// The smallest size from which the zero-copy median is below the baseline's at every
-    /// larger size too.
-    at: Option<u64>,
-    /// The sizes bracketing the crossing (last above, first below).
-    between: Option<(u64, u64)>,
-    /// Where the median ratio crosses 1, interpolated on log-log scale between them.
-    interpolated: Option<f64>,
-    /// Whether the min-max ranges of the repeats do not overlap at the sizes that decide the
-    /// result (the one before the crossing and all after it); otherwise the result is within
-    /// the spread of the repeats.
-    conclusive: bool,
-    pts: Vec<(u64, Stat, Stat)>,
-}
-
-fn cross(base: &Curve, zc: &Curve) -> Option<Cross> {
-    let pts: Vec<(u64, Stat, Stat)> = zc
+/// Median GB/s of the ok rows at `size`.
+fn gbps(rows: &[&Row], size: u64) -> f64 {
+    let v: Vec<f64> = rows
         .iter()
-        .filter_map(|(s, z)| base.get(s).map(|b| (*s, *z, *b)))
+        .filter(|r| r.params.get("size").and_then(Value::as_u64) == Some(size))
+        .filter_map(|r| Some(r.metrics.as_ref()?.gbps))
         .collect();
-    if pts.is_empty() {
-        return None;
-    }
-    let below: Vec<bool> = pts.iter().map(|(_, z, b)| z.med < b.med).collect();
-    let separated = |i: usize| {
-        let (_, z, b) = pts[i];
-        z.max < b.min || z.min > b.max
-    };
-    let from = (0..pts.len()).find(|&i| below[i..].iter().all(|&x| x));
-    let (status, at, between, interpolated, decide) = match from {
-        None => ("never-below", None, None, None, pts.len() - 1),
-        Some(0) => ("below-at-every-size", Some(pts[0].0), None, None, 0),
-        Some(i) => {
-            let (s0, z0, b0) = pts[i - 1];
-            let (s1, z1, b1) = pts[i];
-            let (r0, r1) = (z0.med / b0.med, z1.med / b1.med);
-            let x = (r0 > 0.0 && r1 > 0.0 && r0 != r1).then(|| {
-                let f = r0.ln() / (r0.ln() - r1.ln());
-                ((s0 as f64).ln() + f * ((s1 as f64).ln() - (s0 as f64).ln())).exp()
-            });
-            ("crosses", Some(s1), Some((s0, s1)), x, i - 1)
-        }
-    };
-    Some(Cross {
-        status,
-        at,
-        between,
-        interpolated,
-        conclusive: (decide..pts.len()).all(separated),
-        pts,
-    })
+    analysis::median(&v)
 }
 
-impl Cross {
-    fn verdict(&self, base: &str) -> String {
-        let c = if self.conclusive {
-            ""
-        } else {
-            " [inconclusive: repeats overlap]"
-        };
-        match (self.status, self.at, self.between) {
-            ("crosses", Some(a), Some((s0, _))) => format!(
-                "pays off from {} (between {} and {}{}){c}",
-                units::fmt_size(a),
-                units::fmt_size(s0),
-                units::fmt_size(a),
-                self.interpolated.map_or(String::new(), |x| format!(
-                    ", ~{:.1} KiB interpolated",
-                    x / 1024.0
-                ))
-            ),
-            ("below-at-every-size", Some(a), _) => format!(
-                "below {base} at every size measured (from {}){c}",
-                units::fmt_size(a)
-            ),
-            _ => format!("never stays below {base} at the sizes measured{c}"),
-        }
-    }
-
-    fn json(&self, base: &str) -> Value {
-        json!({
-            "baseline": base,
-            "status": self.status,
-            "crossover_bytes": self.at,
-            "between_bytes": self.between.map(|(a, b)| [a, b]),
-            "interpolated_bytes": self.interpolated,
-            "conclusive": self.conclusive,
-            "points": self.pts.iter().map(|(s, z, b)| json!({
-                "size": s,
-                "zc_cpu_ns_per_mib": {"median": z.med, "min": z.min, "max": z.max},
-                "baseline_cpu_ns_per_mib": {"median": b.med, "min": b.min, "max": b.max},
-                "ratio": z.med / b.med,
-                "separated": z.max < b.min || z.min > b.max,
-                "zc_gbps_median": z.gbps,
-                "baseline_gbps_median": b.gbps,
-            })).collect::<Vec<_>>(),
-        })
-    }
+/// One comparison as recorded: the rule's answer, with the figures per size.
+fn json_of(c: &analysis::Crossover, base: &str, zc_rows: &[&Row], base_rows: &[&Row]) -> Value {
+    let fig = |s: &analysis::Summary| json!({"median": s.median, "min": s.min, "max": s.max});
+    json!({
+        "baseline": base,
+        "status": match c.status {
+            CrossStatus::Crosses => "crosses",
+            CrossStatus::AlwaysBetter => "below-at-every-size",
+            CrossStatus::Never | CrossStatus::NoPoints => "never-below",
+        },
+        "crossover_bytes": c.at,
+        "between_bytes": c.between.map(|(a, b)| [a, b]),
+        "interpolated_bytes": c.interpolated,
+        "conclusive": c.conclusive,
+        "stray_bytes": c.stray,
+        "points": c.points.iter().map(|p| {
+            let mut j = json!({
+                "size": p.param,
+                "ratio": p.ratio.value,
+                "zc_cpu_ns_per_mib": fig(&p.a),
+                "baseline_cpu_ns_per_mib": fig(&p.b),
+                "zc_gbps_median": gbps(zc_rows, p.param),
+                "baseline_gbps_median": gbps(base_rows, p.param),
+            });
+            if let (Some(o), Value::Object(r)) = (j.as_object_mut(), point_ratio(p)) {
+                o.extend(r);
+            }
+            j
+        }).collect::<Vec<_>>(),
+    })
 }
 
 /// The crossover on one path: the file it belongs in, its document (None when it could not be
@@ -212,8 +113,7 @@ fn crossover_on(rows: &[Row], path: NetPath, file: &'static str, repeat: u32) ->
         names::URING_SEND_ZC_FIXED,
         names::URING_SENDMSG_ZC,
     ];
-    let base = curve(&of(names::CLASSIC_SEND));
-    let uring_base = curve(&of(names::URING_SEND));
+    let (base, uring_base) = (of(names::CLASSIC_SEND), of(names::URING_SEND));
     if base.is_empty() || zc_variants.iter().all(|v| of(v).is_empty()) {
         say(&format!(
             "crossover: not computed (needs classic-send and a zero-copy variant measured on {pname})"
@@ -226,9 +126,10 @@ fn crossover_on(rows: &[Row], path: NetPath, file: &'static str, repeat: u32) ->
     }
     let mut out = Vec::new();
     say(&format!(
-        "crossover on {pname}: message size from which sender CPU per byte (median of repeats) stays below classic-send's"
+        "crossover on {pname}: message size from which sender CPU per byte stays below classic-send's (repeats paired; conclusive when every deciding ratio's 95% interval leaves 1 out)"
     ));
     for v in zc_variants {
+        // MSG_ZEROCOPY is measured at each --reap-every, the others at the first only.
         let mut reaps: Vec<Option<u64>> = Vec::new();
         for r in of(v) {
             let reap = (v == names::CLASSIC_SEND_MSG_ZEROCOPY)
@@ -239,41 +140,33 @@ fn crossover_on(rows: &[Row], path: NetPath, file: &'static str, repeat: u32) ->
             }
         }
         for reap in reaps {
-            let rs: Vec<&Row> = of(v)
+            let zc: Vec<&Row> = of(v)
                 .into_iter()
                 .filter(|r| reap.is_none() || r.params.get("reap").and_then(Value::as_u64) == reap)
                 .collect();
-            let zc = curve(&rs);
-            let Some(c) = cross(&base, &zc) else { continue };
+            let Some(c) = cross(&zc, &base) else { continue };
             let label = match reap {
                 Some(r) => format!("{v} (reap={r})"),
                 None => v.to_string(),
             };
-            let ratios: Vec<String> = c
-                .pts
-                .iter()
-                .map(|(s, z, b)| format!("{} {:.2}", units::fmt_size(*s), z.med / b.med))
-                .collect();
             say(&format!(
                 "  {label:<38} {}; CPU ratio zc/classic: {}",
-                c.verdict("classic-send"),
-                ratios.join(" | ")
+                verdict(&c, names::CLASSIC_SEND),
+                ratios(&c)
             ));
             let vs_uring = v
                 .starts_with("uring-")
-                .then(|| cross(&uring_base, &zc))
+                .then(|| cross(&zc, &uring_base))
                 .flatten();
             if let Some(u) = &vs_uring {
-                say(&format!(
-                    "  {:<38} against uring-send: {}",
-                    "",
-                    u.verdict("uring-send")
-                ));
+                say(&format!("  {:<38} {}", "", verdict(u, names::URING_SEND)));
             }
-            let mut j = c.json("classic-send");
+            let mut j = json_of(&c, names::CLASSIC_SEND, &zc, &base);
             j["variant"] = json!(v);
             j["reap_every"] = json!(reap);
-            j["vs_uring_send"] = vs_uring.map_or(Value::Null, |u| u.json("uring-send"));
+            j["vs_uring_send"] = vs_uring.map_or(Value::Null, |u| {
+                json_of(&u, names::URING_SEND, &zc, &uring_base)
+            });
             out.push(j);
         }
     }
@@ -281,8 +174,8 @@ fn crossover_on(rows: &[Row], path: NetPath, file: &'static str, repeat: u32) ->
         "experiment": names::NAME,
         "path": pname,
         "baseline": "classic-send (io_uring variants also against uring-send, in vs_uring_send)",
-        "metric": "sender CPU (user + system) ns per MiB, median over repeats; 'separated' when the min-max ranges of the repeats do not overlap",
-        "rule": "crossover_bytes: the smallest measured size from which the zero-copy variant's median is below the baseline's at every larger size too; conclusive when the deciding sizes are separated",
+        "metric": "sender CPU (user + system) ns per MiB; per size the ratio zero-copy/baseline of repeats paired by index, with its 95% bootstrap interval",
+        "rule": RULE,
         "repeat": repeat,
         "variants": out,
     });
@@ -297,43 +190,133 @@ fn crossover_on(rows: &[Row], path: NetPath, file: &'static str, repeat: u32) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::Metrics;
+    use std::collections::BTreeMap;
 
-    fn stat(med: f64) -> Stat {
-        Stat {
-            med,
-            min: med * 0.95,
-            max: med * 1.05,
-            gbps: 1.0,
+    fn row(variant: &str, path: &str, size: u64, reap: u64, repeat: u32, cpu: f64) -> Row {
+        Row {
+            experiment: names::NAME.into(),
+            variant: variant.into(),
+            point: format!("path={path},size={size},reap={reap}"),
+            params: BTreeMap::from([
+                ("path".to_string(), json!(path)),
+                ("size".to_string(), json!(size)),
+                ("reap".to_string(), json!(reap)),
+            ]),
+            repeat,
+            status: Status::Ok,
+            error: None,
+            metrics: Some(Metrics {
+                cpu_ns_per_mib: cpu,
+                gbps: 1.0,
+                bytes: size,
+                ..Default::default()
+            }),
+            integrity: None,
+            cpu_sender: None,
+            cpu_peer: None,
+            histograms: BTreeMap::new(),
         }
     }
 
+    const SIZES: [u64; 4] = [1024, 4096, 16384, 65536];
+
+    /// Rows of `variant` at each size, three repeats of `cpu * (1 + jitter)`.
+    fn rows_of(variant: &str, reap: u64, cpu: [f64; 4], jitter: [f64; 3]) -> Vec<Row> {
+        let mut v = Vec::new();
+        for (s, c) in SIZES.into_iter().zip(cpu) {
+            for (i, j) in jitter.iter().enumerate() {
+                v.push(row(variant, "udp-sink", s, reap, i as u32, c * (1.0 + j)));
+            }
+        }
+        v
+    }
+
     #[test]
-    fn crossover_rule() {
-        let base: Curve = [(1024, 100.0), (4096, 100.0), (16384, 100.0), (65536, 100.0)]
-            .into_iter()
-            .map(|(s, m)| (s, stat(m)))
-            .collect();
-        let zc = |v: [f64; 4]| -> Curve {
-            [1024u64, 4096, 16384, 65536]
-                .into_iter()
-                .zip(v)
-                .map(|(s, m)| (s, stat(m)))
-                .collect()
+    fn the_document_is_the_one_rule_on_the_rows() {
+        let even = [0.0, 0.01, -0.01];
+        let mut rows = rows_of(names::CLASSIC_SEND, 1, [100.0; 4], even);
+        rows.extend(rows_of(
+            names::URING_SEND,
+            1,
+            [100.0; 4],
+            [0.0, 0.03, -0.03],
+        ));
+        // MSG_ZEROCOPY: ahead at 4 KiB by chance, for good from 64 KiB on.
+        let zc = [150.0, 90.0, 120.0, 50.0];
+        rows.extend(rows_of(names::CLASSIC_SEND_MSG_ZEROCOPY, 1, zc, even));
+        // Reaping less often: ahead from 16 KiB, but 16 KiB is within the noise.
+        let zc32 = [150.0, 140.0, 99.0, 50.0];
+        rows.extend(rows_of(
+            names::CLASSIC_SEND_MSG_ZEROCOPY,
+            32,
+            zc32,
+            [0.0, 0.05, -0.05],
+        ));
+        rows.extend(rows_of(
+            names::URING_SEND_ZC,
+            1,
+            [80.0, 70.0, 60.0, 50.0],
+            even,
+        ));
+        // A failed trial and another path do not count.
+        let mut failed = row(names::URING_SEND_ZC, "udp-sink", 1024, 1, 3, 1.0);
+        failed.status = Status::Error;
+        rows.push(failed);
+        rows.push(row(names::CLASSIC_SEND, "udp-sink", 1024, 1, 3, 100.0));
+        rows.push(row(names::CLASSIC_SEND, "tcp-veth", 1024, 1, 0, 1.0));
+
+        let out = crossovers(&rows, &[NetPath::UdpSink, NetPath::TcpVeth], 3);
+        assert_eq!(out.len(), 1, "udp-sink only");
+        let (doc, text) = (out[0].json.as_ref().unwrap(), &out[0].text);
+        assert_eq!(out[0].file, "crossover.json");
+        let vs = doc["variants"].as_array().unwrap();
+        assert_eq!(vs.len(), 3, "{doc}");
+
+        // The same as the rule called directly on the paired repeats.
+        let direct = |a: [f64; 4], ja: [f64; 3], b: [f64; 4], jb: [f64; 3]| {
+            let pts: Vec<(u64, Vec<f64>, Vec<f64>)> = (0..4)
+                .map(|i| {
+                    let f = |c: f64, j: [f64; 3]| j.iter().map(|x| c * (1.0 + x)).collect();
+                    (SIZES[i], f(a[i], ja), f(b[i], jb))
+                })
+                .collect();
+            analysis::crossover_paired(&pts, BETTER)
         };
-        // Below at 4 KiB by chance, above at 16 KiB, below from 64 KiB on: 64 KiB counts.
-        let c = cross(&base, &zc([150.0, 90.0, 120.0, 50.0])).unwrap();
+        let checks = [
+            (0, direct(zc, even, [100.0; 4], even)),
+            (1, direct(zc32, [0.0, 0.05, -0.05], [100.0; 4], even)),
+            (2, direct([80.0, 70.0, 60.0, 50.0], even, [100.0; 4], even)),
+        ];
+        for (i, c) in checks {
+            let v = &vs[i];
+            assert_eq!(v["crossover_bytes"], json!(c.at), "{v}");
+            assert_eq!(v["conclusive"], json!(c.conclusive), "{v}");
+            assert_eq!(v["stray_bytes"], json!(c.stray), "{v}");
+            assert_eq!(v["points"].as_array().unwrap().len(), 4);
+            assert_eq!(v["points"][3]["ratio"], json!(c.points[3].ratio.value));
+        }
+        assert_eq!(vs[0]["status"], "crosses");
+        assert_eq!(vs[0]["crossover_bytes"], 65536);
+        assert_eq!(vs[0]["stray_bytes"], json!([4096]));
+        assert_eq!(vs[0]["conclusive"], true);
+        assert_eq!(vs[1]["reap_every"], 32);
+        assert_eq!(vs[1]["conclusive"], false);
+        assert_eq!(vs[2]["status"], "below-at-every-size");
+        assert!(vs[2]["vs_uring_send"].is_object() && vs[0]["vs_uring_send"].is_null());
         assert_eq!(
-            (c.status, c.at, c.between),
-            ("crosses", Some(65536), Some((16384, 65536)))
+            vs[2]["points"][0]["pairs"], 3,
+            "the failed repeat is left out"
         );
-        let x = c.interpolated.unwrap();
-        assert!(x > 16384.0 && x < 65536.0, "{x}");
-        assert!(c.conclusive);
-        let c = cross(&base, &zc([80.0, 70.0, 60.0, 50.0])).unwrap();
-        assert_eq!((c.status, c.at), ("below-at-every-size", Some(1024)));
-        let c = cross(&base, &zc([150.0, 140.0, 130.0, 101.0])).unwrap();
-        assert_eq!((c.status, c.at), ("never-below", None));
-        assert!(!c.conclusive, "101 vs 100 is within the spread");
-        assert!(cross(&base, &Curve::new()).is_none());
+        // Every printed verdict says whether it is conclusive by the rule.
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(" beats ")).collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("; conclusive") || l.contains("; not conclusive (interval ")),
+            "{text}"
+        );
+        assert!(text.contains("not conclusive (interval 0.9"), "{text}");
     }
 }

@@ -3,6 +3,7 @@
 //! `zclab compare`, the claims table) and CSV. Nothing here reads files or runs anything.
 
 pub mod compare;
+pub mod crossover;
 
 use crate::analysis::{self, claims::Verdict, median, median_ci};
 use crate::results::{Experiment, Metrics, Outcome, Row, Status, SuiteMeta, row::CSV_HEADER};
