@@ -31,7 +31,11 @@ fn doc_tables_are_generated() {
             .arg(&copy)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let again = std::fs::read_to_string(&copy).unwrap();
         assert!(
             again == text,

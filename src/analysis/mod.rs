@@ -534,9 +534,6 @@ pub fn crossover_of_rows<'a>(
     crossover_paired(&points, better)
 }
 
-/// A figure of a row's metrics by name (`gbps`, `ops_per_s`, `wall_ns`, `cpu_ns_per_mib`,
-/// `sys_ns_per_mib`, `syscalls_per_mib`, `p50_ns`, `p99_ns`, `mean_ns`, `copied_pct`,
-/// `cpu_ns_per_byte`, or a variant-specific `extra` figure); None when absent or unknown.
 /// The headline figure of a row: GB/s where bytes moved, else operations per second (the
 /// experiments that move no bytes, e.g. syscall_floor). The name is that of [`metric`].
 pub fn headline(m: &Metrics) -> (&'static str, f64) {
@@ -547,6 +544,9 @@ pub fn headline(m: &Metrics) -> (&'static str, f64) {
     }
 }
 
+/// A figure of a row's metrics by name (`gbps`, `ops_per_s`, `wall_ns`, `cpu_ns_per_mib`,
+/// `sys_ns_per_mib`, `syscalls_per_mib`, `p50_ns`, `p99_ns`, `mean_ns`, `copied_pct`,
+/// `cpu_ns_per_byte`, or a variant-specific `extra` figure); None when absent or unknown.
 pub fn metric(m: &Metrics, name: &str) -> Option<f64> {
     Some(match name {
         "gbps" => m.gbps,
