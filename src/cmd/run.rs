@@ -455,7 +455,14 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
                 rows.iter().filter(|r| r.status != Status::Ok).count(),
             )
         });
-        let skipped = load_meta(&dir).map_or(0, |m| m.skipped.len());
+        let meta = load_meta(&dir).ok();
+        let skipped = meta.as_ref().map_or(0, |m| m.skipped.len());
+        let noisy = meta
+            .as_ref()
+            .and_then(|m| m.noise.as_ref())
+            .filter(|n| n.noisy)
+            .map(|n| format!("\n  {:<16} warning: noisy machine: {}", "", n.reasons.join("; ")))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
             "  {:<16} {:<12} {:>5.1} s  {ok} trials ok, {failed} failed, {skipped} variants skipped{}",
@@ -466,6 +473,7 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
                 .as_deref()
                 .map(|n| format!("  ({n})"))
                 .unwrap_or_default()
+                + &noisy
         );
     }
     s

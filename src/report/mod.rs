@@ -281,6 +281,21 @@ pub fn run_report(
     if let Some(n) = plot_note {
         let _ = writeln!(s, "**Plots were not drawn:** {n}\n");
     }
+    let noisy: Vec<String> = sections
+        .iter()
+        .filter_map(|sec| {
+            let e = sec.experiment.as_ref().ok()?;
+            let n = e.meta.noise.as_ref().filter(|n| n.noisy)?;
+            Some(format!("- {}: {}", sec.outcome.experiment, n.reasons.join("; ")))
+        })
+        .collect();
+    if !noisy.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Warning: the machine was noisy** when these experiments started; their figures may not hold:\n\n{}\n",
+            noisy.join("\n")
+        );
+    }
     let _ = writeln!(s, "| experiment | status | seconds |\n|---|---|---|");
     for sec in sections {
         let o = sec.outcome;

@@ -62,6 +62,15 @@ pub struct Meta {
     /// The other host's description when the peer side ran there (`zclab serve`).
     #[serde(default)]
     pub peer: Option<Value>,
+    /// How quiet the machine was when the experiment started (absent in older runs).
+    #[serde(default)]
+    pub noise: Option<crate::measure::noise::Noise>,
+    /// Measured time per trial (`--duration`), when trials ran by time.
+    #[serde(default)]
+    pub duration_ns: Option<u64>,
+    /// `--repeat auto`: repeats until the interval was tight.
+    #[serde(default)]
+    pub repeat_auto: bool,
 }
 
 fn native() -> String {
