@@ -528,7 +528,8 @@ fn spread_row(name: &str, s: &Spread) -> String {
         s.figures,
         o(s.median_deviation),
         o(s.p90_deviation),
-        s.within_5pct.map_or("-".into(), |w| format!("{:.0}%", w * 100.0)),
+        s.within_5pct
+            .map_or("-".into(), |w| format!("{:.0}%", w * 100.0)),
         s.disjoint,
         s.conclusive
     )
