@@ -19,12 +19,14 @@ pub struct CompareArgs {
     /// Also draw overlaid plots of the runs into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
-    /// Instead of the side-by-side tables, check how stable two runs (A B, exactly two) are:
-    /// for every experiment, variant and point both ran, the ratio B/A of the headline figure's
-    /// median with its 95% interval and whether the two medians' intervals overlap; the median,
-    /// 90th percentile and share within 5% of |B/A-1| per experiment and overall; the claims
-    /// whose verdicts differ when each run is judged alone. Ends with a one-line verdict
-    /// (`stability: median |B/A-1| = ...`). See docs/method.md, "Run-to-run stability".
+    /// Instead of the side-by-side tables: how far two runs (exactly two, A and B) agree.
+    ///
+    /// For every experiment, variant and point both ran: the ratio B/A of the headline figure's
+    /// median (GB/s, or op/s where no bytes move) with its 95% interval, and whether the two
+    /// medians' 95% intervals overlap. Then the median, 90th percentile and share within 5% of
+    /// |B/A-1| per experiment and overall, and the claims whose verdicts differ when each run is
+    /// judged alone. Ends with a one-line verdict (`stability: median |B/A-1| = ...`). See
+    /// docs/method.md, "Run-to-run stability".
     #[arg(long)]
     pub stability: bool,
     /// With --stability: print the check as JSON instead of Markdown.
