@@ -39,18 +39,8 @@ enum Cmd {
     /// then draw the plots and write report.md.
     Run(suite::RunArgs),
     /// Compare two or more run directories: results side by side and kernel capability
-    /// differences.
-    Compare {
-        /// Run directories (suite runs or single experiment directories); the first is the base.
-        #[arg(required = true, num_args = 2..)]
-        runs: Vec<PathBuf>,
-        /// Write the Markdown here too.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Also draw overlaid plots of the runs into this directory.
-        #[arg(long)]
-        plots: Option<PathBuf>,
-    },
+    /// differences; with --stability, how far two runs' figures and claim verdicts agree.
+    Compare(compare::CompareArgs),
     /// Give each published claim (claims/claims.json) a verdict from one run directory, or from
     /// several runs on different kernels for the claims that compare kernels.
     Claims {
@@ -120,15 +110,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Run(args) => suite::run(&args),
-        Cmd::Compare { runs, out, plots } => {
-            let md = compare::run(&runs, out.as_deref())?;
-            print!("{md}");
-            if let Some(p) = plots {
-                suite::draw_plots(&runs, Some(&p), false)?;
-                println!("overlaid plots: {}", p.display());
-            }
-            Ok(0)
-        }
+        Cmd::Compare(args) => compare::main(&args),
         Cmd::Claims { runs, json } => cmd::claims::run(&runs, json),
         Cmd::Versus(args) => {
             let (outcomes, md) = cmd::versus::run(&args)?;
