@@ -84,7 +84,7 @@ pub const SUITE: &[Entry] = &[
     Entry {
         name: "mmap_read",
         about: "scanning a file as RocketMQ reads its commit log: read() against mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring",
-        quick: &["--sizes", "1MiB,64MiB"],
+        quick: &["--sizes", "1MiB,64MiB", "--bufs", "64KiB"],
         full: &["--sizes", "5KB,1MiB,64MiB,1GiB", "--cache", "warm,cold"],
     },
     Entry {
