@@ -904,8 +904,8 @@ impl Lab {
                         if rep >= warmups + self.args.repeat.min {
                             // Set-up between passes and trials counts against the budget
                             // too, at half weight: a point of tiny passes cannot run away.
-                            let spent = measured_ns
-                                .max(point_started.elapsed().as_nanos() as u64 / 2);
+                            let spent =
+                                measured_ns.max(point_started.elapsed().as_nanos() as u64 / 2);
                             match self.settled(v.name, &label, spent, budget_ns) {
                                 Settled::Yes => break,
                                 Settled::OutOfBudget(hw) => {

@@ -461,7 +461,13 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
             .as_ref()
             .and_then(|m| m.noise.as_ref())
             .filter(|n| n.noisy)
-            .map(|n| format!("\n  {:<16} warning: noisy machine: {}", "", n.reasons.join("; ")))
+            .map(|n| {
+                format!(
+                    "\n  {:<16} warning: noisy machine: {}",
+                    "",
+                    n.reasons.join("; ")
+                )
+            })
             .unwrap_or_default();
         let _ = writeln!(
             s,

@@ -286,7 +286,11 @@ pub fn run_report(
         .filter_map(|sec| {
             let e = sec.experiment.as_ref().ok()?;
             let n = e.meta.noise.as_ref().filter(|n| n.noisy)?;
-            Some(format!("- {}: {}", sec.outcome.experiment, n.reasons.join("; ")))
+            Some(format!(
+                "- {}: {}",
+                sec.outcome.experiment,
+                n.reasons.join("; ")
+            ))
         })
         .collect();
     if !noisy.is_empty() {
