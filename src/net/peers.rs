@@ -22,6 +22,14 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 /// reset its connection (SO_LINGER 0, then close: a TCP RST) once it has moved SIZE bytes.
 pub const FAULT_ENV: &str = "ZCLAB_FAULT";
 
+/// The refusal of a fault injected ([`FAULT_ENV`]) into a local `side` ("sender",
+/// "receiver") when `--peer` puts that side on the peer host.
+pub fn fault_with_peer(side: &str) -> String {
+    format!(
+        "{FAULT_ENV} injects a fault into a local {side}; with --peer the {side} runs on the peer host"
+    )
+}
+
 /// A fault read from [`FAULT_ENV`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultSpec {
