@@ -253,9 +253,32 @@ fn skip_reason(run: &Run, exp: &str, variant: &str) -> Option<String> {
     run.meta(exp)?.not_run(variant)
 }
 
-fn rows_of<'a>(run: &'a Run, exp: &str) -> Result<&'a [Row], String> {
-    run.rows(exp)
-        .ok_or_else(|| format!("the run did not include {exp}"))
+/// The rows of `exp` in `run`, or why a check on them does not apply: the run did not include
+/// `exp`, or one of `variants` did not run.
+fn rows_of<'a>(run: &'a Run, exp: &str, variants: &[&str]) -> Result<&'a [Row], String> {
+    let rows = run
+        .rows(exp)
+        .ok_or_else(|| format!("the run did not include {exp}"))?;
+    match variants.iter().find_map(|v| skip_reason(run, exp, v)) {
+        Some(why) => Err(why),
+        None => Ok(rows),
+    }
+}
+
+/// A ratio or value check's answer over the points it measured: `kinds` combined, the
+/// measured values after `label`, and the claim (`label op threshold`).
+fn answer(
+    kinds: &[Kind],
+    measured: &[String],
+    label: String,
+    op: &str,
+    threshold: f64,
+) -> (Kind, String, String) {
+    (
+        combine(kinds),
+        format!("{label} = {}", measured.join(", ")),
+        format!("{label} {op} {threshold}"),
+    )
 }
 
 /// Evaluates one check on `runs` (the first run is "this machine"; cross-kernel checks use all).
@@ -287,15 +310,10 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             op,
             threshold,
         } => {
-            let rows = match rows_of(run, experiment) {
+            let rows = match rows_of(run, experiment, &[&a.variant, &b.variant]) {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            for s in [a, b] {
-                if let Some(r) = skip_reason(run, experiment, &s.variant) {
-                    return na(r);
-                }
-            }
             let va = values(rows, a, points);
             let vb = values(rows, b, points);
             let mut kinds = Vec::new();
@@ -319,11 +337,7 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 ));
             }
             let label = format!("{}/{} {m}", side_text(a), side_text(b));
-            (
-                combine(&kinds),
-                format!("{label} = {}", measured.join(", ")),
-                format!("{label} {op} {threshold}"),
-            )
+            answer(&kinds, &measured, label, op, *threshold)
         }
         Check::Value {
             experiment,
@@ -332,13 +346,10 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             op,
             threshold,
         } => {
-            let rows = match rows_of(run, experiment) {
+            let rows = match rows_of(run, experiment, &[&side.variant]) {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            if let Some(r) = skip_reason(run, experiment, &side.variant) {
-                return na(r);
-            }
             let v = values(rows, side, &BTreeMap::new());
             let mut kinds = Vec::new();
             let mut measured = Vec::new();
@@ -358,11 +369,7 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 ));
             }
             let label = format!("{} {m}", side_text(side));
-            (
-                combine(&kinds),
-                format!("{label} = {}", measured.join(", ")),
-                format!("{label} {op} {threshold}"),
-            )
+            answer(&kinds, &measured, label, op, *threshold)
         }
         Check::Crossover {
             experiment,
@@ -374,15 +381,10 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             min,
             max,
         } => {
-            let rows = match rows_of(run, experiment) {
+            let rows = match rows_of(run, experiment, &[&a.variant, &b.variant]) {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            for s in [a, b] {
-                if let Some(r) = skip_reason(run, experiment, &s.variant) {
-                    return na(r);
-                }
-            }
             match crossover(rows, m, a, b, param, *lower_is_better) {
                 None => na(format!(
                     "the run did not include a {param} sweep of {} and {}",
