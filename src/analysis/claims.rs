@@ -265,20 +265,34 @@ fn rows_of<'a>(run: &'a Run, exp: &str, variants: &[&str]) -> Result<&'a [Row], 
     }
 }
 
-/// A ratio or value check's answer over the points it measured: `kinds` combined, the
-/// measured values after `label`, and the claim (`label op threshold`).
+/// The verdict at one point of a ratio or value check: `test` with the check's operator (an
+/// operator this lab does not know reproduces nothing).
+fn verdict(op: &str, test: impl FnOnce(Op) -> Test) -> Kind {
+    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(test(o)))
+}
+
+/// A ratio or value check's answer over the points it measured (point, value, verdict): the
+/// verdicts combined, the values after `label`, and the claim (`label op threshold`); None
+/// when no point was measured.
 fn answer(
-    kinds: &[Kind],
-    measured: &[String],
+    found: &[(&BTreeMap<String, Value>, f64, Kind)],
     label: String,
     op: &str,
     threshold: f64,
-) -> (Kind, String, String) {
-    (
-        combine(kinds),
+) -> Option<(Kind, String, String)> {
+    if found.is_empty() {
+        return None;
+    }
+    let kinds: Vec<Kind> = found.iter().map(|f| f.2).collect();
+    let measured: Vec<String> = found
+        .iter()
+        .map(|(at, v, _)| format!("{} {}", point_text(at), fmt_num(*v)))
+        .collect();
+    Some((
+        combine(&kinds),
         format!("{label} = {}", measured.join(", ")),
         format!("{label} {op} {threshold}"),
-    )
+    ))
 }
 
 /// Evaluates one check on `runs` (the first run is "this machine"; cross-kernel checks use all).
@@ -316,28 +330,22 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             };
             let va = values(rows, a, points);
             let vb = values(rows, b, points);
-            let mut kinds = Vec::new();
-            let mut measured = Vec::new();
+            let mut found = Vec::new();
             for (key, (shared, ra)) in &va {
                 let Some((_, rb)) = vb.get(key) else { continue };
-                let Some(r) = series_ratio(&series(ra, m), &series(rb, m)) else {
-                    continue;
-                };
-                kinds.push(
-                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
-                );
-                measured.push(format!("{} {}", point_text(shared), fmt_num(r.value)));
+                if let Some(r) = series_ratio(&series(ra, m), &series(rb, m)) {
+                    found.push((shared, r.value, verdict(op, |o| r.test(o, *threshold))));
+                }
             }
-            if kinds.is_empty() {
-                return na(format!(
+            let label = format!("{}/{} {m}", side_text(a), side_text(b));
+            answer(&found, label, op, *threshold).unwrap_or_else(|| {
+                na(format!(
                     "the run did not include the needed points ({} and {} with {})",
                     a.variant,
                     b.variant,
                     filter_text(points)
-                ));
-            }
-            let label = format!("{}/{} {m}", side_text(a), side_text(b));
-            answer(&kinds, &measured, label, op, *threshold)
+                ))
+            })
         }
         Check::Value {
             experiment,
@@ -351,25 +359,21 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                 Err(e) => return na(e),
             };
             let v = values(rows, side, &BTreeMap::new());
-            let mut kinds = Vec::new();
-            let mut measured = Vec::new();
+            let mut found = Vec::new();
             for (shared, rs) in v.values() {
                 let s: Vec<f64> = series(rs, m).into_iter().map(|x| x.1).collect();
-                let Some(e) = median_ci(&s) else { continue };
-                kinds.push(
-                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(e.test(o, *threshold))),
-                );
-                measured.push(format!("{} {}", point_text(shared), fmt_num(e.value)));
+                if let Some(e) = median_ci(&s) {
+                    found.push((shared, e.value, verdict(op, |o| e.test(o, *threshold))));
+                }
             }
-            if kinds.is_empty() {
-                return na(format!(
+            let label = format!("{} {m}", side_text(side));
+            answer(&found, label, op, *threshold).unwrap_or_else(|| {
+                na(format!(
                     "the run has no {m} for {} at {}",
                     side.variant,
                     filter_text(&side.r#where)
-                ));
-            }
-            let label = format!("{} {m}", side_text(side));
-            answer(&kinds, &measured, label, op, *threshold)
+                ))
+            })
         }
         Check::Crossover {
             experiment,
