@@ -1,6 +1,9 @@
-//! Set-up that the experiments' variant functions share: rings whose flags the trial records.
+//! What the experiments' variant functions and loops share: rings whose flags the trial
+//! records, and the check of datagrams counted on the peer host.
 
 use crate::harness::{self, Trial};
+use crate::net::remote::{self, Report};
+use crate::results::Integrity;
 use crate::ring::{Ring, RingConfig};
 use anyhow::Result;
 
@@ -30,4 +33,41 @@ pub fn register_buffers(t: &mut Trial, r: &mut Ring, count: usize, size: usize) 
     r.register_buffers(count, size).map_err(harness::ring_err)?;
     t.set_ring(r.flags());
     Ok(())
+}
+
+/// The integrity of datagrams sent to a receiver on the peer host (`zclab serve`, report
+/// `r`): `sent` datagrams of `bytes` bytes in all, whose xxh3-64 values sum to `want`, each
+/// received exactly once intact. `method` says what the row checked; `failed`, when given,
+/// names a failure on the sending side, which fails the check too.
+pub fn remote_udp_integrity(
+    r: &Report,
+    sent: u64,
+    bytes: u64,
+    want: u64,
+    method: &str,
+    failed: Option<&str>,
+) -> Integrity {
+    let n = r.datagrams.unwrap_or(0);
+    let sum = r.digest.as_deref();
+    Integrity {
+        ok: n == sent
+            && r.bytes == bytes
+            && sum.and_then(remote::parse_hex64) == Some(want)
+            && failed.is_none(),
+        method: method.into(),
+        expected: format!("{sent} datagrams, {bytes} bytes, sum {want:016x}"),
+        got: format!(
+            "{n} datagrams{}, {} bytes, sum {}{}",
+            if n < sent {
+                r.lost_note(sent - n)
+            } else {
+                String::new()
+            },
+            r.bytes,
+            sum.unwrap_or("none"),
+            failed.map_or(String::new(), |f| format!(", {f}"))
+        ),
+        bytes_expected: bytes,
+        bytes_got: r.bytes,
+    }
 }
