@@ -78,17 +78,7 @@ fn assert_refused(r: &Run, words: &[&str]) {
     assert_eq!(r.any_rows(), 0, "a refused run wrote summary rows");
 }
 
-const COPY_VARIANTS: &[&str] = &[
-    "classic-read-write",
-    "classic-mmap-write",
-    "classic-mmap-mmap",
-    "classic-sendfile",
-    "classic-splice",
-    "classic-copy-file-range",
-    "uring-read-write",
-    "uring-read-write-fixed",
-    "uring-splice",
-];
+const COPY_VARIANTS: &[&str] = zclab::catalog::file_copy::VARIANTS;
 
 #[test]
 fn file_copy_every_variant_copies_exactly() {
@@ -116,13 +106,7 @@ fn file_copy_every_variant_copies_exactly() {
     assert_eq!(std::fs::read_dir(r.work.path()).unwrap().count(), 0);
 }
 
-const STORAGE_VARIANTS: &[&str] = &[
-    "classic-pread",
-    "uring-read",
-    "uring-read-fixed",
-    "uring-read-fixed-files",
-    "uring-sqpoll",
-];
+const STORAGE_VARIANTS: &[&str] = zclab::catalog::storage_read::VARIANTS;
 
 fn check_storage(rows: &[Row], io: &str) {
     for row in rows {
