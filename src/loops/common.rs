@@ -1,11 +1,13 @@
 //! What the experiments' variant functions and loops share: rings whose flags the trial
-//! records, and the check of datagrams counted on the peer host.
+//! records, a [`Mover`] stepped to the end, and the check of datagrams counted on the peer host.
 
 use crate::harness::{self, Trial};
+use crate::measure::{Recorder, Stamp};
 use crate::net::remote::{self, Report};
 use crate::results::Integrity;
 use crate::ring::{Ring, RingConfig};
-use anyhow::Result;
+use crate::uring::sock::Mover;
+use anyhow::{Context, Result};
 
 /// A ring of `cfg` (io_uring_setup(2)), its flags recorded in the trial's row; a ring the
 /// kernel refuses skips the variant (see [`harness::ring_err`]).
@@ -69,5 +71,26 @@ pub fn remote_udp_integrity(
         ),
         bytes_expected: bytes,
         bytes_got: r.bytes,
+    }
+}
+
+/// Steps `m` until its source ends, one latency sample per step into `rec` (the first from
+/// `start`); a failed step's error says `what` and how many bytes had come in.
+pub fn move_to_end(
+    m: &mut Mover,
+    ring: &mut Ring,
+    rec: &mut Recorder,
+    start: Stamp,
+    what: &str,
+) -> Result<()> {
+    let mut t = start;
+    loop {
+        let n = m
+            .step(ring)
+            .with_context(|| format!("{what} {} bytes", m.bytes_in))?;
+        t = rec.record_since(t);
+        if n == 0 {
+            return Ok(());
+        }
     }
 }
