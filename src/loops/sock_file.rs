@@ -7,7 +7,7 @@ use super::common::move_to_end;
 use super::tcp::read_some;
 use crate::measure::Recorder;
 use crate::ring::Ring;
-use crate::sys::mapping::map_shared_writable;
+use crate::sys::filemap::map_shared_writable;
 use crate::units;
 use crate::uring::Fd;
 use crate::uring::sock::{Mover, Put, Take};
