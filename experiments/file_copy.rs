@@ -49,10 +49,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use zclab::catalog::file_copy as names;
 use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::common;
 use zclab::loops::files::{self, Cache, PatternFiles, set_cache};
 use zclab::measure::Recorder;
 use zclab::results::Integrity;
-use zclab::ring::{Ring, RingConfig};
+use zclab::ring::RingConfig;
 use zclab::sys::file::{hash_file, map_readonly};
 use zclab::sys::filemap::{Presized, map_shared_mut, presize};
 use zclab::sys::pipe::pipe_with_size;
@@ -404,21 +405,14 @@ fn classic_copy_file_range(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     })
 }
 
-fn ring(t: &mut Trial, entries: u32) -> Result<Ring> {
-    let r = Ring::new(&RingConfig::tuned(entries)).map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
-    Ok(r)
-}
-
 fn uring_rw(ctx: &mut FileCopy, t: &mut Trial, fixed: bool) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
     let depth = ctx.args.depth as usize;
     let buf = t.point.num("buf") as usize;
-    let mut r = ring(t, (2 * depth as u32).max(8))?;
+    let mut r = common::ring(t, &RingConfig::tuned((2 * depth as u32).max(8)))?;
     let mut owned = None;
     if fixed {
-        r.register_buffers(depth, buf).map_err(harness::ring_err)?;
-        t.set_ring(r.flags());
+        common::register_buffers(t, &mut r, depth, buf)?;
     } else {
         owned = Some(OwnedBuffers::new(depth, buf)?);
     }
@@ -454,7 +448,7 @@ fn uring_read_write_fixed(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
 
 fn uring_splice(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
     one_byte_rule(ctx, t, false)?;
-    let mut r = ring(t, 8)?;
+    let mut r = common::ring(t, &RingConfig::tuned(8))?;
     let (pr, pw, cap) = pipe_with_size(t.point.num("buf").max(4096) as usize)?;
     timed(
         ctx,

@@ -52,7 +52,7 @@
 //! reference from 6.5, MSG_SPLICE_PAGES); uring-read-send 5.6 (IORING_OP_READ/SEND);
 //! uring-splice 5.7; uring-send-zc-* 6.0 (IORING_OP_SEND_ZC), usage reporting 6.2.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use io_uring::opcode;
 use serde_json::json;
 use std::fs::File;
@@ -68,12 +68,14 @@ use zclab::harness::{Trial, Variant};
 use zclab::loops::copies::{self, Host};
 use zclab::loops::file_socket::{self as fsock, Endpoint, FileSend, FixedZcSteps, MappedZcSteps};
 use zclab::loops::file_socket::{Receiver, Source, SplicePipe, raw};
-use zclab::loops::net_paths;
+use zclab::loops::files::{self, PatternFiles};
+use zclab::loops::{common, net_paths};
 use zclab::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
+use zclab::net::peers;
 use zclab::net::remote::{self, PeerAddr};
 use zclab::results::Row;
-use zclab::ring::{Ring, RingConfig};
-use zclab::sys::file::{PatternFile, map_readonly};
+use zclab::ring::RingConfig;
+use zclab::sys::file::map_readonly;
 use zclab::sys::pipe::pipe_with_size;
 use zclab::units;
 use zclab::uring;
@@ -153,36 +155,14 @@ struct FileToSocket {
     args: Args,
     paths: Vec<NetPath>,
     /// Source files by size, kept across variants (each variant runs every point, and a new
-    /// file costs a write and an fsync); dropped when another would take the total past
-    /// [`FILE_CACHE_BYTES`].
-    files: Vec<PatternFile>,
+    /// file costs a write and an fsync) while they total at most [`FILE_CACHE_BYTES`].
+    files: PatternFiles,
     /// The lab's namespaces, when a veth path runs.
     net: Option<VethLab>,
     /// /proc/<pid>/schedstat of ksoftirqd on the sender's and the peer's CPU.
     ksoftirqd: (Option<PathBuf>, Option<PathBuf>),
     /// Kernel release and CPU model, for the seeds' table.
     host: (String, String),
-}
-
-impl FileToSocket {
-    fn file(&mut self, size: u64) -> Result<&PatternFile> {
-        if let Some(i) = self.files.iter().position(|f| f.size == size) {
-            return Ok(&self.files[i]);
-        }
-        let kept: u64 = self.files.iter().map(|f| f.size).sum();
-        if kept.saturating_add(size) > FILE_CACHE_BYTES {
-            self.files.clear(); // remove the others first: they may be large
-        }
-        let path = self
-            .args
-            .workdir
-            .join(format!("zclab-{NAME}-{}-{size}.dat", std::process::id()));
-        self.files.push(
-            PatternFile::create(&path, size)
-                .with_context(|| format!("cannot create the {size}-byte source file"))?,
-        );
-        Ok(self.files.last().expect("just pushed"))
-    }
 }
 
 const VARIANTS: &[Variant<FileToSocket>] = &[
@@ -258,12 +238,7 @@ impl Experiment for FileToSocket {
     }
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
-        if !args.workdir.is_dir() {
-            let dir = args.workdir.display();
-            return Err(harness::usage(format!(
-                "work directory {dir} does not exist"
-            )));
-        }
+        files::workdir_exists(&args.workdir).map_err(harness::usage)?;
         let probe = zclab::caps::probe(&args.workdir);
         // A remote path without --peer, or a local one with it, is a usage error.
         let peer = args.peer.is_some();
@@ -272,11 +247,8 @@ impl Experiment for FileToSocket {
         }
         let (paths, paths_skipped) =
             net_paths::choose_paths(&args.paths, peer, netns::unavailable_reason(&probe))?;
-        if peer && zclab::net::peers::FaultSpec::from_env()?.is_some() {
-            return Err(harness::usage(format!(
-                "{} injects a fault into a local receiver; with --peer the receiver runs on the peer host",
-                zclab::net::peers::FAULT_ENV
-            )));
+        if peer && peers::FaultSpec::from_env()?.is_some() {
+            return Err(harness::usage(peers::fault_with_peer("receiver")));
         }
         for (p, r) in paths_skipped.iter().filter(|_| !common.quiet) {
             eprintln!("{NAME}: path {} skipped: {r}", p.name());
@@ -314,9 +286,9 @@ impl Experiment for FileToSocket {
                 netns::ksoftirqd_schedstat(common.cpus.0),
                 netns::ksoftirqd_schedstat(common.cpus.1),
             ),
+            files: PatternFiles::new(&args.workdir, NAME, "dat", "source file", FILE_CACHE_BYTES),
             args,
             paths,
-            files: Vec::new(),
             net: None,
             host: Default::default(),
         };
@@ -336,19 +308,13 @@ impl Experiment for FileToSocket {
     fn prepare(&mut self, env: &Env) -> Result<()> {
         self.host = (env.caps.kernel.release.clone(), env.caps.cpu.model.clone());
         if self.paths.iter().any(|p| p.needs_netns()) {
-            let ip = PathBuf::from(env.caps.net.ip_binary.clone().unwrap_or_default());
-            for n in netns::remove_stale(&ip) {
-                eprintln!("{NAME}: removed namespace {n} left by a process that no longer exists");
-            }
-            let net = VethLab::create(&ip, self.args.veth_mtu)
-                .context("cannot create the lab's network namespaces")?;
-            self.net = Some(net);
+            self.net = Some(net_paths::veth_lab(NAME, env.caps, self.args.veth_mtu)?);
         }
         let mut total = 0u64;
         for size in self.args.sizes.clone() {
             total = total.saturating_add(size);
             if total <= FILE_CACHE_BYTES {
-                self.file(size)?;
+                self.files.get(size)?;
             }
         }
         Ok(())
@@ -372,10 +338,7 @@ impl Experiment for FileToSocket {
     /// Removes the source files and the namespaces (after a failure or an interruption too).
     fn finish(&mut self) -> Result<()> {
         self.files.clear();
-        match self.net.as_mut().map(VethLab::cleanup) {
-            Some(Err(e)) => Err(anyhow!("network namespace clean-up incomplete: {e}")),
-            _ => Ok(()),
-        }
+        net_paths::remove_veth_lab(self.net.as_mut())
     }
 
     fn list_notes(caps: &Caps) -> Vec<String> {
@@ -417,7 +380,7 @@ fn transfer_on_path(
 ) -> Result<()> {
     let (size, chunk) = (t.point.num("size"), t.point.num("chunk") as usize);
     let cold = ctx.args.cache == Cache::Cold;
-    let pf = ctx.file(size)?;
+    let pf = ctx.files.get(size)?;
     if cold {
         pf.drop_cache()?;
     }
@@ -519,14 +482,8 @@ fn classic_splice(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
     })
 }
 
-fn ring(t: &mut Trial, cfg: &RingConfig) -> Result<Ring> {
-    let r = Ring::new(cfg).map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
-    Ok(r)
-}
-
 fn uring_read_send(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t, &RingConfig::tuned(8))?;
+    let mut r = common::ring(t, &RingConfig::tuned(8))?;
     let mut buf = vec![0u8; t.point.num("chunk") as usize];
     let step = "one READ+SEND submission to completion";
     transfer(ctx, t, step, |f, s, off, len| {
@@ -536,10 +493,8 @@ fn uring_read_send(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_read_fixed_send(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t, &RingConfig::tuned(8))?;
-    r.register_buffers(1, t.point.num("chunk") as usize)
-        .map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
+    let chunk = t.point.num("chunk") as usize;
+    let mut r = common::ring_with_buffers(t, &RingConfig::tuned(8), 1, chunk)?;
     let step = "one READ_FIXED+SEND submission to completion";
     transfer(ctx, t, step, |f, s, off, len| {
         Ok(uring::read_fixed_send(&mut r, raw(f), off, 0, len, raw(s))?)
@@ -547,7 +502,7 @@ fn uring_read_fixed_send(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_splice(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t, &RingConfig::tuned(8))?;
+    let mut r = common::ring(t, &RingConfig::tuned(8))?;
     let (pr, pw, cap) = splice_pipe(ctx, t)?;
     let (pr, pw) = (pr.as_raw_fd(), pw.as_raw_fd());
     let step = "one SPLICE+SPLICE submission to completion";
@@ -558,10 +513,8 @@ fn uring_splice(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_send_zc_fixed(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t, &RingConfig::tuned(64))?;
-    r.register_buffers(ctx.args.pool as usize, t.point.num("chunk") as usize)
-        .map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
+    let (pool, chunk) = (ctx.args.pool as usize, t.point.num("chunk") as usize);
+    let r = common::ring_with_buffers(t, &RingConfig::tuned(64), pool, chunk)?;
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
     let size = t.point.num("size");
     let mut zc = FixedZcSteps::new(r, size, report, t.clock, t.cancel(), NOTIF_TIMEOUT);
@@ -573,7 +526,7 @@ fn uring_send_zc_fixed(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_send_zc_mmap(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
-    let r = ring(t, &RingConfig::tuned(64))?;
+    let r = common::ring(t, &RingConfig::tuned(64))?;
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
     let (size, dgram) = (t.point.num("size"), path_of(t).is_datagram());
     let mut zc = MappedZcSteps::new(r, size, dgram, report, t.clock, t.cancel(), NOTIF_TIMEOUT);

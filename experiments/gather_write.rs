@@ -35,11 +35,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 use zclab::catalog::gather_write as names;
 use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::common;
 use zclab::loops::gather::{EXTRA_SLICES, GAP, MIN_MESSAGES, Messages, gathered};
 use zclab::measure::Recorder;
 use zclab::net::peers::{FaultSpec, HashSink, tcp_pair};
 use zclab::results::Integrity;
-use zclab::ring::{Ring, RingConfig};
+use zclab::ring::RingConfig;
 use zclab::units;
 use zclab::uring::Fd;
 use zclab::uring::sock::{ZcMsgSender, writev_all};
@@ -261,14 +262,8 @@ fn classic_sendmsg_iov(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     )
 }
 
-fn ring(t: &mut Trial, entries: u32) -> Result<Ring> {
-    let r = Ring::new(&RingConfig::tuned(entries)).map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
-    Ok(r)
-}
-
 fn uring_writev(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t, 8)?;
+    let mut r = common::ring(t, &RingConfig::tuned(8))?;
     let p = messages(ctx, t);
     let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(p.parts);
     let mut enters = 0u64;
@@ -293,7 +288,7 @@ fn uring_writev(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_sendmsg_zc(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t, 64)?;
+    let mut r = common::ring(t, &RingConfig::tuned(64))?;
     let p = messages(ctx, t);
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
     // The sender owns a copy of the pool: the kernel may read it until each notification.

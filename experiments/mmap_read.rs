@@ -40,10 +40,11 @@ use std::process::ExitCode;
 use xxhash_rust::xxh3::Xxh3;
 use zclab::catalog::mmap_read as names;
 use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::loops::common;
 use zclab::loops::files::{self, Cache, PatternFiles, hash_mapping, hash_reads, set_cache};
 use zclab::measure::Recorder;
 use zclab::results::Integrity;
-use zclab::ring::{Ring, RingConfig};
+use zclab::ring::RingConfig;
 use zclab::sys::file::map_readonly;
 use zclab::sys::filemap::{advise_sequential, map_readonly_populate, page_round};
 use zclab::uring::Fd;
@@ -243,9 +244,7 @@ fn classic_mmap_sequential(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
 fn uring_read(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
     let qd = ctx.args.qd as usize;
     let buf = t.point.num("buf") as usize;
-    let mut ring =
-        Ring::new(&RingConfig::tuned((2 * qd as u32).max(8))).map_err(harness::ring_err)?;
-    t.set_ring(ring.flags());
+    let mut ring = common::ring(t, &RingConfig::tuned((2 * qd as u32).max(8)))?;
     let mut owned = OwnedBuffers::new(qd, buf)?;
     scan(
         ctx,

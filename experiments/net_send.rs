@@ -71,7 +71,7 @@
 //! **Minimum kernel.** MSG_ZEROCOPY: TCP 4.14, UDP 5.0; IORING_OP_SEND 5.6; SEND_ZC 6.0;
 //! SENDMSG_ZC 6.1; usage reporting (needed to say whether the kernel copied) 6.2.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::Result;
 use io_uring::opcode;
 use serde_json::json;
 use std::path::PathBuf;
@@ -81,10 +81,11 @@ use zclab::catalog::net_send as names;
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Need, Plan, Point, Trial, Variant,
 };
-use zclab::loops::netsend_crossover;
 use zclab::loops::send::{self, NOTIF_TIMEOUT, PeerUsage, SendJob, SendKind, Sender};
+use zclab::loops::{net_paths, netsend_crossover};
 use zclab::net::Sink;
 use zclab::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
+use zclab::net::peers;
 use zclab::net::remote::{self, PeerAddr};
 use zclab::results::Row;
 use zclab::units;
@@ -277,18 +278,10 @@ impl Experiment for NetSend {
             "udp_uring_in_flight": args.inflight.min(args.pool),
             "notif_timeout_s": NOTIF_TIMEOUT.as_secs(),
             "sysctl": send::sysctls(),
-            "netns": {
-                "namespaces": format!("zcsend-{}-a (sender), -b (TCP receiver), -s (sink)", std::process::id()),
-                "tcp_veth": "10.200.0.1 in A -> 10.200.0.2 in B",
-                "udp_sink": "10.201.0.1 in A -> 10.201.0.2, assigned nowhere: permanent neighbour entry in A to the MAC of S's veth end; S has no address and ip_forward 0; IPv6 disabled in all three",
-                "created_with": "iproute2 `ip` (see probe.net.ip_binary)",
-            },
+            "netns": net_paths::netns_parameters(),
         });
         if args.peer.is_some() && zclab::net::peers::FaultSpec::from_env()?.is_some() {
-            return Err(harness::usage(format!(
-                "{} injects a fault into a local receiver; with --peer the receiver runs on the peer host",
-                zclab::net::peers::FAULT_ENV
-            )));
+            return Err(harness::usage(peers::fault_with_peer("receiver")));
         }
         let ctx = NetSend {
             paths,
@@ -321,16 +314,11 @@ impl Experiment for NetSend {
             self.net_reason = Some(why);
             return Ok(());
         }
-        let ip = PathBuf::from(env.caps.net.ip_binary.clone().unwrap_or_default());
-        for n in netns::remove_stale(&ip) {
-            eprintln!(
-                "{}: removed namespace {n} left by a process that no longer exists",
-                names::NAME
-            );
-        }
-        let net = VethLab::create(&ip, self.args.veth_mtu)
-            .context("cannot create the lab's network namespaces")?;
-        self.net = Some(net);
+        self.net = Some(net_paths::veth_lab(
+            names::NAME,
+            env.caps,
+            self.args.veth_mtu,
+        )?);
         Ok(())
     }
 
@@ -354,24 +342,11 @@ impl Experiment for NetSend {
     }
 
     fn finish(&mut self) -> Result<()> {
-        match self.net.as_mut().map(VethLab::cleanup) {
-            Some(Err(e)) => Err(anyhow!("network namespace clean-up incomplete: {e}")),
-            _ => Ok(()),
-        }
+        net_paths::remove_veth_lab(self.net.as_mut())
     }
 
     fn list_notes(caps: &Caps) -> Vec<String> {
-        vec![
-            format!(
-                "paths: tcp-loopback; tcp-veth and udp-sink {}",
-                match netns::unavailable_reason(caps) {
-                    None => "(network namespaces available here)".to_string(),
-                    Some(why) => format!("skipped here: {why}"),
-                }
-            ),
-            "paths: remote-tcp and remote-udp with --peer HOST[:PORT] (`zclab serve` on that host)"
-                .into(),
-        ]
+        net_paths::path_notes(netns::unavailable_reason(caps))
     }
 }
 

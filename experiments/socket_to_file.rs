@@ -44,8 +44,9 @@ use zclab::catalog::socket_to_file as names;
 use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
 use zclab::loops::sock_file::{self, Fsync, Persisted, SockToFile};
 use zclab::loops::tcp;
+use zclab::loops::{common, files};
 use zclab::measure::Recorder;
-use zclab::net::peers::{FaultSpec, PatternStream, Streamer, tcp_pair};
+use zclab::net::peers::{self, FaultSpec, PatternStream, Streamer, tcp_pair};
 use zclab::net::remote::{self, PeerAddr, RemoteTcp};
 use zclab::results::Integrity;
 use zclab::ring::{Ring, RingConfig};
@@ -151,12 +152,7 @@ impl Experiment for SocketToFile {
     }
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
-        if !args.workdir.is_dir() {
-            return Err(harness::usage(format!(
-                "work directory {} does not exist",
-                args.workdir.display()
-            )));
-        }
+        files::workdir_exists(&args.workdir).map_err(harness::usage)?;
         if let Some(&s) = args.sizes.iter().find(|&&s| s > (8 << 30)) {
             return Err(harness::usage(format!(
                 "size {} is too large: the stream is held in memory (at most 8 GiB)",
@@ -166,10 +162,7 @@ impl Experiment for SocketToFile {
         let fault =
             FaultSpec::from_env_for(names::VARIANTS).map_err(|e| harness::usage(e.to_string()))?;
         if fault.is_some() && args.peer.is_some() {
-            return Err(harness::usage(format!(
-                "{} injects a fault into a local sender; with --peer the sender runs on the peer host",
-                zclab::net::peers::FAULT_ENV
-            )));
+            return Err(harness::usage(peers::fault_with_peer("sender")));
         }
         let fsync: Vec<String> = args.fsync.iter().map(Fsync::label).collect();
         let parameters = json!({
@@ -253,7 +246,7 @@ fn classic_recv_mmap(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_recv_write(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
-    let r = ring(t)?;
+    let r = common::ring(t, &RingConfig::tuned(8))?;
     uring_move(
         ctx,
         t,
@@ -265,10 +258,8 @@ fn uring_recv_write(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_recv_write_fixed(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
-    let mut r = ring(t)?;
-    r.register_buffers(2, t.point.num("chunk") as usize)
-        .map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
+    let chunk = t.point.num("chunk") as usize;
+    let r = common::ring_with_buffers(t, &RingConfig::tuned(8), 2, chunk)?;
     uring_move(
         ctx,
         t,
@@ -280,7 +271,7 @@ fn uring_recv_write_fixed(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
 }
 
 fn uring_splice(ctx: &mut SocketToFile, t: &mut Trial) -> Result<()> {
-    let r = ring(t)?;
+    let r = common::ring(t, &RingConfig::tuned(8))?;
     let (pr, pw, cap) = pipe_with_size(pipe_size(ctx, t))?;
     if cap < t.point.num("chunk") as usize {
         return Err(harness::skip_point(format!(
@@ -308,12 +299,6 @@ fn pipe_size(ctx: &SocketToFile, t: &Trial) -> usize {
         .map_or((2 * t.point.num("chunk") as usize).max(64 << 10), |p| {
             p as usize
         })
-}
-
-fn ring(t: &mut Trial) -> Result<Ring> {
-    let r = Ring::new(&RingConfig::tuned(8)).map_err(harness::ring_err)?;
-    t.set_ring(r.flags());
-    Ok(r)
 }
 
 /// The io_uring variants: a Mover from the socket to the file, one step per submission.

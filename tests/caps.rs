@@ -90,13 +90,19 @@ fn send_zc_reports_usage_and_so_zerocopy_works() {
     assert_eq!(c.net.optmem_max, Some(131072));
 }
 
-#[test]
-fn odirect_is_real_under_tmp() {
+/// A scratch directory in `parent` and its O_DIRECT probe.
+fn odirect_in(parent: &str) -> (tempfile::TempDir, caps::ODirect) {
     let dir = tempfile::Builder::new()
         .prefix("zclab-odirect")
-        .tempdir_in("/tmp")
-        .expect("tempdir in /tmp");
+        .tempdir_in(parent)
+        .unwrap_or_else(|e| panic!("tempdir in {parent}: {e}"));
     let d = caps::probe_odirect(dir.path());
+    (dir, d)
+}
+
+#[test]
+fn odirect_is_real_under_tmp() {
+    let (dir, d) = odirect_in("/tmp");
     assert_eq!(d.path, dir.path().display().to_string());
     assert_eq!(d.fs_type, "ext4/ext3/ext2", "{d:?}");
     assert!(d.open_ok && d.real, "{d:?}");
@@ -107,11 +113,7 @@ fn odirect_is_real_under_tmp() {
 
 #[test]
 fn odirect_is_not_real_on_dev_shm() {
-    let dir = tempfile::Builder::new()
-        .prefix("zclab-odirect")
-        .tempdir_in("/dev/shm")
-        .expect("tempdir in /dev/shm");
-    let d = caps::probe_odirect(dir.path());
+    let (_dir, d) = odirect_in("/dev/shm");
     assert_eq!(d.fs_type, "tmpfs");
     assert!(!d.real, "{d:?}");
     assert!(d.note.is_some());

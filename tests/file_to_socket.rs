@@ -217,12 +217,7 @@ fn run_directories_are_never_overwritten() {
         .arg(&run_dir)
         .argv("--repeat 1")
         .run();
-    r.exits(1);
-    assert!(
-        r.stderr.contains("cannot create experiment directory"),
-        "{}",
-        r.stderr
-    );
+    r.exits(1).says("cannot create experiment directory");
 }
 
 #[test]

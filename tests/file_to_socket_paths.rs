@@ -21,8 +21,15 @@ fn lab(res: &Path, work: &Path) -> Lab {
 }
 
 /// Runs to success with nothing left behind; returns the run and its checked results.
-fn run_clean(lab: Lab) -> (Ran, Exp) {
-    let r = lab.run().ok();
+/// A scratch directory for a test that needs root; None when it is skipped ([`need_root`]).
+fn root_scratch(test: &str) -> Option<tempfile::TempDir> {
+    need_root(test).then(|| tempfile::tempdir().unwrap())
+}
+
+/// Runs [`lab`] (results in `t`/r, files in `t`) with the options `args` adds, expecting
+/// success and no namespace left behind.
+fn run_clean(t: &Path, args: impl FnOnce(Lab) -> Lab) -> (Ran, Exp) {
+    let r = args(lab(&t.join("r"), t)).run().ok();
     assert_no_leftovers(r.pid);
     let e = r.exp_checked("file_to_socket");
     (r, e)
@@ -74,16 +81,14 @@ fn check_every_path_row(r: &Row) {
 /// no namespace or link left.
 #[test]
 fn every_variant_on_every_path() {
-    if !need_root("every_variant_on_every_path") {
+    let Some(t) = root_scratch("every_variant_on_every_path") else {
         return;
-    }
-    let t = tempfile::tempdir().unwrap();
+    };
     // 100000 is a multiple of neither the chunk nor the datagrams: the last step is short.
-    let (r, e) = run_clean(
-        lab(&t.path().join("r"), t.path())
-            .argv("--paths tcp-loopback,tcp-veth,udp-sink --sizes 100000,1MiB --chunks 16KiB")
-            .argv("--datagram 65507,1400 --pool 2"),
-    );
+    let (r, e) = run_clean(t.path(), |l| {
+        l.argv("--paths tcp-loopback,tcp-veth,udp-sink --sizes 100000,1MiB --chunks 16KiB")
+            .argv("--datagram 65507,1400 --pool 2")
+    });
     for v in FILE_TO_SOCKET_VARIANTS {
         for p in PATHS {
             let n = e
@@ -129,15 +134,13 @@ fn every_variant_on_every_path() {
 /// A datagram above the veth MTU leaves as IPv4 fragments: the sink counts every one.
 #[test]
 fn fragments_on_a_small_mtu_are_counted() {
-    if !need_root("fragments_on_a_small_mtu_are_counted") {
+    let Some(t) = root_scratch("fragments_on_a_small_mtu_are_counted") else {
         return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let (_, e) = run_clean(
-        lab(&t.path().join("r"), t.path())
-            .argv("--paths udp-sink --veth-mtu 1500 --sizes 40000 --datagram 4000 --variants")
-            .arg("classic-read-write,classic-sendfile,classic-splice,uring-send-zc-mmap"),
-    );
+    };
+    let (_, e) = run_clean(t.path(), |l| {
+        l.argv("--paths udp-sink --veth-mtu 1500 --sizes 40000 --datagram 4000 --variants")
+            .arg("classic-read-write,classic-sendfile,classic-splice,uring-send-zc-mmap")
+    });
     assert_eq!(e.rows.len(), 4);
     for r in &e.rows {
         let m = metrics(r);
@@ -152,15 +155,13 @@ fn fragments_on_a_small_mtu_are_counted() {
 /// and they still run on TCP.
 #[test]
 fn skipped_combinations_have_reasons() {
-    if !need_root("skipped_combinations_have_reasons") {
+    let Some(t) = root_scratch("skipped_combinations_have_reasons") else {
         return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let (_, e) = run_clean(
-        lab(&t.path().join("r"), t.path())
-            .argv("--paths tcp-loopback,udp-sink --sizes 200000 --chunks 16KiB --pipe-size 64KiB")
-            .argv("--variants classic-sendfile,classic-splice,uring-splice"),
-    );
+    };
+    let (_, e) = run_clean(t.path(), |l| {
+        l.argv("--paths tcp-loopback,udp-sink --sizes 200000 --chunks 16KiB --pipe-size 64KiB")
+            .argv("--variants classic-sendfile,classic-splice,uring-splice")
+    });
     let ran = |v: &str, p: &str| e.rows.iter().any(|r| r.variant == v && path_of(r) == p);
     assert!(ran("classic-sendfile", "udp-sink") && ran("classic-sendfile", "tcp-loopback"));
     let s = skips(&e.meta());
@@ -190,11 +191,7 @@ fn without_root_loopback_runs_and_named_veth_paths_fail() {
         .hide("root")
         .run()
         .ok();
-    assert!(
-        r.stderr.contains("path udp-sink skipped: needs root"),
-        "{}",
-        r.stderr
-    );
+    r.says("path udp-sink skipped: needs root");
     let e = r.exp_checked("file_to_socket");
     assert!(!e.rows.is_empty());
     assert!(e.rows.iter().all(|r| path_of(r) == "tcp-loopback"));
@@ -261,10 +258,9 @@ fn datagram_sizes_are_checked_and_capped() {
 /// SIGINT in the middle of a udp-sink trial: exit 130, results so far kept, nothing left.
 #[test]
 fn sigint_mid_run_leaves_no_namespace() {
-    if !need_root("sigint_mid_run_leaves_no_namespace") {
+    let Some(t) = root_scratch("sigint_mid_run_leaves_no_namespace") else {
         return;
-    }
-    let t = tempfile::tempdir().unwrap();
+    };
     let res = t.path().join("r");
     let lab = Lab::new(BIN)
         .argv("--repeat 1000 --warmup 0")

@@ -68,6 +68,16 @@ fn check_all_ok(r: &Run, exp: &str, variants: &[&str]) -> Exp {
     e
 }
 
+/// Runs `bin` with `args` and checks that every variant of its experiment (the catalogue's)
+/// ran ok at every point ([`check_all_ok`]).
+fn run_every_variant(bin: &str, args: &str) -> (Run, Exp) {
+    let name = Path::new(bin).file_name().unwrap().to_str().unwrap();
+    let entry = zclab::catalog::find(name).expect("an experiment of the catalogue");
+    let r = run(bin, args);
+    let e = check_all_ok(&r, name, entry.variants);
+    (r, e)
+}
+
 fn assert_refused(r: &Run, words: &[&str]) {
     assert!(!r.ran.status.success(), "expected a refusal");
     let e = r.ran.stderr.to_lowercase();
@@ -78,25 +88,12 @@ fn assert_refused(r: &Run, words: &[&str]) {
     assert_eq!(r.any_rows(), 0, "a refused run wrote summary rows");
 }
 
-const COPY_VARIANTS: &[&str] = &[
-    "classic-read-write",
-    "classic-mmap-write",
-    "classic-mmap-mmap",
-    "classic-sendfile",
-    "classic-splice",
-    "classic-copy-file-range",
-    "uring-read-write",
-    "uring-read-write-fixed",
-    "uring-splice",
-];
-
 #[test]
 fn file_copy_every_variant_copies_exactly() {
-    let r = run(
+    let (r, e) = run_every_variant(
         COPY,
         "--sizes 30KB,300001 --bufs 1B,4KiB,64KiB --one-byte-max 30KB --cache warm,cold --fsync",
     );
-    let e = check_all_ok(&r, "file_copy", COPY_VARIANTS);
     let one_byte: Vec<&Row> = e
         .rows
         .iter()
@@ -115,14 +112,6 @@ fn file_copy_every_variant_copies_exactly() {
     // The copies were removed.
     assert_eq!(std::fs::read_dir(r.work.path()).unwrap().count(), 0);
 }
-
-const STORAGE_VARIANTS: &[&str] = &[
-    "classic-pread",
-    "uring-read",
-    "uring-read-fixed",
-    "uring-read-fixed-files",
-    "uring-sqpoll",
-];
 
 fn check_storage(rows: &[Row], io: &str) {
     for row in rows {
@@ -171,11 +160,10 @@ fn check_storage(rows: &[Row], io: &str) {
 
 #[test]
 fn storage_read_buffered_every_variant() {
-    let r = run(
+    let (_r, e) = run_every_variant(
         STORAGE,
         "--file-size 1MiB --ios 400 --qd 1,4 --pattern rand,seq --bs 4KiB,64KiB --buffered",
     );
-    let e = check_all_ok(&r, "storage_read", STORAGE_VARIANTS);
     check_storage(&e.rows, "buffered");
     let meta = std::fs::read_to_string(e.dir.join("meta.json")).unwrap();
     assert!(meta.contains("qd=4") && meta.contains("pread(2) is synchronous"));
@@ -208,11 +196,10 @@ fn storage_read_direct_every_variant() {
         ));
         return;
     }
-    let r = run(
+    let (_r, e) = run_every_variant(
         STORAGE,
         "--file-size 2MiB --ios 300 --qd 1,8 --pattern rand,seq --bs 4KiB --direct",
     );
-    let e = check_all_ok(&r, "storage_read", STORAGE_VARIANTS);
     check_storage(&e.rows, "direct");
     let align = e.meta()["parameters"]["direct"]["offset_align"].as_u64();
     assert!(align.unwrap() > 0);

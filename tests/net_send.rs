@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::path::Path;
 use std::time::Duration;
 use zclab::results::Row;
 
@@ -16,14 +15,20 @@ fn is_zc(r: &Row) -> bool {
     NET_SEND_ZC_VARIANTS.contains(&r.variant.as_str())
 }
 
-/// Runs net_send with `args` after the tiny-run options, expecting success.
-fn run_ok(results: &Path, args: &str) -> Exp {
-    Lab::new(BIN)
-        .tiny(results)
+/// Runs every variant of net_send on tcp-loopback with `args` after the tiny-run options into
+/// a new directory (returned, kept while the results are read), expecting success and
+/// [`check_rows`] to hold.
+fn loopback_ok(args: &str) -> (tempfile::TempDir, Exp) {
+    let t = tempfile::tempdir().unwrap();
+    let e = Lab::new(BIN)
+        .tiny(t.path())
+        .argv("--paths tcp-loopback")
         .argv(args)
         .run()
         .ok()
-        .exp("net_send")
+        .exp("net_send");
+    check_rows(&e, NET_SEND_VARIANTS, &["tcp-loopback"]);
+    (t, e)
 }
 
 /// Checks every row is ok with integrity ok and parseable histograms; zero-copy rows carry
@@ -78,12 +83,7 @@ fn list_and_bad_input() {
 /// zero-copy send is reported copied (the kernel copies on local delivery).
 #[test]
 fn loopback_all_variants_pool_of_two() {
-    let t = tempfile::tempdir().unwrap();
-    let e = run_ok(
-        t.path(),
-        "--paths tcp-loopback --sizes 1000B,64KiB --bytes 2MiB --pool 2 --reap-every 1,4",
-    );
-    check_rows(&e, NET_SEND_VARIANTS, &["tcp-loopback"]);
+    let (_t, e) = loopback_ok("--sizes 1000B,64KiB --bytes 2MiB --pool 2 --reap-every 1,4");
     for r in e.rows.iter().filter(|r| is_zc(r)) {
         assert_eq!(zc(r).copied_pct, 100.0, "{}", what(r));
     }
@@ -105,12 +105,7 @@ fn loopback_all_variants_pool_of_two() {
 /// CPU time is recorded.
 #[test]
 fn discarding_receiver_counts_every_byte() {
-    let t = tempfile::tempdir().unwrap();
-    let e = run_ok(
-        t.path(),
-        "--paths tcp-loopback --sizes 1000B,64KiB --bytes 4MiB --sink discard",
-    );
-    check_rows(&e, NET_SEND_VARIANTS, &["tcp-loopback"]);
+    let (_t, e) = loopback_ok("--sizes 1000B,64KiB --bytes 4MiB --sink discard");
     for r in &e.rows {
         let i = integrity(r);
         assert!(i.method.starts_with("byte count only"), "{i:?}");

@@ -64,16 +64,15 @@ fn every_reference_run_loads() {
     }
 }
 
+/// `zclab report MODE RUN --experiment EXP`.
+fn report_of(run: &std::path::Path, mode: &str, exp: &str) -> std::process::Output {
+    run_cmd(&["report", mode, run.to_str().unwrap(), "--experiment", exp])
+}
+
 #[test]
 fn report_prints_markdown_and_csv_of_a_run() {
     let run = reference().join("quick-20261121T165605Z");
-    let o = run_cmd(&[
-        "report",
-        "--markdown",
-        run.to_str().unwrap(),
-        "--experiment",
-        "syscall_floor",
-    ]);
+    let o = report_of(&run, "--markdown", "syscall_floor");
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(md.starts_with("| variant | point |"), "{md}");
@@ -86,13 +85,7 @@ fn report_prints_markdown_and_csv_of_a_run() {
         all.contains("## file_to_socket") && all.contains("## syscall_floor"),
         "{all}"
     );
-    let o = run_cmd(&[
-        "report",
-        "--csv",
-        run.to_str().unwrap(),
-        "--experiment",
-        "proxy",
-    ]);
+    let o = report_of(&run, "--csv", "proxy");
     let csv = String::from_utf8_lossy(&o.stdout);
     assert!(csv.starts_with("experiment,variant,point,"), "{csv}");
     assert!(
@@ -100,13 +93,7 @@ fn report_prints_markdown_and_csv_of_a_run() {
         "{csv}"
     );
     // Bad input: an unknown experiment, no mode at all.
-    let o = run_cmd(&[
-        "report",
-        "--markdown",
-        run.to_str().unwrap(),
-        "--experiment",
-        "nope",
-    ]);
+    let o = report_of(&run, "--markdown", "nope");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("has no experiment nope"),

@@ -566,6 +566,18 @@ impl Raw {
         assert!(self.line().is_none(), "the server closed the connection");
     }
 
+    /// Expects a failed transfer's report whose error contains `needle`.
+    fn expect_failed_report(&mut self, needle: &str) {
+        let r = self.line().expect("a report");
+        assert_eq!(
+            (r["type"].as_str(), r["ok"].as_bool()),
+            (Some("report"), Some(false)),
+            "{r}"
+        );
+        let e = r["error"].as_str().unwrap();
+        assert!(e.contains(needle), "{e} lacks {needle}");
+    }
+
     fn setup(&mut self, json: &str) -> u16 {
         self.send(format!("{json}\n").as_bytes());
         let r = self.line().expect("ready");
@@ -730,16 +742,7 @@ fn vanishing_mid_transfer(addr: &str) {
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
         d.write_all(&[3u8; 500]).unwrap();
         d.shutdown(Shutdown::Both).unwrap(); // the stream ends inside a message
-        let r = c.line().unwrap();
-        assert_eq!(
-            (r["type"].as_str(), r["ok"].as_bool()),
-            (Some("report"), Some(false)),
-            "{r}"
-        );
-        assert!(
-            r["error"].as_str().unwrap().contains("inside a message"),
-            "{r}"
-        );
+        c.expect_failed_report("inside a message");
         c.send(b"{\"type\":\"abort\",\"id\":1}\n"); // late: already reported, ignored
         c.send(b"{\"type\":\"bye\"}\n");
         assert!(c.line().is_none());
@@ -761,19 +764,7 @@ fn abort_then_next_transfer(addr: &str) {
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
         d.write_all(&[9u8; 5000]).unwrap();
         c.send(b"{\"type\":\"abort\",\"id\":1}\n");
-        let r = c.line().unwrap();
-        assert_eq!(
-            (r["type"].as_str(), r["ok"].as_bool()),
-            (Some("report"), Some(false)),
-            "{r}"
-        );
-        assert!(
-            r["error"]
-                .as_str()
-                .unwrap()
-                .contains("aborted by the client"),
-            "{r}"
-        );
+        c.expect_failed_report("aborted by the client");
         let p = c.setup(r#"{"type":"setup","id":2,"role":"echo","msg":10}"#);
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
         d.write_all(b"0123456789").unwrap();
@@ -933,12 +924,7 @@ fn remote_paths_need_a_reachable_peer() {
         t.path(),
         "--paths tcp-loopback --peer 127.0.0.1:9",
     );
-    r.exits(2);
-    assert!(
-        r.stderr.contains("builds both ends on this host"),
-        "{}",
-        r.stderr
-    );
+    r.exits(2).says("builds both ends on this host");
     // A port nobody listens on.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -11,6 +11,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
+use zclab::catalog;
 use zclab::results::{Row, Status};
 
 const SOCKET_TO_FILE: &str = env!("CARGO_BIN_EXE_socket_to_file");
@@ -25,6 +26,15 @@ fn lab(bin: &str, results: &Path) -> Lab {
         .argv("--repeat 1 --warmup 0 --quiet")
         .results(results)
         .clean_env()
+}
+
+/// Runs `bin` ([`lab`]) with `argv` into a new directory, which must succeed, and returns the
+/// directory (kept while the results are read) and the experiment's results.
+fn run_ok(bin: &str, argv: &str) -> (tempfile::TempDir, Exp) {
+    let d = tempfile::tempdir().unwrap();
+    let name = Path::new(bin).file_name().unwrap().to_str().unwrap();
+    let e = lab(bin, d.path()).argv(argv).run().ok().exp(name);
+    (d, e)
 }
 
 /// Checks every expected variant ran at every point with status ok and integrity ok, and that
@@ -64,15 +74,7 @@ fn socket_to_file_every_variant() {
         .run()
         .ok()
         .exp("socket_to_file");
-    let variants = [
-        "classic-recv-write",
-        "classic-splice",
-        "classic-recv-mmap",
-        "uring-recv-write",
-        "uring-recv-write-fixed",
-        "uring-splice",
-    ];
-    for r in &check_ok(&e, &variants, 2) {
+    for r in &check_ok(&e, catalog::socket_to_file::VARIANTS, 2) {
         let m = metrics(r);
         assert_eq!(m.bytes, 1_100_000);
         // every 1 MiB of 1.1 MB: one on the way, one for the rest at the end.
@@ -101,13 +103,7 @@ fn proxy_every_variant_both_modes() {
         .run()
         .ok();
     let e = r.exp("proxy");
-    let variants = [
-        "classic-read-write",
-        "classic-splice",
-        "uring-recv-send",
-        "uring-splice",
-    ];
-    for r in &check_ok(&e, &variants, 4) {
+    for r in &check_ok(&e, catalog::proxy::VARIANTS, 4) {
         let m = metrics(r);
         if r.point.starts_with("mode=echo") {
             // The step histogram is the client's round trips, one per request.
@@ -139,20 +135,11 @@ fn proxy_every_variant_both_modes() {
 
 #[test]
 fn gather_write_every_variant() {
-    let d = tempfile::tempdir().unwrap();
-    let e = lab(GATHER_WRITE, d.path())
-        .argv("--parts 1,3 --part-size 100,4KiB --size 64KiB")
-        .run()
-        .ok()
-        .exp("gather_write");
-    let variants = [
-        "classic-concat-write",
-        "classic-writev",
-        "classic-sendmsg-iov",
-        "uring-writev",
-        "uring-sendmsg-zc",
-    ];
-    let rs = check_ok(&e, &variants, 4);
+    let (_d, e) = run_ok(
+        GATHER_WRITE,
+        "--parts 1,3 --part-size 100,4KiB --size 64KiB",
+    );
+    let rs = check_ok(&e, catalog::gather_write::VARIANTS, 4);
     for r in rs.iter().filter(|r| r.variant == "uring-sendmsg-zc") {
         let zc = zc(r);
         assert_eq!(zc.sends, zc.notifications, "every send notified: {zc:?}");
@@ -167,20 +154,8 @@ fn gather_write_every_variant() {
 
 #[test]
 fn syscall_floor_every_variant() {
-    let d = tempfile::tempdir().unwrap();
-    let e = lab(SYSCALL_FLOOR, d.path())
-        .argv("--batches 1,8 --ops 4096")
-        .run()
-        .ok()
-        .exp("syscall_floor");
-    let variants = [
-        "getppid",
-        "uring-nop",
-        "uring-nop-regring",
-        "uring-nop-sqpoll",
-        "uring-nop-sqpoll-regring",
-    ];
-    let rs = check_ok(&e, &variants, 2);
+    let (_d, e) = run_ok(SYSCALL_FLOOR, "--batches 1,8 --ops 4096");
+    let rs = check_ok(&e, catalog::syscall_floor::VARIANTS, 2);
     // getppid runs at the smallest batch only.
     assert_eq!(rs.iter().filter(|r| r.variant == "getppid").count(), 1);
     for r in &rs {

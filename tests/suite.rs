@@ -98,12 +98,7 @@ fn compare_two_runs_side_by_side() {
     // Bad input: one directory, or one that is not a run.
     assert!(!zclab("compare").arg(&a).run().status.success());
     let r = zclab("compare").arg(&a).arg(t.path()).run();
-    assert_eq!(r.code(), Some(1));
-    assert!(
-        r.stderr.contains("holds no experiment results"),
-        "{}",
-        r.stderr
-    );
+    r.exits(1).says("holds no experiment results");
 }
 
 #[test]

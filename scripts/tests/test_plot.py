@@ -230,9 +230,15 @@ def corrupt_missing_hgrm(d):
     return victim.name, "missing"
 
 
-def corrupt_empty_summary(d):
-    (d / "summary.jsonl").write_text("")
-    return "summary.jsonl", "empty"
+def rewritten(name, text, where, what):
+    """A corruption that replaces file `name` with `text`; plot.py must name `where` and say `what`."""
+    def corrupt(d):
+        (d / name).write_text(text)
+        return where, what
+    return corrupt
+
+
+corrupt_empty_summary = rewritten("summary.jsonl", "", "summary.jsonl", "empty")
 
 
 def corrupt_garbage_line(d):
@@ -257,9 +263,7 @@ def corrupt_truncated_hgrm(d):
     return h.name, "truncated"
 
 
-def corrupt_meta(d):
-    (d / "meta.json").write_text('{"experiment": ')
-    return "meta.json", "not valid JSON"
+corrupt_meta = rewritten("meta.json", '{"experiment": ', "meta.json", "not valid JSON")
 
 
 def corrupt_wrong_type(d):

@@ -253,9 +253,54 @@ fn skip_reason(run: &Run, exp: &str, variant: &str) -> Option<String> {
     run.meta(exp)?.not_run(variant)
 }
 
-fn rows_of<'a>(run: &'a Run, exp: &str) -> Result<&'a [Row], String> {
-    run.rows(exp)
-        .ok_or_else(|| format!("the run did not include {exp}"))
+/// The rows of `exp` in `run`, or why a check on them does not apply: the run did not include
+/// `exp`, or one of `variants` did not run.
+fn rows_of<'a>(run: &'a Run, exp: &str, variants: &[&str]) -> Result<&'a [Row], String> {
+    let rows = run
+        .rows(exp)
+        .ok_or_else(|| format!("the run did not include {exp}"))?;
+    match variants.iter().find_map(|v| skip_reason(run, exp, v)) {
+        Some(why) => Err(why),
+        None => Ok(rows),
+    }
+}
+
+/// The verdict at one point of a ratio or value check: `test` with the check's operator (an
+/// operator this lab does not know reproduces nothing).
+fn verdict(op: &str, test: impl FnOnce(Op) -> Test) -> Kind {
+    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(test(o)))
+}
+
+/// A ratio or value check's answer over the points it measured (point, value, verdict): the
+/// verdicts combined, the values after `label`, and the claim (`label op threshold`); None
+/// when no point was measured.
+fn answer(
+    found: &[(&BTreeMap<String, Value>, (f64, f64, f64), Kind)],
+    label: String,
+    op: &str,
+    threshold: f64,
+) -> Option<(Kind, String, String)> {
+    if found.is_empty() {
+        return None;
+    }
+    let kinds: Vec<Kind> = found.iter().map(|f| f.2).collect();
+    let measured: Vec<String> = found
+        .iter()
+        .map(|(at, (v, lo, hi), _)| {
+            format!(
+                "{} {} [95% CI {}-{}]",
+                point_text(at),
+                fmt_num(*v),
+                fmt_num(*lo),
+                fmt_num(*hi)
+            )
+        })
+        .collect();
+    Some((
+        combine(&kinds),
+        format!("{label} = {}", measured.join(", ")),
+        format!("{label} {op} {threshold}"),
+    ))
 }
 
 /// Evaluates one check on `runs` (the first run is "this machine"; cross-kernel checks use all).
@@ -287,49 +332,32 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             op,
             threshold,
         } => {
-            let rows = match rows_of(run, experiment) {
+            let rows = match rows_of(run, experiment, &[&a.variant, &b.variant]) {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            for s in [a, b] {
-                if let Some(r) = skip_reason(run, experiment, &s.variant) {
-                    return na(r);
-                }
-            }
             let va = values(rows, a, points);
             let vb = values(rows, b, points);
-            let mut kinds = Vec::new();
-            let mut measured = Vec::new();
+            let mut found = Vec::new();
             for (key, (shared, ra)) in &va {
                 let Some((_, rb)) = vb.get(key) else { continue };
-                let Some(r) = series_ratio(&series(ra, m), &series(rb, m)) else {
-                    continue;
-                };
-                kinds.push(
-                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
-                );
-                measured.push(format!(
-                    "{} {} [95% CI {}-{}]",
-                    point_text(shared),
-                    fmt_num(r.value),
-                    fmt_num(r.lo),
-                    fmt_num(r.hi)
-                ));
+                if let Some(r) = series_ratio(&series(ra, m), &series(rb, m)) {
+                    found.push((
+                        shared,
+                        (r.value, r.lo, r.hi),
+                        verdict(op, |o| r.test(o, *threshold)),
+                    ));
+                }
             }
-            if kinds.is_empty() {
-                return na(format!(
+            let label = format!("{}/{} {m}", side_text(a), side_text(b));
+            answer(&found, label, op, *threshold).unwrap_or_else(|| {
+                na(format!(
                     "the run did not include the needed points ({} and {} with {})",
                     a.variant,
                     b.variant,
                     filter_text(points)
-                ));
-            }
-            let label = format!("{}/{} {m}", side_text(a), side_text(b));
-            (
-                combine(&kinds),
-                format!("{label} = {}", measured.join(", ")),
-                format!("{label} {op} {threshold}"),
-            )
+                ))
+            })
         }
         Check::Value {
             experiment,
@@ -338,43 +366,30 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             op,
             threshold,
         } => {
-            let rows = match rows_of(run, experiment) {
+            let rows = match rows_of(run, experiment, &[&side.variant]) {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            if let Some(r) = skip_reason(run, experiment, &side.variant) {
-                return na(r);
-            }
             let v = values(rows, side, &BTreeMap::new());
-            let mut kinds = Vec::new();
-            let mut measured = Vec::new();
+            let mut found = Vec::new();
             for (shared, rs) in v.values() {
                 let s: Vec<f64> = series(rs, m).into_iter().map(|x| x.1).collect();
-                let Some(e) = median_ci(&s) else { continue };
-                kinds.push(
-                    op_of(op).map_or(Kind::NotReproduced, |o| kind_of(e.test(o, *threshold))),
-                );
-                measured.push(format!(
-                    "{} {} [95% CI {}-{}]",
-                    point_text(shared),
-                    fmt_num(e.value),
-                    fmt_num(e.lo),
-                    fmt_num(e.hi)
-                ));
+                if let Some(e) = median_ci(&s) {
+                    found.push((
+                        shared,
+                        (e.value, e.lo, e.hi),
+                        verdict(op, |o| e.test(o, *threshold)),
+                    ));
+                }
             }
-            if kinds.is_empty() {
-                return na(format!(
+            let label = format!("{} {m}", side_text(side));
+            answer(&found, label, op, *threshold).unwrap_or_else(|| {
+                na(format!(
                     "the run has no {m} for {} at {}",
                     side.variant,
                     filter_text(&side.r#where)
-                ));
-            }
-            let label = format!("{} {m}", side_text(side));
-            (
-                combine(&kinds),
-                format!("{label} = {}", measured.join(", ")),
-                format!("{label} {op} {threshold}"),
-            )
+                ))
+            })
         }
         Check::Crossover {
             experiment,
@@ -386,15 +401,10 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             min,
             max,
         } => {
-            let rows = match rows_of(run, experiment) {
+            let rows = match rows_of(run, experiment, &[&a.variant, &b.variant]) {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            for s in [a, b] {
-                if let Some(r) = skip_reason(run, experiment, &s.variant) {
-                    return na(r);
-                }
-            }
             match crossover(rows, m, a, b, param, *lower_is_better) {
                 None => na(format!(
                     "the run did not include a {param} sweep of {} and {}",

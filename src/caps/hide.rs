@@ -76,10 +76,7 @@ impl Hide {
                     h.invalid.push(raw.to_string());
                     continue;
                 }
-                Some(Token::IoUring) => {
-                    h.io_uring = true;
-                    "io_uring".to_string()
-                }
+                Some(Token::IoUring) => h.hide(|h| &mut h.io_uring, "io_uring"),
                 Some(Token::Op(op)) => {
                     let c = format!("op:{op}");
                     h.ops.push(op);
@@ -90,22 +87,12 @@ impl Hide {
                     h.flags.push(f);
                     c
                 }
-                Some(Token::SoZerocopy) => {
-                    h.so_zerocopy = true;
-                    "so_zerocopy".to_string()
-                }
+                Some(Token::SoZerocopy) => h.hide(|h| &mut h.so_zerocopy, "so_zerocopy"),
                 Some(Token::SendZcReportUsage) => {
-                    h.send_zc_report_usage = true;
-                    "send_zc_report_usage".to_string()
+                    h.hide(|h| &mut h.send_zc_report_usage, "send_zc_report_usage")
                 }
-                Some(Token::ODirect) => {
-                    h.odirect = true;
-                    "odirect".to_string()
-                }
-                Some(Token::Root) => {
-                    h.root = true;
-                    "root".to_string()
-                }
+                Some(Token::ODirect) => h.hide(|h| &mut h.odirect, "odirect"),
+                Some(Token::Root) => h.hide(|h| &mut h.root, "root"),
             };
             if !h.applied.contains(&canon) {
                 h.applied.push(canon);
@@ -113,6 +100,12 @@ impl Hide {
         }
         h.applied.extend(h.invalid.iter().cloned());
         h
+    }
+
+    /// Sets the switch `field` picks and returns its canonical name, `name`.
+    fn hide(&mut self, field: impl FnOnce(&mut Hide) -> &mut bool, name: &str) -> String {
+        *field(self) = true;
+        name.to_string()
     }
 
     /// Makes `c`, as measured, report what is hidden as missing.

@@ -284,13 +284,7 @@ mod tests {
 
     #[test]
     fn io_modes_as_asked() {
-        let d = DirectIo {
-            dir: "/x".into(),
-            fs_type: "ext4".into(),
-            mem_align: 512,
-            offset_align: 512,
-            source: "statx",
-        };
+        let d = DirectIo::ext4_512();
         let m = io_modes(Ok(d.clone()), false, false, &[4096]).unwrap();
         assert_eq!(m.modes, ["buffered", "direct"]);
         assert!(m.direct.is_some() && m.note.is_none());

@@ -5,6 +5,7 @@
 //! record. Also the classic steps (write(2), sendfile(2), splice(2)) with their EINTR
 //! handling: a retry, or an error once the run is cancelled.
 
+use super::common::remote_udp_integrity;
 use crate::measure::{Clock, Recorder, Usage};
 use crate::net::netns::{
     self, ETH_IP_HEADERS, NetPath, SinkCounters, TcpLink, UDP_HEADER, VethLab, udp_frames,
@@ -215,27 +216,18 @@ impl<'a> FileSend<'a> {
                 // After the clock: the receiver counts what arrived once told how much was sent.
                 let r = u.finish(steps).context("the peer host's UDP receiver")?;
                 let want = file_digest(file, size, chunk)?;
-                let (n, d) = (
-                    r.datagrams.unwrap_or(0),
-                    r.digest.as_deref().and_then(remote::parse_hex64),
-                );
                 extras.extend(r.peer_extras());
-                extras.push(("peer_datagrams", n as f64));
+                extras.push(("peer_datagrams", r.datagrams.unwrap_or(0) as f64));
                 extras.push(("datagrams", steps as f64));
                 extras.push(("datagram_bytes", chunk as f64));
-                let i = Integrity {
-                    ok: n == steps && r.bytes == size && d == Some(want),
-                    method: "every datagram accepted whole, and the peer host received each exactly once intact (count, bytes, and the sum of each datagram's xxh3-64)".into(),
-                    expected: format!("{steps} datagrams, {size} bytes, sum {want:016x}"),
-                    got: format!(
-                        "{n} datagrams{}, {} bytes, sum {}",
-                        if n < steps { r.lost_note(steps - n) } else { String::new() },
-                        r.bytes,
-                        r.digest.as_deref().unwrap_or("none"),
-                    ),
-                    bytes_expected: size,
-                    bytes_got: r.bytes,
-                };
+                let i = remote_udp_integrity(
+                    &r,
+                    steps,
+                    size,
+                    want,
+                    "every datagram accepted whole, and the peer host received each exactly once intact (count, bytes, and the sum of each datagram's xxh3-64)",
+                    None,
+                );
                 (i, Receiver::Remote(r.usage))
             }
             (Conn::Tcp(_), Some(Got::Local(r))) => {

@@ -61,10 +61,16 @@ pub fn set_cache(pf: &PatternFile, cache: Cache) -> io::Result<()> {
 /// The bytes free on the work directory's filesystem (statvfs(3)), or why `dir` cannot hold
 /// the experiment's files: a refusal of the user's `--workdir`.
 pub fn workdir_free(dir: &Path) -> Result<u64, String> {
+    workdir_exists(dir)?;
+    free_bytes(dir).map_err(|e| format!("cannot read the free space of {}: {e}", dir.display()))
+}
+
+/// Refuses a `--workdir` that is not a directory.
+pub fn workdir_exists(dir: &Path) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("work directory {} does not exist", dir.display()));
     }
-    free_bytes(dir).map_err(|e| format!("cannot read the free space of {}: {e}", dir.display()))
+    Ok(())
 }
 
 /// Every (size, step, cache state) combination, in the order the file experiments sweep them.

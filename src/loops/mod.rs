@@ -3,6 +3,7 @@
 //! returns. Kept in the library so that new experiments (and tests) reuse them.
 
 pub mod blocks;
+pub mod common;
 pub mod copies;
 pub mod file_socket;
 pub mod files;

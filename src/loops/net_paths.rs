@@ -4,10 +4,12 @@
 //! functions of the options and of why network namespaces cannot be made here, so that an
 //! experiment's `plan` stays short and refusals stay the same across experiments.
 
-use crate::net::netns::{MAX_UDP_PAYLOAD, NetPath};
+use crate::caps::Caps;
+use crate::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
 use crate::net::remote;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 
 /// Paths left out of the default run, each with the reason.
 pub type SkippedPaths = Vec<(NetPath, String)>;
@@ -135,6 +137,25 @@ pub fn path_notes(unavailable: Option<String>) -> Vec<String> {
         "paths: remote-tcp and remote-udp with --peer HOST[:PORT] (`zclab serve` on that host)"
             .into(),
     ]
+}
+
+/// The lab's namespaces for the veth paths, with a veth MTU of `mtu`; namespaces that a run
+/// which no longer exists left behind are removed first, each named on stderr after
+/// `experiment`.
+pub fn veth_lab(experiment: &str, caps: &Caps, mtu: u32) -> Result<VethLab> {
+    let ip = PathBuf::from(caps.net.ip_binary.clone().unwrap_or_default());
+    for n in netns::remove_stale(&ip) {
+        eprintln!("{experiment}: removed namespace {n} left by a process that no longer exists");
+    }
+    VethLab::create(&ip, mtu).context("cannot create the lab's network namespaces")
+}
+
+/// Removes the lab's namespaces, when there are any (also after a failure or an interruption).
+pub fn remove_veth_lab(net: Option<&mut VethLab>) -> Result<()> {
+    match net.map(VethLab::cleanup) {
+        Some(Err(e)) => Err(anyhow!("network namespace clean-up incomplete: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// The lab's namespaces as meta.json describes them (`parameters.netns`).

@@ -7,6 +7,7 @@
 //! replies back, one sample per request. [`ends`] opens the relay's connections and the
 //! server end (a thread here, or `zclab serve` on another host).
 
+use super::common::move_to_end;
 use super::tcp::read_some;
 use crate::measure::Recorder;
 use crate::net::peers::{EchoServer, HashSink, PeerReport, tcp_pair};
@@ -144,15 +145,7 @@ pub fn stream(
                 msg,
                 None,
             )?;
-            loop {
-                let n = m
-                    .step(r)
-                    .with_context(|| format!("relay after {} bytes", m.bytes_in))?;
-                st = rec.record_since(st);
-                if n == 0 {
-                    break;
-                }
-            }
+            move_to_end(&mut m, r, rec, st, "relay after")?;
             m.finish(r, false)?;
             moved = m.bytes_out;
             steps = m.enters;

@@ -18,6 +18,7 @@
 //! interleave when one is short and retried); on a datagram socket the io_uring sender keeps
 //! up to `inflight` sends in flight and reaps completions in batches.
 
+use super::common::remote_udp_integrity;
 use crate::measure::{Clock, Recorder, Usage};
 use crate::net::netns::{ETH_IP_HEADERS, NetPath, SinkCounters, TcpLink, UDP_HEADER, VethLab};
 use crate::net::remote::{self, Peer};
@@ -239,11 +240,8 @@ impl Sender {
     pub fn classic(job: SendJob, cancel: Cancel) -> Sender {
         let mut buf = vec![0u8; job.size];
         fill_pattern(&mut buf, 0);
-        Sender {
-            job,
-            how: How::Classic(buf),
-            cancel,
-        }
+        let how = How::Classic(buf);
+        Sender { job, how, cancel }
     }
 
     /// send(2) with MSG_ZEROCOPY from a pool of `job.pool` buffers (the socket needs
@@ -253,11 +251,8 @@ impl Sender {
         for i in 0..job.pool {
             fill_pattern(pool.buffer_mut(i).expect("a new pool is free"), 0);
         }
-        Ok(Sender {
-            job,
-            how: How::MsgZerocopy(pool),
-            cancel,
-        })
+        let how = How::MsgZerocopy(pool);
+        Ok(Sender { job, how, cancel })
     }
 
     /// io_uring `op` from `job.pool` registered buffers on the lab's tuned ring;
@@ -281,11 +276,8 @@ impl Sender {
         for i in 0..job.pool {
             fill_pattern(p.buffer_mut(i).expect("a new pipeline is free"), 0);
         }
-        Ok(Sender {
-            job,
-            how: How::Uring(p),
-            cancel,
-        })
+        let how = How::Uring(p);
+        Ok(Sender { job, how, cancel })
     }
 
     /// The ring's flags, for an io_uring sender.
@@ -569,26 +561,16 @@ pub fn verify(
             // After the clock: the receiver counts what arrived once told how much was sent.
             let r = u.finish(msgs).context("the peer's UDP receiver")?;
             let want = expected_digest(size, msgs);
-            let (n, d) = (
-                r.datagrams.unwrap_or(0),
-                r.digest.as_deref().and_then(remote::parse_hex64),
+            let i = remote_udp_integrity(
+                &r,
+                msgs,
+                total,
+                want,
+                "every send accepted in full, every notification received, and the peer host received every datagram intact exactly once (count, bytes, and the sum of each datagram's xxh3-64)",
+                (!zc_ok).then_some("notifications missing"),
             );
-            let i = Integrity {
-                ok: n == msgs && r.bytes == total && d == Some(want) && zc_ok,
-                method: "every send accepted in full, every notification received, and the peer host received every datagram intact exactly once (count, bytes, and the sum of each datagram's xxh3-64)".into(),
-                expected: format!("{msgs} datagrams, {total} bytes, sum {want:016x}"),
-                got: format!(
-                    "{n} datagrams{}, {} bytes, sum {}{}",
-                    if n < msgs { r.lost_note(msgs - n) } else { String::new() },
-                    r.bytes,
-                    r.digest.as_deref().unwrap_or("none"),
-                    if zc_ok { "" } else { ", notifications missing" }
-                ),
-                bytes_expected: total,
-                bytes_got: r.bytes,
-            };
             extras.extend(r.peer_extras());
-            extras.push(("peer_datagrams", n as f64));
+            extras.push(("peer_datagrams", r.datagrams.unwrap_or(0) as f64));
             (i, Some(PeerUsage::Remote(r.usage)))
         }
         (Conn::Tcp(_), Some(Got::Local(r))) => {

@@ -3,10 +3,11 @@
 //! stream, writes what arrived to the file, applies an [`Fsync`] policy, and records one
 //! latency sample per step.
 
+use super::common::move_to_end;
 use super::tcp::read_some;
 use crate::measure::Recorder;
 use crate::ring::Ring;
-use crate::sys::mapping::map_shared_writable;
+use crate::sys::filemap::map_shared_writable;
 use crate::units;
 use crate::uring::Fd;
 use crate::uring::sock::{Mover, Put, Take};
@@ -220,16 +221,7 @@ pub fn uring_to_file(
         x.chunk,
         x.fsync.every(),
     )?;
-    let mut s = rec.now();
-    loop {
-        let n = m
-            .step(ring)
-            .with_context(|| format!("after {} bytes", m.bytes_in))?;
-        s = rec.record_since(s);
-        if n == 0 {
-            break;
-        }
-    }
+    move_to_end(&mut m, ring, rec, rec.now(), "after")?;
     m.finish(ring, x.fsync.at_end())?;
     if m.bytes_out != x.size {
         return Err(early_end(m.bytes_out, x.size));

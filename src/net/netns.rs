@@ -25,13 +25,13 @@
 //! left by a process that was killed outright are removed by [`remove_stale`] on the next run.
 
 use super::Received;
+use super::peers::{PeerThread, spawn};
 use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread::JoinHandle;
 
 /// Prefix of every namespace this module creates: `zcsend-<pid>-<role>`.
 pub const NS_PREFIX: &str = "zcsend-";
@@ -489,7 +489,7 @@ pub fn snmp_field(text: &str, proto: &str, name: &str) -> Option<u64> {
 pub struct TcpLink {
     /// The sending end.
     pub sender: TcpStream,
-    peer: Option<JoinHandle<io::Result<Received>>>,
+    peer: Option<PeerThread<Received>>,
 }
 
 impl TcpLink {
@@ -503,14 +503,11 @@ impl TcpLink {
     ) -> io::Result<TcpLink> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let peer = std::thread::Builder::new()
-            .name("zclab-peer".into())
-            .spawn(move || {
-                let _ = crate::sys::cpu::pin_to(peer_cpu);
-                let (s, _) = listener.accept()?;
-                drop(listener);
-                super::receive_or_reset(s, recv_buf, sink, reset_after)
-            })?;
+        let peer = spawn("zclab-peer", "peer", peer_cpu, move || {
+            let (s, _) = listener.accept()?;
+            drop(listener);
+            super::receive_or_reset(s, recv_buf, sink, reset_after)
+        })?;
         let sender = TcpStream::connect(addr)?;
         Ok(TcpLink {
             sender,
@@ -530,36 +527,33 @@ impl TcpLink {
         let (tx, rx) = std::sync::mpsc::channel();
         let ns_b = lab.ns_b.clone();
         let b_addr = lab.tcp_b_addr;
-        let peer = std::thread::Builder::new()
-            .name("zclab-peer".into())
-            .spawn(move || {
-                let _ = crate::sys::cpu::pin_to(peer_cpu);
-                let listener = (|| {
-                    enter_netns(&ns_b)?;
-                    TcpListener::bind(SocketAddrV4::new(b_addr, 0))
-                })();
-                let listener = match listener {
-                    Ok(l) => {
-                        let _ = tx.send(l.local_addr().map_err(|e| e.to_string()));
-                        l
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return Err(e);
-                    }
-                };
-                // A sender that never connects must not leave this thread in accept forever.
-                nix::sys::socket::setsockopt(
-                    &listener,
-                    nix::sys::socket::sockopt::ReceiveTimeout,
-                    &nix::sys::time::TimeVal::new(10, 0),
-                )
-                .map_err(io::Error::from)?;
-                let (s, _) = listener.accept()?;
-                drop(listener);
-                s.set_read_timeout(None)?; // the accepted socket inherits the listener's
-                super::receive_or_reset(s, recv_buf, sink, reset_after)
-            })?;
+        let peer = spawn("zclab-peer", "peer", peer_cpu, move || {
+            let listener = (|| {
+                enter_netns(&ns_b)?;
+                TcpListener::bind(SocketAddrV4::new(b_addr, 0))
+            })();
+            let listener = match listener {
+                Ok(l) => {
+                    let _ = tx.send(l.local_addr().map_err(|e| e.to_string()));
+                    l
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return Err(e);
+                }
+            };
+            // A sender that never connects must not leave this thread in accept forever.
+            nix::sys::socket::setsockopt(
+                &listener,
+                nix::sys::socket::sockopt::ReceiveTimeout,
+                &nix::sys::time::TimeVal::new(10, 0),
+            )
+            .map_err(io::Error::from)?;
+            let (s, _) = listener.accept()?;
+            drop(listener);
+            s.set_read_timeout(None)?; // the accepted socket inherits the listener's
+            super::receive_or_reset(s, recv_buf, sink, reset_after)
+        })?;
         let addr = rx
             .recv()
             .map_err(|_| io::Error::other("receiver thread ended before listening"))?
@@ -567,7 +561,7 @@ impl TcpLink {
         let sender = match in_netns(&lab.ns_a, move || TcpStream::connect(addr)) {
             Ok(s) => s,
             Err(e) => {
-                let _ = peer.join(); // its accept times out
+                drop(peer); // joined: its accept times out
                 return Err(e);
             }
         };
@@ -581,9 +575,7 @@ impl TcpLink {
     pub fn finish(&mut self) -> io::Result<Received> {
         let _ = self.sender.shutdown(Shutdown::Write);
         match self.peer.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| io::Error::other("peer thread panicked"))?,
+            Some(p) => p.join(),
             None => Err(io::Error::other("peer already finished")),
         }
     }
@@ -593,9 +585,7 @@ impl Drop for TcpLink {
     fn drop(&mut self) {
         // Unblock and reap the peer if the sender failed before finishing.
         let _ = self.sender.shutdown(Shutdown::Both);
-        if let Some(h) = self.peer.take() {
-            let _ = h.join();
-        }
+        drop(self.peer.take()); // joins it
     }
 }
 

@@ -22,6 +22,14 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 /// reset its connection (SO_LINGER 0, then close: a TCP RST) once it has moved SIZE bytes.
 pub const FAULT_ENV: &str = "ZCLAB_FAULT";
 
+/// The refusal of a fault injected ([`FAULT_ENV`]) into a local `side` ("sender",
+/// "receiver") when `--peer` puts that side on the peer host.
+pub fn fault_with_peer(side: &str) -> String {
+    format!(
+        "{FAULT_ENV} injects a fault into a local {side}; with --peer the {side} runs on the peer host"
+    )
+}
+
 /// A fault read from [`FAULT_ENV`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultSpec {
@@ -166,29 +174,57 @@ pub struct PeerReport {
     pub usage: Usage,
 }
 
-fn spawn<T: Send + 'static>(
+/// A peer's thread, joined when dropped (its result then discarded), so that a failed trial
+/// leaves no peer running.
+pub struct PeerThread<T> {
+    handle: Option<JoinHandle<io::Result<T>>>,
+    who: &'static str,
+}
+
+impl<T> PeerThread<T> {
+    /// Takes over a started thread; `who` names it when it panicked.
+    fn new(handle: JoinHandle<io::Result<T>>, who: &'static str) -> PeerThread<T> {
+        PeerThread {
+            handle: Some(handle),
+            who,
+        }
+    }
+
+    /// Waits for the thread and returns what it returned.
+    pub fn join(mut self) -> io::Result<T> {
+        let h = self.handle.take().expect("joined once");
+        h.join()
+            .map_err(|_| io::Error::other(format!("{} thread panicked", self.who)))?
+    }
+}
+
+impl<T> Drop for PeerThread<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Starts thread `name` pinned to `cpu`, running `f`; `who` names it when it panicked.
+pub(crate) fn spawn<T: Send + 'static>(
     name: &str,
+    who: &'static str,
     cpu: usize,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<JoinHandle<io::Result<T>>> {
-    std::thread::Builder::new()
+) -> io::Result<PeerThread<T>> {
+    let h = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let _ = crate::sys::cpu::pin_to(cpu);
             f()
-        })
-}
-
-fn join<T>(h: JoinHandle<io::Result<T>>, who: &str) -> io::Result<T> {
-    h.join()
-        .map_err(|_| io::Error::other(format!("{who} thread panicked")))?
+        })?;
+    Ok(PeerThread::new(h, who))
 }
 
 /// A sender peer: streams `data` over its socket in writes of `write_size` bytes, then closes
 /// its write side. With a fault it resets the connection after `reset_after` bytes instead.
-pub struct Streamer {
-    handle: Option<JoinHandle<io::Result<PeerReport>>>,
-}
+pub struct Streamer(PeerThread<PeerReport>);
 
 impl Streamer {
     pub fn spawn(
@@ -198,7 +234,7 @@ impl Streamer {
         write_size: usize,
         reset_after: Option<u64>,
     ) -> io::Result<Streamer> {
-        let h = spawn("zclab-sender", cpu, move || {
+        let h = spawn("zclab-sender", "sender", cpu, move || {
             let u0 = usage::thread()?;
             let end = reset_after.map_or(data.len(), |r| (r as usize).min(data.len()));
             let mut off = 0;
@@ -220,28 +256,18 @@ impl Streamer {
                 usage: u1.since(&u0),
             })
         })?;
-        Ok(Streamer { handle: Some(h) })
+        Ok(Streamer(h))
     }
 
     /// Waits for the sender to finish (the measured side must have closed or shut down its
     /// socket, or read to end of stream).
-    pub fn join(mut self) -> io::Result<PeerReport> {
-        join(self.handle.take().expect("joined once"), "sender")
-    }
-}
-
-impl Drop for Streamer {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub fn join(self) -> io::Result<PeerReport> {
+        self.0.join()
     }
 }
 
 /// A receiving peer: reads until end of stream with `recv_buf`-sized reads and hashes.
-pub struct HashSink {
-    handle: Option<JoinHandle<io::Result<PeerReport>>>,
-}
+pub struct HashSink(PeerThread<PeerReport>);
 
 impl HashSink {
     pub fn spawn(
@@ -250,7 +276,7 @@ impl HashSink {
         recv_buf: usize,
         reset_after: Option<u64>,
     ) -> io::Result<HashSink> {
-        let h = spawn("zclab-sink", cpu, move || {
+        let h = spawn("zclab-sink", "receiver", cpu, move || {
             let mut buf = vec![0u8; recv_buf.max(4096)];
             let mut h = Xxh3::new();
             let mut bytes = 0u64;
@@ -280,32 +306,22 @@ impl HashSink {
                 usage: u1.since(&u0),
             })
         })?;
-        Ok(HashSink { handle: Some(h) })
+        Ok(HashSink(h))
     }
 
     /// Waits for end of stream and returns what arrived.
-    pub fn join(mut self) -> io::Result<PeerReport> {
-        join(self.handle.take().expect("joined once"), "receiver")
-    }
-}
-
-impl Drop for HashSink {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub fn join(self) -> io::Result<PeerReport> {
+        self.0.join()
     }
 }
 
 /// An echo server peer: reads messages of exactly `msg` bytes and writes each back, until end
 /// of stream.
-pub struct EchoServer {
-    handle: Option<JoinHandle<io::Result<PeerReport>>>,
-}
+pub struct EchoServer(PeerThread<PeerReport>);
 
 impl EchoServer {
     pub fn spawn(mut sock: TcpStream, cpu: usize, msg: usize) -> io::Result<EchoServer> {
-        let h = spawn("zclab-echo", cpu, move || {
+        let h = spawn("zclab-echo", "echo server", cpu, move || {
             sock.set_nodelay(true)?;
             let mut buf = vec![0u8; msg];
             let mut bytes = 0u64;
@@ -333,19 +349,11 @@ impl EchoServer {
                 usage: u1.since(&u0),
             })
         })?;
-        Ok(EchoServer { handle: Some(h) })
+        Ok(EchoServer(h))
     }
 
-    pub fn join(mut self) -> io::Result<PeerReport> {
-        join(self.handle.take().expect("joined once"), "echo server")
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub fn join(self) -> io::Result<PeerReport> {
+        self.0.join()
     }
 }
 
@@ -376,9 +384,7 @@ pub struct EchoReport {
 /// An echo client peer: sends `requests` messages of `msg` bytes one at a time, reads each
 /// echo back, compares it with what it sent, and times each round trip with `clock`.
 /// Messages cycle through 16 distinct pattern blocks, so a stale or misrouted echo is caught.
-pub struct EchoClient {
-    handle: Option<JoinHandle<io::Result<EchoReport>>>,
-}
+pub struct EchoClient(PeerThread<EchoReport>);
 
 impl EchoClient {
     pub fn spawn(
@@ -389,7 +395,7 @@ impl EchoClient {
         clock: Clock,
         reset_after: Option<u64>,
     ) -> io::Result<EchoClient> {
-        let h = spawn("zclab-client", cpu, move || {
+        let h = spawn("zclab-client", "echo client", cpu, move || {
             sock.set_nodelay(true)?;
             const DISTINCT: usize = 16;
             let mut out = vec![0u8; msg * DISTINCT];
@@ -431,19 +437,11 @@ impl EchoClient {
                 usage: u1.since(&u0),
             })
         })?;
-        Ok(EchoClient { handle: Some(h) })
+        Ok(EchoClient(h))
     }
 
-    pub fn join(mut self) -> io::Result<EchoReport> {
-        join(self.handle.take().expect("joined once"), "echo client")
-    }
-}
-
-impl Drop for EchoClient {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub fn join(self) -> io::Result<EchoReport> {
+        self.0.join()
     }
 }
 

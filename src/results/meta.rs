@@ -79,10 +79,9 @@ fn native() -> String {
 
 /// Where the measuring thread and the peer were pinned.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Placement {
-    #[serde(default)]
     pub sender_cpu: Option<usize>,
-    #[serde(default)]
     pub peer_cpu: Option<usize>,
 }
 
@@ -144,6 +143,13 @@ impl Meta {
 /// read) stands for. Hostname and kernel are `?`.
 pub fn unknown_caps() -> Caps {
     serde_json::from_value(caps_defaults()).expect("the default probe deserialises")
+}
+
+impl Default for Caps {
+    /// [`unknown_caps`].
+    fn default() -> Caps {
+        unknown_caps()
+    }
 }
 
 /// The default probe as JSON: every key present, with an empty or false value.
@@ -223,32 +229,24 @@ pub struct Outcome {
     pub note: Option<String>,
 }
 
-/// A suite run's `suite.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A suite run's `suite.json`. Every key is optional (a file written by an older lab lacks
+/// some).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SuiteMeta {
     /// `quick` or `full`.
-    #[serde(default)]
     pub preset: String,
-    #[serde(default)]
     pub experiments: Vec<String>,
-    #[serde(default)]
     pub started_utc: String,
-    #[serde(default)]
     pub updated_utc: String,
     /// `running`, `complete`, `interrupted`.
-    #[serde(default)]
     pub status: String,
-    #[serde(default)]
     pub outcomes: Vec<Outcome>,
-    #[serde(default)]
     pub argv: Vec<String>,
-    #[serde(default)]
     pub git_revision: String,
-    #[serde(default)]
     pub host: String,
-    #[serde(default)]
     pub kernel: String,
-    #[serde(default = "unknown_caps", deserialize_with = "lenient_caps")]
+    #[serde(deserialize_with = "lenient_caps")]
     pub probe: Caps,
 }
 

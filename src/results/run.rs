@@ -149,32 +149,30 @@ pub fn load_rows(exp_dir: &Path) -> Result<Vec<Row>> {
 
 /// `meta.json` of one experiment directory.
 pub fn load_meta(exp_dir: &Path) -> Result<Meta> {
-    let p = exp_dir.join("meta.json");
-    let text =
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a valid meta.json", p.display()))
+    load_json(exp_dir, "meta.json")
 }
 
 /// `suite.json` of a suite run directory.
 pub fn load_suite(run_dir: &Path) -> Result<SuiteMeta> {
-    let p = run_dir.join("suite.json");
+    load_json(run_dir, "suite.json")
+}
+
+/// `<dir>/<file>`, parsed; the errors name the file.
+fn load_json<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<T> {
+    let p = dir.join(file);
     let text =
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a valid suite.json", p.display()))
+    serde_json::from_str(&text).with_context(|| format!("{} is not a valid {file}", p.display()))
 }
 
 /// One figure of `plots/index.json`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Figure {
     /// `latency`, `throughput`, `cpu_per_mib`, ...
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub title: Option<String>,
-    #[serde(default)]
     pub png: Option<String>,
-    #[serde(default)]
     pub file: Option<String>,
 }
 

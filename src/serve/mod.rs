@@ -71,6 +71,15 @@ pub(crate) struct Server {
     pattern: Mutex<Option<PatternStream>>,
 }
 
+/// A read on a socket with a timeout that got nothing yet (timed out, or interrupted by a
+/// signal): the caller tries again.
+fn nothing_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 pub(crate) fn log(s: &str) {
     eprintln!("zclab serve: {s}");
 }

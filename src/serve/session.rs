@@ -4,7 +4,7 @@
 //! vanished client ends only this session.
 
 use super::transfer::{Active, start};
-use super::{Server, log};
+use super::{Server, log, nothing_yet};
 use crate::net::remote::protocol::{BadMsg, Msg, Report, Role, mismatch_text, msg_name};
 use crate::net::remote::wire::{LineReader, send_msg, tune_control};
 use std::io::{self, Read};
@@ -130,13 +130,7 @@ fn drain(s: &mut TcpStream) {
         match s.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => total += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if nothing_yet(&e) => {}
             Err(_) => return,
         }
     }

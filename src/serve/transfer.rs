@@ -4,7 +4,7 @@
 //! own usage, bounded by timeouts, stopped on the client's abort.
 
 use super::session::Event;
-use super::{Server, log};
+use super::{Server, log, nothing_yet};
 use crate::measure::usage;
 use crate::net::peers::{EchoServer, PatternStream, Streamer};
 use crate::net::remote::protocol::{MAX_TEXT, Report, Role, Setup, clip, hex64};
@@ -391,13 +391,7 @@ fn udp_sink(j: &Job, u: UdpSocket, rcvbuf: Option<u64>) -> io::Result<Report> {
                 digest = digest.wrapping_add(xxh3_64(&buf[..n]));
                 last = Instant::now();
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if nothing_yet(&e) => {}
             Err(e) => return Err(data_err(e, "receive", bytes)),
         }
         let expect = j.expect.load(Ordering::SeqCst);

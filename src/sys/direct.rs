@@ -78,6 +78,20 @@ impl std::ops::DerefMut for AlignedBuf {
 }
 
 #[cfg(test)]
+impl DirectIo {
+    /// For tests: ext4 at `/x` with the 512-byte alignments statx reports here.
+    pub(crate) fn ext4_512() -> DirectIo {
+        DirectIo {
+            dir: "/x".into(),
+            fs_type: "ext4".into(),
+            mem_align: 512,
+            offset_align: 512,
+            source: "statx",
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -90,13 +104,7 @@ mod tests {
 
     #[test]
     fn misalignment_is_named() {
-        let d = DirectIo {
-            dir: "/x".into(),
-            fs_type: "ext4".into(),
-            mem_align: 512,
-            offset_align: 512,
-            source: "statx",
-        };
+        let d = DirectIo::ext4_512();
         assert!(d.misaligned(4096).is_none());
         assert!(d.misaligned(1000).unwrap().contains("512-byte"));
     }

@@ -1,5 +1,5 @@
 //! File mappings beyond [`super::file::map_readonly`]: a writable shared mapping (mmap(2)
-//! `PROT_WRITE`, `MAP_SHARED`), `MAP_POPULATE`, madvise(2) advice, page-cache residency
+//! `PROT_WRITE`, `MAP_SHARED`; stores land in the file's page-cache pages, with no write(2)), `MAP_POPULATE`, madvise(2) advice, page-cache residency
 //! (mincore(2)), and pre-sizing a file (fallocate(2), ftruncate(2)).
 //!
 //! Mapping a file is `unsafe` in Rust because another process could truncate or change it
@@ -46,6 +46,20 @@ pub fn map_shared_mut(f: &File) -> io::Result<memmap2::MmapMut> {
     // truncates it while this mapping lives, and the mapping covers exactly the file's length
     // at the time of the call, so every byte of the slice is backed by the file.
     unsafe { memmap2::MmapMut::map_mut(f) }
+}
+
+/// Sets `f`'s length to `len` (ftruncate(2)) and maps it with [`map_shared_mut`]: what is
+/// stored into the returned slice is the file's content; `MmapMut::flush_range` is msync(2)
+/// MS_SYNC. `f` must be open for reading and writing.
+pub fn map_shared_writable(f: &File, len: u64) -> io::Result<memmap2::MmapMut> {
+    if len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot map an empty file",
+        ));
+    }
+    f.set_len(len)?;
+    map_shared_mut(f)
 }
 
 /// How [`presize`] gave the file its length.
@@ -113,9 +127,8 @@ mod tests {
         assert_eq!(page_round(1), p);
     }
 
-    #[test]
-    fn shared_mapping_writes_reach_the_file() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A new file `m` in `dir`, open for reading and writing.
+    fn read_write(dir: &tempfile::TempDir) -> (std::path::PathBuf, File) {
         let path = dir.path().join("m");
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -124,6 +137,26 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
+        (path, f)
+    }
+
+    #[test]
+    fn stores_reach_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, f) = read_write(&d);
+        let mut m = map_shared_writable(&f, 8192).unwrap();
+        m[4096..4101].copy_from_slice(b"hello");
+        m.flush().unwrap();
+        drop(m);
+        let s = std::fs::read(&p).unwrap();
+        assert_eq!(s.len(), 8192);
+        assert_eq!(&s[4096..4101], b"hello");
+    }
+
+    #[test]
+    fn shared_mapping_writes_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, f) = read_write(&dir);
         presize(&f, 10000).unwrap();
         let mut m = map_shared_mut(&f).unwrap();
         m[9999] = 7;

@@ -12,7 +12,6 @@ pub mod file;
 pub mod filemap;
 pub mod fsinfo;
 pub mod host;
-pub mod mapping;
 pub mod perf;
 pub mod pipe;
 pub mod proc;

@@ -9,10 +9,9 @@
 //! No function allocates, formats or locks between its first submission and its last
 //! completion; the per-slot state is allocated before the first submission.
 
-use super::{Cqe, Fd};
+use super::{Cqe, Fd, nonzero, splice_entry};
 use crate::measure::{Recorder, Stamp};
 use crate::ring::Ring;
-use crate::sys::consts::SPLICE_F_FD_IN_FIXED;
 use io_uring::{opcode, squeue, types};
 use std::collections::VecDeque;
 use std::io;
@@ -134,36 +133,16 @@ fn slot_data<'b>(ring: &'b Ring, bufs: &'b Buffers, fixed: bool, s: usize, n: us
 }
 
 fn read_entry(file: Fd, ptr: *mut u8, len: u32, off: u64, fixed: Option<u16>) -> squeue::Entry {
-    match (file, fixed) {
-        (Fd::Raw(f), None) => opcode::Read::new(types::Fd(f), ptr, len)
-            .offset(off)
-            .build(),
-        (Fd::Fixed(i), None) => opcode::Read::new(types::Fixed(i), ptr, len)
-            .offset(off)
-            .build(),
-        (Fd::Raw(f), Some(b)) => opcode::ReadFixed::new(types::Fd(f), ptr, len, b)
-            .offset(off)
-            .build(),
-        (Fd::Fixed(i), Some(b)) => opcode::ReadFixed::new(types::Fixed(i), ptr, len, b)
-            .offset(off)
-            .build(),
+    match fixed {
+        None => with_fd!(file, Read(ptr, len)).offset(off).build(),
+        Some(b) => with_fd!(file, ReadFixed(ptr, len, b)).offset(off).build(),
     }
 }
 
 fn write_entry(file: Fd, ptr: *const u8, len: u32, off: u64, fixed: Option<u16>) -> squeue::Entry {
-    match (file, fixed) {
-        (Fd::Raw(f), None) => opcode::Write::new(types::Fd(f), ptr, len)
-            .offset(off)
-            .build(),
-        (Fd::Fixed(i), None) => opcode::Write::new(types::Fixed(i), ptr, len)
-            .offset(off)
-            .build(),
-        (Fd::Raw(f), Some(b)) => opcode::WriteFixed::new(types::Fd(f), ptr, len, b)
-            .offset(off)
-            .build(),
-        (Fd::Fixed(i), Some(b)) => opcode::WriteFixed::new(types::Fixed(i), ptr, len, b)
-            .offset(off)
-            .build(),
+    match fixed {
+        None => with_fd!(file, Write(ptr, len)).offset(off).build(),
+        Some(b) => with_fd!(file, WriteFixed(ptr, len, b)).offset(off).build(),
     }
 }
 
@@ -653,21 +632,6 @@ unsafe fn submit_two(ring: &mut Ring, a: squeue::Entry, b: squeue::Entry) -> io:
     Ok(out)
 }
 
-fn splice_entry(fd_in: Fd, off_in: i64, fd_out: Fd, off_out: i64, len: u32) -> squeue::Entry {
-    let (raw_in, flags) = match fd_in {
-        Fd::Raw(f) => (f, 0),
-        Fd::Fixed(i) => (i as RawFd, SPLICE_F_FD_IN_FIXED),
-    };
-    match fd_out {
-        Fd::Raw(o) => opcode::Splice::new(types::Fd(raw_in), off_in, types::Fd(o), off_out, len),
-        Fd::Fixed(o) => {
-            opcode::Splice::new(types::Fd(raw_in), off_in, types::Fixed(o), off_out, len)
-        }
-    }
-    .flags(flags)
-    .build()
-}
-
 /// One step of a file-to-file splice: IORING_OP_SPLICE `src`@`off` -> pipe linked to
 /// IORING_OP_SPLICE pipe -> `dst`@`off`, `len` bytes, in one submission. A short first splice
 /// breaks the link; what it moved is then drained from the pipe into `dst` at the right
@@ -686,11 +650,7 @@ pub fn splice_file(
     // SAFETY: splice entries carry no user memory.
     let [ca, cb] = unsafe { submit_two(ring, a, b)? };
     let n = ca.result()?;
-    let mut moved = if cb.res == -libc::ECANCELED {
-        0
-    } else {
-        cb.result()?
-    };
+    let mut moved = cb.linked_result()?;
     while moved < n {
         let e = splice_entry(
             Fd::Raw(pipe_r),
@@ -701,15 +661,10 @@ pub fn splice_file(
         );
         // SAFETY: no user memory; the second entry is a NOP so submit_two has two to wait for.
         let [c, _] = unsafe { submit_two(ring, e, opcode::Nop::new().build())? };
-        match c.result()? {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "splice from the pipe to the destination moved 0 bytes",
-                ));
-            }
-            m => moved += m,
-        }
+        moved += nonzero(
+            c.result()?,
+            "splice from the pipe to the destination moved 0 bytes",
+        )?;
     }
     Ok(n)
 }

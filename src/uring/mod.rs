@@ -5,6 +5,17 @@
 //! [`Ring`](crate::ring::Ring) itself owns and tracks (zero-copy sends, whose buffers stay busy
 //! until the kernel's notification).
 
+/// An opcode's builder for a file named by descriptor or by registered index:
+/// `with_fd!(fd, Read(ptr, len))` is `opcode::Read::new(types::Fd(..) or types::Fixed(..), ptr, len)`.
+macro_rules! with_fd {
+    ($fd:expr, $op:ident ( $($args:expr),* )) => {
+        match $fd {
+            Fd::Raw(f) => opcode::$op::new(types::Fd(f), $($args),*),
+            Fd::Fixed(i) => opcode::$op::new(types::Fixed(i), $($args),*),
+        }
+    };
+}
+
 pub mod file;
 pub mod mapped;
 pub mod pipeline;
@@ -34,6 +45,48 @@ impl Cqe {
             Ok(self.res as usize)
         }
     }
+
+    /// The result of the second request of a linked pair: 0 when the link was broken before
+    /// it ran (-ECANCELED: the first came up short), else as [`Cqe::result`].
+    pub fn linked_result(&self) -> io::Result<usize> {
+        if self.res == -libc::ECANCELED {
+            Ok(0)
+        } else {
+            self.result()
+        }
+    }
+}
+
+/// IORING_OP_SPLICE of `len` bytes from `fd_in` to `fd_out` (offsets -1 for a pipe); a
+/// registered `fd_in` is flagged SPLICE_F_FD_IN_FIXED.
+pub(crate) fn splice_entry(
+    fd_in: Fd,
+    off_in: i64,
+    fd_out: Fd,
+    off_out: i64,
+    len: u32,
+) -> squeue::Entry {
+    let (raw_in, flags) = match fd_in {
+        Fd::Raw(f) => (f, 0),
+        Fd::Fixed(i) => (i as RawFd, SPLICE_F_FD_IN_FIXED),
+    };
+    match fd_out {
+        Fd::Raw(o) => opcode::Splice::new(types::Fd(raw_in), off_in, types::Fd(o), off_out, len),
+        Fd::Fixed(o) => {
+            opcode::Splice::new(types::Fd(raw_in), off_in, types::Fixed(o), off_out, len)
+        }
+    }
+    .flags(flags)
+    .build()
+}
+
+/// `n` bytes moved, where 0 means the other end is gone or nothing can move: an error
+/// (`WriteZero`) saying `what`.
+pub(crate) fn nonzero(n: usize, what: &str) -> io::Result<usize> {
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, what.to_string()));
+    }
+    Ok(n)
 }
 
 /// A file named by descriptor or by its index among the ring's registered files.
@@ -41,15 +94,6 @@ impl Cqe {
 pub enum Fd {
     Raw(RawFd),
     Fixed(u32),
-}
-
-macro_rules! with_fd {
-    ($fd:expr, $op:ident ( $($args:expr),* )) => {
-        match $fd {
-            Fd::Raw(f) => opcode::$op::new(types::Fd(f), $($args),*),
-            Fd::Fixed(i) => opcode::$op::new(types::Fixed(i), $($args),*),
-        }
-    };
 }
 
 /// Pushes `entries`, submits, and waits until one CQE per entry has been reaped, returned in
@@ -112,15 +156,7 @@ pub fn send_all(ring: &mut Ring, sock: Fd, buf: &[u8]) -> io::Result<u64> {
         // SAFETY: `rest` is borrowed for the whole call, which waits for the completion.
         let c = unsafe { submit_wait(ring, &[e], |_| {})? };
         trips += 1;
-        match c[0].result()? {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "send returned 0: peer closed",
-                ));
-            }
-            n => sent += n,
-        }
+        sent += nonzero(c[0].result()?, "send returned 0: peer closed")?;
     }
     Ok(trips)
 }
@@ -161,17 +197,10 @@ pub fn read_fixed_send(
     len: usize,
     sock: Fd,
 ) -> io::Result<usize> {
-    assert!(
-        len <= ring.buffer(idx).len(),
-        "read_fixed_send: len exceeds registered buffer"
-    );
-    let ptr = ring.buffer_ptr(idx);
-    let read = with_fd!(file, ReadFixed(ptr, len as u32, idx as u16))
-        .offset(off)
-        .build()
+    let read = read_fixed_entry(ring, file, off, idx, len)
         .flags(squeue::Flags::IO_LINK)
         .user_data(1);
-    let send = with_fd!(sock, Send(ptr, len as u32))
+    let send = with_fd!(sock, Send(ring.buffer_ptr(idx), len as u32))
         .flags(libc::MSG_WAITALL)
         .build()
         .user_data(2);
@@ -186,6 +215,25 @@ pub fn read_fixed_send(
     finish_pair(ring, r, s, sock, &data)
 }
 
+/// IORING_OP_READ_FIXED of `len` bytes of `file` at `off` into registered buffer `idx`, which
+/// must hold them.
+pub(crate) fn read_fixed_entry(
+    ring: &mut Ring,
+    file: Fd,
+    off: u64,
+    idx: usize,
+    len: usize,
+) -> squeue::Entry {
+    assert!(
+        len <= ring.buffer(idx).len(),
+        "read_fixed_send: len exceeds registered buffer"
+    );
+    let ptr = ring.buffer_ptr(idx);
+    with_fd!(file, ReadFixed(ptr, len as u32, idx as u16))
+        .offset(off)
+        .build()
+}
+
 /// Completes a linked read+send pair: propagates a read error, sends what a short read got, and
 /// finishes a short send.
 fn finish_pair(ring: &mut Ring, read: Cqe, send: Cqe, sock: Fd, buf: &[u8]) -> io::Result<usize> {
@@ -198,12 +246,7 @@ fn finish_pair(ring: &mut Ring, read: Cqe, send: Cqe, sock: Fd, buf: &[u8]) -> i
     }
     let s = send.result()?;
     if s < n {
-        if s == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "send returned 0: peer closed",
-            ));
-        }
+        nonzero(s, "send returned 0: peer closed")?;
         send_all(ring, sock, &buf[s..n])?;
     }
     Ok(n)
@@ -222,56 +265,23 @@ pub fn splice_pair(
     sock: Fd,
     len: u32,
 ) -> io::Result<usize> {
-    let (ffd, fixed_in) = match file {
-        Fd::Raw(f) => (f, false),
-        Fd::Fixed(i) => (i as i32, true),
-    };
-    let mut a = opcode::Splice::new(types::Fd(ffd), off as i64, types::Fd(pipe_w), -1, len);
-    if fixed_in {
-        a = a.flags(SPLICE_F_FD_IN_FIXED);
-    }
-    let a = a.build().flags(squeue::Flags::IO_LINK).user_data(1);
-    let b = match sock {
-        Fd::Raw(s) => opcode::Splice::new(types::Fd(pipe_r), -1, types::Fd(s), -1, len),
-        Fd::Fixed(i) => opcode::Splice::new(types::Fd(pipe_r), -1, types::Fixed(i), -1, len),
-    }
-    .build()
-    .user_data(2);
+    let a = splice_entry(file, off as i64, Fd::Raw(pipe_w), -1, len)
+        .flags(squeue::Flags::IO_LINK)
+        .user_data(1);
+    let b = splice_entry(Fd::Raw(pipe_r), -1, sock, -1, len).user_data(2);
     // SAFETY: splice entries carry no user memory.
     let c = unsafe { submit_wait(ring, &[a, b], |_| {})? };
     let n = find(&c, 1).result()?;
     let out = find(&c, 2);
-    let mut moved = if out.res == -libc::ECANCELED {
-        0
-    } else {
-        out.result()?
-    };
+    let mut moved = out.linked_result()?;
     while moved < n {
-        let e = match sock {
-            Fd::Raw(s) => {
-                opcode::Splice::new(types::Fd(pipe_r), -1, types::Fd(s), -1, (n - moved) as u32)
-            }
-            Fd::Fixed(i) => opcode::Splice::new(
-                types::Fd(pipe_r),
-                -1,
-                types::Fixed(i),
-                -1,
-                (n - moved) as u32,
-            ),
-        }
-        .build()
-        .user_data(3);
+        let e = splice_entry(Fd::Raw(pipe_r), -1, sock, -1, (n - moved) as u32).user_data(3);
         // SAFETY: no user memory.
         let c = unsafe { submit_wait(ring, &[e], |_| {})? };
-        match c[0].result()? {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "splice to socket moved 0 bytes: peer closed",
-                ));
-            }
-            m => moved += m,
-        }
+        moved += nonzero(
+            c[0].result()?,
+            "splice to socket moved 0 bytes: peer closed",
+        )?;
     }
     Ok(n)
 }

@@ -9,7 +9,7 @@
 //! its per-step path.
 
 use super::zc::{drain, reap, wait_cqe, zc_flags};
-use super::{Cqe, Fd};
+use super::{Cqe, Fd, splice_entry};
 use crate::measure::{Clock, Recorder};
 use crate::ring::Ring;
 use crate::sys::signal::Cancel;
@@ -18,15 +18,6 @@ use io_uring::{cqueue, opcode, squeue, types};
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 use std::time::Duration;
-
-macro_rules! op_fd {
-    ($fd:expr, $op:ident ( $($args:expr),* )) => {
-        match $fd {
-            Fd::Raw(f) => opcode::$op::new(types::Fd(f), $($args),*),
-            Fd::Fixed(i) => opcode::$op::new(types::Fixed(i), $($args),*),
-        }
-    };
-}
 
 /// The most entries one call of [`submit_wait_n`] handles.
 const MAX_BATCH: usize = 4;
@@ -248,17 +239,17 @@ impl Mover {
             .build(),
             (Take::Fixed, Put::File(f)) => {
                 let p = ring.buffer_ptr(i).wrapping_add(from);
-                op_fd!(f, WriteFixed(p, len32, i as u16))
+                with_fd!(f, WriteFixed(p, len32, i as u16))
                     .offset(self.off)
                     .build()
             }
             (_, Put::File(f)) => {
                 let p = self.buf_ptr(ring, i).wrapping_add(from);
-                op_fd!(f, Write(p, len32)).offset(self.off).build()
+                with_fd!(f, Write(p, len32)).offset(self.off).build()
             }
             (_, Put::Socket(s)) => {
                 let p = self.buf_ptr(ring, i).wrapping_add(from);
-                op_fd!(s, Send(p, len32)).flags(libc::MSG_WAITALL).build()
+                with_fd!(s, Send(p, len32)).flags(libc::MSG_WAITALL).build()
             }
         }
     }
@@ -276,20 +267,20 @@ impl Mover {
             Take::Fixed => {
                 let p = ring.buffer_ptr(i);
                 // Offset -1: "the file position", which a socket ignores.
-                op_fd!(self.from, ReadFixed(p, len, i as u16))
+                with_fd!(self.from, ReadFixed(p, len, i as u16))
                     .offset(u64::MAX)
                     .build()
             }
             Take::Recv => {
                 let p = self.bufs[i].as_mut_ptr();
-                op_fd!(self.from, Recv(p, len)).build()
+                with_fd!(self.from, Recv(p, len)).build()
             }
         }
     }
 
     fn fsync_entry(&self) -> Option<squeue::Entry> {
         match self.put {
-            Put::File(f) => Some(op_fd!(f, Fsync()).build()),
+            Put::File(f) => Some(with_fd!(f, Fsync()).build()),
             Put::Socket(_) => None,
         }
     }
@@ -373,11 +364,7 @@ impl Mover {
         let c = self.run(ring, &entries[..n_entries])?;
         if let (Some(k), Some((i, len))) = (out_idx, pending) {
             let o = c[k];
-            let wrote = if o.res == -libc::ECANCELED {
-                0
-            } else {
-                o.result()?
-            };
+            let wrote = o.linked_result()?;
             if wrote == 0 && len > 0 && o.res != -libc::ECANCELED {
                 return Err(closed("write"));
             }
@@ -458,93 +445,78 @@ pub enum Via<'a> {
 /// size), as one linked pair per io_uring_enter; a short first half (the data arrived in
 /// pieces) breaks the link and the rest is moved by further pairs. End of stream before `len`
 /// bytes is an error. Returns the io_uring_enter round trips it took.
-pub fn move_exact(ring: &mut Ring, from: Fd, to: Fd, via: Via<'_>, len: usize) -> io::Result<u64> {
+pub fn move_exact(
+    ring: &mut Ring,
+    from: Fd,
+    to: Fd,
+    mut via: Via<'_>,
+    len: usize,
+) -> io::Result<u64> {
+    if let Via::Buffer(buf) = &via {
+        assert!(len <= buf.len(), "move_exact: buffer shorter than len");
+    }
+    let [first, second] = via.names();
     let mut moved = 0;
     let mut enters = 0;
-    match via {
-        Via::Buffer(buf) => {
-            assert!(len <= buf.len(), "move_exact: buffer shorter than len");
-            while moved < len {
-                let rest = (len - moved) as u32;
-                let p = buf.as_mut_ptr();
-                let a = op_fd!(from, Recv(p, rest))
-                    .flags(libc::MSG_WAITALL)
-                    .build()
-                    .flags(squeue::Flags::IO_LINK);
-                let b = op_fd!(to, Send(p, rest)).flags(libc::MSG_WAITALL).build();
-                // SAFETY: `buf` is borrowed for the call, which waits for both completions.
-                let c = unsafe { submit_wait_n(ring, &[a, b], |_| {})? };
-                enters += 1;
-                let n = c[0].result()?;
-                if n == 0 {
-                    return Err(closed("recv"));
-                }
-                let mut sent = if c[1].res == -libc::ECANCELED {
-                    0
-                } else {
-                    c[1].result()?
-                };
-                while sent < n {
-                    let e = op_fd!(to, Send(p.wrapping_add(sent), (n - sent) as u32))
-                        .flags(libc::MSG_WAITALL)
-                        .build();
-                    // SAFETY: as above.
-                    let c = unsafe { submit_wait_one(ring, e)? };
-                    enters += 1;
-                    match c.result()? {
-                        0 => return Err(closed("send")),
-                        m => sent += m,
-                    }
-                }
-                moved += n;
+    while moved < len {
+        let [a, b] = via.pair(from, to, (len - moved) as u32);
+        // SAFETY: a buffer `via` names is borrowed for the call, which waits for both
+        // completions; splice entries name no user memory.
+        let c = unsafe { submit_wait_n(ring, &[a.flags(squeue::Flags::IO_LINK), b], |_| {})? };
+        enters += 1;
+        let n = c[0].result()?;
+        if n == 0 {
+            return Err(closed(first));
+        }
+        let mut out = c[1].linked_result()?;
+        while out < n {
+            let e = via.rest(to, out, (n - out) as u32);
+            // SAFETY: as above.
+            let c = unsafe { submit_wait_one(ring, e)? };
+            enters += 1;
+            match c.result()? {
+                0 => return Err(closed(second)),
+                m => out += m,
             }
         }
-        Via::Pipe { pipe_r, pipe_w } => {
-            let splice = |a: Fd, b: Fd, n: u32| match (a, b) {
-                (Fd::Raw(a), Fd::Raw(b)) => {
-                    opcode::Splice::new(types::Fd(a), -1, types::Fd(b), -1, n).build()
-                }
-                (Fd::Fixed(a), Fd::Raw(b)) => {
-                    opcode::Splice::new(types::Fixed(a), -1, types::Fd(b), -1, n).build()
-                }
-                (Fd::Raw(a), Fd::Fixed(b)) => {
-                    opcode::Splice::new(types::Fd(a), -1, types::Fixed(b), -1, n).build()
-                }
-                (Fd::Fixed(a), Fd::Fixed(b)) => {
-                    opcode::Splice::new(types::Fixed(a), -1, types::Fixed(b), -1, n).build()
-                }
-            };
-            while moved < len {
-                let rest = (len - moved) as u32;
-                let a = splice(from, Fd::Raw(pipe_w), rest).flags(squeue::Flags::IO_LINK);
-                let b = splice(Fd::Raw(pipe_r), to, rest);
-                // SAFETY: splice entries name no user memory.
-                let c = unsafe { submit_wait_n(ring, &[a, b], |_| {})? };
-                enters += 1;
-                let n = c[0].result()?;
-                if n == 0 {
-                    return Err(closed("splice from socket"));
-                }
-                let mut out = if c[1].res == -libc::ECANCELED {
-                    0
-                } else {
-                    c[1].result()?
-                };
-                while out < n {
-                    let e = splice(Fd::Raw(pipe_r), to, (n - out) as u32);
-                    // SAFETY: no user memory.
-                    let c = unsafe { submit_wait_one(ring, e)? };
-                    enters += 1;
-                    match c.result()? {
-                        0 => return Err(closed("splice to socket")),
-                        m => out += m,
-                    }
-                }
-                moved += n;
-            }
-        }
+        moved += n;
     }
     Ok(enters)
+}
+
+impl Via<'_> {
+    /// The two halves' names, for errors.
+    fn names(&self) -> [&'static str; 2] {
+        match self {
+            Via::Buffer(_) => ["recv", "send"],
+            Via::Pipe { .. } => ["splice from socket", "splice to socket"],
+        }
+    }
+
+    /// The pair (to be linked) that moves up to `n` bytes from `from` to `to`.
+    fn pair(&mut self, from: Fd, to: Fd, n: u32) -> [squeue::Entry; 2] {
+        match self {
+            Via::Buffer(buf) => {
+                let p = buf.as_mut_ptr();
+                let recv = with_fd!(from, Recv(p, n)).flags(libc::MSG_WAITALL).build();
+                [recv, self.rest(to, 0, n)]
+            }
+            Via::Pipe { pipe_r, pipe_w } => [
+                splice_entry(from, -1, Fd::Raw(*pipe_w), -1, n),
+                splice_entry(Fd::Raw(*pipe_r), -1, to, -1, n),
+            ],
+        }
+    }
+
+    /// The second half alone: `n` more bytes of what the first half took, `done` bytes in.
+    fn rest(&mut self, to: Fd, done: usize, n: u32) -> squeue::Entry {
+        match self {
+            Via::Buffer(buf) => with_fd!(to, Send(buf.as_mut_ptr().wrapping_add(done), n))
+                .flags(libc::MSG_WAITALL)
+                .build(),
+            Via::Pipe { pipe_r, .. } => splice_entry(Fd::Raw(*pipe_r), -1, to, -1, n),
+        }
+    }
 }
 
 /// Writes all of the gathered `parts` to `sock` with IORING_OP_WRITEV, one request in flight;
@@ -556,7 +528,7 @@ pub fn writev_all(ring: &mut Ring, sock: Fd, mut parts: &mut [IoSlice<'_>]) -> i
     while !parts.is_empty() {
         let n = parts.len().min(libc::UIO_MAXIOV as usize);
         // IoSlice is ABI-compatible with struct iovec on Unix (std documents it).
-        let e = op_fd!(sock, Writev(parts.as_ptr().cast::<libc::iovec>(), n as u32))
+        let e = with_fd!(sock, Writev(parts.as_ptr().cast::<libc::iovec>(), n as u32))
             .offset(u64::MAX)
             .build();
         // SAFETY: the iovec array and the memory it points to are borrowed for the call, which
@@ -679,7 +651,7 @@ impl ZcMsgSender {
             let id = self.ledger.next_id()?;
             self.msg.msg_iov = self.iov.as_mut_ptr();
             self.msg.msg_iovlen = self.iov.len() as _;
-            let e = op_fd!(sock, SendMsgZc(&*self.msg as *const libc::msghdr))
+            let e = with_fd!(sock, SendMsgZc(&*self.msg as *const libc::msghdr))
                 .ioprio(zc_flags(self.ledger.counts.usage_reported))
                 .flags(libc::MSG_WAITALL as u32)
                 .build()

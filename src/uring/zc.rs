@@ -8,7 +8,7 @@
 //! the kernel copied after all (always, on loopback). The user_data of a send is its ledger id;
 //! the ledger reuses a buffer only after every notification for it has arrived.
 
-use super::{Cqe, Fd};
+use super::{Cqe, Fd, nonzero, read_fixed_entry};
 use crate::measure::Clock;
 use crate::ring::Ring;
 use crate::sys::consts::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
@@ -211,15 +211,7 @@ impl ZcSender {
         while done < len {
             let ud = self.push_send(ring, buf, from + done, len - done, sock, None)?;
             let c = self.wait_for(ring, &[ud])?;
-            match c[0].result()? {
-                0 => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "send_zc returned 0: peer closed",
-                    ));
-                }
-                n => done += n,
-            }
+            done += nonzero(c[0].result()?, "send_zc returned 0: peer closed")?;
         }
         Ok(done)
     }
@@ -235,27 +227,12 @@ impl ZcSender {
         sock: Fd,
     ) -> io::Result<usize> {
         let buf = self.acquire(ring)?;
-        assert!(
-            len <= ring.buffer(buf).len(),
-            "read_fixed_send: len exceeds registered buffer"
-        );
-        let ptr = ring.buffer_ptr(buf);
-        let read = match file {
-            Fd::Raw(f) => opcode::ReadFixed::new(types::Fd(f), ptr, len as u32, buf as u16),
-            Fd::Fixed(i) => opcode::ReadFixed::new(types::Fixed(i), ptr, len as u32, buf as u16),
-        }
-        .offset(off)
-        .build()
-        .user_data(READ_TAG);
+        let read = read_fixed_entry(ring, file, off, buf, len).user_data(READ_TAG);
         let ud = self.push_send(ring, buf, 0, len, sock, Some(read))?;
         let c = self.wait_for(ring, &[READ_TAG, ud])?;
         let (r, s) = (c[0], c[1]);
         let n = r.result()?;
-        let sent = if s.res == -libc::ECANCELED {
-            0
-        } else {
-            s.result()?
-        };
+        let sent = s.linked_result()?;
         if sent < n {
             self.send(ring, buf, sent, n - sent, sock)?;
         }

@@ -281,11 +281,21 @@ impl Ran {
         self
     }
 
+    /// Asserts stderr holds `needle`.
+    pub fn says(&self, needle: &str) -> &Ran {
+        assert!(
+            self.stderr.contains(needle),
+            "{needle:?} not in {}",
+            self.text()
+        );
+        self
+    }
+
     /// Asserts exit `code` with one line on stderr that holds every needle.
     pub fn one_error_line(&self, code: i32, needles: &[&str]) -> &Ran {
         self.exits(code);
         for n in needles {
-            assert!(self.stderr.contains(n), "{n:?} not in {}", self.text());
+            self.says(n);
         }
         assert_eq!(
             self.stderr.trim_end().lines().count(),
