@@ -16,7 +16,7 @@ fn tiny_run(res: &Path) -> PathBuf {
     let r = zclab("run file_to_socket --results")
         .arg(res)
         .argv("--no-plots --exp-args")
-        .arg("--sizes 64KiB,1MiB --chunks 4KiB --repeat 2 --warmup 0")
+        .arg("--sizes 64KiB,1MiB --chunks 4KiB --repeat 2 --warmup 0 --duration 1ms --paths tcp-loopback,tcp-veth,udp-sink")
         .run()
         .ok();
     let out = &r.stdout;
