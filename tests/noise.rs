@@ -38,7 +38,7 @@ fn a_busy_measured_cpu_is_named() {
         .ok();
     let zclab = env!("CARGO_BIN_EXE_zclab");
     let suite_res = tempfile::tempdir().unwrap();
-    let suite = Command::new(&zclab)
+    let suite = Command::new(zclab)
         .args(["run", "--no-plots", "--results"])
         .arg(suite_res.path())
         .args([

@@ -274,8 +274,11 @@ fn verdict(op: &str, test: impl FnOnce(Op) -> Test) -> Kind {
 /// A ratio or value check's answer over the points it measured (point, value, verdict): the
 /// verdicts combined, the values after `label`, and the claim (`label op threshold`); None
 /// when no point was measured.
+/// A point a check measured: its parameters, (value, interval low, high), and its verdict.
+type Found<'a> = (&'a BTreeMap<String, Value>, (f64, f64, f64), Kind);
+
 fn answer(
-    found: &[(&BTreeMap<String, Value>, (f64, f64, f64), Kind)],
+    found: &[Found],
     label: String,
     op: &str,
     threshold: f64,
