@@ -358,8 +358,9 @@ fn floors(rows: &[Row]) -> Vec<Floor> {
                 })
                 .filter_map(|r| r.metrics.as_ref())
                 .collect();
-            let med =
-                |f: &dyn Fn(&Metrics) -> f64| harness::median(ms.iter().map(|m| f(m)).collect());
+            let med = |f: &dyn Fn(&Metrics) -> f64| {
+                zclab::analysis::median(&ms.iter().map(|m| f(m)).collect::<Vec<_>>())
+            };
             let per = |x: u64, m: &Metrics| x as f64 / m.ops.max(1) as f64;
             Floor {
                 variant: v,

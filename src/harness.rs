@@ -1243,18 +1243,8 @@ impl Lab {
 
     /// The summary table: per variant and point, medians over the repeats (min-max for GB/s).
     pub fn table(&self) -> String {
-        render_table(&self.rows)
+        crate::report::table(&self.rows)
     }
-}
-
-/// Renders summary rows as the terminal table ([`crate::report::table`]).
-pub fn render_table(rows: &[Row]) -> String {
-    crate::report::table(rows)
-}
-
-/// Median of a list ([`crate::analysis::median`]).
-pub fn median(v: Vec<f64>) -> f64 {
-    crate::analysis::median(&v)
 }
 
 /// The git revision of the source tree the binary was built from, with `-dirty` when it had
