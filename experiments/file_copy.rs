@@ -39,7 +39,6 @@
 //! filesystems 5.19); io_uring READ/WRITE 5.6, READ_FIXED/WRITE_FIXED 5.1, SPLICE 5.7.
 
 use anyhow::{Context, Result, bail};
-use io_uring::opcode;
 use nix::fcntl::{SpliceFFlags, copy_file_range, splice};
 use serde_json::json;
 use std::fs::{File, OpenOptions};
@@ -48,7 +47,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zclab::catalog::file_copy as names;
-use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::common;
 use zclab::loops::files::{self, Cache, PatternFiles, set_cache};
 use zclab::measure::Recorder;
@@ -92,75 +91,23 @@ struct FileCopy {
     src: PatternFiles,
 }
 
-const VARIANTS: &[Variant<FileCopy>] = &[
-    Variant {
-        name: names::CLASSIC_READ_WRITE,
-        about: "read(2) a buffer from the source, write(2) it to the copy",
-        needs: &[],
-        run: classic_read_write,
-    },
-    Variant {
-        name: names::CLASSIC_MMAP_WRITE,
-        about: "mmap(2) the source, write(2) each step from the mapping",
-        needs: &[],
-        run: classic_mmap_write,
-    },
-    Variant {
-        name: names::CLASSIC_MMAP_MMAP,
-        about: "mmap(2) both (copy pre-sized with fallocate(2)), memcpy each step",
-        needs: &[],
-        run: classic_mmap_mmap,
-    },
-    Variant {
-        name: names::CLASSIC_SENDFILE,
-        about: "sendfile(2) source -> copy, one call per step",
-        needs: &[],
-        run: classic_sendfile,
-    },
-    Variant {
-        name: names::CLASSIC_SPLICE,
-        about: "splice(2) source -> pipe -> copy, one pair per step",
-        needs: &[],
-        run: classic_splice,
-    },
-    Variant {
-        name: names::CLASSIC_COPY_FILE_RANGE,
-        about: "copy_file_range(2) source -> copy, one call per step",
-        needs: &[],
-        run: classic_copy_file_range,
-    },
-    Variant {
-        name: names::URING_READ_WRITE,
-        about: "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight",
-        needs: &[Need::Op(opcode::Read::CODE), Need::Op(opcode::Write::CODE)],
-        run: uring_read_write,
-    },
-    Variant {
-        name: names::URING_READ_WRITE_FIXED,
-        about: "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers",
-        needs: &[
-            Need::Op(opcode::ReadFixed::CODE),
-            Need::Op(opcode::WriteFixed::CODE),
-        ],
-        run: uring_read_write_fixed,
-    },
-    Variant {
-        name: names::URING_SPLICE,
-        about: "two linked IORING_OP_SPLICE per step: source -> pipe -> copy",
-        needs: &[Need::Op(opcode::Splice::CODE)],
-        run: uring_splice,
-    },
-];
-
 impl Experiment for FileCopy {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str =
         "Copy a file to a new file: read+write, mmap, sendfile, splice, copy_file_range, io_uring";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) a buffer from the source, write(2) it to the copy";
+        names::CLASSIC_MMAP_WRITE => classic_mmap_write, [], "mmap(2) the source, write(2) each step from the mapping";
+        names::CLASSIC_MMAP_MMAP => classic_mmap_mmap, [], "mmap(2) both (copy pre-sized with fallocate(2)), memcpy each step";
+        names::CLASSIC_SENDFILE => classic_sendfile, [], "sendfile(2) source -> copy, one call per step";
+        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) source -> pipe -> copy, one pair per step";
+        names::CLASSIC_COPY_FILE_RANGE => classic_copy_file_range, [], "copy_file_range(2) source -> copy, one call per step";
+        names::URING_READ_WRITE => uring_read_write, [op(Read), op(Write)], "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight";
+        names::URING_READ_WRITE_FIXED => uring_read_write_fixed, [op(ReadFixed), op(WriteFixed)], "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers";
+        names::URING_SPLICE => uring_splice, [op(Splice)], "two linked IORING_OP_SPLICE per step: source -> pipe -> copy";
+    ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         let free = files::workdir_free(&args.workdir).map_err(harness::usage)?;

@@ -53,7 +53,6 @@
 //! uring-splice 5.7; uring-send-zc-* 6.0 (IORING_OP_SEND_ZC), usage reporting 6.2.
 
 use anyhow::{Result, anyhow};
-use io_uring::opcode;
 use serde_json::json;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -63,7 +62,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use zclab::caps::Caps;
 use zclab::catalog::file_to_socket as names;
-use zclab::harness::{self, Analysis, CommonArgs, Done, Env, Experiment, Need, Plan, Point};
+use zclab::harness::{self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point};
 use zclab::harness::{Trial, Variant};
 use zclab::loops::copies::{self, Host};
 use zclab::loops::file_socket::{self as fsock, Endpoint, FileSend, FixedZcSteps, MappedZcSteps};
@@ -165,77 +164,22 @@ struct FileToSocket {
     host: (String, String),
 }
 
-const VARIANTS: &[Variant<FileToSocket>] = &[
-    Variant {
-        name: names::CLASSIC_READ_WRITE,
-        about: "pread(2) a chunk into a buffer, write(2) it to the socket (two CPU copies)",
-        needs: &[],
-        run: classic_read_write,
-    },
-    Variant {
-        name: names::CLASSIC_MMAP_WRITE,
-        about: "mmap(2) the file, write(2) each chunk from the mapping (one CPU copy)",
-        needs: &[],
-        run: classic_mmap_write,
-    },
-    Variant {
-        name: names::CLASSIC_SENDFILE,
-        about: "sendfile(2) file -> socket, one call per chunk (one datagram per call on UDP); page references, no copy",
-        needs: &[],
-        run: classic_sendfile,
-    },
-    Variant {
-        name: names::CLASSIC_SPLICE,
-        about: "splice(2) file -> pipe -> socket, one pair per chunk; page references, no copy",
-        needs: &[],
-        run: classic_splice,
-    },
-    Variant {
-        name: names::URING_READ_SEND,
-        about: "IORING_OP_READ linked to IORING_OP_SEND, one submission per chunk (two CPU copies)",
-        needs: &[Need::Op(opcode::Read::CODE), Need::Op(opcode::Send::CODE)],
-        run: uring_read_send,
-    },
-    Variant {
-        name: names::URING_READ_FIXED_SEND,
-        about: "IORING_OP_READ_FIXED into a registered buffer linked to IORING_OP_SEND (two CPU copies)",
-        needs: &[
-            Need::Op(opcode::ReadFixed::CODE),
-            Need::Op(opcode::Send::CODE),
-        ],
-        run: uring_read_fixed_send,
-    },
-    Variant {
-        name: names::URING_SPLICE,
-        about: "two linked IORING_OP_SPLICE: file -> pipe -> socket (run by an io-wq worker)",
-        needs: &[Need::Op(opcode::Splice::CODE)],
-        run: uring_splice,
-    },
-    Variant {
-        name: names::URING_SEND_ZC_FIXED,
-        about: "IORING_OP_READ_FIXED linked to IORING_OP_SEND_ZC from registered buffers, with usage reporting (one CPU copy: the read)",
-        needs: &[
-            Need::Op(opcode::ReadFixed::CODE),
-            Need::Op(opcode::SendZc::CODE),
-        ],
-        run: uring_send_zc_fixed,
-    },
-    Variant {
-        name: names::URING_SEND_ZC_MMAP,
-        about: "IORING_OP_SEND_ZC straight from an mmap(2) of the file: the kernel takes the page-cache pages, with usage reporting",
-        needs: &[Need::Op(opcode::SendZc::CODE)],
-        run: uring_send_zc_mmap,
-    },
-];
-
 impl Experiment for FileToSocket {
     type Args = Args;
     const NAME: &'static str = NAME;
     const ABOUT: &'static str = "Serve a file to a socket over loopback, veth or a UDP sink: read+write, mmap, sendfile, splice, io_uring";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_READ_WRITE => classic_read_write, [], "pread(2) a chunk into a buffer, write(2) it to the socket (two CPU copies)";
+        names::CLASSIC_MMAP_WRITE => classic_mmap_write, [], "mmap(2) the file, write(2) each chunk from the mapping (one CPU copy)";
+        names::CLASSIC_SENDFILE => classic_sendfile, [], "sendfile(2) file -> socket, one call per chunk (one datagram per call on UDP); page references, no copy";
+        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) file -> pipe -> socket, one pair per chunk; page references, no copy";
+        names::URING_READ_SEND => uring_read_send, [op(Read), op(Send)], "IORING_OP_READ linked to IORING_OP_SEND, one submission per chunk (two CPU copies)";
+        names::URING_READ_FIXED_SEND => uring_read_fixed_send, [op(ReadFixed), op(Send)], "IORING_OP_READ_FIXED into a registered buffer linked to IORING_OP_SEND (two CPU copies)";
+        names::URING_SPLICE => uring_splice, [op(Splice)], "two linked IORING_OP_SPLICE: file -> pipe -> socket (run by an io-wq worker)";
+        names::URING_SEND_ZC_FIXED => uring_send_zc_fixed, [op(ReadFixed), op(SendZc)], "IORING_OP_READ_FIXED linked to IORING_OP_SEND_ZC from registered buffers, with usage reporting (one CPU copy: the read)";
+        names::URING_SEND_ZC_MMAP => uring_send_zc_mmap, [op(SendZc)], "IORING_OP_SEND_ZC straight from an mmap(2) of the file: the kernel takes the page-cache pages, with usage reporting";
+    ];
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         files::workdir_exists(&args.workdir).map_err(harness::usage)?;

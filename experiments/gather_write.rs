@@ -25,7 +25,6 @@
 //! (IORING_OP_SENDMSG_ZC), usage reporting 6.2.
 
 use anyhow::{Context, Result};
-use io_uring::opcode;
 use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmsg};
 use serde_json::json;
 use std::io::{IoSlice, Write};
@@ -34,7 +33,7 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 use zclab::catalog::gather_write as names;
-use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::common;
 use zclab::loops::gather::{EXTRA_SLICES, GAP, MIN_MESSAGES, Messages, gathered};
 use zclab::measure::Recorder;
@@ -66,47 +65,18 @@ struct GatherWrite {
     fault: Option<FaultSpec>,
 }
 
-const VARIANTS: &[Variant<GatherWrite>] = &[
-    Variant {
-        name: names::CLASSIC_CONCAT_WRITE,
-        about: "copy the parts into one buffer in user space, then one write(2)",
-        needs: &[],
-        run: classic_concat_write,
-    },
-    Variant {
-        name: names::CLASSIC_WRITEV,
-        about: "writev(2) with one iovec per part",
-        needs: &[],
-        run: classic_writev,
-    },
-    Variant {
-        name: names::CLASSIC_SENDMSG_IOV,
-        about: "sendmsg(2) with the parts as the msghdr's iovec array",
-        needs: &[],
-        run: classic_sendmsg_iov,
-    },
-    Variant {
-        name: names::URING_WRITEV,
-        about: "IORING_OP_WRITEV with one iovec per part, one submission per message",
-        needs: &[Need::Op(opcode::Writev::CODE)],
-        run: uring_writev,
-    },
-    Variant {
-        name: names::URING_SENDMSG_ZC,
-        about: "IORING_OP_SENDMSG_ZC with the parts as iovecs, notifications tracked, with usage reporting",
-        needs: &[Need::Op(opcode::SendMsgZc::CODE)],
-        run: uring_sendmsg_zc,
-    },
-];
-
 impl Experiment for GatherWrite {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str = "Send messages made of parts: concatenate then write, or gather with writev/sendmsg/io_uring";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_CONCAT_WRITE => classic_concat_write, [], "copy the parts into one buffer in user space, then one write(2)";
+        names::CLASSIC_WRITEV => classic_writev, [], "writev(2) with one iovec per part";
+        names::CLASSIC_SENDMSG_IOV => classic_sendmsg_iov, [], "sendmsg(2) with the parts as the msghdr's iovec array";
+        names::URING_WRITEV => uring_writev, [op(Writev)], "IORING_OP_WRITEV with one iovec per part, one submission per message";
+        names::URING_SENDMSG_ZC => uring_sendmsg_zc, [op(SendMsgZc)], "IORING_OP_SENDMSG_ZC with the parts as iovecs, notifications tracked, with usage reporting";
+    ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         for &p in &args.parts {

@@ -31,7 +31,6 @@
 //! **Minimum kernel.** MAP_POPULATE 2.5.46; io_uring READ 5.6.
 
 use anyhow::{Result, bail};
-use io_uring::opcode;
 use serde_json::json;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -39,7 +38,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use xxhash_rust::xxh3::Xxh3;
 use zclab::catalog::mmap_read as names;
-use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::common;
 use zclab::loops::files::{self, Cache, PatternFiles, hash_mapping, hash_reads, set_cache};
 use zclab::measure::Recorder;
@@ -76,47 +75,18 @@ struct MmapRead {
     file: PatternFiles,
 }
 
-const VARIANTS: &[Variant<MmapRead>] = &[
-    Variant {
-        name: names::CLASSIC_READ,
-        about: "read(2) buf bytes at a time into a buffer, hash each",
-        needs: &[],
-        run: classic_read,
-    },
-    Variant {
-        name: names::CLASSIC_MMAP,
-        about: "mmap(2) the file (PROT_READ, MAP_SHARED), hash it in place; pages fault in on touch",
-        needs: &[],
-        run: classic_mmap,
-    },
-    Variant {
-        name: names::CLASSIC_MMAP_POPULATE,
-        about: "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing",
-        needs: &[],
-        run: classic_mmap_populate,
-    },
-    Variant {
-        name: names::CLASSIC_MMAP_SEQUENTIAL,
-        about: "mmap(2), then madvise(2) MADV_SEQUENTIAL (aggressive read-ahead), hash in place",
-        needs: &[],
-        run: classic_mmap_sequential,
-    },
-    Variant {
-        name: names::URING_READ,
-        about: "IORING_OP_READ of buf bytes, --qd in flight, hashed in file order",
-        needs: &[Need::Op(opcode::Read::CODE)],
-        run: uring_read,
-    },
-];
-
 impl Experiment for MmapRead {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str = "Scan (checksum) a file through read(2), mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_READ => classic_read, [], "read(2) buf bytes at a time into a buffer, hash each";
+        names::CLASSIC_MMAP => classic_mmap, [], "mmap(2) the file (PROT_READ, MAP_SHARED), hash it in place; pages fault in on touch";
+        names::CLASSIC_MMAP_POPULATE => classic_mmap_populate, [], "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing";
+        names::CLASSIC_MMAP_SEQUENTIAL => classic_mmap_sequential, [], "mmap(2), then madvise(2) MADV_SEQUENTIAL (aggressive read-ahead), hash in place";
+        names::URING_READ => uring_read, [op(Read)], "IORING_OP_READ of buf bytes, --qd in flight, hashed in file order";
+    ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         let free = files::workdir_free(&args.workdir).map_err(harness::usage)?;

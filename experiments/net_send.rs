@@ -72,14 +72,13 @@
 //! SENDMSG_ZC 6.1; usage reporting (needed to say whether the kernel copied) 6.2.
 
 use anyhow::Result;
-use io_uring::opcode;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zclab::caps::Caps;
 use zclab::catalog::net_send as names;
 use zclab::harness::{
-    self, Analysis, CommonArgs, Done, Env, Experiment, Need, Plan, Point, Trial, Variant,
+    self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
 use zclab::loops::send::{self, NOTIF_TIMEOUT, PeerUsage, SendJob, SendKind, Sender};
 use zclab::loops::{net_paths, netsend_crossover};
@@ -162,53 +161,19 @@ struct NetSend {
     ksoftirqd: (Option<PathBuf>, Option<PathBuf>),
 }
 
-const VARIANTS: &[Variant<NetSend>] = &[
-    Variant {
-        name: names::CLASSIC_SEND,
-        about: "send(2) from a user buffer: the kernel copies it into socket buffers",
-        needs: &[],
-        run: classic_send,
-    },
-    Variant {
-        name: names::CLASSIC_SEND_MSG_ZEROCOPY,
-        about: "send(2) with MSG_ZEROCOPY on an SO_ZEROCOPY socket; completions read with recvmsg(MSG_ERRQUEUE)",
-        needs: &[Need::SoZerocopy],
-        run: classic_msg_zerocopy,
-    },
-    Variant {
-        name: names::URING_SEND,
-        about: "IORING_OP_SEND (the kernel copies)",
-        needs: &[Need::Op(opcode::Send::CODE)],
-        run: uring_send,
-    },
-    Variant {
-        name: names::URING_SEND_ZC,
-        about: "IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE; the kernel pins the buffer's pages per send",
-        needs: &[Need::Op(opcode::SendZc::CODE), Need::SendZcReportUsage],
-        run: uring_send_zc,
-    },
-    Variant {
-        name: names::URING_SEND_ZC_FIXED,
-        about: "IORING_OP_SEND_ZC from registered buffers (IORING_RECVSEND_FIXED_BUF), usage reported",
-        needs: &[Need::Op(opcode::SendZc::CODE), Need::SendZcReportUsage],
-        run: uring_send_zc_fixed,
-    },
-    Variant {
-        name: names::URING_SENDMSG_ZC,
-        about: "IORING_OP_SENDMSG_ZC with one iovec on the connected socket, usage reported",
-        needs: &[Need::Op(opcode::SendMsgZc::CODE), Need::SendZcReportUsage],
-        run: uring_sendmsg_zc,
-    },
-];
-
 impl Experiment for NetSend {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str = "Zero-copy sends that tell the truth: MSG_ZEROCOPY and io_uring SEND_ZC against plain sends, over loopback, veth and a UDP sink";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_SEND => classic_send, [], "send(2) from a user buffer: the kernel copies it into socket buffers";
+        names::CLASSIC_SEND_MSG_ZEROCOPY => classic_msg_zerocopy, [SoZerocopy], "send(2) with MSG_ZEROCOPY on an SO_ZEROCOPY socket; completions read with recvmsg(MSG_ERRQUEUE)";
+        names::URING_SEND => uring_send, [op(Send)], "IORING_OP_SEND (the kernel copies)";
+        names::URING_SEND_ZC => uring_send_zc, [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE; the kernel pins the buffer's pages per send";
+        names::URING_SEND_ZC_FIXED => uring_send_zc_fixed, [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC from registered buffers (IORING_RECVSEND_FIXED_BUF), usage reported";
+        names::URING_SENDMSG_ZC => uring_sendmsg_zc, [op(SendMsgZc), SendZcReportUsage], "IORING_OP_SENDMSG_ZC with one iovec on the connected socket, usage reported";
+    ];
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         if let Some(&s) = args.sizes.iter().find(|&&s| s > 64 << 20) {

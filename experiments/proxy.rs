@@ -40,15 +40,12 @@
 //! MSG_WAITALL retry 5.18); uring-splice 5.7.
 
 use anyhow::{Context, Result, bail};
-use io_uring::opcode;
 use serde_json::json;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use zclab::catalog::proxy as names;
-use zclab::harness::{
-    self, Analysis, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant,
-};
+use zclab::harness::{self, Analysis, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::proxy_crossover;
 use zclab::loops::relay::{self, Relay};
 use zclab::loops::tcp;
@@ -101,42 +98,18 @@ struct Proxy {
 /// Round trips of an echo warm-up trial (at most).
 const WARMUP_REQUESTS: u64 = 1000;
 
-const VARIANTS: &[Variant<Proxy>] = &[
-    Variant {
-        name: names::CLASSIC_READ_WRITE,
-        about: "read(2) from one socket into a buffer, write(2) it to the other",
-        needs: &[],
-        run: classic_read_write,
-    },
-    Variant {
-        name: names::CLASSIC_SPLICE,
-        about: "splice(2) socket -> pipe, splice(2) pipe -> other socket: no copy to user space",
-        needs: &[],
-        run: classic_splice,
-    },
-    Variant {
-        name: names::URING_RECV_SEND,
-        about: "IORING_OP_RECV into a buffer + IORING_OP_SEND (MSG_WAITALL) to the other socket",
-        needs: &[Need::Op(opcode::Recv::CODE), Need::Op(opcode::Send::CODE)],
-        run: uring_recv_send,
-    },
-    Variant {
-        name: names::URING_SPLICE,
-        about: "IORING_OP_SPLICE socket -> pipe + IORING_OP_SPLICE pipe -> other socket",
-        needs: &[Need::Op(opcode::Splice::CODE)],
-        run: uring_splice,
-    },
-];
-
 impl Experiment for Proxy {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str =
         "Relay between two TCP connections: read/write against splice, classic and io_uring";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) from one socket into a buffer, write(2) it to the other";
+        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) socket -> pipe, splice(2) pipe -> other socket: no copy to user space";
+        names::URING_RECV_SEND => uring_recv_send, [op(Recv), op(Send)], "IORING_OP_RECV into a buffer + IORING_OP_SEND (MSG_WAITALL) to the other socket";
+        names::URING_SPLICE => uring_splice, [op(Splice)], "IORING_OP_SPLICE socket -> pipe + IORING_OP_SPLICE pipe -> other socket";
+    ];
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         if let Some(&s) = args.sizes.iter().find(|&&s| s > (64 << 20)) {

@@ -33,7 +33,6 @@
 //! uring-recv-write-fixed 5.1 (READ_FIXED on a socket, WRITE_FIXED); uring-splice 5.7.
 
 use anyhow::{Context, Result};
-use io_uring::opcode;
 use serde_json::json;
 use std::fs::{File, OpenOptions};
 use std::net::TcpStream;
@@ -41,7 +40,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zclab::catalog::socket_to_file as names;
-use zclab::harness::{self, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::sock_file::{self, Fsync, Persisted, SockToFile};
 use zclab::loops::tcp;
 use zclab::loops::{common, files};
@@ -91,65 +90,20 @@ struct SocketToFile {
     remote_hash: Option<(u64, u64)>,
 }
 
-const VARIANTS: &[Variant<SocketToFile>] = &[
-    Variant {
-        name: names::CLASSIC_RECV_WRITE,
-        about: "read(2) up to a chunk from the socket into a buffer, write(2) it to the file",
-        needs: &[],
-        run: classic_recv_write,
-    },
-    Variant {
-        name: names::CLASSIC_SPLICE,
-        about: "splice(2) socket -> pipe, then splice(2) pipe -> file: no copy to user space",
-        needs: &[],
-        run: classic_splice,
-    },
-    Variant {
-        name: names::CLASSIC_RECV_MMAP,
-        about: "ftruncate(2)+mmap(2) MAP_SHARED the file, read(2) from the socket straight into the mapping",
-        needs: &[],
-        run: classic_recv_mmap,
-    },
-    Variant {
-        name: names::URING_RECV_WRITE,
-        about: "IORING_OP_WRITE of the previous chunk + IORING_OP_RECV of the next, one submission per step",
-        needs: &[
-            Need::Op(opcode::Recv::CODE),
-            Need::Op(opcode::Write::CODE),
-            Need::Op(opcode::Fsync::CODE),
-        ],
-        run: uring_recv_write,
-    },
-    Variant {
-        name: names::URING_RECV_WRITE_FIXED,
-        about: "IORING_OP_READ_FIXED on the socket into a registered buffer + IORING_OP_WRITE_FIXED of the previous one",
-        needs: &[
-            Need::Op(opcode::ReadFixed::CODE),
-            Need::Op(opcode::WriteFixed::CODE),
-            Need::Op(opcode::Fsync::CODE),
-        ],
-        run: uring_recv_write_fixed,
-    },
-    Variant {
-        name: names::URING_SPLICE,
-        about: "IORING_OP_SPLICE pipe -> file of the previous chunk + IORING_OP_SPLICE socket -> pipe of the next",
-        needs: &[
-            Need::Op(opcode::Splice::CODE),
-            Need::Op(opcode::Fsync::CODE),
-        ],
-        run: uring_splice,
-    },
-];
-
 impl Experiment for SocketToFile {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str =
         "Persist a TCP stream to a file: recv+write, splice, recv into a mapping, io_uring";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_RECV_WRITE => classic_recv_write, [], "read(2) up to a chunk from the socket into a buffer, write(2) it to the file";
+        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) socket -> pipe, then splice(2) pipe -> file: no copy to user space";
+        names::CLASSIC_RECV_MMAP => classic_recv_mmap, [], "ftruncate(2)+mmap(2) MAP_SHARED the file, read(2) from the socket straight into the mapping";
+        names::URING_RECV_WRITE => uring_recv_write, [op(Recv), op(Write), op(Fsync)], "IORING_OP_WRITE of the previous chunk + IORING_OP_RECV of the next, one submission per step";
+        names::URING_RECV_WRITE_FIXED => uring_recv_write_fixed, [op(ReadFixed), op(WriteFixed), op(Fsync)], "IORING_OP_READ_FIXED on the socket into a registered buffer + IORING_OP_WRITE_FIXED of the previous one";
+        names::URING_SPLICE => uring_splice, [op(Splice), op(Fsync)], "IORING_OP_SPLICE pipe -> file of the previous chunk + IORING_OP_SPLICE socket -> pipe of the next";
+    ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         files::workdir_exists(&args.workdir).map_err(harness::usage)?;

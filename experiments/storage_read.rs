@@ -65,7 +65,6 @@
 //! STATX_DIOALIGN 6.1 (on older kernels a 4096-byte alignment is assumed on block filesystems).
 
 use anyhow::{Context, Result};
-use io_uring::opcode;
 use serde_json::json;
 use std::collections::HashMap;
 use std::fs::File;
@@ -73,9 +72,8 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use zclab::caps::SetupFlag;
 use zclab::catalog::storage_read as names;
-use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Need, Plan, Point, Trial, Variant};
+use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::blocks::{
     BlockCounts, IoModes, Offsets, Pattern, io_modes, pread_blocks, sqpoll_cpu, uring_blocks,
 };
@@ -152,50 +150,18 @@ struct StorageRead {
     trials: u64,
 }
 
-const VARIANTS: &[Variant<StorageRead>] = &[
-    Variant {
-        name: names::CLASSIC_PREAD,
-        about: "pread(2) of one block at a time (qd 1)",
-        needs: &[],
-        run: classic_pread,
-    },
-    Variant {
-        name: names::URING_READ,
-        about: "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter",
-        needs: &[Need::Op(opcode::Read::CODE)],
-        run: uring_read,
-    },
-    Variant {
-        name: names::URING_READ_FIXED,
-        about: "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)",
-        needs: &[Need::Op(opcode::ReadFixed::CODE)],
-        run: uring_read_fixed,
-    },
-    Variant {
-        name: names::URING_READ_FIXED_FILES,
-        about: "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)",
-        needs: &[Need::Op(opcode::ReadFixed::CODE)],
-        run: uring_read_fixed_files,
-    },
-    Variant {
-        name: names::URING_SQPOLL,
-        about: "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled",
-        needs: &[
-            Need::Op(opcode::ReadFixed::CODE),
-            Need::SetupFlag(SetupFlag::SqPoll),
-        ],
-        run: uring_sqpoll,
-    },
-];
-
 impl Experiment for StorageRead {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str = "Block reads from a file: pread against io_uring (plain, fixed buffers, fixed files, SQPOLL), buffered and O_DIRECT";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_PREAD => classic_pread, [], "pread(2) of one block at a time (qd 1)";
+        names::URING_READ => uring_read, [op(Read)], "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter";
+        names::URING_READ_FIXED => uring_read_fixed, [op(ReadFixed)], "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)";
+        names::URING_READ_FIXED_FILES => uring_read_fixed_files, [op(ReadFixed)], "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)";
+        names::URING_SQPOLL => uring_sqpoll, [op(ReadFixed), setup(SqPoll)], "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled";
+    ];
 
     /// Everything that can be refused is refused here, before a run directory exists.
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {

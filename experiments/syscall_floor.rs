@@ -31,15 +31,11 @@
 //! **Minimum kernel.** getppid: any; NOP 5.1; SQPOLL without root 5.11; registered ring fd 5.18.
 
 use anyhow::{Context, Result};
-use io_uring::opcode;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::process::ExitCode;
-use zclab::caps::SetupFlag;
 use zclab::catalog::syscall_floor as names;
-use zclab::harness::{
-    self, Analysis, CommonArgs, Done, Experiment, Need, Plan, Point, Trial, Variant,
-};
+use zclab::harness::{self, Analysis, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::results::{Integrity, Metrics, Row, Status};
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::proc::getppid_raw;
@@ -110,53 +106,18 @@ struct SyscallFloor {
     min_batch: u64,
 }
 
-const VARIANTS: &[Variant<SyscallFloor>] = &[
-    Variant {
-        name: names::GETPPID,
-        about: "syscall(SYS_getppid): one user/kernel round trip that does nothing inside",
-        needs: &[],
-        run: getppid,
-    },
-    Variant {
-        name: names::URING_NOP,
-        about: "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch",
-        needs: &[Need::Op(opcode::Nop::CODE)],
-        run: uring_nop,
-    },
-    Variant {
-        name: names::URING_NOP_REGRING,
-        about: "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)",
-        needs: &[Need::Op(opcode::Nop::CODE)],
-        run: uring_nop_regring,
-    },
-    Variant {
-        name: names::URING_NOP_SQPOLL,
-        about: "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call",
-        needs: &[
-            Need::Op(opcode::Nop::CODE),
-            Need::SetupFlag(SetupFlag::SqPoll),
-        ],
-        run: uring_nop_sqpoll,
-    },
-    Variant {
-        name: names::URING_NOP_SQPOLL_REGRING,
-        about: "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters",
-        needs: &[
-            Need::Op(opcode::Nop::CODE),
-            Need::SetupFlag(SetupFlag::SqPoll),
-        ],
-        run: uring_nop_sqpoll_regring,
-    },
-];
-
 impl Experiment for SyscallFloor {
     type Args = Args;
     const NAME: &'static str = names::NAME;
     const ABOUT: &'static str = "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd";
 
-    fn variants() -> &'static [Variant<Self>] {
-        VARIANTS
-    }
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::GETPPID => getppid, [], "syscall(SYS_getppid): one user/kernel round trip that does nothing inside";
+        names::URING_NOP => uring_nop, [op(Nop)], "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch";
+        names::URING_NOP_REGRING => uring_nop_regring, [op(Nop)], "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)";
+        names::URING_NOP_SQPOLL => uring_nop_sqpoll, [op(Nop), setup(SqPoll)], "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call";
+        names::URING_NOP_SQPOLL_REGRING => uring_nop_sqpoll_regring, [op(Nop), setup(SqPoll)], "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters";
+    ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         if args.batches.is_empty() {

@@ -360,6 +360,33 @@ pub struct Variant<C> {
     pub run: fn(&mut C, &mut Trial) -> anyhow::Result<()>,
 }
 
+/// A variant table, one row per variant: `NAME => function, [needs], "what it does";`.
+/// A need is `op(Opcode)` (an io_uring opcode of `io_uring::opcode`), `setup(Flag)` (a
+/// [`caps::SetupFlag`]) or a plain [`Need`] (`SoZerocopy`, `SendZcReportUsage`, `Root`,
+/// `ODirect`).
+///
+/// ```ignore
+/// const VARIANTS: &[Variant<MyExperiment>] = harness::variants![
+///     names::URING_NOP => uring_nop, [op(Nop)],
+///         "IORING_OP_NOP x batch, one io_uring_enter per batch";
+/// ];
+/// ```
+#[macro_export]
+macro_rules! variants {
+    ($($name:expr => $run:path, [$($kind:ident $(($arg:ident))?),* $(,)?], $about:expr;)*) => {
+        &[$($crate::harness::Variant {
+            name: $name,
+            about: $about,
+            needs: &[$($crate::variants!(@need $kind $($arg)?)),*],
+            run: $run,
+        }),*]
+    };
+    (@need op $op:ident) => { $crate::harness::Need::Op($crate::io_uring::opcode::$op::CODE) };
+    (@need setup $flag:ident) => { $crate::harness::Need::SetupFlag($crate::caps::SetupFlag::$flag) };
+    (@need $need:ident) => { $crate::harness::Need::$need };
+}
+pub use crate::variants;
+
 /// What a completed transfer reports from inside [`Trial::measure`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Done {

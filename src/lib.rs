@@ -33,3 +33,7 @@ pub mod units;
 #[allow(unsafe_code)]
 pub mod uring;
 pub mod zc;
+
+// For `harness::variants!` rows that name io_uring opcodes.
+#[doc(hidden)]
+pub use io_uring;

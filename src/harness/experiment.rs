@@ -99,8 +99,9 @@ pub trait Experiment: Sized + 'static {
     /// One line for `--help`: the question the experiment answers.
     const ABOUT: &'static str;
 
-    /// The variant table: one row per way of doing the experiment's job.
-    fn variants() -> &'static [Variant<Self>];
+    /// The variant table ([`crate::harness::variants!`]): one row per way of doing the
+    /// experiment's job.
+    const VARIANTS: &'static [Variant<Self>];
 
     /// Checks the options (return [`usage`] errors for bad input) and builds the context, the
     /// parameter points and the parameters recorded in meta.json. Runs before anything is
@@ -202,7 +203,7 @@ pub fn check_catalog<E: Experiment>() -> anyhow::Result<()> {
     let Some(entry) = crate::catalog::find(E::NAME) else {
         anyhow::bail!("{} is missing from zclab::catalog (bug)", E::NAME);
     };
-    let table: Vec<&str> = E::variants().iter().map(|v| v.name).collect();
+    let table: Vec<&str> = E::VARIANTS.iter().map(|v| v.name).collect();
     if table != entry.variants {
         anyhow::bail!(
             "{}: the variant table ({}) differs from zclab::catalog ({}) (bug)",
@@ -218,7 +219,7 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
     check_catalog::<E>()?;
     if common.list {
         let caps = crate::caps::probe(std::path::Path::new("."));
-        print!("{}", super::list_variants(E::NAME, E::variants(), &caps));
+        print!("{}", super::list_variants(E::NAME, E::VARIANTS, &caps));
         for line in E::list_notes(&caps) {
             println!("  {line}");
         }
@@ -227,9 +228,9 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
     if let Some(bad) = common
         .variants
         .iter()
-        .find(|v| !E::variants().iter().any(|x| x.name == v.as_str()))
+        .find(|v| !E::VARIANTS.iter().any(|x| x.name == v.as_str()))
     {
-        let names: Vec<&str> = E::variants().iter().map(|v| v.name).collect();
+        let names: Vec<&str> = E::VARIANTS.iter().map(|v| v.name).collect();
         return Err(usage(format!(
             "unknown variant '{bad}' (known: {})",
             names.join(", ")
@@ -258,7 +259,7 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
         common: &common,
         peer: peer.as_ref(),
     });
-    let outcome = prepared.and_then(|()| lab.run(E::variants(), &points, &mut ctx));
+    let outcome = prepared.and_then(|()| lab.run(E::VARIANTS, &points, &mut ctx));
     if let Some(p) = &peer {
         p.bye();
     }
