@@ -110,15 +110,10 @@ impl Experiment for FileCopy {
     ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
-        let free = files::workdir_free(&args.workdir).map_err(harness::usage)?;
         let largest = *args.sizes.iter().max().expect("clap gives at least one");
-        if largest.saturating_mul(2) > free {
-            return Err(harness::usage(format!(
-                "copying a {largest}-byte file needs {} B (source + copy) in {}, but its filesystem has {free} B free (use smaller --sizes or another --workdir)",
-                largest.saturating_mul(2),
-                args.workdir.display()
-            )));
-        }
+        let what = format!("copying a {largest}-byte file (source + copy)");
+        files::workdir_room(&args.workdir, largest.saturating_mul(2), &what)
+            .map_err(harness::usage)?;
         let fs_type = zclab::caps::probe_odirect(&args.workdir).fs_type;
         let parameters = json!({
             "sizes": args.sizes, "bufs": args.bufs, "one_byte_max": args.one_byte_max,
@@ -137,11 +132,7 @@ impl Experiment for FileCopy {
             })
             .collect();
         let src = PatternFiles::new(&args.workdir, names::NAME, "src", "source file", 0);
-        Ok(Plan {
-            ctx: FileCopy { args, src },
-            points,
-            parameters,
-        })
+        Ok(Plan::new(FileCopy { args, src }, points, parameters))
     }
 }
 

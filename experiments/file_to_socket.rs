@@ -71,7 +71,7 @@ use zclab::loops::files::{self, PatternFiles};
 use zclab::loops::{common, net_paths};
 use zclab::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
 use zclab::net::peers;
-use zclab::net::remote::{self, PeerAddr};
+use zclab::net::remote::PeerAddr;
 use zclab::results::Row;
 use zclab::ring::RingConfig;
 use zclab::sys::file::map_readonly;
@@ -87,15 +87,8 @@ const NOTIF_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 struct Args {
-    /// Paths, comma-separated: tcp-loopback, tcp-veth, udp-sink (the veth ones need root),
-    /// remote-tcp, remote-udp (need --peer). Default: the local three when the lab can create
-    /// network namespaces here, else tcp-loopback; with --peer the remote two.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    paths: Vec<NetPath>,
-    /// Host running `zclab serve` (port 7878 unless given): the receiving end of the remote
-    /// paths runs there, and its accounting comes back beside this side's.
-    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
-    peer: Option<PeerAddr>,
+    #[command(flatten)]
+    net: net_paths::NetArgs,
     /// File sizes to send, comma-separated (e.g. 64KiB,1MiB,64MiB; K/M/G are powers of 1024,
     /// KB/MB/GB powers of 1000). The default leaves out small files to keep a run on all three
     /// paths short.
@@ -185,12 +178,12 @@ impl Experiment for FileToSocket {
         files::workdir_exists(&args.workdir).map_err(harness::usage)?;
         let probe = zclab::caps::probe(&args.workdir);
         // A remote path without --peer, or a local one with it, is a usage error.
-        let peer = args.peer.is_some();
-        if let Some(why) = net_paths::peer_mismatch(&args.paths, peer) {
+        let peer = args.net.peer.is_some();
+        if let Some(why) = net_paths::peer_mismatch(&args.net.paths, peer) {
             return Err(harness::usage(why));
         }
         let (paths, paths_skipped) =
-            net_paths::choose_paths(&args.paths, peer, netns::unavailable_reason(&probe))?;
+            net_paths::choose_paths(&args.net.paths, peer, netns::unavailable_reason(&probe))?;
         if peer && peers::FaultSpec::from_env()?.is_some() {
             return Err(harness::usage(peers::fault_with_peer("receiver")));
         }
@@ -221,8 +214,8 @@ impl Experiment for FileToSocket {
             "udp_payload_cap": MAX_UDP_PAYLOAD, "veth_mtu": args.veth_mtu,
             "chunk_on_udp_sink": "the datagram payload size: one step sends one datagram",
             "notif_timeout_s": NOTIF_TIMEOUT.as_secs(),
-            "peer": args.peer.as_ref().map(|p| p.text.clone()),
-            "remote": args.peer.as_ref().map(|_| net_paths::remote_parameters()),
+            "peer": args.net.peer.as_ref().map(|p| p.text.clone()),
+            "remote": args.net.peer.as_ref().map(|_| net_paths::remote_parameters()),
             "netns": paths.iter().any(|p| p.needs_netns()).then(net_paths::netns_parameters),
         });
         let ctx = FileToSocket {
@@ -236,15 +229,11 @@ impl Experiment for FileToSocket {
             net: None,
             host: Default::default(),
         };
-        Ok(Plan {
-            ctx,
-            points,
-            parameters,
-        })
+        Ok(Plan::new(ctx, points, parameters))
     }
 
     fn peer_addr(&self) -> Option<&PeerAddr> {
-        self.args.peer.as_ref()
+        self.args.net.peer.as_ref()
     }
 
     /// The lab's namespaces for the veth paths (those a dead run left removed first), and the

@@ -105,11 +105,7 @@ impl Experiment for GatherWrite {
                 points.push(Point::new().int("parts", p).size("part_size", s));
             }
         }
-        Ok(Plan {
-            ctx: GatherWrite { args, fault },
-            points,
-            parameters,
-        })
+        Ok(Plan::new(GatherWrite { args, fault }, points, parameters))
     }
 }
 

@@ -89,14 +89,9 @@ impl Experiment for MmapRead {
     ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
-        let free = files::workdir_free(&args.workdir).map_err(harness::usage)?;
         let largest = *args.sizes.iter().max().expect("clap gives at least one");
-        if largest > free {
-            return Err(harness::usage(format!(
-                "a {largest}-byte file does not fit in {}: its filesystem has {free} B free (use smaller --sizes or another --workdir)",
-                args.workdir.display()
-            )));
-        }
+        let what = format!("a {largest}-byte file");
+        files::workdir_room(&args.workdir, largest, &what).map_err(harness::usage)?;
         let parameters = json!({
             "sizes": args.sizes, "bufs": args.bufs, "cache": args.cache, "qd": args.qd,
             "workdir": args.workdir, "page_size": zclab::sys::filemap::page_size(),
@@ -111,11 +106,7 @@ impl Experiment for MmapRead {
             })
             .collect();
         let file = PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0);
-        Ok(Plan {
-            ctx: MmapRead { args, file },
-            points,
-            parameters,
-        })
+        Ok(Plan::new(MmapRead { args, file }, points, parameters))
     }
 }
 

@@ -92,15 +92,8 @@ use zclab::uring::pipeline::SendOp;
 
 #[derive(clap::Args, Debug)]
 struct Args {
-    /// Paths to measure, comma-separated: tcp-loopback, tcp-veth, udp-sink (the veth paths
-    /// need root), remote-tcp, remote-udp (need --peer). Default: the first three, or the
-    /// remote two with --peer.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    paths: Vec<NetPath>,
-    /// Run the receiving side on another host, in `zclab serve` there (HOST[:PORT], default
-    /// port 7878); the sending side, measured, stays here.
-    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
-    peer: Option<PeerAddr>,
+    #[command(flatten)]
+    net: net_paths::NetArgs,
     /// What the TCP receiver (the peer thread here, or `zclab serve` with --peer) does with
     /// the bytes: copy and hash them (integrity by xxh3-64, as iperf3's receiver copies), or
     /// discard them in the kernel with recv(MSG_TRUNC), as the receivers of liburing's
@@ -190,14 +183,14 @@ impl Experiment for NetSend {
                 units::fmt_size(max)
             )));
         }
-        let given = if !args.paths.is_empty() {
-            args.paths.clone()
-        } else if args.peer.is_some() {
+        let given = if !args.net.paths.is_empty() {
+            args.net.paths.clone()
+        } else if args.net.peer.is_some() {
             NetPath::REMOTE.to_vec()
         } else {
             NetPath::ALL.to_vec()
         };
-        if let (None, Some(p)) = (&args.peer, given.iter().find(|p| p.is_remote())) {
+        if let (None, Some(p)) = (&args.net.peer, given.iter().find(|p| p.is_remote())) {
             return Err(harness::usage(format!(
                 "path {} needs --peer HOST[:PORT] (a host running `zclab serve`)",
                 p.name()
@@ -230,9 +223,9 @@ impl Experiment for NetSend {
             "paths": paths, "sizes": args.sizes, "bytes_per_trial": args.bytes, "pool": args.pool,
             "nodelay": args.nodelay, "sndbuf": args.sndbuf, "max_messages_per_trial": args.max_messages, "inflight": args.inflight, "reap_every": args.reap_every, "veth_mtu": args.veth_mtu,
             "udp_payload_cap": MAX_UDP_PAYLOAD,
-            "peer": args.peer.as_ref().map(|p| p.text.clone()),
+            "peer": args.net.peer.as_ref().map(|p| p.text.clone()),
             "sink": args.sink,
-            "remote": args.peer.as_ref().map(|_| json!({
+            "remote": args.net.peer.as_ref().map(|_| json!({
                 "remote_tcp": "TCP to a receiver thread in `zclab serve` on the peer host, pinned to the peer CPU there; it hashes (xxh3-64) or only counts",
                 "remote_udp": "connected UDP to a receiver thread in `zclab serve` on the peer host that counts datagrams and bytes and sums their xxh3-64",
                 "data_sockets": format!("TCP_USER_TIMEOUT {} s", remote::DATA_USER_TIMEOUT.as_secs()),
@@ -245,7 +238,7 @@ impl Experiment for NetSend {
             "sysctl": send::sysctls(),
             "netns": net_paths::netns_parameters(),
         });
-        if args.peer.is_some() && zclab::net::peers::FaultSpec::from_env()?.is_some() {
+        if args.net.peer.is_some() && zclab::net::peers::FaultSpec::from_env()?.is_some() {
             return Err(harness::usage(peers::fault_with_peer("receiver")));
         }
         let ctx = NetSend {
@@ -258,21 +251,17 @@ impl Experiment for NetSend {
             ),
             args,
         };
-        Ok(Plan {
-            ctx,
-            points,
-            parameters,
-        })
+        Ok(Plan::new(ctx, points, parameters))
     }
 
     fn peer_addr(&self) -> Option<&PeerAddr> {
-        self.args.peer.as_ref()
+        self.args.net.peer.as_ref()
     }
 
     /// The lab's namespaces, when a veth path runs (under --peer the local-only paths are
     /// skipped: none needed).
     fn prepare(&mut self, env: &Env) -> Result<()> {
-        if self.args.peer.is_some() || !self.paths.iter().any(|p| p.needs_netns()) {
+        if self.args.net.peer.is_some() || !self.paths.iter().any(|p| p.needs_netns()) {
             return Ok(());
         }
         if let Some(why) = netns::unavailable_reason(env.caps) {

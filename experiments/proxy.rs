@@ -153,11 +153,7 @@ impl Experiment for Proxy {
             stream: None,
             started: Default::default(),
         };
-        Ok(Plan {
-            ctx,
-            points,
-            parameters,
-        })
+        Ok(Plan::new(ctx, points, parameters))
     }
 
     fn peer_addr(&self) -> Option<&PeerAddr> {

@@ -146,11 +146,7 @@ impl Experiment for SocketToFile {
             stream: None,
             remote_hash: None,
         };
-        Ok(Plan {
-            ctx,
-            points,
-            parameters,
-        })
+        Ok(Plan::new(ctx, points, parameters))
     }
 
     fn peer_addr(&self) -> Option<&PeerAddr> {

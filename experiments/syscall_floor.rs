@@ -28,7 +28,7 @@
 //! operations; p50/p99/p99.99 of the batch means) and `floor.json` with the same figures and
 //! the batched-NOP to getppid ratio (claim `nop-rate`).
 //!
-//! **Minimum kernel.** getppid: any; NOP 5.1; SQPOLL without root 5.11; registered ring fd 5.18.
+//! **Minimum kernel.** getppid, clock-gettime: any; NOP 5.1; SQPOLL without root 5.11; registered ring fd 5.18.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -80,17 +80,13 @@ enum RingFlags {
 fn ops_arg(s: &str) -> Result<u64, String> {
     // Accepts counts such as 1000000, 1M (10^6) or 1Mi (2^20).
     let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("Mi") {
-        (n, 1u64 << 20)
-    } else if let Some(n) = t.strip_suffix("Ki") {
-        (n, 1 << 10)
-    } else if let Some(n) = t.strip_suffix('M') {
-        (n, 1_000_000)
-    } else if let Some(n) = t.strip_suffix('K') {
-        (n, 1_000)
-    } else {
-        (t, 1)
-    };
+    let units = [
+        ("Mi", 1u64 << 20),
+        ("Ki", 1 << 10),
+        ("M", 1_000_000),
+        ("K", 1_000),
+    ];
+    let (num, mult) = zclab::units::strip_unit(t, &units, 1);
     let v: u64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a count (e.g. 1000000, 1M, 1Mi)"))?;
@@ -113,6 +109,7 @@ impl Experiment for SyscallFloor {
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::GETPPID => getppid, [], "syscall(SYS_getppid): one user/kernel round trip that does nothing inside";
+        names::CLOCK_GETTIME => clock_gettime, [], "clock_gettime(CLOCK_MONOTONIC) through the vDSO: a call that does not enter the kernel";
         names::URING_NOP => uring_nop, [op(Nop)], "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch";
         names::URING_NOP_REGRING => uring_nop_regring, [op(Nop)], "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)";
         names::URING_NOP_SQPOLL => uring_nop_sqpoll, [op(Nop), setup(SqPoll)], "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call";
@@ -137,11 +134,11 @@ impl Experiment for SyscallFloor {
             .map(|&b| Point::new().int("batch", b))
             .collect();
         let min_batch = batches[0];
-        Ok(Plan {
-            ctx: SyscallFloor { args, min_batch },
+        Ok(Plan::new(
+            SyscallFloor { args, min_batch },
             points,
             parameters,
-        })
+        ))
     }
 
     fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
@@ -187,6 +184,48 @@ fn getppid(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
         method: "every getppid returned the parent's pid".into(),
         expected: format!("{calls} x pid {expected}"),
         got: format!("{} right, {wrong} wrong", calls - wrong),
+        bytes_expected: 0,
+        bytes_got: 0,
+    });
+    Ok(())
+}
+
+/// A clock read in user space (the vDSO's clock_gettime, what `Instant::now` calls): the cost
+/// of a call without the trip into the kernel, to set beside getppid's.
+fn clock_gettime(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
+    if t.point.num("batch") != ctx.min_batch {
+        return Err(harness::skip_point(format!(
+            "clock-gettime has no batching: measured once, at batch={}",
+            ctx.min_batch
+        )));
+    }
+    let blocks = ctx.args.ops.div_ceil(GETPPID_BLOCK);
+    let mut backwards = 0u64;
+    t.measure(
+        "one clock_gettime(CLOCK_MONOTONIC) (mean of a block of 64 timed together)",
+        |rec| {
+            let mut s = rec.now();
+            let mut last = std::time::Instant::now();
+            for _ in 0..blocks {
+                for _ in 0..GETPPID_BLOCK {
+                    let now = std::hint::black_box(std::time::Instant::now());
+                    backwards += u64::from(now < last);
+                    last = now;
+                }
+                s = rec.record_batch_since(s, GETPPID_BLOCK);
+            }
+            Ok(Done {
+                bytes: 0,
+                ops: blocks * GETPPID_BLOCK,
+            })
+        },
+    )?;
+    let calls = blocks * GETPPID_BLOCK;
+    t.set_integrity(Integrity {
+        ok: backwards == 0,
+        method: "CLOCK_MONOTONIC never went backwards between consecutive reads".into(),
+        expected: format!("{calls} non-decreasing readings"),
+        got: format!("{backwards} went backwards"),
         bytes_expected: 0,
         bytes_got: 0,
     });

@@ -104,6 +104,7 @@ catalog! {
     } params ["bs", "io", "pattern", "qd"];
     syscall_floor {
         GETPPID = "getppid",
+        CLOCK_GETTIME = "clock-gettime",
         URING_NOP = "uring-nop",
         URING_NOP_REGRING = "uring-nop-regring",
         URING_NOP_SQPOLL = "uring-nop-sqpoll",

@@ -35,6 +35,15 @@ const SUFFIXES: &[(&str, u64)] = &[
     ("tb", 1_000_000_000_000),
 ];
 
+/// Splits a trailing unit off `t`: the first of `units` (checked in order, so list longer
+/// suffixes first) that `t` ends with, and its multiplier; `(t, bare)` when none does.
+pub fn strip_unit<'a, T: Copy>(t: &'a str, units: &[(&str, T)], bare: T) -> (&'a str, T) {
+    units
+        .iter()
+        .find_map(|&(u, m)| t.strip_suffix(u).map(|n| (n, m)))
+        .unwrap_or((t, bare))
+}
+
 /// Parses a size such as `4096`, `4K`, `64KiB`, `3.8MB`, `1GiB`; zero is allowed here
 /// (callers that need a positive size use [`parse_size_nonzero`]).
 pub fn parse_size(s: &str) -> Result<u64, ParseError> {

@@ -4,11 +4,10 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::Path;
 use zclab::analysis::claims::{Kind, load, verdicts};
 use zclab::results::load_run;
-use zclab::results::{Integrity, Metrics, Row, Status, ZcCounts};
+use zclab::results::{Integrity, Metrics, Row, ZcCounts};
 
 const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
 
@@ -35,34 +34,21 @@ fn write_exp(
     std::fs::write(d.join("meta.json"), serde_json::to_string(&meta).unwrap()).unwrap();
     let mut text = String::new();
     for &(variant, size, repeat, v) in rows {
-        let mut params = BTreeMap::new();
-        params.insert("size".to_string(), json!(size));
-        let row = Row {
-            experiment: exp.into(),
-            variant: variant.into(),
-            point: format!("size={size}"),
-            params,
-            repeat,
-            status: Status::Ok,
-            error: None,
-            metrics: Some(Metrics {
-                gbps: v,
-                wall_ns: (1e9 / v) as u64,
-                zc: Some(ZcCounts {
-                    usage_reported: true,
-                    copied_pct: v,
-                    ..Default::default()
-                }),
+        let m = Metrics {
+            gbps: v,
+            wall_ns: (1e9 / v) as u64,
+            zc: Some(ZcCounts {
+                usage_reported: true,
+                copied_pct: v,
                 ..Default::default()
             }),
-            integrity: Some(Integrity {
-                ok: true,
-                ..Default::default()
-            }),
-            cpu_sender: None,
-            cpu_peer: None,
-            histograms: BTreeMap::new(),
+            ..Default::default()
         };
+        let mut row = Row::measured(exp, variant, &[("size", json!(size))], repeat, m);
+        row.integrity = Some(Integrity {
+            ok: true,
+            ..Default::default()
+        });
         text.push_str(&serde_json::to_string(&row).unwrap());
         text.push('\n');
     }

@@ -35,17 +35,6 @@ fn verdict(run: &Run, id: &str) -> Verdict {
     verdicts(&claims, std::slice::from_ref(run)).remove(0)
 }
 
-/// The claims engine's number format.
-fn fmt_num(x: f64) -> String {
-    if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else if x.abs() >= 1.0 {
-        format!("{x:.2}")
-    } else {
-        format!("{x:.3}")
-    }
-}
-
 /// The claim's verdict says what the document `doc` (one comparison: `at`, `conclusive`,
 /// per-size `ratio_key` in `points`) says: A beats B from the same size (or never), with the
 /// same ratio at every size, and it is decided only where the document is conclusive.
@@ -71,7 +60,7 @@ fn agree(v: &Verdict, doc: &Value, at: &str, points: &str, ratio_key: &str, a: &
             format!(
                 "{}:{}",
                 fmt_size(size),
-                fmt_num(p[ratio_key].as_f64().unwrap())
+                zclab::analysis::claims::fmt_num(p[ratio_key].as_f64().unwrap())
             )
         })
         .collect();

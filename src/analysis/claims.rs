@@ -238,7 +238,8 @@ fn combine(kinds: &[Kind]) -> Kind {
     }
 }
 
-fn fmt_num(x: f64) -> String {
+/// How a verdict prints a measured number: 3 significant figures about, no exponent.
+pub fn fmt_num(x: f64) -> String {
     if x.abs() >= 100.0 {
         format!("{x:.0}")
     } else if x.abs() >= 1.0 {

@@ -678,24 +678,14 @@ mod tests {
     }
 
     fn row(variant: &str, size: u64, repeat: u32, gbps: f64, status: Status) -> Row {
-        Row {
-            experiment: "e".into(),
-            variant: variant.into(),
-            point: format!("size={size}"),
-            params: std::collections::BTreeMap::from([("size".into(), size.into())]),
-            repeat,
-            status,
-            error: None,
-            metrics: Some(Metrics {
-                gbps,
-                bytes: size,
-                ..Default::default()
-            }),
-            integrity: None,
-            cpu_sender: None,
-            cpu_peer: None,
-            histograms: Default::default(),
-        }
+        let m = Metrics {
+            gbps,
+            bytes: size,
+            ..Default::default()
+        };
+        let mut r = Row::measured("e", variant, &[("size", size.into())], repeat, m);
+        r.status = status;
+        r
     }
 
     #[test]

@@ -52,6 +52,16 @@ pub struct Plan<E> {
     pub parameters: Value,
 }
 
+impl<E> Plan<E> {
+    pub fn new(ctx: E, points: Vec<Point>, parameters: Value) -> Self {
+        Plan {
+            ctx,
+            points,
+            parameters,
+        }
+    }
+}
+
 /// A typed result of an analysis, written as `<experiment dir>/<file>` (JSON) and printed as
 /// `text` unless `--quiet`. A document ([`Analysis::document`]: a JSON string) is written as
 /// its text, and its printed text is followed by the file's path.

@@ -144,17 +144,8 @@ fn merge_zc(a: ZcCounts, b: &ZcCounts) -> ZcCounts {
 /// Parses a duration: `500ms`, `2s`, `1.5s`, `1m` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
+    let units = [("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("m", 60.0)];
+    let (num, scale) = crate::units::strip_unit(t, &units, 1.0);
     let v: f64 = num
         .trim()
         .parse()

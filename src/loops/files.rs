@@ -65,6 +65,18 @@ pub fn workdir_free(dir: &Path) -> Result<u64, String> {
     free_bytes(dir).map_err(|e| format!("cannot read the free space of {}: {e}", dir.display()))
 }
 
+/// Refuses a `--workdir` whose filesystem has less than `need` bytes free for `what`.
+pub fn workdir_room(dir: &Path, need: u64, what: &str) -> Result<(), String> {
+    let free = workdir_free(dir)?;
+    if need > free {
+        return Err(format!(
+            "{what} needs {need} B in {}, but its filesystem has {free} B free (use smaller --sizes or another --workdir)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a `--workdir` that is not a directory.
 pub fn workdir_exists(dir: &Path) -> Result<(), String> {
     if !dir.is_dir() {

@@ -11,6 +11,21 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
+/// The options of every experiment that moves bytes over a network path: which paths, and
+/// the host of the remote ones.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Paths, comma-separated: tcp-loopback, tcp-veth, udp-sink (the veth ones need root),
+    /// remote-tcp, remote-udp (need --peer). Default: the local three (those this host can
+    /// run), or the remote two with --peer.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub paths: Vec<NetPath>,
+    /// Host running `zclab serve` (port 7878 unless given): the receiving end of the remote
+    /// paths runs there, and its accounting comes back beside this side's, which is measured.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
+    pub peer: Option<remote::PeerAddr>,
+}
+
 /// Paths left out of the default run, each with the reason.
 pub type SkippedPaths = Vec<(NetPath, String)>;
 

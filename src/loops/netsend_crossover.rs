@@ -191,37 +191,24 @@ fn crossover_on(rows: &[Row], path: NetPath, file: &'static str, repeat: u32) ->
 mod tests {
     use super::*;
     use crate::results::Metrics;
-    use std::collections::BTreeMap;
 
     fn row(variant: &str, path: &str, size: u64, reap: u64, repeat: u32, cpu: f64) -> Row {
-        Row {
-            experiment: names::NAME.into(),
-            variant: variant.into(),
-            point: format!("path={path},size={size},reap={reap}"),
-            params: BTreeMap::from([
-                ("path".to_string(), json!(path)),
-                ("size".to_string(), json!(size)),
-                ("reap".to_string(), json!(reap)),
-            ]),
-            repeat,
-            status: Status::Ok,
-            error: None,
-            metrics: Some(Metrics {
-                cpu_ns_per_mib: cpu,
-                gbps: 1.0,
-                bytes: size,
-                ..Default::default()
-            }),
-            integrity: None,
-            cpu_sender: None,
-            cpu_peer: None,
-            histograms: BTreeMap::new(),
-        }
+        let m = Metrics {
+            cpu_ns_per_mib: cpu,
+            gbps: 1.0,
+            bytes: size,
+            ..Default::default()
+        };
+        let params = [
+            ("path", json!(path)),
+            ("size", json!(size)),
+            ("reap", json!(reap)),
+        ];
+        Row::measured(names::NAME, variant, &params, repeat, m)
     }
 
     const SIZES: [u64; 4] = [1024, 4096, 16384, 65536];
 
-    /// Rows of `variant` at each size, three repeats of `cpu * (1 + jitter)`.
     fn rows_of(variant: &str, reap: u64, cpu: [f64; 4], jitter: [f64; 3]) -> Vec<Row> {
         let mut v = Vec::new();
         for (s, c) in SIZES.into_iter().zip(cpu) {

@@ -97,31 +97,16 @@ pub fn crossover(rows: &[Row]) -> Option<(Value, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{Metrics, Status};
-    use std::collections::BTreeMap;
+    use crate::results::Metrics;
 
     fn row(variant: &str, mode: &str, msg: u64, repeat: u32, gbps: f64) -> Row {
-        Row {
-            experiment: names::NAME.into(),
-            variant: variant.into(),
-            point: format!("mode={mode},msg={msg}"),
-            params: BTreeMap::from([
-                ("mode".to_string(), json!(mode)),
-                ("msg".to_string(), json!(msg)),
-            ]),
-            repeat,
-            status: Status::Ok,
-            error: None,
-            metrics: Some(Metrics {
-                gbps,
-                bytes: msg,
-                ..Default::default()
-            }),
-            integrity: None,
-            cpu_sender: None,
-            cpu_peer: None,
-            histograms: BTreeMap::new(),
-        }
+        let m = Metrics {
+            gbps,
+            bytes: msg,
+            ..Default::default()
+        };
+        let params = [("mode", json!(mode)), ("msg", json!(msg))];
+        Row::measured(names::NAME, variant, &params, repeat, m)
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub enum NetPath {
     TcpVeth,
     /// UDP from namespace A over a veth pair to a device in namespace S that drops it at IP.
     UdpSink,
-    /// TCP to a receiver in `zclab serve` on another host (`--peer`, see [`super::remote`]).
+    /// TCP to a receiver in `zclab serve` on another host (`--peer`).
     RemoteTcp,
     /// Connected UDP to a counting receiver in `zclab serve` on another host.
     RemoteUdp,

@@ -359,27 +359,14 @@ fn or_unknown(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn row(variant: &str, repeat: u32, gbps: f64) -> Row {
-        Row {
-            experiment: "e".into(),
-            variant: variant.into(),
-            point: "size=1KiB".into(),
-            params: BTreeMap::new(),
-            repeat,
-            status: Status::Ok,
-            error: None,
-            metrics: Some(Metrics {
-                gbps,
-                bytes: 1024,
-                ..Default::default()
-            }),
-            integrity: None,
-            cpu_sender: None,
-            cpu_peer: None,
-            histograms: BTreeMap::new(),
-        }
+        let m = Metrics {
+            gbps,
+            bytes: 1024,
+            ..Default::default()
+        };
+        Row::measured("e", variant, &[("size", "1KiB".into())], repeat, m)
     }
 
     #[test]

@@ -218,6 +218,43 @@ fn csv_field(s: &str) -> String {
 }
 
 impl Row {
+    /// A successful row of `metrics` at the point `params` (in that order; the point's text
+    /// is `name=value` pairs of the raw values), with no integrity record, CPUs or histograms:
+    /// rows made by analyses and tests rather than by a trial.
+    pub fn measured(
+        experiment: &str,
+        variant: &str,
+        params: &[(&str, serde_json::Value)],
+        repeat: u32,
+        metrics: Metrics,
+    ) -> Row {
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Row {
+            experiment: experiment.into(),
+            variant: variant.into(),
+            point: params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect::<Vec<_>>()
+                .join(","),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            repeat,
+            status: Status::Ok,
+            error: None,
+            metrics: Some(metrics),
+            integrity: None,
+            cpu_sender: None,
+            cpu_peer: None,
+            histograms: BTreeMap::new(),
+        }
+    }
+
     /// The row as one CSV line (no newline); absent values are empty, unknown counters `unknown`.
     pub fn to_csv(&self) -> String {
         let opt = |v: Option<String>| v.unwrap_or_default();
