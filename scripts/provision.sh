@@ -111,6 +111,20 @@ if ((memlock)); then
   fi
 fi
 
+# 3b. A work directory where O_DIRECT is real: Debian 13 mounts /tmp as tmpfs, which has no
+# O_DIRECT and keeps files in memory, and the experiments' --workdir defaults to $TMPDIR.
+if [[ $(stat -f -c %T /tmp 2>/dev/null) == tmpfs ]]; then
+  conf=/etc/profile.d/zclab-workdir.sh
+  if [[ -f $conf ]]; then
+    say "TMPDIR already set for logins ($conf)"
+  elif ((dry)); then
+    say "would set TMPDIR=/var/tmp for logins in $conf (/tmp is tmpfs)"
+  else
+    echo 'export TMPDIR=/var/tmp  # zclab: /tmp is tmpfs here; O_DIRECT needs a real filesystem' >"$conf"
+    say "TMPDIR=/var/tmp for logins ($conf): /tmp is tmpfs"
+  fi
+fi
+
 # 4. Optional: the kernel matrix's tools.
 if ((matrix)); then
   run bash "$repo/scripts/matrix/deps.sh" qemu

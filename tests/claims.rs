@@ -100,6 +100,26 @@ fn ratio_verdicts_of_every_kind() {
     assert!(v.measured.contains("2.00"), "{}", v.measured);
 }
 
+/// A check with the source's figure shows the measured one beside it, and their quotient, in
+/// the verdict and in the table: "reproduced in direction, 0.5x in size" is visible.
+#[test]
+fn magnitude_beside_the_published_figure() {
+    let t = tempfile::tempdir().unwrap();
+    let rows = [("fast", 1, 0, 2.0), ("slow", 1, 0, 1.0)];
+    write_exp(t.path(), "e", "6.18", &rows, &[]);
+    let mut checks = ratio_check(">", 1.0);
+    checks[0]["published"] = json!(4.0);
+    let v = verdict(checks, &[t.path()]);
+    assert_eq!(v.kind, Kind::Reproduced);
+    assert_eq!(v.vs_published.len(), 1);
+    let m = &v.vs_published[0];
+    assert_eq!((m.measured, m.published, m.quotient), (2.0, 4.0, 0.5));
+    let table = zclab::report::claims_table(std::slice::from_ref(&v));
+    assert!(table.contains("2.00 vs 4.00 published = 0.500x"), "{table}");
+    // Without a published figure there is nothing to divide by.
+    assert!(verdict(ratio_check(">", 1.0), &[t.path()]).vs_published.is_empty());
+}
+
 #[test]
 fn not_applicable_says_why() {
     let t = tempfile::tempdir().unwrap();

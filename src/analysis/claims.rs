@@ -62,6 +62,10 @@ pub enum Check {
         points: BTreeMap<String, Value>,
         op: String,
         threshold: f64,
+        /// The same quantity as the source published it (a ratio, a value, a crossover size),
+        /// shown beside the measured one with their quotient; None where the source gives none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        published: Option<f64>,
     },
     /// metric(variant) `op` threshold at every matching point.
     Value {
@@ -70,6 +74,10 @@ pub enum Check {
         side: Side,
         op: String,
         threshold: f64,
+        /// The same quantity as the source published it (a ratio, a value, a crossover size),
+        /// shown beside the measured one with their quotient; None where the source gives none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        published: Option<f64>,
     },
     /// The smallest value of `param` at which a's metric beats b's (lower is better when
     /// `lower_is_better`) lies within [min, max].
@@ -82,6 +90,10 @@ pub enum Check {
         lower_is_better: bool,
         min: f64,
         max: f64,
+        /// The same quantity as the source published it (a ratio, a value, a crossover size),
+        /// shown beside the measured one with their quotient; None where the source gives none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        published: Option<f64>,
     },
     /// The same variant and point across runs on kernels on either side of `boundary`:
     /// newer / older `op` threshold.
@@ -92,6 +104,10 @@ pub enum Check {
         boundary: String,
         op: String,
         threshold: f64,
+        /// The same quantity as the source published it (a ratio, a value, a crossover size),
+        /// shown beside the measured one with their quotient; None where the source gives none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        published: Option<f64>,
     },
     /// Cannot be tested without something this lab does not have (a NIC, say).
     Needs { what: String },
@@ -126,6 +142,33 @@ pub struct Verdict {
     pub measured: String,
     pub published: String,
     pub why: String,
+    /// Per check that has a published figure: the measured one (median over its points),
+    /// the published one and measured/published, so a reproduction in direction only shows
+    /// its size. Empty where the source gives no comparable figure.
+    #[serde(default)]
+    pub vs_published: Vec<Magnitude>,
+}
+
+/// A measured figure beside the published one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Magnitude {
+    pub what: String,
+    pub measured: f64,
+    pub published: f64,
+    /// measured / published.
+    pub quotient: f64,
+}
+
+impl Magnitude {
+    pub fn text(&self) -> String {
+        format!(
+            "{}: {} vs {} published = {}x",
+            self.what,
+            fmt_num(self.measured),
+            fmt_num(self.published),
+            fmt_num(self.quotient)
+        )
+    }
 }
 
 /// Parses the claims data; the error names the problem.
@@ -278,12 +321,16 @@ fn verdict(op: &str, test: impl FnOnce(Op) -> Test) -> Kind {
 /// A point a check measured: its parameters, (value, interval low, high), and its verdict.
 type Found<'a> = (&'a BTreeMap<String, Value>, (f64, f64, f64), Kind);
 
-fn answer(
-    found: &[Found],
-    label: String,
-    op: &str,
-    threshold: f64,
-) -> Option<(Kind, String, String)> {
+/// What one check says: its verdict, the measured figures as text, the test or the reason,
+/// and its central measured figure (label, value) for the comparison with the published one.
+struct Out {
+    kind: Kind,
+    measured: String,
+    why: String,
+    central: Option<(String, f64)>,
+}
+
+fn answer(found: &[Found], label: String, op: &str, threshold: f64) -> Option<Out> {
     if found.is_empty() {
         return None;
     }
@@ -300,11 +347,15 @@ fn answer(
             )
         })
         .collect();
-    Some((
-        combine(&kinds),
-        format!("{label} = {}", measured.join(", ")),
-        format!("{label} {op} {threshold}"),
-    ))
+    let mut vals: Vec<f64> = found.iter().map(|f| f.1.0).collect();
+    vals.sort_by(f64::total_cmp);
+    let central = vals[vals.len() / 2];
+    Some(Out {
+        kind: combine(&kinds),
+        measured: format!("{label} = {}", measured.join(", ")),
+        why: format!("{label} {op} {threshold}"),
+        central: Some((label, central)),
+    })
 }
 
 /// Evaluates one check on `runs` (the first run is "this machine"; cross-kernel checks use all).
@@ -317,14 +368,19 @@ fn run_with<'a>(runs: &'a [Run], exp: &str) -> &'a Run {
         .unwrap_or(&runs[0])
 }
 
-fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
+fn check(c: &Check, runs: &[Run]) -> Out {
     let run = match c {
         Check::Ratio { experiment, .. }
         | Check::Value { experiment, .. }
         | Check::Crossover { experiment, .. } => run_with(runs, experiment),
         _ => &runs[0],
     };
-    let na = |why: String| (Kind::NotApplicable, "-".to_string(), why);
+    let na = |why: String| Out {
+        kind: Kind::NotApplicable,
+        measured: "-".to_string(),
+        why,
+        central: None,
+    };
     match c {
         Check::Needs { what } => na(format!("needs {what}")),
         Check::Ratio {
@@ -335,6 +391,7 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             points,
             op,
             threshold,
+            ..
         } => {
             let rows = match rows_of(run, experiment, &[&a.variant, &b.variant]) {
                 Ok(r) => r,
@@ -369,6 +426,7 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             side,
             op,
             threshold,
+            ..
         } => {
             let rows = match rows_of(run, experiment, &[&side.variant]) {
                 Ok(r) => r,
@@ -404,6 +462,7 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             lower_is_better,
             min,
             max,
+            ..
         } => {
             let rows = match rows_of(run, experiment, &[&a.variant, &b.variant]) {
                 Ok(r) => r,
@@ -435,15 +494,16 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
                             crate::units::fmt_size(h as u64)
                         ),
                     };
-                    (
+                    Out {
                         kind,
                         measured,
-                        format!(
+                        why: format!(
                             "crossover in [{}, {}]",
                             crate::units::fmt_size(*min as u64),
                             crate::units::fmt_size(*max as u64)
                         ),
-                    )
+                        central: hi.map(|h| (format!("crossover {param} (B)"), h)),
+                    }
                 }
             }
         }
@@ -454,6 +514,7 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             boundary,
             op,
             threshold,
+            ..
         } => {
             let bound = parse_version(boundary);
             let older: Vec<&Run> = runs.iter().filter(|r| kernel_version(r) < bound).collect();
@@ -486,11 +547,12 @@ fn check(c: &Check, runs: &[Run]) -> (Kind, String, String) {
             let Some(r) = ratio(&n, &o, Pairing::Unpaired) else {
                 return na(format!("the runs' {m} of {} is zero", side.variant));
             };
-            (
-                op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
-                format!("newer/older {m} {}", fmt_num(r.value)),
-                format!("{op} {threshold}"),
-            )
+            Out {
+                kind: op_of(op).map_or(Kind::NotReproduced, |o| kind_of(r.test(o, *threshold))),
+                measured: format!("newer/older {m} {}", fmt_num(r.value)),
+                why: format!("{op} {threshold}"),
+                central: Some((format!("newer/older {m}"), r.value)),
+            }
         }
     }
 }
@@ -607,36 +669,62 @@ fn filter_text(f: &BTreeMap<String, Value>) -> String {
     }
 }
 
+impl Check {
+    /// The figure the source published for this check, if it gives one.
+    fn published(&self) -> Option<f64> {
+        match self {
+            Check::Ratio { published, .. }
+            | Check::Value { published, .. }
+            | Check::Crossover { published, .. }
+            | Check::Kernels { published, .. } => *published,
+            Check::Needs { .. } => None,
+        }
+    }
+}
+
 /// Verdicts of every claim against `runs`.
 pub fn verdicts(claims: &[Claim], runs: &[Run]) -> Vec<Verdict> {
     claims
         .iter()
         .map(|c| {
-            let results: Vec<(Kind, String, String)> =
-                c.checks.iter().map(|k| check(k, runs)).collect();
-            let kind = combine(&results.iter().map(|r| r.0).collect::<Vec<_>>());
+            let results: Vec<Out> = c.checks.iter().map(|k| check(k, runs)).collect();
+            let kind = combine(&results.iter().map(|r| r.kind).collect::<Vec<_>>());
+            let vs_published = c
+                .checks
+                .iter()
+                .zip(&results)
+                .filter_map(|(k, r)| {
+                    let p = k.published().filter(|p| *p != 0.0)?;
+                    let (what, m) = r.central.clone()?;
+                    Some(Magnitude {
+                        what,
+                        measured: m,
+                        published: p,
+                        quotient: m / p,
+                    })
+                })
+                .collect();
+            let mut why: Vec<String> = Vec::new();
+            for r in results
+                .iter()
+                .filter(|r| r.kind == kind || kind == Kind::Reproduced)
+            {
+                if !why.contains(&r.why) {
+                    why.push(r.why.clone());
+                }
+            }
             Verdict {
                 id: c.id.clone(),
                 kind,
                 measured: results
                     .iter()
-                    .map(|r| r.1.clone())
+                    .map(|r| r.measured.clone())
                     .filter(|s| s != "-")
                     .collect::<Vec<_>>()
                     .join(" | "),
                 published: c.published.clone(),
-                why: {
-                    let mut w: Vec<String> = Vec::new();
-                    for r in results
-                        .iter()
-                        .filter(|r| r.0 == kind || kind == Kind::Reproduced)
-                    {
-                        if !w.contains(&r.2) {
-                            w.push(r.2.clone());
-                        }
-                    }
-                    w.join("; ")
-                },
+                why: why.join("; "),
+                vs_published,
             }
         })
         .collect()

@@ -31,6 +31,10 @@ pub struct ReportArgs {
     /// Only this experiment of the run.
     #[arg(long, value_name = "NAME", conflicts_with = "update_docs")]
     pub experiment: Option<String>,
+    /// With --markdown: the verdict of every published claim on the run (what `zclab claims
+    /// RUN` prints), judged now by the shipped claims.
+    #[arg(long, requires = "markdown", conflicts_with = "experiment")]
+    pub claims: bool,
     /// Rewrite, in each Markdown FILE, every block between a line `<!-- report: ARGS -->` and
     /// the next line `<!-- /report -->` with the output of `zclab report ARGS`.
     #[arg(long, value_name = "FILE", num_args = 1..)]
@@ -67,6 +71,10 @@ pub fn render(args: &ReportArgs) -> Result<String> {
     {
         return std::fs::read_to_string(&versus)
             .with_context(|| format!("cannot read {}", versus.display()));
+    }
+    if args.claims {
+        let v = super::claims::verdicts(std::slice::from_ref(dir))?;
+        return Ok(zclab::report::claims_table(&v));
     }
     let run = load_run(dir)?;
     let chosen: Vec<&Experiment> = match &args.experiment {

@@ -197,16 +197,22 @@ pub fn csv(rows: &[Row]) -> String {
 /// The claims' verdicts as a Markdown table.
 pub fn claims_table(v: &[Verdict]) -> String {
     let mut s = String::from(
-        "| claim | verdict | measured here | published | test / reason |\n|---|---|---|---|---|\n",
+        "| claim | verdict | measured here | published | measured / published | test / reason |\n|---|---|---|---|---|---|\n",
     );
     for x in v {
+        let mag: Vec<String> = x.vs_published.iter().map(|m| m.text()).collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             x.id,
             x.kind.text(),
             x.measured.replace('|', "/"),
             x.published.replace('|', "/"),
+            if mag.is_empty() {
+                "-".into()
+            } else {
+                mag.join("; ")
+            },
             x.why.replace('|', "/")
         );
     }
