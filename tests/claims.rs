@@ -117,7 +117,11 @@ fn magnitude_beside_the_published_figure() {
     let table = zclab::report::claims_table(std::slice::from_ref(&v));
     assert!(table.contains("2.00 vs 4.00 published = 0.500x"), "{table}");
     // Without a published figure there is nothing to divide by.
-    assert!(verdict(ratio_check(">", 1.0), &[t.path()]).vs_published.is_empty());
+    assert!(
+        verdict(ratio_check(">", 1.0), &[t.path()])
+            .vs_published
+            .is_empty()
+    );
 }
 
 #[test]

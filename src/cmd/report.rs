@@ -19,7 +19,7 @@ use zclab::results::{Experiment, Run, load_run};
 
 /// Options of `zclab report`.
 #[derive(clap::Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["markdown", "csv", "update_docs"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["markdown", "csv", "update_docs", "capabilities"])))]
 pub struct ReportArgs {
     /// Print the tables of the run directory RUN as Markdown (medians with their 95% interval
     /// where there are repeats): one section per experiment, or only the table of --experiment.
@@ -35,6 +35,10 @@ pub struct ReportArgs {
     /// RUN` prints), judged now by the shipped claims.
     #[arg(long, requires = "markdown", conflicts_with = "experiment")]
     pub claims: bool,
+    /// What `zclab compare RUN...` says of the kernels' io_uring opcodes, setup flags and
+    /// features (the first run is the base; its results tables left out).
+    #[arg(long, value_name = "RUN", num_args = 2..)]
+    pub capabilities: Vec<PathBuf>,
     /// Rewrite, in each Markdown FILE, every block between a line `<!-- report: ARGS -->` and
     /// the next line `<!-- /report -->` with the output of `zclab report ARGS`.
     #[arg(long, value_name = "FILE", num_args = 1..)]
@@ -56,6 +60,13 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
 
 /// What `zclab report --markdown|--csv ...` prints.
 pub fn render(args: &ReportArgs) -> Result<String> {
+    if !args.capabilities.is_empty() {
+        let text = super::compare::run(&args.capabilities)?;
+        return Ok(match text.find("\n## Results") {
+            Some(i) => format!("{}\n", text[..i].trim_end()),
+            None => text,
+        });
+    }
     let (dir, markdown) = match (&args.markdown, &args.csv) {
         (Some(d), _) => (d, true),
         (None, Some(d)) => (d, false),
