@@ -21,6 +21,7 @@ fn reference_runs() -> Vec<PathBuf> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.is_dir())
         .filter(|p| {
             p.join("meta.json").is_file()
                 || std::fs::read_dir(p)
