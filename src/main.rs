@@ -90,6 +90,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    if matches!(
+        cli.cmd,
+        Cmd::Probe { .. } | Cmd::Compare(_) | Cmd::Claims { .. } | Cmd::List | Cmd::Report(_)
+    ) {
+        zclab::sys::signal::sigpipe_default();
+    }
     match cli.cmd {
         Cmd::Probe { json, dir } => {
             let bad = caps::invalid_hide_tokens(&std::env::var(caps::HIDE_ENV).unwrap_or_default());

@@ -148,3 +148,26 @@ fn update_docs_regenerates_marked_blocks() {
 fn run_cmd(args: &[&str]) -> std::process::Output {
     run(ZCLAB, args, &[])
 }
+
+/// A reader that stops early (`zclab report --csv RUN | head -1`) ends the printing command
+/// quietly, as any Unix tool, instead of a panic about a broken pipe.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    // Over 64 KiB of CSV: more than a pipe holds.
+    let run = reference().join("quick-20261205T070103Z");
+    let mut child = Command::new(ZCLAB)
+        .args(["report", "--csv"])
+        .arg(&run)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here: the rest of the CSV (over a pipe's 64 KiB) meets EPIPE.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

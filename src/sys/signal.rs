@@ -63,3 +63,15 @@ impl Cancel {
         self.signal().is_some()
     }
 }
+
+/// Restores SIGPIPE's default action (the process ends quietly when the reader of its output
+/// goes away, as `zclab compare ... | head` expects) for commands that only print. Rust's
+/// runtime ignores SIGPIPE, so a print to a closed pipe would otherwise panic. Not for commands
+/// that write to sockets or supervise children (serve, run): they handle EPIPE themselves.
+pub fn sigpipe_default() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler; nothing else in the process depends
+    // on SIGPIPE being ignored for the printing commands this is called from.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
