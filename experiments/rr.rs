@@ -52,7 +52,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::process::ExitCode;
 use zclab::caps::Caps;
 use zclab::catalog::rr as names;
-use zclab::harness::{self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant};
+use zclab::harness::{
+    self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
+};
 use zclab::loops::rr::{self, ClientJob, Mode, Server, Shape};
 use zclab::loops::{common, net_paths};
 use zclab::net::netns::{self, VethLab};
@@ -81,7 +83,12 @@ impl RrPath {
 #[derive(clap::Args, Debug)]
 struct Args {
     /// Paths, comma-separated: tcp-loopback, tcp-veth (needs root).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp-loopback,tcp-veth")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp-loopback,tcp-veth"
+    )]
     paths: Vec<RrPath>,
     /// Request sizes (and response sizes unless --response-sizes), comma-separated, at least
     /// 16 B (K/M are powers of 1024).
@@ -111,7 +118,9 @@ struct Args {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(r) if r.is_finite() && (1.0..=1e9).contains(&r) => Ok(r),
-        _ => Err(format!("'{s}': expected transactions per second from 1 to 1e9")),
+        _ => Err(format!(
+            "'{s}': expected transactions per second from 1 to 1e9"
+        )),
     }
 }
 
@@ -142,7 +151,12 @@ impl Experiment for Rr {
     ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
-        let all: Vec<u64> = args.sizes.iter().chain(&args.response_sizes).copied().collect();
+        let all: Vec<u64> = args
+            .sizes
+            .iter()
+            .chain(&args.response_sizes)
+            .copied()
+            .collect();
         if let Some(&s) = all.iter().find(|&&s| s < rr::MIN_SIZE as u64) {
             return Err(harness::usage(format!(
                 "size {s} B is below {} B (a request or response carries a sequence number and a checksum)",
@@ -239,7 +253,9 @@ impl Experiment for Rr {
         }
         let mut v = Vec::new();
         for r in rows.iter().filter(|r| r.status == Status::Ok) {
-            let Some(m) = r.metrics.as_ref() else { continue };
+            let Some(m) = r.metrics.as_ref() else {
+                continue;
+            };
             if let (Some(&target), Some(&achieved), Some(&ok)) = (
                 m.extra.get("rate_target"),
                 m.extra.get("rate_achieved"),
@@ -265,7 +281,10 @@ impl Experiment for Rr {
             );
         }
         if text.is_empty() {
-            text = format!("rr: every open-loop trial achieved its rate ({} trials)\n", v.len());
+            text = format!(
+                "rr: every open-loop trial achieved its rate ({} trials)\n",
+                v.len()
+            );
         }
         Ok(vec![Analysis::new("rates.json", &v, text)?])
     }
@@ -293,7 +312,9 @@ fn classic_epoll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?))
 }
 fn uring_oneshot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    run(ctx, t, |shape, t| uring(t, shape, plain(), RecvStyle::OneShot))
+    run(ctx, t, |shape, t| {
+        uring(t, shape, plain(), RecvStyle::OneShot)
+    })
 }
 fn uring_multishot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     let style = RecvStyle::Multishot {
@@ -302,12 +323,19 @@ fn uring_multishot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     run(ctx, t, |shape, t| uring(t, shape, plain(), style))
 }
 fn uring_fixed(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    run(ctx, t, |shape, t| uring(t, shape, plain(), RecvStyle::Fixed))
+    run(ctx, t, |shape, t| {
+        uring(t, shape, plain(), RecvStyle::Fixed)
+    })
 }
 fn uring_sqpoll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     let cpu = t.cpus.0 as u32;
     run(ctx, t, |shape, t| {
-        uring(t, shape, RingConfig::sqpoll(8, 1000, Some(cpu)), RecvStyle::OneShot)
+        uring(
+            t,
+            shape,
+            RingConfig::sqpoll(8, 1000, Some(cpu)),
+            RecvStyle::OneShot,
+        )
     })
 }
 fn uring_defer_taskrun(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
@@ -316,7 +344,9 @@ fn uring_defer_taskrun(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
         defer_taskrun: Want::Require,
         ..plain()
     };
-    run(ctx, t, |shape, t| uring(t, shape, cfg.clone(), RecvStyle::OneShot))
+    run(ctx, t, |shape, t| {
+        uring(t, shape, cfg.clone(), RecvStyle::OneShot)
+    })
 }
 
 /// A ring with no optional setup flags, so that the variants differ by one thing each.
@@ -336,9 +366,9 @@ fn uring(t: &mut Trial, shape: Shape, cfg: RingConfig, style: RecvStyle) -> Resu
         common::register_buffers(t, &mut ring, 2, size)?;
     }
     Server::uring(shape, ring, style).map_err(|e| match e.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => harness::skip_variant(format!(
-            "the kernel refused the provided-buffer ring ({e})"
-        )),
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            harness::skip_variant(format!("the kernel refused the provided-buffer ring ({e})"))
+        }
         _ => anyhow::Error::new(e),
     })
 }
@@ -388,7 +418,11 @@ fn run(
         "tcp-veth" => RrPath::TcpVeth,
         _ => RrPath::TcpLoopback,
     };
-    let mode = if t.point.str("mode") == "crr" { Mode::Crr } else { Mode::Rr };
+    let mode = if t.point.str("mode") == "crr" {
+        Mode::Crr
+    } else {
+        Mode::Rr
+    };
     let open = t.point.str("load") == "open";
     let shape = Shape {
         req: t.point.num("req") as usize,

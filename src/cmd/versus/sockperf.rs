@@ -74,15 +74,41 @@ pub(super) fn run(size: u32, secs: u32) -> Result<(f64, Lat)> {
     };
     let port = port.to_string();
     let mut server = Command::new("taskset")
-        .args(["-c", "0", "sockperf", "sr", "--tcp", "-i", "127.0.0.1", "-p", &port])
+        .args([
+            "-c",
+            "0",
+            "sockperf",
+            "sr",
+            "--tcp",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start sockperf sr under taskset")?;
     std::thread::sleep(Duration::from_millis(300));
     let out = Command::new("taskset")
-        .args(["-c", "1", "sockperf", "pp", "--tcp", "-i", "127.0.0.1", "-p", &port])
-        .args(["-m", &size.to_string(), "-t", &secs.to_string(), "--full-rtt"])
+        .args([
+            "-c",
+            "1",
+            "sockperf",
+            "pp",
+            "--tcp",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ])
+        .args([
+            "-m",
+            &size.to_string(),
+            "-t",
+            &secs.to_string(),
+            "--full-rtt",
+        ])
         .output();
     let _ = server.kill();
     let _ = server.wait();
@@ -125,7 +151,11 @@ fn parse(text: &str) -> Result<(f64, Lat)> {
     let run_s = field(valid, "RunTime=").context("no RunTime")?;
     let got = field(valid, "ReceivedMessages=").context("no ReceivedMessages")?;
     if let Some(l) = text.lines().find(|l| l.contains("dropped messages")) {
-        for k in ["dropped messages = ", "duplicated messages = ", "out-of-order messages = "] {
+        for k in [
+            "dropped messages = ",
+            "duplicated messages = ",
+            "out-of-order messages = ",
+        ] {
             if field(l, k).is_some_and(|v| v > 0.0) {
                 bail!("sockperf reported {}", l.trim());
             }
@@ -135,7 +165,12 @@ fn parse(text: &str) -> Result<(f64, Lat)> {
         text.lines()
             .find(|l| l.contains(&format!("percentile {p} =")))
             .and_then(|l| l.rsplit('=').next())
-            .and_then(|v| v.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<f64>().ok())
+            .and_then(|v| {
+                v.trim()
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<f64>()
+                    .ok()
+            })
     };
     let lat = Lat {
         p50_us: pct("50.000").context("no p50")?,
@@ -159,7 +194,13 @@ mod tests {
                  sockperf: ---> percentile 50.000 =   41.711\n";
         let (tps, lat) = parse(t).unwrap();
         assert!((tps - 5257.0 / 1.548).abs() < 1e-6);
-        assert_eq!(lat, Lat { p50_us: 41.711, p99_us: 6395.594 });
+        assert_eq!(
+            lat,
+            Lat {
+                p50_us: 41.711,
+                p99_us: 6395.594
+            }
+        );
         let bad = t.replace("# dropped messages = 0", "# dropped messages = 3");
         assert!(parse(&bad).is_err());
         assert!(parse("nothing").is_err());
