@@ -83,7 +83,7 @@ fn rate_above_capacity_is_reported_not_achieved() {
         // The rate asked is recorded as asked, never lowered; what was achieved is beside it.
         assert_eq!(m.extra["rate_target"], 1e9);
         let got = m.extra["rate_achieved"];
-        assert!(got > 0.0 && got < 1e9 * 0.97, "{got}");
+        assert!(got > 0.0 && got < 1e9 * 0.9, "{got}");
         assert_eq!(m.extra["rate_achieved_ok"], 0.0);
         let needle = format!("rr: open-loop rate NOT ACHIEVED: {} at", row.variant);
         assert!(r.stdout.contains(&needle), "{}", r.text());

@@ -37,8 +37,9 @@ const DISTINCT: usize = 16;
 pub const MAX_BATCH: usize = 16;
 /// Offset of the response pattern in the lab's pattern stream (any fixed value).
 const RESP_PATTERN_OFF: u64 = 1 << 40;
-/// An open-loop target counts as achieved at this share of it or more.
-pub const ACHIEVED_SHARE: f64 = 0.97;
+/// An open-loop target counts as achieved at this share of it or more (the span includes the
+/// last response's latency, so a short pass on a noisy machine falls short by its tail).
+pub const ACHIEVED_SHARE: f64 = 0.9;
 
 /// Connection per transaction or one connection for all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
