@@ -526,8 +526,12 @@ fn run(
             Some(c) => server.serve(c)?,
             None => {
                 for _ in 0..n {
+                    let before = server.framer.served;
                     let c = server.accept(&listener)?;
                     server.serve(&c)?;
+                    if server.framer.served == before {
+                        bail!("a connection ended without a request: the client stopped");
+                    }
                 }
             }
         }

@@ -117,3 +117,35 @@ fn bad_input_is_one_line_and_exit_2() {
     // Bad input never creates a run directory.
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
 }
+
+/// SIGINT or SIGTERM in the middle of a trial (the server blocked in recv, epoll_wait or
+/// io_uring_enter) stops the run with 130/143 and removes the lab's namespaces.
+#[test]
+fn sigint_and_sigterm_stop_every_server_and_leave_nothing_behind() {
+    use nix::sys::signal::Signal;
+    if !need_root("sigint_and_sigterm_stop_every_server_and_leave_nothing_behind") {
+        return;
+    }
+    for (sig, code, variants, mode) in [
+        (Signal::SIGINT, 130, "classic-blocking,classic-epoll", "rr"),
+        (Signal::SIGTERM, 143, "uring-oneshot,uring-multishot", "rr"),
+        (Signal::SIGINT, 130, "uring-fixed,uring-sqpoll", "crr"),
+        (
+            Signal::SIGTERM,
+            143,
+            "classic-epoll,uring-defer-taskrun",
+            "crr",
+        ),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let lab = Lab::new(BIN)
+            .clean_env()
+            .results(t.path())
+            .argv("--paths tcp-veth --sizes 64 --loads closed --transactions 100000000")
+            .args(&["--variants", variants, "--modes", mode]);
+        let ms = std::time::Duration::from_millis(300);
+        let summary = interrupt_mid_trial(lab, t.path(), "rr", sig, code, ms);
+        let meta = read_json(&summary.with_file_name("meta.json"));
+        assert_eq!(meta["status"], "interrupted");
+    }
+}
