@@ -1,12 +1,12 @@
-//! `zclab versus`: the lab's figures beside fio's, iperf3's, t/io_uring's and liburing's
-//! send-zerocopy's on the same workload.
+//! `zclab versus`: the lab's figures beside fio's, iperf3's, t/io_uring's, liburing's
+//! send-zerocopy's and sockperf's on the same workload.
 //!
 //! A lab whose own loops are the bottleneck measures its harness, not the kernel. For each
 //! workload an established tool also runs, this runs the tool and the matching zclab variant
 //! back to back (tool, lab, tool, lab, ... so drift hits both alike) on identical parameters —
 //! file, block size, queue depth, buffered or direct, message size, sends in flight, receiver,
 //! CPU pinning — and prints the tool's figure, the lab's, their ratio and the spread of the
-//! repeats. fio and iperf3 come from the distribution's packages and are installed when
+//! repeats. fio, iperf3 and sockperf come from the distribution's packages and are installed when
 //! missing (as root); t/io_uring and send-zerocopy are built from the Debian archive's source
 //! of the installed fio and liburing ([`build`]).
 
