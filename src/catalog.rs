@@ -87,6 +87,15 @@ catalog! {
         URING_RECV_SEND = "uring-recv-send",
         URING_SPLICE = "uring-splice",
     } params ["mode", "msg"];
+    rr {
+        CLASSIC_BLOCKING = "classic-blocking",
+        CLASSIC_EPOLL = "classic-epoll",
+        URING_ONESHOT = "uring-oneshot",
+        URING_MULTISHOT = "uring-multishot",
+        URING_FIXED = "uring-fixed",
+        URING_SQPOLL = "uring-sqpoll",
+        URING_DEFER_TASKRUN = "uring-defer-taskrun",
+    } params ["load", "mode", "path", "req", "resp"];
     socket_to_file {
         CLASSIC_RECV_WRITE = "classic-recv-write",
         CLASSIC_SPLICE = "classic-splice",

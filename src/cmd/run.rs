@@ -150,6 +150,12 @@ pub const SUITE: &[Entry] = &[
         full: &["--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--requests", "50000"],
     },
     Entry {
+        name: "rr",
+        about: "request/response transactions: blocking, epoll and io_uring servers (multishot, fixed, SQPOLL, DEFER_TASKRUN), ping-pong and open loop, connect per transaction",
+        quick: &["--paths", "tcp-loopback", "--sizes", "64,4KiB", "--transactions", "500", "--rate", "10000", "--duration", "50ms", "--point-budget", "400ms"],
+        full: &["--sizes", "64,1KiB,4KiB,16KiB", "--transactions", "5000", "--rate", "10000"],
+    },
+    Entry {
         name: "gather_write",
         about: "a message of many parts (Netty's composite buffers): concatenate, writev, sendmsg, io_uring writev, sendmsg_zc",
         quick: &["--parts", "8", "--part-size", "64,16KiB"],

@@ -1,17 +1,18 @@
-//! `zclab versus`: the lab's figures beside fio's, iperf3's, t/io_uring's and liburing's
-//! send-zerocopy's on the same workload.
+//! `zclab versus`: the lab's figures beside fio's, iperf3's, t/io_uring's, liburing's
+//! send-zerocopy's and sockperf's on the same workload.
 //!
 //! A lab whose own loops are the bottleneck measures its harness, not the kernel. For each
 //! workload an established tool also runs, this runs the tool and the matching zclab variant
 //! back to back (tool, lab, tool, lab, ... so drift hits both alike) on identical parameters —
 //! file, block size, queue depth, buffered or direct, message size, sends in flight, receiver,
 //! CPU pinning — and prints the tool's figure, the lab's, their ratio and the spread of the
-//! repeats. fio and iperf3 come from the distribution's packages and are installed when
+//! repeats. fio, iperf3 and sockperf come from the distribution's packages and are installed when
 //! missing (as root); t/io_uring and send-zerocopy are built from the Debian archive's source
 //! of the installed fio and liburing ([`build`]).
 
 mod build;
 mod sendzc;
+mod sockperf;
 
 use anyhow::{Context, Result, bail};
 use build::{ensure_tool, send_zerocopy, t_io_uring};
@@ -62,6 +63,9 @@ enum Side {
     /// liburing's examples/send-zerocopy (built from source: see [`send_zerocopy`]), pinned to
     /// CPU 0; the figure is the Gbit/s that arrived ([`sendzc::run`]).
     SendZc(SendZc),
+    /// sockperf ping-pong over loopback TCP with `size`-byte messages for `secs` seconds; the
+    /// figure is transactions/s, with the round trip's p50 and p99 beside it ([`sockperf::run`]).
+    Sockperf { size: u32, secs: u32 },
     /// A zclab experiment with these options (results dir added); the figure is the median of
     /// `metric` over the rows of `variant`.
     Lab {
@@ -104,6 +108,9 @@ pub struct Outcome {
     /// took from the run, not work the loop did.
     pub tool_cpu: Option<Cpu>,
     pub lab_cpu: Option<Cpu>,
+    /// sockperf rows: the round trip's p50 and p99 on each side (medians over the repeats).
+    pub tool_latency: Option<sockperf::Lat>,
+    pub lab_latency: Option<sockperf::Lat>,
 }
 
 /// CPU time per operation, from getrusage(2).
@@ -134,6 +141,8 @@ struct LabFigure {
     check_ns: Option<f64>,
     /// NOP rows (`ops_per_s`): user and system time per operation of the timed trial.
     cpu: Option<Cpu>,
+    /// rr rows: the client's p50 and p99 (µs).
+    lat: Option<sockperf::Lat>,
 }
 
 /// Stands for the test file in tool options.
@@ -305,6 +314,9 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
         send_zc_pair(full, false, true, false, 8),
         send_zc_pair(full, false, true, true, 8),
     ]
+    .into_iter()
+    .chain(sockperf::pairs(full))
+    .collect()
 }
 
 /// liburing's examples/send-zerocopy against net_send's io_uring variant of the same opcode:
@@ -643,7 +655,7 @@ fn run_lab(
     cmd.args(args)
         .args(["--repeat", "1", "--warmup", "1", "--quiet", "--results"])
         .arg(res.path());
-    if experiment != "net_send" && experiment != "syscall_floor" {
+    if !["net_send", "syscall_floor", "rr"].contains(&experiment) {
         cmd.arg("--workdir").arg(workdir);
     }
     let out = cmd
@@ -690,6 +702,19 @@ fn run_lab(
         value: if metric_name == "gbps" { x * 8.0 } else { x },
         check_ns: check,
         cpu: Cpu::median(&cpu),
+        lat: {
+            let l: Vec<sockperf::Lat> = rows
+                .iter()
+                .filter(|r| experiment == "rr" && r.variant == variant)
+                .filter(|r| r.status == results::Status::Ok)
+                .filter_map(|r| r.metrics.as_ref())
+                .map(|m| sockperf::Lat {
+                    p50_us: m.latency.p50_ns as f64 / 1e3,
+                    p99_us: m.latency.p99_ns as f64 / 1e3,
+                })
+                .collect();
+            sockperf::Lat::median(&l)
+        },
     })
 }
 
@@ -703,7 +728,9 @@ fn prepare(
     veth: &mut Option<zclab::net::netns::VethLab>,
 ) -> Result<Option<PathBuf>> {
     match tool {
-        Side::Fio(_) | Side::Iperf3(_) => ensure_tool(name, name).map(|_| None),
+        Side::Fio(_) | Side::Iperf3(_) | Side::Sockperf { .. } => {
+            ensure_tool(name, name).map(|_| None)
+        }
         Side::TIoUring(_) => t_io_uring().map(Some),
         Side::SendZc(z) => {
             let bin = send_zerocopy()?;
@@ -753,12 +780,14 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         let mut check_values = Vec::new();
         let mut tool_cpu = Vec::new();
         let mut lab_cpu = Vec::new();
+        let (mut tool_lat, mut lab_lat) = (Vec::new(), Vec::new());
         let mut error = None;
         let tool_name = match &p.tool {
             Side::Fio(_) => "fio",
             Side::Iperf3(_) => "iperf3",
             Side::TIoUring(_) => "t/io_uring",
             Side::SendZc(_) => "send-zerocopy",
+            Side::Sockperf { .. } => "sockperf",
             Side::Lab { .. } => "zclab",
         };
         let built = match prepare(&p.tool, tool_name, &caps, &mut veth) {
@@ -824,6 +853,10 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                     veth.as_ref(),
                 )
                 .map(|v| (v, None)),
+                Side::Sockperf { size, secs } => sockperf::run(*size, *secs).map(|(v, lat)| {
+                    tool_lat.push(lat);
+                    (v, None)
+                }),
                 Side::Lab { .. } => unreachable!("the tool side is a tool"),
             };
             let l = run_lab(
@@ -841,6 +874,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                     check_values.extend(l.check_ns);
                     tool_cpu.extend(tc);
                     lab_cpu.extend(l.cpu);
+                    lab_lat.extend(l.lat);
                 }
                 (Err(e), _) | (_, Err(e)) => error = Some(format!("{e:#}")),
             }
@@ -876,6 +910,8 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             lab_check_ns: (!check_values.is_empty()).then(|| median(&check_values)),
             tool_cpu: Cpu::median(&tool_cpu),
             lab_cpu: Cpu::median(&lab_cpu),
+            tool_latency: sockperf::Lat::median(&tool_lat),
+            lab_latency: sockperf::Lat::median(&lab_lat),
         });
     }
     let md = table(&outcomes, &caps.hostname, &caps.kernel.release, args);
@@ -912,6 +948,9 @@ fn fmt(unit: &str, v: &[f64]) -> String {
     if unit == "ops/s" {
         return format!("{:.2}M ({:.2}-{:.2}M)", m / 1e6, lo / 1e6, hi / 1e6);
     }
+    if unit == "tx/s" {
+        return format!("{:.1}K ({:.1}-{:.1}K)", m / 1e3, lo / 1e3, hi / 1e3);
+    }
     if unit == "IOPS" {
         format!("{:.0}K ({:.0}-{:.0}K)", m / 1e3, lo / 1e3, hi / 1e3)
     } else {
@@ -928,6 +967,19 @@ fn note(x: &Outcome) -> String {
     }
     if let Some(c) = x.lab_check_ns {
         parts.push(format!("zclab checks every block: {c:.0} ns per read"));
+    }
+    if let (Some(t), Some(l)) = (x.tool_latency, x.lab_latency) {
+        parts.push(format!(
+            "round trip p50: {} {:.1} us, zclab {:.1} us ({:.2}x); p99: {} {:.1} us, zclab {:.1} us ({:.2}x)",
+            x.tool,
+            t.p50_us,
+            l.p50_us,
+            l.p50_us / t.p50_us,
+            x.tool,
+            t.p99_us,
+            l.p99_us,
+            l.p99_us / t.p99_us
+        ));
     }
     if let (Some(t), Some(l)) = (x.tool_cpu, x.lab_cpu) {
         parts.push(format!(

@@ -1,0 +1,585 @@
+//! # rr: request/response transactions, classic servers against io_uring servers
+//!
+//! **Question.** A server answers requests of R bytes with responses of S bytes (an RPC, a
+//! key-value GET, a memcached hit). How many transactions per second does each way of writing
+//! the server sustain on one connection, what latency does a client see (p50 to p99.99), and
+//! what does one transaction cost in CPU on the server and on the client? Does io_uring's
+//! single system call per transaction (send and the next receive in one io_uring_enter),
+//! multishot receive, registered buffers, SQPOLL or DEFER_TASKRUN pay off against recv/send
+//! and epoll? And with a connection per transaction (CRR), what does the connection cost?
+//!
+//! **Set-up.** The measured side is the server: the main thread, pinned to the first CPU of
+//! `--cpus`. The client is the lab's peer thread on the other CPU; its CPU time is measured in
+//! its own thread and subtracted from the process's, so the server's CPU per transaction is the
+//! server's alone (an SQPOLL thread's time is part of it, as getrusage counts it, and is shown
+//! apart as `sqpoll_ns_per_tx`). Paths (`--paths`): `tcp-loopback`
+//! (127.0.0.1) and `tcp-veth` (the client in namespace A, the server's listener in namespace B,
+//! over the lab's veth pair, MTU `--veth-mtu`; needs root; the namespaces are removed at the end,
+//! also on error and on SIGINT/SIGTERM). TCP_NODELAY on both ends.
+//!
+//! **Loads** (`--loads`). `closed`: ping-pong, one transaction in flight; one latency sample is
+//! one transaction timed in the client, from writing the request to reading the last byte of the
+//! response. `open`: requests are due at a fixed `--rate` (per second) whatever is outstanding,
+//! and latency is taken from each request's intended send time to its response, so a server that
+//! falls behind shows in the tail rather than slowing the client (coordinated omission). A rate
+//! the machine cannot sustain is reported as not achieved, with the rate achieved, in the rows
+//! (`rate_achieved`, `rate_achieved_ok`), in `rates.json` and on the terminal: never lowered.
+//!
+//! **Modes** (`--modes`). `rr`: one connection for the whole trial. `crr`: the client connects,
+//! sends one request, reads the response and closes with a reset (SO_LINGER 0, so no TIME_WAIT
+//! sockets exhaust the ports); the server accepts (each variant with its own mechanism: accept(2),
+//! epoll then accept(2), IORING_OP_ACCEPT), answers and closes. CRR runs closed-loop only.
+//!
+//! **Integrity.** Every request carries its sequence number and one of 16 pattern bodies; every
+//! response carries the request's sequence number, the xxh3-64 of the body the server received,
+//! and a fixed pattern; the client checks all three for every response, and the server's count
+//! of requests answered must equal the client's (`zclab::loops::rr`).
+//!
+//! **Variants.** See `VARIANTS`. **Parameters.** `--sizes` (R = S), `--response-sizes` (S, a
+//! sweep against every R), `--modes`, `--loads`, `--rate`, `--transactions` (per pass),
+//! `--paths`, `--veth-mtu`. Figures per row: transactions/s (`ops_per_s`), the client's latency
+//! histogram (`step`), `server_cpu_ns_per_tx`, `client_cpu_ns_per_tx`, `uring_enters_per_tx`.
+//!
+//! **Code.** Servers, client and wire format: `zclab::loops::rr`; the io_uring server:
+//! `zclab::uring::rr`.
+//!
+//! **Minimum kernel.** classic: any; IORING_OP_RECV/SEND/ACCEPT 5.5-5.6; MSG_WAITALL on SEND
+//! 5.18; provided-buffer rings 5.19; multishot receive 6.0; DEFER_TASKRUN 6.1.
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::json;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::process::ExitCode;
+use zclab::caps::Caps;
+use zclab::catalog::rr as names;
+use zclab::harness::{
+    self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
+};
+use zclab::loops::rr::{self, ClientJob, Mode, Server, Shape};
+use zclab::loops::{common, net_paths};
+use zclab::net::netns::{self, VethLab};
+use zclab::results::{Integrity, Row, Status};
+use zclab::ring::{RingConfig, Want};
+use zclab::units;
+use zclab::uring::rr::RecvStyle;
+
+/// The network paths of this experiment.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum RrPath {
+    TcpLoopback,
+    TcpVeth,
+}
+
+impl RrPath {
+    fn name(self) -> &'static str {
+        match self {
+            RrPath::TcpLoopback => "tcp-loopback",
+            RrPath::TcpVeth => "tcp-veth",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct Args {
+    /// Paths, comma-separated: tcp-loopback, tcp-veth (needs root).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tcp-loopback,tcp-veth"
+    )]
+    paths: Vec<RrPath>,
+    /// Request sizes (and response sizes unless --response-sizes), comma-separated, at least
+    /// 16 B (K/M are powers of 1024).
+    #[arg(long, default_value = "64,4KiB,16KiB", value_delimiter = ',', value_parser = harness::size_arg)]
+    sizes: Vec<u64>,
+    /// Response sizes, comma-separated, each run against every request size.
+    #[arg(long, value_delimiter = ',', value_parser = harness::size_arg)]
+    response_sizes: Vec<u64>,
+    /// Modes, comma-separated: rr (one connection), crr (connect per transaction).
+    #[arg(long, default_value = "rr,crr", value_delimiter = ',', value_parser = ["rr", "crr"])]
+    modes: Vec<String>,
+    /// Loads, comma-separated: closed (ping-pong) and open (requests due at --rate).
+    #[arg(long, default_value = "closed,open", value_delimiter = ',', value_parser = ["closed", "open"])]
+    loads: Vec<String>,
+    /// Open loop: transactions per second asked of the client (a rate the machine cannot
+    /// sustain is reported as not achieved, never lowered).
+    #[arg(long, default_value_t = 20000.0, value_parser = parse_rate)]
+    rate: f64,
+    /// Transactions per pass (a trial runs passes until --duration is reached).
+    #[arg(long, default_value_t = 20000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    transactions: u64,
+    /// MTU of the lab's veth pair.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(1280..=65535))]
+    veth_mtu: u32,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && (1.0..=1e9).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "'{s}': expected transactions per second from 1 to 1e9"
+        )),
+    }
+}
+
+struct Rr {
+    args: Args,
+    net: Option<VethLab>,
+    net_reason: Option<String>,
+}
+
+/// The largest request or response.
+const MAX_SIZE: u64 = 1 << 20;
+/// Buffers in the multishot variant's provided-buffer ring.
+const MULTISHOT_BUFFERS: u16 = 64;
+
+impl Experiment for Rr {
+    type Args = Args;
+    const NAME: &'static str = names::NAME;
+    const ABOUT: &'static str = "Request/response transactions: blocking, epoll and io_uring servers, closed-loop ping-pong and open-loop at a fixed rate, one connection or one per transaction";
+
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_BLOCKING => classic_blocking, [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
+        names::CLASSIC_EPOLL => classic_epoll, [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
+        names::URING_ONESHOT => uring_oneshot, [op(Recv), op(Send), op(Accept)], "IORING_OP_RECV, then IORING_OP_SEND of the response and the next RECV in one io_uring_enter";
+        names::URING_MULTISHOT => uring_multishot, [op(Recv), op(Send), op(Accept), op(ProvideBuffers)], "one multishot IORING_OP_RECV over a provided-buffer ring (64 buffers); IORING_OP_SEND per response";
+        names::URING_FIXED => uring_fixed, [op(ReadFixed), op(WriteFixed), op(Accept)], "IORING_OP_READ_FIXED and IORING_OP_WRITE_FIXED on the socket, from registered buffers";
+        names::URING_SQPOLL => uring_sqpoll, [op(Recv), op(Send), op(Accept), setup(SqPoll)], "as uring-oneshot on an SQPOLL ring (SQ thread on the server's CPU): no system call to submit";
+        names::URING_DEFER_TASKRUN => uring_defer_taskrun, [op(Recv), op(Send), op(Accept), setup(DeferTaskrun)], "as uring-oneshot on a SINGLE_ISSUER | DEFER_TASKRUN ring: completions run when the server waits";
+    ];
+
+    fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
+        let all: Vec<u64> = args
+            .sizes
+            .iter()
+            .chain(&args.response_sizes)
+            .copied()
+            .collect();
+        if let Some(&s) = all.iter().find(|&&s| s < rr::MIN_SIZE as u64) {
+            return Err(harness::usage(format!(
+                "size {s} B is below {} B (a request or response carries a sequence number and a checksum)",
+                rr::MIN_SIZE
+            )));
+        }
+        if let Some(&s) = all.iter().find(|&&s| s > MAX_SIZE) {
+            return Err(harness::usage(format!(
+                "size {} is over the {} this experiment allows",
+                units::fmt_size(s),
+                units::fmt_size(MAX_SIZE)
+            )));
+        }
+        let (modes, loads) = (dedup(&args.modes), dedup(&args.loads));
+        if modes == ["crr"] && loads == ["open"] {
+            return Err(harness::usage(
+                "--modes crr runs closed-loop only; add --loads closed or --modes rr",
+            ));
+        }
+        let mut points = Vec::new();
+        for p in dedup(&args.paths) {
+            for m in &modes {
+                for l in loads.iter().filter(|l| !(m == "crr" && *l == "open")) {
+                    for &req in &dedup(&args.sizes) {
+                        let resps = if args.response_sizes.is_empty() {
+                            vec![req]
+                        } else {
+                            dedup(&args.response_sizes)
+                        };
+                        for resp in resps {
+                            points.push(
+                                Point::new()
+                                    .text("path", p.name())
+                                    .text("mode", m)
+                                    .text("load", l)
+                                    .size("req", req)
+                                    .size("resp", resp),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let parameters = json!({
+            "paths": args.paths, "sizes": args.sizes, "response_sizes": args.response_sizes,
+            "modes": modes, "loads": loads, "rate": args.rate, "transactions_per_pass": args.transactions,
+            "veth_mtu": args.veth_mtu,
+            "crr": "closed-loop only; the client closes each connection with a reset (SO_LINGER 0)",
+            "latency": "measured in the client: request written to response read (open loop: from the request's intended send time)",
+            "rate_achieved_at": rr::ACHIEVED_SHARE,
+            "multishot_buffers": MULTISHOT_BUFFERS,
+            "receive_size": format!("{} requests", rr::MAX_BATCH),
+            "netns": net_paths::netns_parameters(),
+        });
+        Ok(Plan {
+            ctx: Rr {
+                args,
+                net: None,
+                net_reason: None,
+            },
+            points,
+            parameters,
+        })
+    }
+
+    fn prepare(&mut self, env: &Env) -> Result<()> {
+        if !self.args.paths.contains(&RrPath::TcpVeth) {
+            return Ok(());
+        }
+        if let Some(why) = netns::unavailable_reason(env.caps) {
+            if self.args.paths == [RrPath::TcpVeth] {
+                bail!("path tcp-veth was requested but cannot run here: {why}");
+            }
+            self.net_reason = Some(why);
+            return Ok(());
+        }
+        self.net = Some(net_paths::veth_lab(
+            names::NAME,
+            env.caps,
+            self.args.veth_mtu,
+        )?);
+        Ok(())
+    }
+
+    /// Per variant and point, medians of transactions/s, latency percentiles and CPU per
+    /// transaction (`transactions.json`); for open-loop points, the rate asked and achieved,
+    /// and which fell short (`rates.json`).
+    fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
+        let mut out = vec![transactions(rows)?];
+        #[derive(Serialize)]
+        struct Rate<'a> {
+            variant: &'a str,
+            point: &'a str,
+            target: f64,
+            achieved: f64,
+            ok: bool,
+        }
+        let mut v = Vec::new();
+        for r in rows.iter().filter(|r| r.status == Status::Ok) {
+            let Some(m) = r.metrics.as_ref() else {
+                continue;
+            };
+            if let (Some(&target), Some(&achieved), Some(&ok)) = (
+                m.extra.get("rate_target"),
+                m.extra.get("rate_achieved"),
+                m.extra.get("rate_achieved_ok"),
+            ) {
+                v.push(Rate {
+                    variant: &r.variant,
+                    point: &r.point,
+                    target,
+                    achieved,
+                    ok: ok > 0.0,
+                });
+            }
+        }
+        if v.is_empty() {
+            return Ok(out);
+        }
+        let mut text = String::new();
+        for x in v.iter().filter(|x| !x.ok) {
+            text += &format!(
+                "rr: open-loop rate NOT ACHIEVED: {} at {}: asked {:.0}/s, achieved {:.0}/s\n",
+                x.variant, x.point, x.target, x.achieved
+            );
+        }
+        if text.is_empty() {
+            text = format!(
+                "rr: every open-loop trial achieved its rate ({} trials)\n",
+                v.len()
+            );
+        }
+        out.push(Analysis::new("rates.json", &v, text)?);
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        net_paths::remove_veth_lab(self.net.as_mut())
+    }
+
+    fn list_notes(caps: &Caps) -> Vec<String> {
+        vec![match netns::unavailable_reason(caps) {
+            None => "paths: tcp-loopback, tcp-veth (network namespaces available here)".into(),
+            Some(r) => format!("paths: tcp-loopback; tcp-veth skipped here: {r}"),
+        }]
+    }
+}
+
+/// The transactions table: per variant and point, medians over the repeats.
+fn transactions(rows: &[Row]) -> Result<Analysis> {
+    #[derive(Serialize)]
+    struct Tx {
+        variant: String,
+        point: String,
+        tx_per_s: f64,
+        p50_ns: f64,
+        p99_ns: f64,
+        p999_ns: f64,
+        p9999_ns: f64,
+        server_cpu_ns_per_tx: f64,
+        client_cpu_ns_per_tx: f64,
+    }
+    let med = zclab::analysis::median;
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in rows.iter().filter(|r| r.status == Status::Ok) {
+        if !keys.contains(&(r.variant.as_str(), r.point.as_str())) {
+            keys.push((&r.variant, &r.point));
+        }
+    }
+    let mut v = Vec::new();
+    let mut text = format!(
+        "{:<20} {:<52} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
+        "variant", "point", "tx/s", "p50", "p99", "p99.9", "p99.99", "srv cpu/tx", "cli cpu/tx"
+    );
+    for (variant, point) in keys {
+        let ms: Vec<_> = rows
+            .iter()
+            .filter(|r| r.status == Status::Ok && r.variant == variant && r.point == point)
+            .filter_map(|r| r.metrics.as_ref())
+            .collect();
+        let f = |g: &dyn Fn(&zclab::results::Metrics) -> f64| {
+            med(&ms.iter().map(|m| g(m)).collect::<Vec<_>>())
+        };
+        let x = |k: &str| f(&|m| m.extra.get(k).copied().unwrap_or(f64::NAN));
+        let t = Tx {
+            variant: variant.into(),
+            point: point.into(),
+            tx_per_s: f(&|m| m.ops_per_s),
+            p50_ns: f(&|m| m.latency.p50_ns as f64),
+            p99_ns: f(&|m| m.latency.p99_ns as f64),
+            p999_ns: f(&|m| m.latency.p999_ns as f64),
+            p9999_ns: f(&|m| m.latency.p9999_ns as f64),
+            server_cpu_ns_per_tx: x("server_cpu_ns_per_tx"),
+            client_cpu_ns_per_tx: x("client_cpu_ns_per_tx"),
+        };
+        let us = |ns: f64| format!("{:.1}us", ns / 1e3);
+        text += &format!(
+            "{:<20} {:<52} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
+            t.variant,
+            t.point,
+            t.tx_per_s,
+            us(t.p50_ns),
+            us(t.p99_ns),
+            us(t.p999_ns),
+            us(t.p9999_ns),
+            us(t.server_cpu_ns_per_tx),
+            us(t.client_cpu_ns_per_tx)
+        );
+        v.push(t);
+    }
+    Analysis::new("transactions.json", &v, text)
+}
+
+fn main() -> ExitCode {
+    harness::run::<Rr>()
+}
+
+fn classic_blocking(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?))
+}
+fn classic_epoll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?))
+}
+fn uring_oneshot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    run(ctx, t, |shape, t| {
+        uring(t, shape, plain(), RecvStyle::OneShot)
+    })
+}
+fn uring_multishot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    let style = RecvStyle::Multishot {
+        buffers: MULTISHOT_BUFFERS,
+    };
+    run(ctx, t, |shape, t| uring(t, shape, plain(), style))
+}
+fn uring_fixed(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    run(ctx, t, |shape, t| {
+        uring(t, shape, plain(), RecvStyle::Fixed)
+    })
+}
+fn uring_sqpoll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    let cpu = t.cpus.0 as u32;
+    run(ctx, t, |shape, t| {
+        uring(
+            t,
+            shape,
+            RingConfig::sqpoll(8, 1000, Some(cpu)),
+            RecvStyle::OneShot,
+        )
+    })
+}
+fn uring_defer_taskrun(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    let cfg = RingConfig {
+        single_issuer: Want::Require,
+        defer_taskrun: Want::Require,
+        ..plain()
+    };
+    run(ctx, t, |shape, t| {
+        uring(t, shape, cfg.clone(), RecvStyle::OneShot)
+    })
+}
+
+/// A ring with no optional setup flags, so that the variants differ by one thing each.
+fn plain() -> RingConfig {
+    RingConfig {
+        entries: 8,
+        ..Default::default()
+    }
+}
+
+/// An io_uring server on a ring of `cfg` (flags recorded; a ring the kernel refuses skips the
+/// variant), with the registered buffers `Fixed` reads and writes.
+fn uring(t: &mut Trial, shape: Shape, cfg: RingConfig, style: RecvStyle) -> Result<Server> {
+    let mut ring = common::ring(t, &cfg)?;
+    if style == RecvStyle::Fixed {
+        let size = rr::in_capacity(shape.req).max(rr::out_template(shape.resp).len());
+        common::register_buffers(t, &mut ring, 2, size)?;
+    }
+    Server::uring(shape, ring, style).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            harness::skip_variant(format!("the kernel refused the provided-buffer ring ({e})"))
+        }
+        _ => anyhow::Error::new(e),
+    })
+}
+
+fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
+}
+
+/// The listening socket for `path`: on 127.0.0.1, or at the B end of the lab's veth pair (made
+/// inside namespace B), with TCP_NODELAY, which accepted sockets inherit.
+fn listen(ctx: &Rr, path: RrPath) -> Result<(TcpListener, Option<String>)> {
+    let (l, ns) = match (path, ctx.net.as_ref()) {
+        (RrPath::TcpLoopback, _) => (
+            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?,
+            None,
+        ),
+        (RrPath::TcpVeth, Some(n)) => {
+            let b = n.tcp_b_addr;
+            let l = netns::in_netns(&n.ns_b, move || TcpListener::bind(SocketAddrV4::new(b, 0)))
+                .context("cannot listen in namespace B")?;
+            (l, Some(n.ns_a.clone()))
+        }
+        (RrPath::TcpVeth, None) => {
+            return Err(harness::skip_point(ctx.net_reason.clone().unwrap_or_else(
+                || "the lab's network namespaces are not available".into(),
+            )));
+        }
+    };
+    nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
+    Ok((l, ns))
+}
+
+/// One trial: the server made by `make`, the client thread on the peer CPU, the measured
+/// server loop, then the client's account: latency, CPU, integrity, rates.
+fn run(
+    ctx: &mut Rr,
+    t: &mut Trial,
+    make: impl FnOnce(Shape, &mut Trial) -> Result<Server>,
+) -> Result<()> {
+    let path = match t.point.str("path") {
+        "tcp-veth" => RrPath::TcpVeth,
+        _ => RrPath::TcpLoopback,
+    };
+    let mode = if t.point.str("mode") == "crr" {
+        Mode::Crr
+    } else {
+        Mode::Rr
+    };
+    let open = t.point.str("load") == "open";
+    let shape = Shape {
+        req: t.point.num("req") as usize,
+        resp: t.point.num("resp") as usize,
+    };
+    let n = ctx.args.transactions;
+    let (listener, netns) = listen(ctx, path)?;
+    let mut server = make(shape, t)?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let job = ClientJob {
+        shape,
+        n,
+        mode,
+        rate: open.then_some(ctx.args.rate),
+        addr,
+        netns,
+        clock: t.clock,
+    };
+    let client = rr::spawn_client(job, t.cpus.1)?;
+    let conn = match mode {
+        Mode::Rr => Some(listener.accept()?.0),
+        Mode::Crr => None,
+    };
+    let step = if open {
+        "one transaction, in the client: the request's intended send time (open loop) to its response read"
+    } else {
+        "one transaction, in the client: request written to response read"
+    };
+    let measured = t.measure(step, |_| {
+        match &conn {
+            Some(c) => server.serve(c)?,
+            None => {
+                for _ in 0..n {
+                    let before = server.framer.served;
+                    let c = server.accept(&listener)?;
+                    server.serve(&c)?;
+                    if server.framer.served == before {
+                        bail!("a connection ended without a request: the client stopped");
+                    }
+                }
+            }
+        }
+        // No bytes: the headline figure (the table, `--repeat auto`) is transactions/s.
+        Ok(Done { bytes: 0, ops: n })
+    });
+    drop(conn); // ends the client's stream if the server failed
+    drop(listener);
+    let rep = client.join().context("rr client")?;
+    measured?;
+    t.set_peer(rep.usage);
+    t.set_histogram("step", step, rep.hist.clone());
+    let served = server.framer.served;
+    let ok = rep.done == n && rep.bad == 0 && served == n;
+    t.set_integrity(Integrity {
+        ok,
+        method: "every response carries its request's sequence number, the xxh3-64 of the request body as received, and the response pattern; server and client count the same transactions".into(),
+        expected: format!("{n} transactions, every response intact"),
+        got: format!(
+            "client {} responses ({} bad{}), server answered {served}",
+            rep.done,
+            rep.bad,
+            rep.first_bad.as_deref().map_or(String::new(), |w| format!(": {w}"))
+        ),
+        bytes_expected: n * (shape.req + shape.resp) as u64,
+        bytes_got: rep.done * shape.resp as u64 + served * shape.req as u64,
+    });
+    let m = t.metrics().expect("measured").clone();
+    // getrusage(RUSAGE_SELF) already counts an SQPOLL thread: shown apart, not added.
+    let server_cpu = (m.user_ns + m.sys_ns) as f64;
+    t.set_extra("server_cpu_ns_per_tx", server_cpu / n as f64);
+    if let Some(sq) = m.sqpoll_ns {
+        t.set_extra("sqpoll_ns_per_tx", sq as f64 / n as f64);
+    }
+    let cu = rep.usage.user_ns + rep.usage.sys_ns;
+    t.set_extra("client_cpu_ns_per_tx", cu as f64 / n as f64);
+    t.set_extra("bytes_per_tx", (shape.req + shape.resp) as f64);
+    t.set_extra("req_bytes", shape.req as f64);
+    t.set_extra("resp_bytes", shape.resp as f64);
+    if server.enters > 0 {
+        t.set_extra("uring_enters_per_tx", server.enters as f64 / n as f64);
+    }
+    if let Some(rate) = rep.rate {
+        let achieved = rep.achieved_rate();
+        t.set_extra("rate_target", rate);
+        t.set_extra("rate_achieved", achieved);
+        let ok = achieved >= rate * rr::ACHIEVED_SHARE;
+        t.set_extra("rate_achieved_ok", ok as u8 as f64);
+    }
+    Ok(())
+}
