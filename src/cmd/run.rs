@@ -287,6 +287,10 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             .progress_chars("=> "),
         );
         bar.set_prefix(e.name.to_string());
+        // The experiment shares our signal handling only when the signal went to the whole
+        // process group (Ctrl-C); one sent to this process alone (SIGTERM from a service
+        // manager, `kill PID`) is passed on at once, and we wait for its clean-up.
+        let forwarder = Forwarder::start(child.id(), cancel);
         let stdout = child.stdout.take().expect("piped");
         let out_thread = std::thread::spawn(move || {
             let mut s = String::new();
@@ -315,6 +319,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
                 }
             }
         }
+        // Wait for the exit without reaping (WNOWAIT), so the forwarder never signals a pid
+        // that could already belong to another process; then reap.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let flags = nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT;
+        while let Err(nix::errno::Errno::EINTR) =
+            nix::sys::wait::waitid(nix::sys::wait::Id::Pid(pid), flags)
+        {}
+        forwarder.stop();
         let status = child.wait()?;
         let stdout_text = out_thread.join().unwrap_or_default();
         let _ = results::atomic_write(
@@ -402,6 +414,47 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
         None => 1,
     })
+}
+
+/// Passes SIGINT/SIGTERM, once received, on to the running experiment (once).
+struct Forwarder {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(pid: u32, cancel: Cancel) -> Forwarder {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("zclab-forward".into())
+            .spawn(move || {
+                while !d.load(Ordering::SeqCst) {
+                    if let Some(sig) = cancel.signal() {
+                        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+                            // The child is not reaped before `done` is set (waitid WNOWAIT),
+                            // so the pid is still the experiment's.
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid as i32),
+                                sig,
+                            );
+                        }
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+            .ok();
+        Forwarder { done, thread }
+    }
+
+    fn stop(mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Draws the plots of `runs` with `scripts/plot.py` in the project's virtual environment
@@ -507,8 +560,11 @@ pub fn report(
                 .find(|x| x.name == o.experiment)
                 .map(|x| x.about),
             experiment: e.as_ref().map_err(Clone::clone),
-            crossover: std::fs::read_to_string(run_dir.join(&o.experiment).join("crossover.txt"))
-                .ok(),
+            crossover: results::read_input(
+                &run_dir.join(&o.experiment).join("crossover.txt"),
+                results::META_LIMIT,
+            )
+            .ok(),
         })
         .collect();
     Ok(zclab::report::run_report(
