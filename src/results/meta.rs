@@ -23,9 +23,12 @@ pub struct Meta {
     pub started_utc: String,
     #[serde(default)]
     pub updated_utc: String,
-    /// `running`, `complete`, `interrupted`, ...
+    /// `running`, `complete`, `interrupted`, `failed`
     #[serde(default)]
     pub status: String,
+    /// Why the run failed (status `failed`).
+    #[serde(default)]
+    pub error: Option<String>,
     #[serde(default)]
     pub host: String,
     #[serde(default)]

@@ -120,6 +120,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Rewrites `path` in place with `bytes` followed by spaces up to its old length (JSON allows
+/// trailing white space): overwriting blocks the file already has needs no free space, where
+/// [`atomic_write`] needs a new file. Refused when `bytes` is longer than the file. Not atomic:
+/// only for when the atomic way has failed for lack of space.
+pub fn rewrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    let old = f.metadata()?.len() as usize;
+    if bytes.len() > old {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "the new content ({} bytes) is longer than the file ({old} bytes)",
+                bytes.len()
+            ),
+        ));
+    }
+    let mut b = bytes.to_vec();
+    b.resize(old, b' ');
+    f.write_all(&b)?;
+    f.sync_data()
+}
+
 /// Appends `bytes` to `path` in one write and fsyncs; if the write fails or is short (a full
 /// disk), the file is cut back to its previous length so no partial line remains.
 pub fn append_line(path: &Path, bytes: &[u8]) -> io::Result<()> {
