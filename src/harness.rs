@@ -979,6 +979,26 @@ impl Lab {
                         rep += 1;
                         let rep = rep - 1;
                         if let Some(sig) = self.cancel.signal() {
+                            // The signal came between trials: the trial it stopped is
+                            // recorded, interrupted before it started.
+                            let row = Row {
+                                experiment: self.name.into(),
+                                variant: v.name.into(),
+                                point: label.clone(),
+                                params: p.json(),
+                                repeat: rep.saturating_sub(warmups) + round * self.args.repeat.min,
+                                status: Status::Interrupted,
+                                error: Some(format!(
+                                    "interrupted by signal {sig} before the trial started"
+                                )),
+                                metrics: None,
+                                integrity: None,
+                                cpu_sender: Some(self.args.cpus.0),
+                                cpu_peer: Some(self.args.cpus.1),
+                                histograms: BTreeMap::new(),
+                            };
+                            self.append_row(&row)?;
+                            self.rows.push(row);
                             return self.interrupted(sig);
                         }
                         let warm = rep < warmups;
@@ -1038,6 +1058,14 @@ impl Lab {
                             {
                                 break res;
                             }
+                        };
+                        // A signal that cut the trial short makes it the interrupted one,
+                        // even when the passes it ran succeeded.
+                        let res = match (res, self.cancel.signal()) {
+                            (Ok(()), Some(sig)) => Err(anyhow!(
+                                "interrupted by signal {sig} during the trial"
+                            )),
+                            (r, _) => r,
                         };
                         let passes::Measured {
                             metrics,
