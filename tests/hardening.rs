@@ -550,3 +550,29 @@ fn a_failed_mapping_is_named() {
     assert!(r.stderr.contains("mmap of the 128MiB source file: Cannot allocate memory"), "{}", r.stderr);
     assert!(!r.stderr.contains("sending to the peer at byte 0"), "{}", r.stderr);
 }
+
+#[test]
+fn a_suite_whose_plots_fail_is_not_complete() {
+    let t = tempfile::tempdir().unwrap();
+    let (res, scripts) = (t.path().join("r"), t.path().join("scripts"));
+    std::fs::create_dir(&scripts).unwrap();
+    // A plot.py that fails as one on a full disk does.
+    std::fs::write(scripts.join("pyenv.sh"), "command -v python3\n").unwrap();
+    std::fs::write(
+        scripts.join("plot.py"),
+        "import sys\nprint('plot.py: error: x/plots/index.json: cannot write: No space left on device', file=sys.stderr)\nsys.exit(1)\n",
+    )
+    .unwrap();
+    let r = Lab::new(ZCLAB)
+        .args(&["run", "syscall_floor", "--results"])
+        .arg(&res)
+        .args(&["--exp-args", "--repeat 1 --warmup 0 --ops 1Ki --batches 1 --duration 1ms"])
+        .env("ZCLAB_SCRIPTS", scripts.to_str().unwrap())
+        .within(Duration::from_secs(300))
+        .run();
+    r.exits(1);
+    let suite = read_json(&first_run_dir(&res).join("suite.json"));
+    assert_eq!(suite["status"], "failed", "{suite}");
+    assert!(suite["error"].as_str().unwrap().contains("plots not drawn"), "{suite}");
+    assert_eq!(suite["outcomes"][0]["status"], "ok");
+}

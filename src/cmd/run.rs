@@ -206,7 +206,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let (_, started) = results::utc_now();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let git_revision = zclab::harness::git_revision();
-    let write_suite = |outcomes: &[Outcome], status: &str| -> Result<()> {
+    let write_suite = |outcomes: &[Outcome], status: &str, error: Option<String>| -> Result<()> {
         let (_, now) = results::utc_now();
         let meta = SuiteMeta {
             preset: match args.preset {
@@ -218,6 +218,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             started_utc: started.clone(),
             updated_utc: now,
             status: status.into(),
+            error,
             outcomes: outcomes.to_vec(),
             argv: std::env::args().collect(),
             git_revision: git_revision.clone(),
@@ -225,10 +226,16 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             kernel: caps.kernel.release.clone(),
             probe: caps.clone(),
         };
-        results::atomic_write(&run_dir.join("suite.json"), meta.to_json()?.as_bytes())
+        let p = run_dir.join("suite.json");
+        results::atomic_write(&p, meta.to_json()?.as_bytes())
+            .or_else(|e| {
+                // No room for a new file (a full disk): the same, compact, over the old one.
+                let compact = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
+                results::rewrite_in_place(&p, &compact).map_err(|_| e)
+            })
             .with_context(|| format!("cannot write suite.json in {}", run_dir.display()))
     };
-    write_suite(&outcomes, "running")?;
+    write_suite(&outcomes, "running", None)?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let multi = indicatif::MultiProgress::new();
     if !tty {
@@ -359,7 +366,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             seconds: t0.elapsed().as_secs_f64(),
             note,
         });
-        write_suite(&outcomes, "running")?;
+        write_suite(&outcomes, "running", None)?;
         if st == "interrupted" || cancel.is_cancelled() {
             interrupted = Some(cancel.signal().unwrap_or(libc::SIGINT));
             break;
@@ -388,15 +395,30 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
     };
     let report = report(&run_dir, &outcomes, plot_note.as_deref(), claims.as_deref())?;
-    results::atomic_write(&run_dir.join("report.md"), report.as_bytes())
-        .with_context(|| format!("cannot write report.md in {}", run_dir.display()))?;
+    let report_note = results::atomic_write(&run_dir.join("report.md"), report.as_bytes())
+        .with_context(|| format!("cannot write report.md in {}", run_dir.display()))
+        .err()
+        .map(|e| format!("{e:#}"));
+    if let Some(e) = &report_note {
+        eprintln!("zclab: error: {e}");
+    }
+    // The suite failed when its own outputs (plots, report) could not all be written.
+    let failure = [
+        plot_note.as_ref().map(|n| format!("plots not drawn: {n}")),
+        report_note.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    let status = match (interrupted, failure.is_empty()) {
+        (Some(_), _) => "interrupted",
+        (None, false) => "failed",
+        (None, true) => "complete",
+    };
     write_suite(
         &outcomes,
-        if interrupted.is_some() {
-            "interrupted"
-        } else {
-            "complete"
-        },
+        status,
+        (!failure.is_empty()).then(|| failure.join("; ")),
     )?;
     println!("{}", summary(&run_dir, &outcomes, suite_start.elapsed()));
     if let Some(t) = &claims {
@@ -408,7 +430,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         None if outcomes
             .iter()
             .all(|o| o.status == "ok" || o.status == "nothing-ran")
-            && plot_note.is_none() =>
+            && failure.is_empty() =>
         {
             0
         }

@@ -242,8 +242,12 @@ pub struct SuiteMeta {
     pub experiments: Vec<String>,
     pub started_utc: String,
     pub updated_utc: String,
-    /// `running`, `complete`, `interrupted`.
+    /// `running`, `complete`, `interrupted`, `failed` (the suite's own plots or report could
+    /// not be written).
     pub status: String,
+    /// Why the suite failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub outcomes: Vec<Outcome>,
     pub argv: Vec<String>,
     pub git_revision: String,
