@@ -1062,9 +1062,9 @@ impl Lab {
                         // A signal that cut the trial short makes it the interrupted one,
                         // even when the passes it ran succeeded.
                         let res = match (res, self.cancel.signal()) {
-                            (Ok(()), Some(sig)) => Err(anyhow!(
-                                "interrupted by signal {sig} during the trial"
-                            )),
+                            (Ok(()), Some(sig)) => {
+                                Err(anyhow!("interrupted by signal {sig} during the trial"))
+                            }
                             (r, _) => r,
                         };
                         let passes::Measured {

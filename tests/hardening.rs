@@ -136,8 +136,10 @@ fn serve_memory_stays_bounded_for_a_1gib_source() {
     let srv = Serve::start(&[]);
     let mut c = Ctl::session(&srv.addr, "test-client");
     let gib = 1u64 << 30;
-    c.send(&serde_json::json!({"type": "setup", "id": 1, "role": "tcp-source",
-        "bytes": gib, "write_size": 65536}));
+    c.send(
+        &serde_json::json!({"type": "setup", "id": 1, "role": "tcp-source",
+        "bytes": gib, "write_size": 65536}),
+    );
     let ready = c.line().expect("ready");
     assert_eq!(ready["type"], "ready", "{ready}");
     let port = ready["port"].as_u64().unwrap();
@@ -164,7 +166,10 @@ fn serve_memory_stays_bounded_for_a_1gib_source() {
     max_rss = max_rss.max(srv.rss_kib());
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(got, gib, "the whole stream arrived");
-    assert!(zclab::sys::file::check_pattern(&head, 0), "the lab's pattern");
+    assert!(
+        zclab::sys::file::check_pattern(&head, 0),
+        "the lab's pattern"
+    );
     assert_eq!(
         report["hash"].as_str().unwrap(),
         format!("{:016x}", h.digest())
@@ -182,14 +187,19 @@ fn an_allocation_failure_fails_the_transfer_not_the_server() {
     c.args(["--as=60000000", ZCLAB, "serve", "--listen", "127.0.0.1:0"]);
     let mut srv = Serve::spawn(c);
     let mut ctl = Ctl::session(&srv.addr, "test-client");
-    ctl.send(&serde_json::json!({"type": "setup", "id": 1, "role": "tcp-sink",
-        "recv_buf": 64 << 20, "hash": true}));
+    ctl.send(
+        &serde_json::json!({"type": "setup", "id": 1, "role": "tcp-sink",
+        "recv_buf": 64 << 20, "hash": true}),
+    );
     let ready = ctl.line().expect("ready");
     let port = ready["port"].as_u64().expect("a port");
     drop(TcpStream::connect(format!("127.0.0.1:{port}")).unwrap());
     let r = ctl.line().expect("a report");
     assert_eq!(r["ok"], false, "{r}");
-    assert!(r["error"].as_str().unwrap().contains("cannot allocate"), "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("cannot allocate"),
+        "{r}"
+    );
     assert!(srv.alive(), "the server survives: {}", srv.log());
 }
 
@@ -222,8 +232,15 @@ fn bogus_aborts_do_not_hold_the_only_slot() {
         }
         assert!(t0.elapsed() < Duration::from_secs(20), "session still open");
     };
-    assert_eq!((end["type"].as_str(), end["code"].as_str()), (Some("error"), Some("timeout")));
-    assert!(served_within(&srv.addr, Duration::from_secs(20)), "{}", srv.log());
+    assert_eq!(
+        (end["type"].as_str(), end["code"].as_str()),
+        (Some("error"), Some("timeout"))
+    );
+    assert!(
+        served_within(&srv.addr, Duration::from_secs(20)),
+        "{}",
+        srv.log()
+    );
 }
 
 #[test]
@@ -232,8 +249,15 @@ fn a_session_ends_at_its_deadline() {
     let mut c = Ctl::session(&srv.addr, "silent");
     let m = c.line().expect("the server's timeout");
     assert_eq!(m["code"], "timeout", "{m}");
-    assert!(m["message"].as_str().unwrap().contains("--max-session"), "{m}");
-    assert!(served_within(&srv.addr, Duration::from_secs(20)), "{}", srv.log());
+    assert!(
+        m["message"].as_str().unwrap().contains("--max-session"),
+        "{m}"
+    );
+    assert!(
+        served_within(&srv.addr, Duration::from_secs(20)),
+        "{}",
+        srv.log()
+    );
 }
 
 #[test]
@@ -249,11 +273,18 @@ fn client_strings_are_escaped_in_the_log() {
     }
     let log = srv.log();
     assert!(
-        !log.lines().any(|l| l.starts_with("zclab serve: session 99")),
+        !log.lines()
+            .any(|l| l.starts_with("zclab serve: session 99")),
         "forged line: {log}"
     );
-    assert!(!log.contains(['\u{1b}', '\r']), "raw control characters: {log:?}");
-    assert!(log.contains(r"evil\nzclab serve: session 99 forged\u{1b}[2J\r"), "{log}");
+    assert!(
+        !log.contains(['\u{1b}', '\r']),
+        "raw control characters: {log:?}"
+    );
+    assert!(
+        log.contains(r"evil\nzclab serve: session 99 forged\u{1b}[2J\r"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -262,8 +293,13 @@ fn every_refused_client_hears_busy() {
     let _holder = Ctl::session(&srv.addr, "holder");
     let mut others: Vec<Ctl> = (0..100).map(|_| Ctl::connect(&srv.addr)).collect();
     for (i, c) in others.iter_mut().enumerate() {
-        let m = c.line().unwrap_or_else(|| panic!("client {i} closed without a message"));
-        assert_eq!((m["type"].as_str(), m["code"].as_str()), (Some("error"), Some("busy")));
+        let m = c
+            .line()
+            .unwrap_or_else(|| panic!("client {i} closed without a message"));
+        assert_eq!(
+            (m["type"].as_str(), m["code"].as_str()),
+            (Some("error"), Some("busy"))
+        );
     }
 }
 
@@ -335,18 +371,36 @@ fn exp_args_override_the_presets_values() {
         work.display()
     );
     let r = Lab::new(ZCLAB)
-        .args(&["run", "--preset", "full", "--no-plots", "file_copy", "--results"])
+        .args(&[
+            "run",
+            "--preset",
+            "full",
+            "--no-plots",
+            "file_copy",
+            "--results",
+        ])
         .arg(&res)
         .arg("--exp-args")
         .arg(&exp_args)
         .within(Duration::from_secs(300))
         .run();
     assert_eq!(r.code(), Some(0), "{}", r.text());
-    assert!(!r.stderr.contains("cannot be used multiple times"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("cannot be used multiple times"),
+        "{}",
+        r.stderr
+    );
     let dir = exp_dir(&res, "file_copy").unwrap();
     let meta = read_json(&dir.join("meta.json"));
-    assert_eq!((meta["repeat"].as_u64(), meta["repeat_auto"].as_bool()), (Some(1), Some(false)));
-    assert!(read_rows(&dir.join("summary.jsonl")).iter().all(|r| r.repeat == 0));
+    assert_eq!(
+        (meta["repeat"].as_u64(), meta["repeat_auto"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert!(
+        read_rows(&dir.join("summary.jsonl"))
+            .iter()
+            .all(|r| r.repeat == 0)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,8 +409,14 @@ fn exp_args_override_the_presets_values() {
 
 /// A copy of a reference quick run (every experiment, real rows) to break.
 fn reference_copy(to: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/quick-20261205T065743Z");
-    let st = Command::new("cp").arg("-r").arg(&src).arg(to).status().unwrap();
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/quick-20261205T065743Z");
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success());
     to.to_path_buf()
 }
@@ -364,14 +424,20 @@ fn reference_copy(to: &Path) -> PathBuf {
 /// `zclab compare GOOD BAD` and `zclab claims BAD` both fail, within 60 s, with one error that
 /// names `file` and contains each of `words`.
 fn both_refuse(good: &Path, bad: &Path, file: &Path, words: &[&str]) {
-    for args in [vec!["compare", good.to_str().unwrap(), bad.to_str().unwrap()], vec![
-        "claims",
-        bad.to_str().unwrap(),
-    ]] {
-        let r = Lab::new(ZCLAB).args(&args).within(Duration::from_secs(60)).run();
+    for args in [
+        vec!["compare", good.to_str().unwrap(), bad.to_str().unwrap()],
+        vec!["claims", bad.to_str().unwrap()],
+    ] {
+        let r = Lab::new(ZCLAB)
+            .args(&args)
+            .within(Duration::from_secs(60))
+            .run();
         assert_eq!(r.code(), Some(1), "{args:?}: {}", r.text());
         let err = r.stderr.trim();
-        assert!(err.contains(file.to_str().unwrap()), "{args:?} names the file: {err}");
+        assert!(
+            err.contains(file.to_str().unwrap()),
+            "{args:?} names the file: {err}"
+        );
         for w in words {
             assert!(err.contains(w), "{args:?}: {err} lacks {w}");
         }
@@ -395,6 +461,9 @@ fn readers_refuse_meta_json_of_the_wrong_shape() {
     }
 }
 
+/// What is put in a summary's place, how, and the words its error must hold.
+type SpecialCase = (&'static str, fn(&Path), &'static [&'static str]);
+
 #[test]
 fn readers_take_only_bounded_regular_files() {
     let t = tempfile::tempdir().unwrap();
@@ -405,16 +474,31 @@ fn readers_take_only_bounded_regular_files() {
     std::fs::rename(&summary, dir.join("real.jsonl")).unwrap();
     // One link is followed.
     std::os::unix::fs::symlink("real.jsonl", &summary).unwrap();
-    let r = Lab::new(ZCLAB).args(&["claims", bad.to_str().unwrap()]).within(Duration::from_secs(60)).run();
+    let r = Lab::new(ZCLAB)
+        .args(&["claims", bad.to_str().unwrap()])
+        .within(Duration::from_secs(60))
+        .run();
     assert_eq!(r.code(), Some(0), "{}", r.text());
-    let cases: [(&str, &dyn Fn(&Path), &[&str]); 3] = [
-        ("a link loop", &|p| {
-            std::os::unix::fs::symlink("loop", p.with_file_name("loop2")).unwrap();
-            std::os::unix::fs::symlink("loop2", p.with_file_name("loop")).unwrap();
-            std::os::unix::fs::symlink("loop", p).unwrap();
-        }, &["link"]),
-        ("a FIFO", &|p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap(), &["FIFO"]),
-        ("/dev/zero", &|p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(), &["device"]),
+    let cases: [SpecialCase; 3] = [
+        (
+            "a link loop",
+            |p| {
+                std::os::unix::fs::symlink("loop", p.with_file_name("loop2")).unwrap();
+                std::os::unix::fs::symlink("loop2", p.with_file_name("loop")).unwrap();
+                std::os::unix::fs::symlink("loop", p).unwrap();
+            },
+            &["link"],
+        ),
+        (
+            "a FIFO",
+            |p| nix::unistd::mkfifo(p, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+            &["FIFO"],
+        ),
+        (
+            "/dev/zero",
+            |p| std::os::unix::fs::symlink("/dev/zero", p).unwrap(),
+            &["device"],
+        ),
     ];
     for (what, make, words) in cases {
         for f in ["summary.jsonl", "loop", "loop2"] {
@@ -442,9 +526,18 @@ fn readers_refuse_numbers_out_of_range() {
         let text: Vec<String> = orig
             .lines()
             .enumerate()
-            .map(|(i, l)| if i == 2 && l.contains("\"gbps\":") { re_gbps(l, v) } else { l.into() })
+            .map(|(i, l)| {
+                if i == 2 && l.contains("\"gbps\":") {
+                    re_gbps(l, v)
+                } else {
+                    l.into()
+                }
+            })
             .collect();
-        assert!(text[2].contains(&format!("\"gbps\":{v}")), "line 3 has metrics");
+        assert!(
+            text[2].contains(&format!("\"gbps\":{v}")),
+            "line 3 has metrics"
+        );
         std::fs::write(&summary, text.join("\n") + "\n").unwrap();
         both_refuse(&good, &bad, &summary, &["line 3", "gbps"]);
     }
@@ -471,7 +564,11 @@ fn the_next_run_removes_temporary_files_of_a_killed_one() {
     run.signal(Signal::SIGKILL);
     let _ = run.finish(Duration::from_secs(60), "not killed");
     let left = work.join(format!("zclab-file_to_socket-{pid}-67108864.dat"));
-    assert!(left.exists(), "a killed run cannot clean up: {:?}", files_under(&work));
+    assert!(
+        left.exists(),
+        "a killed run cannot clean up: {:?}",
+        files_under(&work)
+    );
     let r = Lab::new(F2S)
         .tiny(&t.path().join("r2"))
         .workdir(&work)
@@ -480,7 +577,10 @@ fn the_next_run_removes_temporary_files_of_a_killed_one() {
         .run()
         .ok();
     assert!(!left.exists(), "the next run removes it");
-    let said = format!("removed {} left by process {pid}, which no longer exists", left.display());
+    let said = format!(
+        "removed {} left by process {pid}, which no longer exists",
+        left.display()
+    );
     assert!(r.stderr.contains(&said), "{}", r.stderr);
     assert_sources_removed(&work);
 }
@@ -547,8 +647,17 @@ fn a_failed_mapping_is_named() {
         .within(Duration::from_secs(120))
         .run();
     r.exits(1);
-    assert!(r.stderr.contains("mmap of the 128MiB source file: Cannot allocate memory"), "{}", r.stderr);
-    assert!(!r.stderr.contains("sending to the peer at byte 0"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("mmap of the 128MiB source file: Cannot allocate memory"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("sending to the peer at byte 0"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -566,13 +675,19 @@ fn a_suite_whose_plots_fail_is_not_complete() {
     let r = Lab::new(ZCLAB)
         .args(&["run", "syscall_floor", "--results"])
         .arg(&res)
-        .args(&["--exp-args", "--repeat 1 --warmup 0 --ops 1Ki --batches 1 --duration 1ms"])
+        .args(&[
+            "--exp-args",
+            "--repeat 1 --warmup 0 --ops 1Ki --batches 1 --duration 1ms",
+        ])
         .env("ZCLAB_SCRIPTS", scripts.to_str().unwrap())
         .within(Duration::from_secs(300))
         .run();
     r.exits(1);
     let suite = read_json(&first_run_dir(&res).join("suite.json"));
     assert_eq!(suite["status"], "failed", "{suite}");
-    assert!(suite["error"].as_str().unwrap().contains("plots not drawn"), "{suite}");
+    assert!(
+        suite["error"].as_str().unwrap().contains("plots not drawn"),
+        "{suite}"
+    );
     assert_eq!(suite["outcomes"][0]["status"], "ok");
 }

@@ -457,10 +457,8 @@ impl Forwarder {
                         if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
                             // The child is not reaped before `done` is set (waitid WNOWAIT),
                             // so the pid is still the experiment's.
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(pid as i32),
-                                sig,
-                            );
+                            let _ =
+                                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
                         }
                         return;
                     }

@@ -165,7 +165,9 @@ impl<'a> FileSend<'a> {
                     // Setting the step up failed, not the sending: its message says which.
                     Err(e) if e.downcast_ref::<NotSent>().is_some() => return Err(e),
                     Err(e) => {
-                        return Err(e.context(format!("sending to the peer at byte {off} of {size}")));
+                        return Err(
+                            e.context(format!("sending to the peer at byte {off} of {size}"))
+                        );
                     }
                 };
                 if n == 0 {
@@ -600,14 +602,12 @@ impl std::error::Error for NotSent {}
 /// file: Cannot allocate memory (os error 12)".
 pub fn map_source(f: &File) -> Result<memmap2::Mmap> {
     map_readonly(f).map_err(|e| {
-        let size = f.metadata().map_or_else(
-            |_| "?".to_string(),
-            |m| crate::units::fmt_size(m.len()),
-        );
+        let size = f
+            .metadata()
+            .map_or_else(|_| "?".to_string(), |m| crate::units::fmt_size(m.len()));
         anyhow::Error::new(NotSent(format!("mmap of the {size} source file: {e}")))
     })
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -258,10 +258,21 @@ mod tests {
 
     #[test]
     fn temp_file_owners() {
-        assert_eq!(temp_file_owner("zclab-file_to_socket-42-67108864.dat"), Some(42));
+        assert_eq!(
+            temp_file_owner("zclab-file_to_socket-42-67108864.dat"),
+            Some(42)
+        );
         assert_eq!(temp_file_owner("zclab-file_copy-7.copy"), Some(7));
-        assert_eq!(temp_file_owner("zclab-socket_to_file-9-uring-recv.dat"), Some(9));
-        for other in ["zclab-x-12a.dat", "zclab--1.dat", "notes-1.txt", "zclab-a-.dat"] {
+        assert_eq!(
+            temp_file_owner("zclab-socket_to_file-9-uring-recv.dat"),
+            Some(9)
+        );
+        for other in [
+            "zclab-x-12a.dat",
+            "zclab--1.dat",
+            "notes-1.txt",
+            "zclab-a-.dat",
+        ] {
             assert_eq!(temp_file_owner(other), None, "{other}");
         }
     }

@@ -70,7 +70,9 @@ pub fn read_input(path: &Path, limit: u64) -> anyhow::Result<String> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&target)
         .with_context(|| format!("cannot read {shown}"))?;
-    let md = f.metadata().with_context(|| format!("cannot read {shown}"))?;
+    let md = f
+        .metadata()
+        .with_context(|| format!("cannot read {shown}"))?;
     if !md.file_type().is_file() {
         bail!(
             "{shown} is {}, not a regular file: refused",

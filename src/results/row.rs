@@ -288,7 +288,9 @@ fn in_range(what: &str, v: f64, max: f64) -> Result<(), String> {
         } else {
             format!("{v:e}")
         };
-        return Err(format!("{what} is {shown}, expected a number from 0 to {max:e}"));
+        return Err(format!(
+            "{what} is {shown}, expected a number from 0 to {max:e}"
+        ));
     }
     Ok(())
 }
@@ -306,14 +308,20 @@ impl Metrics {
         }
         in_range("metrics.latency.mean_ns", self.latency.mean_ns, MAX_FIGURE)?;
         for (k, l) in &self.extra_latency {
-            in_range(&format!("metrics.extra_latency.{k}.mean_ns"), l.mean_ns, MAX_FIGURE)?;
+            in_range(
+                &format!("metrics.extra_latency.{k}.mean_ns"),
+                l.mean_ns,
+                MAX_FIGURE,
+            )?;
         }
         if let Some(z) = &self.zc {
             in_range("metrics.zc.copied_pct", z.copied_pct, 100.0)?;
         }
         for (k, v) in &self.extra {
             if !v.is_finite() {
-                return Err(format!("metrics.extra.{k} is {v}, expected a finite number"));
+                return Err(format!(
+                    "metrics.extra.{k} is {v}, expected a finite number"
+                ));
             }
         }
         Ok(())

@@ -201,7 +201,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<i32> {
 /// the socket's send buffer of a new connection), our side ends, and the connection goes to the
 /// refuser thread, which reads what the client still sends until it closes (so that our close
 /// does not reset the connection before the client has read the message).
-fn refuse(to: &Sender<TcpStream>, sock: TcpStream, from: SocketAddr, holder: SocketAddr, host: &str) {
+fn refuse(
+    to: &Sender<TcpStream>,
+    sock: TcpStream,
+    from: SocketAddr,
+    holder: SocketAddr,
+    host: &str,
+) {
     log(&format!(
         "{from}: refused: busy with {holder} (one client at a time)"
     ));

@@ -229,10 +229,7 @@ fn serve_session(
                     out,
                     &Msg::error(
                         "timeout",
-                        &format!(
-                            "no progress for {}s: session closed",
-                            srv.idle.as_secs()
-                        ),
+                        &format!("no progress for {}s: session closed", srv.idle.as_secs()),
                     ),
                 );
                 break format!("closed: no progress for {}s", srv.idle.as_secs());
