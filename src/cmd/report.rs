@@ -65,8 +65,7 @@ pub fn render(args: &ReportArgs) -> Result<String> {
         && dir.join("versus.json").is_file()
         && versus.is_file()
     {
-        return std::fs::read_to_string(&versus)
-            .with_context(|| format!("cannot read {}", versus.display()));
+        return zclab::results::read_input(&versus, zclab::results::META_LIMIT);
     }
     let run = load_run(dir)?;
     let chosen: Vec<&Experiment> = match &args.experiment {
