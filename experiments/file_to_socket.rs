@@ -74,7 +74,6 @@ use zclab::net::peers;
 use zclab::net::remote::PeerAddr;
 use zclab::results::Row;
 use zclab::ring::RingConfig;
-use zclab::sys::file::map_readonly;
 use zclab::sys::pipe::pipe_with_size;
 use zclab::units;
 use zclab::uring;
@@ -366,7 +365,7 @@ fn classic_mmap_write(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
     let mut map = None;
     transfer(ctx, t, "one write from the mapping", |f, s, off, len| {
         if map.is_none() {
-            map = Some(map_readonly(f)?); // mapped once, inside the clock, as a server would
+            map = Some(fsock::map_source(f)?); // mapped once, inside the clock, as a server would
         }
         let m = map.as_ref().expect("just mapped");
         let end = (off as usize + len).min(m.len());

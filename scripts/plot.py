@@ -1509,6 +1509,18 @@ def clean_previous(out_dir):
                     pass
 
 
+def remove_figures(out_dir, figures):
+    """Removes the files of `figures` (and any temporary index) from out_dir."""
+    names = [f.get(k) for f in figures for k in ("file", "svg")]
+    names.append(f".index.json.tmp-{os.getpid()}")
+    for name in names:
+        if isinstance(name, str) and name and name == os.path.basename(name):
+            try:
+                os.unlink(os.path.join(out_dir, name))
+            except OSError:
+                pass
+
+
 def write_index(out_dir, pl):
     runs = []
     for e in pl.exps:
@@ -1678,7 +1690,11 @@ def run(argv):
         try:
             write_index(pl.out, pl)
         except Problem as p:
+            # Figures no index lists would be orphans (the report links what index.json lists,
+            # the next run removes what it listed): remove them.
             pl.problems.append(p)
+            remove_figures(pl.out, pl.figures)
+            pl.figures = []
         problems.extend(pl.problems)
         for n in pl.notes:
             say("warning", n)

@@ -666,6 +666,8 @@ pub struct Lab {
     pub noise: crate::measure::noise::Noise,
     /// The fault injected for tests (`ZCLAB_FAULT`), read once here.
     fault: Option<crate::net::peers::FaultSpec>,
+    /// Why the run failed (status `failed`), recorded in meta.json as `error`.
+    error: Option<String>,
 }
 
 impl Lab {
@@ -727,6 +729,7 @@ impl Lab {
                 std::time::Duration::from_millis(200),
             ),
             fault,
+            error: None,
         };
 
         Ok(lab)
@@ -766,6 +769,7 @@ impl Lab {
             "started_utc": self.started,
             "updated_utc": now,
             "status": self.status,
+            "error": self.error,
             "host": self.caps.hostname,
             "kernel": self.caps.kernel.release,
             "accelerator": std::env::var("ZCLAB_ACCEL").unwrap_or_else(|_| "native".into()),
@@ -811,6 +815,32 @@ impl Lab {
 
     fn flush(&self) -> anyhow::Result<()> {
         self.write_meta()
+    }
+
+    /// Records that the run failed, and why, in meta.json (status `failed`, `error`), unless
+    /// it was interrupted or never created its directory. When the file cannot be replaced (a
+    /// full disk), it is rewritten in place, compact and padded to its old length, which needs
+    /// no new space; if even that cannot be done, meta.json keeps its last complete version.
+    pub fn record_failure(&mut self, reason: &str) {
+        if self.dir.as_os_str().is_empty() || self.status == "interrupted" {
+            return;
+        }
+        self.status = "failed";
+        self.error = Some(reason.to_string());
+        if self.write_meta().is_ok() {
+            return;
+        }
+        let p = self.dir.join("meta.json");
+        let r = serde_json::to_vec(&self.meta())
+            .map_err(std::io::Error::other)
+            .and_then(|b| results::rewrite_in_place(&p, &b));
+        if let Err(e) = r {
+            eprintln!(
+                "{}: cannot record the failure in {}: {e}",
+                self.name,
+                p.display()
+            );
+        }
     }
 
     /// Appends one row to summary.jsonl and summary.csv (each line in one write, then fsync; a
@@ -949,6 +979,26 @@ impl Lab {
                         rep += 1;
                         let rep = rep - 1;
                         if let Some(sig) = self.cancel.signal() {
+                            // The signal came between trials: the trial it stopped is
+                            // recorded, interrupted before it started.
+                            let row = Row {
+                                experiment: self.name.into(),
+                                variant: v.name.into(),
+                                point: label.clone(),
+                                params: p.json(),
+                                repeat: rep.saturating_sub(warmups) + round * self.args.repeat.min,
+                                status: Status::Interrupted,
+                                error: Some(format!(
+                                    "interrupted by signal {sig} before the trial started"
+                                )),
+                                metrics: None,
+                                integrity: None,
+                                cpu_sender: Some(self.args.cpus.0),
+                                cpu_peer: Some(self.args.cpus.1),
+                                histograms: BTreeMap::new(),
+                            };
+                            self.append_row(&row)?;
+                            self.rows.push(row);
                             return self.interrupted(sig);
                         }
                         let warm = rep < warmups;
@@ -1008,6 +1058,14 @@ impl Lab {
                             {
                                 break res;
                             }
+                        };
+                        // A signal that cut the trial short makes it the interrupted one,
+                        // even when the passes it ran succeeded.
+                        let res = match (res, self.cancel.signal()) {
+                            (Ok(()), Some(sig)) => {
+                                Err(anyhow!("interrupted by signal {sig} during the trial"))
+                            }
+                            (r, _) => r,
                         };
                         let passes::Measured {
                             metrics,

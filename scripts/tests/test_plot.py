@@ -623,3 +623,17 @@ def test_one_bad_experiment_does_not_stop_the_others(runs, tmp_path):
         assert "throughput.png" in figs and idx["problems"] == [], (name, sorted(figs))
         for f in figs:
             check_png(run / name / "plots" / f)
+
+
+def test_figures_without_an_index_are_removed(runs, tmp_path):
+    """index.json cannot be written (here: a directory is in its way, as a full disk would
+    refuse it): the figures drawn for that experiment are removed, not left unlisted."""
+    run = tmp_path / "noindex"
+    shutil.copytree(runs[0], run)
+    out = run / EXP / "plots"
+    (out / "index.json").mkdir(parents=True)
+    r = plot(run, "--quiet")
+    assert r.returncode == 1, r.stderr
+    assert f"{out / 'index.json'}: cannot write" in r.stderr, r.stderr
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["index.json"], left

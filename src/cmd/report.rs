@@ -80,8 +80,7 @@ pub fn render(args: &ReportArgs) -> Result<String> {
         && dir.join("versus.json").is_file()
         && versus.is_file()
     {
-        return std::fs::read_to_string(&versus)
-            .with_context(|| format!("cannot read {}", versus.display()));
+        return zclab::results::read_input(&versus, zclab::results::META_LIMIT);
     }
     if args.claims {
         let v = super::claims::verdicts(std::slice::from_ref(dir))?;

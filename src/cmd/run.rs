@@ -263,7 +263,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let (_, started) = results::utc_now();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let git_revision = zclab::harness::git_revision();
-    let write_suite = |outcomes: &[Outcome], status: &str| -> Result<()> {
+    let write_suite = |outcomes: &[Outcome], status: &str, error: Option<String>| -> Result<()> {
         let (_, now) = results::utc_now();
         let meta = SuiteMeta {
             preset: args.preset.name().into(),
@@ -271,6 +271,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             started_utc: started.clone(),
             updated_utc: now,
             status: status.into(),
+            error,
             outcomes: outcomes.to_vec(),
             argv: std::env::args().collect(),
             git_revision: git_revision.clone(),
@@ -278,10 +279,16 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             kernel: caps.kernel.release.clone(),
             probe: caps.clone(),
         };
-        results::atomic_write(&run_dir.join("suite.json"), meta.to_json()?.as_bytes())
+        let p = run_dir.join("suite.json");
+        results::atomic_write(&p, meta.to_json()?.as_bytes())
+            .or_else(|e| {
+                // No room for a new file (a full disk): the same, compact, over the old one.
+                let compact = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
+                results::rewrite_in_place(&p, &compact).map_err(|_| e)
+            })
             .with_context(|| format!("cannot write suite.json in {}", run_dir.display()))
     };
-    write_suite(&outcomes, "running")?;
+    write_suite(&outcomes, "running", None)?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let multi = indicatif::MultiProgress::new();
     if !tty {
@@ -337,6 +344,10 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             .progress_chars("=> "),
         );
         bar.set_prefix(e.name.to_string());
+        // The experiment shares our signal handling only when the signal went to the whole
+        // process group (Ctrl-C); one sent to this process alone (SIGTERM from a service
+        // manager, `kill PID`) is passed on at once, and we wait for its clean-up.
+        let forwarder = Forwarder::start(child.id(), cancel);
         let stdout = child.stdout.take().expect("piped");
         let out_thread = std::thread::spawn(move || {
             let mut s = String::new();
@@ -365,6 +376,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
                 }
             }
         }
+        // Wait for the exit without reaping (WNOWAIT), so the forwarder never signals a pid
+        // that could already belong to another process; then reap.
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let flags = nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT;
+        while let Err(nix::errno::Errno::EINTR) =
+            nix::sys::wait::waitid(nix::sys::wait::Id::Pid(pid), flags)
+        {}
+        forwarder.stop();
         let status = child.wait()?;
         let stdout_text = out_thread.join().unwrap_or_default();
         let _ = results::atomic_write(
@@ -397,7 +416,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             seconds: t0.elapsed().as_secs_f64(),
             note,
         });
-        write_suite(&outcomes, "running")?;
+        write_suite(&outcomes, "running", None)?;
         if st == "interrupted" || cancel.is_cancelled() {
             interrupted = Some(cancel.signal().unwrap_or(libc::SIGINT));
             break;
@@ -426,15 +445,30 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
     };
     let report = report(&run_dir, &outcomes, plot_note.as_deref(), claims.as_deref())?;
-    results::atomic_write(&run_dir.join("report.md"), report.as_bytes())
-        .with_context(|| format!("cannot write report.md in {}", run_dir.display()))?;
+    let report_note = results::atomic_write(&run_dir.join("report.md"), report.as_bytes())
+        .with_context(|| format!("cannot write report.md in {}", run_dir.display()))
+        .err()
+        .map(|e| format!("{e:#}"));
+    if let Some(e) = &report_note {
+        eprintln!("zclab: error: {e}");
+    }
+    // The suite failed when its own outputs (plots, report) could not all be written.
+    let failure = [
+        plot_note.as_ref().map(|n| format!("plots not drawn: {n}")),
+        report_note.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    let status = match (interrupted, failure.is_empty()) {
+        (Some(_), _) => "interrupted",
+        (None, false) => "failed",
+        (None, true) => "complete",
+    };
     write_suite(
         &outcomes,
-        if interrupted.is_some() {
-            "interrupted"
-        } else {
-            "complete"
-        },
+        status,
+        (!failure.is_empty()).then(|| failure.join("; ")),
     )?;
     println!("{}", summary(&run_dir, &outcomes, suite_start.elapsed()));
     if let Some(t) = &claims {
@@ -446,12 +480,51 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         None if outcomes
             .iter()
             .all(|o| o.status == "ok" || o.status == "nothing-ran")
-            && plot_note.is_none() =>
+            && failure.is_empty() =>
         {
             0
         }
         None => 1,
     })
+}
+
+/// Passes SIGINT/SIGTERM, once received, on to the running experiment (once).
+struct Forwarder {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(pid: u32, cancel: Cancel) -> Forwarder {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("zclab-forward".into())
+            .spawn(move || {
+                while !d.load(Ordering::SeqCst) {
+                    if let Some(sig) = cancel.signal() {
+                        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+                            // The child is not reaped before `done` is set (waitid WNOWAIT),
+                            // so the pid is still the experiment's.
+                            let _ =
+                                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+                        }
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+            .ok();
+        Forwarder { done, thread }
+    }
+
+    fn stop(mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Draws the plots of `runs` with `scripts/plot.py` in the project's virtual environment
@@ -557,8 +630,11 @@ pub fn report(
                 .find(|x| x.name == o.experiment)
                 .map(|x| x.about),
             experiment: e.as_ref().map_err(Clone::clone),
-            crossover: std::fs::read_to_string(run_dir.join(&o.experiment).join("crossover.txt"))
-                .ok(),
+            crossover: results::read_input(
+                &run_dir.join(&o.experiment).join("crossover.txt"),
+                results::META_LIMIT,
+            )
+            .ok(),
         })
         .collect();
     Ok(zclab::report::run_report(

@@ -280,6 +280,17 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
         _ => Ok(()),
     };
     let finished = ctx.finish();
+    let failure = [
+        outcome.as_ref().err(),
+        analysed.as_ref().err(),
+        finished.as_ref().err(),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    if let Some(e) = failure {
+        lab.record_failure(&format!("{e:#}"));
+    }
     let code = outcome?;
     analysed?;
     finished?;

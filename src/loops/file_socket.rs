@@ -160,8 +160,16 @@ impl<'a> FileSend<'a> {
             let mut s = rec.now();
             while off < size {
                 let len = chunk.min((size - off) as usize);
-                let n = step(self.src.file, fd, off, len)
-                    .with_context(|| format!("sending to the peer at byte {off} of {size}"))?;
+                let n = match step(self.src.file, fd, off, len) {
+                    Ok(n) => n,
+                    // Setting the step up failed, not the sending: its message says which.
+                    Err(e) if e.downcast_ref::<NotSent>().is_some() => return Err(e),
+                    Err(e) => {
+                        return Err(
+                            e.context(format!("sending to the peer at byte {off} of {size}"))
+                        );
+                    }
+                };
                 if n == 0 {
                     bail!("source file ended early at {off} of {size} bytes");
                 }
@@ -552,7 +560,7 @@ impl MappedZcSteps {
         if self.zc.is_none() {
             let ring = self.ring.take().context("the ring is handed over once")?;
             let (report, clock, cancel) = (self.report_usage, self.clock, self.cancel);
-            let map = map_readonly(f)?;
+            let map = map_source(f)?;
             self.zc = Some(MappedZcSender::new(ring, map, 32, report, clock, cancel));
         }
         let (z, dgram) = (self.zc.as_mut().expect("just set"), self.dgram);
@@ -575,6 +583,30 @@ impl MappedZcSteps {
     pub fn ledger(&self) -> Option<&Ledger> {
         self.zc.as_ref().map(MappedZcSender::ledger)
     }
+}
+
+/// The failure of an operation a step does before it sends (mapping the source file), named
+/// by the operation instead of by the byte being sent.
+#[derive(Debug)]
+pub struct NotSent(pub String);
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotSent {}
+
+/// Maps the source file read-only (mmap(2)); a failure says so: "mmap of the 64 MiB source
+/// file: Cannot allocate memory (os error 12)".
+pub fn map_source(f: &File) -> Result<memmap2::Mmap> {
+    map_readonly(f).map_err(|e| {
+        let size = f
+            .metadata()
+            .map_or_else(|_| "?".to_string(), |m| crate::units::fmt_size(m.len()));
+        anyhow::Error::new(NotSent(format!("mmap of the {size} source file: {e}")))
+    })
 }
 
 #[cfg(test)]

@@ -114,7 +114,15 @@ impl PatternFiles {
     /// ("source file"). Files of other sizes are kept while they total at most `keep_bytes`
     /// with the new one (0: one file at a time); otherwise all are removed first, since they
     /// may be large.
+    /// Files that killed runs left in `dir` ([`remove_stale_files`]) are removed first, each
+    /// named on stderr after `name`.
     pub fn new(dir: &Path, name: &str, ext: &str, what: &str, keep_bytes: u64) -> PatternFiles {
+        for (p, pid) in remove_stale_files(dir) {
+            eprintln!(
+                "{name}: removed {} left by process {pid}, which no longer exists",
+                p.display()
+            );
+        }
         PatternFiles {
             dir: dir.to_path_buf(),
             name: name.into(),
@@ -150,6 +158,46 @@ impl PatternFiles {
     pub fn clear(&mut self) {
         self.files.clear();
     }
+}
+
+/// The owner's pid in a temporary file name of the lab: `zclab-<experiment>-<pid>` followed by
+/// `-` or `.` (`zclab-file_to_socket-4242-67108864.dat`, `zclab-file_copy-4242.copy`).
+pub fn temp_file_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("zclab-")?;
+    let (exp, rest) = rest.split_once('-')?;
+    if exp.is_empty() || !exp.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return None;
+    }
+    let end = rest.find(['-', '.'])?;
+    let pid = &rest[..end];
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Removes the lab's temporary files in `dir` ([`temp_file_owner`]) whose owner process no
+/// longer exists: what a run killed with SIGKILL could not remove. Returns each file removed
+/// with its owner's pid. Files of live processes, other names, and anything that is not a
+/// regular file are left alone (as [`crate::net::netns::remove_stale`] does for namespaces).
+pub fn remove_stale_files(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(temp_file_owner) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok() {
+            removed.push((e.path(), pid));
+        }
+    }
+    removed
 }
 
 /// Runs `step(offset, len) -> bytes moved` over `size` bytes, `len` at most `step_len`, one
@@ -219,6 +267,27 @@ pub fn hash_reads(
 mod tests {
     use super::*;
     use crate::measure::Clock;
+
+    #[test]
+    fn temp_file_owners() {
+        assert_eq!(
+            temp_file_owner("zclab-file_to_socket-42-67108864.dat"),
+            Some(42)
+        );
+        assert_eq!(temp_file_owner("zclab-file_copy-7.copy"), Some(7));
+        assert_eq!(
+            temp_file_owner("zclab-socket_to_file-9-uring-recv.dat"),
+            Some(9)
+        );
+        for other in [
+            "zclab-x-12a.dat",
+            "zclab--1.dat",
+            "notes-1.txt",
+            "zclab-a-.dat",
+        ] {
+            assert_eq!(temp_file_owner(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn pattern_files_keep_one_or_several() {

@@ -146,6 +146,21 @@ pub fn add_usage(a: Usage, b: Usage) -> Usage {
     }
 }
 
+/// A zeroed buffer of `len` bytes, or an error (ErrorKind::OutOfMemory) when it cannot be
+/// allocated: for sizes a remote client chooses, where an allocation failure must fail the
+/// transfer rather than abort the process.
+pub fn try_zeroed(len: usize, what: &str) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot allocate the {len}-byte {what}: {e}"),
+        )
+    })?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
 /// `size` bytes of the lab's positional pattern (offset 0) and their xxh3-64: what a sender
 /// peer streams, generated once so generating it costs the peer nothing during a trial.
 pub struct PatternStream {
@@ -323,7 +338,7 @@ impl EchoServer {
     pub fn spawn(mut sock: TcpStream, cpu: usize, msg: usize) -> io::Result<EchoServer> {
         let h = spawn("zclab-echo", "echo server", cpu, move || {
             sock.set_nodelay(true)?;
-            let mut buf = vec![0u8; msg];
+            let mut buf = try_zeroed(msg, "echo buffer")?;
             let mut bytes = 0u64;
             let u0 = usage::thread()?;
             loop {

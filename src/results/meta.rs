@@ -23,9 +23,12 @@ pub struct Meta {
     pub started_utc: String,
     #[serde(default)]
     pub updated_utc: String,
-    /// `running`, `complete`, `interrupted`, ...
+    /// `running`, `complete`, `interrupted`, `failed`
     #[serde(default)]
     pub status: String,
+    /// Why the run failed (status `failed`).
+    #[serde(default)]
+    pub error: Option<String>,
     #[serde(default)]
     pub host: String,
     #[serde(default)]
@@ -239,8 +242,12 @@ pub struct SuiteMeta {
     pub experiments: Vec<String>,
     pub started_utc: String,
     pub updated_utc: String,
-    /// `running`, `complete`, `interrupted`.
+    /// `running`, `complete`, `interrupted`, `failed` (the suite's own plots or report could
+    /// not be written).
     pub status: String,
+    /// Why the suite failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub outcomes: Vec<Outcome>,
     pub argv: Vec<String>,
     pub git_revision: String,

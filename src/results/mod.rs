@@ -22,6 +22,88 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// Largest `meta.json`, `suite.json` or plot index a reader accepts.
+pub const META_LIMIT: u64 = 64 << 20;
+/// Largest `summary.jsonl` a reader accepts.
+pub const SUMMARY_LIMIT: u64 = 1 << 30;
+
+/// Reads an input file of a run directory as text: only a regular file (a symbolic link is
+/// followed once, to a regular file; FIFOs, devices, directories and link chains are refused),
+/// of at most `limit` bytes, in UTF-8. Every error names the file.
+pub fn read_input(path: &Path, limit: u64) -> anyhow::Result<String> {
+    use anyhow::{Context, bail};
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let shown = path.display();
+    let lst = fs::symlink_metadata(path).with_context(|| format!("cannot read {shown}"))?;
+    let target = if lst.file_type().is_symlink() {
+        let to = fs::read_link(path).with_context(|| format!("cannot read {shown}"))?;
+        let to = path.parent().unwrap_or(Path::new(".")).join(to);
+        let t = fs::symlink_metadata(&to)
+            .with_context(|| format!("cannot read {shown} (a link to {})", to.display()))?;
+        if t.file_type().is_symlink() {
+            bail!(
+                "{shown} is a link to a link ({}); links are followed once only",
+                to.display()
+            );
+        }
+        to
+    } else {
+        path.to_path_buf()
+    };
+    let kind = |t: fs::FileType| {
+        if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        }
+    };
+    // O_NONBLOCK: opening a FIFO that replaced the file meanwhile must not wait for a writer.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&target)
+        .with_context(|| format!("cannot read {shown}"))?;
+    let md = f
+        .metadata()
+        .with_context(|| format!("cannot read {shown}"))?;
+    if !md.file_type().is_file() {
+        bail!(
+            "{shown} is {}, not a regular file: refused",
+            kind(md.file_type())
+        );
+    }
+    if md.len() > limit {
+        bail!(
+            "{shown} is {} bytes, over the {} a reader accepts: refused",
+            md.len(),
+            crate::units::fmt_size(limit)
+        );
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    f.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {shown}"))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{shown} grew over the {} a reader accepts: refused",
+            crate::units::fmt_size(limit)
+        );
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{shown} is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename. On failure
 /// the temporary file is removed and `path` keeps its old content.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -38,6 +120,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Rewrites `path` in place with `bytes` followed by spaces up to its old length (JSON allows
+/// trailing white space): overwriting blocks the file already has needs no free space, where
+/// [`atomic_write`] needs a new file. Refused when `bytes` is longer than the file. Not atomic:
+/// only for when the atomic way has failed for lack of space.
+pub fn rewrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    let old = f.metadata()?.len() as usize;
+    if bytes.len() > old {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "the new content ({} bytes) is longer than the file ({old} bytes)",
+                bytes.len()
+            ),
+        ));
+    }
+    let mut b = bytes.to_vec();
+    b.resize(old, b' ');
+    f.write_all(&b)?;
+    f.sync_data()
 }
 
 /// Appends `bytes` to `path` in one write and fsyncs; if the write fails or is short (a full

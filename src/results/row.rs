@@ -312,12 +312,72 @@ impl Row {
     }
 }
 
-/// Reads `summary.jsonl` text; the error names the line that does not parse.
+/// Largest figure a row may hold for a rate or a per-MiB cost (ns, op/s): far above anything
+/// a machine measures, far below what would print as hundreds of digits.
+const MAX_FIGURE: f64 = 1e15;
+/// Largest throughput a row may hold, in GB/s.
+const MAX_GBPS: f64 = 1e6;
+
+fn in_range(what: &str, v: f64, max: f64) -> Result<(), String> {
+    if !v.is_finite() || !(0.0..=max).contains(&v) {
+        let shown = if v.abs() < 1e6 {
+            format!("{v}")
+        } else {
+            format!("{v:e}")
+        };
+        return Err(format!(
+            "{what} is {shown}, expected a number from 0 to {max:e}"
+        ));
+    }
+    Ok(())
+}
+
+impl Metrics {
+    /// Every figure finite and in its range: no negative or infinite throughput, rates, costs
+    /// or latencies; a copied share from 0 to 100 %; extra figures finite.
+    pub fn check(&self) -> Result<(), String> {
+        in_range("metrics.gbps", self.gbps, MAX_GBPS)?;
+        in_range("metrics.ops_per_s", self.ops_per_s, MAX_FIGURE)?;
+        in_range("metrics.cpu_ns_per_mib", self.cpu_ns_per_mib, MAX_FIGURE)?;
+        in_range("metrics.sys_ns_per_mib", self.sys_ns_per_mib, MAX_FIGURE)?;
+        if let Some(v) = self.syscalls_per_mib {
+            in_range("metrics.syscalls_per_mib", v, MAX_FIGURE)?;
+        }
+        in_range("metrics.latency.mean_ns", self.latency.mean_ns, MAX_FIGURE)?;
+        for (k, l) in &self.extra_latency {
+            in_range(
+                &format!("metrics.extra_latency.{k}.mean_ns"),
+                l.mean_ns,
+                MAX_FIGURE,
+            )?;
+        }
+        if let Some(z) = &self.zc {
+            in_range("metrics.zc.copied_pct", z.copied_pct, 100.0)?;
+        }
+        for (k, v) in &self.extra {
+            if !v.is_finite() {
+                return Err(format!(
+                    "metrics.extra.{k} is {v}, expected a finite number"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads `summary.jsonl` text; the error names the line that does not parse or holds a figure
+/// out of range ([`Metrics::check`]).
 pub fn parse_jsonl(text: &str) -> Result<Vec<Row>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            let r: Row = serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
+            if let Some(m) = &r.metrics {
+                m.check().map_err(|e| format!("line {}: {e}", i + 1))?;
+            }
+            Ok(r)
+        })
         .collect()
 }
 

@@ -82,8 +82,10 @@ impl Run {
     }
 }
 
+/// A directory with anything named `meta.json` in it (a file of the wrong kind is then an
+/// error naming it, not a directory silently passed over).
 fn is_experiment_dir(p: &Path) -> bool {
-    p.join("meta.json").is_file()
+    p.is_dir() && p.join("meta.json").symlink_metadata().is_ok()
 }
 
 /// Loads a run directory (with experiment subdirectories) or one experiment directory. The
@@ -126,7 +128,9 @@ pub fn load_run(dir: &Path) -> Result<Run> {
 /// that does not parse is an error naming the line).
 pub fn load_experiment(dir: &Path) -> Result<Experiment> {
     let meta = load_meta(dir)?;
-    let rows = if dir.join("summary.jsonl").exists() {
+    // Anything by that name is read (and refused when it is not a regular file); only a
+    // summary that is not there at all means "no trial yet".
+    let rows = if dir.join("summary.jsonl").symlink_metadata().is_ok() {
         load_rows(dir)?
     } else {
         Vec::new()
@@ -142,14 +146,20 @@ pub fn load_experiment(dir: &Path) -> Result<Experiment> {
 /// The rows of one experiment directory's `summary.jsonl`.
 pub fn load_rows(exp_dir: &Path) -> Result<Vec<Row>> {
     let p = exp_dir.join("summary.jsonl");
-    let text =
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    let text = super::read_input(&p, super::SUMMARY_LIMIT)?;
     parse_jsonl(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
 }
 
-/// `meta.json` of one experiment directory.
+/// `meta.json` of one experiment directory: a JSON object naming its experiment.
 pub fn load_meta(exp_dir: &Path) -> Result<Meta> {
-    load_json(exp_dir, "meta.json")
+    let m: Meta = load_json(exp_dir, "meta.json")?;
+    if m.experiment.trim().is_empty() {
+        bail!(
+            "{} is not a valid meta.json: \"experiment\" is empty",
+            exp_dir.join("meta.json").display()
+        );
+    }
+    Ok(m)
 }
 
 /// `suite.json` of a suite run directory.
@@ -157,12 +167,32 @@ pub fn load_suite(run_dir: &Path) -> Result<SuiteMeta> {
     load_json(run_dir, "suite.json")
 }
 
-/// `<dir>/<file>`, parsed; the errors name the file.
+/// `<dir>/<file>` (a bounded regular file, see [`super::read_input`]), which must hold one JSON
+/// object, parsed; the errors name the file (and the line).
 fn load_json<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<T> {
     let p = dir.join(file);
-    let text =
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a valid {file}", p.display()))
+    let text = super::read_input(&p, super::META_LIMIT)?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid {file}", p.display()))?;
+    if !v.is_object() {
+        bail!(
+            "{} is not a valid {file}: it holds {}, not a JSON object",
+            p.display(),
+            json_kind(&v)
+        );
+    }
+    serde_json::from_value(v).with_context(|| format!("{} is not a valid {file}", p.display()))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// One figure of `plots/index.json`.
@@ -191,7 +221,7 @@ pub fn load_figures(exp_dir: &Path) -> Vec<Figure> {
         #[serde(default)]
         figures: Vec<Figure>,
     }
-    std::fs::read_to_string(exp_dir.join("plots").join("index.json"))
+    super::read_input(&exp_dir.join("plots").join("index.json"), super::META_LIMIT)
         .ok()
         .and_then(|t| serde_json::from_str::<Index>(&t).ok())
         .map(|i| i.figures)

@@ -148,11 +148,12 @@ fn serve_session(
     local_ip: IpAddr,
     n: u64,
 ) -> String {
+    let started = Instant::now();
     if let Err(e) = send_msg(out, &Msg::Hello(srv.hello.clone())) {
         return format!("ended before its hello: {e}");
     }
     // The client's hello.
-    match rx.recv_timeout(HELLO_TIMEOUT) {
+    match rx.recv_timeout(HELLO_TIMEOUT.min(srv.max_session)) {
         Ok(Event::Ctrl(Ok(Msg::Hello(h)))) if h.role == "client" => {
             log(&format!(
                 "{who}: client {} (zclab {}, kernel {}) connected",
@@ -199,30 +200,46 @@ fn serve_session(
         return format!("ended: {e}");
     }
     let mut active: Option<Active> = None;
+    // Only progress (a setup, a finish or abort of the running transfer, a report) moves the
+    // idle deadline; the session deadline never moves.
+    let deadline = started + srv.max_session;
+    let mut progress = Instant::now();
     let end = loop {
-        let ev = if active.is_some() {
-            // A transfer bounds itself (accept and progress timeouts).
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        let now = Instant::now();
+        if now >= deadline {
+            let e = format!(
+                "session open for {}s (--max-session): closed",
+                srv.max_session.as_secs()
+            );
+            let _ = send_msg(out, &Msg::error("timeout", &e));
+            break format!("closed: {e}");
+        }
+        // A transfer bounds itself (accept and progress timeouts); between transfers the
+        // idle timeout does.
+        let until = if active.is_some() {
+            deadline
         } else {
-            rx.recv_timeout(srv.idle)
+            deadline.min(progress + srv.idle)
         };
-        let ev = match ev {
+        let ev = match rx.recv_timeout(until.saturating_duration_since(now)) {
             Ok(ev) => ev,
+            Err(RecvTimeoutError::Timeout) if Instant::now() >= deadline => continue,
             Err(RecvTimeoutError::Timeout) => {
                 let _ = send_msg(
                     out,
                     &Msg::error(
                         "timeout",
-                        &format!("idle for {}s: session closed", srv.idle.as_secs()),
+                        &format!("no progress for {}s: session closed", srv.idle.as_secs()),
                     ),
                 );
-                break format!("closed: idle for {}s", srv.idle.as_secs());
+                break format!("closed: no progress for {}s", srv.idle.as_secs());
             }
             Err(RecvTimeoutError::Disconnected) => break "ended".into(),
         };
         match ev {
             Event::Done(r) => {
                 if active.as_ref().is_some_and(|a| a.id == r.id) {
+                    progress = Instant::now();
                     let a = active.take().expect("checked");
                     let _ = a.handle.join();
                     if !srv.quiet || !r.ok {
@@ -262,6 +279,7 @@ fn serve_session(
                             break format!("closed: malformed message: {e}");
                         }
                     };
+                    progress = Instant::now();
                     match start(srv, &s, role, peer_ip, local_ip, tx.clone()) {
                         Ok((a, port)) => {
                             if !srv.quiet {
@@ -288,6 +306,7 @@ fn serve_session(
                 }
                 Msg::Finish { id, datagrams } => {
                     if let Some(a) = active.as_ref().filter(|a| a.id == id) {
+                        progress = Instant::now();
                         if a.role == Role::UdpSink {
                             a.expect.store(datagrams, Ordering::SeqCst);
                         } else {
@@ -299,8 +318,9 @@ fn serve_session(
                 }
                 Msg::Abort { id } => {
                     if let Some(a) = active.as_ref().filter(|a| a.id == id) {
+                        progress = Instant::now();
                         a.stop();
-                    } // else: already done and reported
+                    } // else: already done and reported; not progress
                 }
                 Msg::Bye {} => break "client said bye".into(),
                 other => {

@@ -6,10 +6,12 @@
 use super::session::Event;
 use super::{Server, log, nothing_yet};
 use crate::measure::usage;
-use crate::net::peers::{EchoServer, PatternStream, Streamer};
+use crate::net::peers::{EchoServer, try_zeroed};
 use crate::net::remote::protocol::{MAX_TEXT, Report, Role, Setup, clip, hex64};
 use crate::net::remote::wire::{DATA_USER_TIMEOUT, set_user_timeout};
-use std::io;
+use crate::sys::file::fill_pattern;
+use crate::sys::threads::self_cpu_ns;
+use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -87,18 +89,6 @@ pub(super) fn start(
             ));
         }
     }
-    let pattern = if role == Role::TcpSource {
-        let bytes = s.bytes.expect("validated") as usize;
-        let mut g = srv.pattern.lock().unwrap_or_else(|e| e.into_inner());
-        if g.as_ref().is_none_or(|p| p.data.len() != bytes) {
-            *g = None; // free the old one first: it may be large
-            *g = Some(PatternStream::new(bytes));
-        }
-        let p = g.as_ref().expect("just set");
-        Some((p.data.clone(), p.hash))
-    } else {
-        None
-    };
     let stop = Arc::new(AtomicBool::new(false));
     let data: Arc<Mutex<Option<TcpStream>>> = Arc::new(Mutex::new(None));
     let expect = Arc::new(AtomicU64::new(u64::MAX));
@@ -136,16 +126,12 @@ pub(super) fn start(
                             s.hash.expect("validated"),
                         ),
                         Role::Echo => echo(j, sock, s.msg.expect("validated") as usize),
-                        _ => {
-                            let (data, hash) = pattern.expect("a source has its pattern");
-                            source(
-                                j,
-                                sock,
-                                data,
-                                hash,
-                                s.write_size.expect("validated") as usize,
-                            )
-                        }
+                        _ => source(
+                            j,
+                            sock,
+                            s.bytes.expect("validated"),
+                            s.write_size.expect("validated") as usize,
+                        ),
                     }
                 }),
             )
@@ -269,7 +255,7 @@ fn data_err(e: io::Error, what: &str, bytes: u64) -> io::Error {
 }
 
 fn tcp_sink(j: &Job, mut s: TcpStream, recv_buf: usize, hash: bool) -> io::Result<Report> {
-    let mut buf = vec![0u8; recv_buf];
+    let mut buf = try_zeroed(recv_buf, "receive buffer")?;
     let mut h = Xxh3::new();
     let mut bytes = 0u64;
     let t0 = Instant::now();
@@ -326,22 +312,40 @@ fn echo(j: &Job, s: TcpStream, msg: usize) -> io::Result<Report> {
     })
 }
 
-fn source(
-    j: &Job,
-    s: TcpStream,
-    data: Arc<Vec<u8>>,
-    hash: u64,
-    write_size: usize,
-) -> io::Result<Report> {
+/// tcp-source: writes `bytes` of the lab's pattern (offset 0) in writes of `write_size`,
+/// then ends its side. Each write's bytes are generated (and hashed) just before it, in one
+/// buffer of `write_size` bytes, so a source of any size costs the server one write's memory.
+/// The thread CPU time of generating and hashing is taken out of the reported user time: the
+/// report counts the sending, as when the pattern was prepared ahead.
+fn source(j: &Job, mut s: TcpStream, bytes: u64, write_size: usize) -> io::Result<Report> {
+    let len = (write_size as u64).min(bytes) as usize;
+    let mut buf = try_zeroed(len, "send buffer")?;
+    let mut h = Xxh3::new();
+    let (mut off, mut gen_ns) = (0u64, 0u64);
     let t0 = Instant::now();
-    let r = Streamer::spawn(s, peer_cpu(j), data, write_size, None)?.join();
-    j.stopped()?;
-    let r = r.map_err(|e| data_err(e, "send", 0))?;
+    let u0 = usage::thread()?;
+    while off < bytes {
+        j.stopped()?;
+        let n = (bytes - off).min(len as u64) as usize;
+        let g0 = self_cpu_ns()?;
+        fill_pattern(&mut buf[..n], off);
+        h.update(&buf[..n]);
+        gen_ns += self_cpu_ns()?.saturating_sub(g0);
+        s.write_all(&buf[..n])
+            .map_err(|e| data_err(e, "send", off))?;
+        off += n as u64;
+    }
+    // A graceful close: what is still queued is delivered, then the FIN.
+    s.shutdown(Shutdown::Write)
+        .map_err(|e| data_err(e, "send", off))?;
+    let u1 = usage::thread()?;
+    let mut usage = u1.since(&u0);
+    usage.user_ns = usage.user_ns.saturating_sub(gen_ns);
     Ok(Report {
         ok: true,
-        bytes: r.bytes,
-        hash: Some(hex64(hash)),
-        usage: r.usage,
+        bytes: off,
+        hash: Some(hex64(h.digest())),
+        usage,
         wall_ns: t0.elapsed().as_nanos() as u64,
         ..Default::default()
     })
