@@ -11,6 +11,7 @@ pub mod gather;
 pub mod net_paths;
 pub mod netsend_crossover;
 pub mod proxy_crossover;
+pub mod recv;
 pub mod relay;
 pub mod send;
 pub mod sock_file;
