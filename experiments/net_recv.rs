@@ -7,9 +7,12 @@
 //! completion for several buffers), and io_uring's zero-copy receive (zcrx).
 //!
 //! **Set-up.** The receiver, this process's main thread, is the measured side. The sender is a
-//! thread of the lab pinned to the peer CPU (`--cpus`), connected over `--paths`:
-//! - `tcp-loopback`: 127.0.0.1. The listener sets TCP_MAXSEG `--mss` (default 4096), so the
-//!   sender's segments are whole pages, which the receiver can map.
+//! process of the lab (this binary again) pinned to the peer CPU (`--cpus`): a thread would
+//! share the receiver's address space, and each page the zero-copy receive unmaps would cost
+//! a TLB-shootdown interrupt to the sender's CPU. It connects over `--paths`:
+//! - `tcp-loopback`: 127.0.0.1. The listener sets TCP_MAXSEG `--mss` (default 4108: 4096 B
+//!   of payload beside the 12 B timestamp option), so the sender's segments, and the skbs
+//!   built of them, are whole pages, which the receiver can map.
 //! - `tcp-veth`: from namespace A to namespace B over a veth pair of MTU `--veth-mtu`
 //!   (default 61492: an MSS of 61440 B, 15 pages, with TCP timestamps). The receiver's socket
 //!   lives in B, created there; the thread stays in the lab's namespace.
@@ -18,9 +21,8 @@
 //! it: plain sends build page fragments at arbitrary offsets, which cannot be mapped; on local
 //! delivery the kernel copies MSG_ZEROCOPY pages into whole fresh pages, which can. The sender
 //! waits for the receiver's start signal inside the measured part, sends `--bytes` in
-//! messages of `--send-size` each stamped with its sequence number, and its own CPU time
-//! (measured in its thread) is subtracted from the process's and recorded as `peer_*` and
-//! `sender_cpu_ns_per_mib`. On loopback the receive path's softirq work runs on the sender's
+//! messages of `--send-size` each stamped with its sequence number; its own CPU time is
+//! recorded as `peer_*` and `sender_cpu_ns_per_mib` (never part of the receiver's). On loopback the receive path's softirq work runs on the sender's
 //! CPU inside its send calls: it is in the sender's time, not the receiver's.
 //!
 //! **Variants.** See `VARIANTS`. One latency sample is one receive step: a read(2) call; a
@@ -43,7 +45,7 @@
 //! the first value only). Also `--sender`, `--send-size`, `--bytes`, `--pool`, `--mss`,
 //! `--veth-mtu`, `--ring-bufs`, `--dev`, `--queue`, recorded in meta.json and the rows.
 //!
-//! **Code.** `zclab::loops::recv` (sender thread, classic loops, integrity),
+//! **Code.** `zclab::loops::recv` (sender process, classic loops, integrity),
 //! `zclab::uring::recv` (io_uring loops, buffer ring, zcrx registration),
 //! `zclab::sys::tcp_zc` (TCP_ZEROCOPY_RECEIVE).
 //!
@@ -92,8 +94,10 @@ struct Args {
     /// MSG_ZEROCOPY send buffers (one is rewritten only after its notification).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pool: u32,
-    /// TCP_MAXSEG set on the loopback listener (0: the kernel's own, about 65483 B).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(0..=65535))]
+    /// TCP_MAXSEG set on the loopback listener (0: the kernel's own, about 65483 B). The
+    /// value includes the 12 B of the TCP timestamp option: 4108 gives segments of 4096 B of
+    /// payload; the payload size in force is recorded as `mss_receiver`.
+    #[arg(long, default_value_t = 4108, value_parser = clap::value_parser!(u32).range(0..=65535))]
     mss: u32,
     /// MTU of the lab's veth pair.
     #[arg(long, default_value_t = 61492, value_parser = clap::value_parser!(u32).range(1280..=65535))]
@@ -262,6 +266,10 @@ impl Experiment for NetRecv {
 }
 
 fn main() -> ExitCode {
+    // The same binary is each trial's sender process (loops::recv::SENDER_ENV).
+    if let Some(code) = rx::sender_child() {
+        return code;
+    }
     harness::run::<NetRecv>()
 }
 
@@ -393,14 +401,13 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
     };
     let net = (path == NetPath::TcpVeth).then(|| ctx.net.as_ref()).flatten();
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
-    let mut link = rx::connect(net, mss, t.cpus.1, spec, t.clock, t.cancel())
-        .context("cannot connect the sender")?;
+    let mut link = rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?;
     let mut h = Xxh3::new();
     let mut counts = urx::RecvCounts::default();
     let mut classic = rx::ClassicCounts::default();
     let cancel = t.cancel();
     t.measure(step(kind), |rec| {
-        link.start();
+        link.start()?;
         let fd = link.sock.as_raw_fd();
         match &mut state {
             Rx::Buf(b) => classic = rx::recv_classic(&mut link.sock, b, &mut h, rec, cancel)?,
@@ -419,7 +426,8 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
     let mss_receiver = link.mss();
     let sent = link.finish().context("the sender failed")?;
     let bytes = counts.bytes.max(classic.bytes);
-    t.set_peer(sent.usage);
+    // The sender is another process: its CPU time is recorded beside, not subtracted.
+    t.set_remote_peer(sent.usage);
     t.set_integrity(rx::integrity(&spec, bytes, h.digest()));
     let mib = bytes as f64 / (1u64 << 20) as f64;
     let per_mib = |v: u64| if mib > 0.0 { v as f64 / mib } else { 0.0 };

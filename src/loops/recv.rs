@@ -1,37 +1,47 @@
-//! The receiving side of a TCP trial, measured: a sender thread on the peer CPU (plain send(2)
-//! or MSG_ZEROCOPY, see Documentation/networking/msg_zerocopy.rst) streams stamped messages
-//! over loopback or the lab's veth pair, and this thread receives them with read(2),
+//! The receiving side of a TCP trial, measured: a sender process on the peer CPU (plain
+//! send(2) or MSG_ZEROCOPY, see Documentation/networking/msg_zerocopy.rst) streams stamped
+//! messages over loopback or the lab's veth pair, and this thread receives them with read(2),
 //! TCP_ZEROCOPY_RECEIVE (tcp(7)) or an io_uring receive ([`crate::uring::recv`]), hashing the
 //! stream in order (mapped pages are read in place).
 //!
+//! The sender is a process of its own (the experiment's binary again, told by
+//! [`SENDER_ENV`] to be the sender: [`sender_child`]), not a thread: a thread would share the
+//! receiver's address space, and every page the zero-copy receive unmaps would then cost a
+//! TLB-shootdown interrupt to the sender's CPU, a cost no receiver with a separate sender pays.
+//!
 //! A trial: [`connect`] (outside the clock: the listener, with TCP_MAXSEG when asked, and the
-//! sender thread, which waits), [`Link::start`] inside the clock, one of the receive loops
-//! until end of stream, [`Link::finish`] (the sender's account: its CPU time, its zero-copy
-//! notifications), then [`integrity`] after the clock against [`super::send::expected_hash`].
-//! Nothing here reads the environment or the harness.
+//! sender process, connected and waiting), [`Link::start`] inside the clock, one of the
+//! receive loops until end of stream, [`Link::finish`] (the sender's account: its CPU time,
+//! its zero-copy notifications), then [`integrity`] after the clock against
+//! [`super::send::expected_hash`].
 
 use super::send::{NOTIF_TIMEOUT, stamp};
 use crate::measure::{Clock, Recorder, Usage, usage};
 use crate::net::netns::{VethLab, enter_netns, in_netns};
-use crate::net::peers::{self, PeerThread};
+use crate::net::peers;
 use crate::results::{Integrity, ZcCounts};
 use crate::sys::errqueue;
 use crate::sys::file::fill_pattern;
 use crate::sys::signal::Cancel;
 use crate::sys::tcp_zc::{self, ZcMap};
 use crate::zc::msg::ZcPool;
+use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::Xxh3;
 
 /// How long the receiver waits for the sender to connect, or for data to arrive.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// How the sender thread sends.
-#[derive(clap::ValueEnum, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+/// The environment variable that makes the experiment's binary the sender of one trial
+/// (its value: the sender's orders as JSON).
+pub const SENDER_ENV: &str = "ZCLAB_RECV_SENDER";
+
+/// How the sender sends.
+#[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SendMode {
     /// send(2): the kernel copies into its own page fragments, rarely page-aligned, so the
@@ -45,7 +55,7 @@ pub enum SendMode {
 /// What the sender thread sends: `msgs` messages of `size` bytes, from `pool` buffers
 /// (MSG_ZEROCOPY reuses a buffer only after its notification); it resets the connection
 /// after `reset_after` bytes instead when given (a fault injected for tests).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SendSpec {
     pub mode: SendMode,
     pub size: usize,
@@ -62,10 +72,10 @@ impl SendSpec {
 }
 
 /// The sender's account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sent {
     pub bytes: u64,
-    /// The sender thread's CPU time from the start signal to its last notification.
+    /// The sender's CPU time from the start signal to its last notification.
     pub usage: Usage,
     /// Its MSS (TCP_MAXSEG of the connected socket).
     pub mss: Option<u32>,
@@ -73,20 +83,61 @@ pub struct Sent {
     pub zc: Option<ZcCounts>,
 }
 
-/// One trial's connection: the receiving socket (this thread's) and the sender thread.
+/// One trial's connection: the receiving socket (this thread's) and the sender process.
 pub struct Link {
     pub sock: TcpStream,
-    go: Option<mpsc::Sender<()>>,
-    sender: Option<PeerThread<Sent>>,
+    go: Option<ChildStdin>,
+    sender: Option<Child>,
 }
 
-/// The sender's side, on its own thread (in namespace A when `ns` is given): connect, wait
-/// for the start, send, wait for every notification, end the stream.
-fn send_thread(
+/// The sender's orders, passed in [`SENDER_ENV`].
+#[derive(Serialize, Deserialize)]
+struct Orders {
+    ns: Option<String>,
+    to: SocketAddr,
+    cpu: usize,
+    spec: SendSpec,
+}
+
+/// When [`SENDER_ENV`] is set, this process is a trial's sender: it sends as ordered, prints
+/// its account (JSON) on stdout and returns its exit status. None otherwise: call first
+/// thing in `main`.
+pub fn sender_child() -> Option<ExitCode> {
+    let orders = std::env::var(SENDER_ENV).ok()?;
+    let r = serde_json::from_str::<Orders>(&orders)
+        .map_err(|e| io::Error::other(format!("{SENDER_ENV}: {e}")))
+        .and_then(|o| {
+            let _ = crate::sys::cpu::pin_to(o.cpu);
+            let go = || {
+                let mut b = [0u8; 1];
+                match io::stdin().read(&mut b) {
+                    Ok(1) => Ok(()),
+                    _ => Err(io::Error::other("the receiver ended before the start")),
+                }
+            };
+            send(o.ns, o.to, o.spec, go, Clock::new(), Cancel::process())
+        })
+        .and_then(|sent| {
+            let mut out = io::stdout().lock();
+            writeln!(out, "{}", serde_json::to_string(&sent)?)?;
+            out.flush()
+        });
+    Some(match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sender: {e}");
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// The sender's side (in namespace A when `ns` is given): connect, wait for the start (`go`),
+/// send, wait for every notification, end the stream.
+fn send(
     ns: Option<String>,
     to: SocketAddr,
     spec: SendSpec,
-    go: mpsc::Receiver<()>,
+    go: impl FnOnce() -> io::Result<()>,
     clock: Clock,
     cancel: Cancel,
 ) -> io::Result<Sent> {
@@ -112,10 +163,7 @@ fn send_thread(
             pool = Some(p);
         }
     }
-    // The receiver gone before the start (a failed set-up) ends this thread quietly.
-    if go.recv().is_err() {
-        return Err(io::Error::other("the receiver ended before the start"));
-    }
+    go()?;
     let u0 = usage::thread()?;
     let end = spec.reset_after.map_or(spec.bytes(), |r| r.min(spec.bytes()));
     let mut sent = 0u64;
@@ -197,15 +245,13 @@ fn accept(l: &TcpListener) -> io::Result<TcpStream> {
 
 /// Opens one trial's connection: a listener here (127.0.0.1, or 10.200.0.2 in namespace B of
 /// `veth`) with TCP_MAXSEG `mss` when given (the accepted socket inherits it and announces it,
-/// so the sender's segments carry at most that), and the sender thread pinned to `cpu` (in
+/// so the sender's segments carry at most that), and the sender process pinned to `cpu` (in
 /// namespace A for the veth path), connected and waiting for [`Link::start`].
 pub fn connect(
     veth: Option<&VethLab>,
     mss: Option<u32>,
     cpu: usize,
     spec: SendSpec,
-    clock: Clock,
-    cancel: Cancel,
 ) -> io::Result<Link> {
     let listen = move || -> io::Result<TcpListener> {
         let addr = match veth {
@@ -236,24 +282,48 @@ pub fn connect(
         None => listen()?,
     };
     let to = listener.local_addr()?;
-    let ns = veth.map(|v| v.ns_a.clone());
-    let (tx, rx) = mpsc::channel();
-    let sender = peers::spawn("zclab-sender", "sender", cpu, move || {
-        send_thread(ns, to, spec, rx, clock, cancel)
-    })?;
-    let sock = accept(&listener)?;
-    Ok(Link {
-        sock,
-        go: Some(tx),
-        sender: Some(sender),
-    })
+    let orders = Orders {
+        ns: veth.map(|v| v.ns_a.clone()),
+        to,
+        cpu,
+        spec,
+    };
+    let mut child = Command::new(std::env::current_exe()?)
+        .env(SENDER_ENV, serde_json::to_string(&orders).map_err(io::Error::other)?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start the sender process: {e}")))?;
+    let go = child.stdin.take();
+    let link = Link {
+        sock: match accept(&listener) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = child.kill();
+                let out = child.wait_with_output()?;
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; {}", String::from_utf8_lossy(&out.stderr).trim()),
+                ));
+            }
+        },
+        go,
+        sender: Some(child),
+    };
+    link.sock.set_nodelay(true)?;
+    Ok(link)
 }
 
 impl Link {
     /// Lets the sender start (call first thing inside the clock).
-    pub fn start(&mut self) {
-        if let Some(go) = self.go.take() {
-            let _ = go.send(());
+    pub fn start(&mut self) -> io::Result<()> {
+        match self.go.as_mut() {
+            Some(g) => {
+                g.write_all(b"g")?;
+                g.flush()
+            }
+            None => Ok(()),
         }
     }
 
@@ -262,22 +332,51 @@ impl Link {
         tcp_zc::maxseg(self.sock.as_fd()).ok()
     }
 
-    /// After end of stream: closes the receiving socket and returns the sender's account.
+    /// After end of stream: closes the receiving socket and returns the sender's account
+    /// (an error with the sender's own message when it failed).
     pub fn finish(&mut self) -> io::Result<Sent> {
         let _ = self.sock.shutdown(Shutdown::Both);
-        match self.sender.take() {
-            Some(s) => s.join(),
-            None => Err(io::Error::other("sender already finished")),
+        self.go.take();
+        let mut child = self
+            .sender
+            .take()
+            .ok_or_else(|| io::Error::other("sender already finished"))?;
+        let deadline = Instant::now() + NOTIF_TIMEOUT + WAIT;
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the sender did not end after the stream ended",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "the sender failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| io::Error::other(format!("the sender's account: {e}")))
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
-        // A failed receiver: unblock the sender (no start, or a closed socket) and reap it.
+        // A failed receiver: end the sender (no start, or a closed socket) and reap it.
         self.go.take();
         let _ = self.sock.shutdown(Shutdown::Both);
-        drop(self.sender.take());
+        if let Some(mut c) = self.sender.take() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
     }
 }
 

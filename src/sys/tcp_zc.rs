@@ -10,6 +10,10 @@ use std::time::Duration;
 /// `TCP_ZEROCOPY_RECEIVE` (include/uapi/linux/tcp.h).
 pub const TCP_ZEROCOPY_RECEIVE: libc::c_int = 35;
 
+/// `TCP_RECEIVE_ZEROCOPY_FLAG_TLB_CLEAN_HINT` (include/uapi/linux/tcp.h): the mapping holds no
+/// pages from an earlier call, so the kernel need not zap it first (Linux 5.11).
+pub const TCP_RECEIVE_ZEROCOPY_FLAG_TLB_CLEAN_HINT: u32 = 0x1;
+
 /// `struct tcp_zerocopy_receive` (include/uapi/linux/tcp.h), the full 6.x layout.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,6 +57,8 @@ pub fn is_done(e: &io::Error) -> bool {
 pub struct ZcMap {
     addr: *mut libc::c_void,
     len: usize,
+    /// Bytes at the start of the mapping that still hold pages from the last call.
+    dirty: usize,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; nothing in it is tied to a thread.
@@ -79,7 +85,11 @@ impl ZcMap {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(e.kind(), format!("mmap of the TCP socket: {e}")));
         }
-        Ok(ZcMap { addr, len })
+        Ok(ZcMap {
+            addr,
+            len,
+            dirty: 0,
+        })
     }
 
     /// The mapping's length.
@@ -94,8 +104,10 @@ impl ZcMap {
 
     /// One getsockopt(TCP_ZEROCOPY_RECEIVE): maps up to the mapping's length of whole pages
     /// of `sock`'s received data, and copies into `copybuf` (when not empty) what follows
-    /// that cannot be mapped. Pages mapped by the previous call are replaced. Errors: EIO
-    /// when nothing is queued and the socket is done ([`is_done`]).
+    /// that cannot be mapped. Pages mapped by the previous call and not [`ZcMap::release`]d
+    /// are replaced (the kernel zaps them first); once released, the call says so
+    /// (TLB_CLEAN_HINT) and the kernel skips that. Errors: EIO when nothing is queued and the
+    /// socket is done ([`is_done`]).
     pub fn receive(&mut self, sock: BorrowedFd, copybuf: &mut [u8]) -> io::Result<ZcStep> {
         let mut zc = ZcReceive {
             address: self.addr as u64,
@@ -106,6 +118,11 @@ impl ZcMap {
                 copybuf.as_mut_ptr() as u64
             },
             copybuf_len: copybuf.len().min(i32::MAX as usize) as i32,
+            flags: if self.dirty == 0 {
+                TCP_RECEIVE_ZEROCOPY_FLAG_TLB_CLEAN_HINT
+            } else {
+                0
+            },
             ..Default::default()
         };
         let mut optlen = std::mem::size_of::<ZcReceive>() as libc::socklen_t;
@@ -127,8 +144,12 @@ impl ZcMap {
         if zc.err != 0 {
             return Err(io::Error::from_raw_os_error(zc.err.abs()));
         }
+        let mapped = (zc.length as usize).min(self.len);
+        if mapped > 0 {
+            self.dirty = self.dirty.max(mapped);
+        }
         Ok(ZcStep {
-            mapped: (zc.length as usize).min(self.len),
+            mapped,
             copied: zc.copybuf_len.max(0) as usize,
             skip: zc.recv_skip_hint as usize,
             inq: zc.inq as usize,
@@ -157,6 +178,9 @@ impl ZcMap {
         let r = unsafe { libc::madvise(self.addr, n, libc::MADV_DONTNEED) };
         if r != 0 {
             return Err(io::Error::last_os_error());
+        }
+        if n >= self.dirty {
+            self.dirty = 0;
         }
         Ok(())
     }
