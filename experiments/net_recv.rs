@@ -31,7 +31,8 @@
 //! among them. Figures beside the harness's: receive calls (system calls or io_uring_enter)
 //! and completions per MiB; for the zero-copy receive the shares of bytes mapped, copied into
 //! the copy buffer, and read by recv(2), from the kernel's own answers (`length`,
-//! `copybuf_len`, `recv_skip_hint`); for multishot, re-arms and -ENOBUFS (ring ran dry).
+//! `copybuf_len`, `recv_skip_hint`); for multishot, re-arms and how often the buffer ring ran
+//! dry (`ring_dry`: the kernel took the last buffer and ended the receive, or -ENOBUFS).
 //! `uring-recv-zc` registers an interface queue (IORING_REGISTER_ZCRX_IFQ) for the path's
 //! device, or `--dev`/`--queue`; the kernel refuses lo and veth (no header split, no queue
 //! management) and the variant is skipped with its errno. Where it accepts, this version has
@@ -176,8 +177,7 @@ impl Experiment for NetRecv {
             )));
         }
         let max = args.sizes.iter().max().copied().unwrap_or(0);
-        if max * args.ring_bufs as u64 > 1 << 30 || args.send_size * args.pool as u64 > 1 << 30
-        {
+        if max * args.ring_bufs as u64 > 1 << 30 || args.send_size * args.pool as u64 > 1 << 30 {
             return Err(harness::usage(
                 "--ring-bufs x the largest size, or --pool x --send-size, is over 1 GiB",
             ));
@@ -249,7 +249,11 @@ impl Experiment for NetRecv {
             self.net_reason = Some(why);
             return Ok(());
         }
-        self.net = Some(net_paths::veth_lab(names::NAME, env.caps, self.args.veth_mtu)?);
+        self.net = Some(net_paths::veth_lab(
+            names::NAME,
+            env.caps,
+            self.args.veth_mtu,
+        )?);
         Ok(())
     }
 
@@ -392,14 +396,15 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
                 )));
             }
             t.set_ring(ring.flags());
-            let p = ProvidedRecv::new(ring, a.ring_bufs, size).map_err(|e| {
-                harness::skip_variant(format!("provided buffer ring refused: {e}"))
-            })?;
+            let p = ProvidedRecv::new(ring, a.ring_bufs, size)
+                .map_err(|e| harness::skip_variant(format!("provided buffer ring refused: {e}")))?;
             Rx::Provided(p, how)
         }
         Kind::Zcrx => unreachable!("handled above"),
     };
-    let net = (path == NetPath::TcpVeth).then(|| ctx.net.as_ref()).flatten();
+    let net = (path == NetPath::TcpVeth)
+        .then(|| ctx.net.as_ref())
+        .flatten();
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
     let mut link = rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?;
     let mut h = Xxh3::new();
@@ -412,7 +417,8 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
         match &mut state {
             Rx::Buf(b) => classic = rx::recv_classic(&mut link.sock, b, &mut h, rec, cancel)?,
             Rx::Zc { copybuf, buf } => {
-                classic = rx::recv_zerocopy(&mut link.sock, size, copybuf, buf, &mut h, rec, cancel)?
+                classic =
+                    rx::recv_zerocopy(&mut link.sock, size, copybuf, buf, &mut h, rec, cancel)?
             }
             Rx::Single(ring, b) => {
                 counts = urx::recv_single(ring, fd, b, rec, cancel, |d| h.update(d))?
@@ -431,7 +437,13 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
     t.set_integrity(rx::integrity(&spec, bytes, h.digest()));
     let mib = bytes as f64 / (1u64 << 20) as f64;
     let per_mib = |v: u64| if mib > 0.0 { v as f64 / mib } else { 0.0 };
-    let pct = |v: u64| if bytes > 0 { v as f64 * 100.0 / bytes as f64 } else { 0.0 };
+    let pct = |v: u64| {
+        if bytes > 0 {
+            v as f64 * 100.0 / bytes as f64
+        } else {
+            0.0
+        }
+    };
     t.set_extra(
         "sender_cpu_ns_per_mib",
         per_mib(sent.usage.user_ns + sent.usage.sys_ns),
@@ -457,16 +469,20 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
     }
     if let Kind::Multishot(_) = kind {
         t.set_extra("rearms", counts.rearms as f64);
-        t.set_extra("ring_dry_enobufs", counts.enobufs as f64);
+        t.set_extra("ring_dry", counts.dry as f64);
+        t.set_extra("enobufs", counts.enobufs as f64);
         t.set_extra("ring_buffers", a.ring_bufs as f64);
         t.set_extra(
             "buffers_per_completion",
-            counts.buffers as f64 / counts.completions.max(1) as f64,
+            counts.buffers as f64 / counts.with_data.max(1) as f64,
         );
     }
     t.set_extra("buffer_bytes", size as f64);
     t.set_extra("send_size", a.send_size as f64);
-    t.set_extra("sender_msg_zerocopy", (a.sender == SendMode::Zerocopy) as u8 as f64);
+    t.set_extra(
+        "sender_msg_zerocopy",
+        (a.sender == SendMode::Zerocopy) as u8 as f64,
+    );
     if let Some(z) = &sent.zc {
         t.set_extra("sender_zc_copied_pct", z.copied_pct);
     }

@@ -165,7 +165,9 @@ fn send(
     }
     go()?;
     let u0 = usage::thread()?;
-    let end = spec.reset_after.map_or(spec.bytes(), |r| r.min(spec.bytes()));
+    let end = spec
+        .reset_after
+        .map_or(spec.bytes(), |r| r.min(spec.bytes()));
     let mut sent = 0u64;
     for seq in 0..spec.msgs {
         if sent >= end {
@@ -274,7 +276,10 @@ pub fn connect(
             SocketAddr::V6(_) => unreachable!("IPv4 only"),
         });
         nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&l), &sa)?;
-        nix::sys::socket::listen(&l, nix::sys::socket::Backlog::new(4).expect("small backlog"))?;
+        nix::sys::socket::listen(
+            &l,
+            nix::sys::socket::Backlog::new(4).expect("small backlog"),
+        )?;
         Ok(l)
     };
     let listener = match veth {
@@ -289,7 +294,10 @@ pub fn connect(
         spec,
     };
     let mut child = Command::new(std::env::current_exe()?)
-        .env(SENDER_ENV, serde_json::to_string(&orders).map_err(io::Error::other)?)
+        .env(
+            SENDER_ENV,
+            serde_json::to_string(&orders).map_err(io::Error::other)?,
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -83,7 +83,10 @@ impl ZcMap {
         };
         if addr == libc::MAP_FAILED {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("mmap of the TCP socket: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("mmap of the TCP socket: {e}"),
+            ));
         }
         Ok(ZcMap {
             addr,
@@ -234,8 +237,12 @@ pub fn recv(sock: BorrowedFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<
 
 /// TCP_MAXSEG on a socket (before listen or connect: the MSS it announces).
 pub fn set_maxseg(sock: BorrowedFd, mss: u32) -> io::Result<()> {
-    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::TcpMaxSeg, &mss)
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("setsockopt(TCP_MAXSEG, {mss}): {e}")))
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::TcpMaxSeg, &mss).map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("setsockopt(TCP_MAXSEG, {mss}): {e}"),
+        )
+    })
 }
 
 /// The MSS of a connected socket (TCP_MAXSEG).

@@ -32,8 +32,13 @@ pub struct RecvCounts {
     /// Multishot receives armed again after the kernel ended one (F_MORE clear) before the
     /// end of the stream.
     pub rearms: u64,
-    /// Completions with -ENOBUFS: the provided buffer ring was empty.
+    /// Completions with -ENOBUFS: the provided buffer ring was empty when data came.
     pub enobufs: u64,
+    /// Times the ring ran dry: a completion that ended the multishot receive with no buffer
+    /// left in the ring for the kernel (what it consumed took the last one), or -ENOBUFS.
+    pub dry: u64,
+    /// Completions that carried data.
+    pub with_data: u64,
     /// Provided buffers consumed.
     pub buffers: u64,
 }
@@ -137,9 +142,7 @@ impl BufRing {
                 0,
             )
         }
-        .map_err(|e| {
-            io::Error::new(e.kind(), format!("io_uring_register(PBUF_RING): {e}"))
-        })?;
+        .map_err(|e| io::Error::new(e.kind(), format!("io_uring_register(PBUF_RING): {e}")))?;
         let mut b = BufRing {
             entries,
             bufs,
@@ -250,8 +253,7 @@ fn recv_multishot(
         .user_data(2);
         // SAFETY: the request names no user memory directly; it takes buffers from the
         // registered ring, whose memory `bufs` keeps alive for the ring's whole life.
-        unsafe { ring.inner().submission().push(&e) }
-            .map_err(|_| io::Error::other("SQ full"))?;
+        unsafe { ring.inner().submission().push(&e) }.map_err(|_| io::Error::other("SQ full"))?;
         c.submissions += 1;
         Ok(())
     };
@@ -264,24 +266,25 @@ fn recv_multishot(
             intr(e, cancel)?;
         }
         cqes.clear();
-        cqes.extend(
-            ring.inner()
-                .completion()
-                .map(|e| (e.result(), e.flags())),
-        );
+        cqes.extend(ring.inner().completion().map(|e| (e.result(), e.flags())));
         if cqes.is_empty() {
             continue;
         }
         rec.record_batch_since(t0, cqes.len() as u64);
         let mut ended = false;
         let mut rearm = false;
+        // The kernel runs this ring's receives only inside our io_uring_enter
+        // (DEFER_TASKRUN): while these completions are handled, it saw this tail.
+        let seen_tail = bufs.tail;
         for &(res, flags) in &cqes {
             c.completions += 1;
             if res > 0 {
-                let bid = cqueue::buffer_select(flags)
-                    .ok_or_else(|| io::Error::other("a multishot receive completed without a buffer id"))?;
+                let bid = cqueue::buffer_select(flags).ok_or_else(|| {
+                    io::Error::other("a multishot receive completed without a buffer id")
+                })?;
                 c.buffers += bufs.consume(bid, res as usize, &mut sink)?;
                 c.bytes += res as u64;
+                c.with_data += 1;
             } else if res == 0 {
                 ended = true;
             } else if res == -libc::ENOBUFS {
@@ -291,6 +294,9 @@ fn recv_multishot(
             }
             if !cqueue::more(flags) && res != 0 {
                 rearm = true;
+                if res == -libc::ENOBUFS || bufs.head == seen_tail {
+                    c.dry += 1;
+                }
             }
         }
         if ended {
