@@ -38,6 +38,11 @@
 //! management) and the variant is skipped with its errno. Where it accepts, this version has
 //! no RECV_ZC loop yet and says so (skipped).
 //!
+//! After the table the run prints "did the receive go zero-copy?": per path and size the
+//! mapped share and every variant's receiver CPU per MiB, and the size from which
+//! `classic-recv-zerocopy` costs the receiver less CPU per MiB than `classic-recv` (at that
+//! size and every larger one measured); written to `zero_copy_receive.json`.
+//!
 //! **Integrity.** The receiver hashes the stream in order (xxh3-64; mapped pages in place)
 //! and compares with the hash of what the sender sent.
 //!
@@ -60,10 +65,13 @@ use std::process::ExitCode;
 use xxhash_rust::xxh3::Xxh3;
 use zclab::caps::Caps;
 use zclab::catalog::net_recv as names;
-use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant};
-use zclab::loops::net_paths;
+use zclab::harness::{
+    self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
+};
 use zclab::loops::recv::{self as rx, SendMode, SendSpec};
+use zclab::loops::{net_paths, recv_table};
 use zclab::net::netns::{self, NetPath, VethLab};
+use zclab::results::Row;
 use zclab::ring::{Ring, RingConfig};
 use zclab::units;
 use zclab::uring::recv::{self as urx, Multishot, ProvidedRecv};
@@ -255,6 +263,17 @@ impl Experiment for NetRecv {
             self.args.veth_mtu,
         )?);
         Ok(())
+    }
+
+    /// "Did the receive go zero-copy?": mapped share and receiver CPU per MiB per variant, and
+    /// the size from which the zero-copy receive pays off (`zero_copy_receive.json`).
+    fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
+        let t = recv_table::table(rows, self.args.copybuf[0]);
+        if t.lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = recv_table::render(&t);
+        Ok(vec![Analysis::new("zero_copy_receive.json", &t, text)?])
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -12,6 +12,7 @@ pub mod net_paths;
 pub mod netsend_crossover;
 pub mod proxy_crossover;
 pub mod recv;
+pub mod recv_table;
 pub mod relay;
 pub mod send;
 pub mod sock_file;
