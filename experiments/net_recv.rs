@@ -425,9 +425,7 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
         }
         Kind::Zcrx => unreachable!("handled above"),
     };
-    let net = (path == NetPath::TcpVeth)
-        .then(|| ctx.net.as_ref())
-        .flatten();
+    let net = ctx.net.as_ref().filter(|_| path == NetPath::TcpVeth);
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
     let mut link = rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?;
     let mut h = Xxh3::new();
