@@ -25,6 +25,9 @@ Figures, each as PNG (and SVG with --svg), listed in `index.json` beside them:
   cpu_per_mib                 CPU time per MiB moved, sys and user stacked, per point
   syscalls_per_mib            system calls per MiB moved, per point ("unknown" never drawn as 0)
   zc_copied                   share of zero-copy bytes the kernel reported as copied, 0-100 %
+  mapped                      share of received bytes mapped rather than copied (the rows'
+                              `extra.mapped_pct`: net_recv's TCP_ZEROCOPY_RECEIVE), 0-100 %
+  completions_per_mib         receive completions per MiB (the rows' `extra.completions_per_mib`)
 Experiments that move no bytes are plotted per operation instead of per MiB.
 With several runs the same figures overlay them: one colour per run (labelled by kernel and
 host), variants told apart by line style and marker (single run: colour per variant).
@@ -622,7 +625,8 @@ def parse_hgrm(path):
 # Figures
 # ---------------------------------------------------------------------------------------------
 
-FIGURE_KINDS = ("latency", "throughput", "cpu", "syscalls", "zc_copied")
+FIGURE_KINDS = ("latency", "throughput", "cpu", "syscalls", "zc_copied", "mapped",
+                "completions_per_mib")
 LINESTYLES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 # Colour-blind friendly (Okabe-Ito, then tab10 for more).
@@ -862,7 +866,7 @@ class Plotter:
             for kind in self.hist_kinds():
                 for point in self.points:
                     out.append(("latency", (point, kind)))
-        for k in ("throughput", "cpu", "syscalls", "zc_copied"):
+        for k in ("throughput", "cpu", "syscalls", "zc_copied", "mapped", "completions_per_mib"):
             if k in kinds:
                 out.append((k, ()))
         return out
@@ -1281,6 +1285,49 @@ class Plotter:
         notes = self.absent_note(fig, used, only=set(zvs))
         self.save(fig, "zc_copied", "zc_copied", full, [ax],
                   {"points": pts, "unknown": unknown, "not_shown": notes})
+
+
+    def mapped(self):
+        self.extra_bars("mapped_pct", "mapped", "bytes mapped (%, 100 = no copy)",
+                        "share of received bytes mapped rather than copied (median of repeats)",
+                        top=100)
+
+    def completions_per_mib(self):
+        self.extra_bars("completions_per_mib", "completions_per_mib", "completions per MiB",
+                        "receive completions per MiB (median of repeats)")
+
+    def extra_bars(self, key, stem, ylabel, what, top=None):
+        """Bars of one of the rows' `extra` figures per point and variant, when any row has
+        it; a value that is not a finite number in range is a problem of that row's run."""
+        import matplotlib.pyplot as plt
+
+        vals = {}
+        for k, rows in self.ok.items():
+            xs = [r.m.get("extra", {}).get(key) for r in rows]
+            xs = [x for x in xs if x is not None]
+            if not xs:
+                continue
+            for x in xs:
+                bad = not isinstance(x, NUM) or isinstance(x, bool) or not math.isfinite(x)
+                if bad or x < 0 or (top is not None and x > top):
+                    raise Problem(self.exps[k[0]].dir, f"metrics.extra.{key} is {x!r}, "
+                                  "not a number in range")
+            vals[k] = xs
+        if not vals:
+            return
+        pts = [p for p in self.points if any(k[2] == p for k in vals)]
+        vs = [v for v in self.variants if any(k[1] == v for k in vals)]
+        fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(pts) * max(1, len(vs)) + 2), 5),
+                               layout="constrained")
+        used = vertical_bars(ax, self, pts, vals, lambda x: f"{x:.0f}%" if top else f"{x:.3g}")
+        if top is not None:
+            ax.set_ylim(0, top * 1.12)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("parameter point")
+        add_legends(fig, [ax], self, "bar")
+        full = self.title(fig, what)
+        notes = self.absent_note(fig, used, only=set(vs))
+        self.save(fig, stem, stem, full, [ax], {"points": pts, "not_shown": notes})
 
 
 def tag(container, gid):

@@ -81,6 +81,14 @@ catalog! {
         URING_SEND_ZC_FIXED = "uring-send-zc-fixed",
         URING_SENDMSG_ZC = "uring-sendmsg-zc",
     } params ["path", "reap", "size"];
+    net_recv {
+        CLASSIC_RECV = "classic-recv",
+        CLASSIC_RECV_ZEROCOPY = "classic-recv-zerocopy",
+        URING_RECV = "uring-recv",
+        URING_RECV_MULTISHOT = "uring-recv-multishot",
+        URING_RECV_BUNDLE = "uring-recv-bundle",
+        URING_RECV_ZC = "uring-recv-zc",
+    } params ["copybuf", "path", "size"];
     proxy {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_SPLICE = "classic-splice",

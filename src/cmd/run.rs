@@ -119,6 +119,13 @@ pub const SUITE: &[Entry] = &[
         full: &["--sizes", "600,1200,4000,8000,1KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--bytes", "64MiB"],
     },
     Entry {
+        name: "net_recv",
+        about: "the receive side: read against TCP_ZEROCOPY_RECEIVE, io_uring RECV, multishot and bundles, zcrx; mapped share and receiver CPU per MiB",
+        // 20 points: half the common point budget keeps its share of the suite near 20 s.
+        quick: &["--paths", "tcp-loopback,tcp-veth", "--sizes", "64KiB,1MiB", "--bytes", "64MiB", "--point-budget", "600ms"],
+        full: &["--sizes", "4KiB,16KiB,64KiB,256KiB,1MiB", "--copybuf", "4095,64KiB", "--bytes", "256MiB"],
+    },
+    Entry {
         name: "file_copy",
         about: "copying a file (the seeds' benchmark): read/write at 1 B to 1 MiB, mmap, sendfile, splice, copy_file_range, io_uring",
         quick: &["--sizes", "64MiB", "--bufs", "64KiB"],

@@ -11,6 +11,8 @@ pub mod gather;
 pub mod net_paths;
 pub mod netsend_crossover;
 pub mod proxy_crossover;
+pub mod recv;
+pub mod recv_table;
 pub mod relay;
 pub mod rr;
 pub mod send;

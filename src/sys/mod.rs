@@ -16,6 +16,7 @@ pub mod perf;
 pub mod pipe;
 pub mod proc;
 pub mod signal;
+pub mod tcp_zc;
 pub mod threads;
 pub mod tsc;
 pub mod uring_probe;

@@ -1,0 +1,538 @@
+//! # net_recv: the receive side, copy against zero copy and io_uring's multishot and bundles
+//!
+//! **Question.** What does receiving a TCP stream cost the receiver, per MiB, and how much of
+//! it can the kernel hand over without copying? read(2) into a buffer against
+//! TCP_ZEROCOPY_RECEIVE (the socket's pages mapped into the reader), one io_uring RECV per
+//! buffer, a multishot RECV into a provided buffer ring, the same with bundles (one
+//! completion for several buffers), and io_uring's zero-copy receive (zcrx).
+//!
+//! **Set-up.** The receiver, this process's main thread, is the measured side. The sender is a
+//! process of the lab (this binary again) pinned to the peer CPU (`--cpus`): a thread would
+//! share the receiver's address space, and each page the zero-copy receive unmaps would cost
+//! a TLB-shootdown interrupt to the sender's CPU. It connects over `--paths`:
+//! - `tcp-loopback`: 127.0.0.1. The listener sets TCP_MAXSEG `--mss` (default 4096; 4084 B of
+//!   payload beside the 12 B timestamp option). With a MSG_ZEROCOPY sender the kernel copies
+//!   each skb (16 segments here) into whole fresh pages on delivery: 15 pages and a 3904 B
+//!   tail, so about 94% of the bytes can be mapped whatever the receive size. `--mss 4108`
+//!   (4096 B payloads, 15-page skbs) maps up to 100% with large mappings, and was seen to map
+//!   less (about 65%) with exactly 64 KiB ones on Linux 6.18.
+//! - `tcp-veth`: from namespace A to namespace B over a veth pair of MTU `--veth-mtu`
+//!   (default 61492: segments of at most 61440 B, 15 pages, with TCP timestamps; TCP may
+//!   use smaller ones, recorded as `mss_sender`). The receiver's socket
+//!   lives in B, created there; the thread stays in the lab's namespace.
+//!
+//! The sender (`--sender`) uses plain send(2) or MSG_ZEROCOPY. The mapped share depends on
+//! it: plain sends build page fragments at arbitrary offsets, which cannot be mapped; on local
+//! delivery the kernel copies MSG_ZEROCOPY pages into whole fresh pages, which can. The sender
+//! waits for the receiver's start signal inside the measured part, sends `--bytes` in
+//! messages of `--send-size` each stamped with its sequence number; its own CPU time is
+//! recorded as `peer_*` and `sender_cpu_ns_per_mib` (never part of the receiver's). On loopback the receive path's softirq work runs on the sender's
+//! CPU inside its send calls: it is in the sender's time, not the receiver's.
+//!
+//! **Variants.** See `VARIANTS`. One latency sample is one receive step: a read(2) call; a
+//! TCP_ZEROCOPY_RECEIVE call with the recv(2) reads of what it could not map; an io_uring
+//! RECV from SQE to CQE; for the multishot forms, the wait that returned completions, shared
+//! among them. Figures beside the harness's: receive calls (system calls or io_uring_enter)
+//! and completions per MiB; for the zero-copy receive the shares of bytes mapped, copied into
+//! the copy buffer, and read by recv(2), from the kernel's own answers (`length`,
+//! `copybuf_len`, `recv_skip_hint`); for multishot, re-arms and how often the buffer ring ran
+//! dry (`ring_dry`: the kernel took the last buffer and ended the receive, or -ENOBUFS).
+//! `uring-recv-zc` registers an interface queue (IORING_REGISTER_ZCRX_IFQ) for the path's
+//! device, or `--dev`/`--queue`; the kernel refuses lo and veth (no header split, no queue
+//! management) and the variant is skipped with its errno. Where it accepts, this version has
+//! no RECV_ZC loop yet and says so (skipped).
+//!
+//! After the table the run prints "did the receive go zero-copy?": per path and size the
+//! mapped share and every variant's receiver CPU per MiB, and the size from which
+//! `classic-recv-zerocopy` costs the receiver less CPU per MiB than `classic-recv` (at that
+//! size and every larger one measured); written to `zero_copy_receive.json`.
+//!
+//! **Integrity.** The receiver hashes the stream in order (xxh3-64; mapped pages in place)
+//! and compares with the hash of what the sender sent.
+//!
+//! **Parameters.** Points: `path`, `size` (the receive buffer, the mapping, or each provided
+//! buffer), `copybuf` (the zero-copy receive's copy buffer; the other variants are measured at
+//! the first value only). Also `--sender`, `--send-size`, `--bytes`, `--pool`, `--mss`,
+//! `--veth-mtu`, `--ring-bufs`, `--dev`, `--queue`, recorded in meta.json and the rows.
+//!
+//! **Code.** `zclab::loops::recv` (sender process, classic loops, integrity),
+//! `zclab::uring::recv` (io_uring loops, buffer ring, zcrx registration),
+//! `zclab::sys::tcp_zc` (TCP_ZEROCOPY_RECEIVE).
+//!
+//! **Minimum kernel.** TCP_ZEROCOPY_RECEIVE 4.18 (copy buffer 5.11); IORING_OP_RECV 5.6;
+//! provided buffer rings and multishot RECV 6.0; bundles 6.10; zcrx 6.15.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use xxhash_rust::xxh3::Xxh3;
+use zclab::caps::Caps;
+use zclab::catalog::net_recv as names;
+use zclab::harness::{
+    self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
+};
+use zclab::loops::recv::{self as rx, SendMode, SendSpec};
+use zclab::loops::{net_paths, recv_table};
+use zclab::net::netns::{self, NetPath, VethLab};
+use zclab::results::Row;
+use zclab::ring::{Ring, RingConfig};
+use zclab::units;
+use zclab::uring::recv::{self as urx, Multishot, ProvidedRecv};
+
+#[derive(clap::Args, Debug)]
+struct Args {
+    /// Paths, comma-separated: tcp-loopback, tcp-veth (needs root). Default: both, or
+    /// tcp-loopback alone where namespaces cannot be made.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    paths: Vec<NetPath>,
+    /// Receive sizes, comma-separated: the read size, the mapping of the zero-copy receive,
+    /// and each provided buffer of the multishot forms.
+    #[arg(long, default_value = "4KiB,64KiB,256KiB", value_delimiter = ',', value_parser = harness::size_arg)]
+    sizes: Vec<u64>,
+    /// Copy buffers of the zero-copy receive, comma-separated (0: none; what cannot be mapped
+    /// is read with recv). Under a page only sub-page remainders are copied; a large one
+    /// makes the kernel copy whatever is queued when it fits.
+    #[arg(long, default_value = "4095", value_delimiter = ',', value_parser = units_arg)]
+    copybuf: Vec<u64>,
+    /// The sender: plain send(2) or MSG_ZEROCOPY.
+    #[arg(long, value_enum, default_value_t = SendMode::Zerocopy)]
+    sender: SendMode,
+    /// The sender's message size.
+    #[arg(long, default_value = "128KiB", value_parser = harness::size_arg)]
+    send_size: u64,
+    /// Bytes per trial (rounded up to whole messages).
+    #[arg(long, default_value = "64MiB", value_parser = harness::size_arg)]
+    bytes: u64,
+    /// MSG_ZEROCOPY send buffers (one is rewritten only after its notification).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pool: u32,
+    /// TCP_MAXSEG set on the loopback listener (0: the kernel's own, about 65483 B). The 12 B
+    /// TCP timestamp option comes off it: 4096 gives 4084 B payloads, 4108 gives 4096 B; the
+    /// payload size in force is recorded as `mss_receiver`.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(0..=65535))]
+    mss: u32,
+    /// MTU of the lab's veth pair.
+    #[arg(long, default_value_t = 61492, value_parser = clap::value_parser!(u32).range(1280..=65535))]
+    veth_mtu: u32,
+    /// Buffers in the provided buffer ring (a power of two).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=32768))]
+    ring_bufs: u16,
+    /// uring-recv-zc: the interface whose receive queue to register (default: the path's own
+    /// device, lo or the veth end).
+    #[arg(long, value_name = "IFACE")]
+    dev: Option<String>,
+    /// uring-recv-zc: the receive queue of --dev.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+}
+
+fn units_arg(s: &str) -> Result<u64, String> {
+    units::parse_size(s).map_err(|e| e.to_string())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Classic,
+    Zerocopy,
+    Uring,
+    Multishot(Multishot),
+    Zcrx,
+}
+
+struct NetRecv {
+    args: Args,
+    paths: Vec<NetPath>,
+    net: Option<VethLab>,
+    net_reason: Option<String>,
+    /// --dev's interface index.
+    dev_index: Option<u32>,
+}
+
+impl Experiment for NetRecv {
+    type Args = Args;
+    const NAME: &'static str = names::NAME;
+    const ABOUT: &'static str = "The receive side: read(2) against TCP_ZEROCOPY_RECEIVE, io_uring RECV, multishot, bundles and zcrx, over loopback and veth";
+
+    const VARIANTS: &'static [Variant<Self>] = harness::variants![
+        names::CLASSIC_RECV => classic_recv, [], "read(2) into a buffer: the kernel copies every byte";
+        names::CLASSIC_RECV_ZEROCOPY => classic_recv_zerocopy, [], "getsockopt(TCP_ZEROCOPY_RECEIVE) on an mmap of the socket: whole pages mapped, the rest through the copy buffer or recv(2)";
+        names::URING_RECV => uring_recv, [op(Recv)], "IORING_OP_RECV into one buffer, one request per receive";
+        names::URING_RECV_MULTISHOT => uring_recv_multishot, [op(Recv)], "one multishot IORING_OP_RECV into a provided buffer ring, one completion per buffer, re-armed when the kernel ends it";
+        names::URING_RECV_BUNDLE => uring_recv_bundle, [op(Recv)], "multishot IORING_OP_RECV with IORING_RECVSEND_BUNDLE: one completion for several provided buffers";
+        names::URING_RECV_ZC => uring_recv_zc, [op(RecvZc), Root], "io_uring zero-copy receive (zcrx): IORING_REGISTER_ZCRX_IFQ on the receive queue, then IORING_OP_RECV_ZC";
+    ];
+
+    fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
+        if let Some(p) = args.paths.iter().find(|p| p.is_datagram() || p.is_remote()) {
+            return Err(harness::usage(format!(
+                "path {} is not a path of net_recv (tcp-loopback, tcp-veth)",
+                p.name()
+            )));
+        }
+        if let Some(&s) = args.sizes.iter().find(|&&s| s > 16 << 20) {
+            return Err(harness::usage(format!(
+                "receive size {} is over the 16 MiB this experiment allows",
+                units::fmt_size(s)
+            )));
+        }
+        if let Some(&c) = args.copybuf.iter().find(|&&c| c > 16 << 20) {
+            return Err(harness::usage(format!(
+                "copy buffer {} is over 16 MiB",
+                units::fmt_size(c)
+            )));
+        }
+        if !args.ring_bufs.is_power_of_two() {
+            return Err(harness::usage(format!(
+                "--ring-bufs {} is not a power of two",
+                args.ring_bufs
+            )));
+        }
+        let max = args.sizes.iter().max().copied().unwrap_or(0);
+        if max * args.ring_bufs as u64 > 1 << 30 || args.send_size * args.pool as u64 > 1 << 30 {
+            return Err(harness::usage(
+                "--ring-bufs x the largest size, or --pool x --send-size, is over 1 GiB",
+            ));
+        }
+        let dev_index = match &args.dev {
+            Some(d) => Some(
+                nix::net::if_::if_nametoindex(d.as_str())
+                    .map_err(|e| harness::usage(format!("--dev {d}: no such interface ({e})")))?,
+            ),
+            None => None,
+        };
+        let mut paths = Vec::new();
+        for p in if args.paths.is_empty() {
+            vec![NetPath::TcpLoopback, NetPath::TcpVeth]
+        } else {
+            args.paths.clone()
+        } {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        let mut points = Vec::new();
+        for &p in &paths {
+            for &s in &args.sizes {
+                for &c in &args.copybuf {
+                    points.push(
+                        Point::new()
+                            .size("copybuf", c)
+                            .text("path", p.name())
+                            .size("size", s),
+                    );
+                }
+            }
+        }
+        let parameters = json!({
+            "paths": paths, "sizes": args.sizes, "copybuf": args.copybuf, "sender": args.sender,
+            "send_size": args.send_size, "bytes_per_trial": args.bytes, "pool": args.pool,
+            "mss_loopback": (args.mss > 0).then_some(args.mss), "veth_mtu": args.veth_mtu,
+            "ring_bufs": args.ring_bufs, "dev": args.dev, "queue": args.queue,
+            "placement": {"receiver_cpu": common.cpus.0, "sender_cpu": common.cpus.1},
+            "sender_socket": "TCP_NODELAY; SO_ZEROCOPY with --sender zerocopy",
+            "zerocopy_release": "madvise(MADV_DONTNEED) of the mapped pages after hashing them",
+            "netns": net_paths::netns_parameters(),
+        });
+        let ctx = NetRecv {
+            args,
+            paths,
+            net: None,
+            net_reason: None,
+            dev_index,
+        };
+        Ok(Plan {
+            ctx,
+            points,
+            parameters,
+        })
+    }
+
+    fn prepare(&mut self, env: &Env) -> Result<()> {
+        if !self.paths.contains(&NetPath::TcpVeth) {
+            return Ok(());
+        }
+        if let Some(why) = netns::unavailable_reason(env.caps) {
+            if !self.args.paths.is_empty() {
+                return Err(anyhow::anyhow!(
+                    "path tcp-veth was requested but cannot run here: {why}"
+                ));
+            }
+            self.net_reason = Some(why);
+            return Ok(());
+        }
+        self.net = Some(net_paths::veth_lab(
+            names::NAME,
+            env.caps,
+            self.args.veth_mtu,
+        )?);
+        Ok(())
+    }
+
+    /// "Did the receive go zero-copy?": mapped share and receiver CPU per MiB per variant, and
+    /// the size from which the zero-copy receive pays off (`zero_copy_receive.json`).
+    fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
+        let t = recv_table::table(rows, self.args.copybuf[0]);
+        if t.lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = recv_table::render(&t);
+        Ok(vec![Analysis::new("zero_copy_receive.json", &t, text)?])
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        net_paths::remove_veth_lab(self.net.as_mut())
+    }
+
+    fn list_notes(caps: &Caps) -> Vec<String> {
+        vec![match netns::unavailable_reason(caps) {
+            None => "paths: tcp-loopback, tcp-veth (network namespaces available here)".into(),
+            Some(r) => format!("paths: tcp-loopback; tcp-veth skipped here: {r}"),
+        }]
+    }
+}
+
+fn main() -> ExitCode {
+    // The same binary is each trial's sender process (loops::recv::SENDER_ENV).
+    if let Some(code) = rx::sender_child() {
+        return code;
+    }
+    harness::run::<NetRecv>()
+}
+
+fn classic_recv(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
+    run(ctx, t, Kind::Classic)
+}
+fn classic_recv_zerocopy(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
+    run(ctx, t, Kind::Zerocopy)
+}
+fn uring_recv(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
+    run(ctx, t, Kind::Uring)
+}
+fn uring_recv_multishot(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
+    run(ctx, t, Kind::Multishot(Multishot::Plain))
+}
+fn uring_recv_bundle(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
+    run(ctx, t, Kind::Multishot(Multishot::Bundle))
+}
+fn uring_recv_zc(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
+    run(ctx, t, Kind::Zcrx)
+}
+
+/// The receive state built before the clock.
+enum Rx {
+    Buf(Vec<u8>),
+    Zc { copybuf: Vec<u8>, buf: Vec<u8> },
+    Single(Ring, Vec<u8>),
+    Provided(ProvidedRecv, Multishot),
+}
+
+/// uring-recv-zc: registers the path's (or --dev's) receive queue; the kernel's refusal,
+/// named by its errno, is the skip reason.
+fn zcrx(ctx: &NetRecv, path: NetPath) -> Result<()> {
+    let q = ctx.args.queue;
+    let (what, r) = match (ctx.dev_index, path, ctx.net.as_ref()) {
+        (Some(i), _, _) => (
+            format!("{} queue {q}", ctx.args.dev.as_deref().unwrap_or("?")),
+            urx::zcrx_register(i, q),
+        ),
+        (None, NetPath::TcpVeth, Some(n)) => {
+            let dev = n.tcp_b_if.clone();
+            let r = netns::in_netns(&n.ns_b, move || {
+                let i = nix::net::if_::if_nametoindex(dev.as_str())?;
+                Ok(urx::zcrx_register(i, 0))
+            })?;
+            (format!("veth {} queue 0", n.tcp_b_if), r)
+        }
+        _ => ("lo queue 0".to_string(), urx::zcrx_register(1, 0)),
+    };
+    match r {
+        Ok(()) => Err(harness::skip_point(format!(
+            "IORING_REGISTER_ZCRX_IFQ accepted {what}; this version has no RECV_ZC receive loop yet"
+        ))),
+        Err(e) => {
+            let errno = e
+                .raw_os_error()
+                .map(|c| format!("{:?}", nix::errno::Errno::from_raw(c)))
+                .unwrap_or_else(|| e.to_string());
+            Err(harness::skip_point(format!(
+                "IORING_REGISTER_ZCRX_IFQ on {what}: the kernel answered {errno} ({e}){}",
+                if errno == "EOPNOTSUPP" {
+                    ": the device has no header split or queue management (a NIC that has both, with --dev IFACE --queue Q)"
+                } else {
+                    ""
+                }
+            )))
+        }
+    }
+}
+
+fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
+    let path = NetPath::from_name(t.point.str("path"))?;
+    let size = t.point.num("size") as usize;
+    let copybuf = t.point.num("copybuf") as usize;
+    let a = &ctx.args;
+    if kind != Kind::Zerocopy && copybuf as u64 != a.copybuf[0] {
+        return Err(harness::skip_point(format!(
+            "copybuf applies to classic-recv-zerocopy only; measured at copybuf={}",
+            a.copybuf[0]
+        )));
+    }
+    if path == NetPath::TcpVeth && ctx.net.is_none() {
+        return Err(harness::skip_point(ctx.net_reason.clone().unwrap_or_else(
+            || "the lab's network namespaces are not available".into(),
+        )));
+    }
+    if kind == Kind::Zcrx {
+        return zcrx(ctx, path);
+    }
+    let msgs = a.bytes.div_ceil(a.send_size).max(1);
+    let spec = SendSpec {
+        mode: a.sender,
+        size: a.send_size as usize,
+        msgs,
+        pool: a.pool as usize,
+        reset_after: t.fault_after(),
+    };
+    let mut state = match kind {
+        Kind::Classic => Rx::Buf(vec![0u8; size]),
+        Kind::Zerocopy => Rx::Zc {
+            copybuf: vec![0u8; copybuf],
+            buf: vec![0u8; size.max(64 << 10)],
+        },
+        Kind::Uring => {
+            let ring = Ring::new(&RingConfig::tuned(8)).map_err(harness::ring_err)?;
+            t.set_ring(ring.flags());
+            Rx::Single(ring, vec![0u8; size])
+        }
+        Kind::Multishot(how) => {
+            // A CQ that holds a completion per buffer: a full CQ ends a multishot receive.
+            let cfg = RingConfig {
+                cq_entries: Some((a.ring_bufs as u32 * 2).max(64)),
+                ..RingConfig::tuned(8)
+            };
+            let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
+            if how == Multishot::Bundle && !ProvidedRecv::bundles_supported(&mut ring) {
+                return Err(harness::skip_variant(format!(
+                    "receive bundles (IORING_FEAT_RECVSEND_BUNDLE) need Linux 6.10; this kernel ({}) lacks them",
+                    t.caps.kernel.release
+                )));
+            }
+            t.set_ring(ring.flags());
+            let p = ProvidedRecv::new(ring, a.ring_bufs, size)
+                .map_err(|e| harness::skip_variant(format!("provided buffer ring refused: {e}")))?;
+            Rx::Provided(p, how)
+        }
+        Kind::Zcrx => unreachable!("handled above"),
+    };
+    let net = ctx.net.as_ref().filter(|_| path == NetPath::TcpVeth);
+    let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
+    let mut link = rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?;
+    let mut h = Xxh3::new();
+    let mut counts = urx::RecvCounts::default();
+    let mut classic = rx::ClassicCounts::default();
+    let cancel = t.cancel();
+    t.measure(step(kind), |rec| {
+        link.start()?;
+        let fd = link.sock.as_raw_fd();
+        match &mut state {
+            Rx::Buf(b) => classic = rx::recv_classic(&mut link.sock, b, &mut h, rec, cancel)?,
+            Rx::Zc { copybuf, buf } => {
+                classic =
+                    rx::recv_zerocopy(&mut link.sock, size, copybuf, buf, &mut h, rec, cancel)?
+            }
+            Rx::Single(ring, b) => {
+                counts = urx::recv_single(ring, fd, b, rec, cancel, |d| h.update(d))?
+            }
+            Rx::Provided(p, how) => counts = p.run(fd, *how, rec, cancel, |d| h.update(d))?,
+        }
+        let bytes = counts.bytes.max(classic.bytes);
+        let ops = counts.completions.max(classic.calls);
+        Ok(Done { bytes, ops })
+    })?;
+    let mss_receiver = link.mss();
+    let sent = link.finish().context("the sender failed")?;
+    let bytes = counts.bytes.max(classic.bytes);
+    // The sender is another process: its CPU time is recorded beside, not subtracted.
+    t.set_remote_peer(sent.usage);
+    t.set_integrity(rx::integrity(&spec, bytes, h.digest()));
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    let per_mib = |v: u64| if mib > 0.0 { v as f64 / mib } else { 0.0 };
+    let pct = |v: u64| {
+        if bytes > 0 {
+            v as f64 * 100.0 / bytes as f64
+        } else {
+            0.0
+        }
+    };
+    t.set_extra(
+        "sender_cpu_ns_per_mib",
+        per_mib(sent.usage.user_ns + sent.usage.sys_ns),
+    );
+    match kind {
+        Kind::Classic | Kind::Zerocopy => {
+            t.set_extra("receive_calls_per_mib", per_mib(classic.calls));
+            t.set_extra("completions_per_mib", per_mib(classic.calls));
+        }
+        _ => {
+            t.set_extra("receive_calls_per_mib", per_mib(counts.enters));
+            t.set_extra("completions_per_mib", per_mib(counts.completions));
+            t.set_extra("submissions_per_mib", per_mib(counts.submissions));
+        }
+    }
+    if kind == Kind::Zerocopy {
+        t.set_extra("mapped_pct", pct(classic.mapped));
+        t.set_extra("copybuf_copied_pct", pct(classic.copybuf));
+        t.set_extra("recv_copied_pct", pct(classic.recv_copied));
+        t.set_extra("zerocopy_calls_per_mib", per_mib(classic.zc_calls));
+        t.set_extra("polls_per_mib", per_mib(classic.polls));
+        t.set_extra("copybuf_bytes", copybuf as f64);
+    }
+    if let Kind::Multishot(_) = kind {
+        t.set_extra("rearms", counts.rearms as f64);
+        t.set_extra("ring_dry", counts.dry as f64);
+        t.set_extra("enobufs", counts.enobufs as f64);
+        t.set_extra("ring_buffers", a.ring_bufs as f64);
+        t.set_extra(
+            "buffers_per_completion",
+            counts.buffers as f64 / counts.with_data.max(1) as f64,
+        );
+    }
+    t.set_extra("buffer_bytes", size as f64);
+    t.set_extra("send_size", a.send_size as f64);
+    t.set_extra(
+        "sender_msg_zerocopy",
+        (a.sender == SendMode::Zerocopy) as u8 as f64,
+    );
+    if let Some(z) = &sent.zc {
+        t.set_extra("sender_zc_copied_pct", z.copied_pct);
+    }
+    if let Some(m) = mss {
+        t.set_extra("mss_set", m as f64);
+    }
+    if path == NetPath::TcpVeth {
+        t.set_extra("veth_mtu", a.veth_mtu as f64);
+    }
+    if let Some(m) = sent.mss {
+        t.set_extra("mss_sender", m as f64);
+    }
+    if let Some(m) = mss_receiver {
+        t.set_extra("mss_receiver", m as f64);
+    }
+    Ok(())
+}
+
+/// What one latency sample is.
+fn step(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Classic => "one read(2) call",
+        Kind::Zerocopy => {
+            "one getsockopt(TCP_ZEROCOPY_RECEIVE) with the recv(2) reads of what it could not map"
+        }
+        Kind::Uring => "one IORING_OP_RECV: SQE pushed to CQE reaped",
+        Kind::Multishot(_) => {
+            "one completion: the io_uring_enter wait that returned it, shared among those it returned"
+        }
+        Kind::Zcrx => "one RECV_ZC completion",
+    }
+}

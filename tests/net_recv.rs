@@ -1,0 +1,235 @@
+//! net_recv end to end: every variant on tiny inputs with integrity, with either sender; the
+//! provided buffer ring running dry survived and counted; a sender that dies mid-stream fails
+//! only its variant; zcrx skipped with the kernel's errno; the lab's namespaces gone after a
+//! run and after SIGINT; bad input. Root-only tests skip outside CI and fail inside it.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::time::Duration;
+use zclab::results::{Row, Status};
+
+const BIN: &str = env!("CARGO_BIN_EXE_net_recv");
+
+const VARIANTS: &[&str] = &[
+    "classic-recv",
+    "classic-recv-zerocopy",
+    "uring-recv",
+    "uring-recv-multishot",
+    "uring-recv-bundle",
+];
+
+/// Every row intact, with the figures its variant must carry.
+fn check_rows(e: &Exp, paths: &[&str]) {
+    assert_variants_on(&e.rows, VARIANTS, paths);
+    check_histograms(&e.dir, &e.rows);
+    for r in &e.rows {
+        let m = assert_intact(r);
+        assert!(m.bytes > 0 && m.latency.count > 0, "{}", what(r));
+        assert!(
+            m.peer_sys_ns.is_some(),
+            "the sender's CPU time: {}",
+            what(r)
+        );
+        let x = &m.extra;
+        assert!(x["completions_per_mib"] > 0.0, "{}", what(r));
+        assert!(x["receive_calls_per_mib"] > 0.0, "{}", what(r));
+        assert!(x.contains_key("sender_cpu_ns_per_mib"), "{}", what(r));
+        if r.variant == "classic-recv-zerocopy" {
+            let sum = x["mapped_pct"] + x["copybuf_copied_pct"] + x["recv_copied_pct"];
+            assert!((sum - 100.0).abs() < 1e-6, "shares add up: {x:?}");
+        }
+        if r.variant.contains("multishot") || r.variant.contains("bundle") {
+            assert!(x.contains_key("rearms") && x.contains_key("ring_dry"));
+            assert!(x["buffers_per_completion"] >= 1.0, "{x:?}");
+        }
+    }
+}
+
+/// uring-recv-zc's skips: as root, the kernel's EOPNOTSUPP for each path; without root, the
+/// need for root.
+fn check_zcrx_skipped(meta: &serde_json::Value, root: bool) {
+    let v = variant_meta(meta, "uring-recv-zc");
+    if !root {
+        assert!(v["reason"].as_str().unwrap_or("").contains("root"), "{v}");
+        return;
+    }
+    let pts = v["points_skipped"].as_array().unwrap();
+    let zcrx: Vec<&str> = pts
+        .iter()
+        .map(|p| p[1].as_str().unwrap())
+        .filter(|why| !why.starts_with("copybuf applies"))
+        .collect();
+    assert!(!zcrx.is_empty(), "{v}");
+    for why in zcrx {
+        assert!(
+            why.contains("IORING_REGISTER_ZCRX_IFQ") && why.contains("EOPNOTSUPP"),
+            "{why}"
+        );
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn list_and_bad_input() {
+    let out = run(BIN, &["--list"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for v in VARIANTS.iter().chain(&["uring-recv-zc"]) {
+        assert!(text.contains(v), "{text}");
+    }
+    let t = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        ("--sizes 0", "0"),
+        ("--paths udp-sink", "udp-sink"),
+        ("--ring-bufs 3", "power of two"),
+        ("--sender carrier-pigeon", "carrier-pigeon"),
+        ("--dev zcnosuchdev0", "zcnosuchdev0"),
+        ("--variants classic-recvv", "classic-recvv"),
+    ] {
+        let r = Lab::new(BIN).tiny(t.path()).argv(args).run();
+        r.one_error_line(2, &[needle]);
+        assert!(r.stderr.starts_with("net_recv: error: "), "{}", r.stderr);
+    }
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+}
+
+/// Every variant on loopback, small and page-sized buffers, a copy buffer and none, with a
+/// MSG_ZEROCOPY sender and with a plain one: every byte arrives intact.
+#[test]
+fn loopback_every_variant_both_senders() {
+    for sender in ["zerocopy", "plain"] {
+        let t = tempfile::tempdir().unwrap();
+        let e = Lab::new(BIN)
+            .tiny(t.path())
+            .argv("--paths tcp-loopback --sizes 4KiB,64KiB --copybuf 4095,0 --bytes 2MiB")
+            .argv("--send-size 64KiB --pool 2")
+            .args(&["--sender", sender])
+            .run()
+            .ok()
+            .exp("net_recv");
+        check_rows(&e, &["tcp-loopback"]);
+        let zc: Vec<&Row> = e
+            .rows
+            .iter()
+            .filter(|r| r.variant == "classic-recv-zerocopy")
+            .collect();
+        assert_eq!(zc.len(), 4, "two sizes x two copy buffers");
+        assert_eq!(
+            e.rows
+                .iter()
+                .filter(|r| r.variant == "classic-recv")
+                .count(),
+            2,
+            "the other variants at the first copy buffer only"
+        );
+        for r in &zc {
+            if r.params["copybuf"] == 0 {
+                assert_eq!(metrics(r).extra["copybuf_copied_pct"], 0.0, "{}", what(r));
+            }
+        }
+        check_zcrx_skipped(&e.meta(), is_root());
+        assert_eq!(e.meta()["parameters"]["sender"], sender);
+    }
+}
+
+/// A ring of one provided buffer runs dry while the sender streams: the receive is re-armed,
+/// every byte arrives, and the dry spells are counted.
+#[test]
+fn buffer_ring_running_dry_is_survived_and_counted() {
+    let t = tempfile::tempdir().unwrap();
+    let e = Lab::new(BIN)
+        .tiny(t.path())
+        .argv("--paths tcp-loopback --variants uring-recv-multishot,uring-recv-bundle")
+        .argv("--ring-bufs 1 --sizes 4KiB --bytes 4MiB --sender plain")
+        .run()
+        .ok()
+        .exp("net_recv");
+    assert_eq!(e.rows.len(), 2);
+    for r in &e.rows {
+        let x = &assert_intact(r).extra;
+        assert!(x["ring_dry"] > 0.0, "{}: {x:?}", r.variant);
+        assert!(x["rearms"] >= x["ring_dry"], "{x:?}");
+    }
+}
+
+/// A sender that resets the connection mid-stream fails its variant only, with the reset
+/// named; the others run and stay intact.
+#[test]
+fn a_sender_dying_mid_stream_fails_only_its_variant() {
+    for victim in ["classic-recv-zerocopy", "uring-recv-bundle"] {
+        let t = tempfile::tempdir().unwrap();
+        let r = Lab::new(BIN)
+            .tiny(t.path())
+            .argv("--paths tcp-loopback --sizes 64KiB --bytes 4MiB")
+            .argv("--variants classic-recv,classic-recv-zerocopy,uring-recv-bundle")
+            .fault(&format!("peer-reset-after:256KiB@{victim}"))
+            .run();
+        assert_eq!(r.code(), Some(1), "{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        let e = r.exp_checked("net_recv");
+        for row in &e.rows {
+            if row.variant == victim {
+                assert_eq!(row.status, Status::Error, "{}", what(row));
+                let err = row.error.as_deref().unwrap_or("").to_lowercase();
+                assert!(err.contains("reset"), "{err}");
+            } else {
+                assert_intact(row);
+            }
+        }
+        assert_eq!(variant_meta(&e.meta(), victim)["status"], "failed");
+    }
+}
+
+/// tcp-veth: every variant intact across the lab's veth pair (the MTU set is recorded), zcrx
+/// refused by the kernel on the veth device, and nothing of the lab left afterwards.
+#[test]
+fn veth_every_variant_and_nothing_left() {
+    if !need_root("veth_every_variant_and_nothing_left") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let r = Lab::new(BIN)
+        .tiny(t.path())
+        .argv("--paths tcp-veth --sizes 64KiB --bytes 2MiB --veth-mtu 9000")
+        .run()
+        .ok();
+    assert_no_leftovers(r.pid);
+    let e = r.exp("net_recv");
+    check_rows(&e, &["tcp-veth"]);
+    for row in &e.rows {
+        assert_eq!(metrics(row).extra["veth_mtu"], 9000.0);
+    }
+    let meta = e.meta();
+    check_zcrx_skipped(&meta, true);
+    let why = variant_meta(&meta, "uring-recv-zc")["points_skipped"][0][1].to_string();
+    assert!(why.contains("veth"), "{why}");
+}
+
+#[test]
+fn sigint_mid_trial_leaves_nothing_behind() {
+    if !need_root("sigint_mid_trial_leaves_nothing_behind") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let lab = Lab::new(BIN)
+        .argv("--repeat 1000 --warmup 0")
+        .results(t.path())
+        .argv(
+            "--paths tcp-veth --sizes 64KiB --variants classic-recv-zerocopy,uring-recv-multishot",
+        );
+    let summary = interrupt_mid_trial(
+        lab,
+        t.path(),
+        "net_recv",
+        Signal::SIGINT,
+        130,
+        Duration::from_millis(300),
+    );
+    let meta = read_json(&summary.with_file_name("meta.json"));
+    assert_eq!(meta["status"], "interrupted");
+}
