@@ -4,6 +4,7 @@
 //! (`unsafe_code = "deny"` in Cargo.toml, allowed only on these two modules in lib.rs).
 
 pub mod blocksum;
+pub mod bpf;
 pub mod consts;
 pub mod cpu;
 pub mod direct;
@@ -20,6 +21,8 @@ pub mod threads;
 pub mod tsc;
 pub mod uring_probe;
 pub mod uring_setup;
+pub mod xsk;
+pub mod pkt;
 
 /// An I/O error that names what failed and on which path: "cannot create /x: No space left".
 pub fn named(e: std::io::Error, what: &str, path: &std::path::Path) -> std::io::Error {
