@@ -20,7 +20,9 @@ use crate::results::Integrity;
 use crate::sys::bpf::{self, Link, Map, Prog, XdpMode};
 use crate::sys::consts::XDP_PASS;
 use crate::sys::pkt::{self, MmsgBufs, PacketRing};
+use crate::ring::{Ring, RingConfig};
 use crate::sys::xsk::{Xsk, XskConfig, XskStats};
+use crate::uring::{self, pktio::UdpMultishot};
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddrV4, UdpSocket};
@@ -355,6 +357,7 @@ pub enum Receiver {
     Xsk(XskRx, Wait),
     Udp(UdpSocket, MmsgBufs),
     Ring(PacketRing),
+    Uring(UdpMultishot),
 }
 
 impl Receiver {
@@ -370,6 +373,7 @@ impl Receiver {
                 n as u64
             }
             Receiver::Ring(r) => r.rx_block(|f| t.frame(f)) as u64,
+            Receiver::Uring(u) => u.receive(|p| t.payload(p))?,
         })
     }
 
@@ -386,6 +390,10 @@ impl Receiver {
             Receiver::Ring(r) => {
                 pkt::poll_one(r.fd.as_raw_fd(), libc::POLLIN, 1)?;
             }
+            // Waits in io_uring_enter for a CQE; what arrives is taken on the next call.
+            Receiver::Uring(u) => {
+                u.wait(1)?;
+            }
         }
         Ok(())
     }
@@ -399,6 +407,7 @@ impl Receiver {
                 }
             }
             Receiver::Udp(..) => {}
+            Receiver::Uring(u) => extra.push(("uring_rearms", u.rearms as f64)),
             Receiver::Ring(r) => {
                 if let Ok((_, drops)) = pkt::packet_stats(&r.fd) {
                     extra.push(("tp_drops", drops as f64));
@@ -473,6 +482,8 @@ pub enum Sender {
     Packet(std::os::fd::OwnedFd),
     /// UDP socket in A connected to B, sendmmsg of payloads.
     Udp(UdpSocket),
+    /// The same socket, IORING_OP_SEND per payload, a batch per submit.
+    Uring(UdpSocket, Ring),
 }
 
 pub fn xsk_tx(net: &PktNet, need_wakeup: bool, zerocopy: bool, ring: u32) -> io::Result<Sender> {
@@ -551,6 +562,12 @@ impl Sender {
                     let v: Vec<&[u8]> = bufs.iter().map(|b| &b[..pl]).collect();
                     pkt::sendmmsg(s.as_raw_fd(), &v)? as u64
                 }
+                Sender::Uring(s, ring) => {
+                    let pl = len - L4_OFF;
+                    fill_bufs(&mut bufs, want, pl, |i, f| write_payload(f, seq + i as u64, seq + i as u64));
+                    let v: Vec<&[u8]> = bufs.iter().map(|b| &b[..pl]).collect();
+                    uring::pktio::send_batch(ring, s.as_raw_fd(), &v)? as u64
+                }
             };
             if n > 0 {
                 on_batch(n);
@@ -626,12 +643,20 @@ pub fn spawn_sink<'s>(
 }
 
 
-/// io_uring multishot receive on a UDP socket in B (not yet written).
-pub fn uring_rx(_net: &PktNet, _ring: u32) -> io::Result<Receiver> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "not yet"))
+/// io_uring multishot receive on a UDP socket in B, `entries` provided buffers.
+pub fn uring_rx(net: &PktNet, entries: u32) -> io::Result<Receiver> {
+    let Receiver::Udp(s, _) = udp_rx(net, 1)? else {
+        unreachable!("udp_rx gives a UDP receiver")
+    };
+    Ok(Receiver::Uring(UdpMultishot::new(s, entries.min(32768) as u16, 2048)?))
 }
 
-/// io_uring send on a UDP socket in A (not yet written).
-pub fn uring_tx(_net: &PktNet, _batch: u32) -> io::Result<Sender> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "not yet"))
+/// io_uring sends on a connected UDP socket in A.
+pub fn uring_tx(net: &PktNet, batch: u32) -> io::Result<Sender> {
+    let Sender::Udp(s) = udp_tx(net)? else {
+        unreachable!("udp_tx gives a UDP sender")
+    };
+    let ring = Ring::new(&RingConfig::tuned(batch.next_power_of_two().max(64)))
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(Sender::Uring(s, ring))
 }
