@@ -191,12 +191,16 @@ impl Experiment for PacketIo {
             return Ok(());
         }
         if !env.caps.privileges.root {
-            self.net_reason = Some("needs root (network namespaces, a veth pair, XDP programs)".into());
+            self.net_reason =
+                Some("needs root (network namespaces, a veth pair, XDP programs)".into());
             return Ok(());
         }
         match pktns::find_ip() {
             Err(why) => self.net_reason = Some(why),
-            Ok(ip) => self.net = Some(PktNet::create(&ip, self.args.mtu).context("creating the veth pair")?),
+            Ok(ip) => {
+                self.net =
+                    Some(PktNet::create(&ip, self.args.mtu).context("creating the veth pair")?)
+            }
         }
         Ok(())
     }
@@ -215,19 +219,26 @@ impl Experiment for PacketIo {
 fn dev_mtu(dev: &str, queue: u32) -> Result<u32> {
     let base = std::path::Path::new("/sys/class/net").join(dev);
     if dev.contains('/') || !base.exists() {
-        return Err(harness::usage(format!("--dev {dev}: no such network device")));
+        return Err(harness::usage(format!(
+            "--dev {dev}: no such network device"
+        )));
     }
     let state = std::fs::read_to_string(base.join("operstate")).unwrap_or_default();
     let flags = std::fs::read_to_string(base.join("flags")).unwrap_or_default();
-    let up = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
+    let up =
+        u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
     if !up || state.trim() == "down" {
         return Err(harness::usage(format!("--dev {dev}: the device is down")));
     }
     if !base.join("queues").join(format!("rx-{queue}")).exists() {
-        return Err(harness::usage(format!("--dev {dev}: it has no receive queue {queue}")));
+        return Err(harness::usage(format!(
+            "--dev {dev}: it has no receive queue {queue}"
+        )));
     }
     let mtu = std::fs::read_to_string(base.join("mtu")).unwrap_or_default();
-    mtu.trim().parse().map_err(|_| harness::usage(format!("--dev {dev}: cannot read its MTU")))
+    mtu.trim()
+        .parse()
+        .map_err(|_| harness::usage(format!("--dev {dev}: cannot read its MTU")))
 }
 
 fn main() -> ExitCode {
@@ -296,7 +307,9 @@ fn wire(c: &PacketIo) -> Result<&PktNet> {
 /// A bind refused for lack of driver support is a skip naming the errno; anything else fails.
 fn zc_refusal(e: std::io::Error) -> anyhow::Error {
     if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.kind() == std::io::ErrorKind::Unsupported {
-        harness::skip_variant(format!("XDP_ZEROCOPY refused (EOPNOTSUPP): the device's driver has no zero-copy AF_XDP: {e}"))
+        harness::skip_variant(format!(
+            "XDP_ZEROCOPY refused (EOPNOTSUPP): the device's driver has no zero-copy AF_XDP: {e}"
+        ))
     } else {
         anyhow::Error::new(e)
     }
@@ -305,13 +318,26 @@ fn zc_refusal(e: std::io::Error) -> anyhow::Error {
 /// B's device counters and UDP's RcvbufErrors, read in B.
 fn b_counters(net: &PktNet) -> (Option<u64>, Option<u64>) {
     let ifname = net.b.ifname.clone();
-    net.in_b(move || Ok((pktns::dev_counters(&ifname).ok().map(|c| c.1), pktns::udp_rcvbuf_errors())))
-        .unwrap_or((None, None))
+    net.in_b(move || {
+        Ok((
+            pktns::dev_counters(&ifname).ok().map(|c| c.1),
+            pktns::udp_rcvbuf_errors(),
+        ))
+    })
+    .unwrap_or((None, None))
 }
 
 /// The figures every row carries beside the harness's own.
 /// `moved`: the frames the measured side moved (received, or sent).
-fn figures(t: &mut Trial, tr: &Tracker, moved: u64, offered: u64, offered_ns: u64, len: u64, losses: &[(&'static str, f64)]) {
+fn figures(
+    t: &mut Trial,
+    tr: &Tracker,
+    moved: u64,
+    offered: u64,
+    offered_ns: u64,
+    len: u64,
+    losses: &[(&'static str, f64)],
+) {
     let Some(m) = t.metrics() else { return };
     let (wall, cpu) = (m.wall_ns as f64, (m.user_ns + m.sys_ns) as f64);
     let got = tr.unique;
@@ -322,7 +348,14 @@ fn figures(t: &mut Trial, tr: &Tracker, moved: u64, offered: u64, offered_ns: u6
         ("delivered", got as f64),
         ("offered", offered as f64),
         ("lost", lost as f64),
-        ("loss_pct", if offered > 0 { 100.0 * lost as f64 / offered as f64 } else { 0.0 }),
+        (
+            "loss_pct",
+            if offered > 0 {
+                100.0 * lost as f64 / offered as f64
+            } else {
+                0.0
+            },
+        ),
         ("duplicates", tr.duplicates as f64),
         ("reordered", tr.reordered as f64),
         ("corrupt", tr.corrupt as f64),
@@ -375,11 +408,24 @@ fn receive(c: &mut PacketIo, t: &mut Trial, kind: Rx) -> Result<()> {
     let mut gen_out = None;
     t.measure("frame received (batch time / frames)", |rec| {
         std::thread::scope(|s| -> Result<()> {
-            let h = generator.spawn(s, &net.a.ns, net.a.ifindex, peer_cpu, frames, 64, &stop, &done);
+            let h = generator.spawn(
+                s,
+                &net.a.ns,
+                net.a.ifindex,
+                peer_cpu,
+                frames,
+                64,
+                &stop,
+                &done,
+            );
             let mut t0 = rec.now();
-            let r = pio::drain(&mut rx, &mut tr, batch, &done, |n| t0 = rec.record_batch_since(t0, n));
+            let r = pio::drain(&mut rx, &mut tr, batch, &done, |n| {
+                t0 = rec.record_batch_since(t0, n)
+            });
             stop.store(true, Ordering::Relaxed);
-            let g = h.join().map_err(|_| anyhow::anyhow!("generator thread panicked"))?;
+            let g = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("generator thread panicked"))?;
             r.context("receiving")?;
             gen_out = Some(g.context("generator")?);
             Ok(())
@@ -400,7 +446,15 @@ fn receive(c: &mut PacketIo, t: &mut Trial, kind: Rx) -> Result<()> {
     if let (Some(a), Some(b)) = (before.1, after.1) {
         losses.push(("udp_rcvbuf_errors", b.saturating_sub(a) as f64));
     }
-    figures(t, &tr, tr.unique, g.frames, g.elapsed.as_nanos() as u64, len as u64, &losses);
+    figures(
+        t,
+        &tr,
+        tr.unique,
+        g.frames,
+        g.elapsed.as_nanos() as u64,
+        len as u64,
+        &losses,
+    );
     Ok(())
 }
 
@@ -434,12 +488,24 @@ fn transmit(c: &mut PacketIo, t: &mut Trial, kind: Tx) -> Result<()> {
             let t_start = std::time::Instant::now();
             let mut t0 = rec.now();
             match (&mut sender, &generator) {
-                (Some(tx), _) => tx.send(net, len, frames, batch, |n| t0 = rec.record_batch_since(t0, n))?,
+                (Some(tx), _) => tx.send(net, len, frames, batch, |n| {
+                    t0 = rec.record_batch_since(t0, n)
+                })?,
                 (None, Some(g)) => {
                     let gdone = AtomicU64::new(0);
                     offered = std::thread::scope(|s2| {
-                        let h = g.spawn(s2, &net.a.ns, net.a.ifindex, cpus.0, frames, batch.min(256), &stop, &gdone);
-                        h.join().map_err(|_| anyhow::anyhow!("generator thread panicked"))
+                        let h = g.spawn(
+                            s2,
+                            &net.a.ns,
+                            net.a.ifindex,
+                            cpus.0,
+                            frames,
+                            batch.min(256),
+                            &stop,
+                            &gdone,
+                        );
+                        h.join()
+                            .map_err(|_| anyhow::anyhow!("generator thread panicked"))
                     })??
                     .frames;
                 }
@@ -452,7 +518,9 @@ fn transmit(c: &mut PacketIo, t: &mut Trial, kind: Tx) -> Result<()> {
             })
         });
         done.store(offered + 1, Ordering::Release);
-        let sink = h.join().map_err(|_| anyhow::anyhow!("sink thread panicked"))?;
+        let sink = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("sink thread panicked"))?;
         r?;
         Ok(sink.context("sink")?)
     })?;

@@ -106,6 +106,12 @@ pub const SUITE: &[Entry] = &[
         full: &["--parts", "2,4,8,16,32,64", "--part-size", "64,256,1KiB,4KiB,16KiB"],
     },
     Entry {
+        name: "packet_io",
+        about: "kernel bypass: frames/s through AF_XDP against AF_PACKET, UDP sockets and io_uring on a veth pair, with loss and its causes",
+        quick: &["--frame-sizes", "64", "--frames", "200000", "--point-budget", "600ms"],
+        full: &["--frame-sizes", "64,512,1500", "--batches", "16,64,256", "--frames", "2000000"],
+    },
+    Entry {
         name: "syscall_floor",
         about: "the floor under every number: one system call, and an io_uring NOP per batch size, with and without SQPOLL",
         quick: &["--batches", "1,32", "--ops", "64Ki"],

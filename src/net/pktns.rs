@@ -146,8 +146,15 @@ impl PktNet {
             run_ip(
                 ip,
                 &[
-                    "neigh", "replace", &addr_a.to_string(), "lladdr", &mac_text(&mac_a), "dev",
-                    &nb, "nud", "permanent",
+                    "neigh",
+                    "replace",
+                    &addr_a.to_string(),
+                    "lladdr",
+                    &mac_text(&mac_a),
+                    "dev",
+                    &nb,
+                    "nud",
+                    "permanent",
                 ],
             )?;
             Ok(info)
@@ -156,8 +163,15 @@ impl PktNet {
             run_ip(
                 ip,
                 &[
-                    "neigh", "replace", &addr_b.to_string(), "lladdr", &mac_text(&mac_b), "dev",
-                    &na, "nud", "permanent",
+                    "neigh",
+                    "replace",
+                    &addr_b.to_string(),
+                    "lladdr",
+                    &mac_text(&mac_b),
+                    "dev",
+                    &na,
+                    "nud",
+                    "permanent",
                 ],
             )
         })?;

@@ -348,7 +348,13 @@ struct XdpMd {
 /// Linux 5.18): each run is a real frame handed to the XDP action (XDP_TX sends it out of
 /// `ifindex`, which must exist in the calling thread's namespace). `batch` frames per batch
 /// (at most 256). Returns the kernel's duration (ns per run).
-pub fn run_live(prog: &Prog, frame: &[u8], ifindex: u32, repeat: u32, batch: u32) -> io::Result<u32> {
+pub fn run_live(
+    prog: &Prog,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+    batch: u32,
+) -> io::Result<u32> {
     let ctx = XdpMd {
         data_end: frame.len() as u32,
         ingress_ifindex: ifindex,
@@ -456,13 +462,15 @@ pub fn lab_objects() -> io::Result<LabObjects> {
     if out.progs.is_empty() && out.maps.is_empty() {
         // Without root the enumeration itself fails: say so instead of "none".
         let mut a = Attr::new();
-        bpf(BPF_PROG_GET_NEXT_ID, a.u32(0, 0)).map(|_| ()).or_else(|e| {
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        bpf(BPF_PROG_GET_NEXT_ID, a.u32(0, 0))
+            .map(|_| ())
+            .or_else(|e| {
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
     }
     Ok(out)
 }

@@ -15,6 +15,7 @@ pub mod fsinfo;
 pub mod host;
 pub mod perf;
 pub mod pipe;
+pub mod pkt;
 pub mod proc;
 pub mod signal;
 pub mod threads;
@@ -22,7 +23,6 @@ pub mod tsc;
 pub mod uring_probe;
 pub mod uring_setup;
 pub mod xsk;
-pub mod pkt;
 
 /// An I/O error that names what failed and on which path: "cannot create /x: No space left".
 pub fn named(e: std::io::Error, what: &str, path: &std::path::Path) -> std::io::Error {

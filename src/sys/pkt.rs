@@ -80,8 +80,14 @@ pub fn qdisc_bypass(fd: &OwnedFd) -> io::Result<()> {
 
 /// SO_RCVBUF (SO_RCVBUFFORCE as root, past rmem_max).
 pub fn rcvbuf(fd: RawFd, bytes: i32) -> io::Result<()> {
-    setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes, "SO_RCVBUFFORCE")
-        .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes, "SO_RCVBUF"))
+    setopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        &bytes,
+        "SO_RCVBUFFORCE",
+    )
+    .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes, "SO_RCVBUF"))
 }
 
 /// sendmmsg(2) of `bufs`, one message each, on a connected or bound socket. Returns how many
@@ -163,15 +169,7 @@ pub fn recvmmsg(fd: RawFd, bufs: &mut MmsgBufs, nonblock: bool) -> io::Result<us
     let flags = if nonblock { libc::MSG_DONTWAIT } else { 0 };
     // SAFETY: every iovec points to a distinct `size`-byte slice of `data`, alive and not
     // otherwise borrowed during the call.
-    let r = unsafe {
-        libc::recvmmsg(
-            fd,
-            msgs.as_mut_ptr(),
-            n as u32,
-            flags,
-            std::ptr::null_mut(),
-        )
-    };
+    let r = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), n as u32, flags, std::ptr::null_mut()) };
     if r < 0 {
         let e = io::Error::last_os_error();
         return match e.raw_os_error() {
@@ -272,7 +270,10 @@ fn map_ring(fd: &OwnedFd, len: usize) -> io::Result<*mut u8> {
     };
     if p == libc::MAP_FAILED {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("mmap AF_PACKET ring: {e}")));
+        return Err(io::Error::new(
+            e.kind(),
+            format!("mmap AF_PACKET ring: {e}"),
+        ));
     }
     Ok(p.cast())
 }
@@ -284,7 +285,12 @@ pub const TX_DATA_OFF: usize = libc::TPACKET3_HDRLEN - std::mem::size_of::<libc:
 impl PacketRing {
     /// A TPACKET_V3 receive ring of `blocks` x `block_size` on a socket bound to `ifindex`;
     /// blocks are retired after `retire_ms` even when not full.
-    pub fn rx(ifindex: u32, block_size: u32, blocks: u32, retire_ms: u32) -> io::Result<PacketRing> {
+    pub fn rx(
+        ifindex: u32,
+        block_size: u32,
+        blocks: u32,
+        retire_ms: u32,
+    ) -> io::Result<PacketRing> {
         let fd = packet_socket()?;
         version_v3(&fd)?;
         let frame = 2048u32;
@@ -297,7 +303,13 @@ impl PacketRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req, "PACKET_RX_RING")?;
+        setopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_RX_RING,
+            &req,
+            "PACKET_RX_RING",
+        )?;
         let len = block_size as usize * blocks as usize;
         let map = map_ring(&fd, len)?;
         packet_bind(&fd, ifindex)?;
@@ -347,7 +359,10 @@ impl PacketRing {
                 let h = &*(self.map.add(off + p) as *const libc::tpacket3_hdr);
                 let (mac, snap) = (h.tp_mac as usize, h.tp_snaplen as usize);
                 if p + mac + snap <= self.block_size {
-                    f(std::slice::from_raw_parts(self.map.add(off + p + mac), snap));
+                    f(std::slice::from_raw_parts(
+                        self.map.add(off + p + mac),
+                        snap,
+                    ));
                 }
                 if h.tp_next_offset == 0 {
                     break;
@@ -355,7 +370,8 @@ impl PacketRing {
                 p += h.tp_next_offset as usize;
             }
         }
-        self.status_at(off + 8).store(TP_STATUS_KERNEL, Ordering::Release);
+        self.status_at(off + 8)
+            .store(TP_STATUS_KERNEL, Ordering::Release);
         self.next = (self.next + 1) % self.blocks;
         n
     }
@@ -370,11 +386,7 @@ impl PacketRing {
         }
         let per_block = 4096 / frame_size.min(4096);
         let blocks = frames.div_ceil(per_block.max(1));
-        let block_size = if frame_size > 4096 {
-            frame_size
-        } else {
-            4096
-        };
+        let block_size = if frame_size > 4096 { frame_size } else { 4096 };
         let frames = blocks * (block_size / frame_size);
         let req = libc::tpacket_req3 {
             tp_block_size: block_size,
@@ -385,7 +397,13 @@ impl PacketRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_TX_RING, &req, "PACKET_TX_RING")?;
+        setopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_TX_RING,
+            &req,
+            "PACKET_TX_RING",
+        )?;
         let len = block_size as usize * blocks as usize;
         let map = map_ring(&fd, len)?;
         packet_bind(&fd, ifindex)?;
@@ -409,7 +427,11 @@ impl PacketRing {
     /// Queues up to `max` frames in free TX slots (`fill(i, data)` writes frame i, returns its
     /// length), marking each TP_STATUS_SEND_REQUEST. Returns the count. A slot whose status
     /// says WRONG_FORMAT is an error (the kernel refused the frame).
-    pub fn tx_queue(&mut self, max: usize, mut fill: impl FnMut(usize, &mut [u8]) -> usize) -> io::Result<usize> {
+    pub fn tx_queue(
+        &mut self,
+        max: usize,
+        mut fill: impl FnMut(usize, &mut [u8]) -> usize,
+    ) -> io::Result<usize> {
         let room = self.frame_size - TX_DATA_OFF;
         let mut n = 0;
         while n < max {
@@ -434,7 +456,8 @@ impl PacketRing {
                 len
             };
             let _ = len;
-            self.status_at(off + 20).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.status_at(off + 20)
+                .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
             self.next = (self.next + 1) % self.frames;
             n += 1;
         }
@@ -450,7 +473,12 @@ impl PacketRing {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::EAGAIN | libc::ENOBUFS) => {}
-                _ => return Err(io::Error::new(e.kind(), format!("AF_PACKET TX ring send: {e}"))),
+                _ => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("AF_PACKET TX ring send: {e}"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -482,7 +510,11 @@ pub fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
     };
     // SAFETY: all-zero is a valid ifreq.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (d, s) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *d = s as libc::c_char;
     }
     ifr.ifr_ifru.ifru_data = (&mut v as *mut EthtoolValue).cast();

@@ -300,7 +300,13 @@ impl Xsk {
         };
         setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg, "XDP_UMEM_REG")?;
         let n = cfg.frames;
-        setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_FILL_RING, &n, "XDP_UMEM_FILL_RING")?;
+        setsockopt(
+            &fd,
+            libc::SOL_XDP,
+            libc::XDP_UMEM_FILL_RING,
+            &n,
+            "XDP_UMEM_FILL_RING",
+        )?;
         setsockopt(
             &fd,
             libc::SOL_XDP,
@@ -309,14 +315,36 @@ impl Xsk {
             "XDP_UMEM_COMPLETION_RING",
         )?;
         if cfg.rx_ring > 0 {
-            setsockopt(&fd, libc::SOL_XDP, libc::XDP_RX_RING, &cfg.rx_ring, "XDP_RX_RING")?;
+            setsockopt(
+                &fd,
+                libc::SOL_XDP,
+                libc::XDP_RX_RING,
+                &cfg.rx_ring,
+                "XDP_RX_RING",
+            )?;
         }
         if cfg.tx_ring > 0 {
-            setsockopt(&fd, libc::SOL_XDP, libc::XDP_TX_RING, &cfg.tx_ring, "XDP_TX_RING")?;
+            setsockopt(
+                &fd,
+                libc::SOL_XDP,
+                libc::XDP_TX_RING,
+                &cfg.tx_ring,
+                "XDP_TX_RING",
+            )?;
         }
-        let off: libc::xdp_mmap_offsets =
-            getsockopt(&fd, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS, "XDP_MMAP_OFFSETS")?;
-        let fill = Ring::new(&fd, &off.fr, n, libc::XDP_UMEM_PGOFF_FILL_RING as u64, "mmap fill ring")?;
+        let off: libc::xdp_mmap_offsets = getsockopt(
+            &fd,
+            libc::SOL_XDP,
+            libc::XDP_MMAP_OFFSETS,
+            "XDP_MMAP_OFFSETS",
+        )?;
+        let fill = Ring::new(
+            &fd,
+            &off.fr,
+            n,
+            libc::XDP_UMEM_PGOFF_FILL_RING as u64,
+            "mmap fill ring",
+        )?;
         let comp = Ring::new(
             &fd,
             &off.cr,
@@ -325,10 +353,26 @@ impl Xsk {
             "mmap completion ring",
         )?;
         let rx = (cfg.rx_ring > 0)
-            .then(|| Ring::new(&fd, &off.rx, cfg.rx_ring, libc::XDP_PGOFF_RX_RING as u64, "mmap RX ring"))
+            .then(|| {
+                Ring::new(
+                    &fd,
+                    &off.rx,
+                    cfg.rx_ring,
+                    libc::XDP_PGOFF_RX_RING as u64,
+                    "mmap RX ring",
+                )
+            })
             .transpose()?;
         let tx = (cfg.tx_ring > 0)
-            .then(|| Ring::new(&fd, &off.tx, cfg.tx_ring, libc::XDP_PGOFF_TX_RING as u64, "mmap TX ring"))
+            .then(|| {
+                Ring::new(
+                    &fd,
+                    &off.tx,
+                    cfg.tx_ring,
+                    libc::XDP_PGOFF_TX_RING as u64,
+                    "mmap TX ring",
+                )
+            })
             .transpose()?;
         let mut flags = if cfg.zerocopy {
             libc::XDP_ZEROCOPY
@@ -564,15 +608,37 @@ impl Xsk {
     /// SO_BUSY_POLL_BUDGET (frames per poll).
     pub fn busy_poll(&self, usecs: i32, budget: i32) -> io::Result<()> {
         let one = 1i32;
-        setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, &one, "SO_PREFER_BUSY_POLL")?;
-        setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs, "SO_BUSY_POLL")?;
-        setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, &budget, "SO_BUSY_POLL_BUDGET")
+        setsockopt(
+            &self.fd,
+            libc::SOL_SOCKET,
+            libc::SO_PREFER_BUSY_POLL,
+            &one,
+            "SO_PREFER_BUSY_POLL",
+        )?;
+        setsockopt(
+            &self.fd,
+            libc::SOL_SOCKET,
+            libc::SO_BUSY_POLL,
+            &usecs,
+            "SO_BUSY_POLL",
+        )?;
+        setsockopt(
+            &self.fd,
+            libc::SOL_SOCKET,
+            libc::SO_BUSY_POLL_BUDGET,
+            &budget,
+            "SO_BUSY_POLL_BUDGET",
+        )
     }
 
     /// The socket's counters (XDP_STATISTICS).
     pub fn stats(&self) -> io::Result<XskStats> {
-        let s: libc::xdp_statistics =
-            getsockopt(&self.fd, libc::SOL_XDP, libc::XDP_STATISTICS, "XDP_STATISTICS")?;
+        let s: libc::xdp_statistics = getsockopt(
+            &self.fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            "XDP_STATISTICS",
+        )?;
         Ok(XskStats {
             rx_dropped: s.rx_dropped,
             rx_invalid_descs: s.rx_invalid_descs,

@@ -79,14 +79,18 @@ pub struct UdpMultishot {
 impl UdpMultishot {
     /// `entries` buffers (a power of two) of `size` bytes.
     pub fn new(sock: std::net::UdpSocket, entries: u16, size: usize) -> io::Result<UdpMultishot> {
-        let mut ring = Ring::new(&RingConfig::tuned(256)).map_err(|e| io::Error::other(e.to_string()))?;
+        let mut ring =
+            Ring::new(&RingConfig::tuned(256)).map_err(|e| io::Error::other(e.to_string()))?;
         let mut br = BufRing::new(entries, size)?;
         // SAFETY: the entries mapping is page-aligned, `entries` long, and lives in `br`, which
         // the struct drops after the ring (the ring's close unregisters it).
         unsafe {
-            ring.inner()
-                .submitter()
-                .register_buf_ring_with_flags(br.base() as u64, entries, BGID, 0)?;
+            ring.inner().submitter().register_buf_ring_with_flags(
+                br.base() as u64,
+                entries,
+                BGID,
+                0,
+            )?;
         }
         for bid in 0..entries {
             br.add(bid);
@@ -135,7 +139,11 @@ impl UdpMultishot {
             let args = types::SubmitArgs::new().timespec(&ts);
             match inner.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) => {}
                 Err(e) => return Err(e),
             }
         } else {
@@ -150,7 +158,10 @@ impl UdpMultishot {
         self.wait(0)?;
         let inner = self.ring.inner();
         let mut n = 0;
-        let cqes: Vec<(i32, u32)> = inner.completion().map(|c| (c.result(), c.flags())).collect();
+        let cqes: Vec<(i32, u32)> = inner
+            .completion()
+            .map(|c| (c.result(), c.flags()))
+            .collect();
         for (res, flags) in cqes {
             if !cqueue::more(flags) {
                 self.armed = false;
@@ -199,7 +210,10 @@ pub fn send_batch(ring: &mut Ring, fd: RawFd, bufs: &[&[u8]]) -> io::Result<usiz
         let mut again = Vec::new();
         let mut seen = 0;
         while seen < pending.len() {
-            let cqes: Vec<(u64, i32)> = inner.completion().map(|c| (c.user_data(), c.result())).collect();
+            let cqes: Vec<(u64, i32)> = inner
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
             if cqes.is_empty() {
                 inner.submit_and_wait(1)?;
                 continue;
@@ -212,7 +226,10 @@ pub fn send_batch(ring: &mut Ring, fd: RawFd, bufs: &[&[u8]]) -> io::Result<usiz
                 } else if res < 0 {
                     return Err(io::Error::from_raw_os_error(-res));
                 } else if res as usize != bufs[i].len() {
-                    return Err(io::Error::other(format!("short UDP send: {res} of {} B", bufs[i].len())));
+                    return Err(io::Error::other(format!(
+                        "short UDP send: {res} of {} B",
+                        bufs[i].len()
+                    )));
                 }
             }
         }
