@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use zclab::caps::Caps;
 use zclab::catalog::packet_io as names;
 use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant};
-use zclab::loops::packet_io::{self as pio, Generator, Receiver, Tracker, Wait};
+use zclab::loops::packet_io::{self as pio, GenRun, Generator, Receiver, Tracker, Wait};
 use zclab::net::pktns::{self, PktNet};
 use zclab::sys::bpf::XdpMode;
 
@@ -408,16 +408,13 @@ fn receive(c: &mut PacketIo, t: &mut Trial, kind: Rx) -> Result<()> {
     let mut gen_out = None;
     t.measure("frame received (batch time / frames)", |rec| {
         std::thread::scope(|s| -> Result<()> {
-            let h = generator.spawn(
-                s,
-                &net.a.ns,
-                net.a.ifindex,
-                peer_cpu,
+            let run = GenRun {
+                ifindex: net.a.ifindex,
+                cpu: peer_cpu,
                 frames,
-                64,
-                &stop,
-                &done,
-            );
+                batch: 64,
+            };
+            let h = generator.spawn(s, &net.a.ns, run, &stop, &done);
             let mut t0 = rec.now();
             let r = pio::drain(&mut rx, &mut tr, batch, &done, |n| {
                 t0 = rec.record_batch_since(t0, n)
@@ -494,16 +491,13 @@ fn transmit(c: &mut PacketIo, t: &mut Trial, kind: Tx) -> Result<()> {
                 (None, Some(g)) => {
                     let gdone = AtomicU64::new(0);
                     offered = std::thread::scope(|s2| {
-                        let h = g.spawn(
-                            s2,
-                            &net.a.ns,
-                            net.a.ifindex,
-                            cpus.0,
+                        let run = GenRun {
+                            ifindex: net.a.ifindex,
+                            cpu: cpus.0,
                             frames,
-                            batch.min(256),
-                            &stop,
-                            &gdone,
-                        );
+                            batch: batch.min(256),
+                        };
+                        let h = g.spawn(s2, &net.a.ns, run, &stop, &gdone);
                         h.join()
                             .map_err(|_| anyhow::anyhow!("generator thread panicked"))
                     })??
@@ -522,7 +516,7 @@ fn transmit(c: &mut PacketIo, t: &mut Trial, kind: Tx) -> Result<()> {
             .join()
             .map_err(|_| anyhow::anyhow!("sink thread panicked"))?;
         r?;
-        Ok(sink.context("sink")?)
+        sink.context("sink")
     })?;
     t.set_peer(sink_usage);
     let mut losses = Vec::new();

@@ -253,26 +253,23 @@ impl Generator {
         self.counter.read_u64()
     }
 
-    /// [`Generator::run`] on a thread of its own in `ns`, pinned to `cpu`; `done` holds the
+    /// [`Generator::run`] on a thread of its own in `ns`, as `run` says; `done` holds the
     /// frames offered (+1, so 0 means still running) when it ends.
     pub fn spawn<'s>(
         &'s self,
         s: &'s std::thread::Scope<'s, '_>,
         ns: &'s File,
-        ifindex: u32,
-        cpu: usize,
-        frames: u64,
-        batch: u32,
+        run: GenRun,
         stop: &'s AtomicBool,
         done: &'s AtomicU64,
     ) -> std::thread::ScopedJoinHandle<'s, io::Result<SideReport>> {
         s.spawn(move || {
             let r = (|| {
                 pktns::enter(ns)?;
-                crate::sys::cpu::pin_to(cpu)?;
+                crate::sys::cpu::pin_to(run.cpu)?;
                 let u0 = usage::thread()?;
                 let t0 = Instant::now();
-                let n = self.run(ifindex, frames, batch, stop)?;
+                let n = self.run(run.ifindex, run.frames, run.batch, stop)?;
                 Ok(SideReport {
                     frames: n,
                     usage: usage::thread()?.since(&u0),
@@ -284,6 +281,16 @@ impl Generator {
             r
         })
     }
+}
+
+/// One generator run: out of `ifindex`, from a thread pinned to `cpu`, `frames` frames in
+/// batches of `batch`.
+#[derive(Debug, Clone, Copy)]
+pub struct GenRun {
+    pub ifindex: u32,
+    pub cpu: usize,
+    pub frames: u64,
+    pub batch: u32,
 }
 
 /// How an AF_XDP consumer waits for frames.

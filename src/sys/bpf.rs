@@ -121,6 +121,8 @@ pub fn return_action(action: u32) -> Vec<Insn> {
 
 /// `return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);`: every frame goes to the
 /// AF_XDP socket bound to its receive queue, or to the stack when that queue has none.
+// One push per instruction keeps each instruction beside its comment.
+#[allow(clippy::vec_init_then_push)]
 pub fn redirect_to_xsk(xskmap: RawFd) -> Vec<Insn> {
     let mut p = Vec::new();
     // r2 = ctx->rx_queue_index (struct xdp_md: data 0, data_end 4, data_meta 8,
@@ -141,6 +143,8 @@ pub fn redirect_to_xsk(xskmap: RawFd) -> Vec<Insn> {
 /// sequence number (a u64 counter in slot 0 of the one-entry array `counter`) into the frame at
 /// byte `seq_off`, then returns XDP_TX, which transmits the frame out of the device it "arrived"
 /// on. The counter's final value is the number of frames offered.
+// One push per instruction keeps each instruction beside its comment.
+#[allow(clippy::vec_init_then_push)]
 pub fn stamp_and_tx(counter: RawFd, seq_off: i16) -> Vec<Insn> {
     let mut p = Vec::new();
     // r6 = ctx (r1 is clobbered by the helper call)

@@ -342,14 +342,14 @@ impl Xsk {
             &fd,
             &off.fr,
             n,
-            libc::XDP_UMEM_PGOFF_FILL_RING as u64,
+            libc::XDP_UMEM_PGOFF_FILL_RING,
             "mmap fill ring",
         )?;
         let comp = Ring::new(
             &fd,
             &off.cr,
             n,
-            libc::XDP_UMEM_PGOFF_COMPLETION_RING as u64,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
             "mmap completion ring",
         )?;
         let rx = (cfg.rx_ring > 0)
