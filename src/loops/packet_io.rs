@@ -703,3 +703,70 @@ pub fn uring_tx(net: &PktNet, batch: u32) -> io::Result<Sender> {
         .map_err(|e| io::Error::other(e.to_string()))?;
     Ok(Sender::Uring(s, ring))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(len: usize, seq: u64) -> Vec<u8> {
+        let mut p = vec![0u8; len - L4_OFF];
+        write_payload(&mut p, seq, seq);
+        p
+    }
+
+    #[test]
+    fn tracker_counts_loss_duplicates_reordering_and_corruption() {
+        let mut t = Tracker::new(64);
+        for s in [0u64, 1, 3, 2, 3] {
+            t.payload(&payload(64, s));
+        }
+        assert_eq!((t.unique, t.duplicates, t.reordered, t.corrupt), (4, 1, 1, 0));
+        let i = t.integrity(6);
+        assert!(!i.ok, "a duplicate fails the trial");
+        assert!(i.got.contains("2 lost"), "{}", i.got);
+
+        let mut t = Tracker::new(64);
+        t.payload(&payload(64, 0));
+        let mut bad = payload(64, 1);
+        *bad.last_mut().unwrap() ^= 1;
+        t.payload(&bad);
+        t.payload(&payload(128, 2)); // wrong length
+        t.payload(b"not one of ours at all, no magic");
+        assert_eq!((t.unique, t.corrupt, t.foreign), (1, 2, 1));
+        assert!(!t.integrity(3).ok);
+
+        let mut t = Tracker::new(64);
+        for s in 0..10 {
+            t.payload(&payload(64, s));
+        }
+        let i = t.integrity(12);
+        assert!(i.ok, "loss alone is reported, not failed: {i:?}");
+        assert!(i.got.contains("2 lost"));
+    }
+
+    #[test]
+    fn frame_headers_are_valid_ipv4_udp() {
+        let mut f = vec![0u8; 64];
+        let mut p = payload(64, 5);
+        f[L4_OFF..].copy_from_slice(&p);
+        f[12] = 0x08;
+        f[23] = 17;
+        let mut t = Tracker::new(64);
+        t.frame(&f);
+        assert_eq!(t.unique, 1);
+        // The IPv4 header checksum of a header with its checksum in place folds to zero.
+        let mut h = [0u8; 20];
+        h[0] = 0x45;
+        h[2..4].copy_from_slice(&50u16.to_be_bytes());
+        h[8] = 64;
+        h[9] = 17;
+        let c = ip_checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(ip_checksum(&h), 0);
+        p[0] = 1; // the reserved u16 is not checked; the magic is
+        p[2] = b'X';
+        let mut t = Tracker::new(64);
+        t.payload(&p);
+        assert_eq!(t.foreign, 1);
+    }
+}
