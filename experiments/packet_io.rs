@@ -13,7 +13,8 @@
 //! - Receive variants measure B. The load is the kernel's own frame generator: an XDP_TX
 //!   program run by BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on A's end, on the peer
 //!   CPU, which stamps a sequence number into every frame (the fastest load this machine can
-//!   offer: ~6-7 M frames/s of 64 B). Socket and AF_PACKET receivers get a native XDP_PASS
+//!   offer: ~6-7 M frames/s of 64 B), or with `--load xdp-tx` the lab's own fastest sender
+//!   (AF_XDP copy mode on A). Socket and AF_PACKET receivers get a native XDP_PASS
 //!   program on B (a veth peer drops XDP_TX frames without one); the AF_XDP receivers get the
 //!   redirect program `bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)` attached in
 //!   native or generic mode (generic: GRO on instead, for the peer's NAPI).
@@ -37,7 +38,7 @@
 //! kernel's errno (EOPNOTSUPP). One latency sample is one frame of a batch (batch time / frames).
 //!
 //! **Parameters.** `--frame-sizes` (whole Ethernet frames, 60 B to MTU + 14), `--batches`,
-//! `--frames` per trial, `--ring` (RX/TX ring entries), `--mtu` of the pair, `--dev IFACE`
+//! `--frames` per trial, `--ring` (RX/TX ring entries), `--mtu` of the pair, `--load`, `--dev IFACE`
 //! and `--queue Q` (checked: a missing or down device is refused). Rows carry `frames_per_s`,
 //! `gbit_per_s`, `cpu_ns_per_frame`, `offered`, `offered_fps`, `lost`, `loss_pct` and the
 //! loss causes in `extra`.
@@ -73,12 +74,23 @@ struct Args {
     /// MTU of the lab's veth pair.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=9000))]
     mtu: u32,
+    /// The receive variants' load: the kernel's live-frames generator (the fastest this
+    /// machine can offer), or the lab's fastest sender (AF_XDP copy mode on A, peer CPU).
+    #[arg(long, value_enum, default_value_t = Load::Generator)]
+    load: Load,
     /// A real NIC to run on instead of the veth pair (checked: it must exist and be up).
     #[arg(long, value_name = "IFACE")]
     dev: Option<String>,
     /// The NIC's queue for AF_XDP (with --dev).
     #[arg(long, value_name = "Q", default_value_t = 0)]
     queue: u32,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Load {
+    Generator,
+    XdpTx,
 }
 
 fn parse_ring(s: &str) -> Result<u32, String> {
@@ -167,7 +179,10 @@ impl Experiment for PacketIo {
             "frame_sizes": args.frame_sizes, "batches": args.batches, "frames_per_trial": args.frames,
             "ring": args.ring, "mtu": mtu, "dev": args.dev, "queue": args.queue,
             "wire": "veth pair between two anonymous namespaces (A 10.203.0.1 -> B 10.203.0.2)",
-            "receive_load": "BPF_PROG_TEST_RUN live frames (XDP_TX) on A, peer CPU, 64 frames per batch",
+            "receive_load": match args.load {
+                Load::Generator => "BPF_PROG_TEST_RUN live frames (XDP_TX) on A, peer CPU, 64 frames per batch",
+                Load::XdpTx => "AF_XDP copy-mode sender on A, peer CPU, 64 frames per kick",
+            },
             "transmit_sink": "AF_XDP on B, native XDP, busy polling, peer CPU",
             "umem_frame": 2048,
             "placement": {"measured_cpu": common.cpus.0, "peer_cpu": common.cpus.1},
@@ -400,7 +415,10 @@ fn receive(c: &mut PacketIo, t: &mut Trial, kind: Rx) -> Result<()> {
             Wait::Poll,
         ),
     };
-    let generator = Generator::new(net, len)?;
+    let (generator, mut load_tx) = match c.args.load {
+        Load::Generator => (Some(Generator::new(net, len)?), None),
+        Load::XdpTx => (None, Some(pio::xsk_tx(net, false, false, ring)?)),
+    };
     let (stop, done) = (AtomicBool::new(false), AtomicU64::new(0));
     let mut tr = Tracker::new(len);
     let peer_cpu = t.cpus.1;
@@ -408,13 +426,19 @@ fn receive(c: &mut PacketIo, t: &mut Trial, kind: Rx) -> Result<()> {
     let mut gen_out = None;
     t.measure("frame received (batch time / frames)", |rec| {
         std::thread::scope(|s| -> Result<()> {
-            let run = GenRun {
-                ifindex: net.a.ifindex,
-                cpu: peer_cpu,
-                frames,
-                batch: 64,
+            let h = match &mut load_tx {
+                Some(tx) => pio::spawn_load(s, tx, net, len, frames, peer_cpu, &done),
+                None => {
+                    let run = GenRun {
+                        ifindex: net.a.ifindex,
+                        cpu: peer_cpu,
+                        frames,
+                        batch: 64,
+                    };
+                    let g = generator.as_ref().expect("made for this load");
+                    g.spawn(s, &net.a.ns, run, &stop, &done)
+                }
             };
-            let h = generator.spawn(s, &net.a.ns, run, &stop, &done);
             let mut t0 = rec.now();
             let r = pio::drain(&mut rx, &mut tr, batch, &done, |n| {
                 t0 = rec.record_batch_since(t0, n)
@@ -422,9 +446,9 @@ fn receive(c: &mut PacketIo, t: &mut Trial, kind: Rx) -> Result<()> {
             stop.store(true, Ordering::Relaxed);
             let g = h
                 .join()
-                .map_err(|_| anyhow::anyhow!("generator thread panicked"))?;
+                .map_err(|_| anyhow::anyhow!("load thread panicked"))?;
             r.context("receiving")?;
-            gen_out = Some(g.context("generator")?);
+            gen_out = Some(g.context("load")?);
             Ok(())
         })?;
         Ok(Done {

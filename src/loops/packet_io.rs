@@ -664,6 +664,34 @@ fn fill_bufs(bufs: &mut Vec<Vec<u8>>, n: u32, len: usize, mut f: impl FnMut(usiz
     }
 }
 
+/// The lab's own sender as a receive load: `tx` sends `frames` frames of `len` bytes from a
+/// thread pinned to `cpu`; `done` holds the frames sent + 1 when it ends.
+pub fn spawn_load<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    tx: &'s mut Sender,
+    net: &'s PktNet,
+    len: usize,
+    frames: u64,
+    cpu: usize,
+    done: &'s AtomicU64,
+) -> std::thread::ScopedJoinHandle<'s, io::Result<SideReport>> {
+    s.spawn(move || {
+        let r = (|| {
+            crate::sys::cpu::pin_to(cpu)?;
+            let u0 = usage::thread()?;
+            let t0 = Instant::now();
+            tx.send(net, len, frames, 64, |_| {})?;
+            Ok(SideReport {
+                frames,
+                usage: usage::thread()?.since(&u0),
+                elapsed: t0.elapsed(),
+            })
+        })();
+        done.store(r.as_ref().map_or(0, |r| r.frames) + 1, Ordering::Release);
+        r
+    })
+}
+
 /// The sink of the transmit variants: an AF_XDP receiver on B (native, busy polling) on a
 /// thread pinned to `cpu`, tracking every frame until `done` says how many were sent.
 pub fn spawn_sink<'s>(
@@ -720,7 +748,10 @@ mod tests {
         for s in [0u64, 1, 3, 2, 3] {
             t.payload(&payload(64, s));
         }
-        assert_eq!((t.unique, t.duplicates, t.reordered, t.corrupt), (4, 1, 1, 0));
+        assert_eq!(
+            (t.unique, t.duplicates, t.reordered, t.corrupt),
+            (4, 1, 1, 0)
+        );
         let i = t.integrity(6);
         assert!(!i.ok, "a duplicate fails the trial");
         assert!(i.got.contains("2 lost"), "{}", i.got);
