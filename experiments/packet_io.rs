@@ -59,7 +59,7 @@ use zclab::sys::bpf::XdpMode;
 
 #[derive(clap::Args, Debug)]
 struct Args {
-    /// Frame sizes: whole Ethernet frames without FCS, 60 B up to the MTU + 14.
+    /// Frame sizes: whole Ethernet frames without FCS, 60 B up to the MTU + 14 (at most 3408).
     #[arg(long, default_value = "64,512,1500", value_delimiter = ',', value_parser = harness::size_arg)]
     frame_sizes: Vec<u64>,
     /// Frames per batch: per receive call, per ring kick, per sendmmsg.
@@ -71,8 +71,9 @@ struct Args {
     /// RX and TX ring entries (AF_XDP, AF_PACKET TX ring): a power of two.
     #[arg(long, default_value_t = 2048, value_parser = parse_ring)]
     ring: u32,
-    /// MTU of the lab's veth pair.
-    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=9000))]
+    /// MTU of the lab's veth pair, at most 3394: native XDP on veth (without multi-buffer
+    /// programs) and live-frames test runs need a frame to fit one page with its headroom.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=3394))]
     mtu: u32,
     /// The receive variants' load: the kernel's live-frames generator (the fastest this
     /// machine can offer), or the lab's fastest sender (AF_XDP copy mode on A, peer CPU).
@@ -163,6 +164,12 @@ impl Experiment for PacketIo {
                     pio::MIN_FRAME
                 )));
             }
+            if f > pio::MAX_FRAME as u64 {
+                return Err(harness::usage(format!(
+                    "frame size {f} B is above the {} B a live-frames run takes in one page",
+                    pio::MAX_FRAME
+                )));
+            }
             if f > mtu as u64 + 14 {
                 return Err(harness::usage(format!(
                     "frame size {f} B is above the MTU ({mtu}) + 14 B of Ethernet header"
@@ -184,7 +191,7 @@ impl Experiment for PacketIo {
                 Load::XdpTx => "AF_XDP copy-mode sender on A, peer CPU, 64 frames per kick",
             },
             "transmit_sink": "AF_XDP on B, native XDP, busy polling, peer CPU",
-            "umem_frame": 2048,
+            "umem_chunk": pio::BUF,
             "placement": {"measured_cpu": common.cpus.0, "peer_cpu": common.cpus.1},
         });
         Ok(Plan {

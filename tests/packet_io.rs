@@ -72,6 +72,10 @@ fn bad_input_is_one_line_and_exit_2() {
         .run()
         .one_error_line(2, &["no receive queue 7"]);
     Lab::new(BIN)
+        .argv("--mtu 3394 --frame-sizes 3409")
+        .run()
+        .one_error_line(2, &["3408"]);
+    Lab::new(BIN)
         .argv("--ring 100")
         .run()
         .one_error_line(2, &["power of two"]);
@@ -90,7 +94,7 @@ fn every_variant_on_tiny_inputs_with_integrity() {
     let t = tempfile::tempdir().unwrap();
     let ran = Lab::new(BIN)
         .tiny(t.path())
-        .argv("--frame-sizes 64,1500 --frames 3000 --batches 32")
+        .argv("--mtu 3394 --frame-sizes 64,1500,3408 --frames 3000 --batches 32")
         .within(Duration::from_secs(240))
         .run()
         .ok();

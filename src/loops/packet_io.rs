@@ -36,6 +36,12 @@ pub const CSUM_OFF: usize = 56;
 pub const FILL_OFF: usize = 60;
 /// The smallest frame that holds the lab's header.
 pub const MIN_FRAME: usize = FILL_OFF;
+/// Buffer size everywhere (UMEM chunks, ring slots, datagram buffers): a page.
+pub const BUF: usize = 4096;
+/// The largest frame the lab sends: what one page holds after the headroom and bookkeeping a
+/// live-frames test run keeps in it (3408 B measured on Linux 6.18, x86-64, 4 KiB pages;
+/// 3409 is EINVAL). Native XDP on veth and AF_XDP chunks of a page take a little more.
+pub const MAX_FRAME: usize = 3408;
 /// Bytes before the UDP payload (Ethernet 14 + IPv4 20 + UDP 8).
 pub const L4_OFF: usize = 42;
 const MAGIC: &[u8; 4] = b"ZCPK";
@@ -323,7 +329,7 @@ pub fn xsk_rx(
     let cfg = XskConfig {
         ifindex: net.b.ifindex,
         queue: 0,
-        frame_size: 2048,
+        frame_size: BUF as u32,
         frames: (ring * 2).max(2048),
         rx_ring: ring,
         tx_ring: 0,
@@ -453,7 +459,7 @@ pub fn udp_rx(net: &PktNet, batch: usize) -> io::Result<Receiver> {
         pkt::rcvbuf(s.as_raw_fd(), 8 << 20)?;
         Ok(s)
     })?;
-    Ok(Receiver::Udp(s, MmsgBufs::new(batch, 2048)))
+    Ok(Receiver::Udp(s, MmsgBufs::new(batch, BUF)))
 }
 
 /// A TPACKET_V3 receive ring on B's device.
@@ -511,7 +517,7 @@ pub fn xsk_tx(net: &PktNet, need_wakeup: bool, zerocopy: bool, ring: u32) -> io:
     let cfg = XskConfig {
         ifindex: net.a.ifindex,
         queue: 0,
-        frame_size: 2048,
+        frame_size: BUF as u32,
         frames: (ring * 2).max(2048),
         rx_ring: 0,
         tx_ring: ring,
@@ -523,9 +529,9 @@ pub fn xsk_tx(net: &PktNet, need_wakeup: bool, zerocopy: bool, ring: u32) -> io:
 
 pub fn ring_tx(net: &PktNet, bypass: bool, ring: u32) -> io::Result<Sender> {
     let idx = net.a.ifindex;
-    Ok(Sender::Ring(
-        net.in_a(move || PacketRing::tx(idx, 2048, ring, bypass))?,
-    ))
+    Ok(Sender::Ring(net.in_a(move || {
+        PacketRing::tx(idx, BUF as u32, ring, bypass)
+    })?))
 }
 
 pub fn packet_tx(net: &PktNet) -> io::Result<Sender> {
@@ -657,7 +663,7 @@ impl Sender {
 }
 
 fn fill_bufs(bufs: &mut Vec<Vec<u8>>, n: u32, len: usize, mut f: impl FnMut(usize, &mut [u8])) {
-    bufs.resize_with(n as usize, || vec![0u8; 2048]);
+    bufs.resize_with(n as usize, || vec![0u8; BUF]);
     bufs.truncate(n as usize);
     for (i, b) in bufs.iter_mut().enumerate() {
         f(i, &mut b[..len]);
@@ -718,7 +724,7 @@ pub fn uring_rx(net: &PktNet, entries: u32) -> io::Result<Receiver> {
     Ok(Receiver::Uring(UdpMultishot::new(
         s,
         entries.min(32768) as u16,
-        2048,
+        BUF,
     )?))
 }
 

@@ -293,7 +293,7 @@ impl PacketRing {
     ) -> io::Result<PacketRing> {
         let fd = packet_socket()?;
         version_v3(&fd)?;
-        let frame = 2048u32;
+        let frame = 4096u32; // a page: frames up to the lab's largest (3840 B) fit whole
         let req = libc::tpacket_req3 {
             tp_block_size: block_size,
             tp_block_nr: blocks,
