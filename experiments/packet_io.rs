@@ -37,11 +37,12 @@
 //! **Variants.** See `VARIANTS`. Zero-copy AF_XDP is attempted and, on veth, skipped with the
 //! kernel's errno (EOPNOTSUPP). One latency sample is one frame of a batch (batch time / frames).
 //!
-//! **Parameters.** `--frame-sizes` (whole Ethernet frames, 60 B to MTU + 14), `--batches`,
-//! `--frames` per trial, `--ring` (RX/TX ring entries), `--mtu` of the pair, `--load`, `--dev IFACE`
-//! and `--queue Q` (checked: a missing or down device is refused). Rows carry `frames_per_s`,
-//! `gbit_per_s`, `cpu_ns_per_frame`, `offered`, `offered_fps`, `lost`, `loss_pct` and the
-//! loss causes in `extra`.
+//! **Parameters.** `--frame-sizes` (whole Ethernet frames, 60 B to MTU + 14, at most 3408),
+//! `--batches`, `--frames` per trial, `--ring` (RX/TX ring entries), `--mtu` of the pair,
+//! `--load`, `--dev IFACE` and `--queue Q` (checked: a missing or down device, or a missing
+//! queue, is refused; running on a real NIC is not implemented yet, so every variant is then
+//! skipped with that reason). Rows carry `frames_per_s`, `gbit_per_s`, `cpu_ns_per_frame`,
+//! `offered`, `offered_fps`, `delivered`, `lost`, `loss_pct` and the loss causes in `extra`.
 //!
 //! **Minimum kernel.** AF_XDP 4.18, need_wakeup 5.4, XDP bpf_link 5.9, busy polling on AF_XDP
 //! (SO_PREFER_BUSY_POLL) 5.11, live-frames test runs 5.18.
