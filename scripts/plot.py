@@ -1037,6 +1037,9 @@ class Plotter:
     def metric(self):
         """(row metric, axis label, divisor): GB/s, or operations per second in a readable
         multiple when the experiment moves no bytes."""
+        if self.name == "packet_io":
+            # Its question is frames per second (an operation is one frame received or sent).
+            return "ops_per_s", "million frames per second", 1e6
         if self.per_mib:
             return "gbps", "throughput (GB/s = 10^9 bytes/s)", 1.0
         top = max((r.m["ops_per_s"] for rows in self.ok.values() for r in rows), default=0)

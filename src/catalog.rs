@@ -89,6 +89,25 @@ catalog! {
         URING_RECV_BUNDLE = "uring-recv-bundle",
         URING_RECV_ZC = "uring-recv-zc",
     } params ["copybuf", "path", "size"];
+    packet_io {
+        CLASSIC_UDP_RECVMMSG = "classic-udp-recvmmsg",
+        URING_RECV_MULTISHOT = "uring-recv-multishot",
+        CLASSIC_AF_PACKET_RX_RING = "classic-af-packet-rx-ring",
+        XDP_RX_NATIVE_POLL = "xdp-rx-native-poll",
+        XDP_RX_NATIVE_BUSY_POLL = "xdp-rx-native-busy-poll",
+        XDP_RX_GENERIC_POLL = "xdp-rx-generic-poll",
+        XDP_RX_GENERIC_BUSY_POLL = "xdp-rx-generic-busy-poll",
+        XDP_RX_ZEROCOPY = "xdp-rx-zerocopy",
+        CLASSIC_UDP_SENDMMSG = "classic-udp-sendmmsg",
+        URING_SEND_UDP = "uring-send-udp",
+        CLASSIC_AF_PACKET_SENDMMSG = "classic-af-packet-sendmmsg",
+        CLASSIC_AF_PACKET_TX_RING = "classic-af-packet-tx-ring",
+        CLASSIC_AF_PACKET_TX_RING_BYPASS = "classic-af-packet-tx-ring-bypass",
+        XDP_TX_COPY = "xdp-tx-copy",
+        XDP_TX_COPY_WAKEUP = "xdp-tx-copy-wakeup",
+        XDP_TX_ZEROCOPY = "xdp-tx-zerocopy",
+        XDP_LIVE_FRAMES = "xdp-live-frames",
+    } params ["batch", "frame"];
     proxy {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_SPLICE = "classic-splice",

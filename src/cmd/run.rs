@@ -169,6 +169,13 @@ pub const SUITE: &[Entry] = &[
         full: &["--parts", "2,4,8,16,32,64", "--part-size", "64,256,1KiB,4KiB,16KiB"],
     },
     Entry {
+        name: "packet_io",
+        about: "kernel bypass: frames/s through AF_XDP against AF_PACKET, UDP sockets and io_uring on a veth pair, with loss and its causes",
+        // One pass of 100k frames per trial, 3 trials: ~20 s of the quick suite's 5 minutes.
+        quick: &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "3"],
+        full: &["--frame-sizes", "64,512,1500", "--batches", "16,64,256", "--frames", "2000000"],
+    },
+    Entry {
         name: "syscall_floor",
         about: "the floor under every number: one system call, and an io_uring NOP per batch size, with and without SQPOLL",
         quick: &["--batches", "1,32", "--ops", "64Ki"],

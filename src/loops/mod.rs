@@ -10,6 +10,7 @@ pub mod files;
 pub mod gather;
 pub mod net_paths;
 pub mod netsend_crossover;
+pub mod packet_io;
 pub mod proxy_crossover;
 pub mod recv;
 pub mod recv_table;

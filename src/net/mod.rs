@@ -3,6 +3,7 @@
 
 pub mod netns;
 pub mod peers;
+pub mod pktns;
 pub mod remote;
 
 use crate::measure::{Usage, usage};

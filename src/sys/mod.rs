@@ -4,6 +4,7 @@
 //! (`unsafe_code = "deny"` in Cargo.toml, allowed only on these two modules in lib.rs).
 
 pub mod blocksum;
+pub mod bpf;
 pub mod consts;
 pub mod cpu;
 pub mod direct;
@@ -14,6 +15,7 @@ pub mod fsinfo;
 pub mod host;
 pub mod perf;
 pub mod pipe;
+pub mod pkt;
 pub mod proc;
 pub mod signal;
 pub mod tcp_zc;
@@ -21,6 +23,7 @@ pub mod threads;
 pub mod tsc;
 pub mod uring_probe;
 pub mod uring_setup;
+pub mod xsk;
 
 /// An I/O error that names what failed and on which path: "cannot create /x: No space left".
 pub fn named(e: std::io::Error, what: &str, path: &std::path::Path) -> std::io::Error {

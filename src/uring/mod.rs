@@ -19,6 +19,7 @@ macro_rules! with_fd {
 pub mod file;
 pub mod mapped;
 pub mod pipeline;
+pub mod pktio;
 pub mod recv;
 pub mod rr;
 pub mod sock;
