@@ -40,6 +40,7 @@ impl Profiling {
         let mut out = vec![
             ("prof_samples".to_string(), p.samples as f64),
             ("prof_lost".to_string(), p.lost as f64),
+            ("prof_own".to_string(), p.own as f64),
         ];
         for key in profile::bucket_keys() {
             out.push((format!("prof_{key}_pct"), p.pct(key).unwrap_or(0.0)));

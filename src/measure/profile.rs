@@ -48,10 +48,8 @@ pub const BUCKETS: &[Bucket] = &[
             "_copy_from_user*",
             "__copy_user*",
             "rep_movs*",
-            "memcpy*",
-            "__memcpy*",
-            "memmove*",
-            "__memmove*",
+            "*memcpy*",
+            "*memmove*",
             "_copy_to_iter*",
             "_copy_from_iter*",
             "copy_to_iter*",
@@ -103,7 +101,8 @@ pub const BUCKETS: &[Bucket] = &[
     Bucket {
         key: "fault",
         about: "page faults",
-        patterns: &["*fault*"],
+        // Not "*fault*": copy_from_kernel_nofault (a probe read) is no page fault.
+        patterns: &["*_fault", "*_fault_*", "fault_*", "*page_fault*"],
     },
     Bucket {
         key: "syscall",
@@ -246,6 +245,9 @@ pub struct Profile {
     pub samples: u64,
     /// Samples the kernel dropped (ring full); not in any bucket.
     pub lost: u64,
+    /// Samples inside the sampler's own enable/disable ioctl (`perf_ioctl`): the profiler's
+    /// cost, not the variant's; not in any bucket.
+    pub own: u64,
     /// CPU time per sample.
     pub period_ns: u64,
     /// Samples per bucket key; sums to `samples`.
@@ -264,6 +266,14 @@ impl Profile {
 
     /// Adds one sample, naming its kernel frames with `syms`.
     pub fn add(&mut self, s: &Sample, syms: &Kallsyms) {
+        if !s.user
+            && s.kernel_chain
+                .iter()
+                .any(|&a| matches!(syms.name(a), Some("perf_ioctl" | "_perf_ioctl")))
+        {
+            self.own += 1;
+            return;
+        }
         self.samples += 1;
         let (bucket, stack) = if s.user {
             (USER, "[user]".to_string())
@@ -418,6 +428,10 @@ mod tests {
         assert_eq!(bucket_of("io_submit_sqes"), "io_uring");
         assert_eq!(bucket_of("__schedule"), "sched");
         assert_eq!(bucket_of("kmem_cache_alloc"), OTHER);
+        assert_eq!(bucket_of("__pi_memcpy"), COPY);
+        assert_eq!(bucket_of("handle_mm_fault"), "fault");
+        assert_eq!(bucket_of("exc_page_fault"), "fault");
+        assert_eq!(bucket_of("copy_from_kernel_nofault"), OTHER);
     }
 
     #[test]
