@@ -66,6 +66,9 @@ fn buckets_sum_to_the_sampled_total() {
     let total: f64 = bucket_keys().iter().map(|b| p.pct(b).unwrap()).sum();
     assert!((total - 100.0).abs() < 1e-9, "{total}");
     assert_eq!(p.folded.values().sum::<u64>(), p.samples);
+    // The copy under tcp_sendmsg is one copy site.
+    assert_eq!(p.copy_sites.get("tcp_sendmsg"), Some(&1));
+    assert_eq!(p.copy_sites_over(1.0, 1000.0, 0.5), vec!["tcp_sendmsg"]);
     assert!(
         p.folded_text()
             .contains("[user];tcp_sendmsg;_copy_to_iter 1\n"),
@@ -208,4 +211,9 @@ fn profiled_rows_carry_buckets_copies_and_folded_stacks() {
     // read+write copies the payload twice on the sender, sendfile not at all.
     assert!(cpb["classic-read-write"] > 0.5, "{cpb:?}");
     assert!(cpb["classic-sendfile"] < cpb["classic-read-write"] / 2.0, "{cpb:?}");
+    let sites = |v: &str| {
+        e.rows.iter().find(|r| r.variant == v).unwrap().metrics.as_ref().unwrap().extra["copy_sites"]
+    };
+    assert!(sites("classic-read-write") >= 1.0);
+    assert_eq!(sites("classic-sendfile"), 0.0);
 }

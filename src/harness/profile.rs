@@ -53,10 +53,18 @@ impl Profiling {
                 "copies_per_byte".into(),
                 copy_ns_per_mib / self.reference.copy_ns_per_mib,
             ));
+            // Counted rather than timed: the places that copy the payload, each taking at least
+            // a quarter of a reference copy's time per MiB (a colder or hotter copy than the
+            // reference's still counts as one).
+            let sites = p.copy_sites_over(mib, self.reference.copy_ns_per_mib, COPY_SITE_SHARE);
+            out.push(("copy_sites".into(), sites.len() as f64));
         }
         Ok(out)
     }
 }
+
+/// Least time per MiB, as a share of the reference copy's, for a copy site to count.
+pub(super) const COPY_SITE_SHARE: f64 = 0.25;
 
 /// File name of a point's folded stacks: `<variant>@<point>.folded` (a `/` in the label would
 /// leave the directory, so it becomes `_`).
@@ -95,6 +103,8 @@ pub(super) fn meta(
             "copy_pct": p.reference.profile.pct(COPY),
         })),
         "buckets": buckets,
+        "copies_per_byte": "copy-bucket CPU time per MiB moved / reference copy time per MiB (a time ratio: a copy from colder memory than the reference's counts as more than one)",
+        "copy_sites": format!("copy sites (first non-copy caller of a copy leaf) each taking at least {COPY_SITE_SHARE} of the reference copy's time per MiB moved: copies counted"),
         "failures": failures.iter().map(|(v, pt, why)| json!({"variant": v, "point": pt, "reason": why})).collect::<Vec<_>>(),
     })
 }

@@ -254,6 +254,9 @@ pub struct Profile {
     pub buckets: BTreeMap<&'static str, u64>,
     /// Folded stacks ("root;...;leaf") and their sample counts.
     pub folded: BTreeMap<String, u64>,
+    /// Copy-bucket samples by copy site: the first caller above the leaf that is not itself a
+    /// copy function (e.g. `copy_page_to_iter` under `filemap_read` is the site `filemap_read`).
+    pub copy_sites: BTreeMap<String, u64>,
 }
 
 impl Profile {
@@ -289,7 +292,16 @@ impl Profile {
                 stack.push(';');
                 stack.push_str(n);
             }
-            (bucket_of(leaf), stack)
+            let bucket = bucket_of(leaf);
+            if bucket == COPY {
+                let site = names[1..]
+                    .iter()
+                    .find(|n| bucket_of(n) != COPY)
+                    .copied()
+                    .unwrap_or(leaf);
+                *self.copy_sites.entry(site.to_string()).or_default() += 1;
+            }
+            (bucket, stack)
         };
         *self.buckets.entry(bucket).or_default() += 1;
         *self.folded.entry(stack).or_default() += 1;
@@ -313,6 +325,16 @@ impl Profile {
     /// CPU time in bucket `key`, nanoseconds.
     pub fn bucket_ns(&self, key: &str) -> u64 {
         self.buckets.get(key).unwrap_or(&0) * self.period_ns
+    }
+
+    /// Copy sites that each copy at least `min_share` of a payload: their CPU time per MiB of
+    /// `mib` moved is at least `min_share` times `ref_ns_per_mib` (one reference copy).
+    pub fn copy_sites_over(&self, mib: f64, ref_ns_per_mib: f64, min_share: f64) -> Vec<&str> {
+        self.copy_sites
+            .iter()
+            .filter(|&(_, &n)| (n * self.period_ns) as f64 / mib >= min_share * ref_ns_per_mib)
+            .map(|(s, _)| s.as_str())
+            .collect()
     }
 
     /// Folded-stack text, one "frames count" line per stack (the input of flame graph tools).
