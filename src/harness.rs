@@ -1121,11 +1121,10 @@ impl Lab {
                                     self.write_file(&name, pr.folded_text().as_bytes())?;
                                     profiled = Some(extras);
                                 }
-                                (Ok(()), Err(why)) => self.profile_failures.push((
-                                    v.name.into(),
-                                    label.clone(),
-                                    why,
-                                )),
+                                (Ok(()), Err(why)) => {
+                                    self.profile_failures
+                                        .push((v.name.into(), label.clone(), why))
+                                }
                                 (Err(e), _) => self.profile_failures.push((
                                     v.name.into(),
                                     label.clone(),

@@ -102,7 +102,9 @@ fn hidden_perf_is_unknown_and_the_timed_figures_stay() {
         let m = r.metrics.as_ref().expect("timed figures");
         assert!(m.wall_ns > 0 && m.ops > 0);
         assert!(
-            !m.extra.keys().any(|k| k.starts_with("prof_") || k == "copies_per_byte"),
+            !m.extra
+                .keys()
+                .any(|k| k.starts_with("prof_") || k == "copies_per_byte"),
             "unknown is absent, never zero: {:?}",
             m.extra
         );
@@ -164,16 +166,9 @@ fn a_read_of_a_cached_file_lands_in_the_copy_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let r = reference_copy(dir.path(), &syms).unwrap();
     let copy = r.profile.pct(COPY).unwrap();
-    assert!(
-        copy > 50.0,
-        "{copy:.1}% in copy: {:?}",
-        r.profile.buckets
-    );
+    assert!(copy > 50.0, "{copy:.1}% in copy: {:?}", r.profile.buckets);
     assert!(r.copy_ns_per_mib > 0.0);
-    assert_eq!(
-        r.profile.buckets.values().sum::<u64>(),
-        r.profile.samples
-    );
+    assert_eq!(r.profile.buckets.values().sum::<u64>(), r.profile.samples);
 }
 
 #[test]
@@ -192,7 +187,12 @@ fn profiled_rows_carry_buckets_copies_and_folded_stacks() {
         .run()
         .ok();
     let e = ran.exp("file_to_socket");
-    assert_eq!(e.meta()["profile"]["status"], "taken", "{}", e.meta()["profile"]);
+    assert_eq!(
+        e.meta()["profile"]["status"],
+        "taken",
+        "{}",
+        e.meta()["profile"]
+    );
     let mut cpb = std::collections::BTreeMap::new();
     for r in &e.rows {
         let m = r.metrics.as_ref().unwrap();
@@ -210,9 +210,19 @@ fn profiled_rows_carry_buckets_copies_and_folded_stacks() {
     }
     // read+write copies the payload twice on the sender, sendfile not at all.
     assert!(cpb["classic-read-write"] > 0.5, "{cpb:?}");
-    assert!(cpb["classic-sendfile"] < cpb["classic-read-write"] / 2.0, "{cpb:?}");
+    assert!(
+        cpb["classic-sendfile"] < cpb["classic-read-write"] / 2.0,
+        "{cpb:?}"
+    );
     let sites = |v: &str| {
-        e.rows.iter().find(|r| r.variant == v).unwrap().metrics.as_ref().unwrap().extra["copy_sites"]
+        e.rows
+            .iter()
+            .find(|r| r.variant == v)
+            .unwrap()
+            .metrics
+            .as_ref()
+            .unwrap()
+            .extra["copy_sites"]
     };
     assert!(sites("classic-read-write") >= 1.0);
     assert_eq!(sites("classic-sendfile"), 0.0);

@@ -125,8 +125,22 @@ pub const BUCKETS: &[Bucket] = &[
         key: "net",
         about: "TCP/UDP/IP stack and devices",
         patterns: &[
-            "tcp_*", "__tcp_*", "udp_*", "__udp*", "ip_*", "__ip_*", "__dev_*", "dev_*", "skb_*",
-            "__skb_*", "veth_*", "net_*", "__netif_*", "netif_*", "sock_*", "__sock_*",
+            "tcp_*",
+            "__tcp_*",
+            "udp_*",
+            "__udp*",
+            "ip_*",
+            "__ip_*",
+            "__dev_*",
+            "dev_*",
+            "skb_*",
+            "__skb_*",
+            "veth_*",
+            "net_*",
+            "__netif_*",
+            "netif_*",
+            "sock_*",
+            "__sock_*",
         ],
     },
     Bucket {
@@ -145,11 +159,7 @@ pub const BUCKETS: &[Bucket] = &[
 
 /// All bucket keys in report order: the table's, then `user` and `other`.
 pub fn bucket_keys() -> Vec<&'static str> {
-    BUCKETS
-        .iter()
-        .map(|b| b.key)
-        .chain([USER, OTHER])
-        .collect()
+    BUCKETS.iter().map(|b| b.key).chain([USER, OTHER]).collect()
 }
 
 /// Whether `name` matches `pattern` (`*` matches any run of characters).
@@ -159,8 +169,7 @@ pub fn glob(pattern: &str, name: &str) -> bool {
         return pattern == name;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last)
-    {
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
         return false;
     }
     let mut rest = &name[first.len()..name.len() - last.len()];
