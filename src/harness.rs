@@ -1002,6 +1002,8 @@ impl Lab {
                             None
                         };
                         let sampler = if profile_rep == Some(rep) {
+                            // The measured thread only: with inherited per-CPU events (which would
+                            // take the peer thread too) short passes gave far too few samples.
                             match crate::sys::perf_sample::Sampler::open(0) {
                                 Ok(s) => Some(s),
                                 Err(e) => {
@@ -1019,6 +1021,8 @@ impl Lab {
                         let mut prof = sampler
                             .as_ref()
                             .map(|s| crate::measure::profile::Profile::new(s.period_ns()));
+                        let mut prof_others = prof.clone();
+                        let my_tid = nix::unistd::gettid().as_raw() as u32;
                         progress.trial(v.name, &label);
                         // Warm-ups are one pass; with --duration a timed trial is as many
                         // passes as fill it (stopped early by a failure or a signal).
@@ -1051,10 +1055,13 @@ impl Lab {
                             };
                             let res = (v.run)(ctx, &mut trial);
                             ring = trial.ring.take().or(ring);
-                            if let (Some(s), Some(pr), Some(pf)) =
-                                (&sampler, prof.as_mut(), self.profiling.as_ref())
-                            {
-                                pr.drain(s, &pf.syms);
+                            if let (Some(s), Some(pr), Some(po), Some(pf)) = (
+                                &sampler,
+                                prof.as_mut(),
+                                prof_others.as_mut(),
+                                self.profiling.as_ref(),
+                            ) {
+                                pr.drain_split(po, my_tid, s, &pf.syms);
                             }
                             let pass = passes::Measured {
                                 metrics: trial.metrics,
@@ -1116,9 +1123,20 @@ impl Lab {
                         if let (Some(pr), Some(pf)) = (prof.take(), self.profiling.as_ref()) {
                             let bytes = metrics.as_ref().map_or(0, |m| m.bytes);
                             match (&res, pf.summarise(&pr, bytes)) {
-                                (Ok(()), Ok(extras)) => {
+                                (Ok(()), Ok(mut extras)) => {
                                     let name = profile::folded_name(v.name, &label);
                                     self.write_file(&name, pr.folded_text().as_bytes())?;
+                                    if let Some(po) = prof_others.take() {
+                                        let more = pf.summarise_others(&po, bytes);
+                                        if !more.is_empty() {
+                                            let name = profile::folded_name(
+                                                &format!("{}.threads", v.name),
+                                                &label,
+                                            );
+                                            self.write_file(&name, po.folded_text().as_bytes())?;
+                                        }
+                                        extras.extend(more);
+                                    }
                                     profiled = Some(extras);
                                 }
                                 (Ok(()), Err(why)) => {

@@ -42,24 +42,42 @@ impl Profiling {
             ("prof_lost".to_string(), p.lost as f64),
             ("prof_own".to_string(), p.own as f64),
         ];
+        out.extend(self.figures(p, bytes, "prof_", ""));
+        Ok(out)
+    }
+
+    /// The extras of the threads the measured thread created while sampled (peer thread,
+    /// io-wq workers): `peer_prof_*`, `peer_copies_per_byte`, `peer_copy_sites`; nothing when
+    /// no such thread ran.
+    pub(super) fn summarise_others(&self, p: &Profile, bytes: u64) -> Vec<(String, f64)> {
+        if p.samples == 0 {
+            return Vec::new();
+        }
+        let mut out = vec![("peer_prof_samples".to_string(), p.samples as f64)];
+        out.extend(self.figures(p, bytes, "peer_prof_", "peer_"));
+        out
+    }
+
+    fn figures(&self, p: &Profile, bytes: u64, pre: &str, cpre: &str) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
         for key in profile::bucket_keys() {
-            out.push((format!("prof_{key}_pct"), p.pct(key).unwrap_or(0.0)));
+            out.push((format!("{pre}{key}_pct"), p.pct(key).unwrap_or(0.0)));
         }
         if bytes > 0 {
             let mib = bytes as f64 / (1u64 << 20) as f64;
             let copy_ns_per_mib = p.bucket_ns(COPY) as f64 / mib;
-            out.push(("prof_copy_ns_per_mib".into(), copy_ns_per_mib));
+            out.push((format!("{pre}copy_ns_per_mib"), copy_ns_per_mib));
             out.push((
-                "copies_per_byte".into(),
+                format!("{cpre}copies_per_byte"),
                 copy_ns_per_mib / self.reference.copy_ns_per_mib,
             ));
             // Counted rather than timed: the places that copy the payload, each taking at least
             // a quarter of a reference copy's time per MiB (a colder or hotter copy than the
             // reference's still counts as one).
             let sites = p.copy_sites_over(mib, self.reference.copy_ns_per_mib, COPY_SITE_SHARE);
-            out.push(("copy_sites".into(), sites.len() as f64));
+            out.push((format!("{cpre}copy_sites"), sites.len() as f64));
         }
-        Ok(out)
+        out
     }
 }
 
@@ -93,7 +111,7 @@ pub(super) fn meta(
         "period_ns": SAMPLE_PERIOD_NS,
         "rate_hz_of_cpu_time": 1e9 / SAMPLE_PERIOD_NS as f64,
         "taken_in": "one extra untimed trial per variant and point (passes until 250 ms measured), sampler on only inside the measured closure",
-        "threads": "the measured thread only: the peer thread's id is not exposed to the harness, so a receiver's copies are not in these figures",
+        "threads": "the measured thread only: the peer thread, io-wq workers and the SQPOLL thread are not sampled, so a receiver's copies and io_uring work done off the measured thread are not in these figures",
         "user_code": "samples in user mode are one bucket, user (hashing not told apart)",
         "reference_copy": p.map(|p| json!({
             "what": "read(2) of a cached 16 MiB file into a 64 KiB buffer, copy bucket only",

@@ -325,6 +325,26 @@ impl Profile {
         }
     }
 
+    /// Drains `sampler`: samples of thread `tid` into this profile, those of other threads
+    /// (threads it created while sampled) into `others`.
+    pub fn drain_split(
+        &mut self,
+        others: &mut Profile,
+        tid: u32,
+        sampler: &Sampler,
+        syms: &Kallsyms,
+    ) {
+        let mut out = Vec::new();
+        self.lost += sampler.drain(&mut out);
+        for s in &out {
+            if s.tid == tid {
+                self.add(s, syms);
+            } else {
+                others.add(s, syms);
+            }
+        }
+    }
+
     /// Share of the samples in bucket `key`, in percent (None without samples).
     pub fn pct(&self, key: &str) -> Option<f64> {
         (self.samples > 0)

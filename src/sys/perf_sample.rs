@@ -40,6 +40,9 @@ const PERF_SAMPLE_TID: u64 = 1 << 1;
 const PERF_SAMPLE_CALLCHAIN: u64 = 1 << 5;
 /// Bits of `perf_event_attr`'s flag word: `disabled` and `exclude_callchain_user`.
 const ATTR_DISABLED: u64 = 1 << 0;
+/// `inherit`: threads the sampled thread creates afterwards are sampled too; their samples go
+/// to this event's ring buffer, and enable/disable apply to them as well.
+const ATTR_INHERIT: u64 = 1 << 1;
 const ATTR_EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
 /// Record types (`enum perf_event_type`).
 const PERF_RECORD_LOST: u32 = 2;
@@ -71,9 +74,67 @@ pub struct Sample {
     pub kernel_chain: Vec<u64>,
 }
 
-/// A sampling event on one thread, with its ring buffer mapped.
+/// A cpu-clock sampler of one thread (and, opened with
+/// [`Sampler::open_with_new_threads`], of the threads it creates afterwards).
 #[derive(Debug)]
 pub struct Sampler {
+    rings: Vec<Ring>,
+}
+
+impl Sampler {
+    /// Opens the cpu-clock sampler on thread `tid` (0: the calling thread), disabled until
+    /// [`Sampler::enable`]. A refusal by the kernel (`EACCES`/`EPERM` without root or
+    /// `CAP_PERFMON` at `perf_event_paranoid` >= 2) is returned as is.
+    pub fn open(tid: i32) -> io::Result<Sampler> {
+        // 8 MiB of records (about six seconds of samples) so that one pass needs no reader
+        // thread; smaller if the locked-memory limit refuses.
+        Ok(Sampler {
+            rings: vec![Ring::open(tid, -1, false, &[2048, 256, 32])?],
+        })
+    }
+
+    /// As [`Sampler::open`], and threads that `tid` creates from now on (a peer thread, io-wq
+    /// workers) are sampled too; [`Sample::tid`] tells them apart. The kernel maps no buffer
+    /// for an inherited event on every CPU (`EINVAL`), so this opens one event per CPU.
+    pub fn open_with_new_threads(tid: i32) -> io::Result<Sampler> {
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as i32;
+        let rings = (0..cpus)
+            .map(|c| Ring::open(tid, c, true, &[1024, 256, 32]))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Sampler { rings })
+    }
+
+    /// CPU time one sample stands for.
+    pub fn period_ns(&self) -> u64 {
+        SAMPLE_PERIOD_NS
+    }
+
+    /// Starts sampling.
+    pub fn enable(&self) -> io::Result<()> {
+        self.rings.iter().try_for_each(Ring::enable)
+    }
+
+    /// Stops sampling; what is in the buffers stays there for [`Sampler::drain`].
+    pub fn disable(&self) -> io::Result<()> {
+        self.rings.iter().try_for_each(Ring::disable)
+    }
+
+    /// Resets the events' counts (the buffers are not touched).
+    pub fn reset(&self) -> io::Result<()> {
+        self.rings.iter().try_for_each(Ring::reset)
+    }
+
+    /// Moves every record written so far out of the rings: samples are appended to `out`;
+    /// the number of samples the kernel reported lost (buffer full) is returned.
+    pub fn drain(&self, out: &mut Vec<Sample>) -> u64 {
+        self.rings.iter().map(|r| r.drain(out)).sum()
+    }
+}
+
+/// One sampling event (one thread, one CPU or all) with its ring buffer mapped.
+#[derive(Debug)]
+struct Ring {
     fd: OwnedFd,
     map: *mut u8,
     map_len: usize,
@@ -81,19 +142,17 @@ pub struct Sampler {
     data_len: usize,
 }
 
-impl Sampler {
-    /// Opens the cpu-clock sampler on thread `tid` (0: the calling thread),
-    /// disabled until [`Sampler::enable`]. A refusal by the kernel
-    /// (`EACCES`/`EPERM` without root or `CAP_PERFMON` at
-    /// `perf_event_paranoid` >= 2) is returned as is.
-    pub fn open(tid: i32) -> io::Result<Sampler> {
+impl Ring {
+    fn open(tid: i32, cpu: i32, inherit: bool, pages: &[usize]) -> io::Result<Ring> {
         let attr = PerfEventAttr {
             type_: PERF_TYPE_SOFTWARE,
             size: PERF_ATTR_SIZE_VER5,
             config: PERF_COUNT_SW_CPU_CLOCK,
             sample_period: SAMPLE_PERIOD_NS,
             sample_type: PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_CALLCHAIN,
-            flags: ATTR_DISABLED | ATTR_EXCLUDE_CALLCHAIN_USER,
+            flags: ATTR_DISABLED
+                | ATTR_EXCLUDE_CALLCHAIN_USER
+                | if inherit { ATTR_INHERIT } else { 0 },
             sample_max_stack: MAX_STACK,
             ..PerfEventAttr::default()
         };
@@ -104,7 +163,7 @@ impl Sampler {
                 libc::SYS_perf_event_open,
                 &attr as *const PerfEventAttr,
                 tid as libc::pid_t,
-                -1 as libc::c_int,
+                cpu as libc::c_int,
                 -1 as libc::c_int,
                 PERF_FLAG_FD_CLOEXEC,
             )
@@ -121,7 +180,7 @@ impl Sampler {
         // 8 MiB of records (about six seconds of samples) so that one pass
         // needs no reader thread; smaller if the locked-memory limit refuses.
         let mut last = io::Error::from_raw_os_error(libc::ENOMEM);
-        for pages in [2048usize, 256, 32] {
+        for &pages in pages {
             let map_len = page * (pages + 1);
             // SAFETY: a fresh shared mapping of the event fd; the kernel
             // checks the length (1 + 2^n pages). Nothing aliases it yet.
@@ -153,7 +212,7 @@ impl Sampler {
             } else {
                 (off, len)
             };
-            return Ok(Sampler {
+            return Ok(Ring {
                 fd,
                 map,
                 map_len,
@@ -164,23 +223,18 @@ impl Sampler {
         Err(last)
     }
 
-    /// CPU time one sample stands for.
-    pub fn period_ns(&self) -> u64 {
-        SAMPLE_PERIOD_NS
-    }
-
     /// Starts sampling.
-    pub fn enable(&self) -> io::Result<()> {
+    fn enable(&self) -> io::Result<()> {
         self.ioctl(PERF_EVENT_IOC_ENABLE)
     }
 
     /// Stops sampling; what is in the buffer stays there for [`Sampler::drain`].
-    pub fn disable(&self) -> io::Result<()> {
+    fn disable(&self) -> io::Result<()> {
         self.ioctl(PERF_EVENT_IOC_DISABLE)
     }
 
     /// Resets the event's count (the buffer is not touched).
-    pub fn reset(&self) -> io::Result<()> {
+    fn reset(&self) -> io::Result<()> {
         self.ioctl(PERF_EVENT_IOC_RESET)
     }
 
@@ -222,7 +276,7 @@ impl Sampler {
     /// Moves every record written so far out of the ring: samples are appended
     /// to `out`; the number of samples the kernel reported lost (buffer full)
     /// is returned.
-    pub fn drain(&self, out: &mut Vec<Sample>) -> u64 {
+    fn drain(&self, out: &mut Vec<Sample>) -> u64 {
         // Acquire pairs with the kernel's barrier before it publishes data_head:
         // the records below head are complete when read.
         let head = self.head().load(Ordering::Acquire);
@@ -293,7 +347,7 @@ fn parse_sample(misc: u16, body: &[u8]) -> Option<Sample> {
     })
 }
 
-impl Drop for Sampler {
+impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: `map`/`map_len` are the mapping made in `open`, unmapped once here.
         unsafe {
@@ -326,6 +380,43 @@ mod tests {
         );
         let u = parse_sample(MISC_USER, &b).unwrap();
         assert!(u.user && u.kernel_chain.is_empty());
+    }
+
+    #[test]
+    fn new_threads_are_sampled_apart_when_allowed() {
+        let s = match Sampler::open_with_new_threads(0) {
+            Ok(s) => s,
+            Err(e) => {
+                let c = e.raw_os_error();
+                assert!(c == Some(libc::EACCES) || c == Some(libc::EPERM), "{e}");
+                return;
+            }
+        };
+        let busy = || {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < std::time::Duration::from_millis(50) {
+                x = x.wrapping_add(std::hint::black_box(1));
+            }
+            std::hint::black_box(x);
+        };
+        // Created while the event is off, as a variant's peer thread is.
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            go_rx.recv().unwrap();
+            busy();
+        });
+        s.enable().unwrap();
+        go_tx.send(()).unwrap();
+        busy();
+        h.join().unwrap();
+        s.disable().unwrap();
+        let mut out = Vec::new();
+        s.drain(&mut out);
+        let me = nix::unistd::gettid().as_raw() as u32;
+        let mine = out.iter().filter(|x| x.tid == me).count();
+        let other = out.len() - mine;
+        assert!(mine > 20 && other > 20, "mine {mine}, other {other}");
     }
 
     #[test]
