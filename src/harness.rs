@@ -14,6 +14,7 @@
 
 mod experiment;
 mod passes;
+mod profile;
 
 pub use experiment::{
     Analysis, EXIT_USAGE, Env, Experiment, Plan, UsageError, run, run_from, usage,
@@ -80,6 +81,12 @@ pub struct CommonArgs {
     /// for soak runs, which watch one process's memory over a long run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
+    /// Sample where the measured thread's CPU time goes (perf cpu-clock every 200 us of CPU,
+    /// kernel call chains) in one extra untimed trial per variant and point: buckets and CPU
+    /// copies per byte in each row's extras, folded stacks in `<variant>@<point>.folded`.
+    /// Needs root or CAP_PERFMON; otherwise recorded as unknown with the reason.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// How many measured repeats a point gets.
@@ -401,6 +408,8 @@ pub struct Trial<'a> {
     pub cpus: (usize, usize),
     pub caps: &'a Caps,
     syscalls: Option<&'a crate::sys::perf::PerfCounter>,
+    /// The sampler of the profiling trial, enabled only around the measured closure.
+    profiler: Option<&'a crate::sys::perf_sample::Sampler>,
     metrics: Option<Metrics>,
     hists: BTreeMap<String, Histogram<u64>>,
     peer: Option<Usage>,
@@ -443,9 +452,17 @@ impl Trial<'_> {
         let cpu0 = crate::measure::noise::cpu_times(&measured_cpus);
         let u0 = usage::process()?;
         let sys0 = self.syscalls.map(|c| c.read());
+        if let Some(s) = self.profiler {
+            // A sampler that cannot be enabled yields no samples: the profile is then unknown.
+            let _ = s.enable();
+        }
         let t0 = rec.now();
-        let done = f(&mut rec)?;
+        let done = f(&mut rec);
         let t1 = rec.now();
+        if let Some(s) = self.profiler {
+            let _ = s.disable();
+        }
+        let done = done?;
         let sys1 = self.syscalls.map(|c| c.read());
         let u1 = usage::process()?;
         let sq1 = usage::helper_threads("iou-sqp");
@@ -655,6 +672,12 @@ pub struct Lab {
     /// kernel's slow entry path (measured here: getppid 145-210 ns without, 225-305 ns with).
     can_count: bool,
     syscalls_note: Option<String>,
+    /// Kernel symbols and the reference copy when `--profile` can sample here.
+    profiling: Option<profile::Profiling>,
+    /// Why profiles are unknown (with `--profile`), run-wide.
+    profile_note: Option<String>,
+    /// Variant, point and reason of each profiling trial that gave no profile.
+    profile_failures: Vec<(String, String, String)>,
     points: Vec<String>,
     /// The other host's description (`zclab serve`'s hello) when the peer side runs there.
     peer_meta: Option<Value>,
@@ -705,6 +728,19 @@ impl Lab {
             ),
         };
         let fault = crate::net::peers::FaultSpec::from_env()?;
+        let (profiling, profile_note) = if args.profile {
+            match profile::Profiling::setup(&caps) {
+                Ok(p) => (Some(p), None),
+                Err(e) => {
+                    if !args.quiet {
+                        eprintln!("{name}: profiles unknown: {e}");
+                    }
+                    (None, Some(e))
+                }
+            }
+        } else {
+            (None, None)
+        };
         let (_, started) = results::utc_now();
         let lab = Lab {
             name,
@@ -720,6 +756,9 @@ impl Lab {
             status: "running",
             can_count,
             syscalls_note,
+            profiling,
+            profile_note,
+            profile_failures: Vec::new(),
             points: Vec::new(),
             peer_meta: None,
             peer: None,
@@ -785,6 +824,7 @@ impl Lab {
             "skipped": self.variants.iter().filter(|v| v.status == "skipped" || v.status == "unavailable").map(|v| json!({"variant": v.name, "reason": v.reason})).collect::<Vec<_>>(),
             "counters_note": self.syscalls_note,
             "syscalls_counted_in": if self.can_count { "the last untimed warm-up trial of each variant and point (the tracepoint slows every system call, so it is off in the timed trials)" } else { "nowhere: unknown" },
+            "profile": profile::meta(self.args.profile, self.profiling.as_ref(), self.profile_note.as_deref(), &self.profile_failures),
             "probe": self.caps,
             "peer": self.peer_meta,
             "noise": self.noise,
@@ -884,11 +924,14 @@ impl Lab {
             .iter()
             .filter(|v| !explicit || self.args.variants.iter().any(|x| x == v.name))
             .count();
-        let warmups = if self.can_count {
-            self.args.warmup.max(1)
-        } else {
-            self.args.warmup
-        };
+        // The last warm-up trial counts system calls, the one before it (with --profile) takes
+        // the profile; warm-ups are added where --warmup gives too few.
+        let profiling_on = self.profiling.is_some();
+        let warmups = self
+            .args
+            .warmup
+            .max(u32::from(self.can_count) + u32::from(profiling_on));
+        let profile_rep = profiling_on.then(|| warmups - 1 - u32::from(self.can_count));
         let total = (selected * points.len()) as u64 * u64::from(warmups + self.args.repeat.min);
         let mut progress = Progress::new(total);
         let mut failures = 0;
@@ -953,6 +996,7 @@ impl Lab {
                     let label = p.label();
                     // The last warm-up trial counts system calls; with --warmup 0 one is added.
                     let mut counted: Option<(u64, u64)> = None;
+                    let mut profiled: Option<Vec<(String, f64)>> = None;
                     let budget_ns = self.point_budget_ns();
                     let point_started = std::time::Instant::now();
                     let mut measured_ns = 0u64;
@@ -1007,11 +1051,34 @@ impl Lab {
                         } else {
                             None
                         };
+                        let sampler = if profile_rep == Some(rep) {
+                            // The measured thread only: with inherited per-CPU events (which would
+                            // take the peer thread too) short passes gave far too few samples.
+                            match crate::sys::perf_sample::Sampler::open(0) {
+                                Ok(s) => Some(s),
+                                Err(e) => {
+                                    self.profile_failures.push((
+                                        v.name.into(),
+                                        label.clone(),
+                                        format!("perf_event_open refused: {e}"),
+                                    ));
+                                    None
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        let mut prof = sampler
+                            .as_ref()
+                            .map(|s| crate::measure::profile::Profile::new(s.period_ns()));
+                        let mut prof_others = prof.clone();
+                        let my_tid = nix::unistd::gettid().as_raw() as u32;
                         progress.trial(v.name, &label);
                         // Warm-ups are one pass; with --duration a timed trial is as many
                         // passes as fill it (stopped early by a failure or a signal).
                         let want_ns = match self.args.duration {
                             Some(d) if !warm => d.as_nanos() as u64,
+                            _ if sampler.is_some() => profile::PROFILE_MIN_NS,
                             _ => 0,
                         };
                         let mut acc: Option<passes::Measured> = None;
@@ -1026,6 +1093,7 @@ impl Lab {
                                 cpus: self.args.cpus,
                                 caps: &self.caps,
                                 syscalls: counter.as_ref(),
+                                profiler: sampler.as_ref(),
                                 metrics: None,
                                 hists: BTreeMap::new(),
                                 peer: None,
@@ -1037,6 +1105,14 @@ impl Lab {
                             };
                             let res = (v.run)(ctx, &mut trial);
                             ring = trial.ring.take().or(ring);
+                            if let (Some(s), Some(pr), Some(po), Some(pf)) = (
+                                &sampler,
+                                prof.as_mut(),
+                                prof_others.as_mut(),
+                                self.profiling.as_ref(),
+                            ) {
+                                pr.drain_split(po, my_tid, s, &pf.syms);
+                            }
                             let pass = passes::Measured {
                                 metrics: trial.metrics,
                                 hists: trial.hists,
@@ -1101,6 +1177,37 @@ impl Lab {
                         }
                         // Unregister the tracepoint before the timed trials.
                         drop(counter);
+                        drop(sampler);
+                        if let (Some(pr), Some(pf)) = (prof.take(), self.profiling.as_ref()) {
+                            let bytes = metrics.as_ref().map_or(0, |m| m.bytes);
+                            match (&res, pf.summarise(&pr, bytes)) {
+                                (Ok(()), Ok(mut extras)) => {
+                                    let name = profile::folded_name(v.name, &label);
+                                    self.write_file(&name, pr.folded_text().as_bytes())?;
+                                    if let Some(po) = prof_others.take() {
+                                        let more = pf.summarise_others(&po, bytes);
+                                        if !more.is_empty() {
+                                            let name = profile::folded_name(
+                                                &format!("{}.threads", v.name),
+                                                &label,
+                                            );
+                                            self.write_file(&name, po.folded_text().as_bytes())?;
+                                        }
+                                        extras.extend(more);
+                                    }
+                                    profiled = Some(extras);
+                                }
+                                (Ok(()), Err(why)) => {
+                                    self.profile_failures
+                                        .push((v.name.into(), label.clone(), why))
+                                }
+                                (Err(e), _) => self.profile_failures.push((
+                                    v.name.into(),
+                                    label.clone(),
+                                    format!("the profiling trial failed: {e:#}"),
+                                )),
+                            }
+                        }
                         if warm && res.is_ok() {
                             if let Some(m) = &metrics {
                                 if let Some(n) = m.syscalls.known() {
@@ -1124,6 +1231,11 @@ impl Lab {
                             cpu_peer: Some(self.args.cpus.1),
                             histograms: BTreeMap::new(),
                         };
+                        if let (Some(m), Some(extras)) = (row.metrics.as_mut(), &profiled) {
+                            for (k, v) in extras {
+                                m.extra.insert(k.clone(), *v);
+                            }
+                        }
                         if let (Some(m), Some((n, bytes))) = (row.metrics.as_mut(), counted) {
                             // From the counting trial at this point: same work, tracepoint on.
                             m.syscalls = Count(Some(n));

@@ -24,6 +24,8 @@ pub(super) struct Hide {
     send_zc_report_usage: bool,
     odirect: bool,
     root: bool,
+    /// Sampling profiles (perf_event_open sampling, /proc/kallsyms) reported as refused.
+    pub(super) perf: bool,
     /// Canonical spelling of recognised tokens, then unrecognised ones.
     pub(super) applied: Vec<String>,
     invalid: Vec<String>,
@@ -37,6 +39,7 @@ enum Token {
     SendZcReportUsage,
     ODirect,
     Root,
+    Perf,
 }
 
 fn parse_token(t: &str) -> Option<Token> {
@@ -58,6 +61,7 @@ fn parse_token(t: &str) -> Option<Token> {
         "send_zc_report_usage" => Some(Token::SendZcReportUsage),
         "odirect" => Some(Token::ODirect),
         "root" => Some(Token::Root),
+        "perf" => Some(Token::Perf),
         _ => None,
     }
 }
@@ -93,6 +97,7 @@ impl Hide {
                 }
                 Some(Token::ODirect) => h.hide(|h| &mut h.odirect, "odirect"),
                 Some(Token::Root) => h.hide(|h| &mut h.root, "root"),
+                Some(Token::Perf) => h.hide(|h| &mut h.perf, "perf"),
             };
             if !h.applied.contains(&canon) {
                 h.applied.push(canon);

@@ -14,6 +14,7 @@ pub mod filemap;
 pub mod fsinfo;
 pub mod host;
 pub mod perf;
+pub mod perf_sample;
 pub mod pipe;
 pub mod pkt;
 pub mod proc;

@@ -14,18 +14,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// `PERF_TYPE_SOFTWARE` from `<linux/perf_event.h>`.
-const PERF_TYPE_SOFTWARE: u32 = 1;
+pub(super) const PERF_TYPE_SOFTWARE: u32 = 1;
 /// `PERF_TYPE_TRACEPOINT` from `<linux/perf_event.h>`.
 const PERF_TYPE_TRACEPOINT: u32 = 2;
 /// `PERF_ATTR_SIZE_VER5`: the layout of [`PerfEventAttr`] below.
-const PERF_ATTR_SIZE_VER5: u32 = 112;
+pub(super) const PERF_ATTR_SIZE_VER5: u32 = 112;
 /// `PERF_FLAG_FD_CLOEXEC`.
-const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+pub(super) const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 
 /// `_IO('$', n)` ioctls from `<linux/perf_event.h>`.
-const PERF_EVENT_IOC_ENABLE: u32 = 0x2400;
-const PERF_EVENT_IOC_DISABLE: u32 = 0x2401;
-const PERF_EVENT_IOC_RESET: u32 = 0x2403;
+pub(super) const PERF_EVENT_IOC_ENABLE: u32 = 0x2400;
+pub(super) const PERF_EVENT_IOC_DISABLE: u32 = 0x2401;
+pub(super) const PERF_EVENT_IOC_RESET: u32 = 0x2403;
 
 /// Where tracefs is looked for, in order.
 const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
@@ -34,26 +34,26 @@ const TRACEFS_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/trac
 /// kernel accepts this older size and zero-fills the newer fields.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-struct PerfEventAttr {
-    type_: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-    config2: u64,
-    branch_sample_type: u64,
-    sample_regs_user: u64,
-    sample_stack_user: u32,
-    clockid: i32,
-    sample_regs_intr: u64,
-    aux_watermark: u32,
-    sample_max_stack: u16,
-    reserved_2: u16,
+pub(super) struct PerfEventAttr {
+    pub(super) type_: u32,
+    pub(super) size: u32,
+    pub(super) config: u64,
+    pub(super) sample_period: u64,
+    pub(super) sample_type: u64,
+    pub(super) read_format: u64,
+    pub(super) flags: u64,
+    pub(super) wakeup_events: u32,
+    pub(super) bp_type: u32,
+    pub(super) config1: u64,
+    pub(super) config2: u64,
+    pub(super) branch_sample_type: u64,
+    pub(super) sample_regs_user: u64,
+    pub(super) sample_stack_user: u32,
+    pub(super) clockid: i32,
+    pub(super) sample_regs_intr: u64,
+    pub(super) aux_watermark: u32,
+    pub(super) sample_max_stack: u16,
+    pub(super) reserved_2: u16,
 }
 
 const _: () = assert!(std::mem::size_of::<PerfEventAttr>() == PERF_ATTR_SIZE_VER5 as usize);
