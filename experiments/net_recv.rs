@@ -252,20 +252,9 @@ impl Experiment for NetRecv {
         if !self.paths.contains(&NetPath::TcpVeth) {
             return Ok(());
         }
-        if let Some(why) = netns::unavailable_reason(env.caps) {
-            if !self.args.paths.is_empty() {
-                return Err(anyhow::anyhow!(
-                    "path tcp-veth was requested but cannot run here: {why}"
-                ));
-            }
-            self.net_reason = Some(why);
-            return Ok(());
-        }
-        self.net = Some(net_paths::veth_lab(
-            names::NAME,
-            env.caps,
-            self.args.veth_mtu,
-        )?);
+        let required = !self.args.paths.is_empty();
+        (self.net, self.net_reason) =
+            net_paths::veth_or_reason(names::NAME, env.caps, self.args.veth_mtu, required)?;
         Ok(())
     }
 

@@ -264,15 +264,8 @@ impl Experiment for NetSend {
         if self.args.net.peer.is_some() || !self.paths.iter().any(|p| p.needs_netns()) {
             return Ok(());
         }
-        if let Some(why) = netns::unavailable_reason(env.caps) {
-            self.net_reason = Some(why);
-            return Ok(());
-        }
-        self.net = Some(net_paths::veth_lab(
-            names::NAME,
-            env.caps,
-            self.args.veth_mtu,
-        )?);
+        (self.net, self.net_reason) =
+            net_paths::veth_or_reason(names::NAME, env.caps, self.args.veth_mtu, false)?;
         Ok(())
     }
 

@@ -227,18 +227,9 @@ impl Experiment for Rr {
         if !self.args.paths.contains(&RrPath::TcpVeth) {
             return Ok(());
         }
-        if let Some(why) = netns::unavailable_reason(env.caps) {
-            if self.args.paths == [RrPath::TcpVeth] {
-                bail!("path tcp-veth was requested but cannot run here: {why}");
-            }
-            self.net_reason = Some(why);
-            return Ok(());
-        }
-        self.net = Some(net_paths::veth_lab(
-            names::NAME,
-            env.caps,
-            self.args.veth_mtu,
-        )?);
+        let required = self.args.paths == [RrPath::TcpVeth];
+        (self.net, self.net_reason) =
+            net_paths::veth_or_reason(names::NAME, env.caps, self.args.veth_mtu, required)?;
         Ok(())
     }
 

@@ -12,7 +12,8 @@ use zclab::net::netns::NetPath;
 use zclab::results::{Run, load_run};
 use zclab::units::fmt_size;
 
-/// The run directories under results/reference/ that hold `experiment`.
+/// The run directories under results/reference/ that hold `experiment`, measured on real
+/// hardware or KVM (the kernel matrix's emulated runs hold one point each: no sweep).
 fn runs_with(experiment: &str) -> Vec<Run> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference");
     let mut dirs: Vec<_> = std::fs::read_dir(dir)
@@ -22,7 +23,10 @@ fn runs_with(experiment: &str) -> Vec<Run> {
         .filter(|p| p.join(experiment).join("meta.json").is_file())
         .collect();
     dirs.sort();
-    dirs.iter().map(|d| load_run(d).unwrap()).collect()
+    dirs.iter()
+        .map(|d| load_run(d).unwrap())
+        .filter(|r| r.accelerator() != "tcg")
+        .collect()
 }
 
 fn verdict(run: &Run, id: &str) -> Verdict {

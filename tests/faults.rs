@@ -5,39 +5,13 @@ mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 use zclab::results::Status;
 
 const F2S: &str = env!("CARGO_BIN_EXE_file_to_socket");
 const NET_SEND: &str = env!("CARGO_BIN_EXE_net_send");
 const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
-
-/// A tmpfs of `size` mounted on a new directory, unmounted on drop.
-/// (The second field keeps the temporary directory alive.)
-struct SmallFs(PathBuf, #[allow(dead_code)] tempfile::TempDir);
-
-impl SmallFs {
-    fn new(size: &str) -> SmallFs {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("fs");
-        std::fs::create_dir(&p).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "zclab-test"])
-            .arg(&p)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs");
-        SmallFs(p, t)
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_full_results_filesystem_is_a_clear_error_and_loses_nothing() {

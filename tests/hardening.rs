@@ -585,30 +585,6 @@ fn the_next_run_removes_temporary_files_of_a_killed_one() {
     assert_sources_removed(&work);
 }
 
-/// A tmpfs of `size`, unmounted (and its directory removed) on drop.
-struct SmallFs(PathBuf, #[allow(dead_code)] tempfile::TempDir);
-
-impl SmallFs {
-    fn new(size: &str) -> SmallFs {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("fs");
-        std::fs::create_dir(&p).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "zclab-test"])
-            .arg(&p)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs");
-        SmallFs(p, t)
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_run_that_fails_on_a_full_disk_says_failed_in_meta_json() {
     if !need_root("a full results filesystem (mounting a small tmpfs)") {

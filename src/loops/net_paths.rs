@@ -26,6 +26,22 @@ pub struct NetArgs {
     pub peer: Option<remote::PeerAddr>,
 }
 
+/// The lab's veth pair for an experiment's veth paths, or why it cannot be made here: an
+/// error when `required` (the user asked for those paths alone), else `Ok((None, Some(why)))`
+/// so the veth paths are skipped with the reason.
+pub fn veth_or_reason(
+    experiment: &str,
+    caps: &Caps,
+    mtu: u32,
+    required: bool,
+) -> Result<(Option<VethLab>, Option<String>)> {
+    match netns::unavailable_reason(caps) {
+        Some(why) if required => bail!("path tcp-veth was requested but cannot run here: {why}"),
+        Some(why) => Ok((None, Some(why))),
+        None => Ok((Some(veth_lab(experiment, caps, mtu)?), None)),
+    }
+}
+
 /// Paths left out of the default run, each with the reason.
 pub type SkippedPaths = Vec<(NetPath, String)>;
 

@@ -43,3 +43,28 @@ pub fn require_root() -> bool {
     );
     root
 }
+
+/// A tmpfs of `size` mounted on a new directory (root only), unmounted on drop: a small
+/// filesystem to fill. (The second field keeps the temporary directory alive.)
+pub struct SmallFs(pub std::path::PathBuf, tempfile::TempDir);
+
+impl SmallFs {
+    pub fn new(size: &str) -> SmallFs {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("fs");
+        std::fs::create_dir(&p).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "zclab-test"])
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        SmallFs(p, t)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
