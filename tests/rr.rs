@@ -45,8 +45,14 @@ fn every_variant_closed_and_open_with_integrity() {
             "one latency sample per transaction: {}",
             what(r)
         );
+        // Recorded for every row; a 300-transaction trial can fall inside one scheduler
+        // tick of CPU accounting, so zero is possible here (the benchmarks use long trials).
         for k in ["server_cpu_ns_per_tx", "client_cpu_ns_per_tx"] {
-            assert!(m.extra.get(k).is_some_and(|v| *v > 0.0), "{k}: {}", what(r));
+            assert!(
+                m.extra.get(k).is_some_and(|v| *v >= 0.0),
+                "{k}: {}",
+                what(r)
+            );
         }
         let open = r.params["load"] == "open";
         assert_eq!(m.extra.contains_key("rate_achieved"), open, "{}", what(r));
