@@ -45,6 +45,12 @@ pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     // splice-4k (a streaming size sweep)
     ("proxy", &["--mode", "stream", "--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,64KiB", "--stream-bytes", "16MiB",
         "--variants", "classic-read-write,classic-splice"]),
+    // tcp-mmap-4.18 (>= 256 KiB, a MSG_ZEROCOPY sender), multishot-recv-6.0 (64 KiB)
+    ("net_recv", &["--paths", "tcp-loopback", "--sizes", "64KiB,256KiB", "--sender", "zerocopy", "--bytes", "64MiB",
+        "--variants", "classic-recv,classic-recv-zerocopy,uring-recv,uring-recv-multishot"]),
+    // afxdp-rx-vs-udp, afxdp-tx-vs-af-packet (64 B frames)
+    ("packet_io", &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "5",
+        "--variants", "classic-udp-recvmmsg,xdp-rx-native-busy-poll,classic-af-packet-tx-ring,xdp-tx-copy"]),
     // nop-rate
     ("syscall_floor", &["--batches", "1,32", "--ops", "64Ki", "--variants", "getppid,uring-nop"]),
 ];
