@@ -165,7 +165,7 @@ pub const SUITE: &[Entry] = &[
     Entry {
         name: "rr",
         about: "request/response transactions: blocking, epoll and io_uring servers (multishot, fixed, SQPOLL, DEFER_TASKRUN), ping-pong and open loop, connect per transaction",
-        quick: &["--paths", "tcp-loopback", "--sizes", "64,4KiB", "--transactions", "500", "--rate", "10000", "--duration", "50ms", "--point-budget", "400ms"],
+        quick: &["--paths", "tcp-loopback", "--sizes", "64,4KiB", "--transactions", "500", "--rate", "10000", "--duration", "100ms", "--point-budget", "600ms"],
         full: &["--sizes", "64,1KiB,4KiB,16KiB", "--transactions", "5000", "--rate", "10000"],
     },
     Entry {
