@@ -151,34 +151,9 @@ fn main() -> ExitCode {
 }
 
 fn getppid(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
-    if t.point.num("batch") != ctx.min_batch {
-        return Err(harness::skip_point(format!(
-            "getppid has no batching: measured once, at batch={}",
-            ctx.min_batch
-        )));
-    }
-    let blocks = ctx.args.ops.div_ceil(GETPPID_BLOCK);
     let expected = std::os::unix::process::parent_id() as i32;
-    let mut wrong = 0u64;
-    t.measure(
-        "one getppid(2) system call (mean of a block of 64 timed together)",
-        |rec| {
-            let mut s = rec.now();
-            for _ in 0..blocks {
-                for _ in 0..GETPPID_BLOCK {
-                    if getppid_raw() != expected {
-                        wrong += 1;
-                    }
-                }
-                s = rec.record_batch_since(s, GETPPID_BLOCK);
-            }
-            Ok(Done {
-                bytes: 0,
-                ops: blocks * GETPPID_BLOCK,
-            })
-        },
-    )?;
-    let calls = blocks * GETPPID_BLOCK;
+    let step = "one getppid(2) system call (mean of a block of 64 timed together)";
+    let (calls, wrong) = unbatched(ctx, t, "getppid", step, || getppid_raw() != expected)?;
     t.set_integrity(Integrity {
         ok: wrong == 0,
         method: "every getppid returned the parent's pid".into(),
@@ -193,34 +168,14 @@ fn getppid(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
 /// A clock read in user space (the vDSO's clock_gettime, what `Instant::now` calls): the cost
 /// of a call without the trip into the kernel, to set beside getppid's.
 fn clock_gettime(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
-    if t.point.num("batch") != ctx.min_batch {
-        return Err(harness::skip_point(format!(
-            "clock-gettime has no batching: measured once, at batch={}",
-            ctx.min_batch
-        )));
-    }
-    let blocks = ctx.args.ops.div_ceil(GETPPID_BLOCK);
-    let mut backwards = 0u64;
-    t.measure(
-        "one clock_gettime(CLOCK_MONOTONIC) (mean of a block of 64 timed together)",
-        |rec| {
-            let mut s = rec.now();
-            let mut last = std::time::Instant::now();
-            for _ in 0..blocks {
-                for _ in 0..GETPPID_BLOCK {
-                    let now = std::hint::black_box(std::time::Instant::now());
-                    backwards += u64::from(now < last);
-                    last = now;
-                }
-                s = rec.record_batch_since(s, GETPPID_BLOCK);
-            }
-            Ok(Done {
-                bytes: 0,
-                ops: blocks * GETPPID_BLOCK,
-            })
-        },
-    )?;
-    let calls = blocks * GETPPID_BLOCK;
+    let mut last = std::time::Instant::now();
+    let step = "one clock_gettime(CLOCK_MONOTONIC) (mean of a block of 64 timed together)";
+    let (calls, backwards) = unbatched(ctx, t, "clock-gettime", step, || {
+        let now = std::hint::black_box(std::time::Instant::now());
+        let back = now < last;
+        last = now;
+        back
+    })?;
     t.set_integrity(Integrity {
         ok: backwards == 0,
         method: "CLOCK_MONOTONIC never went backwards between consecutive reads".into(),
@@ -230,6 +185,40 @@ fn clock_gettime(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
         bytes_got: 0,
     });
     Ok(())
+}
+
+/// Times `--ops` calls of `call` (which says whether its answer was wrong) in blocks of
+/// [`GETPPID_BLOCK`], at the smallest batch point only (a call has no batching); returns the
+/// calls made and the wrong answers.
+fn unbatched(
+    ctx: &SyscallFloor,
+    t: &mut Trial,
+    name: &str,
+    step: &str,
+    mut call: impl FnMut() -> bool,
+) -> Result<(u64, u64)> {
+    if t.point.num("batch") != ctx.min_batch {
+        return Err(harness::skip_point(format!(
+            "{name} has no batching: measured once, at batch={}",
+            ctx.min_batch
+        )));
+    }
+    let blocks = ctx.args.ops.div_ceil(GETPPID_BLOCK);
+    let mut wrong = 0u64;
+    t.measure(step, |rec| {
+        let mut s = rec.now();
+        for _ in 0..blocks {
+            for _ in 0..GETPPID_BLOCK {
+                wrong += u64::from(call());
+            }
+            s = rec.record_batch_since(s, GETPPID_BLOCK);
+        }
+        Ok(Done {
+            bytes: 0,
+            ops: blocks * GETPPID_BLOCK,
+        })
+    })?;
+    Ok((blocks * GETPPID_BLOCK, wrong))
 }
 
 fn nop(ctx: &mut SyscallFloor, t: &mut Trial, sqpoll: bool, regring: bool) -> Result<()> {

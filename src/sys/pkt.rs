@@ -283,6 +283,32 @@ fn map_ring(fd: &OwnedFd, len: usize) -> io::Result<*mut u8> {
 pub const TX_DATA_OFF: usize = libc::TPACKET3_HDRLEN - std::mem::size_of::<libc::sockaddr_ll>();
 
 impl PacketRing {
+    /// Asks for the ring `req` (`opt`: PACKET_RX_RING or PACKET_TX_RING), maps it and binds the
+    /// socket to `ifindex`: what both directions share once their geometry is chosen.
+    fn set_up(
+        fd: OwnedFd,
+        ifindex: u32,
+        opt: libc::c_int,
+        name: &str,
+        req: &libc::tpacket_req3,
+    ) -> io::Result<PacketRing> {
+        setopt(fd.as_raw_fd(), libc::SOL_PACKET, opt, req, name)?;
+        let (block_size, blocks) = (req.tp_block_size as usize, req.tp_block_nr as usize);
+        let len = block_size * blocks;
+        let map = map_ring(&fd, len)?;
+        packet_bind(&fd, ifindex)?;
+        Ok(PacketRing {
+            fd,
+            map,
+            len,
+            block_size,
+            blocks,
+            frame_size: req.tp_frame_size as usize,
+            frames: req.tp_frame_nr as usize,
+            next: 0,
+        })
+    }
+
     /// A TPACKET_V3 receive ring of `blocks` x `block_size` on a socket bound to `ifindex`;
     /// blocks are retired after `retire_ms` even when not full.
     pub fn rx(
@@ -303,26 +329,7 @@ impl PacketRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_RX_RING,
-            &req,
-            "PACKET_RX_RING",
-        )?;
-        let len = block_size as usize * blocks as usize;
-        let map = map_ring(&fd, len)?;
-        packet_bind(&fd, ifindex)?;
-        Ok(PacketRing {
-            fd,
-            map,
-            len,
-            block_size: block_size as usize,
-            blocks: blocks as usize,
-            frame_size: frame as usize,
-            frames: (block_size / frame * blocks) as usize,
-            next: 0,
-        })
+        Self::set_up(fd, ifindex, libc::PACKET_RX_RING, "PACKET_RX_RING", &req)
     }
 
     fn status_at(&self, off: usize) -> &AtomicU32 {
@@ -397,26 +404,7 @@ impl PacketRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_TX_RING,
-            &req,
-            "PACKET_TX_RING",
-        )?;
-        let len = block_size as usize * blocks as usize;
-        let map = map_ring(&fd, len)?;
-        packet_bind(&fd, ifindex)?;
-        Ok(PacketRing {
-            fd,
-            map,
-            len,
-            block_size: block_size as usize,
-            blocks: blocks as usize,
-            frame_size: frame_size as usize,
-            frames: frames as usize,
-            next: 0,
-        })
+        Self::set_up(fd, ifindex, libc::PACKET_TX_RING, "PACKET_TX_RING", &req)
     }
 
     fn slot(&self, i: usize) -> usize {
