@@ -46,7 +46,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zclab::catalog::file_copy as names;
+use zclab::catalog::{Entry, file_copy as names};
 use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::common;
 use zclab::loops::files::{self, Cache, PatternFiles, set_cache};
@@ -93,9 +93,7 @@ struct FileCopy {
 
 impl Experiment for FileCopy {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str =
-        "Copy a file to a new file: read+write, mmap, sendfile, splice, copy_file_range, io_uring";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) a buffer from the source, write(2) it to the copy";

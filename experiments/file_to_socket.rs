@@ -61,7 +61,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use zclab::caps::Caps;
-use zclab::catalog::file_to_socket as names;
+use zclab::catalog::{Entry, file_to_socket as names};
 use zclab::harness::{self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point};
 use zclab::harness::{Trial, Variant};
 use zclab::loops::copies::{self, Host};
@@ -158,8 +158,7 @@ struct FileToSocket {
 
 impl Experiment for FileToSocket {
     type Args = Args;
-    const NAME: &'static str = NAME;
-    const ABOUT: &'static str = "Serve a file to a socket over loopback, veth or a UDP sink: read+write, mmap, sendfile, splice, io_uring";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_READ_WRITE => classic_read_write, [], "pread(2) a chunk into a buffer, write(2) it to the socket (two CPU copies)";

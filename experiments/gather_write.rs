@@ -32,7 +32,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
-use zclab::catalog::gather_write as names;
+use zclab::catalog::{Entry, gather_write as names};
 use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::common;
 use zclab::loops::gather::{EXTRA_SLICES, GAP, MIN_MESSAGES, Messages, gathered};
@@ -67,8 +67,7 @@ struct GatherWrite {
 
 impl Experiment for GatherWrite {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "Send messages made of parts: concatenate then write, or gather with writev/sendmsg/io_uring";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_CONCAT_WRITE => classic_concat_write, [], "copy the parts into one buffer in user space, then one write(2)";

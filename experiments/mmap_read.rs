@@ -37,7 +37,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xxhash_rust::xxh3::Xxh3;
-use zclab::catalog::mmap_read as names;
+use zclab::catalog::{Entry, mmap_read as names};
 use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::common;
 use zclab::loops::files::{self, Cache, PatternFiles, hash_mapping, hash_reads, set_cache};
@@ -77,8 +77,7 @@ struct MmapRead {
 
 impl Experiment for MmapRead {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "Scan (checksum) a file through read(2), mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_READ => classic_read, [], "read(2) buf bytes at a time into a buffer, hash each";

@@ -68,7 +68,7 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use xxhash_rust::xxh3::Xxh3;
 use zclab::caps::Caps;
-use zclab::catalog::net_recv as names;
+use zclab::catalog::{Entry, net_recv as names};
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
@@ -151,8 +151,7 @@ struct NetRecv {
 
 impl Experiment for NetRecv {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "The receive side: read(2) against TCP_ZEROCOPY_RECEIVE, io_uring RECV, multishot, bundles and zcrx, over loopback and veth";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_RECV => classic_recv, [], "read(2) into a buffer: the kernel copies every byte";

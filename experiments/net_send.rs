@@ -76,7 +76,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use zclab::caps::Caps;
-use zclab::catalog::net_send as names;
+use zclab::catalog::{Entry, net_send as names};
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
@@ -156,8 +156,7 @@ struct NetSend {
 
 impl Experiment for NetSend {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "Zero-copy sends that tell the truth: MSG_ZEROCOPY and io_uring SEND_ZC against plain sends, over loopback, veth and a UDP sink";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_SEND => classic_send, [], "send(2) from a user buffer: the kernel copies it into socket buffers";

@@ -52,7 +52,7 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use zclab::caps::Caps;
-use zclab::catalog::packet_io as names;
+use zclab::catalog::{Entry, packet_io as names};
 use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::packet_io::{self as pio, GenRun, Generator, Receiver, Tracker, Wait};
 use zclab::net::pktns::{self, PktNet};
@@ -130,8 +130,7 @@ enum Tx {
 
 impl Experiment for PacketIo {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "Kernel bypass: frames per second through AF_XDP against AF_PACKET, UDP sockets and io_uring, on a veth pair";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_UDP_RECVMMSG => rx_udp, [Root], "receive: recvmmsg(2) on a UDP socket in B (XDP_PASS on B's device)";

@@ -44,7 +44,7 @@ use serde_json::json;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
-use zclab::catalog::proxy as names;
+use zclab::catalog::{Entry, proxy as names};
 use zclab::harness::{self, Analysis, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::proxy_crossover;
 use zclab::loops::relay::{self, Relay};
@@ -100,9 +100,7 @@ const WARMUP_REQUESTS: u64 = 1000;
 
 impl Experiment for Proxy {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str =
-        "Relay between two TCP connections: read/write against splice, classic and io_uring";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) from one socket into a buffer, write(2) it to the other";

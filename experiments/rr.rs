@@ -52,7 +52,7 @@ use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::process::ExitCode;
 use zclab::caps::Caps;
-use zclab::catalog::rr as names;
+use zclab::catalog::{Entry, rr as names};
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
@@ -138,8 +138,7 @@ const MULTISHOT_BUFFERS: u16 = 64;
 
 impl Experiment for Rr {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "Request/response transactions: blocking, epoll and io_uring servers, closed-loop ping-pong and open-loop at a fixed rate, one connection or one per transaction";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_BLOCKING => classic_blocking, [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";

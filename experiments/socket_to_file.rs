@@ -39,7 +39,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zclab::catalog::socket_to_file as names;
+use zclab::catalog::{Entry, socket_to_file as names};
 use zclab::harness::{self, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::sock_file::{self, Fsync, Persisted, SockToFile};
 use zclab::loops::tcp;
@@ -92,9 +92,7 @@ struct SocketToFile {
 
 impl Experiment for SocketToFile {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str =
-        "Persist a TCP stream to a file: recv+write, splice, recv into a mapping, io_uring";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_RECV_WRITE => classic_recv_write, [], "read(2) up to a chunk from the socket into a buffer, write(2) it to the file";

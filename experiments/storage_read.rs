@@ -72,7 +72,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use zclab::catalog::storage_read as names;
+use zclab::catalog::{Entry, storage_read as names};
 use zclab::harness::{self, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::blocks::{
     BlockCounts, IoModes, Offsets, Pattern, io_modes, pread_blocks, sqpoll_cpu, uring_blocks,
@@ -152,8 +152,7 @@ struct StorageRead {
 
 impl Experiment for StorageRead {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "Block reads from a file: pread against io_uring (plain, fixed buffers, fixed files, SQPOLL), buffered and O_DIRECT";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_PREAD => classic_pread, [], "pread(2) of one block at a time (qd 1)";

@@ -34,7 +34,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::process::ExitCode;
-use zclab::catalog::syscall_floor as names;
+use zclab::catalog::{Entry, syscall_floor as names};
 use zclab::harness::{self, Analysis, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::results::{Integrity, Metrics, Row, Status};
 use zclab::ring::{Ring, RingConfig};
@@ -104,8 +104,7 @@ struct SyscallFloor {
 
 impl Experiment for SyscallFloor {
     type Args = Args;
-    const NAME: &'static str = names::NAME;
-    const ABOUT: &'static str = "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd";
+    const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::GETPPID => getppid, [], "syscall(SYS_getppid): one user/kernel round trip that does nothing inside";

@@ -1,4 +1,4 @@
-//! The catalogue: every experiment's name, variant names and parameter names, in one place
+//! The catalogue: every experiment's name, question, variant names and parameter names, in one place
 //! the library exports, so that the experiment binaries' variant tables, the tests, the claims
 //! (claims/claims.json) and `zclab versus` name the same things. A variant table whose names
 //! differ from its entry here fails at start-up ([`crate::harness::run`] checks it), and a test
@@ -8,6 +8,8 @@
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     pub experiment: &'static str,
+    /// The question the experiment answers, in one line (its `--help` and `zclab list`).
+    pub about: &'static str,
     pub variants: &'static [&'static str],
     /// The parameters of its points (`Point` keys, the `params` of every row).
     pub params: &'static [&'static str],
@@ -16,28 +18,31 @@ pub struct Entry {
 /// Declares, from one list, each experiment's module (`NAME`, one constant per variant name,
 /// `VARIANTS` in table order, `PARAMS`) and [`ALL`]: the names cannot drift apart.
 macro_rules! catalog {
-    ($($exp:ident { $($variant:ident = $name:literal,)+ } params [$($param:literal),+];)+) => {
+    ($($exp:ident $about:literal { $($variant:ident = $name:literal,)+ } params [$($param:literal),+];)+) => {
         $(
-            #[doc = concat!("`", stringify!($exp), "`.")]
+            #[doc = concat!("`", stringify!($exp), "`: ", $about)]
             pub mod $exp {
                 pub const NAME: &str = stringify!($exp);
                 $(pub const $variant: &str = $name;)+
                 pub const VARIANTS: &[&str] = &[$($variant),+];
                 pub const PARAMS: &[&str] = &[$($param),+];
+                /// This experiment's whole entry.
+                pub const ENTRY: super::Entry = super::Entry {
+                    experiment: NAME,
+                    about: $about,
+                    variants: VARIANTS,
+                    params: PARAMS,
+                };
             }
         )+
 
         /// Every experiment of the lab.
-        pub const ALL: &[Entry] = &[$(Entry {
-            experiment: $exp::NAME,
-            variants: $exp::VARIANTS,
-            params: $exp::PARAMS,
-        }),+];
+        pub const ALL: &[Entry] = &[$($exp::ENTRY),+];
     };
 }
 
 catalog! {
-    file_copy {
+    file_copy "Copy a file to a new file: read+write, mmap, sendfile, splice, copy_file_range, io_uring" {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_MMAP_WRITE = "classic-mmap-write",
         CLASSIC_MMAP_MMAP = "classic-mmap-mmap",
@@ -48,7 +53,7 @@ catalog! {
         URING_READ_WRITE_FIXED = "uring-read-write-fixed",
         URING_SPLICE = "uring-splice",
     } params ["buf", "cache", "fsync", "size"];
-    file_to_socket {
+    file_to_socket "Serve a file to a socket over loopback, veth or a UDP sink: read+write, mmap, sendfile, splice, io_uring" {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_MMAP_WRITE = "classic-mmap-write",
         CLASSIC_SENDFILE = "classic-sendfile",
@@ -59,21 +64,21 @@ catalog! {
         URING_SEND_ZC_FIXED = "uring-send-zc-fixed",
         URING_SEND_ZC_MMAP = "uring-send-zc-mmap",
     } params ["chunk", "path", "size"];
-    gather_write {
+    gather_write "Send messages made of parts: concatenate then write, or gather with writev/sendmsg/io_uring" {
         CLASSIC_CONCAT_WRITE = "classic-concat-write",
         CLASSIC_WRITEV = "classic-writev",
         CLASSIC_SENDMSG_IOV = "classic-sendmsg-iov",
         URING_WRITEV = "uring-writev",
         URING_SENDMSG_ZC = "uring-sendmsg-zc",
     } params ["part_size", "parts"];
-    mmap_read {
+    mmap_read "Scan (checksum) a file through read(2), mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring" {
         CLASSIC_READ = "classic-read",
         CLASSIC_MMAP = "classic-mmap",
         CLASSIC_MMAP_POPULATE = "classic-mmap-populate",
         CLASSIC_MMAP_SEQUENTIAL = "classic-mmap-sequential",
         URING_READ = "uring-read",
     } params ["buf", "size"];
-    net_send {
+    net_send "Zero-copy sends that tell the truth: MSG_ZEROCOPY and io_uring SEND_ZC against plain sends, over loopback, veth and a UDP sink" {
         CLASSIC_SEND = "classic-send",
         CLASSIC_SEND_MSG_ZEROCOPY = "classic-send-msg-zerocopy",
         URING_SEND = "uring-send",
@@ -81,7 +86,7 @@ catalog! {
         URING_SEND_ZC_FIXED = "uring-send-zc-fixed",
         URING_SENDMSG_ZC = "uring-sendmsg-zc",
     } params ["path", "reap", "size"];
-    net_recv {
+    net_recv "The receive side: read(2) against TCP_ZEROCOPY_RECEIVE, io_uring RECV, multishot, bundles and zcrx, over loopback and veth" {
         CLASSIC_RECV = "classic-recv",
         CLASSIC_RECV_ZEROCOPY = "classic-recv-zerocopy",
         URING_RECV = "uring-recv",
@@ -89,7 +94,7 @@ catalog! {
         URING_RECV_BUNDLE = "uring-recv-bundle",
         URING_RECV_ZC = "uring-recv-zc",
     } params ["copybuf", "path", "size"];
-    packet_io {
+    packet_io "Kernel bypass: frames per second through AF_XDP against AF_PACKET, UDP sockets and io_uring, on a veth pair" {
         CLASSIC_UDP_RECVMMSG = "classic-udp-recvmmsg",
         URING_RECV_MULTISHOT = "uring-recv-multishot",
         CLASSIC_AF_PACKET_RX_RING = "classic-af-packet-rx-ring",
@@ -108,13 +113,13 @@ catalog! {
         XDP_TX_ZEROCOPY = "xdp-tx-zerocopy",
         XDP_LIVE_FRAMES = "xdp-live-frames",
     } params ["batch", "frame"];
-    proxy {
+    proxy "Relay between two TCP connections: read/write against splice, classic and io_uring" {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_SPLICE = "classic-splice",
         URING_RECV_SEND = "uring-recv-send",
         URING_SPLICE = "uring-splice",
     } params ["mode", "msg"];
-    rr {
+    rr "Request/response transactions: blocking, epoll and io_uring servers, closed-loop ping-pong and open-loop at a fixed rate, one connection or one per transaction" {
         CLASSIC_BLOCKING = "classic-blocking",
         CLASSIC_EPOLL = "classic-epoll",
         URING_ONESHOT = "uring-oneshot",
@@ -123,7 +128,7 @@ catalog! {
         URING_SQPOLL = "uring-sqpoll",
         URING_DEFER_TASKRUN = "uring-defer-taskrun",
     } params ["load", "mode", "path", "req", "resp"];
-    socket_to_file {
+    socket_to_file "Persist a TCP stream to a file: recv+write, splice, recv into a mapping, io_uring" {
         CLASSIC_RECV_WRITE = "classic-recv-write",
         CLASSIC_SPLICE = "classic-splice",
         CLASSIC_RECV_MMAP = "classic-recv-mmap",
@@ -131,14 +136,14 @@ catalog! {
         URING_RECV_WRITE_FIXED = "uring-recv-write-fixed",
         URING_SPLICE = "uring-splice",
     } params ["chunk", "fsync", "size"];
-    storage_read {
+    storage_read "Block reads from a file: pread against io_uring (plain, fixed buffers, fixed files, SQPOLL), buffered and O_DIRECT" {
         CLASSIC_PREAD = "classic-pread",
         URING_READ = "uring-read",
         URING_READ_FIXED = "uring-read-fixed",
         URING_READ_FIXED_FILES = "uring-read-fixed-files",
         URING_SQPOLL = "uring-sqpoll",
     } params ["bs", "io", "pattern", "qd"];
-    syscall_floor {
+    syscall_floor "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd" {
         GETPPID = "getppid",
         CLOCK_GETTIME = "clock-gettime",
         URING_NOP = "uring-nop",

@@ -104,10 +104,11 @@ pub struct Env<'a> {
 pub trait Experiment: Sized + 'static {
     /// The experiment's own options, beside [`CommonArgs`].
     type Args: clap::Args + std::fmt::Debug;
+    /// The experiment's entry in [`crate::catalog`]: its name, question, variant and parameter
+    /// names.
+    const ENTRY: &'static crate::catalog::Entry;
     /// The binary's name, the experiment directory's name and the `experiment` of every row.
-    const NAME: &'static str;
-    /// One line for `--help`: the question the experiment answers.
-    const ABOUT: &'static str;
+    const NAME: &'static str = Self::ENTRY.experiment;
 
     /// The variant table ([`crate::harness::variants!`]): one row per way of doing the
     /// experiment's job.
@@ -186,7 +187,7 @@ pub fn run<E: Experiment>() -> ExitCode {
 
 /// [`run`] with explicit arguments (the first is the program name).
 pub fn run_from<E: Experiment>(argv: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let cmd = Cli::<E::Args>::command().name(E::NAME).about(E::ABOUT);
+    let cmd = Cli::<E::Args>::command().name(E::NAME).about(E::ENTRY.about);
     let cli = match cmd
         .try_get_matches_from(argv)
         .and_then(|m| Cli::<E::Args>::from_arg_matches(&m))
@@ -210,16 +211,13 @@ pub fn run_from<E: Experiment>(argv: impl IntoIterator<Item = std::ffi::OsString
 /// Checks that an experiment's variant table names what the catalogue says it does (a bug in
 /// the experiment otherwise, not bad input).
 pub fn check_catalog<E: Experiment>() -> anyhow::Result<()> {
-    let Some(entry) = crate::catalog::find(E::NAME) else {
-        anyhow::bail!("{} is missing from zclab::catalog (bug)", E::NAME);
-    };
     let table: Vec<&str> = E::VARIANTS.iter().map(|v| v.name).collect();
-    if table != entry.variants {
+    if table != E::ENTRY.variants {
         anyhow::bail!(
             "{}: the variant table ({}) differs from zclab::catalog ({}) (bug)",
             E::NAME,
             table.join(", "),
-            entry.variants.join(", ")
+            E::ENTRY.variants.join(", ")
         );
     }
     Ok(())
