@@ -452,7 +452,7 @@ fn uring_send_zc_fixed(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
     let step = "one READ_FIXED+SEND_ZC submission to its send completion";
     transfer(ctx, t, step, |f, s, off, len| zc.step(f, s, off, len))?;
     let (counts, release) = zc.ledger().report();
-    t.set_zc(counts.into(), Some(release));
+    t.set_zc(counts, Some(release));
     Ok(())
 }
 
@@ -465,6 +465,6 @@ fn uring_send_zc_mmap(ctx: &mut FileToSocket, t: &mut Trial) -> Result<()> {
     transfer(ctx, t, step, |f, s, off, len| zc.step(f, s, off, len))?;
     let ledger = zc.ledger().ok_or_else(|| anyhow!("nothing was sent"))?;
     let (counts, release) = ledger.report();
-    t.set_zc(counts.into(), Some(release));
+    t.set_zc(counts, Some(release));
     Ok(())
 }

@@ -289,6 +289,6 @@ fn uring_sendmsg_zc(ctx: &mut GatherWrite, t: &mut Trial) -> Result<()> {
     res?;
     t.set_extra("enters", enters as f64);
     let (counts, release) = zc.ledger().report();
-    t.set_zc(counts.into(), Some(release));
+    t.set_zc(counts, Some(release));
     Ok(())
 }

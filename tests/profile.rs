@@ -196,7 +196,9 @@ fn profiled_rows_carry_buckets_copies_and_folded_stacks() {
     let mut cpb = std::collections::BTreeMap::new();
     for r in &e.rows {
         let m = r.metrics.as_ref().unwrap();
-        assert!(m.extra["prof_samples"] > 100.0, "{:?}", m.extra);
+        // 250 ms of passes give ~1250 samples when the thread has its CPU; a loaded machine
+        // (the measured thread waiting for a CPU) can give under 100.
+        assert!(m.extra["prof_samples"] > 20.0, "{:?}", m.extra);
         let s = pct_sum(&m.extra);
         assert!((s - 100.0).abs() < 1e-6, "buckets sum to {s}%");
         cpb.insert(r.variant.clone(), m.extra["copies_per_byte"]);

@@ -5,7 +5,7 @@
 //! The passes' figures are summed (bytes, operations, wall and CPU time, counters, zero-copy
 //! counts), the rates recomputed from the sums, and the histograms merged.
 
-use crate::results::{Count, Integrity, Latency, Metrics, ZcCounts};
+use crate::results::{Count, Integrity, Latency, Metrics};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
@@ -99,8 +99,8 @@ fn merge_metrics(a: &mut Metrics, b: &Metrics) {
     a.minflt += b.minflt;
     a.majflt += b.majflt;
     a.zc = match (a.zc.take(), &b.zc) {
-        (Some(x), Some(y)) => Some(merge_zc(x, y)),
-        (x, y) => x.or_else(|| y.clone()),
+        (Some(x), Some(y)) => Some(x.merged(y)),
+        (x, y) => x.or(*y),
     };
     // Rates and shares: time-weighted; other variant figures: the last pass's.
     for (k, v) in &b.extra {
@@ -121,25 +121,6 @@ fn merge_metrics(a: &mut Metrics, b: &Metrics) {
     a.syscalls_per_mib = a.syscalls.0.map(|s| per_mib(s as f64));
 }
 
-fn merge_zc(a: ZcCounts, b: &ZcCounts) -> ZcCounts {
-    let bytes = a.bytes + b.bytes;
-    let copied_bytes = a.copied_bytes + b.copied_bytes;
-    ZcCounts {
-        sends: a.sends + b.sends,
-        bytes,
-        notifications: a.notifications + b.notifications,
-        ids_completed: a.ids_completed + b.ids_completed,
-        copied: a.copied + b.copied,
-        copied_bytes,
-        enobufs_retries: a.enobufs_retries + b.enobufs_retries,
-        copied_pct: if bytes > 0 {
-            100.0 * copied_bytes as f64 / bytes as f64
-        } else {
-            0.0
-        },
-        usage_reported: a.usage_reported && b.usage_reported,
-    }
-}
 
 /// Parses a duration: `500ms`, `2s`, `1.5s`, `1m` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -163,6 +144,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::ZcCounts;
 
     fn pass(bytes: u64, wall: u64, sys: u64, ok: bool) -> Measured {
         let mut h = crate::measure::recorder::new_histogram();

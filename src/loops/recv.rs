@@ -219,10 +219,7 @@ fn send(
     let mut scratch = [0u8; 64];
     let _ = s.read(&mut scratch);
     let u1 = usage::thread()?;
-    let zc = pool.map(|p| {
-        let (counts, _) = p.ledger().report();
-        ZcCounts::from(counts)
-    });
+    let zc = pool.map(|p| p.ledger().report().0);
     Ok(Sent {
         bytes: sent,
         usage: u1.since(&u0),

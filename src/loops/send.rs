@@ -314,13 +314,9 @@ impl Sender {
                         pool.other_errors
                     );
                 }
-                let (counts, release) = pool.ledger().report();
-                Ok(Some((counts.into(), release)))
+                Ok(Some(pool.ledger().report()))
             }
-            How::Uring(p) => Ok(p.op().zero_copy().then(|| {
-                let (counts, release) = p.ledger().report();
-                (counts.into(), release)
-            })),
+            How::Uring(p) => Ok(p.op().zero_copy().then(|| p.ledger().report())),
         }
     }
 }

@@ -94,8 +94,8 @@ impl Latency {
     }
 }
 
-/// Zero-copy accounting of one trial.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Zero-copy accounting of one trial, as the zero-copy ledger ([`crate::zc::ledger`]) counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ZcCounts {
     /// Zero-copy sends issued.
     pub sends: u64,
@@ -111,25 +111,39 @@ pub struct ZcCounts {
     pub copied_bytes: u64,
     /// ENOBUFS answers that were retried after draining the error queue.
     pub enobufs_retries: u64,
-    /// Percentage of bytes that were copied (0 = zero copy really happened).
+    /// Percentage of bytes that were copied (0 = zero copy really happened); set by
+    /// [`ZcCounts::with_copied_pct`].
     pub copied_pct: f64,
     /// Whether the kernel reports copied-versus-not at all; when false `copied` is unknown.
     pub usage_reported: bool,
 }
 
-impl From<crate::zc::ledger::Counts> for ZcCounts {
-    fn from(c: crate::zc::ledger::Counts) -> ZcCounts {
+impl ZcCounts {
+    /// These counts with `copied_pct` computed from them: the one formula for the share of the
+    /// bytes sent that the kernel copied after all (0 when nothing was sent).
+    pub fn with_copied_pct(mut self) -> ZcCounts {
+        self.copied_pct = if self.bytes == 0 {
+            0.0
+        } else {
+            100.0 * self.copied_bytes as f64 / self.bytes as f64
+        };
+        self
+    }
+
+    /// The sum of two parts' counts (a trial measured in passes).
+    pub fn merged(&self, b: &ZcCounts) -> ZcCounts {
         ZcCounts {
-            sends: c.sends,
-            bytes: c.bytes,
-            notifications: c.notifications,
-            ids_completed: c.ids_completed,
-            copied: c.copied,
-            copied_bytes: c.copied_bytes,
-            enobufs_retries: c.enobufs_retries,
-            copied_pct: c.copied_pct(),
-            usage_reported: c.usage_reported,
+            sends: self.sends + b.sends,
+            bytes: self.bytes + b.bytes,
+            notifications: self.notifications + b.notifications,
+            ids_completed: self.ids_completed + b.ids_completed,
+            copied: self.copied + b.copied,
+            copied_bytes: self.copied_bytes + b.copied_bytes,
+            enobufs_retries: self.enobufs_retries + b.enobufs_retries,
+            copied_pct: 0.0,
+            usage_reported: self.usage_reported && b.usage_reported,
         }
+        .with_copied_pct()
     }
 }
 

@@ -14,9 +14,11 @@
 //! Completions can cover a range of ids and arrive out of order (the error queue merges them into
 //! `[lo ..= hi]`), so the ids no notification is awaited for any more are kept as a set of ranges
 //! ([`IdRanges`]). [`Ledger::drain`] waits for the rest, up to a deadline and until a [`Cancel`]
-//! token fires; [`Counts`] holds the one `copied_pct` formula.
+//! token fires. Its counts are a result row's [`ZcCounts`], whose `copied_pct` formula is the one
+//! the lab uses.
 
 use crate::measure::{Clock, Recorder, Stamp};
+use crate::results::ZcCounts;
 use crate::sys::signal::Cancel;
 use hdrhistogram::Histogram;
 use std::io;
@@ -104,39 +106,6 @@ impl IdRanges {
     }
 }
 
-/// What a zero-copy sender did, in the shape of a result row's `zc` object (the conversion to
-/// [`crate::results::ZcCounts`] lives there).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Zero-copy sends issued.
-    pub sends: u64,
-    /// Bytes the kernel accepted from all sends.
-    pub bytes: u64,
-    /// Notifications received (notification CQEs, or error-queue messages).
-    pub notifications: u64,
-    /// Send ids covered by the notifications.
-    pub ids_completed: u64,
-    /// Sends the kernel reported as copied.
-    pub copied: u64,
-    /// Bytes of those copied sends.
-    pub copied_bytes: u64,
-    /// ENOBUFS answers that were retried after reading completions (MSG_ZEROCOPY).
-    pub enobufs_retries: u64,
-    /// Whether the kernel reports copied-versus-not at all; when false `copied` is unknown.
-    pub usage_reported: bool,
-}
-
-impl Counts {
-    /// Percentage of the bytes sent that the kernel copied after all (0 = zero copy happened).
-    pub fn copied_pct(&self) -> f64 {
-        if self.bytes == 0 {
-            0.0
-        } else {
-            100.0 * self.copied_bytes as f64 / self.bytes as f64
-        }
-    }
-}
-
 /// A send's result, as handed to the sender once it is in.
 #[derive(Debug, Clone, Copy)]
 pub struct SendDone {
@@ -186,7 +155,8 @@ pub struct Ledger {
     clock: Clock,
     cancel: Cancel,
     /// Sends, notifications, copied, ENOBUFS retries.
-    pub counts: Counts,
+    /// (`copied_pct` is left at 0 here and computed by [`Ledger::report`].)
+    pub counts: ZcCounts,
     /// Send issued to its notification, one sample per zero-copy send.
     pub release: Recorder,
 }
@@ -217,7 +187,7 @@ impl Ledger {
             released: IdRanges::new(),
             clock,
             cancel,
-            counts: Counts {
+            counts: ZcCounts {
                 usage_reported,
                 ..Default::default()
             },
@@ -470,8 +440,8 @@ impl Ledger {
     }
 
     /// The counts and the release-time histogram, for the trial's row.
-    pub fn report(&self) -> (Counts, Histogram<u64>) {
-        (self.counts, self.release.histogram().clone())
+    pub fn report(&self) -> (ZcCounts, Histogram<u64>) {
+        (self.counts.with_copied_pct(), self.release.histogram().clone())
     }
 }
 
@@ -531,7 +501,7 @@ mod tests {
         assert_eq!(l.live(), 0);
         assert_eq!(
             l.counts,
-            Counts {
+            ZcCounts {
                 sends: 2,
                 bytes: 150,
                 notifications: 2,
@@ -539,11 +509,12 @@ mod tests {
                 copied: 1,
                 copied_bytes: 50,
                 enobufs_retries: 0,
+                copied_pct: 0.0,
                 usage_reported: true,
             }
         );
-        assert!((l.counts.copied_pct() - 100.0 / 3.0).abs() < 1e-9);
-        assert_eq!(Counts::default().copied_pct(), 0.0);
+        assert!((l.report().0.copied_pct - 100.0 / 3.0).abs() < 1e-9);
+        assert_eq!(ZcCounts::default().with_copied_pct().copied_pct, 0.0);
     }
 
     #[test]
@@ -582,7 +553,7 @@ mod tests {
         assert_eq!(l.counts.notifications, 3);
         assert_eq!(l.counts.ids_completed, 10);
         assert_eq!((l.counts.copied, l.counts.copied_bytes), (5, 5000));
-        assert_eq!(l.counts.copied_pct(), 50.0);
+        assert_eq!(l.report().0.copied_pct, 50.0);
         l.drain(Duration::from_millis(10), |_, _| unreachable!())
             .unwrap();
     }

@@ -203,7 +203,7 @@ mod tests {
         let c = pool.ledger().counts;
         assert_eq!(c.ids_completed, c.sends);
         assert_eq!(c.bytes, 20 * 8192);
-        assert_eq!(c.copied_pct(), 100.0, "{c:?}");
+        assert_eq!(c.with_copied_pct().copied_pct, 100.0, "{c:?}");
         assert_eq!(
             pool.ledger().released().ranges(),
             &[(0, c.sends as u32 - 1)]
