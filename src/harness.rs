@@ -87,6 +87,92 @@ pub struct CommonArgs {
     /// Needs root or CAP_PERFMON; otherwise recorded as unknown with the reason.
     #[arg(long)]
     pub profile: bool,
+    /// The order of the trials: `interleaved` takes the variants in turn at each point, one
+    /// measured trial each, so that the machine's drift during a run falls on every variant
+    /// alike and shows in their intervals; `sequential` runs all of a variant's trials before
+    /// the next variant's.
+    #[arg(long, value_enum, default_value_t = Order::Interleaved)]
+    pub order: Order,
+}
+
+/// The order in which a run visits its variants and points.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Point by point; at each point the variants in turn, one measured trial per turn.
+    Interleaved,
+    /// Variant by variant; each point's trials in one go.
+    Sequential,
+}
+
+/// What a run knows of one variant at one point between its turns.
+#[derive(Clone, Default)]
+struct PointState {
+    /// Trials run, warm-ups included.
+    rep: u32,
+    /// Measured time of its trials, and wall time of its turns.
+    measured_ns: u64,
+    elapsed_ns: u64,
+    /// System calls and bytes of the counting warm-up.
+    counted: Option<(u64, u64)>,
+    /// The profile's figures, for every row of the point.
+    profiled: Option<Vec<(String, f64)>>,
+    /// Settled, failed or skipped: no more turns.
+    done: bool,
+}
+
+/// The next (variant, point) to give a turn, in [`Order`].
+struct Schedule {
+    order: Order,
+    variants: usize,
+    points: usize,
+    v: usize,
+    p: usize,
+}
+
+impl Schedule {
+    fn new(order: Order, variants: usize, points: usize) -> Schedule {
+        Schedule {
+            order,
+            variants,
+            points,
+            v: 0,
+            p: 0,
+        }
+    }
+
+    /// The next pair for which `open` holds; None when there is none left.
+    fn next(&mut self, open: impl Fn(usize, usize) -> bool) -> Option<(usize, usize)> {
+        if self.variants == 0 {
+            return None;
+        }
+        match self.order {
+            Order::Interleaved => {
+                while self.p < self.points {
+                    for k in 0..self.variants {
+                        let v = (self.v + k) % self.variants;
+                        if open(v, self.p) {
+                            self.v = v + 1;
+                            return Some((v, self.p));
+                        }
+                    }
+                    (self.p, self.v) = (self.p + 1, 0);
+                }
+            }
+            Order::Sequential => {
+                while self.v < self.variants {
+                    while self.p < self.points {
+                        if open(self.v, self.p) {
+                            return Some((self.v, self.p));
+                        }
+                        self.p += 1;
+                    }
+                    (self.v, self.p) = (self.v + 1, 0);
+                }
+            }
+        }
+        None
+    }
 }
 
 /// How many measured repeats a point gets.
@@ -816,6 +902,7 @@ impl Lab {
             "placement": {"sender_cpu": self.args.cpus.0, "peer_cpu": self.args.cpus.1},
             "repeat": self.args.repeat.min,
             "repeat_auto": self.args.repeat.auto,
+            "order": self.args.order,
             "warmup": self.args.warmup,
             "duration_ns": self.args.duration.map(|d| d.as_nanos() as u64),
             "parameters": self.parameters,
@@ -942,6 +1029,8 @@ impl Lab {
                 // Long runs keep memory flat: the files hold every row, the table the last round.
                 self.rows.clear();
             }
+            // The variants that run this round, with their index in self.variants.
+            let mut runnable: Vec<(&Variant<C>, usize, bool)> = Vec::new();
             for v in variants {
                 if round > 0
                     && !self
@@ -992,36 +1081,51 @@ impl Lab {
                         .position(|m| m.name == v.name)
                         .expect("checked above")
                 };
-                'points: for p in points {
-                    let label = p.label();
-                    // The last warm-up trial counts system calls; with --warmup 0 one is added.
-                    let mut counted: Option<(u64, u64)> = None;
-                    let mut profiled: Option<Vec<(String, f64)>> = None;
-                    let budget_ns = self.point_budget_ns();
-                    let point_started = std::time::Instant::now();
-                    let mut measured_ns = 0u64;
-                    let mut rep = 0u32;
+                runnable.push((v, vi, requested));
+            }
+            let mut states = vec![vec![PointState::default(); points.len()]; runnable.len()];
+            // A variant that turned out to be unable to run here (a Skip from its first trial).
+            let mut gone = vec![false; runnable.len()];
+            let mut schedule = Schedule::new(self.args.order, runnable.len(), points.len());
+            'visits: while let Some((ri, pi)) =
+                schedule.next(|r, p| !gone[r] && !states[r][p].done)
+            {
+                let (v, vi, requested) = runnable[ri];
+                let p = &points[pi];
+                let st = &mut states[ri][pi];
+                let label = p.label();
+                let budget_ns = self.point_budget_ns();
+                let visit_started = std::time::Instant::now();
+                let mut measured_this_visit = 0u32;
+                {
                     loop {
-                        if rep >= warmups + self.args.repeat.min {
+                        if st.rep >= warmups + self.args.repeat.min {
                             // Set-up between passes and trials counts against the budget
                             // too, at half weight: a point of tiny passes cannot run away.
-                            let spent =
-                                measured_ns.max(point_started.elapsed().as_nanos() as u64 / 2);
+                            let elapsed = st.elapsed_ns + visit_started.elapsed().as_nanos() as u64;
+                            let spent = st.measured_ns.max(elapsed / 2);
                             match self.settled(v.name, &label, spent, budget_ns) {
-                                Settled::Yes => break,
+                                Settled::Yes => {
+                                    st.done = true;
+                                    break;
+                                }
                                 Settled::OutOfBudget(hw) => {
                                     if round == 0 {
                                         self.variants[vi]
                                             .points_unsettled
                                             .push((label.clone(), hw));
                                     }
+                                    st.done = true;
                                     break;
                                 }
                                 Settled::No => {}
                             }
                         }
-                        rep += 1;
-                        let rep = rep - 1;
+                        if self.args.order == Order::Interleaved && measured_this_visit > 0 {
+                            break; // the other variants' turn at this point
+                        }
+                        st.rep += 1;
+                        let rep = st.rep - 1;
                         if let Some(sig) = self.cancel.signal() {
                             // The signal came between trials: the trial it stopped is
                             // recorded, interrupted before it started.
@@ -1163,7 +1267,8 @@ impl Lab {
                                             .push((label.clone(), reason));
                                     }
                                     self.flush()?;
-                                    continue 'points;
+                                    st.done = true;
+                                    continue 'visits;
                                 }
                                 self.say(&format!("skip {}: {reason}", v.name));
                                 self.variants[vi].status = "skipped".into();
@@ -1172,7 +1277,8 @@ impl Lab {
                                     requested_unrunnable.push(format!("{}: {reason}", v.name));
                                 }
                                 self.flush()?;
-                                break 'points;
+                                gone[ri] = true;
+                                continue 'visits;
                             }
                         }
                         // Unregister the tracepoint before the timed trials.
@@ -1195,7 +1301,7 @@ impl Lab {
                                         }
                                         extras.extend(more);
                                     }
-                                    profiled = Some(extras);
+                                    st.profiled = Some(extras);
                                 }
                                 (Ok(()), Err(why)) => {
                                     self.profile_failures
@@ -1211,7 +1317,7 @@ impl Lab {
                         if warm && res.is_ok() {
                             if let Some(m) = &metrics {
                                 if let Some(n) = m.syscalls.known() {
-                                    counted = Some((n, m.bytes));
+                                    st.counted = Some((n, m.bytes));
                                 }
                             }
                             continue;
@@ -1231,12 +1337,12 @@ impl Lab {
                             cpu_peer: Some(self.args.cpus.1),
                             histograms: BTreeMap::new(),
                         };
-                        if let (Some(m), Some(extras)) = (row.metrics.as_mut(), &profiled) {
+                        if let (Some(m), Some(extras)) = (row.metrics.as_mut(), &st.profiled) {
                             for (k, v) in extras {
                                 m.extra.insert(k.clone(), *v);
                             }
                         }
-                        if let (Some(m), Some((n, bytes))) = (row.metrics.as_mut(), counted) {
+                        if let (Some(m), Some((n, bytes))) = (row.metrics.as_mut(), st.counted) {
                             // From the counting trial at this point: same work, tracepoint on.
                             m.syscalls = Count(Some(n));
                             m.syscalls_per_mib =
@@ -1317,8 +1423,9 @@ impl Lab {
                                 .get_or_insert_with(|| row.error.clone().unwrap_or_default());
                         }
                         if let Some(m) = &row.metrics {
-                            measured_ns += m.wall_ns;
+                            st.measured_ns += m.wall_ns;
                         }
+                        measured_this_visit += 1;
                         self.append_row(&row)?;
                         self.rows.push(row);
                         self.flush()?;
@@ -1327,9 +1434,11 @@ impl Lab {
                         }
                         if self.rows.last().is_some_and(|r| r.status == Status::Error) {
                             // A failed trial ends this point; the next point and variant still run.
-                            continue 'points;
+                            st.done = true;
+                            continue 'visits;
                         }
                     }
+                    st.elapsed_ns += visit_started.elapsed().as_nanos() as u64;
                 }
             }
         }
@@ -1486,4 +1595,39 @@ pub fn list_variants<C>(name: &str, variants: &[Variant<C>], caps: &Caps) -> Str
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Order, Schedule};
+
+    /// The turns a schedule gives when every pair needs `turns[v][p]` turns.
+    fn turns(order: Order, mut left: Vec<Vec<u32>>) -> Vec<(usize, usize)> {
+        let mut s = Schedule::new(order, left.len(), left.first().map_or(0, Vec::len));
+        let mut out = Vec::new();
+        while let Some((v, p)) = s.next(|v, p| left[v][p] > 0) {
+            left[v][p] -= 1;
+            out.push((v, p));
+        }
+        out
+    }
+
+    #[test]
+    fn interleaved_takes_variants_in_turn_point_by_point() {
+        // Variant 1 settles after one turn at point 0; variant 0 is skipped at point 1.
+        let got = turns(Order::Interleaved, vec![vec![3, 0], vec![1, 2]]);
+        assert_eq!(got, [(0, 0), (1, 0), (0, 0), (0, 0), (1, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn sequential_finishes_a_variant_before_the_next() {
+        let got = turns(Order::Sequential, vec![vec![2, 1], vec![1, 1]]);
+        assert_eq!(got, [(0, 0), (0, 0), (0, 1), (1, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn nothing_to_run_is_no_turn() {
+        assert!(turns(Order::Interleaved, vec![]).is_empty());
+        assert!(turns(Order::Sequential, vec![vec![0, 0]]).is_empty());
+    }
 }
