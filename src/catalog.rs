@@ -42,7 +42,7 @@ macro_rules! catalog {
 }
 
 catalog! {
-    file_copy "Copy a file to a new file: read+write, mmap, sendfile, splice, copy_file_range, io_uring" {
+    file_copy "copying a file (the seeds' benchmark): read/write at 1 B to 1 MiB, mmap, sendfile, splice, copy_file_range, io_uring" {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_MMAP_WRITE = "classic-mmap-write",
         CLASSIC_MMAP_MMAP = "classic-mmap-mmap",
@@ -53,7 +53,7 @@ catalog! {
         URING_READ_WRITE_FIXED = "uring-read-write-fixed",
         URING_SPLICE = "uring-splice",
     } params ["buf", "cache", "fsync", "size"];
-    file_to_socket "Serve a file to a socket over loopback, veth or a UDP sink: read+write, mmap, sendfile, splice, io_uring" {
+    file_to_socket "file -> TCP socket: read+write, mmap, sendfile, splice, io_uring (Kafka serving consumers)" {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_MMAP_WRITE = "classic-mmap-write",
         CLASSIC_SENDFILE = "classic-sendfile",
@@ -64,21 +64,21 @@ catalog! {
         URING_SEND_ZC_FIXED = "uring-send-zc-fixed",
         URING_SEND_ZC_MMAP = "uring-send-zc-mmap",
     } params ["chunk", "path", "size"];
-    gather_write "Send messages made of parts: concatenate then write, or gather with writev/sendmsg/io_uring" {
+    gather_write "a message of many parts (Netty's composite buffers): concatenate, writev, sendmsg, io_uring writev, sendmsg_zc" {
         CLASSIC_CONCAT_WRITE = "classic-concat-write",
         CLASSIC_WRITEV = "classic-writev",
         CLASSIC_SENDMSG_IOV = "classic-sendmsg-iov",
         URING_WRITEV = "uring-writev",
         URING_SENDMSG_ZC = "uring-sendmsg-zc",
     } params ["part_size", "parts"];
-    mmap_read "Scan (checksum) a file through read(2), mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring" {
+    mmap_read "scanning a file as RocketMQ reads its commit log: read() against mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring" {
         CLASSIC_READ = "classic-read",
         CLASSIC_MMAP = "classic-mmap",
         CLASSIC_MMAP_POPULATE = "classic-mmap-populate",
         CLASSIC_MMAP_SEQUENTIAL = "classic-mmap-sequential",
         URING_READ = "uring-read",
     } params ["buf", "size"];
-    net_send "Zero-copy sends that tell the truth: MSG_ZEROCOPY and io_uring SEND_ZC against plain sends, over loopback, veth and a UDP sink" {
+    net_send "did zero copy happen? send, MSG_ZEROCOPY, io_uring send/send_zc/fixed/sendmsg_zc on loopback, veth and a real zero-copy sink" {
         CLASSIC_SEND = "classic-send",
         CLASSIC_SEND_MSG_ZEROCOPY = "classic-send-msg-zerocopy",
         URING_SEND = "uring-send",
@@ -86,7 +86,7 @@ catalog! {
         URING_SEND_ZC_FIXED = "uring-send-zc-fixed",
         URING_SENDMSG_ZC = "uring-sendmsg-zc",
     } params ["path", "reap", "size"];
-    net_recv "The receive side: read(2) against TCP_ZEROCOPY_RECEIVE, io_uring RECV, multishot, bundles and zcrx, over loopback and veth" {
+    net_recv "the receive side: read against TCP_ZEROCOPY_RECEIVE, io_uring RECV, multishot and bundles, zcrx; mapped share and receiver CPU per MiB" {
         CLASSIC_RECV = "classic-recv",
         CLASSIC_RECV_ZEROCOPY = "classic-recv-zerocopy",
         URING_RECV = "uring-recv",
@@ -94,7 +94,7 @@ catalog! {
         URING_RECV_BUNDLE = "uring-recv-bundle",
         URING_RECV_ZC = "uring-recv-zc",
     } params ["copybuf", "path", "size"];
-    packet_io "Kernel bypass: frames per second through AF_XDP against AF_PACKET, UDP sockets and io_uring, on a veth pair" {
+    packet_io "kernel bypass: frames/s through AF_XDP against AF_PACKET, UDP sockets and io_uring on a veth pair, with loss and its causes" {
         CLASSIC_UDP_RECVMMSG = "classic-udp-recvmmsg",
         URING_RECV_MULTISHOT = "uring-recv-multishot",
         CLASSIC_AF_PACKET_RX_RING = "classic-af-packet-rx-ring",
@@ -113,13 +113,13 @@ catalog! {
         XDP_TX_ZEROCOPY = "xdp-tx-zerocopy",
         XDP_LIVE_FRAMES = "xdp-live-frames",
     } params ["batch", "frame"];
-    proxy "Relay between two TCP connections: read/write against splice, classic and io_uring" {
+    proxy "a TCP relay: read/write against splice, streaming throughput and echo latency, and where splice pays off" {
         CLASSIC_READ_WRITE = "classic-read-write",
         CLASSIC_SPLICE = "classic-splice",
         URING_RECV_SEND = "uring-recv-send",
         URING_SPLICE = "uring-splice",
     } params ["mode", "msg"];
-    rr "Request/response transactions: blocking, epoll and io_uring servers, closed-loop ping-pong and open-loop at a fixed rate, one connection or one per transaction" {
+    rr "request/response transactions: blocking, epoll and io_uring servers (multishot, fixed, SQPOLL, DEFER_TASKRUN), ping-pong and open loop, connect per transaction" {
         CLASSIC_BLOCKING = "classic-blocking",
         CLASSIC_EPOLL = "classic-epoll",
         URING_ONESHOT = "uring-oneshot",
@@ -128,7 +128,7 @@ catalog! {
         URING_SQPOLL = "uring-sqpoll",
         URING_DEFER_TASKRUN = "uring-defer-taskrun",
     } params ["load", "mode", "path", "req", "resp"];
-    socket_to_file "Persist a TCP stream to a file: recv+write, splice, recv into a mapping, io_uring" {
+    socket_to_file "TCP stream -> file: recv+write, splice, recv into a mapping, io_uring (Kafka persisting what producers send)" {
         CLASSIC_RECV_WRITE = "classic-recv-write",
         CLASSIC_SPLICE = "classic-splice",
         CLASSIC_RECV_MMAP = "classic-recv-mmap",
@@ -136,14 +136,14 @@ catalog! {
         URING_RECV_WRITE_FIXED = "uring-recv-write-fixed",
         URING_SPLICE = "uring-splice",
     } params ["chunk", "fsync", "size"];
-    storage_read "Block reads from a file: pread against io_uring (plain, fixed buffers, fixed files, SQPOLL), buffered and O_DIRECT" {
+    storage_read "reading a file: pread against io_uring, registered buffers and files, SQPOLL, buffered and O_DIRECT" {
         CLASSIC_PREAD = "classic-pread",
         URING_READ = "uring-read",
         URING_READ_FIXED = "uring-read-fixed",
         URING_READ_FIXED_FILES = "uring-read-fixed-files",
         URING_SQPOLL = "uring-sqpoll",
     } params ["bs", "io", "pattern", "qd"];
-    syscall_floor "The cost floor: one getppid system call, io_uring NOPs batched, with SQPOLL and a registered ring fd" {
+    syscall_floor "the floor under every number: one system call, and an io_uring NOP per batch size, with and without SQPOLL" {
         GETPPID = "getppid",
         CLOCK_GETTIME = "clock-gettime",
         URING_NOP = "uring-nop",

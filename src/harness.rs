@@ -1185,6 +1185,15 @@ impl Lab {
                             _ if sampler.is_some() => profile::PROFILE_MIN_NS,
                             _ => 0,
                         };
+                        // A profile wants samples, which come with CPU time: on a loaded
+                        // machine the thread gets less of it per measured second.
+                        let enough = |a: &passes::Measured| {
+                            if sampler.is_some() {
+                                a.cpu_ns() >= want_ns || a.wall_ns() >= 3 * want_ns
+                            } else {
+                                a.wall_ns() >= want_ns
+                            }
+                        };
                         let mut acc: Option<passes::Measured> = None;
                         // Set-up between passes is not measured; it must not run away either.
                         let started = std::time::Instant::now();
@@ -1232,7 +1241,7 @@ impl Lab {
                             };
                             if res.is_err()
                                 || !acc.ok()
-                                || acc.wall_ns() >= want_ns
+                                || enough(acc)
                                 || started.elapsed().as_nanos() as u64 >= max_real_ns
                                 || self.cancel.is_cancelled()
                             {

@@ -149,7 +149,8 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Report(args) => cmd::report::run(&args),
         Cmd::List => {
             for e in suite::SUITE {
-                println!("{:<16} {}", e.name, e.about);
+                let about = zclab::catalog::find(e.name).map_or("", |c| c.about);
+                println!("{:<16} {about}", e.name);
             }
             Ok(0)
         }

@@ -80,8 +80,6 @@ impl Preset {
 /// One experiment of the suite and its arguments per preset.
 pub struct Entry {
     pub name: &'static str,
-    /// What it answers, one line.
-    pub about: &'static str,
     pub quick: &'static [&'static str],
     pub full: &'static [&'static str],
 }
@@ -107,83 +105,72 @@ pub const FULL_COMMON: &[&str] = &[
     "24s",
 ];
 
-/// The suite, in the order it runs: one row per experiment, its question, and its options per
+/// The suite, in the order it runs: one row per experiment (its question is in zclab::catalog)
+/// and its options per
 /// preset (after the preset's common arguments; the user's `--exp-args` override both). The
 /// quick preset shows few points, each one trustworthy; the full preset sweeps.
 #[rustfmt::skip]
 pub const SUITE: &[Entry] = &[
     Entry {
         name: "file_to_socket",
-        about: "file -> TCP socket: read+write, mmap, sendfile, splice, io_uring (Kafka serving consumers)",
         quick: &["--paths", "tcp-loopback,udp-sink", "--sizes", "64MiB", "--chunks", "64KiB"],
         full: &["--sizes", "1MiB,64MiB,1GiB", "--chunks", "4KiB,64KiB,256KiB,1MiB"],
     },
     Entry {
         name: "net_send",
-        about: "did zero copy happen? send, MSG_ZEROCOPY, io_uring send/send_zc/fixed/sendmsg_zc on loopback, veth and a real zero-copy sink",
         quick: &["--paths", "tcp-loopback,udp-sink", "--sizes", "4KiB,64KiB", "--reap-every", "1", "--bytes", "64MiB"],
         full: &["--sizes", "600,1200,4000,8000,1KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--bytes", "64MiB"],
     },
     Entry {
         name: "net_recv",
-        about: "the receive side: read against TCP_ZEROCOPY_RECEIVE, io_uring RECV, multishot and bundles, zcrx; mapped share and receiver CPU per MiB",
         // 20 points: half the common point budget keeps its share of the suite near 20 s.
         quick: &["--paths", "tcp-loopback,tcp-veth", "--sizes", "64KiB,1MiB", "--bytes", "64MiB", "--point-budget", "600ms"],
         full: &["--sizes", "4KiB,16KiB,64KiB,256KiB,1MiB", "--copybuf", "4095,64KiB", "--bytes", "256MiB"],
     },
     Entry {
         name: "file_copy",
-        about: "copying a file (the seeds' benchmark): read/write at 1 B to 1 MiB, mmap, sendfile, splice, copy_file_range, io_uring",
         quick: &["--sizes", "64MiB", "--bufs", "64KiB"],
         // The seeds' three files, each copied once per trial: fixed sizes, not trials by time.
         full: &["--sizes", "3.8MB,394MB,800MB", "--duration", "1us", "--repeat", "5"],
     },
     Entry {
         name: "storage_read",
-        about: "reading a file: pread against io_uring, registered buffers and files, SQPOLL, buffered and O_DIRECT",
         quick: &["--pattern", "rand", "--runtime", "200ms"],
         full: &["--bs", "4KiB,64KiB", "--qd", "1,32", "--file-size", "1GiB"],
     },
     Entry {
         name: "mmap_read",
-        about: "scanning a file as RocketMQ reads its commit log: read() against mmap (plain, MAP_POPULATE, MADV_SEQUENTIAL) and io_uring",
         quick: &["--sizes", "1MiB,64MiB", "--bufs", "64KiB"],
         full: &["--sizes", "5KB,1MiB,64MiB,1GiB", "--cache", "warm,cold"],
     },
     Entry {
         name: "socket_to_file",
-        about: "TCP stream -> file: recv+write, splice, recv into a mapping, io_uring (Kafka persisting what producers send)",
         quick: &["--chunks", "64KiB", "--fsync", "none"],
         full: &["--sizes", "64MiB,1GiB", "--chunks", "4KiB,64KiB,1MiB", "--fsync", "none,end,every:16"],
     },
     Entry {
         name: "proxy",
-        about: "a TCP relay: read/write against splice, streaming throughput and echo latency, and where splice pays off",
         quick: &["--sizes", "4KiB,64KiB", "--requests", "3000", "--stream-bytes", "16MiB"],
         full: &["--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--requests", "50000"],
     },
     Entry {
         name: "rr",
-        about: "request/response transactions: blocking, epoll and io_uring servers (multishot, fixed, SQPOLL, DEFER_TASKRUN), ping-pong and open loop, connect per transaction",
         quick: &["--paths", "tcp-loopback", "--sizes", "64,4KiB", "--transactions", "500", "--rate", "10000", "--duration", "100ms", "--point-budget", "600ms"],
         full: &["--sizes", "64,1KiB,4KiB,16KiB", "--transactions", "5000", "--rate", "10000"],
     },
     Entry {
         name: "gather_write",
-        about: "a message of many parts (Netty's composite buffers): concatenate, writev, sendmsg, io_uring writev, sendmsg_zc",
         quick: &["--parts", "8", "--part-size", "64,16KiB"],
         full: &["--parts", "2,4,8,16,32,64", "--part-size", "64,256,1KiB,4KiB,16KiB"],
     },
     Entry {
         name: "packet_io",
-        about: "kernel bypass: frames/s through AF_XDP against AF_PACKET, UDP sockets and io_uring on a veth pair, with loss and its causes",
         // One pass of 100k frames per trial, 3 trials: ~20 s of the quick suite's 5 minutes.
         quick: &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "3"],
         full: &["--frame-sizes", "64,512,1500", "--batches", "16,64,256", "--frames", "2000000"],
     },
     Entry {
         name: "syscall_floor",
-        about: "the floor under every number: one system call, and an io_uring NOP per batch size, with and without SQPOLL",
         quick: &["--batches", "1,32", "--ops", "64Ki"],
         full: &["--batches", "1,2,4,8,16,32,64,128,256", "--ops", "1Mi"],
     },
@@ -645,10 +632,7 @@ pub fn report(
         .zip(&loaded)
         .map(|(o, e)| zclab::report::Section {
             outcome: o,
-            about: SUITE
-                .iter()
-                .find(|x| x.name == o.experiment)
-                .map(|x| x.about),
+            about: zclab::catalog::find(&o.experiment).map(|x| x.about),
             experiment: e.as_ref().map_err(Clone::clone),
             crossover: results::read_input(
                 &run_dir.join(&o.experiment).join("crossover.txt"),

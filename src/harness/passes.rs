@@ -22,6 +22,11 @@ impl Measured {
         self.metrics.as_ref().map_or(0, |m| m.wall_ns)
     }
 
+    /// The measured thread's CPU time (user and system).
+    pub fn cpu_ns(&self) -> u64 {
+        self.metrics.as_ref().map_or(0, |m| m.user_ns + m.sys_ns)
+    }
+
     /// Whether the last pass checked out (an integrity failure ends the trial at once).
     pub fn ok(&self) -> bool {
         self.metrics.is_some() && self.integrity.as_ref().is_some_and(|i| i.ok)
