@@ -403,20 +403,6 @@ pub struct ClassicCounts {
     pub polls: u64,
 }
 
-/// Turns EINTR into an error when the run was cancelled; otherwise the caller retries.
-fn intr(e: io::Error, cancel: Cancel) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::Interrupted {
-        if let Some(sig) = cancel.signal() {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                format!("interrupted by signal {sig}"),
-            ));
-        }
-        return Ok(());
-    }
-    Err(e)
-}
-
 /// read(2) into `buf` until end of stream, hashing into `h`; one latency sample per call.
 pub fn recv_classic(
     sock: &mut TcpStream,
@@ -438,7 +424,7 @@ pub fn recv_classic(
                 c.bytes += n as u64;
                 c.recv_copied += n as u64;
             }
-            Err(e) => intr(e, cancel)?,
+            Err(e) => cancel.intr(e)?,
         }
     }
 }
@@ -477,13 +463,13 @@ pub fn recv_zerocopy(
                         continue;
                     }
                     Err(e) => {
-                        intr(e, cancel)?;
+                        cancel.intr(e)?;
                         continue;
                     }
                 }
             }
             Err(e) => {
-                intr(e, cancel)?;
+                cancel.intr(e)?;
                 continue;
             }
         };
@@ -512,7 +498,7 @@ pub fn recv_zerocopy(
                     c.recv_copied += n as u64;
                     left -= n;
                 }
-                Err(e) => intr(e, cancel)?,
+                Err(e) => cancel.intr(e)?,
             }
         }
         let got = step.mapped + step.copied + step.skip;
@@ -528,7 +514,7 @@ pub fn recv_zerocopy(
                         format!("nothing arrived within {WAIT:?}"),
                     ));
                 }
-                Err(e) => intr(e, cancel)?,
+                Err(e) => cancel.intr(e)?,
             }
             continue;
         }
