@@ -587,21 +587,7 @@ impl Xsk {
 
     /// Waits up to `timeout_ms` for frames (poll POLLIN). Returns whether any are ready.
     pub fn wait_rx(&self, timeout_ms: i32) -> io::Result<bool> {
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one live pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e);
-        }
-        Ok(r > 0)
+        super::pkt::poll_one(self.fd.as_raw_fd(), libc::POLLIN, timeout_ms)
     }
 
     /// Busy polling on this socket: SO_PREFER_BUSY_POLL, SO_BUSY_POLL (µs) and
