@@ -91,6 +91,19 @@ pub fn rcvbuf(fd: RawFd, bytes: i32) -> io::Result<()> {
     .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes, "SO_RCVBUF"))
 }
 
+/// One mmsghdr per iovec, for sendmmsg(2) and recvmmsg(2): message i is `iovs[i]` alone.
+fn mmsghdrs(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid msghdr (no name, no control).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
+}
+
 /// sendmmsg(2) of `bufs`, one message each, on a connected or bound socket. Returns how many
 /// the kernel took (EAGAIN/ENOBUFS: 0).
 pub fn sendmmsg(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
@@ -101,16 +114,7 @@ pub fn sendmmsg(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
             iov_len: b.len(),
         })
         .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid msghdr (no name, no control).
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsghdrs(&mut iovs);
     // SAFETY: msgs and the iovecs/buffers they point to live across the call; the kernel only
     // reads the buffers and writes msg_len.
     let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
@@ -157,16 +161,7 @@ pub fn recvmmsg(fd: RawFd, bufs: &mut MmsgBufs, nonblock: bool) -> io::Result<us
             iov_len: size,
         })
         .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid msghdr.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsghdrs(&mut iovs);
     let flags = if nonblock { libc::MSG_DONTWAIT } else { 0 };
     // SAFETY: every iovec points to a distinct `size`-byte slice of `data`, alive and not
     // otherwise borrowed during the call.
