@@ -400,20 +400,6 @@ pub struct ClassicCounts {
     pub polls: u64,
 }
 
-/// Turns EINTR into an error when the run was cancelled; otherwise the caller retries.
-fn intr(e: io::Error, cancel: Cancel) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::Interrupted {
-        if let Some(sig) = cancel.signal() {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                format!("interrupted by signal {sig}"),
-            ));
-        }
-        return Ok(());
-    }
-    Err(e)
-}
-
 /// read(2) into `buf` until end of stream, hashing into `h`; one latency sample per call.
 pub fn recv_classic(
     sock: &mut TcpStream,
@@ -435,7 +421,7 @@ pub fn recv_classic(
                 c.bytes += n as u64;
                 c.recv_copied += n as u64;
             }
-            Err(e) => intr(e, cancel)?,
+            Err(e) => cancel.intr(e)?,
         }
     }
 }
@@ -474,13 +460,13 @@ pub fn recv_zerocopy(
                         continue;
                     }
                     Err(e) => {
-                        intr(e, cancel)?;
+                        cancel.intr(e)?;
                         continue;
                     }
                 }
             }
             Err(e) => {
-                intr(e, cancel)?;
+                cancel.intr(e)?;
                 continue;
             }
         };
@@ -509,7 +495,7 @@ pub fn recv_zerocopy(
                     c.recv_copied += n as u64;
                     left -= n;
                 }
-                Err(e) => intr(e, cancel)?,
+                Err(e) => cancel.intr(e)?,
             }
         }
         let got = step.mapped + step.copied + step.skip;
@@ -525,7 +511,7 @@ pub fn recv_zerocopy(
                         format!("nothing arrived within {WAIT:?}"),
                     ));
                 }
-                Err(e) => intr(e, cancel)?,
+                Err(e) => cancel.intr(e)?,
             }
             continue;
         }

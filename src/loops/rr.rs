@@ -514,9 +514,14 @@ fn report(
     }
 }
 
-/// Ping-pong on one connection: write a request, read its response, check it, next.
-fn closed_rr(job: &ClientJob) -> io::Result<ClientReport> {
-    let mut s = connect(job.addr)?;
+/// The closed loop both connection modes run: `job.n` transactions, one at a time. Each is
+/// timed from before `transact(request, response)` to its return; `then` disposes of what it
+/// returned (outside the sample), and the response is checked.
+fn closed_loop<T>(
+    job: &ClientJob,
+    mut transact: impl FnMut(&[u8], &mut [u8]) -> io::Result<T>,
+    mut then: impl FnMut(T) -> io::Result<()>,
+) -> io::Result<ClientReport> {
     let mut reqs = Requests::new(job.shape.req);
     let template = response_template(job.shape.resp);
     let mut resp = vec![0u8; job.shape.resp];
@@ -527,49 +532,52 @@ fn closed_rr(job: &ClientJob) -> io::Result<ClientReport> {
         // SIGINT/SIGTERM may have been taken by another thread: the flag is read every time.
         cancelled()?;
         let t = rec.now();
-        write_all(&mut s, reqs.get(seq))?;
-        read_all(&mut s, &mut resp)?;
+        let out = transact(reqs.get(seq), &mut resp)?;
         rec.record_since(t);
+        then(out)?;
         if let Some(why) = check_response(&resp, seq, &reqs, &template) {
             bad += 1;
             first_bad.get_or_insert(why);
         }
     }
     let span = job.clock.ns_between(start, rec.now());
+    Ok(report(&mut rec, job.n, bad, first_bad, span))
+}
+
+/// Ping-pong on one connection: write a request, read its response, check it, next.
+fn closed_rr(job: &ClientJob) -> io::Result<ClientReport> {
+    let mut s = connect(job.addr)?;
+    let mut r = closed_loop(
+        job,
+        |req, resp| {
+            write_all(&mut s, req)?;
+            read_all(&mut s, resp)
+        },
+        |()| Ok(()),
+    )?;
     s.shutdown(Shutdown::Write)?;
     let mut rest = [0u8; 64];
     if s.read(&mut rest)? != 0 {
-        bad += 1;
-        first_bad.get_or_insert("bytes after the last response".into());
+        r.bad += 1;
+        r.first_bad
+            .get_or_insert("bytes after the last response".into());
     }
-    Ok(report(&mut rec, job.n, bad, first_bad, span))
+    Ok(r)
 }
 
 /// Connect per transaction: connect, request, response, check, then close with a reset
 /// (SO_LINGER 0), so no TIME_WAIT sockets pile up and exhaust the ephemeral ports.
 fn closed_crr(job: &ClientJob) -> io::Result<ClientReport> {
-    let mut reqs = Requests::new(job.shape.req);
-    let template = response_template(job.shape.resp);
-    let mut resp = vec![0u8; job.shape.resp];
-    let mut rec = Recorder::new(job.clock);
-    let (mut bad, mut first_bad) = (0, None);
-    let start = rec.now();
-    for seq in 0..job.n {
-        // SIGINT/SIGTERM may have been taken by another thread: the flag is read every time.
-        cancelled()?;
-        let t = rec.now();
-        let mut s = connect(job.addr)?;
-        write_all(&mut s, reqs.get(seq))?;
-        read_all(&mut s, &mut resp)?;
-        rec.record_since(t);
-        reset(s)?;
-        if let Some(why) = check_response(&resp, seq, &reqs, &template) {
-            bad += 1;
-            first_bad.get_or_insert(why);
-        }
-    }
-    let span = job.clock.ns_between(start, rec.now());
-    Ok(report(&mut rec, job.n, bad, first_bad, span))
+    closed_loop(
+        job,
+        |req, resp| {
+            let mut s = connect(job.addr)?;
+            write_all(&mut s, req)?;
+            read_all(&mut s, resp)?;
+            Ok(s)
+        },
+        reset,
+    )
 }
 
 /// Open loop on one connection: request `i` is queued at its intended time whatever is still

@@ -99,17 +99,6 @@ pub fn sysctls() -> Value {
     Value::Object(m)
 }
 
-/// Turns EINTR into an error when the run was cancelled, or a retry otherwise.
-fn intr(e: std::io::Error, cancel: Cancel) -> Result<()> {
-    if e.kind() == std::io::ErrorKind::Interrupted {
-        if let Some(sig) = cancel.signal() {
-            bail!("interrupted by signal {sig}");
-        }
-        return Ok(());
-    }
-    Err(e.into())
-}
-
 /// Opens one trial's connection on `path`: a receiver thread here pinned to `peer_cpu`
 /// (loopback, or in the lab's namespace B over `net`'s veth pair) that hashes or discards
 /// (`sink`) and resets the connection after `fault_after` bytes when given; the lab's UDP
@@ -348,7 +337,7 @@ fn send_classic(
         while off < size {
             match errqueue::send(fd, &buf[off..], 0) {
                 Ok(n) => off += n,
-                Err(e) => intr(e, cancel)?,
+                Err(e) => cancel.intr(e)?,
             }
         }
         rec.record_since(t0);
@@ -365,7 +354,7 @@ fn wait_notif(p: &mut SendPipeline, cancel: Cancel) -> Result<()> {
             "no completion within {NOTIF_TIMEOUT:?} while {} notification(s) were outstanding",
             p.notifs_pending()
         ),
-        Err(e) => intr(e, cancel),
+        Err(e) => Ok(cancel.intr(e)?),
     }
 }
 
@@ -390,7 +379,7 @@ fn send_msg_zerocopy(
                     pool.len()
                 ),
                 Ok(_) => {}
-                Err(e) => intr(e, cancel)?,
+                Err(e) => cancel.intr(e)?,
             }
         };
         stamp(pool.buffer_mut(b).expect("free buffer"), seq);
@@ -399,7 +388,7 @@ fn send_msg_zerocopy(
         while off < size {
             match pool.send(fd, b, off, size - off, 0) {
                 Ok(n) => off += n,
-                Err(e) => intr(e, cancel)?,
+                Err(e) => cancel.intr(e)?,
             }
         }
         rec.record_since(t0);
@@ -436,7 +425,7 @@ fn send_uring(
             }
             if p.results_pending() > 0 {
                 if let Err(e) = p.submit_and_wait(1) {
-                    intr(e, cancel)?;
+                    cancel.intr(e)?;
                 }
             } else {
                 wait_notif(p, cancel)?;
@@ -474,7 +463,7 @@ fn send_uring(
                 let mut res = None;
                 while res.is_none() {
                     if let Err(e) = p.submit_and_wait(1) {
-                        intr(e, cancel)?;
+                        cancel.intr(e)?;
                     }
                     p.reap(|d| res = Some(d.res));
                 }

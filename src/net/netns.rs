@@ -69,9 +69,18 @@ pub fn enter_netns(ns: &str) -> io::Result<()> {
 /// Runs `f` on a short-lived thread inside namespace `ns` and returns its result: the way to
 /// create a socket in a namespace without moving the calling thread.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    on_ns_thread(|| enter_netns(ns), f)
+}
+
+/// Runs `f` on a short-lived thread that `enter` has first moved into a namespace (setns(2)),
+/// and returns its result; the calling thread stays where it is.
+pub(crate) fn on_ns_thread<T: Send>(
+    enter: impl FnOnce() -> io::Result<()> + Send,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            enter_netns(ns)?;
+            enter()?;
             f()
         })
         .join()
@@ -421,18 +430,7 @@ impl VethLab {
     pub fn sink_counters(&self) -> io::Result<SinkCounters> {
         let dev = self.sink_s_if.clone();
         in_netns(&self.ns_s, move || {
-            let text = fs::read_to_string("/proc/thread-self/net/dev")?;
-            let line = text
-                .lines()
-                .find_map(|l| l.trim_start().strip_prefix(&format!("{dev}:")))
-                .ok_or_else(|| io::Error::other(format!("{dev} not in /proc/net/dev")))?;
-            let f: Vec<u64> = line
-                .split_whitespace()
-                .map(|x| x.parse().unwrap_or(0))
-                .collect();
-            if f.len() < 2 {
-                return Err(io::Error::other("short /proc/net/dev line"));
-            }
+            let f = net_dev_fields(&dev, 2)?;
             let in_addr_errors = fs::read_to_string("/proc/thread-self/net/snmp")
                 .ok()
                 .and_then(|t| snmp_field(&t, "Ip", "InAddrErrors"));
@@ -471,6 +469,25 @@ impl Drop for VethLab {
             eprintln!("warning: network namespace clean-up incomplete: {e}");
         }
     }
+}
+
+/// The counters of interface `dev` in the calling thread's namespace, in the order of its
+/// line in /proc/thread-self/net/dev (receive bytes, packets, errs, drop, ..., then the same
+/// for transmit); an error when the line has fewer than `min`.
+pub fn net_dev_fields(dev: &str, min: usize) -> io::Result<Vec<u64>> {
+    let text = fs::read_to_string("/proc/thread-self/net/dev")?;
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{dev}:")))
+        .ok_or_else(|| io::Error::other(format!("{dev} not in /proc/net/dev")))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    if f.len() < min {
+        return Err(io::Error::other("short /proc/net/dev line"));
+    }
+    Ok(f)
 }
 
 /// A field of /proc/net/snmp: the line pair `Proto: names...` / `Proto: values...`.

@@ -189,6 +189,18 @@ pub struct PeerReport {
     pub usage: Usage,
 }
 
+impl PeerReport {
+    /// A peer's account at its end: `bytes` moved, `hash` (0 for a pure sender), and the
+    /// thread's CPU usage since `u0`.
+    fn since(u0: &Usage, bytes: u64, hash: u64) -> io::Result<PeerReport> {
+        Ok(PeerReport {
+            bytes,
+            hash,
+            usage: usage::thread()?.since(u0),
+        })
+    }
+}
+
 /// A peer's thread, joined when dropped (its result then discarded), so that a failed trial
 /// leaves no peer running.
 pub struct PeerThread<T> {
@@ -264,12 +276,7 @@ impl Streamer {
             }
             // A graceful close: what is still queued is delivered, then the FIN.
             sock.shutdown(Shutdown::Write)?;
-            let u1 = usage::thread()?;
-            Ok(PeerReport {
-                bytes: off as u64,
-                hash: 0,
-                usage: u1.since(&u0),
-            })
+            PeerReport::since(&u0, off as u64, 0)
         })?;
         Ok(Streamer(h))
     }
@@ -314,12 +321,7 @@ impl HashSink {
                 h.update(&buf[..n]);
                 bytes += n as u64;
             }
-            let u1 = usage::thread()?;
-            Ok(PeerReport {
-                bytes,
-                hash: h.digest(),
-                usage: u1.since(&u0),
-            })
+            PeerReport::since(&u0, bytes, h.digest())
         })?;
         Ok(HashSink(h))
     }
@@ -357,12 +359,7 @@ impl EchoServer {
                 sock.write_all(&buf)?;
                 bytes += msg as u64;
             }
-            let u1 = usage::thread()?;
-            Ok(PeerReport {
-                bytes,
-                hash: 0,
-                usage: u1.since(&u0),
-            })
+            PeerReport::since(&u0, bytes, 0)
         })?;
         Ok(EchoServer(h))
     }

@@ -15,7 +15,7 @@
 //! inside the namespace concerned, so it acts there (a child inherits its creator's
 //! namespace), and names B by the path /proc/<pid>/fd/<n> of the lab's descriptor.
 
-use super::netns::run_ip;
+use super::netns::{net_dev_fields, on_ns_thread, run_ip};
 use std::fs::{self, File};
 use std::io;
 use std::net::Ipv4Addr;
@@ -42,14 +42,7 @@ pub struct PktNet {
 }
 
 fn in_ns<T: Send>(ns: &File, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter(ns)?;
-            f()
-        })
-        .join()
-        .map_err(|_| io::Error::other("namespace helper thread panicked"))?
-    })
+    on_ns_thread(|| enter(ns), f)
 }
 
 /// Moves the calling thread into namespace `ns` for good.
@@ -208,18 +201,7 @@ impl PktNet {
 /// Counters of interface `ifname` in the calling thread's namespace (/proc/thread-self/net/dev):
 /// (rx_packets, rx_dropped, tx_packets, tx_dropped).
 pub fn dev_counters(ifname: &str) -> io::Result<(u64, u64, u64, u64)> {
-    let text = fs::read_to_string("/proc/thread-self/net/dev")?;
-    let line = text
-        .lines()
-        .find_map(|l| l.trim_start().strip_prefix(&format!("{ifname}:")))
-        .ok_or_else(|| io::Error::other(format!("{ifname} not in /proc/net/dev")))?;
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    if f.len() < 12 {
-        return Err(io::Error::other("short /proc/net/dev line"));
-    }
+    let f = net_dev_fields(ifname, 12)?;
     Ok((f[1], f[3], f[9], f[11]))
 }
 

@@ -13,6 +13,7 @@ pub mod file;
 pub mod filemap;
 pub mod fsinfo;
 pub mod host;
+mod mmap;
 pub mod perf;
 pub mod perf_sample;
 pub mod pipe;

@@ -20,7 +20,7 @@ const PERF_TYPE_TRACEPOINT: u32 = 2;
 /// `PERF_ATTR_SIZE_VER5`: the layout of [`PerfEventAttr`] below.
 pub(super) const PERF_ATTR_SIZE_VER5: u32 = 112;
 /// `PERF_FLAG_FD_CLOEXEC`.
-pub(super) const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 
 /// `_IO('$', n)` ioctls from `<linux/perf_event.h>`.
 pub(super) const PERF_EVENT_IOC_ENABLE: u32 = 0x2400;
@@ -120,28 +120,17 @@ impl PerfCounter {
 
     /// Starts counting (`PERF_EVENT_IOC_ENABLE`).
     pub fn enable(&self) -> io::Result<()> {
-        self.ioctl(PERF_EVENT_IOC_ENABLE)
+        perf_ioctl(self.fd.as_fd(), PERF_EVENT_IOC_ENABLE)
     }
 
     /// Stops counting; the value is kept (`PERF_EVENT_IOC_DISABLE`).
     pub fn disable(&self) -> io::Result<()> {
-        self.ioctl(PERF_EVENT_IOC_DISABLE)
+        perf_ioctl(self.fd.as_fd(), PERF_EVENT_IOC_DISABLE)
     }
 
     /// Sets the value back to zero (`PERF_EVENT_IOC_RESET`).
     pub fn reset(&self) -> io::Result<()> {
-        self.ioctl(PERF_EVENT_IOC_RESET)
-    }
-
-    fn ioctl(&self, request: u32) -> io::Result<()> {
-        // SAFETY: these perf ioctls take an integer argument (0 = this event
-        // only) and touch no user memory.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), request as _, 0) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        perf_ioctl(self.fd.as_fd(), PERF_EVENT_IOC_RESET)
     }
 }
 
@@ -296,14 +285,34 @@ fn open_counter(type_: u32, config: u64, tid: i32) -> io::Result<PerfCounter> {
         flags: 0,
         ..PerfEventAttr::default()
     };
-    // SAFETY: `attr` is a fully initialised perf_event_attr whose `size`
-    // field matches its layout; the kernel only reads it during the call.
+    Ok(PerfCounter {
+        fd: perf_event_open(&attr, tid, -1)?,
+    })
+}
+
+/// One of the perf ioctls that take an integer argument (`PERF_EVENT_IOC_ENABLE`, `_DISABLE`,
+/// `_RESET`), on the event `fd` only (argument 0, not its group).
+pub(super) fn perf_ioctl(fd: BorrowedFd, request: u32) -> io::Result<()> {
+    // SAFETY: these perf ioctls take an integer argument and touch no user memory.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, 0) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// perf_event_open(2) of `attr` for thread `tid` (0: the caller) on `cpu` (-1: any), with no
+/// group leader, close-on-exec.
+pub(super) fn perf_event_open(attr: &PerfEventAttr, tid: i32, cpu: i32) -> io::Result<OwnedFd> {
+    // SAFETY: `attr` is a fully initialised perf_event_attr whose `size` field matches its
+    // layout; the kernel only reads it during the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
-            &attr as *const PerfEventAttr,
+            attr as *const PerfEventAttr,
             tid as libc::pid_t,
-            -1 as libc::c_int,
+            cpu as libc::c_int,
             -1 as libc::c_int,
             PERF_FLAG_FD_CLOEXEC,
         )
@@ -314,8 +323,7 @@ fn open_counter(type_: u32, config: u64, tid: i32) -> io::Result<PerfCounter> {
     let fd = RawFd::try_from(fd)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "fd out of range"))?;
     // SAFETY: perf_event_open just returned this fd and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(PerfCounter { fd })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

@@ -19,12 +19,12 @@
 //! around the end of the buffer; they are copied out piecewise.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::perf::{
     PERF_ATTR_SIZE_VER5, PERF_EVENT_IOC_DISABLE, PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_RESET,
-    PERF_FLAG_FD_CLOEXEC, PERF_TYPE_SOFTWARE, PerfEventAttr,
+    PERF_TYPE_SOFTWARE, PerfEventAttr, perf_event_open, perf_ioctl,
 };
 
 /// CPU time between two samples: 200 111 ns, about 4997 samples per second of
@@ -156,25 +156,7 @@ impl Ring {
             sample_max_stack: MAX_STACK,
             ..PerfEventAttr::default()
         };
-        // SAFETY: `attr` is a fully initialised perf_event_attr whose `size`
-        // matches its layout; the kernel only reads it during the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_perf_event_open,
-                &attr as *const PerfEventAttr,
-                tid as libc::pid_t,
-                cpu as libc::c_int,
-                -1 as libc::c_int,
-                PERF_FLAG_FD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = RawFd::try_from(fd)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "fd out of range"))?;
-        // SAFETY: perf_event_open just returned this fd and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = perf_event_open(&attr, tid, cpu)?;
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         // 8 MiB of records (about six seconds of samples) so that one pass
@@ -225,27 +207,17 @@ impl Ring {
 
     /// Starts sampling.
     fn enable(&self) -> io::Result<()> {
-        self.ioctl(PERF_EVENT_IOC_ENABLE)
+        perf_ioctl(self.fd.as_fd(), PERF_EVENT_IOC_ENABLE)
     }
 
     /// Stops sampling; what is in the buffer stays there for [`Sampler::drain`].
     fn disable(&self) -> io::Result<()> {
-        self.ioctl(PERF_EVENT_IOC_DISABLE)
+        perf_ioctl(self.fd.as_fd(), PERF_EVENT_IOC_DISABLE)
     }
 
     /// Resets the event's count (the buffer is not touched).
     fn reset(&self) -> io::Result<()> {
-        self.ioctl(PERF_EVENT_IOC_RESET)
-    }
-
-    fn ioctl(&self, request: u32) -> io::Result<()> {
-        // SAFETY: these perf ioctls take an integer argument and touch no user memory.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), request as _, 0) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        perf_ioctl(self.fd.as_fd(), PERF_EVENT_IOC_RESET)
     }
 
     fn head(&self) -> &AtomicU64 {
@@ -382,23 +354,33 @@ mod tests {
         assert!(u.user && u.kernel_chain.is_empty());
     }
 
-    #[test]
-    fn new_threads_are_sampled_apart_when_allowed() {
-        let s = match Sampler::open_with_new_threads(0) {
-            Ok(s) => s,
+    /// The sampler `open` gives, or None when the kernel refuses (no root or CAP_PERFMON):
+    /// the test then has nothing to check.
+    fn allowed(open: io::Result<Sampler>) -> Option<Sampler> {
+        match open {
+            Ok(s) => Some(s),
             Err(e) => {
                 let c = e.raw_os_error();
                 assert!(c == Some(libc::EACCES) || c == Some(libc::EPERM), "{e}");
-                return;
+                None
             }
-        };
-        let busy = || {
-            let t = std::time::Instant::now();
-            let mut x = 0u64;
-            while t.elapsed() < std::time::Duration::from_millis(50) {
-                x = x.wrapping_add(std::hint::black_box(1));
-            }
-            std::hint::black_box(x);
+        }
+    }
+
+    /// 50 ms of CPU in user mode on the calling thread.
+    fn busy() {
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        std::hint::black_box(x);
+    }
+
+    #[test]
+    fn new_threads_are_sampled_apart_when_allowed() {
+        let Some(s) = allowed(Sampler::open_with_new_threads(0)) else {
+            return;
         };
         // Created while the event is off, as a variant's peer thread is.
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
@@ -421,21 +403,11 @@ mod tests {
 
     #[test]
     fn samples_the_calling_thread_when_allowed() {
-        let s = match Sampler::open(0) {
-            Ok(s) => s,
-            Err(e) => {
-                let c = e.raw_os_error();
-                assert!(c == Some(libc::EACCES) || c == Some(libc::EPERM), "{e}");
-                return;
-            }
+        let Some(s) = allowed(Sampler::open(0)) else {
+            return;
         };
         s.enable().unwrap();
-        let t = std::time::Instant::now();
-        let mut x = 0u64;
-        while t.elapsed() < std::time::Duration::from_millis(50) {
-            x = x.wrapping_add(std::hint::black_box(1));
-        }
-        std::hint::black_box(x);
+        busy();
         s.disable().unwrap();
         let mut out = Vec::new();
         s.drain(&mut out);

@@ -4,8 +4,9 @@
 //! Documentation/networking/packet_mmap.rst).
 
 use super::consts::*;
+use super::mmap::Mapping;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 fn check(r: i64, what: &str) -> io::Result<i64> {
@@ -90,6 +91,19 @@ pub fn rcvbuf(fd: RawFd, bytes: i32) -> io::Result<()> {
     .or_else(|_| setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes, "SO_RCVBUF"))
 }
 
+/// One mmsghdr per iovec, for sendmmsg(2) and recvmmsg(2): message i is `iovs[i]` alone.
+fn mmsghdrs(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid msghdr (no name, no control).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
+}
+
 /// sendmmsg(2) of `bufs`, one message each, on a connected or bound socket. Returns how many
 /// the kernel took (EAGAIN/ENOBUFS: 0).
 pub fn sendmmsg(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
@@ -100,16 +114,7 @@ pub fn sendmmsg(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
             iov_len: b.len(),
         })
         .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid msghdr (no name, no control).
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsghdrs(&mut iovs);
     // SAFETY: msgs and the iovecs/buffers they point to live across the call; the kernel only
     // reads the buffers and writes msg_len.
     let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
@@ -156,16 +161,7 @@ pub fn recvmmsg(fd: RawFd, bufs: &mut MmsgBufs, nonblock: bool) -> io::Result<us
             iov_len: size,
         })
         .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid msghdr.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsghdrs(&mut iovs);
     let flags = if nonblock { libc::MSG_DONTWAIT } else { 0 };
     // SAFETY: every iovec points to a distinct `size`-byte slice of `data`, alive and not
     // otherwise borrowed during the call.
@@ -223,26 +219,14 @@ pub fn packet_stats(fd: &OwnedFd) -> io::Result<(u32, u32)> {
 
 /// A mmap'd TPACKET_V3 ring (RX: blocks of frames the kernel fills; TX: fixed frame slots).
 pub struct PacketRing {
+    // Field order is drop order: the ring unmapped, then the socket closed.
+    map: Mapping,
     pub fd: OwnedFd,
-    map: *mut u8,
-    len: usize,
     block_size: usize,
     blocks: usize,
     frame_size: usize,
     frames: usize,
     next: usize,
-}
-
-// SAFETY: the mapping moves with the ring; access follows the tp_status protocol.
-unsafe impl Send for PacketRing {}
-
-impl Drop for PacketRing {
-    fn drop(&mut self) {
-        // SAFETY: exactly the region mmap returned; nothing borrows it past this point.
-        unsafe {
-            libc::munmap(self.map.cast(), self.len);
-        }
-    }
 }
 
 fn version_v3(fd: &OwnedFd) -> io::Result<()> {
@@ -254,28 +238,6 @@ fn version_v3(fd: &OwnedFd) -> io::Result<()> {
         &v,
         "PACKET_VERSION TPACKET_V3",
     )
-}
-
-fn map_ring(fd: &OwnedFd, len: usize) -> io::Result<*mut u8> {
-    // SAFETY: maps the socket's ring, the size the ring request set; a new mapping.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("mmap AF_PACKET ring: {e}"),
-        ));
-    }
-    Ok(p.cast())
 }
 
 /// Offset of a TX frame's data from its slot: the header, aligned (tp_hdrlen less the
@@ -294,13 +256,18 @@ impl PacketRing {
     ) -> io::Result<PacketRing> {
         setopt(fd.as_raw_fd(), libc::SOL_PACKET, opt, req, name)?;
         let (block_size, blocks) = (req.tp_block_size as usize, req.tp_block_nr as usize);
-        let len = block_size * blocks;
-        let map = map_ring(&fd, len)?;
+        let map = Mapping::shared(
+            fd.as_fd(),
+            block_size * blocks,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_POPULATE,
+            0,
+            "mmap AF_PACKET ring",
+        )?;
         packet_bind(&fd, ifindex)?;
         Ok(PacketRing {
-            fd,
             map,
-            len,
+            fd,
             block_size,
             blocks,
             frame_size: req.tp_frame_size as usize,
@@ -335,7 +302,7 @@ impl PacketRing {
     fn status_at(&self, off: usize) -> &AtomicU32 {
         // SAFETY: `off` is the offset of a u32 status word inside the mapping (callers pass
         // block_status or tp_status offsets of slots < len); 4-byte aligned.
-        unsafe { &*(self.map.add(off) as *const AtomicU32) }
+        unsafe { &*(self.map.ptr().add(off) as *const AtomicU32) }
     }
 
     /// Hands the frames of the next retired block to `f` and returns the block to the kernel.
@@ -350,7 +317,7 @@ impl PacketRing {
         // SAFETY: the block is ours (TP_STATUS_USER, acquired above); the header fields and
         // the frames the kernel wrote lie inside this block.
         let (n, mut p) = unsafe {
-            let b = self.map.add(off);
+            let b = self.map.ptr().add(off);
             (
                 (b.add(12) as *const u32).read() as usize,
                 (b.add(16) as *const u32).read() as usize,
@@ -363,11 +330,11 @@ impl PacketRing {
             // SAFETY: a tpacket3_hdr at block offset p (inside the block, checked); its data
             // at tp_mac for tp_snaplen bytes, checked against the block's end.
             unsafe {
-                let h = &*(self.map.add(off + p) as *const libc::tpacket3_hdr);
+                let h = &*(self.map.ptr().add(off + p) as *const libc::tpacket3_hdr);
                 let (mac, snap) = (h.tp_mac as usize, h.tp_snaplen as usize);
                 if p + mac + snap <= self.block_size {
                     f(std::slice::from_raw_parts(
-                        self.map.add(off + p + mac),
+                        self.map.ptr().add(off + p + mac),
                         snap,
                     ));
                 }
@@ -435,9 +402,10 @@ impl PacketRing {
             // SAFETY: the slot is free (status available, acquired above): user space owns
             // it until the status store below. Header and data lie inside the slot.
             let len = unsafe {
-                let data = std::slice::from_raw_parts_mut(self.map.add(off + TX_DATA_OFF), room);
+                let data =
+                    std::slice::from_raw_parts_mut(self.map.ptr().add(off + TX_DATA_OFF), room);
                 let len = fill(n, data).min(room);
-                let h = &mut *(self.map.add(off) as *mut libc::tpacket3_hdr);
+                let h = &mut *(self.map.ptr().add(off) as *mut libc::tpacket3_hdr);
                 h.tp_next_offset = 0;
                 h.tp_len = len as u32;
                 h.tp_snaplen = len as u32;

@@ -5,6 +5,7 @@
 //! user pressed Ctrl-C. The handlers are installed without SA_RESTART: a blocking call returns
 //! EINTR and the loop around it sees the token.
 
+use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -61,6 +62,21 @@ impl Cancel {
     /// Whether the run has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
         self.signal().is_some()
+    }
+
+    /// What a loop does with a failed call: EINTR is retried (`Ok`) unless the run was
+    /// cancelled, which ends it with an error naming the signal; any other error is returned.
+    pub fn intr(self, e: io::Error) -> io::Result<()> {
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+        match self.signal() {
+            Some(sig) => Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("interrupted by signal {sig}"),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

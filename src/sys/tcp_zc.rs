@@ -3,6 +3,7 @@
 //! with getsockopt, and what it could not map, copied into a small buffer or left to recv(2).
 //! Also the TCP_MAXSEG and poll helpers the receive loops need.
 
+use super::mmap::Mapping;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
@@ -55,49 +56,23 @@ pub fn is_done(e: &io::Error) -> bool {
 /// A read-only shared mapping of a TCP socket of `len` bytes (a multiple of the page size),
 /// the target of [`ZcMap::receive`]. Pages mapped there are the socket's received data.
 pub struct ZcMap {
-    addr: *mut libc::c_void,
-    len: usize,
+    map: Mapping,
     /// Bytes at the start of the mapping that still hold pages from the last call.
     dirty: usize,
 }
-
-// SAFETY: the mapping is plain memory owned by this value; nothing in it is tied to a thread.
-unsafe impl Send for ZcMap {}
 
 impl ZcMap {
     /// mmap(2) of `sock` (PROT_READ, MAP_SHARED), `len` rounded up to whole pages.
     pub fn new(sock: BorrowedFd, len: usize) -> io::Result<ZcMap> {
         let page = page_size();
         let len = len.max(1).div_ceil(page) * page;
-        // SAFETY: a new mapping chosen by the kernel; the arguments are plain values and the
-        // socket outlives the call. The result is checked before use.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                sock.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("mmap of the TCP socket: {e}"),
-            ));
-        }
-        Ok(ZcMap {
-            addr,
-            len,
-            dirty: 0,
-        })
+        let map = Mapping::shared(sock, len, libc::PROT_READ, 0, 0, "mmap of the TCP socket")?;
+        Ok(ZcMap { map, dirty: 0 })
     }
 
     /// The mapping's length.
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     /// Always false: a mapping has at least one page.
@@ -113,8 +88,8 @@ impl ZcMap {
     /// socket is done ([`is_done`]).
     pub fn receive(&mut self, sock: BorrowedFd, copybuf: &mut [u8]) -> io::Result<ZcStep> {
         let mut zc = ZcReceive {
-            address: self.addr as u64,
-            length: self.len as u32,
+            address: self.map.ptr() as u64,
+            length: self.map.len() as u32,
             copybuf_address: if copybuf.is_empty() {
                 0
             } else {
@@ -130,7 +105,7 @@ impl ZcMap {
         };
         let mut optlen = std::mem::size_of::<ZcReceive>() as libc::socklen_t;
         // SAFETY: `zc` and `optlen` are live locals of the sizes given; the kernel writes
-        // received pages only into our own mapping (`self.addr`, `self.len`) and copied bytes
+        // received pages only into our own mapping (`self.map`) and copied bytes
         // only into `copybuf`, which is borrowed mutably for the call.
         let r = unsafe {
             libc::getsockopt(
@@ -147,7 +122,7 @@ impl ZcMap {
         if zc.err != 0 {
             return Err(io::Error::from_raw_os_error(zc.err.abs()));
         }
-        let mapped = (zc.length as usize).min(self.len);
+        let mapped = (zc.length as usize).min(self.map.len());
         if mapped > 0 {
             self.dirty = self.dirty.max(mapped);
         }
@@ -161,11 +136,11 @@ impl ZcMap {
 
     /// The first `n` bytes of the mapping, as the last [`ZcMap::receive`] mapped them.
     pub fn bytes(&self, n: usize) -> &[u8] {
-        let n = n.min(self.len);
+        let n = n.min(self.map.len());
         // SAFETY: the mapping lives as long as `self`; callers read only the bytes the last
         // `receive` reported mapped (pages the kernel put there), so no unpopulated page of
         // the socket mapping is touched.
-        unsafe { std::slice::from_raw_parts(self.addr as *const u8, n) }
+        unsafe { std::slice::from_raw_parts(self.map.ptr(), n) }
     }
 
     /// Gives the first `n` bytes' pages back to the kernel now (madvise MADV_DONTNEED), as
@@ -175,10 +150,10 @@ impl ZcMap {
             return Ok(());
         }
         let page = page_size();
-        let n = n.div_ceil(page).min(self.len / page) * page;
+        let n = n.div_ceil(page).min(self.map.len() / page) * page;
         // SAFETY: the range lies inside our own mapping; no slice into it is alive (`bytes`
         // borrows `self`, and this takes `&mut self`).
-        let r = unsafe { libc::madvise(self.addr, n, libc::MADV_DONTNEED) };
+        let r = unsafe { libc::madvise(self.map.ptr().cast(), n, libc::MADV_DONTNEED) };
         if r != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -186,16 +161,6 @@ impl ZcMap {
             self.dirty = 0;
         }
         Ok(())
-    }
-}
-
-impl Drop for ZcMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was created by `new` with this address and length and is not
-        // referenced anywhere once `self` is dropped.
-        unsafe {
-            libc::munmap(self.addr, self.len);
-        }
     }
 }
 

@@ -15,73 +15,10 @@
 //! to the fill ring right after; TX frames come from the free list and return to it through the
 //! completion ring.
 
+use super::mmap::Mapping;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-/// One mmap'd region, unmapped on drop.
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn anon(len: usize) -> io::Result<Mapping> {
-        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        Self::checked(p, len, "mmap UMEM")
-    }
-
-    fn socket(fd: &OwnedFd, len: usize, pgoff: u64, what: &str) -> io::Result<Mapping> {
-        // SAFETY: maps a ring of the socket `fd` at the offset the AF_XDP ABI defines for it,
-        // with the length the kernel reported (XDP_MMAP_OFFSETS); a new mapping, nothing aliased.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff as libc::off_t,
-            )
-        };
-        Self::checked(p, len, what)
-    }
-
-    fn checked(p: *mut libc::c_void, len: usize, what: &str) -> io::Result<Mapping> {
-        if p == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
-        }
-        Ok(Mapping {
-            ptr: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,
-            len,
-        })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned; nothing borrows the mapping any more
-        // (rings and frame slices borrow their owner, which is being dropped).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
-}
-
-// SAFETY: the mapping is plain memory; the ring protocol (atomics) orders access to it.
-unsafe impl Send for Mapping {}
 
 /// One ring: `D` is u64 (fill, completion: frame addresses) or `xdp_desc` (RX, TX).
 struct Ring<D: Copy> {
@@ -108,8 +45,15 @@ impl<D: Copy> Ring<D> {
         what: &str,
     ) -> io::Result<Ring<D>> {
         let len = off.desc as usize + size as usize * std::mem::size_of::<D>();
-        let map = Mapping::socket(fd, len, pgoff, what)?;
-        let base = map.ptr.as_ptr();
+        let map = Mapping::shared(
+            fd.as_fd(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_POPULATE,
+            pgoff,
+            what,
+        )?;
+        let base = map.ptr();
         // SAFETY: the offsets come from the kernel for this mapping and lie inside it; the
         // index words are u32, aligned, and only ever accessed atomically.
         let (producer, consumer, flags, descs) = unsafe {
@@ -289,9 +233,9 @@ impl Xsk {
         // SAFETY: a descriptor socket(2) just returned; we own it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let len = cfg.frame_size as usize * cfg.frames as usize;
-        let umem = Mapping::anon(len)?;
+        let umem = Mapping::anon(len, "mmap UMEM")?;
         let reg = libc::xdp_umem_reg {
-            addr: umem.ptr.as_ptr() as u64,
+            addr: umem.ptr() as u64,
             len: len as u64,
             chunk_size: cfg.frame_size,
             headroom: 0,
@@ -470,8 +414,8 @@ impl Xsk {
         if n == 0 {
             return 0;
         }
-        let base = self.umem.ptr.as_ptr();
-        let frames_len = self.umem.len;
+        let base = self.umem.ptr();
+        let frames_len = self.umem.len();
         for i in 0..n {
             let d = rx.read(i);
             let (a, l) = (d.addr as usize, d.len as usize);
@@ -522,7 +466,7 @@ impl Xsk {
     pub fn queue_tx(&mut self, max: u32, mut fill: impl FnMut(u32, &mut [u8]) -> usize) -> u32 {
         let tx = self.tx.as_mut().expect("socket bound with a TX ring");
         let n = tx.free().min(max).min(self.free.len() as u32);
-        let base = self.umem.ptr.as_ptr();
+        let base = self.umem.ptr();
         let fs = self.cfg.frame_size as usize;
         for i in 0..n {
             let a = self.free.pop().expect("n <= free.len()");
@@ -587,21 +531,7 @@ impl Xsk {
 
     /// Waits up to `timeout_ms` for frames (poll POLLIN). Returns whether any are ready.
     pub fn wait_rx(&self, timeout_ms: i32) -> io::Result<bool> {
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one live pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e);
-        }
-        Ok(r > 0)
+        super::pkt::poll_one(self.fd.as_raw_fd(), libc::POLLIN, timeout_ms)
     }
 
     /// Busy polling on this socket: SO_PREFER_BUSY_POLL, SO_BUSY_POLL (µs) and

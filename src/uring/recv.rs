@@ -43,20 +43,6 @@ pub struct RecvCounts {
     pub buffers: u64,
 }
 
-/// Turns EINTR into an error when the run was cancelled; otherwise the caller retries.
-fn intr(e: io::Error, cancel: Cancel) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::Interrupted {
-        if let Some(sig) = cancel.signal() {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                format!("interrupted by signal {sig}"),
-            ));
-        }
-        return Ok(());
-    }
-    Err(e)
-}
-
 /// One IORING_OP_RECV of up to `buf.len()` bytes at a time, one in flight, until end of
 /// stream. One latency sample per receive: SQE pushed to its CQE reaped.
 pub fn recv_single(
@@ -81,7 +67,7 @@ pub fn recv_single(
         let res = loop {
             c.enters += 1;
             if let Err(e) = r.submit_and_wait(1) {
-                intr(e, cancel)?;
+                cancel.intr(e)?;
             }
             if let Some(cqe) = r.completion().next() {
                 break cqe.result();
@@ -263,7 +249,7 @@ fn recv_multishot(
         let t0 = rec.now();
         c.enters += 1;
         if let Err(e) = ring.inner().submit_and_wait(1) {
-            intr(e, cancel)?;
+            cancel.intr(e)?;
         }
         cqes.clear();
         cqes.extend(ring.inner().completion().map(|e| (e.result(), e.flags())));
