@@ -86,8 +86,7 @@ struct Args {
 
 struct FileCopy {
     args: Args,
-    /// The current source; replaced when a point needs another size, removed when the run
-    /// ends (dropped, after a failure or an interruption too).
+    /// The source, made for each size.
     src: PatternFiles,
 }
 

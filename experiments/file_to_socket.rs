@@ -145,8 +145,8 @@ enum Cache {
 struct FileToSocket {
     args: Args,
     paths: Vec<NetPath>,
-    /// Source files by size, kept across variants (each variant runs every point, and a new
-    /// file costs a write and an fsync) while they total at most [`FILE_CACHE_BYTES`].
+    /// Source files by size, kept (a new file costs a write and an fsync) while they total at
+    /// most [`FILE_CACHE_BYTES`].
     files: PatternFiles,
     /// The lab's namespaces, when a veth path runs.
     net: Option<VethLab>,

@@ -70,8 +70,7 @@ struct Args {
 
 struct MmapRead {
     args: Args,
-    /// The current file; replaced when a point needs another size, removed when the run ends
-    /// (dropped, after a failure or an interruption too).
+    /// The file read, made for each size.
     file: PatternFiles,
 }
 

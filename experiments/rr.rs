@@ -289,10 +289,7 @@ impl Experiment for Rr {
     }
 
     fn list_notes(caps: &Caps) -> Vec<String> {
-        vec![match netns::unavailable_reason(caps) {
-            None => "paths: tcp-loopback, tcp-veth (network namespaces available here)".into(),
-            Some(r) => format!("paths: tcp-loopback; tcp-veth skipped here: {r}"),
-        }]
+        net_paths::tcp_path_notes(netns::unavailable_reason(caps))
     }
 }
 

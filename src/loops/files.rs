@@ -99,7 +99,8 @@ pub fn sweep<'a>(
 }
 
 /// Pattern files in a work directory, by size: created on first use
-/// (`<dir>/zclab-<name>-<pid>-<size>.<ext>`), removed when dropped or cleared.
+/// (`<dir>/zclab-<name>-<pid>-<size>.<ext>`), removed when dropped (after a failure or an
+/// interruption too) or cleared.
 pub struct PatternFiles {
     dir: PathBuf,
     name: String,

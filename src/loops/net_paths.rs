@@ -170,6 +170,14 @@ pub fn path_notes(unavailable: Option<String>) -> Vec<String> {
     ]
 }
 
+/// The `--list` line of an experiment whose paths are TCP over loopback and over veth.
+pub fn tcp_path_notes(unavailable: Option<String>) -> Vec<String> {
+    vec![match unavailable {
+        None => "paths: tcp-loopback, tcp-veth (network namespaces available here)".into(),
+        Some(r) => format!("paths: tcp-loopback; tcp-veth skipped here: {r}"),
+    }]
+}
+
 /// The lab's namespaces for the veth paths, with a veth MTU of `mtu`; namespaces that a run
 /// which no longer exists left behind are removed first, each named on stderr after
 /// `experiment`.
