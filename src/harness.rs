@@ -1087,8 +1087,7 @@ impl Lab {
             // A variant that turned out to be unable to run here (a Skip from its first trial).
             let mut gone = vec![false; runnable.len()];
             let mut schedule = Schedule::new(self.args.order, runnable.len(), points.len());
-            'visits: while let Some((ri, pi)) =
-                schedule.next(|r, p| !gone[r] && !states[r][p].done)
+            'visits: while let Some((ri, pi)) = schedule.next(|r, p| !gone[r] && !states[r][p].done)
             {
                 let (v, vi, requested) = runnable[ri];
                 let p = &points[pi];
@@ -1412,7 +1411,9 @@ impl Lab {
                                     ran += 1;
                                     // A variant that times no steps in user space (the
                                     // kernel's own generator) leaves its histogram empty.
-                                    for (kind, h) in hists.into_iter().filter(|(_, h)| h.len() > 0) {
+                                    for (kind, h) in
+                                        hists.into_iter().filter(|(_, h)| !h.is_empty())
+                                    {
                                         let key = (v.name.to_string(), label.clone(), kind.clone());
                                         let agg = self.hists.entry(key).or_insert_with(
                                             crate::measure::recorder::new_histogram,

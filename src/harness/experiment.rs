@@ -187,7 +187,9 @@ pub fn run<E: Experiment>() -> ExitCode {
 
 /// [`run`] with explicit arguments (the first is the program name).
 pub fn run_from<E: Experiment>(argv: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let cmd = Cli::<E::Args>::command().name(E::NAME).about(E::ENTRY.about);
+    let cmd = Cli::<E::Args>::command()
+        .name(E::NAME)
+        .about(E::ENTRY.about);
     let cli = match cmd
         .try_get_matches_from(argv)
         .and_then(|m| Cli::<E::Args>::from_arg_matches(&m))

@@ -126,7 +126,6 @@ fn merge_metrics(a: &mut Metrics, b: &Metrics) {
     a.syscalls_per_mib = a.syscalls.0.map(|s| per_mib(s as f64));
 }
 
-
 /// Parses a duration: `500ms`, `2s`, `1.5s`, `1m` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();

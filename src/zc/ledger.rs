@@ -441,7 +441,10 @@ impl Ledger {
 
     /// The counts and the release-time histogram, for the trial's row.
     pub fn report(&self) -> (ZcCounts, Histogram<u64>) {
-        (self.counts.with_copied_pct(), self.release.histogram().clone())
+        (
+            self.counts.with_copied_pct(),
+            self.release.histogram().clone(),
+        )
     }
 }
 
