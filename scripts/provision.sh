@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian/Ubuntu machine (a Vagrant VM or bare metal) to run zclab, idempotently:
-# build tools, iproute2 and util-linux, python3 with venv (plots), the Rust toolchain through
-# rustup for the user who builds, then `scripts/setup.sh` and `cargo build --release`.
+# build tools, iproute2 and util-linux, python3 with venv (plots), the Rust toolchain from the
+# distribution's packages (rustc and cargo, rustc-web and cargo-web, or rustup), then `scripts/setup.sh` and
+# `cargo build --release`.
 # Runs as root, or re-runs itself with sudo. Every step is skipped when already done.
 #
 #   sudo scripts/provision.sh                  # for the invoking user, in this repository
@@ -16,7 +17,7 @@
 #   --matrix      also install the kernel matrix's tools (scripts/matrix/deps.sh qemu)
 #   --no-build    install only; do not build
 #   --dry-run     print the steps that would run, change nothing
-# Note: rustup downloads the toolchain from the internet (static.rust-lang.org).
+# Note: with the distribution's rustup, the toolchain comes from rustup's configured server.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -93,8 +94,23 @@ if [[ -x $home/.cargo/bin/cargo ]] || runuser -u "$user" -- bash -c 'command -v 
     as_user 'rustup update stable && rustup default stable'
   fi
 else
-  say "installing Rust for $user with rustup (downloads from static.rust-lang.org)"
-  as_user "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable"
+  # From the distribution's own packages (scripts/rust-packages.sh says which).
+  # shellcheck source=rust-packages.sh
+  source "$repo/scripts/rust-packages.sh"
+  read -ra rust_pkgs <<<"$(rust_packages)"
+  case ${rust_pkgs[0]:-} in
+    "")
+      say "this distribution packages no rustc 1.85 or newer and no rustup: install Rust 1.85"
+      say "or newer for $user (see https://rustup.rs), then run this script again"
+      exit 1 ;;
+    rustup)
+      say "installing rustup from the distribution, then the stable toolchain for $user"
+      run apt-get install -y -qq --no-install-recommends rustup
+      as_user 'rustup default stable' ;;
+    *)
+      say "installing Rust from the distribution (${rust_pkgs[*]} $(apt_candidate "${rust_pkgs[0]}"))"
+      run apt-get install -y -qq --no-install-recommends "${rust_pkgs[@]}" ;;
+  esac
 fi
 
 # 3. Optional: unlimited locked memory for the user (registered buffers without root).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the lab needs beyond Rust and python3, idempotently: iproute2 (`ip`, for the
+# Installs what the lab needs beyond python3, idempotently: Rust from the distribution's
+# packages when cargo is missing (as root; scripts/rust-packages.sh), iproute2 (`ip`, for the
 # network namespaces of the veth and sink paths), util-linux (setpriv, for the unprivileged
 # tests), and the Python environment for the plots (scripts/pyenv.sh). Safe to run repeatedly;
 # does nothing when everything is present.
@@ -21,8 +22,18 @@ if ((${#need_apt[@]})); then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo not found: install Rust (https://rustup.rs) first" >&2
-  exit 1
+  # shellcheck source=rust-packages.sh
+  source "$here/rust-packages.sh"
+  read -ra rust_pkgs <<<"$(command -v apt-cache >/dev/null && rust_packages)"
+  if [[ $(id -u) -eq 0 && -n ${rust_pkgs[*]:-} && ${rust_pkgs[0]} != rustup ]]; then
+    echo "setup: installing Rust from the distribution: ${rust_pkgs[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${rust_pkgs[@]}" >&2
+  else
+    echo "setup: cargo not found: install Rust 1.85 or newer (sudo scripts/provision.sh does," >&2
+    echo "setup: from the distribution's packages), then run this again" >&2
+    exit 1
+  fi
 fi
 
 # The plots' Python environment (created on first use, quick afterwards).
