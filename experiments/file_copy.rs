@@ -101,8 +101,8 @@ impl Experiment for FileCopy {
         names::CLASSIC_SENDFILE => classic_sendfile, [], "sendfile(2) source -> copy, one call per step";
         names::CLASSIC_SPLICE => classic_splice, [], "splice(2) source -> pipe -> copy, one pair per step";
         names::CLASSIC_COPY_FILE_RANGE => classic_copy_file_range, [], "copy_file_range(2) source -> copy, one call per step";
-        names::URING_READ_WRITE => uring_read_write, [op(Read), op(Write)], "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight";
-        names::URING_READ_WRITE_FIXED => uring_read_write_fixed, [op(ReadFixed), op(WriteFixed)], "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers";
+        names::URING_READ_WRITE => |ctx, t| uring_rw(ctx, t, false), [op(Read), op(Write)], "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight";
+        names::URING_READ_WRITE_FIXED => |ctx, t| uring_rw(ctx, t, true), [op(ReadFixed), op(WriteFixed)], "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers";
         names::URING_SPLICE => uring_splice, [op(Splice)], "two linked IORING_OP_SPLICE per step: source -> pipe -> copy";
     ];
 
@@ -371,14 +371,6 @@ fn uring_rw(ctx: &mut FileCopy, t: &mut Trial, fixed: bool) -> Result<()> {
             Ok(copy_read_write(&mut r, bufs, &cfg, rec)?)
         },
     )
-}
-
-fn uring_read_write(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
-    uring_rw(ctx, t, false)
-}
-
-fn uring_read_write_fixed(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
-    uring_rw(ctx, t, true)
 }
 
 fn uring_splice(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {

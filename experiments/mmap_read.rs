@@ -80,9 +80,9 @@ impl Experiment for MmapRead {
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_READ => classic_read, [], "read(2) buf bytes at a time into a buffer, hash each";
-        names::CLASSIC_MMAP => classic_mmap, [], "mmap(2) the file (PROT_READ, MAP_SHARED), hash it in place; pages fault in on touch";
-        names::CLASSIC_MMAP_POPULATE => classic_mmap_populate, [], "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing";
-        names::CLASSIC_MMAP_SEQUENTIAL => classic_mmap_sequential, [], "mmap(2), then madvise(2) MADV_SEQUENTIAL (aggressive read-ahead), hash in place";
+        names::CLASSIC_MMAP => |ctx, t| mapped(ctx, t, Map::Plain), [], "mmap(2) the file (PROT_READ, MAP_SHARED), hash it in place; pages fault in on touch";
+        names::CLASSIC_MMAP_POPULATE => |ctx, t| mapped(ctx, t, Map::Populate), [], "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing";
+        names::CLASSIC_MMAP_SEQUENTIAL => |ctx, t| mapped(ctx, t, Map::Sequential), [], "mmap(2), then madvise(2) MADV_SEQUENTIAL (aggressive read-ahead), hash in place";
         names::URING_READ => uring_read, [op(Read)], "IORING_OP_READ of buf bytes, --qd in flight, hashed in file order";
     ];
 
@@ -186,18 +186,6 @@ fn mapped(ctx: &mut MmapRead, t: &mut Trial, how: Map) -> Result<()> {
             Ok(hash_mapping(&m, buf, h, rec))
         },
     )
-}
-
-fn classic_mmap(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
-    mapped(ctx, t, Map::Plain)
-}
-
-fn classic_mmap_populate(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
-    mapped(ctx, t, Map::Populate)
-}
-
-fn classic_mmap_sequential(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {
-    mapped(ctx, t, Map::Sequential)
 }
 
 fn uring_read(ctx: &mut MmapRead, t: &mut Trial) -> Result<()> {

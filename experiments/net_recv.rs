@@ -154,12 +154,12 @@ impl Experiment for NetRecv {
     const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_RECV => classic_recv, [], "read(2) into a buffer: the kernel copies every byte";
-        names::CLASSIC_RECV_ZEROCOPY => classic_recv_zerocopy, [], "getsockopt(TCP_ZEROCOPY_RECEIVE) on an mmap of the socket: whole pages mapped, the rest through the copy buffer or recv(2)";
-        names::URING_RECV => uring_recv, [op(Recv)], "IORING_OP_RECV into one buffer, one request per receive";
-        names::URING_RECV_MULTISHOT => uring_recv_multishot, [op(Recv)], "one multishot IORING_OP_RECV into a provided buffer ring, one completion per buffer, re-armed when the kernel ends it";
-        names::URING_RECV_BUNDLE => uring_recv_bundle, [op(Recv)], "multishot IORING_OP_RECV with IORING_RECVSEND_BUNDLE: one completion for several provided buffers";
-        names::URING_RECV_ZC => uring_recv_zc, [op(RecvZc), Root], "io_uring zero-copy receive (zcrx): IORING_REGISTER_ZCRX_IFQ on the receive queue, then IORING_OP_RECV_ZC";
+        names::CLASSIC_RECV => |ctx, t| run(ctx, t, Kind::Classic), [], "read(2) into a buffer: the kernel copies every byte";
+        names::CLASSIC_RECV_ZEROCOPY => |ctx, t| run(ctx, t, Kind::Zerocopy), [], "getsockopt(TCP_ZEROCOPY_RECEIVE) on an mmap of the socket: whole pages mapped, the rest through the copy buffer or recv(2)";
+        names::URING_RECV => |ctx, t| run(ctx, t, Kind::Uring), [op(Recv)], "IORING_OP_RECV into one buffer, one request per receive";
+        names::URING_RECV_MULTISHOT => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Plain)), [op(Recv)], "one multishot IORING_OP_RECV into a provided buffer ring, one completion per buffer, re-armed when the kernel ends it";
+        names::URING_RECV_BUNDLE => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Bundle)), [op(Recv)], "multishot IORING_OP_RECV with IORING_RECVSEND_BUNDLE: one completion for several provided buffers";
+        names::URING_RECV_ZC => |ctx, t| run(ctx, t, Kind::Zcrx), [op(RecvZc), Root], "io_uring zero-copy receive (zcrx): IORING_REGISTER_ZCRX_IFQ on the receive queue, then IORING_OP_RECV_ZC";
     ];
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
@@ -283,25 +283,6 @@ fn main() -> ExitCode {
         return code;
     }
     harness::run::<NetRecv>()
-}
-
-fn classic_recv(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Classic)
-}
-fn classic_recv_zerocopy(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Zerocopy)
-}
-fn uring_recv(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Uring)
-}
-fn uring_recv_multishot(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Multishot(Multishot::Plain))
-}
-fn uring_recv_bundle(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Multishot(Multishot::Bundle))
-}
-fn uring_recv_zc(ctx: &mut NetRecv, t: &mut Trial) -> Result<()> {
-    run(ctx, t, Kind::Zcrx)
 }
 
 /// The receive state built before the clock.

@@ -159,12 +159,12 @@ impl Experiment for NetSend {
     const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_SEND => classic_send, [], "send(2) from a user buffer: the kernel copies it into socket buffers";
-        names::CLASSIC_SEND_MSG_ZEROCOPY => classic_msg_zerocopy, [SoZerocopy], "send(2) with MSG_ZEROCOPY on an SO_ZEROCOPY socket; completions read with recvmsg(MSG_ERRQUEUE)";
-        names::URING_SEND => uring_send, [op(Send)], "IORING_OP_SEND (the kernel copies)";
-        names::URING_SEND_ZC => uring_send_zc, [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE; the kernel pins the buffer's pages per send";
-        names::URING_SEND_ZC_FIXED => uring_send_zc_fixed, [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC from registered buffers (IORING_RECVSEND_FIXED_BUF), usage reported";
-        names::URING_SENDMSG_ZC => uring_sendmsg_zc, [op(SendMsgZc), SendZcReportUsage], "IORING_OP_SENDMSG_ZC with one iovec on the connected socket, usage reported";
+        names::CLASSIC_SEND => |ctx, t| run_explained(ctx, t, SendKind::Classic), [], "send(2) from a user buffer: the kernel copies it into socket buffers";
+        names::CLASSIC_SEND_MSG_ZEROCOPY => |ctx, t| run_explained(ctx, t, SendKind::MsgZerocopy), [SoZerocopy], "send(2) with MSG_ZEROCOPY on an SO_ZEROCOPY socket; completions read with recvmsg(MSG_ERRQUEUE)";
+        names::URING_SEND => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::Send)), [op(Send)], "IORING_OP_SEND (the kernel copies)";
+        names::URING_SEND_ZC => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendZc)), [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE; the kernel pins the buffer's pages per send";
+        names::URING_SEND_ZC_FIXED => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendZcFixed)), [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC from registered buffers (IORING_RECVSEND_FIXED_BUF), usage reported";
+        names::URING_SENDMSG_ZC => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendMsgZc)), [op(SendMsgZc), SendZcReportUsage], "IORING_OP_SENDMSG_ZC with one iovec on the connected socket, usage reported";
     ];
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
@@ -298,25 +298,6 @@ impl Experiment for NetSend {
 
 fn main() -> ExitCode {
     harness::run::<NetSend>()
-}
-
-fn classic_send(ctx: &mut NetSend, t: &mut Trial) -> Result<()> {
-    run_explained(ctx, t, SendKind::Classic)
-}
-fn classic_msg_zerocopy(ctx: &mut NetSend, t: &mut Trial) -> Result<()> {
-    run_explained(ctx, t, SendKind::MsgZerocopy)
-}
-fn uring_send(ctx: &mut NetSend, t: &mut Trial) -> Result<()> {
-    run_explained(ctx, t, SendKind::Uring(SendOp::Send))
-}
-fn uring_send_zc(ctx: &mut NetSend, t: &mut Trial) -> Result<()> {
-    run_explained(ctx, t, SendKind::Uring(SendOp::SendZc))
-}
-fn uring_send_zc_fixed(ctx: &mut NetSend, t: &mut Trial) -> Result<()> {
-    run_explained(ctx, t, SendKind::Uring(SendOp::SendZcFixed))
-}
-fn uring_sendmsg_zc(ctx: &mut NetSend, t: &mut Trial) -> Result<()> {
-    run_explained(ctx, t, SendKind::Uring(SendOp::SendMsgZc))
 }
 
 /// Keeps the first of each value, in order.

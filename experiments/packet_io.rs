@@ -133,23 +133,23 @@ impl Experiment for PacketIo {
     const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_UDP_RECVMMSG => rx_udp, [Root], "receive: recvmmsg(2) on a UDP socket in B (XDP_PASS on B's device)";
-        names::URING_RECV_MULTISHOT => rx_uring, [Root, op(RecvMsg)], "receive: IORING_OP_RECV multishot on a UDP socket with a provided buffer ring";
-        names::CLASSIC_AF_PACKET_RX_RING => rx_ring, [Root], "receive: AF_PACKET TPACKET_V3 mmap'd ring on B's device";
-        names::XDP_RX_NATIVE_POLL => rx_native_poll, [Root], "receive: AF_XDP copy mode, redirect program in native (driver) mode, consumer waits in poll(2)";
-        names::XDP_RX_NATIVE_BUSY_POLL => rx_native_busy, [Root], "receive: AF_XDP copy mode, native XDP, consumer busy-polls (SO_PREFER_BUSY_POLL, SO_BUSY_POLL)";
-        names::XDP_RX_GENERIC_POLL => rx_generic_poll, [Root], "receive: AF_XDP copy mode, redirect program in generic (skb) mode, poll(2)";
-        names::XDP_RX_GENERIC_BUSY_POLL => rx_generic_busy, [Root], "receive: AF_XDP copy mode, generic XDP, busy polling";
-        names::XDP_RX_ZEROCOPY => rx_zerocopy, [Root], "receive: AF_XDP bound with XDP_ZEROCOPY (needs driver support; veth has none)";
-        names::CLASSIC_UDP_SENDMMSG => tx_udp, [Root], "transmit: sendmmsg(2) on a connected UDP socket in A";
-        names::URING_SEND_UDP => tx_uring, [Root, op(Send)], "transmit: IORING_OP_SEND on a connected UDP socket, a batch of SQEs per submit";
-        names::CLASSIC_AF_PACKET_SENDMMSG => tx_packet, [Root], "transmit: sendmmsg(2) of whole frames on an AF_PACKET socket";
-        names::CLASSIC_AF_PACKET_TX_RING => tx_ring, [Root], "transmit: AF_PACKET TPACKET_V3 TX ring, send(2) per batch";
-        names::CLASSIC_AF_PACKET_TX_RING_BYPASS => tx_ring_bypass, [Root], "transmit: AF_PACKET TX ring with PACKET_QDISC_BYPASS";
-        names::XDP_TX_COPY => tx_xsk, [Root], "transmit: AF_XDP copy mode, sendto(2) kick per batch";
-        names::XDP_TX_COPY_WAKEUP => tx_xsk_wakeup, [Root], "transmit: AF_XDP copy mode with XDP_USE_NEED_WAKEUP: kick only when the kernel asks";
-        names::XDP_TX_ZEROCOPY => tx_zerocopy, [Root], "transmit: AF_XDP bound with XDP_ZEROCOPY (needs driver support)";
-        names::XDP_LIVE_FRAMES => tx_live, [Root], "transmit: the kernel's generator (BPF_PROG_TEST_RUN live frames, XDP_TX), the ceiling";
+        names::CLASSIC_UDP_RECVMMSG => |c, t| receive(c, t, Rx::Udp), [Root], "receive: recvmmsg(2) on a UDP socket in B (XDP_PASS on B's device)";
+        names::URING_RECV_MULTISHOT => |c, t| receive(c, t, Rx::Uring), [Root, op(RecvMsg)], "receive: IORING_OP_RECV multishot on a UDP socket with a provided buffer ring";
+        names::CLASSIC_AF_PACKET_RX_RING => |c, t| receive(c, t, Rx::Ring), [Root], "receive: AF_PACKET TPACKET_V3 mmap'd ring on B's device";
+        names::XDP_RX_NATIVE_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Native, Wait::Poll)), [Root], "receive: AF_XDP copy mode, redirect program in native (driver) mode, consumer waits in poll(2)";
+        names::XDP_RX_NATIVE_BUSY_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Native, Wait::BusyPoll)), [Root], "receive: AF_XDP copy mode, native XDP, consumer busy-polls (SO_PREFER_BUSY_POLL, SO_BUSY_POLL)";
+        names::XDP_RX_GENERIC_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::Poll)), [Root], "receive: AF_XDP copy mode, redirect program in generic (skb) mode, poll(2)";
+        names::XDP_RX_GENERIC_BUSY_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::BusyPoll)), [Root], "receive: AF_XDP copy mode, generic XDP, busy polling";
+        names::XDP_RX_ZEROCOPY => |c, t| receive(c, t, Rx::XskZc), [Root], "receive: AF_XDP bound with XDP_ZEROCOPY (needs driver support; veth has none)";
+        names::CLASSIC_UDP_SENDMMSG => |c, t| transmit(c, t, Tx::Udp), [Root], "transmit: sendmmsg(2) on a connected UDP socket in A";
+        names::URING_SEND_UDP => |c, t| transmit(c, t, Tx::Uring), [Root, op(Send)], "transmit: IORING_OP_SEND on a connected UDP socket, a batch of SQEs per submit";
+        names::CLASSIC_AF_PACKET_SENDMMSG => |c, t| transmit(c, t, Tx::Packet), [Root], "transmit: sendmmsg(2) of whole frames on an AF_PACKET socket";
+        names::CLASSIC_AF_PACKET_TX_RING => |c, t| transmit(c, t, Tx::Ring(false)), [Root], "transmit: AF_PACKET TPACKET_V3 TX ring, send(2) per batch";
+        names::CLASSIC_AF_PACKET_TX_RING_BYPASS => |c, t| transmit(c, t, Tx::Ring(true)), [Root], "transmit: AF_PACKET TX ring with PACKET_QDISC_BYPASS";
+        names::XDP_TX_COPY => |c, t| transmit(c, t, Tx::Xsk(false)), [Root], "transmit: AF_XDP copy mode, sendto(2) kick per batch";
+        names::XDP_TX_COPY_WAKEUP => |c, t| transmit(c, t, Tx::Xsk(true)), [Root], "transmit: AF_XDP copy mode with XDP_USE_NEED_WAKEUP: kick only when the kernel asks";
+        names::XDP_TX_ZEROCOPY => |c, t| transmit(c, t, Tx::XskZc), [Root], "transmit: AF_XDP bound with XDP_ZEROCOPY (needs driver support)";
+        names::XDP_LIVE_FRAMES => |c, t| transmit(c, t, Tx::Live), [Root], "transmit: the kernel's generator (BPF_PROG_TEST_RUN live frames, XDP_TX), the ceiling";
     ];
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
@@ -265,58 +265,6 @@ fn dev_mtu(dev: &str, queue: u32) -> Result<u32> {
 
 fn main() -> ExitCode {
     harness::run::<PacketIo>()
-}
-
-fn rx_udp(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::Udp)
-}
-fn rx_uring(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::Uring)
-}
-fn rx_ring(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::Ring)
-}
-fn rx_native_poll(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::Xsk(XdpMode::Native, Wait::Poll))
-}
-fn rx_native_busy(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::Xsk(XdpMode::Native, Wait::BusyPoll))
-}
-fn rx_generic_poll(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::Poll))
-}
-fn rx_generic_busy(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::BusyPoll))
-}
-fn rx_zerocopy(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    receive(c, t, Rx::XskZc)
-}
-fn tx_udp(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Udp)
-}
-fn tx_uring(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Uring)
-}
-fn tx_packet(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Packet)
-}
-fn tx_ring(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Ring(false))
-}
-fn tx_ring_bypass(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Ring(true))
-}
-fn tx_xsk(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Xsk(false))
-}
-fn tx_xsk_wakeup(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Xsk(true))
-}
-fn tx_zerocopy(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::XskZc)
-}
-fn tx_live(c: &mut PacketIo, t: &mut Trial) -> Result<()> {
-    transmit(c, t, Tx::Live)
 }
 
 /// The wire, or the reason it is missing (skips the variant).

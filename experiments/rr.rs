@@ -141,8 +141,8 @@ impl Experiment for Rr {
     const ENTRY: &'static Entry = &names::ENTRY;
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_BLOCKING => classic_blocking, [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
-        names::CLASSIC_EPOLL => classic_epoll, [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
+        names::CLASSIC_BLOCKING => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?)), [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
+        names::CLASSIC_EPOLL => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?)), [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
         names::URING_ONESHOT => uring_oneshot, [op(Recv), op(Send), op(Accept)], "IORING_OP_RECV, then IORING_OP_SEND of the response and the next RECV in one io_uring_enter";
         names::URING_MULTISHOT => uring_multishot, [op(Recv), op(Send), op(Accept), op(ProvideBuffers)], "one multishot IORING_OP_RECV over a provided-buffer ring (64 buffers); IORING_OP_SEND per response";
         names::URING_FIXED => uring_fixed, [op(ReadFixed), op(WriteFixed), op(Accept)], "IORING_OP_READ_FIXED and IORING_OP_WRITE_FIXED on the socket, from registered buffers";
@@ -362,12 +362,6 @@ fn main() -> ExitCode {
     harness::run::<Rr>()
 }
 
-fn classic_blocking(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?))
-}
-fn classic_epoll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?))
-}
 fn uring_oneshot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     run(ctx, t, |shape, t| {
         uring(t, shape, plain(), RecvStyle::OneShot)

@@ -156,10 +156,10 @@ impl Experiment for StorageRead {
 
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::CLASSIC_PREAD => classic_pread, [], "pread(2) of one block at a time (qd 1)";
-        names::URING_READ => uring_read, [op(Read)], "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter";
-        names::URING_READ_FIXED => uring_read_fixed, [op(ReadFixed)], "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)";
-        names::URING_READ_FIXED_FILES => uring_read_fixed_files, [op(ReadFixed)], "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)";
-        names::URING_SQPOLL => uring_sqpoll, [op(ReadFixed), setup(SqPoll)], "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled";
+        names::URING_READ => |ctx, t| uring(ctx, t, Kind::new(false, false, false)), [op(Read)], "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter";
+        names::URING_READ_FIXED => |ctx, t| uring(ctx, t, Kind::new(true, false, false)), [op(ReadFixed)], "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)";
+        names::URING_READ_FIXED_FILES => |ctx, t| uring(ctx, t, Kind::new(true, true, false)), [op(ReadFixed)], "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)";
+        names::URING_SQPOLL => |ctx, t| uring(ctx, t, Kind::new(true, true, true)), [op(ReadFixed), setup(SqPoll)], "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled";
     ];
 
     /// Everything that can be refused is refused here, before a run directory exists.
@@ -380,22 +380,6 @@ impl Kind {
             sqpoll,
         }
     }
-}
-
-fn uring_read(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
-    uring(ctx, t, Kind::new(false, false, false))
-}
-
-fn uring_read_fixed(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
-    uring(ctx, t, Kind::new(true, false, false))
-}
-
-fn uring_read_fixed_files(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
-    uring(ctx, t, Kind::new(true, true, false))
-}
-
-fn uring_sqpoll(ctx: &mut StorageRead, t: &mut Trial) -> Result<()> {
-    uring(ctx, t, Kind::new(true, true, true))
 }
 
 fn uring(ctx: &mut StorageRead, t: &mut Trial, k: Kind) -> Result<()> {

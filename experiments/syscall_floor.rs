@@ -109,10 +109,10 @@ impl Experiment for SyscallFloor {
     const VARIANTS: &'static [Variant<Self>] = harness::variants![
         names::GETPPID => getppid, [], "syscall(SYS_getppid): one user/kernel round trip that does nothing inside";
         names::CLOCK_GETTIME => clock_gettime, [], "clock_gettime(CLOCK_MONOTONIC) through the vDSO: a call that does not enter the kernel";
-        names::URING_NOP => uring_nop, [op(Nop)], "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch";
-        names::URING_NOP_REGRING => uring_nop_regring, [op(Nop)], "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)";
-        names::URING_NOP_SQPOLL => uring_nop_sqpoll, [op(Nop), setup(SqPoll)], "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call";
-        names::URING_NOP_SQPOLL_REGRING => uring_nop_sqpoll_regring, [op(Nop), setup(SqPoll)], "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters";
+        names::URING_NOP => |ctx, t| nop(ctx, t, false, false), [op(Nop)], "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch";
+        names::URING_NOP_REGRING => |ctx, t| nop(ctx, t, false, true), [op(Nop)], "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)";
+        names::URING_NOP_SQPOLL => |ctx, t| nop(ctx, t, true, false), [op(Nop), setup(SqPoll)], "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call";
+        names::URING_NOP_SQPOLL_REGRING => |ctx, t| nop(ctx, t, true, true), [op(Nop), setup(SqPoll)], "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters";
     ];
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
@@ -295,22 +295,6 @@ fn settle_sq_threads() {
     while lingering() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-}
-
-fn uring_nop(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
-    nop(ctx, t, false, false)
-}
-
-fn uring_nop_regring(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
-    nop(ctx, t, false, true)
-}
-
-fn uring_nop_sqpoll(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
-    nop(ctx, t, true, false)
-}
-
-fn uring_nop_sqpoll_regring(ctx: &mut SyscallFloor, t: &mut Trial) -> Result<()> {
-    nop(ctx, t, true, true)
 }
 
 /// Per variant and batch: medians over the ok repeats of the per-operation figures.

@@ -453,7 +453,9 @@ pub struct Variant<C> {
     pub run: fn(&mut C, &mut Trial) -> anyhow::Result<()>,
 }
 
-/// A variant table, one row per variant: `NAME => function, [needs], "what it does";`.
+/// A variant table, one row per variant: `NAME => function, [needs], "what it does";`. The
+/// function may be a closure that calls one shared by several variants with their parameter
+/// (`|ctx, t| nop(ctx, t, false, true)`).
 /// A need is `op(Opcode)` (an io_uring opcode of `io_uring::opcode`), `setup(Flag)` (a
 /// [`caps::SetupFlag`]) or a plain [`Need`] (`SoZerocopy`, `SendZcReportUsage`, `Root`,
 /// `ODirect`).
@@ -466,7 +468,7 @@ pub struct Variant<C> {
 /// ```
 #[macro_export]
 macro_rules! variants {
-    ($($name:expr => $run:path, [$($kind:ident $(($arg:ident))?),* $(,)?], $about:expr;)*) => {
+    ($($name:expr => $run:expr, [$($kind:ident $(($arg:ident))?),* $(,)?], $about:expr;)*) => {
         &[$($crate::harness::Variant {
             name: $name,
             about: $about,
