@@ -59,6 +59,19 @@ use zclab::sys::pipe::pipe_with_size;
 use zclab::uring::Fd;
 use zclab::uring::file::{Buffers, CopyLoop, OwnedBuffers, copy_read_write, splice_file};
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<FileCopy>] = harness::variants![
+    names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) a buffer from the source, write(2) it to the copy";
+    names::CLASSIC_MMAP_WRITE => classic_mmap_write, [], "mmap(2) the source, write(2) each step from the mapping";
+    names::CLASSIC_MMAP_MMAP => classic_mmap_mmap, [], "mmap(2) both (copy pre-sized with fallocate(2)), memcpy each step";
+    names::CLASSIC_SENDFILE => classic_sendfile, [], "sendfile(2) source -> copy, one call per step";
+    names::CLASSIC_SPLICE => classic_splice, [], "splice(2) source -> pipe -> copy, one pair per step";
+    names::CLASSIC_COPY_FILE_RANGE => classic_copy_file_range, [], "copy_file_range(2) source -> copy, one call per step";
+    names::URING_READ_WRITE => |ctx, t| uring_rw(ctx, t, false), [op(Read), op(Write)], "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight";
+    names::URING_READ_WRITE_FIXED => |ctx, t| uring_rw(ctx, t, true), [op(ReadFixed), op(WriteFixed)], "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers";
+    names::URING_SPLICE => uring_splice, [op(Splice)], "two linked IORING_OP_SPLICE per step: source -> pipe -> copy";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// File sizes, comma-separated (the seeds': 3.8MB,394MB,800MB; KB/MB/GB are powers of 1000).
@@ -94,17 +107,7 @@ impl Experiment for FileCopy {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) a buffer from the source, write(2) it to the copy";
-        names::CLASSIC_MMAP_WRITE => classic_mmap_write, [], "mmap(2) the source, write(2) each step from the mapping";
-        names::CLASSIC_MMAP_MMAP => classic_mmap_mmap, [], "mmap(2) both (copy pre-sized with fallocate(2)), memcpy each step";
-        names::CLASSIC_SENDFILE => classic_sendfile, [], "sendfile(2) source -> copy, one call per step";
-        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) source -> pipe -> copy, one pair per step";
-        names::CLASSIC_COPY_FILE_RANGE => classic_copy_file_range, [], "copy_file_range(2) source -> copy, one call per step";
-        names::URING_READ_WRITE => |ctx, t| uring_rw(ctx, t, false), [op(Read), op(Write)], "IORING_OP_READ linked to IORING_OP_WRITE per chunk, --depth chunks in flight";
-        names::URING_READ_WRITE_FIXED => |ctx, t| uring_rw(ctx, t, true), [op(ReadFixed), op(WriteFixed)], "IORING_OP_READ_FIXED linked to IORING_OP_WRITE_FIXED, registered buffers";
-        names::URING_SPLICE => uring_splice, [op(Splice)], "two linked IORING_OP_SPLICE per step: source -> pipe -> copy";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         let largest = *args.sizes.iter().max().expect("clap gives at least one");

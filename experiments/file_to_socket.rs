@@ -78,6 +78,19 @@ use zclab::sys::pipe::pipe_with_size;
 use zclab::units;
 use zclab::uring;
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<FileToSocket>] = harness::variants![
+    names::CLASSIC_READ_WRITE => classic_read_write, [], "pread(2) a chunk into a buffer, write(2) it to the socket (two CPU copies)";
+    names::CLASSIC_MMAP_WRITE => classic_mmap_write, [], "mmap(2) the file, write(2) each chunk from the mapping (one CPU copy)";
+    names::CLASSIC_SENDFILE => classic_sendfile, [], "sendfile(2) file -> socket, one call per chunk (one datagram per call on UDP); page references, no copy";
+    names::CLASSIC_SPLICE => classic_splice, [], "splice(2) file -> pipe -> socket, one pair per chunk; page references, no copy";
+    names::URING_READ_SEND => uring_read_send, [op(Read), op(Send)], "IORING_OP_READ linked to IORING_OP_SEND, one submission per chunk (two CPU copies)";
+    names::URING_READ_FIXED_SEND => uring_read_fixed_send, [op(ReadFixed), op(Send)], "IORING_OP_READ_FIXED into a registered buffer linked to IORING_OP_SEND (two CPU copies)";
+    names::URING_SPLICE => uring_splice, [op(Splice)], "two linked IORING_OP_SPLICE: file -> pipe -> socket (run by an io-wq worker)";
+    names::URING_SEND_ZC_FIXED => uring_send_zc_fixed, [op(ReadFixed), op(SendZc)], "IORING_OP_READ_FIXED linked to IORING_OP_SEND_ZC from registered buffers, with usage reporting (one CPU copy: the read)";
+    names::URING_SEND_ZC_MMAP => uring_send_zc_mmap, [op(SendZc)], "IORING_OP_SEND_ZC straight from an mmap(2) of the file: the kernel takes the page-cache pages, with usage reporting";
+];
+
 const NAME: &str = names::NAME;
 /// Source files of several sizes are kept while they total at most this.
 const FILE_CACHE_BYTES: u64 = 256 << 20;
@@ -160,17 +173,7 @@ impl Experiment for FileToSocket {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_READ_WRITE => classic_read_write, [], "pread(2) a chunk into a buffer, write(2) it to the socket (two CPU copies)";
-        names::CLASSIC_MMAP_WRITE => classic_mmap_write, [], "mmap(2) the file, write(2) each chunk from the mapping (one CPU copy)";
-        names::CLASSIC_SENDFILE => classic_sendfile, [], "sendfile(2) file -> socket, one call per chunk (one datagram per call on UDP); page references, no copy";
-        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) file -> pipe -> socket, one pair per chunk; page references, no copy";
-        names::URING_READ_SEND => uring_read_send, [op(Read), op(Send)], "IORING_OP_READ linked to IORING_OP_SEND, one submission per chunk (two CPU copies)";
-        names::URING_READ_FIXED_SEND => uring_read_fixed_send, [op(ReadFixed), op(Send)], "IORING_OP_READ_FIXED into a registered buffer linked to IORING_OP_SEND (two CPU copies)";
-        names::URING_SPLICE => uring_splice, [op(Splice)], "two linked IORING_OP_SPLICE: file -> pipe -> socket (run by an io-wq worker)";
-        names::URING_SEND_ZC_FIXED => uring_send_zc_fixed, [op(ReadFixed), op(SendZc)], "IORING_OP_READ_FIXED linked to IORING_OP_SEND_ZC from registered buffers, with usage reporting (one CPU copy: the read)";
-        names::URING_SEND_ZC_MMAP => uring_send_zc_mmap, [op(SendZc)], "IORING_OP_SEND_ZC straight from an mmap(2) of the file: the kernel takes the page-cache pages, with usage reporting";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         files::workdir_exists(&args.workdir).map_err(harness::usage)?;

@@ -44,6 +44,15 @@ use zclab::units;
 use zclab::uring::Fd;
 use zclab::uring::sock::{ZcMsgSender, writev_all};
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<GatherWrite>] = harness::variants![
+    names::CLASSIC_CONCAT_WRITE => classic_concat_write, [], "copy the parts into one buffer in user space, then one write(2)";
+    names::CLASSIC_WRITEV => classic_writev, [], "writev(2) with one iovec per part";
+    names::CLASSIC_SENDMSG_IOV => classic_sendmsg_iov, [], "sendmsg(2) with the parts as the msghdr's iovec array";
+    names::URING_WRITEV => uring_writev, [op(Writev)], "IORING_OP_WRITEV with one iovec per part, one submission per message";
+    names::URING_SENDMSG_ZC => uring_sendmsg_zc, [op(SendMsgZc)], "IORING_OP_SENDMSG_ZC with the parts as iovecs, notifications tracked, with usage reporting";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// Parts per message (the first is the header), comma-separated.
@@ -69,13 +78,7 @@ impl Experiment for GatherWrite {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_CONCAT_WRITE => classic_concat_write, [], "copy the parts into one buffer in user space, then one write(2)";
-        names::CLASSIC_WRITEV => classic_writev, [], "writev(2) with one iovec per part";
-        names::CLASSIC_SENDMSG_IOV => classic_sendmsg_iov, [], "sendmsg(2) with the parts as the msghdr's iovec array";
-        names::URING_WRITEV => uring_writev, [op(Writev)], "IORING_OP_WRITEV with one iovec per part, one submission per message";
-        names::URING_SENDMSG_ZC => uring_sendmsg_zc, [op(SendMsgZc)], "IORING_OP_SENDMSG_ZC with the parts as iovecs, notifications tracked, with usage reporting";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         for &p in &args.parts {

@@ -49,6 +49,15 @@ use zclab::sys::filemap::{advise_sequential, map_readonly_populate, page_round};
 use zclab::uring::Fd;
 use zclab::uring::file::{Buffers, OwnedBuffers, ReadLoop, read_pipeline};
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<MmapRead>] = harness::variants![
+    names::CLASSIC_READ => classic_read, [], "read(2) buf bytes at a time into a buffer, hash each";
+    names::CLASSIC_MMAP => |ctx, t| mapped(ctx, t, Map::Plain), [], "mmap(2) the file (PROT_READ, MAP_SHARED), hash it in place; pages fault in on touch";
+    names::CLASSIC_MMAP_POPULATE => |ctx, t| mapped(ctx, t, Map::Populate), [], "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing";
+    names::CLASSIC_MMAP_SEQUENTIAL => |ctx, t| mapped(ctx, t, Map::Sequential), [], "mmap(2), then madvise(2) MADV_SEQUENTIAL (aggressive read-ahead), hash in place";
+    names::URING_READ => uring_read, [op(Read)], "IORING_OP_READ of buf bytes, --qd in flight, hashed in file order";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// File sizes, comma-separated (5KB is the seeds' small file; KB/MB are powers of 1000).
@@ -78,13 +87,7 @@ impl Experiment for MmapRead {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_READ => classic_read, [], "read(2) buf bytes at a time into a buffer, hash each";
-        names::CLASSIC_MMAP => |ctx, t| mapped(ctx, t, Map::Plain), [], "mmap(2) the file (PROT_READ, MAP_SHARED), hash it in place; pages fault in on touch";
-        names::CLASSIC_MMAP_POPULATE => |ctx, t| mapped(ctx, t, Map::Populate), [], "mmap(2) with MAP_POPULATE: the kernel faults every page in inside mmap, none while hashing";
-        names::CLASSIC_MMAP_SEQUENTIAL => |ctx, t| mapped(ctx, t, Map::Sequential), [], "mmap(2), then madvise(2) MADV_SEQUENTIAL (aggressive read-ahead), hash in place";
-        names::URING_READ => uring_read, [op(Read)], "IORING_OP_READ of buf bytes, --qd in flight, hashed in file order";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         let largest = *args.sizes.iter().max().expect("clap gives at least one");

@@ -80,6 +80,16 @@ use zclab::ring::{Ring, RingConfig};
 use zclab::units;
 use zclab::uring::recv::{self as urx, Multishot, ProvidedRecv};
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<NetRecv>] = harness::variants![
+    names::CLASSIC_RECV => |ctx, t| run(ctx, t, Kind::Classic), [], "read(2) into a buffer: the kernel copies every byte";
+    names::CLASSIC_RECV_ZEROCOPY => |ctx, t| run(ctx, t, Kind::Zerocopy), [], "getsockopt(TCP_ZEROCOPY_RECEIVE) on an mmap of the socket: whole pages mapped, the rest through the copy buffer or recv(2)";
+    names::URING_RECV => |ctx, t| run(ctx, t, Kind::Uring), [op(Recv)], "IORING_OP_RECV into one buffer, one request per receive";
+    names::URING_RECV_MULTISHOT => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Plain)), [op(Recv)], "one multishot IORING_OP_RECV into a provided buffer ring, one completion per buffer, re-armed when the kernel ends it";
+    names::URING_RECV_BUNDLE => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Bundle)), [op(Recv)], "multishot IORING_OP_RECV with IORING_RECVSEND_BUNDLE: one completion for several provided buffers";
+    names::URING_RECV_ZC => |ctx, t| run(ctx, t, Kind::Zcrx), [op(RecvZc), Root], "io_uring zero-copy receive (zcrx): IORING_REGISTER_ZCRX_IFQ on the receive queue, then IORING_OP_RECV_ZC";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// Paths, comma-separated: tcp-loopback, tcp-veth (needs root). Default: both, or
@@ -153,14 +163,7 @@ impl Experiment for NetRecv {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_RECV => |ctx, t| run(ctx, t, Kind::Classic), [], "read(2) into a buffer: the kernel copies every byte";
-        names::CLASSIC_RECV_ZEROCOPY => |ctx, t| run(ctx, t, Kind::Zerocopy), [], "getsockopt(TCP_ZEROCOPY_RECEIVE) on an mmap of the socket: whole pages mapped, the rest through the copy buffer or recv(2)";
-        names::URING_RECV => |ctx, t| run(ctx, t, Kind::Uring), [op(Recv)], "IORING_OP_RECV into one buffer, one request per receive";
-        names::URING_RECV_MULTISHOT => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Plain)), [op(Recv)], "one multishot IORING_OP_RECV into a provided buffer ring, one completion per buffer, re-armed when the kernel ends it";
-        names::URING_RECV_BUNDLE => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Bundle)), [op(Recv)], "multishot IORING_OP_RECV with IORING_RECVSEND_BUNDLE: one completion for several provided buffers";
-        names::URING_RECV_ZC => |ctx, t| run(ctx, t, Kind::Zcrx), [op(RecvZc), Root], "io_uring zero-copy receive (zcrx): IORING_REGISTER_ZCRX_IFQ on the receive queue, then IORING_OP_RECV_ZC";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         if let Some(p) = args.paths.iter().find(|p| p.is_datagram() || p.is_remote()) {

@@ -90,6 +90,16 @@ use zclab::results::Row;
 use zclab::units;
 use zclab::uring::pipeline::SendOp;
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<NetSend>] = harness::variants![
+    names::CLASSIC_SEND => |ctx, t| run_explained(ctx, t, SendKind::Classic), [], "send(2) from a user buffer: the kernel copies it into socket buffers";
+    names::CLASSIC_SEND_MSG_ZEROCOPY => |ctx, t| run_explained(ctx, t, SendKind::MsgZerocopy), [SoZerocopy], "send(2) with MSG_ZEROCOPY on an SO_ZEROCOPY socket; completions read with recvmsg(MSG_ERRQUEUE)";
+    names::URING_SEND => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::Send)), [op(Send)], "IORING_OP_SEND (the kernel copies)";
+    names::URING_SEND_ZC => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendZc)), [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE; the kernel pins the buffer's pages per send";
+    names::URING_SEND_ZC_FIXED => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendZcFixed)), [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC from registered buffers (IORING_RECVSEND_FIXED_BUF), usage reported";
+    names::URING_SENDMSG_ZC => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendMsgZc)), [op(SendMsgZc), SendZcReportUsage], "IORING_OP_SENDMSG_ZC with one iovec on the connected socket, usage reported";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     #[command(flatten)]
@@ -158,14 +168,7 @@ impl Experiment for NetSend {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_SEND => |ctx, t| run_explained(ctx, t, SendKind::Classic), [], "send(2) from a user buffer: the kernel copies it into socket buffers";
-        names::CLASSIC_SEND_MSG_ZEROCOPY => |ctx, t| run_explained(ctx, t, SendKind::MsgZerocopy), [SoZerocopy], "send(2) with MSG_ZEROCOPY on an SO_ZEROCOPY socket; completions read with recvmsg(MSG_ERRQUEUE)";
-        names::URING_SEND => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::Send)), [op(Send)], "IORING_OP_SEND (the kernel copies)";
-        names::URING_SEND_ZC => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendZc)), [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE; the kernel pins the buffer's pages per send";
-        names::URING_SEND_ZC_FIXED => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendZcFixed)), [op(SendZc), SendZcReportUsage], "IORING_OP_SEND_ZC from registered buffers (IORING_RECVSEND_FIXED_BUF), usage reported";
-        names::URING_SENDMSG_ZC => |ctx, t| run_explained(ctx, t, SendKind::Uring(SendOp::SendMsgZc)), [op(SendMsgZc), SendZcReportUsage], "IORING_OP_SENDMSG_ZC with one iovec on the connected socket, usage reported";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         if let Some(&s) = args.sizes.iter().find(|&&s| s > 64 << 20) {

@@ -58,6 +58,27 @@ use zclab::loops::packet_io::{self as pio, GenRun, Generator, Receiver, Tracker,
 use zclab::net::pktns::{self, PktNet};
 use zclab::sys::bpf::XdpMode;
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<PacketIo>] = harness::variants![
+    names::CLASSIC_UDP_RECVMMSG => |c, t| receive(c, t, Rx::Udp), [Root], "receive: recvmmsg(2) on a UDP socket in B (XDP_PASS on B's device)";
+    names::URING_RECV_MULTISHOT => |c, t| receive(c, t, Rx::Uring), [Root, op(RecvMsg)], "receive: IORING_OP_RECV multishot on a UDP socket with a provided buffer ring";
+    names::CLASSIC_AF_PACKET_RX_RING => |c, t| receive(c, t, Rx::Ring), [Root], "receive: AF_PACKET TPACKET_V3 mmap'd ring on B's device";
+    names::XDP_RX_NATIVE_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Native, Wait::Poll)), [Root], "receive: AF_XDP copy mode, redirect program in native (driver) mode, consumer waits in poll(2)";
+    names::XDP_RX_NATIVE_BUSY_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Native, Wait::BusyPoll)), [Root], "receive: AF_XDP copy mode, native XDP, consumer busy-polls (SO_PREFER_BUSY_POLL, SO_BUSY_POLL)";
+    names::XDP_RX_GENERIC_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::Poll)), [Root], "receive: AF_XDP copy mode, redirect program in generic (skb) mode, poll(2)";
+    names::XDP_RX_GENERIC_BUSY_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::BusyPoll)), [Root], "receive: AF_XDP copy mode, generic XDP, busy polling";
+    names::XDP_RX_ZEROCOPY => |c, t| receive(c, t, Rx::XskZc), [Root], "receive: AF_XDP bound with XDP_ZEROCOPY (needs driver support; veth has none)";
+    names::CLASSIC_UDP_SENDMMSG => |c, t| transmit(c, t, Tx::Udp), [Root], "transmit: sendmmsg(2) on a connected UDP socket in A";
+    names::URING_SEND_UDP => |c, t| transmit(c, t, Tx::Uring), [Root, op(Send)], "transmit: IORING_OP_SEND on a connected UDP socket, a batch of SQEs per submit";
+    names::CLASSIC_AF_PACKET_SENDMMSG => |c, t| transmit(c, t, Tx::Packet), [Root], "transmit: sendmmsg(2) of whole frames on an AF_PACKET socket";
+    names::CLASSIC_AF_PACKET_TX_RING => |c, t| transmit(c, t, Tx::Ring(false)), [Root], "transmit: AF_PACKET TPACKET_V3 TX ring, send(2) per batch";
+    names::CLASSIC_AF_PACKET_TX_RING_BYPASS => |c, t| transmit(c, t, Tx::Ring(true)), [Root], "transmit: AF_PACKET TX ring with PACKET_QDISC_BYPASS";
+    names::XDP_TX_COPY => |c, t| transmit(c, t, Tx::Xsk(false)), [Root], "transmit: AF_XDP copy mode, sendto(2) kick per batch";
+    names::XDP_TX_COPY_WAKEUP => |c, t| transmit(c, t, Tx::Xsk(true)), [Root], "transmit: AF_XDP copy mode with XDP_USE_NEED_WAKEUP: kick only when the kernel asks";
+    names::XDP_TX_ZEROCOPY => |c, t| transmit(c, t, Tx::XskZc), [Root], "transmit: AF_XDP bound with XDP_ZEROCOPY (needs driver support)";
+    names::XDP_LIVE_FRAMES => |c, t| transmit(c, t, Tx::Live), [Root], "transmit: the kernel's generator (BPF_PROG_TEST_RUN live frames, XDP_TX), the ceiling";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// Frame sizes: whole Ethernet frames without FCS, 60 B up to the MTU + 14 (at most 3408).
@@ -132,25 +153,7 @@ impl Experiment for PacketIo {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_UDP_RECVMMSG => |c, t| receive(c, t, Rx::Udp), [Root], "receive: recvmmsg(2) on a UDP socket in B (XDP_PASS on B's device)";
-        names::URING_RECV_MULTISHOT => |c, t| receive(c, t, Rx::Uring), [Root, op(RecvMsg)], "receive: IORING_OP_RECV multishot on a UDP socket with a provided buffer ring";
-        names::CLASSIC_AF_PACKET_RX_RING => |c, t| receive(c, t, Rx::Ring), [Root], "receive: AF_PACKET TPACKET_V3 mmap'd ring on B's device";
-        names::XDP_RX_NATIVE_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Native, Wait::Poll)), [Root], "receive: AF_XDP copy mode, redirect program in native (driver) mode, consumer waits in poll(2)";
-        names::XDP_RX_NATIVE_BUSY_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Native, Wait::BusyPoll)), [Root], "receive: AF_XDP copy mode, native XDP, consumer busy-polls (SO_PREFER_BUSY_POLL, SO_BUSY_POLL)";
-        names::XDP_RX_GENERIC_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::Poll)), [Root], "receive: AF_XDP copy mode, redirect program in generic (skb) mode, poll(2)";
-        names::XDP_RX_GENERIC_BUSY_POLL => |c, t| receive(c, t, Rx::Xsk(XdpMode::Generic, Wait::BusyPoll)), [Root], "receive: AF_XDP copy mode, generic XDP, busy polling";
-        names::XDP_RX_ZEROCOPY => |c, t| receive(c, t, Rx::XskZc), [Root], "receive: AF_XDP bound with XDP_ZEROCOPY (needs driver support; veth has none)";
-        names::CLASSIC_UDP_SENDMMSG => |c, t| transmit(c, t, Tx::Udp), [Root], "transmit: sendmmsg(2) on a connected UDP socket in A";
-        names::URING_SEND_UDP => |c, t| transmit(c, t, Tx::Uring), [Root, op(Send)], "transmit: IORING_OP_SEND on a connected UDP socket, a batch of SQEs per submit";
-        names::CLASSIC_AF_PACKET_SENDMMSG => |c, t| transmit(c, t, Tx::Packet), [Root], "transmit: sendmmsg(2) of whole frames on an AF_PACKET socket";
-        names::CLASSIC_AF_PACKET_TX_RING => |c, t| transmit(c, t, Tx::Ring(false)), [Root], "transmit: AF_PACKET TPACKET_V3 TX ring, send(2) per batch";
-        names::CLASSIC_AF_PACKET_TX_RING_BYPASS => |c, t| transmit(c, t, Tx::Ring(true)), [Root], "transmit: AF_PACKET TX ring with PACKET_QDISC_BYPASS";
-        names::XDP_TX_COPY => |c, t| transmit(c, t, Tx::Xsk(false)), [Root], "transmit: AF_XDP copy mode, sendto(2) kick per batch";
-        names::XDP_TX_COPY_WAKEUP => |c, t| transmit(c, t, Tx::Xsk(true)), [Root], "transmit: AF_XDP copy mode with XDP_USE_NEED_WAKEUP: kick only when the kernel asks";
-        names::XDP_TX_ZEROCOPY => |c, t| transmit(c, t, Tx::XskZc), [Root], "transmit: AF_XDP bound with XDP_ZEROCOPY (needs driver support)";
-        names::XDP_LIVE_FRAMES => |c, t| transmit(c, t, Tx::Live), [Root], "transmit: the kernel's generator (BPF_PROG_TEST_RUN live frames, XDP_TX), the ceiling";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         let mtu = match &args.dev {

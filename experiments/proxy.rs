@@ -57,6 +57,14 @@ use zclab::ring::{Ring, RingConfig};
 use zclab::sys::pipe::pipe_with_size;
 use zclab::units;
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<Proxy>] = harness::variants![
+    names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) from one socket into a buffer, write(2) it to the other";
+    names::CLASSIC_SPLICE => classic_splice, [], "splice(2) socket -> pipe, splice(2) pipe -> other socket: no copy to user space";
+    names::URING_RECV_SEND => uring_recv_send, [op(Recv), op(Send)], "IORING_OP_RECV into a buffer + IORING_OP_SEND (MSG_WAITALL) to the other socket";
+    names::URING_SPLICE => uring_splice, [op(Splice)], "IORING_OP_SPLICE socket -> pipe + IORING_OP_SPLICE pipe -> other socket";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// Message sizes, comma-separated: the client's write size and the relay's unit in stream
@@ -102,12 +110,7 @@ impl Experiment for Proxy {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_READ_WRITE => classic_read_write, [], "read(2) from one socket into a buffer, write(2) it to the other";
-        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) socket -> pipe, splice(2) pipe -> other socket: no copy to user space";
-        names::URING_RECV_SEND => uring_recv_send, [op(Recv), op(Send)], "IORING_OP_RECV into a buffer + IORING_OP_SEND (MSG_WAITALL) to the other socket";
-        names::URING_SPLICE => uring_splice, [op(Splice)], "IORING_OP_SPLICE socket -> pipe + IORING_OP_SPLICE pipe -> other socket";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
         if let Some(&s) = args.sizes.iter().find(|&&s| s > (64 << 20)) {

@@ -64,6 +64,17 @@ use zclab::ring::{RingConfig, Want};
 use zclab::units;
 use zclab::uring::rr::RecvStyle;
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<Rr>] = harness::variants![
+    names::CLASSIC_BLOCKING => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?)), [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
+    names::CLASSIC_EPOLL => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?)), [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
+    names::URING_ONESHOT => uring_oneshot, [op(Recv), op(Send), op(Accept)], "IORING_OP_RECV, then IORING_OP_SEND of the response and the next RECV in one io_uring_enter";
+    names::URING_MULTISHOT => uring_multishot, [op(Recv), op(Send), op(Accept), op(ProvideBuffers)], "one multishot IORING_OP_RECV over a provided-buffer ring (64 buffers); IORING_OP_SEND per response";
+    names::URING_FIXED => uring_fixed, [op(ReadFixed), op(WriteFixed), op(Accept)], "IORING_OP_READ_FIXED and IORING_OP_WRITE_FIXED on the socket, from registered buffers";
+    names::URING_SQPOLL => uring_sqpoll, [op(Recv), op(Send), op(Accept), setup(SqPoll)], "as uring-oneshot on an SQPOLL ring (SQ thread on the server's CPU): no system call to submit";
+    names::URING_DEFER_TASKRUN => uring_defer_taskrun, [op(Recv), op(Send), op(Accept), setup(DeferTaskrun)], "as uring-oneshot on a SINGLE_ISSUER | DEFER_TASKRUN ring: completions run when the server waits";
+];
+
 /// The network paths of this experiment.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -140,15 +151,7 @@ impl Experiment for Rr {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_BLOCKING => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?)), [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
-        names::CLASSIC_EPOLL => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?)), [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
-        names::URING_ONESHOT => uring_oneshot, [op(Recv), op(Send), op(Accept)], "IORING_OP_RECV, then IORING_OP_SEND of the response and the next RECV in one io_uring_enter";
-        names::URING_MULTISHOT => uring_multishot, [op(Recv), op(Send), op(Accept), op(ProvideBuffers)], "one multishot IORING_OP_RECV over a provided-buffer ring (64 buffers); IORING_OP_SEND per response";
-        names::URING_FIXED => uring_fixed, [op(ReadFixed), op(WriteFixed), op(Accept)], "IORING_OP_READ_FIXED and IORING_OP_WRITE_FIXED on the socket, from registered buffers";
-        names::URING_SQPOLL => uring_sqpoll, [op(Recv), op(Send), op(Accept), setup(SqPoll)], "as uring-oneshot on an SQPOLL ring (SQ thread on the server's CPU): no system call to submit";
-        names::URING_DEFER_TASKRUN => uring_defer_taskrun, [op(Recv), op(Send), op(Accept), setup(DeferTaskrun)], "as uring-oneshot on a SINGLE_ISSUER | DEFER_TASKRUN ring: completions run when the server waits";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         let all: Vec<u64> = args

@@ -54,6 +54,16 @@ use zclab::sys::pipe::pipe_with_size;
 use zclab::units;
 use zclab::uring::sock::Take;
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<SocketToFile>] = harness::variants![
+    names::CLASSIC_RECV_WRITE => classic_recv_write, [], "read(2) up to a chunk from the socket into a buffer, write(2) it to the file";
+    names::CLASSIC_SPLICE => classic_splice, [], "splice(2) socket -> pipe, then splice(2) pipe -> file: no copy to user space";
+    names::CLASSIC_RECV_MMAP => classic_recv_mmap, [], "ftruncate(2)+mmap(2) MAP_SHARED the file, read(2) from the socket straight into the mapping";
+    names::URING_RECV_WRITE => uring_recv_write, [op(Recv), op(Write), op(Fsync)], "IORING_OP_WRITE of the previous chunk + IORING_OP_RECV of the next, one submission per step";
+    names::URING_RECV_WRITE_FIXED => uring_recv_write_fixed, [op(ReadFixed), op(WriteFixed), op(Fsync)], "IORING_OP_READ_FIXED on the socket into a registered buffer + IORING_OP_WRITE_FIXED of the previous one";
+    names::URING_SPLICE => uring_splice, [op(Splice), op(Fsync)], "IORING_OP_SPLICE pipe -> file of the previous chunk + IORING_OP_SPLICE socket -> pipe of the next";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// Bytes per transfer, comma-separated (K/M/G powers of 1024, KB/MB/GB powers of 1000).
@@ -94,14 +104,7 @@ impl Experiment for SocketToFile {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_RECV_WRITE => classic_recv_write, [], "read(2) up to a chunk from the socket into a buffer, write(2) it to the file";
-        names::CLASSIC_SPLICE => classic_splice, [], "splice(2) socket -> pipe, then splice(2) pipe -> file: no copy to user space";
-        names::CLASSIC_RECV_MMAP => classic_recv_mmap, [], "ftruncate(2)+mmap(2) MAP_SHARED the file, read(2) from the socket straight into the mapping";
-        names::URING_RECV_WRITE => uring_recv_write, [op(Recv), op(Write), op(Fsync)], "IORING_OP_WRITE of the previous chunk + IORING_OP_RECV of the next, one submission per step";
-        names::URING_RECV_WRITE_FIXED => uring_recv_write_fixed, [op(ReadFixed), op(WriteFixed), op(Fsync)], "IORING_OP_READ_FIXED on the socket into a registered buffer + IORING_OP_WRITE_FIXED of the previous one";
-        names::URING_SPLICE => uring_splice, [op(Splice), op(Fsync)], "IORING_OP_SPLICE pipe -> file of the previous chunk + IORING_OP_SPLICE socket -> pipe of the next";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         files::workdir_exists(&args.workdir).map_err(harness::usage)?;

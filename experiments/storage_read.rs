@@ -89,6 +89,15 @@ use zclab::sys::threads;
 use zclab::uring::Fd;
 use zclab::uring::file::{Buffers, OwnedBuffers, ReadLoop};
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<StorageRead>] = harness::variants![
+    names::CLASSIC_PREAD => classic_pread, [], "pread(2) of one block at a time (qd 1)";
+    names::URING_READ => |ctx, t| uring(ctx, t, Kind::new(false, false, false)), [op(Read)], "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter";
+    names::URING_READ_FIXED => |ctx, t| uring(ctx, t, Kind::new(true, false, false)), [op(ReadFixed)], "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)";
+    names::URING_READ_FIXED_FILES => |ctx, t| uring(ctx, t, Kind::new(true, true, false)), [op(ReadFixed)], "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)";
+    names::URING_SQPOLL => |ctx, t| uring(ctx, t, Kind::new(true, true, true)), [op(ReadFixed), setup(SqPoll)], "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled";
+];
+
 #[derive(clap::Args, Debug)]
 struct Args {
     /// Offsets: rand (uniform over the file's blocks) and/or seq.
@@ -154,13 +163,7 @@ impl Experiment for StorageRead {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::CLASSIC_PREAD => classic_pread, [], "pread(2) of one block at a time (qd 1)";
-        names::URING_READ => |ctx, t| uring(ctx, t, Kind::new(false, false, false)), [op(Read)], "IORING_OP_READ into user buffers, qd in flight, batched io_uring_enter";
-        names::URING_READ_FIXED => |ctx, t| uring(ctx, t, Kind::new(true, false, false)), [op(ReadFixed)], "IORING_OP_READ_FIXED into registered buffers (IORING_REGISTER_BUFFERS)";
-        names::URING_READ_FIXED_FILES => |ctx, t| uring(ctx, t, Kind::new(true, true, false)), [op(ReadFixed)], "IORING_OP_READ_FIXED, registered buffers and a registered file (IORING_REGISTER_FILES)";
-        names::URING_SQPOLL => |ctx, t| uring(ctx, t, Kind::new(true, true, true)), [op(ReadFixed), setup(SqPoll)], "IORING_SETUP_SQPOLL thread on the peer CPU submits; READ_FIXED, registered file, completions polled";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     /// Everything that can be refused is refused here, before a run directory exists.
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {

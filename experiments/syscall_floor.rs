@@ -42,6 +42,16 @@ use zclab::sys::proc::getppid_raw;
 use zclab::units;
 use zclab::uring::sock::NopRunner;
 
+/// The variants: name, function, needs, what it does.
+const VARIANTS: &[Variant<SyscallFloor>] = harness::variants![
+    names::GETPPID => getppid, [], "syscall(SYS_getppid): one user/kernel round trip that does nothing inside";
+    names::CLOCK_GETTIME => clock_gettime, [], "clock_gettime(CLOCK_MONOTONIC) through the vDSO: a call that does not enter the kernel";
+    names::URING_NOP => |ctx, t| nop(ctx, t, false, false), [op(Nop)], "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch";
+    names::URING_NOP_REGRING => |ctx, t| nop(ctx, t, false, true), [op(Nop)], "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)";
+    names::URING_NOP_SQPOLL => |ctx, t| nop(ctx, t, true, false), [op(Nop), setup(SqPoll)], "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call";
+    names::URING_NOP_SQPOLL_REGRING => |ctx, t| nop(ctx, t, true, true), [op(Nop), setup(SqPoll)], "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters";
+];
+
 /// getppid calls per clock read.
 const GETPPID_BLOCK: u64 = 64;
 /// The largest NOP batch: what one ring's submission queue takes.
@@ -106,14 +116,7 @@ impl Experiment for SyscallFloor {
     type Args = Args;
     const ENTRY: &'static Entry = &names::ENTRY;
 
-    const VARIANTS: &'static [Variant<Self>] = harness::variants![
-        names::GETPPID => getppid, [], "syscall(SYS_getppid): one user/kernel round trip that does nothing inside";
-        names::CLOCK_GETTIME => clock_gettime, [], "clock_gettime(CLOCK_MONOTONIC) through the vDSO: a call that does not enter the kernel";
-        names::URING_NOP => |ctx, t| nop(ctx, t, false, false), [op(Nop)], "IORING_OP_NOP x batch, one io_uring_enter(GETEVENTS) per batch";
-        names::URING_NOP_REGRING => |ctx, t| nop(ctx, t, false, true), [op(Nop)], "as uring-nop, through a registered ring fd (IORING_ENTER_REGISTERED_RING)";
-        names::URING_NOP_SQPOLL => |ctx, t| nop(ctx, t, true, false), [op(Nop), setup(SqPoll)], "IORING_OP_NOP x batch on an SQPOLL ring: published to the SQ thread, completions polled, no system call";
-        names::URING_NOP_SQPOLL_REGRING => |ctx, t| nop(ctx, t, true, true), [op(Nop), setup(SqPoll)], "as uring-nop-sqpoll, with a registered ring fd for the (rare) wake-up enters";
-    ];
+    const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
         if args.batches.is_empty() {
