@@ -743,8 +743,11 @@ mod tests {
     #[test]
     fn judge_kinds() {
         let judge = |v: &[f64], t: f64| kind_of(median_ci(v).unwrap().test(Op::Le, t));
-        assert_eq!(judge(&[0.5, 0.6], 0.7), Kind::Reproduced);
-        assert_eq!(judge(&[0.8, 0.9], 0.7), Kind::NotReproduced);
-        assert_eq!(judge(&[0.6, 0.8], 0.7), Kind::Inconclusive);
+        let six = |a: f64, b: f64| [a, b, a, b, a, b];
+        assert_eq!(judge(&six(0.5, 0.6), 0.7), Kind::Reproduced);
+        assert_eq!(judge(&six(0.8, 0.9), 0.7), Kind::NotReproduced);
+        assert_eq!(judge(&six(0.6, 0.8), 0.7), Kind::Inconclusive);
+        // Five repeats cannot decide, however far from the threshold.
+        assert_eq!(judge(&[0.5; 5], 0.7), Kind::Inconclusive);
     }
 }

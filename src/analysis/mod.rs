@@ -8,15 +8,22 @@
 //!
 //! # Intervals
 //!
-//! Every interval here is a **percentile bootstrap** interval at [`LEVEL`] (95 %) from
-//! [`RESAMPLES`] resamples drawn with a fixed seed ([`SEED`], a SplitMix64 stream), so the same
-//! figures always give the same interval, on any machine. The statistic is the median (for one
-//! variant), the median of the paired ratios `a[i] / b[i]` (two variants whose repeats pair up:
-//! repeat `i` of both ran back to back, so drift during the run cancels), or the ratio of the
-//! medians (repeats that do not pair). The bounds are taken by nearest rank, so they are always
-//! values the statistic can take. With up to 5 repeats the interval of a median is the range of
-//! the repeats (the bootstrap cannot be surer than that); with one repeat it is the value
-//! itself — no spread to judge by, so check `n` before trusting `conclusive` there.
+//! The statistic is the median (for one variant), the median of the paired ratios `a[i] / b[i]`
+//! (two variants whose repeats pair up: repeat `i` of both ran side by side, so drift during the
+//! run cancels), or the ratio of the medians (repeats that do not pair).
+//!
+//! The interval of a median (and of the median of paired ratios) is the **distribution-free**
+//! one: the order statistics `x(k)` and `x(n+1-k)`, with `k` the largest for which
+//! `P(Binomial(n, 1/2) < k) <= 2.5 %`, so it holds the true median with at least [`LEVEL`]
+//! (95 %) probability whatever the figures' distribution ([`median_interval`]). That needs
+//! [`MIN_DECIDING`] repeats: with fewer, the widest interval there is, the repeats' range,
+//! holds the median with only `1 - 2^(1-n)` probability (75 % for 3 repeats), so the interval
+//! shown is the range and nothing is decided on it: [`Estimate::test`] says inconclusive and a
+//! ratio is not conclusive. (A percentile bootstrap of the median is narrower still at these
+//! sizes, and covered 80 % or less.) The ratio of two medians (repeats that do not pair) has a
+//! percentile bootstrap interval at [`LEVEL`] from [`RESAMPLES`] resamples with a fixed seed
+//! ([`SEED`], a SplitMix64 stream), so the same figures always give the same interval; it too
+//! decides only from [`MIN_DECIDING`] repeats on each side.
 
 pub mod claims;
 
@@ -25,7 +32,10 @@ use serde::Serialize;
 
 /// Confidence level of every interval.
 pub const LEVEL: f64 = 0.95;
-/// Bootstrap resamples per interval.
+/// The fewest repeats an interval may decide on: the least `n` for which the repeats' range
+/// holds the true median with [`LEVEL`] probability (`1 - 2^(1-n)`: 94 % for 5, 97 % for 6).
+pub const MIN_DECIDING: usize = 6;
+/// Bootstrap resamples per interval (the ratio of unpaired medians).
 pub const RESAMPLES: usize = 4000;
 /// The bootstrap's seed: fixed, so intervals are reproducible.
 pub const SEED: u64 = 0x7a63_6c61_625f_6369;
@@ -98,14 +108,22 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// Whether the interval leaves `x` out.
+    /// Whether there are enough repeats for the interval to decide ([`MIN_DECIDING`]).
+    pub fn decides(&self) -> bool {
+        self.n >= MIN_DECIDING
+    }
+
+    /// Whether the interval leaves `x` out (never with fewer than [`MIN_DECIDING`] repeats).
     pub fn excludes(&self, x: f64) -> bool {
-        x < self.lo || x > self.hi
+        self.decides() && (x < self.lo || x > self.hi)
     }
 
     /// Whether every value of the interval passes `op threshold` ([`Test::Holds`]), none does
-    /// ([`Test::Fails`]), or the interval straddles it.
+    /// ([`Test::Fails`]), or the interval straddles it or rests on too few repeats to decide.
     pub fn test(&self, op: Op, threshold: f64) -> Test {
+        if !self.decides() {
+            return Test::Inconclusive;
+        }
         match (op.holds(self.lo, threshold), op.holds(self.hi, threshold)) {
             (true, true) => Test::Holds,
             (false, false) => Test::Fails,
@@ -114,28 +132,41 @@ impl Estimate {
     }
 }
 
-/// The median of `v` with its bootstrap interval; None when `v` is empty.
+/// The median of `v` with its distribution-free interval ([`median_interval`]); None when `v`
+/// is empty.
 pub fn median_ci(v: &[f64]) -> Option<Estimate> {
     if v.is_empty() {
         return None;
     }
-    let mut rng = SplitMix(SEED);
-    let mut buf = vec![0.0; v.len()];
-    let stats: Vec<f64> = (0..RESAMPLES)
-        .map(|_| {
-            for x in buf.iter_mut() {
-                *x = v[rng.below(v.len())];
-            }
-            median_in_place(&mut buf)
-        })
-        .collect();
-    let (lo, hi) = percentile_bounds(stats);
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let (lo, hi) = median_interval(&s);
     Some(Estimate {
-        value: median(v),
+        value: median_in_place(&mut s),
         lo,
         hi,
         n: v.len(),
     })
+}
+
+/// The distribution-free [`LEVEL`] interval of the median of `sorted` (ascending, not empty):
+/// `(x(k), x(n+1-k))` for the largest `k` with `P(Binomial(n, 1/2) <= k-1) <= (1-LEVEL)/2`;
+/// the whole range where no `k` qualifies (fewer than [`MIN_DECIDING`] values).
+pub fn median_interval(sorted: &[f64]) -> (f64, f64) {
+    let n = sorted.len();
+    let tail = (1.0 - LEVEL) / 2.0;
+    // P(B = i) for i = 0, 1, ..., summed while the lower tail stays within `tail`.
+    let (mut pmf, mut cdf, mut k) = (0.5f64.powi(n as i32), 0.0, 0);
+    for i in 0..n / 2 {
+        cdf += pmf;
+        if cdf > tail {
+            break;
+        }
+        k = i + 1;
+        pmf *= (n - i) as f64 / (i + 1) as f64;
+    }
+    let k = k.max(1);
+    (sorted[k - 1], sorted[n - k])
 }
 
 /// Nearest-rank bounds of the central [`LEVEL`] of `stats`.
@@ -273,16 +304,16 @@ pub fn ratio(a: &[f64], b: &[f64], pairing: Pairing) -> Option<Ratio> {
             if r.iter().any(|x| !x.is_finite()) {
                 return None;
             }
-            let mut buf = vec![0.0; r.len()];
-            let stats: Vec<f64> = (0..RESAMPLES)
-                .map(|_| {
-                    for x in buf.iter_mut() {
-                        *x = r[rng.below(r.len())];
-                    }
-                    median_in_place(&mut buf)
-                })
-                .collect();
-            (median(&r), stats, r.len(), r.len())
+            let e = median_ci(&r)?;
+            return Some(Ratio {
+                value: e.value,
+                lo: e.lo,
+                hi: e.hi,
+                n_a: r.len(),
+                n_b: r.len(),
+                pairing,
+                conclusive: e.excludes(1.0),
+            });
         }
         Pairing::Unpaired => {
             let value = median(a) / median(b);
@@ -316,7 +347,7 @@ pub fn ratio(a: &[f64], b: &[f64], pairing: Pairing) -> Option<Ratio> {
         n_a,
         n_b,
         pairing,
-        conclusive: !(lo..=hi).contains(&1.0),
+        conclusive: n_a.min(n_b) >= MIN_DECIDING && !(lo..=hi).contains(&1.0),
     })
 }
 
@@ -625,9 +656,27 @@ mod tests {
     }
 
     #[test]
+    fn the_median_interval_is_the_order_statistics_that_cover_95_percent() {
+        let s = |n: usize| (1..=n).map(|i| i as f64).collect::<Vec<_>>();
+        // P(B(n, 1/2) <= k-1) <= 2.5 %: k = 1 up to n = 8, 2 for 9 to 11, 3 for 12 to 14.
+        for (n, k) in [(5, 1), (6, 1), (8, 1), (9, 2), (11, 2), (12, 3), (17, 5), (30, 10)] {
+            let (lo, hi) = median_interval(&s(n));
+            assert_eq!((lo, hi), (k as f64, (n + 1 - k) as f64), "n = {n}");
+        }
+        assert!(!median_ci(&s(5)).unwrap().decides());
+        assert!(median_ci(&s(6)).unwrap().decides());
+    }
+
+    #[test]
     fn ratio_rule() {
-        // Paired: 2.0, 2.2, 1.8.
+        // Three pairs: the range, which holds the median with 75 % only: nothing decided.
         let r = ratio(&[2.0, 2.2, 1.8], &[1.0, 1.0, 1.0], Pairing::ByIndex).unwrap();
+        assert_eq!((r.value, r.lo, r.hi), (2.0, 1.8, 2.2));
+        assert!(!r.conclusive);
+        assert_eq!(r.test(Op::Ge, 1.5), Test::Inconclusive);
+        // Six pairs: 2.0, 2.2, 1.8, 2.1, 1.9, 2.0.
+        let a = [2.0, 2.2, 1.8, 2.1, 1.9, 2.0];
+        let r = ratio(&a, &[1.0; 6], Pairing::ByIndex).unwrap();
         assert_eq!((r.value, r.lo, r.hi), (2.0, 1.8, 2.2));
         assert!(r.conclusive);
         assert_eq!(r.test(Op::Ge, 1.5), Test::Holds);
@@ -642,7 +691,10 @@ mod tests {
 
     fn pts(r: &[(u64, f64)]) -> Vec<(u64, Vec<f64>, Vec<f64>)> {
         r.iter()
-            .map(|&(p, x)| (p, vec![x * 0.99, x, x * 1.01], vec![1.0, 1.0, 1.0]))
+            .map(|&(p, x)| {
+                let a = vec![x * 0.99, x, x * 1.01, x * 0.995, x * 1.005, x];
+                (p, a, vec![1.0; 6])
+            })
             .collect()
     }
 
@@ -665,7 +717,7 @@ mod tests {
         assert_eq!(c.points[0].param, 2);
         // Never, with the largest value within the noise: not conclusive.
         let mut p = pts(&[(1, 0.5), (2, 0.9)]);
-        p[1].1 = vec![0.9, 1.1, 1.0];
+        p[1].1 = vec![0.9, 1.1, 1.0, 0.95, 1.05, 1.0];
         let c = crossover(&p, Direction::HigherIsBetter);
         assert_eq!(c.status, CrossStatus::Never);
         assert!(!c.conclusive && c.stray.is_empty());

@@ -209,7 +209,7 @@ mod tests {
 
     const SIZES: [u64; 4] = [1024, 4096, 16384, 65536];
 
-    fn rows_of(variant: &str, reap: u64, cpu: [f64; 4], jitter: [f64; 3]) -> Vec<Row> {
+    fn rows_of(variant: &str, reap: u64, cpu: [f64; 4], jitter: [f64; 6]) -> Vec<Row> {
         let mut v = Vec::new();
         for (s, c) in SIZES.into_iter().zip(cpu) {
             for (i, j) in jitter.iter().enumerate() {
@@ -221,13 +221,14 @@ mod tests {
 
     #[test]
     fn the_document_is_the_one_rule_on_the_rows() {
-        let even = [0.0, 0.01, -0.01];
+        // Six repeats: the fewest an interval decides on (analysis::MIN_DECIDING).
+        let even = [0.0, 0.01, -0.01, 0.005, -0.005, 0.0];
         let mut rows = rows_of(names::CLASSIC_SEND, 1, [100.0; 4], even);
         rows.extend(rows_of(
             names::URING_SEND,
             1,
             [100.0; 4],
-            [0.0, 0.03, -0.03],
+            [0.0, 0.03, -0.03, 0.01, -0.01, 0.0],
         ));
         // MSG_ZEROCOPY: ahead at 4 KiB by chance, for good from 64 KiB on.
         let zc = [150.0, 90.0, 120.0, 50.0];
@@ -238,7 +239,7 @@ mod tests {
             names::CLASSIC_SEND_MSG_ZEROCOPY,
             32,
             zc32,
-            [0.0, 0.05, -0.05],
+            [0.0, 0.05, -0.05, 0.02, -0.02, 0.0],
         ));
         rows.extend(rows_of(
             names::URING_SEND_ZC,
@@ -247,13 +248,13 @@ mod tests {
             even,
         ));
         // A failed trial and another path do not count.
-        let mut failed = row(names::URING_SEND_ZC, "udp-sink", 1024, 1, 3, 1.0);
+        let mut failed = row(names::URING_SEND_ZC, "udp-sink", 1024, 1, 6, 1.0);
         failed.status = Status::Error;
         rows.push(failed);
-        rows.push(row(names::CLASSIC_SEND, "udp-sink", 1024, 1, 3, 100.0));
+        rows.push(row(names::CLASSIC_SEND, "udp-sink", 1024, 1, 6, 100.0));
         rows.push(row(names::CLASSIC_SEND, "tcp-veth", 1024, 1, 0, 1.0));
 
-        let out = crossovers(&rows, &[NetPath::UdpSink, NetPath::TcpVeth], 3);
+        let out = crossovers(&rows, &[NetPath::UdpSink, NetPath::TcpVeth], 6);
         assert_eq!(out.len(), 1, "udp-sink only");
         let (doc, text) = (out[0].json.as_ref().unwrap(), &out[0].text);
         assert_eq!(out[0].file, "crossover.json");
@@ -261,10 +262,10 @@ mod tests {
         assert_eq!(vs.len(), 3, "{doc}");
 
         // The same as the rule called directly on the paired repeats.
-        let direct = |a: [f64; 4], ja: [f64; 3], b: [f64; 4], jb: [f64; 3]| {
+        let direct = |a: [f64; 4], ja: [f64; 6], b: [f64; 4], jb: [f64; 6]| {
             let pts: Vec<(u64, Vec<f64>, Vec<f64>)> = (0..4)
                 .map(|i| {
-                    let f = |c: f64, j: [f64; 3]| j.iter().map(|x| c * (1.0 + x)).collect();
+                    let f = |c: f64, j: [f64; 6]| j.iter().map(|x| c * (1.0 + x)).collect();
                     (SIZES[i], f(a[i], ja), f(b[i], jb))
                 })
                 .collect();
@@ -272,7 +273,7 @@ mod tests {
         };
         let checks = [
             (0, direct(zc, even, [100.0; 4], even)),
-            (1, direct(zc32, [0.0, 0.05, -0.05], [100.0; 4], even)),
+            (1, direct(zc32, [0.0, 0.05, -0.05, 0.02, -0.02, 0.0], [100.0; 4], even)),
             (2, direct([80.0, 70.0, 60.0, 50.0], even, [100.0; 4], even)),
         ];
         for (i, c) in checks {
@@ -292,7 +293,7 @@ mod tests {
         assert_eq!(vs[2]["status"], "below-at-every-size");
         assert!(vs[2]["vs_uring_send"].is_object() && vs[0]["vs_uring_send"].is_null());
         assert_eq!(
-            vs[2]["points"][0]["pairs"], 3,
+            vs[2]["points"][0]["pairs"], 6,
             "the failed repeat is left out"
         );
         // Every printed verdict says whether it is conclusive by the rule.

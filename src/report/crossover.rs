@@ -98,9 +98,10 @@ mod tests {
 
     #[test]
     fn verdicts_say_whether_the_rule_is_conclusive() {
+        // Each repeat twice: six, the fewest an interval decides on.
         let pts = |r: &[(u64, [f64; 3])]| -> Vec<(u64, Vec<f64>, Vec<f64>)> {
             r.iter()
-                .map(|(p, a)| (*p, a.to_vec(), vec![1.0; 3]))
+                .map(|(p, a)| (*p, [a.as_slice(), a].concat(), vec![1.0; 6]))
                 .collect()
         };
         let c = crossover_paired(
