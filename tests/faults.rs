@@ -53,17 +53,11 @@ fn interrupt_midway(sig: Signal, expect: i32) {
     let res = t.path().join("r");
     let work = t.path().join("w");
     std::fs::create_dir(&work).unwrap();
-    let mut child = Lab::new(F2S)
+    let r = Lab::new(F2S)
         .results(&res)
         .workdir(&work)
         .argv("--sizes 64MiB --chunks 4KiB --repeat 1000 --warmup 0")
-        .spawn();
-    // Wait until some trials are recorded, then interrupt.
-    child.wait_until(Duration::from_secs(60), "two trials recorded", || {
-        summary_with(&res, "file_to_socket", 2)
-    });
-    child.signal(sig);
-    let r = child.finish(Duration::from_secs(600), "did not stop");
+        .signalled_after("file_to_socket", 2, sig);
     r.exits(expect);
     assert!(r.stderr.contains("interrupted by signal"), "{}", r.stderr);
     let e = r.exp_checked("file_to_socket");

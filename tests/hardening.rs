@@ -552,17 +552,12 @@ fn the_next_run_removes_temporary_files_of_a_killed_one() {
     let t = tempfile::tempdir().unwrap();
     let (res, work) = (t.path().join("r"), t.path().join("w"));
     std::fs::create_dir(&work).unwrap();
-    let mut run = Lab::new(F2S)
+    let pid = Lab::new(F2S)
         .results(&res)
         .workdir(&work)
         .argv("--paths tcp-loopback --sizes 64MiB --chunks 64KiB --repeat 1000 --warmup 0")
-        .spawn();
-    run.wait_until(Duration::from_secs(120), "a trial recorded", || {
-        summary_with(&res, "file_to_socket", 1)
-    });
-    let pid = run.pid;
-    run.signal(Signal::SIGKILL);
-    let _ = run.finish(Duration::from_secs(60), "not killed");
+        .signalled_after("file_to_socket", 1, Signal::SIGKILL)
+        .pid;
     let left = work.join(format!("zclab-file_to_socket-{pid}-67108864.dat"));
     assert!(
         left.exists(),

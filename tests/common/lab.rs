@@ -151,6 +151,21 @@ impl Lab {
         r.ran(status)
     }
 
+    /// Starts the run, waits until `trials` rows of `exp` are written under its results, sends
+    /// `sig` and waits for the end.
+    pub fn signalled_after(self, exp: &str, trials: usize, sig: nix::sys::signal::Signal) -> Ran {
+        let res = self.results.clone().expect("a run given --results");
+        let mut child = self.spawn();
+        child.wait_until(Duration::from_secs(120), "trials recorded", || {
+            summary_with(&res, exp, trials)
+        });
+        child.signal(sig);
+        child.finish(
+            Duration::from_secs(600),
+            &format!("did not stop after {sig}"),
+        )
+    }
+
     fn start(mut self, stdout: Stdio) -> Running {
         let t0 = Instant::now();
         let mut child = self
