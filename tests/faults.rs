@@ -49,10 +49,7 @@ fn a_full_results_filesystem_is_a_clear_error_and_loses_nothing() {
 }
 
 fn interrupt_midway(sig: Signal, expect: i32) {
-    let t = tempfile::tempdir().unwrap();
-    let res = t.path().join("r");
-    let work = t.path().join("w");
-    std::fs::create_dir(&work).unwrap();
+    let (_t, res, work) = results_and_work();
     let r = Lab::new(F2S)
         .results(&res)
         .workdir(&work)

@@ -392,6 +392,15 @@ pub fn assert_bad_input_refused(bin: &str, cases: &[(&str, &str)]) {
     }
 }
 
+/// A temporary directory with the paths of a run's results (`r`, left for the run to create)
+/// and of its work files (`w`, created); both go with the directory.
+pub fn results_and_work() -> (TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let (res, work) = (t.path().join("r"), t.path().join("w"));
+    std::fs::create_dir(&work).unwrap();
+    (t, res, work)
+}
+
 /// The single experiment directory created under `results` for `experiment`.
 pub fn experiment_dir(results: &Path, experiment: &str) -> PathBuf {
     let runs: Vec<PathBuf> = std::fs::read_dir(results)
