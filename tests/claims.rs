@@ -74,14 +74,10 @@ fn verdict(checks: serde_json::Value, dirs: &[&Path]) -> zclab::analysis::claims
 fn ratio_verdicts_of_every_kind() {
     let t = tempfile::tempdir().unwrap();
     // fast/slow per repeat: 2.0, 2.2, 1.8
-    let rows = [
-        ("fast", 1, 0, 2.0),
-        ("fast", 1, 1, 2.2),
-        ("fast", 1, 2, 1.8),
-        ("slow", 1, 0, 1.0),
-        ("slow", 1, 1, 1.0),
-        ("slow", 1, 2, 1.0),
-    ];
+    let rows: Vec<_> = (0..)
+        .zip([2.0, 2.2, 1.8])
+        .flat_map(|(repeat, fast)| [("fast", 1, repeat, fast), ("slow", 1, repeat, 1.0)])
+        .collect();
     write_exp(t.path(), "e", "6.18", &rows, &[]);
     let run = [t.path()];
     for (threshold, kind) in [
@@ -150,17 +146,11 @@ fn not_applicable_says_why() {
 #[test]
 fn value_crossover_and_kernel_checks() {
     let t = tempfile::tempdir().unwrap();
-    // a beats b (higher gbps) from size 8192 on.
-    let rows = [
-        ("a", 1024, 0, 1.0),
-        ("b", 1024, 0, 2.0),
-        ("a", 4096, 0, 1.5),
-        ("b", 4096, 0, 2.0),
-        ("a", 8192, 0, 3.0),
-        ("b", 8192, 0, 2.0),
-        ("a", 65536, 0, 5.0),
-        ("b", 65536, 0, 2.0),
-    ];
+    // a beats b (higher gbps, b at 2.0 throughout) from size 8192 on.
+    let rows: Vec<_> = [(1024, 1.0), (4096, 1.5), (8192, 3.0), (65536, 5.0)]
+        .into_iter()
+        .flat_map(|(size, a)| [("a", size, 0, a), ("b", size, 0, 2.0)])
+        .collect();
     write_exp(t.path(), "e", "6.18", &rows, &[]);
     let run = [t.path()];
     let cross = |min: f64, max: f64| json!([{"kind": "crossover", "experiment": "e", "metric": "gbps", "a": {"variant": "a"}, "b": {"variant": "b"}, "param": "size", "lower_is_better": false, "min": min, "max": max}]);

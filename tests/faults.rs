@@ -25,6 +25,7 @@ fn a_full_results_filesystem_is_a_clear_error_and_loses_nothing() {
         .results(&fs.0)
         .argv("--sizes 64KiB,128KiB,256KiB,512KiB --chunks 4KiB,8KiB --repeat 3 --warmup 0")
         .workdir(work.path())
+        .within(Duration::from_secs(300))
         .run();
     r.exits(1);
     assert!(
@@ -33,11 +34,14 @@ fn a_full_results_filesystem_is_a_clear_error_and_loses_nothing() {
         r.stderr
     );
     assert_no_tmp_files(&fs.0);
-    // What was written before the disk filled is intact.
+    // What was written before the disk filled is intact, and the run is recorded as failed.
     let e = r.exp_checked("file_to_socket");
     assert!(!e.rows.is_empty(), "earlier results kept");
     assert!(e.rows.iter().all(|r| r.status == Status::Ok));
-    let _ = e.meta();
+    let meta = e.meta();
+    assert_eq!(meta["status"], "failed", "{meta}");
+    let why = meta["error"].as_str().unwrap_or("");
+    assert!(why.contains("No space left on device"), "{why}");
     assert!(
         std::fs::read_dir(work.path()).unwrap().next().is_none(),
         "source file removed"
@@ -45,21 +49,12 @@ fn a_full_results_filesystem_is_a_clear_error_and_loses_nothing() {
 }
 
 fn interrupt_midway(sig: Signal, expect: i32) {
-    let t = tempfile::tempdir().unwrap();
-    let res = t.path().join("r");
-    let work = t.path().join("w");
-    std::fs::create_dir(&work).unwrap();
-    let mut child = Lab::new(F2S)
+    let (_t, res, work) = results_and_work();
+    let r = Lab::new(F2S)
         .results(&res)
         .workdir(&work)
         .argv("--sizes 64MiB --chunks 4KiB --repeat 1000 --warmup 0")
-        .spawn();
-    // Wait until some trials are recorded, then interrupt.
-    child.wait_until(Duration::from_secs(60), "two trials recorded", || {
-        summary_with(&res, "file_to_socket", 2)
-    });
-    child.signal(sig);
-    let r = child.finish(Duration::from_secs(600), "did not stop");
+        .signalled_after("file_to_socket", 2, sig);
     r.exits(expect);
     assert!(r.stderr.contains("interrupted by signal"), "{}", r.stderr);
     let e = r.exp_checked("file_to_socket");

@@ -9,6 +9,7 @@ use common::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::Duration;
+use tempfile::TempDir;
 use zclab::results::{Row, Status};
 
 const BIN: &str = env!("CARGO_BIN_EXE_file_to_socket");
@@ -20,19 +21,19 @@ fn lab(res: &Path, work: &Path) -> Lab {
     Lab::new(BIN).tiny(res).workdir(work)
 }
 
-/// Runs to success with nothing left behind; returns the run and its checked results.
 /// A scratch directory for a test that needs root; None when it is skipped ([`need_root`]).
-fn root_scratch(test: &str) -> Option<tempfile::TempDir> {
+fn root_scratch(test: &str) -> Option<TempDir> {
     need_root(test).then(|| tempfile::tempdir().unwrap())
 }
 
-/// Runs [`lab`] (results in `t`/r, files in `t`) with the options `args` adds, expecting
-/// success and no namespace left behind.
-fn run_clean(t: &Path, args: impl FnOnce(Lab) -> Lab) -> (Ran, Exp) {
-    let r = args(lab(&t.join("r"), t)).run().ok();
-    assert_no_leftovers(r.pid);
+/// Runs [`lab`] with `args` in a [`root_scratch`] directory (results in r/ below it), expecting
+/// success and no namespace left behind; returns the directory (to be kept while the results
+/// are read), the run and its checked results.
+fn run_as_root(test: &str, args: &str) -> Option<(TempDir, Ran, Exp)> {
+    let t = root_scratch(test)?;
+    let r = run_clean(lab(&t.path().join("r"), t.path()).argv(args));
     let e = r.exp_checked("file_to_socket");
-    (r, e)
+    Some((t, r, e))
 }
 
 /// One row of the every-path run: intact, counted, and zero copy where the kernel can.
@@ -81,14 +82,14 @@ fn check_every_path_row(r: &Row) {
 /// no namespace or link left.
 #[test]
 fn every_variant_on_every_path() {
-    let Some(t) = root_scratch("every_variant_on_every_path") else {
+    // 100000 is a multiple of neither the chunk nor the datagrams: the last step is short.
+    let Some((t, r, e)) = run_as_root(
+        "every_variant_on_every_path",
+        "--paths tcp-loopback,tcp-veth,udp-sink --sizes 100000,1MiB --chunks 16KiB \
+         --datagram 65507,1400 --pool 2",
+    ) else {
         return;
     };
-    // 100000 is a multiple of neither the chunk nor the datagrams: the last step is short.
-    let (r, e) = run_clean(t.path(), |l| {
-        l.argv("--paths tcp-loopback,tcp-veth,udp-sink --sizes 100000,1MiB --chunks 16KiB")
-            .argv("--datagram 65507,1400 --pool 2")
-    });
     for v in FILE_TO_SOCKET_VARIANTS {
         for p in PATHS {
             let n = e
@@ -134,13 +135,13 @@ fn every_variant_on_every_path() {
 /// A datagram above the veth MTU leaves as IPv4 fragments: the sink counts every one.
 #[test]
 fn fragments_on_a_small_mtu_are_counted() {
-    let Some(t) = root_scratch("fragments_on_a_small_mtu_are_counted") else {
+    let Some((_t, _, e)) = run_as_root(
+        "fragments_on_a_small_mtu_are_counted",
+        "--paths udp-sink --veth-mtu 1500 --sizes 40000 --datagram 4000 --variants \
+         classic-read-write,classic-sendfile,classic-splice,uring-send-zc-mmap",
+    ) else {
         return;
     };
-    let (_, e) = run_clean(t.path(), |l| {
-        l.argv("--paths udp-sink --veth-mtu 1500 --sizes 40000 --datagram 4000 --variants")
-            .arg("classic-read-write,classic-sendfile,classic-splice,uring-send-zc-mmap")
-    });
     assert_eq!(e.rows.len(), 4);
     for r in &e.rows {
         let m = metrics(r);
@@ -155,13 +156,13 @@ fn fragments_on_a_small_mtu_are_counted() {
 /// and they still run on TCP.
 #[test]
 fn skipped_combinations_have_reasons() {
-    let Some(t) = root_scratch("skipped_combinations_have_reasons") else {
+    let Some((_t, _, e)) = run_as_root(
+        "skipped_combinations_have_reasons",
+        "--paths tcp-loopback,udp-sink --sizes 200000 --chunks 16KiB --pipe-size 64KiB \
+         --variants classic-sendfile,classic-splice,uring-splice",
+    ) else {
         return;
     };
-    let (_, e) = run_clean(t.path(), |l| {
-        l.argv("--paths tcp-loopback,udp-sink --sizes 200000 --chunks 16KiB --pipe-size 64KiB")
-            .argv("--variants classic-sendfile,classic-splice,uring-splice")
-    });
     let ran = |v: &str, p: &str| e.rows.iter().any(|r| r.variant == v && path_of(r) == p);
     assert!(ran("classic-sendfile", "udp-sink") && ran("classic-sendfile", "tcp-loopback"));
     let s = skips(&e.meta());
@@ -261,14 +262,12 @@ fn sigint_mid_run_leaves_no_namespace() {
     let Some(t) = root_scratch("sigint_mid_run_leaves_no_namespace") else {
         return;
     };
-    let res = t.path().join("r");
     let lab = Lab::new(BIN)
         .argv("--repeat 1000 --warmup 0")
-        .results(&res)
         .workdir(t.path())
         .argv("--paths udp-sink,tcp-veth --sizes 16MiB --chunks 4KiB")
         .argv("--variants classic-read-write,classic-sendfile");
     let settle = Duration::from_millis(200);
-    interrupt_mid_trial(lab, &res, "file_to_socket", Signal::SIGINT, 130, settle);
+    interrupt_mid_trial(lab, "file_to_socket", Signal::SIGINT, 130, settle);
     assert_sources_removed(t.path());
 }

@@ -1,18 +1,17 @@
 //! Hardening (issue 23): `zclab serve` against hostile clients (bounded memory, a slot that
 //! bogus messages cannot hold, log forgery, `busy` for every refused client); signals passed
 //! through `zclab run`; readers that refuse broken run directories; temporary files of killed
-//! runs; a failed run's meta.json; `--exp-args` over the preset's values; a failed mapping
-//! named as such. Every wait is bounded; none of these is a timing benchmark.
+//! runs; `--exp-args` over the preset's values; a failed mapping named as such. Every wait is
+//! bounded; none of these is a timing benchmark.
 
 mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use zclab::results::Status;
 
@@ -23,126 +22,16 @@ const F2S: &str = env!("CARGO_BIN_EXE_file_to_socket");
 // zclab serve
 // ---------------------------------------------------------------------------------------------
 
-/// `zclab serve` on a free loopback port with `args`, its stderr collected.
-struct Serve {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    addr: String,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Serve {
-        let mut c = Command::new(ZCLAB);
-        c.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
-        Serve::spawn(c)
-    }
-
-    /// Starts `c` (a `zclab serve`, maybe wrapped) and reads its address from its first line.
-    fn spawn(mut c: Command) -> Serve {
-        let mut child = c
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start zclab serve");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        let addr = first
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no listening line: {first}"))
-            .to_string();
-        let log = Arc::new(Mutex::new(first.clone()));
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            let mut all = first.into_bytes();
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = err.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&chunk[..n]);
-                *l2.lock().unwrap() = String::from_utf8_lossy(&all).into_owned();
-            }
-        });
-        Serve { child, log, addr }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let l = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        l.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A control connection spoken by hand.
-struct Ctl {
-    s: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Ctl {
-    fn connect(addr: &str) -> Ctl {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let r = BufReader::new(s.try_clone().unwrap());
-        Ctl { s, r }
-    }
-
-    /// Connects and completes the handshake as client `host`.
-    fn session(addr: &str, host: &str) -> Ctl {
-        let mut c = Ctl::connect(addr);
-        assert_eq!(c.line().expect("hello")["type"], "hello");
-        c.send(&serde_json::json!({
-            "type": "hello", "lab": "zclab", "protocol": zclab::net::remote::PROTOCOL,
-            "version": "0.0.1-test", "git_revision": "test", "role": "client", "host": host,
-            "kernel": "test", "probe": {},
-        }));
-        assert_eq!(c.line().expect("welcome")["type"], "welcome");
-        c
-    }
-
-    fn line(&mut self) -> Option<serde_json::Value> {
-        let mut l = String::new();
-        match self.r.read_line(&mut l) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"))),
-        }
-    }
-
-    fn send(&mut self, v: &serde_json::Value) {
-        let _ = self.s.write_all(format!("{v}\n").as_bytes());
-    }
-}
-
 #[test]
 fn serve_memory_stays_bounded_for_a_1gib_source() {
-    let srv = Serve::start(&[]);
-    let mut c = Ctl::session(&srv.addr, "test-client");
+    let srv = Server::loopback(&[]);
+    let mut c = Ctl::session(&srv.addr);
     let gib = 1u64 << 30;
-    c.send(
+    let port = c.setup(
         &serde_json::json!({"type": "setup", "id": 1, "role": "tcp-source",
-        "bytes": gib, "write_size": 65536}),
+        "bytes": gib, "write_size": 65536})
+        .to_string(),
     );
-    let ready = c.line().expect("ready");
-    assert_eq!(ready["type"], "ready", "{ready}");
-    let port = ready["port"].as_u64().unwrap();
     let mut d = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
     d.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let (mut got, mut max_rss, mut h) = (0u64, 0u64, xxhash_rust::xxh3::Xxh3::new());
@@ -185,14 +74,13 @@ fn an_allocation_failure_fails_the_transfer_not_the_server() {
     // Room for the server, not for a 64 MiB receive buffer.
     let mut c = Command::new("prlimit");
     c.args(["--as=60000000", ZCLAB, "serve", "--listen", "127.0.0.1:0"]);
-    let mut srv = Serve::spawn(c);
-    let mut ctl = Ctl::session(&srv.addr, "test-client");
-    ctl.send(
+    let mut srv = Server::start(c);
+    let mut ctl = Ctl::session(&srv.addr);
+    let port = ctl.setup(
         &serde_json::json!({"type": "setup", "id": 1, "role": "tcp-sink",
-        "recv_buf": 64 << 20, "hash": true}),
+        "recv_buf": 64 << 20, "hash": true})
+        .to_string(),
     );
-    let ready = ctl.line().expect("ready");
-    let port = ready["port"].as_u64().expect("a port");
     drop(TcpStream::connect(format!("127.0.0.1:{port}")).unwrap());
     let r = ctl.line().expect("a report");
     assert_eq!(r["ok"], false, "{r}");
@@ -203,31 +91,15 @@ fn an_allocation_failure_fails_the_transfer_not_the_server() {
     assert!(srv.alive(), "the server survives: {}", srv.log());
 }
 
-/// Connects until the server answers with its hello (the previous session may still be
-/// closing), within `limit`.
-fn served_within(addr: &str, limit: Duration) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        let mut c = Ctl::connect(addr);
-        if c.line().is_some_and(|m| m["type"] == "hello") {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 #[test]
 fn bogus_aborts_do_not_hold_the_only_slot() {
-    let srv = Serve::start(&["--idle-timeout", "2"]);
-    let mut c = Ctl::session(&srv.addr, "holder");
+    let srv = Server::loopback(&["--idle-timeout", "2"]);
+    let mut c = Ctl::session_as(&srv.addr, "holder");
     let t0 = Instant::now();
     let end = loop {
         // An abort of a transfer that does not exist is not progress.
-        c.send(&serde_json::json!({"type": "abort", "id": 999}));
-        c.s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        if let Some(m) = c.line() {
+        c.send_json(&serde_json::json!({"type": "abort", "id": 999}));
+        if let Some(m) = c.line_within(Duration::from_millis(500)) {
             break m;
         }
         assert!(t0.elapsed() < Duration::from_secs(20), "session still open");
@@ -236,36 +108,28 @@ fn bogus_aborts_do_not_hold_the_only_slot() {
         (end["type"].as_str(), end["code"].as_str()),
         (Some("error"), Some("timeout"))
     );
-    assert!(
-        served_within(&srv.addr, Duration::from_secs(20)),
-        "{}",
-        srv.log()
-    );
+    srv.assert_serves_again();
 }
 
 #[test]
 fn a_session_ends_at_its_deadline() {
-    let srv = Serve::start(&["--idle-timeout", "600", "--max-session", "2"]);
-    let mut c = Ctl::session(&srv.addr, "silent");
+    let srv = Server::loopback(&["--idle-timeout", "600", "--max-session", "2"]);
+    let mut c = Ctl::session_as(&srv.addr, "silent");
     let m = c.line().expect("the server's timeout");
     assert_eq!(m["code"], "timeout", "{m}");
     assert!(
         m["message"].as_str().unwrap().contains("--max-session"),
         "{m}"
     );
-    assert!(
-        served_within(&srv.addr, Duration::from_secs(20)),
-        "{}",
-        srv.log()
-    );
+    srv.assert_serves_again();
 }
 
 #[test]
 fn client_strings_are_escaped_in_the_log() {
-    let srv = Serve::start(&[]);
+    let srv = Server::loopback(&[]);
     let host = "evil\nzclab serve: session 99 forged\u{1b}[2J\r";
-    let mut c = Ctl::session(&srv.addr, host);
-    c.send(&serde_json::json!({"type": "bye"}));
+    let mut c = Ctl::session_as(&srv.addr, host);
+    c.send_json(&serde_json::json!({"type": "bye"}));
     let t0 = Instant::now();
     while !srv.log().contains("said bye") {
         assert!(t0.elapsed() < Duration::from_secs(20), "{}", srv.log());
@@ -289,9 +153,9 @@ fn client_strings_are_escaped_in_the_log() {
 
 #[test]
 fn every_refused_client_hears_busy() {
-    let srv = Serve::start(&[]);
-    let _holder = Ctl::session(&srv.addr, "holder");
-    let mut others: Vec<Ctl> = (0..100).map(|_| Ctl::connect(&srv.addr)).collect();
+    let srv = Server::loopback(&[]);
+    let _holder = Ctl::session_as(&srv.addr, "holder");
+    let mut others: Vec<Ctl> = (0..100).map(|_| Ctl::connect_once(&srv.addr)).collect();
     for (i, c) in others.iter_mut().enumerate() {
         let m = c
             .line()
@@ -313,6 +177,18 @@ fn exp_dir(results: &Path, exp: &str) -> Option<PathBuf> {
     Some(run.join(exp)).filter(|p| p.join("meta.json").exists())
 }
 
+/// `zclab run` with `args`, its results under `res`, and `exp_args` with `--workdir work` for
+/// the experiments.
+fn zclab_run(args: &[&str], res: &Path, exp_args: &str, work: &Path) -> Lab {
+    Lab::new(ZCLAB)
+        .args(&["run", "--no-plots"])
+        .args(args)
+        .arg("--results")
+        .arg(res)
+        .arg("--exp-args")
+        .arg(format!("{exp_args} --workdir {}", work.display()))
+}
+
 fn meta_status(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("meta.json"))
         .ok()
@@ -323,19 +199,9 @@ fn meta_status(dir: &Path) -> String {
 
 #[test]
 fn sigterm_to_zclab_run_interrupts_the_running_experiment() {
-    let t = tempfile::tempdir().unwrap();
-    let (res, work) = (t.path().join("r"), t.path().join("w"));
-    std::fs::create_dir(&work).unwrap();
-    let exp_args = format!(
-        "--paths tcp-loopback --sizes 64MiB --chunks 4KiB --repeat 1000 --warmup 0 --workdir {}",
-        work.display()
-    );
-    let mut run = Lab::new(ZCLAB)
-        .args(&["run", "--no-plots", "file_to_socket", "--results"])
-        .arg(&res)
-        .arg("--exp-args")
-        .arg(&exp_args)
-        .spawn();
+    let (_t, res, work) = results_and_work();
+    let exp_args = "--paths tcp-loopback --sizes 64MiB --chunks 4KiB --repeat 1000 --warmup 0";
+    let mut run = zclab_run(&["file_to_socket"], &res, exp_args, &work).spawn();
     run.wait_until(Duration::from_secs(120), "a trial recorded", || {
         summary_with(&res, "file_to_socket", 1)
     });
@@ -362,26 +228,10 @@ fn sigterm_to_zclab_run_interrupts_the_running_experiment() {
 
 #[test]
 fn exp_args_override_the_presets_values() {
-    let t = tempfile::tempdir().unwrap();
-    let (res, work) = (t.path().join("r"), t.path().join("w"));
-    std::fs::create_dir(&work).unwrap();
+    let (_t, res, work) = results_and_work();
     // The full preset gives file_copy `--repeat auto` (common) and `--repeat 5` (its own).
-    let exp_args = format!(
-        "--repeat 1 --warmup 0 --sizes 1MiB --bufs 64KiB --workdir {}",
-        work.display()
-    );
-    let r = Lab::new(ZCLAB)
-        .args(&[
-            "run",
-            "--preset",
-            "full",
-            "--no-plots",
-            "file_copy",
-            "--results",
-        ])
-        .arg(&res)
-        .arg("--exp-args")
-        .arg(&exp_args)
+    let exp_args = "--repeat 1 --warmup 0 --sizes 1MiB --bufs 64KiB";
+    let r = zclab_run(&["--preset", "full", "file_copy"], &res, exp_args, &work)
         .within(Duration::from_secs(300))
         .run();
     assert_eq!(r.code(), Some(0), "{}", r.text());
@@ -407,18 +257,19 @@ fn exp_args_override_the_presets_values() {
 // Readers: compare, claims
 // ---------------------------------------------------------------------------------------------
 
-/// A copy of a reference quick run (every experiment, real rows) to break.
-fn reference_copy(to: &Path) -> PathBuf {
+/// Two copies of a reference quick run (every experiment, real rows) in a temporary directory:
+/// one left good, one to break.
+fn good_and_bad() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
     let src =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference/quick-20261205T065743Z");
-    let st = Command::new("cp")
-        .arg("-r")
-        .arg(&src)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    to.to_path_buf()
+    let [good, bad] = ["good", "bad"].map(|name| {
+        let to = t.path().join(name);
+        let st = Command::new("cp").arg("-r").arg(&src).arg(&to).status();
+        assert!(st.unwrap().success());
+        to
+    });
+    (t, good, bad)
 }
 
 /// `zclab compare GOOD BAD` and `zclab claims BAD` both fail, within 60 s, with one error that
@@ -446,9 +297,7 @@ fn both_refuse(good: &Path, bad: &Path, file: &Path, words: &[&str]) {
 
 #[test]
 fn readers_refuse_meta_json_of_the_wrong_shape() {
-    let t = tempfile::tempdir().unwrap();
-    let good = reference_copy(&t.path().join("good"));
-    let bad = reference_copy(&t.path().join("bad"));
+    let (_t, good, bad) = good_and_bad();
     let meta = bad.join("net_send/meta.json");
     for (text, words) in [
         ("null", &["not a JSON object"][..]),
@@ -466,9 +315,7 @@ type SpecialCase = (&'static str, fn(&Path), &'static [&'static str]);
 
 #[test]
 fn readers_take_only_bounded_regular_files() {
-    let t = tempfile::tempdir().unwrap();
-    let good = reference_copy(&t.path().join("good"));
-    let bad = reference_copy(&t.path().join("bad"));
+    let (_t, good, bad) = good_and_bad();
     let dir = bad.join("net_send");
     let summary = dir.join("summary.jsonl");
     std::fs::rename(&summary, dir.join("real.jsonl")).unwrap();
@@ -512,9 +359,7 @@ fn readers_take_only_bounded_regular_files() {
 
 #[test]
 fn readers_refuse_numbers_out_of_range() {
-    let t = tempfile::tempdir().unwrap();
-    let good = reference_copy(&t.path().join("good"));
-    let bad = reference_copy(&t.path().join("bad"));
+    let (_t, good, bad) = good_and_bad();
     let summary = bad.join("net_send/summary.jsonl");
     let orig = std::fs::read_to_string(&summary).unwrap();
     let re_gbps = |line: &str, v: &str| {
@@ -549,20 +394,13 @@ fn readers_refuse_numbers_out_of_range() {
 
 #[test]
 fn the_next_run_removes_temporary_files_of_a_killed_one() {
-    let t = tempfile::tempdir().unwrap();
-    let (res, work) = (t.path().join("r"), t.path().join("w"));
-    std::fs::create_dir(&work).unwrap();
-    let mut run = Lab::new(F2S)
+    let (_t, res, work) = results_and_work();
+    let pid = Lab::new(F2S)
         .results(&res)
         .workdir(&work)
         .argv("--paths tcp-loopback --sizes 64MiB --chunks 64KiB --repeat 1000 --warmup 0")
-        .spawn();
-    run.wait_until(Duration::from_secs(120), "a trial recorded", || {
-        summary_with(&res, "file_to_socket", 1)
-    });
-    let pid = run.pid;
-    run.signal(Signal::SIGKILL);
-    let _ = run.finish(Duration::from_secs(60), "not killed");
+        .signalled_after("file_to_socket", 1, Signal::SIGKILL)
+        .pid;
     let left = work.join(format!("zclab-file_to_socket-{pid}-67108864.dat"));
     assert!(
         left.exists(),
@@ -570,7 +408,7 @@ fn the_next_run_removes_temporary_files_of_a_killed_one() {
         files_under(&work)
     );
     let r = Lab::new(F2S)
-        .tiny(&t.path().join("r2"))
+        .tiny_tmp()
         .workdir(&work)
         .argv("--paths tcp-loopback --sizes 64KiB --chunks 64KiB")
         .within(Duration::from_secs(120))
@@ -586,34 +424,11 @@ fn the_next_run_removes_temporary_files_of_a_killed_one() {
 }
 
 #[test]
-fn a_run_that_fails_on_a_full_disk_says_failed_in_meta_json() {
-    if !need_root("a full results filesystem (mounting a small tmpfs)") {
-        return;
-    }
-    let fs = SmallFs::new("160k");
-    let work = tempfile::tempdir().unwrap();
-    let r = Lab::new(F2S)
-        .results(&fs.0)
-        .argv("--paths tcp-loopback --sizes 64KiB,128KiB,256KiB,512KiB --chunks 4KiB,8KiB --repeat 3 --warmup 0")
-        .workdir(work.path())
-        .within(Duration::from_secs(300))
-        .run();
-    r.exits(1);
-    let meta = r.exp("file_to_socket").meta();
-    assert_eq!(meta["status"], "failed", "{meta}");
-    let why = meta["error"].as_str().unwrap_or("");
-    assert!(why.contains("No space left on device"), "{why}");
-    assert_no_tmp_files(&fs.0);
-}
-
-#[test]
 fn a_failed_mapping_is_named() {
     if Command::new("prlimit").arg("--version").output().is_err() {
         return skip_or_fail("prlimit (util-linux) is not installed");
     }
-    let t = tempfile::tempdir().unwrap();
-    let (res, work) = (t.path().join("r"), t.path().join("w"));
-    std::fs::create_dir(&work).unwrap();
+    let (_t, res, work) = results_and_work();
     // Address space for the process, not for a mapping of the 128 MiB source.
     let r = Lab::new("prlimit")
         .args(&["--as=100000000", F2S])

@@ -74,28 +74,25 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// net_recv on `path` with the tiny-run options and `args`.
+fn on(path: &str, args: &str) -> Lab {
+    Lab::new(BIN).tiny_tmp().args(&["--paths", path]).argv(args)
+}
+
 #[test]
 fn list_and_bad_input() {
-    let out = run(BIN, &["--list"], &[]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    for v in VARIANTS.iter().chain(&["uring-recv-zc"]) {
-        assert!(text.contains(v), "{text}");
-    }
-    let t = tempfile::tempdir().unwrap();
-    for (args, needle) in [
-        ("--sizes 0", "0"),
-        ("--paths udp-sink", "udp-sink"),
-        ("--ring-bufs 3", "power of two"),
-        ("--sender carrier-pigeon", "carrier-pigeon"),
-        ("--dev zcnosuchdev0", "zcnosuchdev0"),
-        ("--variants classic-recvv", "classic-recvv"),
-    ] {
-        let r = Lab::new(BIN).tiny(t.path()).argv(args).run();
-        r.one_error_line(2, &[needle]);
-        assert!(r.stderr.starts_with("net_recv: error: "), "{}", r.stderr);
-    }
-    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    assert_lists(BIN, &[VARIANTS, &["uring-recv-zc"]].concat());
+    assert_bad_input_refused(
+        BIN,
+        &[
+            ("--sizes 0", "0"),
+            ("--paths udp-sink", "udp-sink"),
+            ("--ring-bufs 3", "power of two"),
+            ("--sender carrier-pigeon", "carrier-pigeon"),
+            ("--dev zcnosuchdev0", "zcnosuchdev0"),
+            ("--variants classic-recvv", "classic-recvv"),
+        ],
+    );
 }
 
 /// Every variant on loopback, small and page-sized buffers, a copy buffer and none, with a
@@ -103,15 +100,15 @@ fn list_and_bad_input() {
 #[test]
 fn loopback_every_variant_both_senders() {
     for sender in ["zerocopy", "plain"] {
-        let t = tempfile::tempdir().unwrap();
-        let e = Lab::new(BIN)
-            .tiny(t.path())
-            .argv("--paths tcp-loopback --sizes 4KiB,64KiB --copybuf 4095,0 --bytes 2MiB")
-            .argv("--send-size 64KiB --pool 2")
-            .args(&["--sender", sender])
-            .run()
-            .ok()
-            .exp("net_recv");
+        let e = on(
+            "tcp-loopback",
+            "--sizes 4KiB,64KiB --copybuf 4095,0 --bytes 2MiB",
+        )
+        .argv("--send-size 64KiB --pool 2")
+        .args(&["--sender", sender])
+        .run()
+        .ok()
+        .exp("net_recv");
         check_rows(&e, &["tcp-loopback"]);
         let zc: Vec<&Row> = e
             .rows
@@ -141,14 +138,14 @@ fn loopback_every_variant_both_senders() {
 /// every byte arrives, and the dry spells are counted.
 #[test]
 fn buffer_ring_running_dry_is_survived_and_counted() {
-    let t = tempfile::tempdir().unwrap();
-    let e = Lab::new(BIN)
-        .tiny(t.path())
-        .argv("--paths tcp-loopback --variants uring-recv-multishot,uring-recv-bundle")
-        .argv("--ring-bufs 1 --sizes 4KiB --bytes 4MiB --sender plain")
-        .run()
-        .ok()
-        .exp("net_recv");
+    let e = on(
+        "tcp-loopback",
+        "--variants uring-recv-multishot,uring-recv-bundle",
+    )
+    .argv("--ring-bufs 1 --sizes 4KiB --bytes 4MiB --sender plain")
+    .run()
+    .ok()
+    .exp("net_recv");
     assert_eq!(e.rows.len(), 2);
     for r in &e.rows {
         let x = &assert_intact(r).extra;
@@ -162,10 +159,7 @@ fn buffer_ring_running_dry_is_survived_and_counted() {
 #[test]
 fn a_sender_dying_mid_stream_fails_only_its_variant() {
     for victim in ["classic-recv-zerocopy", "uring-recv-bundle"] {
-        let t = tempfile::tempdir().unwrap();
-        let r = Lab::new(BIN)
-            .tiny(t.path())
-            .argv("--paths tcp-loopback --sizes 64KiB --bytes 4MiB")
+        let r = on("tcp-loopback", "--sizes 64KiB --bytes 4MiB")
             .argv("--variants classic-recv,classic-recv-zerocopy,uring-recv-bundle")
             .fault(&format!("peer-reset-after:256KiB@{victim}"))
             .run();
@@ -192,13 +186,7 @@ fn veth_every_variant_and_nothing_left() {
     if !need_root("veth_every_variant_and_nothing_left") {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let r = Lab::new(BIN)
-        .tiny(t.path())
-        .argv("--paths tcp-veth --sizes 64KiB --bytes 2MiB --veth-mtu 9000")
-        .run()
-        .ok();
-    assert_no_leftovers(r.pid);
+    let r = run_clean(on("tcp-veth", "--sizes 64KiB --bytes 2MiB --veth-mtu 9000"));
     let e = r.exp("net_recv");
     check_rows(&e, &["tcp-veth"]);
     for row in &e.rows {
@@ -215,21 +203,9 @@ fn sigint_mid_trial_leaves_nothing_behind() {
     if !need_root("sigint_mid_trial_leaves_nothing_behind") {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
     let lab = Lab::new(BIN)
-        .argv("--repeat 1000 --warmup 0")
-        .results(t.path())
-        .argv(
-            "--paths tcp-veth --sizes 64KiB --variants classic-recv-zerocopy,uring-recv-multishot",
-        );
-    let summary = interrupt_mid_trial(
-        lab,
-        t.path(),
-        "net_recv",
-        Signal::SIGINT,
-        130,
-        Duration::from_millis(300),
-    );
-    let meta = read_json(&summary.with_file_name("meta.json"));
-    assert_eq!(meta["status"], "interrupted");
+        .argv("--repeat 1000 --warmup 0 --paths tcp-veth --sizes 64KiB")
+        .argv("--variants classic-recv-zerocopy,uring-recv-multishot");
+    let ms = Duration::from_millis(300);
+    interrupt_mid_trial(lab, "net_recv", Signal::SIGINT, 130, ms);
 }

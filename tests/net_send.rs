@@ -15,20 +15,16 @@ fn is_zc(r: &Row) -> bool {
     NET_SEND_ZC_VARIANTS.contains(&r.variant.as_str())
 }
 
-/// Runs every variant of net_send on tcp-loopback with `args` after the tiny-run options into
-/// a new directory (returned, kept while the results are read), expecting success and
-/// [`check_rows`] to hold.
-fn loopback_ok(args: &str) -> (tempfile::TempDir, Exp) {
-    let t = tempfile::tempdir().unwrap();
-    let e = Lab::new(BIN)
-        .tiny(t.path())
-        .argv("--paths tcp-loopback")
-        .argv(args)
-        .run()
-        .ok()
-        .exp("net_send");
-    check_rows(&e, NET_SEND_VARIANTS, &["tcp-loopback"]);
-    (t, e)
+/// Runs every variant of net_send on `paths` with `args` after the tiny-run options,
+/// expecting success, nothing of the lab's namespaces left and [`check_rows`] to hold.
+fn every_variant_ok(paths: &[&str], args: &str) -> (Ran, Exp) {
+    let lab = Lab::new(BIN)
+        .tiny_tmp()
+        .args(&["--paths", &paths.join(",")]);
+    let r = run_clean(lab.argv(args));
+    let e = r.exp("net_send");
+    check_rows(&e, NET_SEND_VARIANTS, paths);
+    (r, e)
 }
 
 /// Checks every row is ok with integrity ok and parseable histograms; zero-copy rows carry
@@ -56,34 +52,26 @@ fn check_rows(e: &Exp, variants: &[&str], paths: &[&str]) {
 
 #[test]
 fn list_and_bad_input() {
-    let out = run(BIN, &["--list"], &[]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    for v in NET_SEND_VARIANTS {
-        assert!(text.contains(v), "{text}");
-    }
-    let t = tempfile::tempdir().unwrap();
-    for (args, needle) in [
-        ("--sizes 0", "0"),
-        ("--sizes 4KiB,0", "0"),
-        ("--paths tcp-nowhere", "tcp-nowhere"),
-        ("--variants classic-sendd", "classic-sendd"),
-        ("--pool 0", "0"),
-        ("--reap-every x", "x"),
-    ] {
-        let r = Lab::new(BIN).tiny(t.path()).argv(args).run();
-        r.one_error_line(2, &[needle]);
-        assert!(r.stderr.starts_with("net_send: error: "), "{}", r.stderr);
-    }
-    // Bad input never creates a run directory.
-    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    assert_lists(BIN, NET_SEND_VARIANTS);
+    assert_bad_input_refused(
+        BIN,
+        &[
+            ("--sizes 0", "0"),
+            ("--sizes 4KiB,0", "0"),
+            ("--paths tcp-nowhere", "tcp-nowhere"),
+            ("--variants classic-sendd", "classic-sendd"),
+            ("--pool 0", "0"),
+            ("--reap-every x", "x"),
+        ],
+    );
 }
 
 /// The smallest pool (two buffers) on loopback TCP: no byte arrives corrupted, and every
 /// zero-copy send is reported copied (the kernel copies on local delivery).
 #[test]
 fn loopback_all_variants_pool_of_two() {
-    let (_t, e) = loopback_ok("--sizes 1000B,64KiB --bytes 2MiB --pool 2 --reap-every 1,4");
+    let args = "--sizes 1000B,64KiB --bytes 2MiB --pool 2 --reap-every 1,4";
+    let (_, e) = every_variant_ok(&["tcp-loopback"], args);
     for r in e.rows.iter().filter(|r| is_zc(r)) {
         assert_eq!(zc(r).copied_pct, 100.0, "{}", what(r));
     }
@@ -105,7 +93,8 @@ fn loopback_all_variants_pool_of_two() {
 /// CPU time is recorded.
 #[test]
 fn discarding_receiver_counts_every_byte() {
-    let (_t, e) = loopback_ok("--sizes 1000B,64KiB --bytes 4MiB --sink discard");
+    let args = "--sizes 1000B,64KiB --bytes 4MiB --sink discard";
+    let (_, e) = every_variant_ok(&["tcp-loopback"], args);
     for r in &e.rows {
         let i = integrity(r);
         assert!(i.method.starts_with("byte count only"), "{i:?}");
@@ -127,16 +116,8 @@ fn veth_paths_tell_the_truth() {
     if !need_root("veth_paths_tell_the_truth") {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let r = Lab::new(BIN)
-        .tiny(t.path())
-        .argv("--paths tcp-veth,udp-sink --sizes 4KiB,64KiB --bytes 2MiB")
-        .argv("--pool 2 --inflight 2 --reap-every 1")
-        .run()
-        .ok();
-    assert_no_leftovers(r.pid);
-    let e = r.exp("net_send");
-    check_rows(&e, NET_SEND_VARIANTS, &["tcp-veth", "udp-sink"]);
+    let args = "--sizes 4KiB,64KiB --bytes 2MiB --pool 2 --inflight 2 --reap-every 1";
+    let (r, e) = every_variant_ok(&["tcp-veth", "udp-sink"], args);
     for r in e.rows.iter().filter(|r| is_zc(r)) {
         let want = if path_of(r) == "udp-sink" { 0.0 } else { 100.0 };
         assert_eq!(zc(r).copied_pct, want, "{}", what(r));
@@ -167,34 +148,25 @@ fn veth_paths_tell_the_truth() {
     assert_nothing_skipped_or_failed(&e.meta());
 }
 
-fn interrupt_mid_run(sig: Signal, code: i32) {
-    let t = tempfile::tempdir().unwrap();
-    let lab = Lab::new(BIN)
-        .argv("--repeat 1000 --warmup 0")
-        .results(t.path())
-        .argv("--paths udp-sink,tcp-veth --sizes 64KiB --variants classic-send,uring-send-zc");
-    let ms = Duration::from_millis(300);
-    let summary = interrupt_mid_trial(lab, t.path(), "net_send", sig, code, ms);
-    let meta = read_json(&summary.with_file_name("meta.json"));
-    assert_eq!(meta["status"], "interrupted");
-}
-
 #[test]
 fn sigint_and_sigterm_leave_nothing_behind() {
     if !need_root("sigint_and_sigterm_leave_nothing_behind") {
         return;
     }
-    interrupt_mid_run(Signal::SIGINT, 130);
-    interrupt_mid_run(Signal::SIGTERM, 143);
+    for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let lab = Lab::new(BIN)
+            .argv("--repeat 1000 --warmup 0 --paths udp-sink,tcp-veth --sizes 64KiB")
+            .argv("--variants classic-send,uring-send-zc");
+        interrupt_mid_trial(lab, "net_send", sig, code, Duration::from_millis(300));
+    }
 }
 
 /// Without root the veth paths are skipped with the reason and loopback still runs.
 #[test]
 fn without_root_the_veth_paths_are_skipped() {
-    let t = tempfile::tempdir().unwrap();
     let e = Lab::new(BIN)
         .hide("root")
-        .tiny(t.path())
+        .tiny_tmp()
         .argv("--paths tcp-loopback,udp-sink --sizes 64KiB --bytes 1MiB")
         .argv("--variants classic-send --reap-every 1")
         .run()

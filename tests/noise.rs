@@ -36,18 +36,17 @@ fn a_busy_measured_cpu_is_named() {
         .argv("--variants getppid --batches 1 --ops 4Ki")
         .run()
         .ok();
-    let zclab = env!("CARGO_BIN_EXE_zclab");
     let suite_res = tempfile::tempdir().unwrap();
-    let suite = Command::new(zclab)
-        .args(["run", "--no-plots", "--results"])
-        .arg(suite_res.path())
-        .args([
+    let suite = Lab::new(env!("CARGO_BIN_EXE_zclab"))
+        .args(&["run", "--no-plots"])
+        .results(suite_res.path())
+        .args(&[
             "--exp-args",
             "--variants getppid --batches 1 --ops 4Ki --repeat 1 --warmup 0 --duration 10ms",
             "syscall_floor",
         ])
-        .output()
-        .unwrap();
+        .run()
+        .ok();
     drop(hog);
     let noise = ran.exp("syscall_floor").meta()["noise"].clone();
     assert_eq!(noise["noisy"], true, "{noise}");
@@ -62,13 +61,11 @@ fn a_busy_measured_cpu_is_named() {
         "{}",
         ran.text()
     );
-    let out = String::from_utf8_lossy(&suite.stdout);
     assert!(
-        suite.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&suite.stderr)
+        suite.stdout.contains("warning: noisy machine"),
+        "{}",
+        suite.text()
     );
-    assert!(out.contains("warning: noisy machine"), "{out}");
     let report =
         std::fs::read_to_string(first_run_dir(suite_res.path()).join("report.md")).unwrap();
     assert!(report.contains("the machine was noisy"), "{report}");

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zclab::catalog::packet_io as names;
 use zclab::sys::bpf;
@@ -16,8 +16,16 @@ use zclab::sys::bpf;
 const BIN: &str = env!("CARGO_BIN_EXE_packet_io");
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// The turn of a test that needs root; None when it is skipped ([`need_root`]).
+fn root_turn() -> Option<MutexGuard<'static, ()>> {
+    need_root("packet_io on a veth pair")
+        .then(|| ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A tiny run of `args`, killed (failing the test) after `limit_s` seconds.
+fn tiny(args: &str, limit_s: u64) -> Ran {
+    let lab = Lab::new(BIN).tiny_tmp().argv(args);
+    lab.within(Duration::from_secs(limit_s)).run()
 }
 
 /// Waits (the kernel frees programs and maps after an RCU grace period and a work item) until
@@ -55,49 +63,27 @@ fn assert_nothing_left(pid: u32) {
 
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
-    Lab::new(BIN)
-        .argv("--frame-sizes 2000")
-        .run()
-        .one_error_line(2, &["above the MTU"]);
-    Lab::new(BIN)
-        .argv("--frame-sizes 40")
-        .run()
-        .one_error_line(2, &["below"]);
-    Lab::new(BIN)
-        .argv("--dev zcnosuchdev0")
-        .run()
-        .one_error_line(2, &["zcnosuchdev0", "no such network device"]);
-    Lab::new(BIN)
-        .argv("--dev lo --queue 7")
-        .run()
-        .one_error_line(2, &["no receive queue 7"]);
-    Lab::new(BIN)
-        .argv("--mtu 3394 --frame-sizes 3409")
-        .run()
-        .one_error_line(2, &["3408"]);
-    Lab::new(BIN)
-        .argv("--ring 100")
-        .run()
-        .one_error_line(2, &["power of two"]);
-    Lab::new(BIN)
-        .argv("--variants xdp-nonsense")
-        .run()
-        .one_error_line(2, &["unknown variant"]);
+    assert_bad_input_refused(
+        BIN,
+        &[
+            ("--frame-sizes 2000", "above the MTU"),
+            ("--frame-sizes 40", "below"),
+            ("--dev zcnosuchdev0", "zcnosuchdev0: no such network device"),
+            ("--dev lo --queue 7", "no receive queue 7"),
+            ("--mtu 3394 --frame-sizes 3409", "3408"),
+            ("--ring 100", "power of two"),
+            ("--variants xdp-nonsense", "unknown variant"),
+        ],
+    );
 }
 
 #[test]
 fn every_variant_on_tiny_inputs_with_integrity() {
-    if !need_root("packet_io on a veth pair") {
+    let Some(_turn) = root_turn() else {
         return;
-    }
-    let _g = serial();
-    let t = tempfile::tempdir().unwrap();
-    let ran = Lab::new(BIN)
-        .tiny(t.path())
-        .argv("--mtu 3394 --frame-sizes 64,1500,3408 --frames 3000 --batches 32")
-        .within(Duration::from_secs(240))
-        .run()
-        .ok();
+    };
+    let args = "--mtu 3394 --frame-sizes 64,1500,3408 --frames 3000 --batches 32";
+    let ran = tiny(args, 240).ok();
     let e = ran.exp("packet_io");
     let runnable: Vec<&str> = names::VARIANTS
         .iter()
@@ -143,16 +129,11 @@ fn every_variant_on_tiny_inputs_with_integrity() {
 
 #[test]
 fn zerocopy_by_name_on_veth_fails_with_the_errno() {
-    if !need_root("packet_io on a veth pair") {
+    let Some(_turn) = root_turn() else {
         return;
-    }
-    let _g = serial();
-    let t = tempfile::tempdir().unwrap();
-    let ran = Lab::new(BIN)
-        .tiny(t.path())
-        .argv("--frame-sizes 64 --frames 1000 --variants xdp-rx-zerocopy")
-        .within(Duration::from_secs(60))
-        .run();
+    };
+    let args = "--frame-sizes 64 --frames 1000 --variants xdp-rx-zerocopy";
+    let ran = tiny(args, 60);
     // The harness: 77 when nothing requested could run (the one variant asked for), 1 when
     // others ran; both name the reason.
     ran.exits(77).says("EOPNOTSUPP");
@@ -162,7 +143,9 @@ fn zerocopy_by_name_on_veth_fails_with_the_errno() {
 /// Starts a long run, waits for its first row, sends `sig`, and checks that the kernel kept
 /// nothing of it.
 fn interrupted(sig: Signal, code: Option<i32>) {
-    let _g = serial();
+    let Some(_turn) = root_turn() else {
+        return;
+    };
     let t = tempfile::tempdir().unwrap();
     let mut child = Lab::new(BIN)
         .results(t.path())
@@ -196,16 +179,10 @@ fn interrupted(sig: Signal, code: Option<i32>) {
 
 #[test]
 fn nothing_left_after_sigint() {
-    if !need_root("packet_io on a veth pair") {
-        return;
-    }
     interrupted(Signal::SIGINT, Some(130));
 }
 
 #[test]
 fn nothing_left_after_sigkill() {
-    if !need_root("packet_io on a veth pair") {
-        return;
-    }
     interrupted(Signal::SIGKILL, None);
 }

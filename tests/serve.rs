@@ -11,8 +11,7 @@ use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use zclab::net::remote::{self, Peer, PeerAddr};
 use zclab::results::{Row, Status};
@@ -157,100 +156,13 @@ impl TwoHosts {
 impl Drop for TwoHosts {
     fn drop(&mut self) {
         if let Some(s) = self.server.as_mut() {
-            s.stop();
+            s.kill();
         }
         for ns in [&self.a, &self.b] {
             if let Err(e) = ip(&["netns", "del", ns]) {
                 eprintln!("warning: {e}");
             }
         }
-    }
-}
-
-/// A running `zclab serve` with its log.
-struct Server {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    addr: String,
-}
-
-impl Server {
-    fn start(mut c: Command) -> Server {
-        let mut child = c
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start zclab serve");
-        let err = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-                let mut g = l2.lock().unwrap();
-                g.push_str(&line);
-                g.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "zclab serve did not start listening: {}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        Server { child, log, addr }
-    }
-
-    /// On loopback, on a free port (no root needed).
-    fn loopback() -> Server {
-        let mut c = Command::new(ZCLAB);
-        c.args(["serve", "--listen", "127.0.0.1:0", "--idle-timeout", "30"]);
-        Server::start(c)
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log holds every needle (the server logs just after it answers).
-    fn wait_log(&self, needles: &[&str]) {
-        let t0 = Instant::now();
-        while !needles.iter().all(|n| self.log().contains(n)) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "server log lacks one of {needles:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, as a crash or an operator would.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn stop(&mut self) {
-        self.kill();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -490,102 +402,6 @@ fn server_killed_mid_run_fails_fast() {
     assert!(r.stderr.contains("peer unreachable"), "{}", r.stderr);
 }
 
-/// A raw control connection, and helpers to speak the protocol by hand.
-struct Raw {
-    s: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Raw {
-    /// Connects without reading anything.
-    fn connect_once(addr: &str) -> Raw {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let r = BufReader::new(s.try_clone().unwrap());
-        Raw { s, r }
-    }
-
-    /// Connects and reads the server's hello, retrying while the server is still closing the
-    /// previous test client's session (it refuses as busy until then).
-    fn connect(addr: &str) -> Raw {
-        let t0 = Instant::now();
-        loop {
-            let mut c = Raw::connect_once(addr);
-            let h = c.line().expect("the server's first message");
-            if h["type"] == "hello" {
-                return c;
-            }
-            assert_eq!(h["code"], "busy", "{h}");
-            assert!(t0.elapsed() < Duration::from_secs(5), "busy for 5 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn line(&mut self) -> Option<serde_json::Value> {
-        let mut l = String::new();
-        match self.r.read_line(&mut l) {
-            Ok(0) => None,
-            Ok(_) => Some(serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
-            Err(e) => panic!("reading the server: {e}"),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        // The server may already have closed: a failed write is part of some cases.
-        let _ = self.s.write_all(bytes);
-    }
-
-    fn hello_json(protocol: u32) -> Vec<u8> {
-        let mut v = serde_json::to_vec(&serde_json::json!({
-            "type": "hello", "lab": "zclab", "protocol": protocol, "version": "0.0.1-test",
-            "git_revision": "test", "role": "client", "host": "test-client",
-            "kernel": "test", "probe": {},
-        }))
-        .unwrap();
-        v.push(b'\n');
-        v
-    }
-
-    /// Connects and completes the handshake.
-    fn session(addr: &str) -> Raw {
-        let mut c = Raw::connect(addr);
-        c.send(&Raw::hello_json(remote::PROTOCOL));
-        let w = c.line().expect("welcome");
-        assert_eq!(w["type"], "welcome", "{w}");
-        c
-    }
-
-    /// Expects an error message with `code` whose text contains `needle`, then the end.
-    fn expect_error(&mut self, code: &str, needle: &str) {
-        let e = self.line().expect("an error message");
-        assert_eq!(e["type"], "error", "{e}");
-        assert_eq!(e["code"], code, "{e}");
-        let m = e["message"].as_str().unwrap();
-        assert!(m.contains(needle), "{m} lacks {needle}");
-        assert!(self.line().is_none(), "the server closed the connection");
-    }
-
-    /// Expects a failed transfer's report whose error contains `needle`.
-    fn expect_failed_report(&mut self, needle: &str) {
-        let r = self.line().expect("a report");
-        assert_eq!(
-            (r["type"].as_str(), r["ok"].as_bool()),
-            (Some("report"), Some(false)),
-            "{r}"
-        );
-        let e = r["error"].as_str().unwrap();
-        assert!(e.contains(needle), "{e} lacks {needle}");
-    }
-
-    fn setup(&mut self, json: &str) -> u16 {
-        self.send(format!("{json}\n").as_bytes());
-        let r = self.line().expect("ready");
-        assert_eq!(r["type"], "ready", "{r}");
-        r["port"].as_u64().unwrap() as u16
-    }
-}
-
 fn local_caps() -> zclab::caps::Caps {
     zclab::caps::probe(Path::new("."))
 }
@@ -603,9 +419,9 @@ fn data_addr(port: u16) -> String {
 fn malformed_messages(addr: &str) {
     // Vanishing before and during the handshake.
     drop(TcpStream::connect(addr).unwrap());
-    drop(Raw::connect(addr));
+    drop(Ctl::connect(addr));
     {
-        let mut c = Raw::connect(addr);
+        let mut c = Ctl::connect(addr);
         c.send(b"{\"type\":\"hello\",\"lab\":\"zc");
     }
     // Malformed first messages.
@@ -623,13 +439,13 @@ fn malformed_messages(addr: &str) {
         ),
         (vec![b'x'; 70 * 1024], "longer than 65536"),
     ] {
-        let mut c = Raw::connect(addr);
+        let mut c = Ctl::connect(addr);
         c.send(&bytes);
         c.expect_error("bad-message", needle);
     }
     // Oversized, with a newline, after the handshake.
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         let mut big = b"{\"type\":\"bye\",\"pad\":\"".to_vec();
         big.extend(std::iter::repeat_n(b'a', 80 * 1024));
         big.extend(b"\"}\n");
@@ -668,7 +484,7 @@ fn malformed_messages(addr: &str) {
             "bad hello",
         ),
     ] {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         let json = json.replace("PROTOCOL", &remote::PROTOCOL.to_string());
         c.send(format!("{json}\n").as_bytes());
         c.expect_error("bad-message", needle);
@@ -678,7 +494,7 @@ fn malformed_messages(addr: &str) {
 /// A well-formed request the server cannot meet: refused, the session goes on.
 fn refused_request_then_served(addr: &str) {
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         c.send(b"{\"type\":\"setup\",\"id\":1,\"role\":\"udp-sink\",\"cpu\":4000}\n");
         let e = c.line().unwrap();
         assert_eq!(
@@ -712,11 +528,11 @@ fn refused_request_then_served(addr: &str) {
 /// Clients vanishing at every stage of a transfer.
 fn vanishing_mid_transfer(addr: &str) {
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         c.setup(r#"{"type":"setup","id":1,"role":"tcp-sink","recv_buf":65536,"hash":true}"#);
     } // before connecting the data port
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         let p =
             c.setup(r#"{"type":"setup","id":1,"role":"tcp-sink","recv_buf":65536,"hash":true}"#);
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
@@ -726,7 +542,7 @@ fn vanishing_mid_transfer(addr: &str) {
         let _ = d.write_all(&[1u8; 1000]);
     }
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         let p = c.setup(
             r#"{"type":"setup","id":1,"role":"tcp-source","bytes":67108864,"write_size":65536}"#,
         );
@@ -737,7 +553,7 @@ fn vanishing_mid_transfer(addr: &str) {
         drop(c);
     }
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         let p = c.setup(r#"{"type":"setup","id":1,"role":"echo","msg":1000}"#);
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
         d.write_all(&[3u8; 500]).unwrap();
@@ -748,7 +564,7 @@ fn vanishing_mid_transfer(addr: &str) {
         assert!(c.line().is_none());
     }
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         let p = c.setup(r#"{"type":"setup","id":1,"role":"udp-sink"}"#);
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         u.send_to(&[1u8; 10], data_addr(p)).unwrap();
@@ -759,7 +575,7 @@ fn vanishing_mid_transfer(addr: &str) {
 /// and the session goes on.
 fn abort_then_next_transfer(addr: &str) {
     {
-        let mut c = Raw::session(addr);
+        let mut c = Ctl::session(addr);
         let p = c.setup(r#"{"type":"setup","id":1,"role":"tcp-sink","recv_buf":4096,"hash":true}"#);
         let mut d = TcpStream::connect(data_addr(p)).unwrap();
         d.write_all(&[9u8; 5000]).unwrap();
@@ -789,7 +605,7 @@ fn proper_client_and_a_busy_second(srv: &Server) {
     let addr = srv.addr.as_str();
     let peer =
         Peer::connect(peer_addr(srv), &local_caps(), "test").expect("a proper client connects");
-    let mut second = Raw::connect_once(addr);
+    let mut second = Ctl::connect_once(addr);
     second.expect_error("busy", "one client at a time");
     let busy = Peer::connect(peer_addr(srv), &local_caps(), "test")
         .err()
@@ -832,7 +648,7 @@ fn proper_client_and_a_busy_second(srv: &Server) {
 /// first is served; through all of it the server keeps serving a proper client.
 #[test]
 fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
-    let mut srv = Server::loopback();
+    let mut srv = Server::loopback(&["--idle-timeout", "30"]);
     let addr = srv.addr.clone();
     malformed_messages(&addr);
     refused_request_then_served(&addr);
@@ -854,11 +670,11 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
 #[test]
 fn protocol_version_mismatch_is_refused_both_ways() {
     // A client of another version, against the real server.
-    let mut srv = Server::loopback();
-    let mut c = Raw::connect_once(&srv.addr);
+    let mut srv = Server::loopback(&["--idle-timeout", "30"]);
+    let mut c = Ctl::connect_once(&srv.addr);
     let h = c.line().unwrap();
     assert_eq!(h["protocol"], remote::PROTOCOL);
-    c.send(&Raw::hello_json(999));
+    c.send(&Ctl::hello(999, "test-client"));
     c.expect_error("protocol-mismatch", "protocol 999");
     assert!(srv.alive());
     srv.wait_log(&[

@@ -4,7 +4,9 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 use zclab::results::{Row, hgrm, row::parse_jsonl};
 
 /// Runs `bin` with `args` and `env`, returning its output.
@@ -37,8 +39,13 @@ pub struct Lab {
     cmd: Command,
     line: String,
     results: Option<PathBuf>,
+    scratch: Scratch,
     limit: Option<Duration>,
 }
+
+/// The temporary results directory of [`Lab::tiny_tmp`], held by the run and by every [`Exp`]
+/// read from it, so that it outlives the last of them.
+type Scratch = Option<Arc<TempDir>>;
 
 impl Lab {
     pub fn new(bin: &str) -> Lab {
@@ -46,6 +53,7 @@ impl Lab {
             cmd: Command::new(bin),
             line: Path::new(bin).file_name().unwrap().to_string_lossy().into(),
             results: None,
+            scratch: None,
             limit: None,
         }
     }
@@ -60,6 +68,15 @@ impl Lab {
     /// One measured repeat, no warm-up, results under `results`: the run most tests want.
     pub fn tiny(self, results: &Path) -> Lab {
         self.argv("--repeat 1 --warmup 0").results(results)
+    }
+
+    /// As [`Lab::tiny`], into a new temporary directory that lives as long as the run and the
+    /// results read from it.
+    pub fn tiny_tmp(self) -> Lab {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = self.tiny(t.path());
+        l.scratch = Some(Arc::new(t));
+        l
     }
 
     pub fn results(mut self, dir: &Path) -> Lab {
@@ -134,6 +151,21 @@ impl Lab {
         r.ran(status)
     }
 
+    /// Starts the run, waits until `trials` rows of `exp` are written under its results, sends
+    /// `sig` and waits for the end.
+    pub fn signalled_after(self, exp: &str, trials: usize, sig: nix::sys::signal::Signal) -> Ran {
+        let res = self.results.clone().expect("a run given --results");
+        let mut child = self.spawn();
+        child.wait_until(Duration::from_secs(120), "trials recorded", || {
+            summary_with(&res, exp, trials)
+        });
+        child.signal(sig);
+        child.finish(
+            Duration::from_secs(600),
+            &format!("did not stop after {sig}"),
+        )
+    }
+
     fn start(mut self, stdout: Stdio) -> Running {
         let t0 = Instant::now();
         let mut child = self
@@ -149,6 +181,7 @@ impl Lab {
             child,
             line: self.line,
             results: self.results,
+            scratch: self.scratch,
             out,
             err,
             t0,
@@ -171,6 +204,7 @@ pub struct Running {
     child: Child,
     line: String,
     results: Option<PathBuf>,
+    scratch: Scratch,
     out: Option<std::thread::JoinHandle<String>>,
     err: std::thread::JoinHandle<String>,
     t0: Instant,
@@ -237,6 +271,7 @@ impl Running {
             elapsed: self.t0.elapsed(),
             line: self.line,
             results: self.results,
+            scratch: self.scratch,
         }
     }
 }
@@ -250,6 +285,7 @@ pub struct Ran {
     pub elapsed: Duration,
     line: String,
     results: Option<PathBuf>,
+    scratch: Scratch,
 }
 
 impl Ran {
@@ -308,15 +344,61 @@ impl Ran {
 
     /// The experiment `exp` of the one run directory under the results.
     pub fn exp(&self, exp: &str) -> Exp {
-        let res = self.results.as_ref().expect("a run given --results");
-        Exp::load(experiment_dir(res, exp))
+        self.held(Exp::load(self.exp_dir(exp)))
     }
 
     /// As `exp`, also checking summary.csv and every histogram the rows name.
     pub fn exp_checked(&self, exp: &str) -> Exp {
-        let res = self.results.as_ref().expect("a run given --results");
-        Exp::checked(experiment_dir(res, exp))
+        self.held(Exp::checked(self.exp_dir(exp)))
     }
+
+    fn exp_dir(&self, exp: &str) -> PathBuf {
+        let res = self.results.as_ref().expect("a run given --results");
+        experiment_dir(res, exp)
+    }
+
+    fn held(&self, e: Exp) -> Exp {
+        Exp {
+            scratch: self.scratch.clone(),
+            ..e
+        }
+    }
+}
+
+/// `bin --list` succeeds and names each of `variants` first on a line.
+pub fn assert_lists(bin: &str, variants: &[&str]) {
+    let r = Lab::new(bin).arg("--list").run().ok();
+    for v in variants {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(*v)),
+            "{bin} --list does not list {v}:\n{}",
+            r.stdout
+        );
+    }
+}
+
+/// Each case (its arguments, a word the message must hold) is refused before anything runs:
+/// exit 2, one line `NAME: error: ...`, and no run directory.
+pub fn assert_bad_input_refused(bin: &str, cases: &[(&str, &str)]) {
+    let t = tempfile::tempdir().unwrap();
+    for (args, needle) in cases {
+        let r = Lab::new(bin).tiny(t.path()).argv(args).run();
+        r.one_error_line(2, &[needle]);
+        let head = format!("{}: error: ", r.line);
+        assert!(r.stderr.starts_with(&head), "{}", r.text());
+        assert_no_run_dir(t.path());
+    }
+}
+
+/// A temporary directory with the paths of a run's results (`r`, left for the run to create)
+/// and of its work files (`w`, created); both go with the directory.
+pub fn results_and_work() -> (TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let (res, work) = (t.path().join("r"), t.path().join("w"));
+    std::fs::create_dir(&work).unwrap();
+    (t, res, work)
 }
 
 /// The single experiment directory created under `results` for `experiment`.
@@ -355,20 +437,29 @@ pub fn summary_with(results: &Path, exp: &str, min_rows: usize) -> Option<PathBu
 pub struct Exp {
     pub dir: PathBuf,
     pub rows: Vec<Row>,
+    scratch: Scratch,
 }
 
 impl Exp {
     /// Parses summary.jsonl.
     pub fn load(dir: PathBuf) -> Exp {
         let rows = read_rows(&dir.join("summary.jsonl"));
-        Exp { dir, rows }
+        Exp {
+            dir,
+            rows,
+            scratch: None,
+        }
     }
 
     /// Parses summary.jsonl, checks summary.csv has a line per row and that every `.hgrm`
     /// the rows name parses with samples in it.
     pub fn checked(dir: PathBuf) -> Exp {
         let rows = rows_and_histograms(&dir);
-        Exp { dir, rows }
+        Exp {
+            dir,
+            rows,
+            scratch: None,
+        }
     }
 
     pub fn meta(&self) -> serde_json::Value {

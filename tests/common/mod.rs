@@ -1,16 +1,18 @@
 //! Helpers shared by the integration tests: the one rule for what CI must not skip, a builder
 //! that runs an experiment binary and reads what it wrote, assertions on rows and meta.json,
-//! and checks for network namespaces left behind.
+//! checks for network namespaces left behind, and a `zclab serve` with a control connection.
 #![allow(dead_code, unused_imports)]
 
 pub mod check;
 pub mod lab;
 pub mod netns;
+pub mod serve;
 pub mod variants;
 
 pub use check::*;
 pub use lab::*;
 pub use netns::*;
+pub use serve::*;
 pub use variants::*;
 
 /// CI runs as root with `CI` set, on a kernel with every feature the lab uses.

@@ -1,7 +1,6 @@
 //! Network namespaces and links that an experiment creates, and runs interrupted mid-trial.
 
-use super::{Lab, assert_ok_or_interrupted, read_rows, summary_with};
-use std::path::{Path, PathBuf};
+use super::{Lab, Ran, assert_ok_or_interrupted, read_json, read_rows, summary_with};
 use std::process::Command;
 use std::time::Duration;
 
@@ -28,21 +27,29 @@ pub fn assert_no_leftovers(pid: u32) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// Starts `lab` (results under `results`), waits until its namespaces exist and a trial of
-/// `exp` is written, lets `settle` pass (mid-trial, most likely), sends `sig` and expects exit
-/// `code` with nothing left behind and every row ok or interrupted. Returns summary.jsonl.
+/// Runs `lab` to success and checks that none of its namespaces or links is left.
+pub fn run_clean(lab: Lab) -> Ran {
+    let r = lab.run().ok();
+    assert_no_leftovers(r.pid);
+    r
+}
+
+/// Starts `lab` with its results in a new temporary directory, waits until its namespaces
+/// exist and a trial of `exp` is written, lets `settle` pass (mid-trial, most likely), sends
+/// `sig` and expects exit `code` with nothing left behind, every row ok or interrupted, and
+/// the run recorded as interrupted in meta.json.
 pub fn interrupt_mid_trial(
     lab: Lab,
-    results: &Path,
     exp: &str,
     sig: nix::sys::signal::Signal,
     code: i32,
     settle: Duration,
-) -> PathBuf {
-    let mut child = lab.spawn();
+) {
+    let t = tempfile::tempdir().unwrap();
+    let mut child = lab.results(t.path()).spawn();
     let pid = child.pid;
     let summary = child.wait_until(Duration::from_secs(30), "namespaces and a trial", || {
-        summary_with(results, exp, 0).filter(|_| !ns_leftovers(pid).is_empty())
+        summary_with(t.path(), exp, 0).filter(|_| !ns_leftovers(pid).is_empty())
     });
     std::thread::sleep(settle);
     child.signal(sig);
@@ -53,5 +60,6 @@ pub fn interrupt_mid_trial(
     ran.exits(code);
     assert_no_leftovers(pid);
     assert_ok_or_interrupted(&read_rows(&summary), &ran.stderr);
-    summary
+    let meta = read_json(&summary.with_file_name("meta.json"));
+    assert_eq!(meta["status"], "interrupted", "{}", ran.text());
 }
