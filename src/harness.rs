@@ -44,9 +44,10 @@ pub struct CommonArgs {
     /// this kernel or with these permissions is an error, never silently skipped.
     #[arg(long, value_delimiter = ',')]
     pub variants: Vec<String>,
-    /// Measured repeats per variant and parameter point (1 to 1000), or `auto`: at least 3,
-    /// more until the 95% interval of the headline figure's median is within +-3% of it, or
-    /// the point's budget (`--point-budget`) is spent.
+    /// Measured repeats per variant and parameter point (1 to 1000), or `auto`: at least 3
+    /// (`auto:N`: at least N), more until the 95% interval of the headline figure's median is
+    /// within +-3% of it, or the point's budget (`--point-budget`) is spent. Comparisons decide
+    /// only from 6 repeats on (docs/method.md).
     #[arg(long, default_value = "3", value_parser = parse_repeat)]
     pub repeat: Repeat,
     /// With `--repeat auto`: the most measured time one point may take before it is reported as
@@ -191,18 +192,29 @@ pub const AUTO_MAX: u32 = 30;
 pub const AUTO_TIGHT: f64 = 0.03;
 
 fn parse_repeat(s: &str) -> Result<Repeat, String> {
-    if s.trim() == "auto" {
+    let s = s.trim();
+    if s == "auto" {
         return Ok(Repeat {
             min: AUTO_MIN,
             auto: true,
         });
+    }
+    if let Some(n) = s.strip_prefix("auto:") {
+        return match n.parse::<u32>() {
+            Ok(n) if (1..=AUTO_MAX).contains(&n) => Ok(Repeat { min: n, auto: true }),
+            _ => Err(format!(
+                "'{s}': expected auto:N with N from 1 to {AUTO_MAX}"
+            )),
+        };
     }
     match s.trim().parse::<u32>() {
         Ok(n) if (1..=1000).contains(&n) => Ok(Repeat {
             min: n,
             auto: false,
         }),
-        _ => Err(format!("'{s}': expected a count from 1 to 1000, or auto")),
+        _ => Err(format!(
+            "'{s}': expected a count from 1 to 1000, auto, or auto:N (at least N)"
+        )),
     }
 }
 

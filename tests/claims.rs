@@ -55,6 +55,13 @@ fn write_exp(
     std::fs::write(d.join("summary.jsonl"), text).unwrap();
 }
 
+/// `rows` with each row repeated 6 times (repeats 0 to 5): the fewest an interval decides on.
+fn six(rows: &[(&'static str, u64, u32, f64)]) -> Vec<(&'static str, u64, u32, f64)> {
+    rows.iter()
+        .flat_map(|&(v, size, _, x)| (0..6).map(move |r| (v, size, r, x)))
+        .collect()
+}
+
 fn claims(checks: serde_json::Value) -> Vec<zclab::analysis::claims::Claim> {
     let c = json!([{"id": "t", "statement": "s", "source": "x", "published": "p", "conditions": "c", "reproduced_when": "r", "checks": checks}]);
     load(&c.to_string()).unwrap()
@@ -73,12 +80,23 @@ fn verdict(checks: serde_json::Value, dirs: &[&Path]) -> zclab::analysis::claims
 #[test]
 fn ratio_verdicts_of_every_kind() {
     let t = tempfile::tempdir().unwrap();
-    // fast/slow per repeat: 2.0, 2.2, 1.8
-    let rows: Vec<_> = (0..)
-        .zip([2.0, 2.2, 1.8])
-        .flat_map(|(repeat, fast)| [("fast", 1, repeat, fast), ("slow", 1, repeat, 1.0)])
-        .collect();
-    write_exp(t.path(), "e", "6.18", &rows, &[]);
+    // fast/slow per repeat: 2.0, 2.2, 1.8 (three repeats decide nothing), then 2.1, 1.9, 2.0.
+    let pairs = |fast: &[f64]| -> Vec<_> {
+        (0..)
+            .zip(fast.to_vec())
+            .flat_map(|(repeat, fast)| [("fast", 1, repeat, fast), ("slow", 1, repeat, 1.0)])
+            .collect()
+    };
+    write_exp(t.path(), "e", "6.18", &pairs(&[2.0, 2.2, 1.8]), &[]);
+    let v = verdict(ratio_check(">=", 1.5), &[t.path()]);
+    assert_eq!(v.kind, Kind::Inconclusive, "{v:?}");
+    write_exp(
+        t.path(),
+        "e",
+        "6.18",
+        &pairs(&[2.0, 2.2, 1.8, 2.1, 1.9, 2.0]),
+        &[],
+    );
     let run = [t.path()];
     for (threshold, kind) in [
         (1.5, Kind::Reproduced),
@@ -101,7 +119,7 @@ fn ratio_verdicts_of_every_kind() {
 #[test]
 fn magnitude_beside_the_published_figure() {
     let t = tempfile::tempdir().unwrap();
-    let rows = [("fast", 1, 0, 2.0), ("slow", 1, 0, 1.0)];
+    let rows = six(&[("fast", 1, 0, 2.0), ("slow", 1, 0, 1.0)]);
     write_exp(t.path(), "e", "6.18", &rows, &[]);
     let mut checks = ratio_check(">", 1.0);
     checks[0]["published"] = json!(4.0);
@@ -151,7 +169,7 @@ fn value_crossover_and_kernel_checks() {
         .into_iter()
         .flat_map(|(size, a)| [("a", size, 0, a), ("b", size, 0, 2.0)])
         .collect();
-    write_exp(t.path(), "e", "6.18", &rows, &[]);
+    write_exp(t.path(), "e", "6.18", &six(&rows), &[]);
     let run = [t.path()];
     let cross = |min: f64, max: f64| json!([{"kind": "crossover", "experiment": "e", "metric": "gbps", "a": {"variant": "a"}, "b": {"variant": "b"}, "param": "size", "lower_is_better": false, "min": min, "max": max}]);
     assert_eq!(verdict(cross(5000.0, 20000.0), &run).kind, Kind::Reproduced);
@@ -164,10 +182,10 @@ fn value_crossover_and_kernel_checks() {
 
     // Two kernels: b at 2.0 on 6.1 and 2.4 on 6.12 -> +20%.
     let t2 = tempfile::tempdir().unwrap();
-    write_exp(t2.path(), "e", "6.12.0", &[("b", 1024, 0, 2.4)], &[]);
+    write_exp(t2.path(), "e", "6.12.0", &six(&[("b", 1024, 0, 2.4)]), &[]);
     let kern = json!([{"kind": "kernels", "experiment": "e", "metric": "gbps", "side": {"variant": "b", "where": {"size": 1024}}, "boundary": "6.5", "op": ">=", "threshold": 1.05}]);
     let t1 = tempfile::tempdir().unwrap();
-    write_exp(t1.path(), "e", "6.1.0", &[("b", 1024, 0, 2.0)], &[]);
+    write_exp(t1.path(), "e", "6.1.0", &six(&[("b", 1024, 0, 2.0)]), &[]);
     let two = [t1.path(), t2.path()];
     assert_eq!(verdict(kern.clone(), &two).kind, Kind::Reproduced);
     assert_eq!(verdict(kern, &two[..1]).kind, Kind::NotApplicable);

@@ -112,7 +112,7 @@ fn gbps(v: &[f64]) -> Vec<Fig> {
 }
 
 /// Runs A and B under `root`. Figures compared (|B/A - 1|):
-/// - syscall_floor getppid@batch=1: op/s 100,110,90 -> 102,112,92: 1.02 (0.02), intervals
+/// - syscall_floor getppid@batch=1: op/s 100,110,90 (twice: six repeats, the fewest that decide) -> 102,112,92: 1.02 (0.02), intervals
 ///   [90,110] and [92,112] overlap;
 /// - syscall_floor uring-nop@batch=32: 1000 x3 -> 800,810,790: 0.8 (0.2), disjoint; its mean
 ///   latency 20 ns -> 80 ns against getppid's 100 ns turns claim nop-rate (< 0.5) from
@@ -130,36 +130,48 @@ fn synthetic(root: &Path) -> (PathBuf, PathBuf) {
         &a,
         "syscall_floor",
         &[
-            ("getppid", batch(1), ops(&[100.0, 110.0, 90.0], 100.0)),
-            ("uring-nop", batch(32), ops(&[1000.0; 3], 20.0)),
+            (
+                "getppid",
+                batch(1),
+                ops(&[100.0, 110.0, 90.0, 100.0, 110.0, 90.0], 100.0),
+            ),
+            ("uring-nop", batch(32), ops(&[1000.0; 6], 20.0)),
         ],
     );
     write_experiment(
         &b,
         "syscall_floor",
         &[
-            ("getppid", batch(1), ops(&[102.0, 112.0, 92.0], 100.0)),
-            ("uring-nop", batch(32), ops(&[800.0, 810.0, 790.0], 80.0)),
-            ("uring-nop", batch(1), ops(&[5.0; 3], 100.0)),
+            (
+                "getppid",
+                batch(1),
+                ops(&[102.0, 112.0, 92.0, 102.0, 112.0, 92.0], 100.0),
+            ),
+            (
+                "uring-nop",
+                batch(32),
+                ops(&[800.0, 810.0, 790.0, 800.0, 810.0, 790.0], 80.0),
+            ),
+            ("uring-nop", batch(1), ops(&[5.0; 6], 100.0)),
         ],
     );
     write_experiment(
         &a,
         "file_copy",
         &[
-            ("classic-read-write", size.clone(), gbps(&[2.0; 3])),
-            ("classic-sendfile", size.clone(), gbps(&[4.0; 3])),
-            ("classic-copy-file-range", size.clone(), gbps(&[3.0; 3])),
-            ("classic-mmap-write", size.clone(), gbps(&[1.0; 3])),
+            ("classic-read-write", size.clone(), gbps(&[2.0; 6])),
+            ("classic-sendfile", size.clone(), gbps(&[4.0; 6])),
+            ("classic-copy-file-range", size.clone(), gbps(&[3.0; 6])),
+            ("classic-mmap-write", size.clone(), gbps(&[1.0; 6])),
         ],
     );
     write_experiment(
         &b,
         "file_copy",
         &[
-            ("classic-read-write", size.clone(), gbps(&[2.0; 3])),
-            ("classic-sendfile", size.clone(), gbps(&[4.4; 3])),
-            ("classic-copy-file-range", size, vec![Fig::Failed; 3]),
+            ("classic-read-write", size.clone(), gbps(&[2.0; 6])),
+            ("classic-sendfile", size.clone(), gbps(&[4.4; 6])),
+            ("classic-copy-file-range", size, vec![Fig::Failed; 6]),
         ],
     );
     (a, b)
@@ -193,15 +205,15 @@ fn check_synthetic(st: &Stability) {
         assert_close(got.3, want.3);
         assert_eq!((got.4, got.5), (want.4, want.5), "{got:?}");
     }
-    // The medians' intervals (the repeats' range for 3 repeats) and the ratio's.
+    // The medians' intervals (the repeats' range for 6 repeats) and the ratio's.
     let nop = &st.figures[3];
     assert_eq!(
         (nop.a.value, nop.a.lo, nop.a.hi, nop.a.n),
-        (1000.0, 1000.0, 1000.0, 3)
+        (1000.0, 1000.0, 1000.0, 6)
     );
     assert_eq!(
         (nop.b.value, nop.b.lo, nop.b.hi, nop.b.n),
-        (800.0, 790.0, 810.0, 3)
+        (800.0, 790.0, 810.0, 6)
     );
     assert_close(nop.ratio.lo, 0.79);
     assert_close(nop.ratio.hi, 0.81);
@@ -323,7 +335,7 @@ fn cli_prints_markdown_and_json() {
         (Some("uring-nop"), Some("batch=32"))
     );
     assert_eq!(f["overlap"], false);
-    assert_eq!(f["a"]["n"], 3);
+    assert_eq!(f["a"]["n"], 6);
     assert!(
         j["verdict"]
             .as_str()

@@ -11,7 +11,8 @@
 //! a crossover is [`super::crossover_paired`].
 
 use super::{
-    CrossStatus, Direction, Op, Pairing, Test, crossover_paired, median_ci, metric, ratio,
+    CrossStatus, Direction, MIN_DECIDING, Op, Pairing, Test, crossover_paired, median_ci, metric,
+    ratio,
 };
 use crate::results::{Row, Run, Status};
 use anyhow::{Context, Result, bail};
@@ -319,7 +320,8 @@ fn verdict(op: &str, test: impl FnOnce(Op) -> Test) -> Kind {
 /// verdicts combined, the values after `label`, and the claim (`label op threshold`); None
 /// when no point was measured.
 /// A point a check measured: its parameters, (value, interval low, high), and its verdict.
-type Found<'a> = (&'a BTreeMap<String, Value>, (f64, f64, f64), Kind);
+/// A point's shared parameters, its figure with interval and repeats, and its verdict.
+type Found<'a> = (&'a BTreeMap<String, Value>, (f64, f64, f64, usize), Kind);
 
 /// What one check says: its verdict, the measured figures as text, the test or the reason,
 /// and its central measured figure (label, value) for the comparison with the published one.
@@ -337,9 +339,14 @@ fn answer(found: &[Found], label: String, op: &str, threshold: f64) -> Option<Ou
     let kinds: Vec<Kind> = found.iter().map(|f| f.2).collect();
     let measured: Vec<String> = found
         .iter()
-        .map(|(at, (v, lo, hi), _)| {
+        .map(|(at, (v, lo, hi, n), _)| {
+            let interval = if *n >= MIN_DECIDING {
+                "95% CI"
+            } else {
+                &format!("range of {n} repeats, too few to decide:")
+            };
             format!(
-                "{} {} [95% CI {}-{}]",
+                "{} {} [{interval} {}-{}]",
                 point_text(at),
                 fmt_num(*v),
                 fmt_num(*lo),
@@ -347,13 +354,18 @@ fn answer(found: &[Found], label: String, op: &str, threshold: f64) -> Option<Ou
             )
         })
         .collect();
+    let few = found.iter().any(|f| f.1.3 < MIN_DECIDING);
     let mut vals: Vec<f64> = found.iter().map(|f| f.1.0).collect();
     vals.sort_by(f64::total_cmp);
     let central = vals[vals.len() / 2];
     Some(Out {
         kind: combine(&kinds),
         measured: format!("{label} = {}", measured.join(", ")),
-        why: format!("{label} {op} {threshold}"),
+        why: if few {
+            format!("{label} {op} {threshold} (decided from {MIN_DECIDING} repeats on)")
+        } else {
+            format!("{label} {op} {threshold}")
+        },
         central: Some((label, central)),
     })
 }
@@ -405,7 +417,7 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 if let Some(r) = series_ratio(&series(ra, m), &series(rb, m)) {
                     found.push((
                         shared,
-                        (r.value, r.lo, r.hi),
+                        (r.value, r.lo, r.hi, r.n_a.min(r.n_b)),
                         verdict(op, |o| r.test(o, *threshold)),
                     ));
                 }
@@ -439,7 +451,7 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 if let Some(e) = median_ci(&s) {
                     found.push((
                         shared,
-                        (e.value, e.lo, e.hi),
+                        (e.value, e.lo, e.hi, e.n),
                         verdict(op, |o| e.test(o, *threshold)),
                     ));
                 }

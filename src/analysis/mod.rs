@@ -659,7 +659,16 @@ mod tests {
     fn the_median_interval_is_the_order_statistics_that_cover_95_percent() {
         let s = |n: usize| (1..=n).map(|i| i as f64).collect::<Vec<_>>();
         // P(B(n, 1/2) <= k-1) <= 2.5 %: k = 1 up to n = 8, 2 for 9 to 11, 3 for 12 to 14.
-        for (n, k) in [(5, 1), (6, 1), (8, 1), (9, 2), (11, 2), (12, 3), (17, 5), (30, 10)] {
+        for (n, k) in [
+            (5, 1),
+            (6, 1),
+            (8, 1),
+            (9, 2),
+            (11, 2),
+            (12, 3),
+            (17, 5),
+            (30, 10),
+        ] {
             let (lo, hi) = median_interval(&s(n));
             assert_eq!((lo, hi), (k as f64, (n + 1 - k) as f64), "n = {n}");
         }

@@ -174,7 +174,7 @@ fn crossover_on(rows: &[Row], path: NetPath, file: &'static str, repeat: u32) ->
         "experiment": names::NAME,
         "path": pname,
         "baseline": "classic-send (io_uring variants also against uring-send, in vs_uring_send)",
-        "metric": "sender CPU (user + system) ns per MiB; per size the ratio zero-copy/baseline of repeats paired by index, with its 95% bootstrap interval",
+        "metric": "sender CPU (user + system) ns per MiB; per size the ratio zero-copy/baseline of repeats paired by index, with its distribution-free 95% interval (decides from 6 pairs)",
         "rule": RULE,
         "repeat": repeat,
         "variants": out,
@@ -273,7 +273,10 @@ mod tests {
         };
         let checks = [
             (0, direct(zc, even, [100.0; 4], even)),
-            (1, direct(zc32, [0.0, 0.05, -0.05, 0.02, -0.02, 0.0], [100.0; 4], even)),
+            (
+                1,
+                direct(zc32, [0.0, 0.05, -0.05, 0.02, -0.02, 0.0], [100.0; 4], even),
+            ),
             (2, direct([80.0, 70.0, 60.0, 50.0], even, [100.0; 4], even)),
         ];
         for (i, c) in checks {

@@ -561,7 +561,7 @@ pub fn stability_markdown(st: &Stability) -> String {
             current = Some(&f.key.experiment);
             let _ = writeln!(
                 s,
-                "### {}\n\n| variant | point | unit | A median [95% CI] | B median [95% CI] | B/A [95% CI] | dev | intervals |\n|---|---|---|---:|---:|---:|---:|---|",
+                "### {}\n\n| variant | point | unit | A median [interval] | B median [interval] | B/A [interval] | dev | intervals |\n|---|---|---|---:|---:|---:|---:|---|",
                 f.key.experiment
             );
         }

@@ -81,7 +81,7 @@ pub fn point_ratio(p: &CrossPoint) -> Value {
 }
 
 /// The rule, in one sentence for the documents.
-pub const RULE: &str = "analysis::crossover_paired: per size, the ratio A/B is the median of the ratios of repeats paired by index with its 95% bootstrap interval; the crossover is the smallest size from which A beats B at that size and every larger one; conclusive when the ratio's interval leaves 1.0 out at every deciding size (the one before the crossing and all from it on)";
+pub const RULE: &str = "analysis::crossover_paired: per size, the ratio A/B is the median of the ratios of repeats paired by index with its distribution-free 95% interval (nothing is decided on fewer than 6 pairs); the crossover is the smallest size from which A beats B at that size and every larger one; conclusive when the ratio's interval leaves 1.0 out at every deciding size (the one before the crossing and all from it on)";
 
 fn num(x: f64) -> String {
     if x.abs() >= 100.0 {

@@ -114,7 +114,7 @@ pub fn table(rows: &[Row]) -> String {
         "{:<24} {:<28} {:>26} {:>9} {:>9} {:>10} {:>10} {:>9} {:>7} {:>9}",
         "variant",
         "point",
-        format!("{unit} median [95% CI]"),
+        format!("{unit} median [interval]"),
         "p50/step",
         "p99/step",
         "sys/MiB",
@@ -156,7 +156,7 @@ fn cell(s: &str) -> String {
 /// interval ([`analysis::median_ci`]) where there are at least two repeats.
 pub fn markdown_table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| variant | point | GB/s median [95% CI] | p50/step | p99/step | sys/MiB | cpu/MiB | syscalls/MiB | copied | integrity |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| variant | point | GB/s median [interval] | p50/step | p99/step | sys/MiB | cpu/MiB | syscalls/MiB | copied | integrity |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for ((variant, point), rs) in groups(rows) {
         let c = cells(&rs);
@@ -385,7 +385,7 @@ mod tests {
         ];
         let t = table(&rows);
         assert!(t.contains("2.00 [1.00-3.00]"), "{t}");
-        assert!(t.contains("GB/s median [95% CI]"), "{t}");
+        assert!(t.contains("GB/s median [interval]"), "{t}");
         let md = markdown_table(&rows);
         assert!(md.contains("| a | size=1KiB | 2.00 [1.00, 3.00] |"), "{md}");
         assert!(md.contains("| b | size=1KiB | 5.00 |"), "{md}");
