@@ -25,13 +25,15 @@ pub enum Preset {
 }
 
 /// Arguments every experiment gets in the claims preset: the quick preset's 200 ms trials, at
-/// least 6 of them per point (the fewest an interval decides on: `analysis::MIN_DECIDING`),
-/// more until the interval is within +-3% or 2.4 s of measured time per point is spent.
+/// least 9 of them per point, more until the interval is within +-3% or 2.4 s of measured time
+/// per point is spent. 6 is the fewest an interval decides on (`analysis::MIN_DECIDING`), but
+/// with 6 to 8 the 95% interval of a median is the whole range, so one stray trial (an
+/// interrupt, a page-cache hiccup) undecides a claim; from 9 on it leaves the extremes out.
 pub const CLAIMS_COMMON: &[&str] = &[
     "--duration",
     "200ms",
     "--repeat",
-    "auto:6",
+    "auto:9",
     "--point-budget",
     "2400ms",
 ];
@@ -47,7 +49,8 @@ pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     // zc-loopback-copies, zc-10k (a size sweep), sendzc-rfc, sendzc-sizes (4000, 8000 B),
     // sendzc-veth, zc-batch-notif (reap 1 against 32)
     ("net_send", &["--paths", "tcp-loopback,tcp-veth,udp-sink", "--sizes", "4000,8000,16KiB,32KiB,65507",
-        "--reap-every", "1,32", "--bytes", "64MiB"]),
+        "--reap-every", "1,32", "--bytes", "64MiB",
+        "--variants", "classic-send,classic-send-msg-zerocopy,uring-send,uring-send-zc,uring-send-zc-fixed"]),
     // seeds-copyfile (3.8 MB and 394 MB, 1 B to 1 MiB), cfr-tmpfs (>= 256 MiB)
     ("file_copy", &["--sizes", "3.8MB,394MB", "--bufs", "1B,1KiB,64KiB,1MiB",
         "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-copy-file-range"]),
