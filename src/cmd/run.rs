@@ -64,7 +64,7 @@ pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     ("net_recv", &["--paths", "tcp-loopback", "--sizes", "64KiB,256KiB", "--sender", "zerocopy", "--bytes", "64MiB",
         "--variants", "classic-recv,classic-recv-zerocopy,uring-recv,uring-recv-multishot"]),
     // afxdp-rx-vs-udp, afxdp-tx-vs-af-packet (64 B frames)
-    ("packet_io", &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "6",
+    ("packet_io", &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "9",
         "--variants", "classic-udp-recvmmsg,xdp-rx-native-busy-poll,classic-af-packet-tx-ring,xdp-tx-copy"]),
     // nop-rate
     ("syscall_floor", &["--batches", "1,32", "--ops", "64Ki", "--variants", "getppid,uring-nop"]),
