@@ -297,7 +297,6 @@ pub fn ratio(a: &[f64], b: &[f64], pairing: Pairing) -> Option<Ratio> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
-    let mut rng = SplitMix(SEED);
     let (value, stats, n_a, n_b) = match pairing {
         Pairing::ByIndex => {
             let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
@@ -320,6 +319,7 @@ pub fn ratio(a: &[f64], b: &[f64], pairing: Pairing) -> Option<Ratio> {
             if !value.is_finite() {
                 return None;
             }
+            let mut rng = SplitMix(SEED);
             let (mut ba, mut bb) = (vec![0.0; a.len()], vec![0.0; b.len()]);
             let stats: Vec<f64> = (0..RESAMPLES)
                 .map(|_| {
