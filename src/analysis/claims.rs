@@ -11,8 +11,8 @@
 //! a crossover is [`super::crossover_paired`].
 
 use super::{
-    CrossStatus, Direction, MIN_DECIDING, Op, Pairing, Test, crossover_paired, median_ci, metric,
-    ratio,
+    CrossStatus, Direction, INDIFFERENCE, MIN_DECIDING, Op, Pairing, Test, crossover_paired,
+    median_ci, metric, ratio, zoned,
 };
 use crate::results::{Row, Run, Status};
 use anyhow::{Context, Result, bail};
@@ -332,7 +332,7 @@ struct Out {
     central: Option<(String, f64)>,
 }
 
-fn answer(found: &[Found], label: String, op: &str, threshold: f64) -> Option<Out> {
+fn answer(found: &[Found], label: String, claim: &str) -> Option<Out> {
     if found.is_empty() {
         return None;
     }
@@ -362,9 +362,9 @@ fn answer(found: &[Found], label: String, op: &str, threshold: f64) -> Option<Ou
         kind: combine(&kinds),
         measured: format!("{label} = {}", measured.join(", ")),
         why: if few {
-            format!("{label} {op} {threshold} (decided from {MIN_DECIDING} repeats on)")
+            format!("{label} {claim} (decided from {MIN_DECIDING} repeats on)")
         } else {
-            format!("{label} {op} {threshold}")
+            format!("{label} {claim}")
         },
         central: Some((label, central)),
     })
@@ -418,12 +418,26 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                     found.push((
                         shared,
                         (r.value, r.lo, r.hi, r.n_a.min(r.n_b)),
-                        verdict(op, |o| r.test(o, *threshold)),
+                        verdict(op, |o| r.test(o, zoned(o, *threshold))),
                     ));
                 }
             }
             let label = format!("{}/{} {m}", side_text(a), side_text(b));
-            answer(&found, label, op, *threshold).unwrap_or_else(|| {
+            let zone = INDIFFERENCE * 100.0;
+            let claim = match op_of(op).map(|o| (o, zoned(o, *threshold))) {
+                // "A > B": a difference larger than the zone.
+                Some((Op::Gt | Op::Lt, t)) if t != *threshold => format!(
+                    "{op} {threshold}, beyond the {zone:.0}% indifference zone: {op} {}",
+                    fmt_num(t)
+                ),
+                // "A >= B": not worse by more than the zone.
+                Some((_, t)) if t != *threshold => format!(
+                    "{op} {threshold}, a ratio within {zone:.0}% of 1 counting as 1: {op} {}",
+                    fmt_num(t)
+                ),
+                _ => format!("{op} {threshold}"),
+            };
+            answer(&found, label, &claim).unwrap_or_else(|| {
                 na(format!(
                     "the run did not include the needed points ({} and {} with {})",
                     a.variant,
@@ -457,7 +471,7 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 }
             }
             let label = format!("{} {m}", side_text(side));
-            answer(&found, label, op, *threshold).unwrap_or_else(|| {
+            answer(&found, label, &format!("{op} {threshold}")).unwrap_or_else(|| {
                 na(format!(
                     "the run has no {m} for {} at {}",
                     side.variant,
@@ -761,5 +775,24 @@ mod tests {
         assert_eq!(judge(&six(0.6, 0.8), 0.7), Kind::Inconclusive);
         // Five repeats cannot decide, however far from the threshold.
         assert_eq!(judge(&[0.5; 5], 0.7), Kind::Inconclusive);
+    }
+
+    #[test]
+    fn direction_claims_clear_the_indifference_zone() {
+        let zone = |v: &[f64], op: Op| kind_of(median_ci(v).unwrap().test(op, zoned(op, 1.0)));
+        // A 2% gain, measured tightly: real, but inside the zone.
+        let small = [1.01, 1.02, 1.03, 1.02, 1.01, 1.03, 1.02, 1.02, 1.02];
+        assert_eq!(zone(&small, Op::Gt), Kind::NotReproduced);
+        assert_eq!(zone(&small, Op::Ge), Kind::Reproduced);
+        assert_eq!(zone(&small, Op::Le), Kind::Reproduced);
+        assert_eq!(zone(&small, Op::Lt), Kind::NotReproduced);
+        let large = small.map(|x| x + 0.1);
+        assert_eq!(zone(&large, Op::Gt), Kind::Reproduced);
+        assert_eq!(zone(&large, Op::Le), Kind::NotReproduced);
+        let straddles = [1.0, 1.1, 1.02, 1.08, 1.04, 1.06, 1.05, 1.03, 1.07];
+        assert_eq!(zone(&straddles, Op::Gt), Kind::Inconclusive);
+        // A published magnitude is its own threshold.
+        assert_eq!(zoned(Op::Ge, 1.5), 1.5);
+        assert_eq!(zoned(Op::Lt, 0.7), 0.7);
     }
 }

@@ -35,6 +35,12 @@ pub const LEVEL: f64 = 0.95;
 /// The fewest repeats an interval may decide on: the least `n` for which the repeats' range
 /// holds the true median with [`LEVEL`] probability (`1 - 2^(1-n)`: 94 % for 5, 97 % for 6).
 pub const MIN_DECIDING: usize = 6;
+/// The indifference zone of a claim of direction: a ratio within this fraction of 1 (the zone
+/// `[1/(1+z), 1+z]`) counts as "no difference". The lab's own run-to-run drift is of this size
+/// (median |B/A-1| 3.1 %, 69 % of figures within 5 %, between two consecutive quick runs:
+/// results/reference/stability-20261205-quick.md), so a smaller difference is one a second run
+/// may not see, and a claim's verdict near 1 would follow the noise. See [`zoned`].
+pub const INDIFFERENCE: f64 = 0.05;
 /// Bootstrap resamples per interval (the ratio of unpaired medians).
 pub const RESAMPLES: usize = 4000;
 /// The bootstrap's seed: fixed, so intervals are reproducible.
@@ -229,6 +235,21 @@ impl Op {
             Op::Gt => x > t,
             Op::Ge => x >= t,
         }
+    }
+}
+
+/// The threshold a ratio claim is tested against. A claim of direction (threshold 1) must clear
+/// the [`INDIFFERENCE`] zone: "A > B" and "A < B" claim a difference larger than the zone
+/// (> 1.05, < 1/1.05), "A >= B" and "A <= B" claim that A is not worse than B by more than it
+/// (>= 1/1.05, <= 1.05). Any other threshold is itself the published magnitude and is kept.
+pub fn zoned(op: Op, threshold: f64) -> f64 {
+    if threshold != 1.0 {
+        return threshold;
+    }
+    let z = 1.0 + INDIFFERENCE;
+    match op {
+        Op::Gt | Op::Le => z,
+        Op::Lt | Op::Ge => 1.0 / z,
     }
 }
 

@@ -25,26 +25,30 @@ pub enum Preset {
 }
 
 /// Arguments every experiment gets in the claims preset: the quick preset's 200 ms trials, at
-/// least 9 of them per point, more until the interval is within +-3% or 2.4 s of measured time
+/// least 13 of them per point, more until the interval is within +-3% or 3 s of measured time
 /// per point is spent. 6 is the fewest an interval decides on (`analysis::MIN_DECIDING`), but
 /// with 6 to 8 the 95% interval of a median is the whole range, so one stray trial (an
-/// interrupt, a page-cache hiccup) undecides a claim; from 9 on it leaves the extremes out.
+/// interrupt, a page-cache hiccup) undecides a claim; with 13 it runs from the 3rd to the 11th
+/// repeat, narrow enough that a claim a few percent from its threshold gets the same verdict
+/// in two runs (two 9-repeat runs differed on 2 of 21 claims).
 pub const CLAIMS_COMMON: &[&str] = &[
     "--duration",
     "200ms",
     "--repeat",
-    "auto:9",
+    "auto:13",
     "--point-budget",
-    "2400ms",
+    "3s",
 ];
 
 /// The claims preset: the experiments the claims use and, per experiment, the options that
-/// give every point a claim compares (the claim ids in the comments).
+/// give every point a claim compares (the claim ids in the comments). Where an experiment's
+/// points are cheap (its share of the run under a minute), 21 repeats: the interval
+/// then runs from the 6th to the 16th.
 #[rustfmt::skip]
 pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     // seeds-copies (udp-sink, 63488 B datagrams), ibm-transferto (4 KiB read+write against
     // 256 KiB sendfile)
-    ("file_to_socket", &["--paths", "tcp-loopback,udp-sink", "--sizes", "64MiB", "--chunks", "4KiB,256KiB",
+    ("file_to_socket", &["--repeat", "auto:21", "--point-budget", "5s", "--paths", "tcp-loopback,udp-sink", "--sizes", "64MiB", "--chunks", "4KiB,256KiB",
         "--datagram", "63488", "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-splice"]),
     // zc-loopback-copies, zc-10k (a size sweep), sendzc-rfc, sendzc-sizes (4000, 8000 B),
     // sendzc-veth, zc-batch-notif (reap 1 against 32)
@@ -55,16 +59,16 @@ pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     ("file_copy", &["--sizes", "3.8MB,394MB", "--bufs", "1B,1KiB,64KiB,1MiB",
         "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-copy-file-range"]),
     // fixedbuf-direct (qd 32, O_DIRECT and buffered)
-    ("storage_read", &["--pattern", "rand", "--qd", "32", "--bs", "4KiB", "--runtime", "200ms",
+    ("storage_read", &["--repeat", "auto:21", "--point-budget", "5s", "--pattern", "rand", "--qd", "32", "--bs", "4KiB", "--runtime", "200ms",
         "--variants", "uring-read,uring-read-fixed"]),
     // splice-4k (a streaming size sweep)
     ("proxy", &["--mode", "stream", "--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,64KiB", "--stream-bytes", "16MiB",
         "--variants", "classic-read-write,classic-splice"]),
     // tcp-mmap-4.18 (>= 256 KiB, a MSG_ZEROCOPY sender), multishot-recv-6.0 (64 KiB)
-    ("net_recv", &["--paths", "tcp-loopback", "--sizes", "64KiB,256KiB", "--sender", "zerocopy", "--bytes", "64MiB",
+    ("net_recv", &["--repeat", "auto:21", "--point-budget", "5s", "--paths", "tcp-loopback", "--sizes", "64KiB,256KiB", "--sender", "zerocopy", "--bytes", "64MiB",
         "--variants", "classic-recv,classic-recv-zerocopy,uring-recv,uring-recv-multishot"]),
     // afxdp-rx-vs-udp, afxdp-tx-vs-af-packet (64 B frames)
-    ("packet_io", &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "9",
+    ("packet_io", &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "13",
         "--variants", "classic-udp-recvmmsg,xdp-rx-native-busy-poll,classic-af-packet-tx-ring,xdp-tx-copy"]),
     // nop-rate
     ("syscall_floor", &["--batches", "1,32", "--ops", "64Ki", "--variants", "getppid,uring-nop"]),
