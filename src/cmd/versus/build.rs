@@ -151,28 +151,19 @@ fn from_debian_source(package: &str, build: &str, bin: &str) -> Result<PathBuf> 
     std::fs::create_dir_all(dl.join("unpacked"))
         .with_context(|| format!("cannot create {}", dl.display()))?;
     eprintln!("versus: building {bin} from source package {src} {srcver} (apt-get source)");
-    let mut get = Command::new("apt-get");
-    get.args(["source", "--download-only", "-qq"]);
-    if nix::unistd::geteuid().is_root() {
-        // apt's download user cannot write into root's cache directory.
-        get.args(["-o", "APT::Sandbox::User=root"]);
-    }
-    let got = get
-        .arg(format!("{src}={srcver}"))
-        .current_dir(&dl)
-        .stdout(Stdio::null())
-        .output()
-        .context("cannot run apt-get source")?;
-    if !got.status.success() {
-        let why = String::from_utf8_lossy(&got.stderr);
-        bail!(
-            "apt-get source {src}={srcver} failed ({}); it needs `deb-src` entries in apt's sources \
-             (add `deb-src` to the `Types:` of a source in /etc/apt/sources.list.d/, then apt-get update)",
-            why.lines()
-                .rfind(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-        );
+    let spec = format!("{src}={srcver}");
+    if let Err(first) = apt_source(&spec, &dl, &[]) {
+        // No `deb-src` entries: derive them from the configured `deb` ones into a private apt
+        // configuration under the cache, leaving the system's untouched.
+        let opts = private_src_config(&cache.join("apt-src")).with_context(|| {
+            format!(
+                "{first}; it needs `deb-src` entries in apt's sources (add `deb-src` to the \
+                 `Types:` of a source in /etc/apt/sources.list.d/, then apt-get update)"
+            )
+        })?;
+        apt_source(&spec, &dl, &opts).with_context(|| {
+            format!("{first}; and with deb-src entries derived from apt's deb sources")
+        })?;
     }
     // The upstream tarball (`<src>_<ver>.orig.tar.*`), or a native package's own.
     let names: Vec<String> = std::fs::read_dir(&dl)?
@@ -219,6 +210,169 @@ fn from_debian_source(package: &str, build: &str, bin: &str) -> Result<PathBuf> 
         );
     }
     Ok(out)
+}
+
+/// `apt-get source --download-only SPEC` into `dir`, with extra apt options.
+fn apt_source(spec: &str, dir: &std::path::Path, opts: &[String]) -> Result<()> {
+    let mut get = Command::new("apt-get");
+    get.args(["source", "--download-only", "-qq"]).args(opts);
+    if nix::unistd::geteuid().is_root() {
+        // apt's download user cannot write into root's cache directory.
+        get.args(["-o", "APT::Sandbox::User=root"]);
+    }
+    let got = get
+        .arg(spec)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .output()
+        .context("cannot run apt-get source")?;
+    if got.status.success() {
+        return Ok(());
+    }
+    let why = String::from_utf8_lossy(&got.stderr);
+    bail!(
+        "apt-get source {spec} failed ({})",
+        why.lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+    )
+}
+
+/// A private apt configuration in `dir` whose sources are the system's `deb` sources as
+/// `deb-src` (same mirrors, suites, components and keys), with its own package lists; returns
+/// the `-o` options that select it, after `apt-get update` has fetched its source indexes.
+/// Root only: apt verifies the indexes with the system's keyrings.
+fn private_src_config(dir: &std::path::Path) -> Result<Vec<String>> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("deriving deb-src entries needs root");
+    }
+    let cfg = Command::new("apt-config")
+        .args([
+            "shell",
+            "LIST",
+            "Dir::Etc::sourcelist/f",
+            "PARTS",
+            "Dir::Etc::sourceparts/d",
+        ])
+        .output()
+        .context("cannot run apt-config")?;
+    let cfg = String::from_utf8_lossy(&cfg.stdout).to_string();
+    let value = |key: &str| {
+        cfg.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| PathBuf::from(v.trim_matches('\'')))
+    };
+    let list = value("LIST").unwrap_or_else(|| PathBuf::from("/etc/apt/sources.list"));
+    let parts = value("PARTS").unwrap_or_else(|| PathBuf::from("/etc/apt/sources.list.d"));
+    let out_parts = dir.join("sources.list.d");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(&out_parts)?;
+    std::fs::create_dir_all(dir.join("lists/partial"))?;
+    std::fs::create_dir_all(dir.join("cache/archives/partial"))?;
+    let mut found = 0;
+    let mut sources: Vec<PathBuf> = vec![list];
+    if let Ok(rd) = std::fs::read_dir(&parts) {
+        let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        v.sort();
+        sources.extend(v);
+    }
+    for (i, f) in sources.iter().enumerate() {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let derived = if name.ends_with(".sources") {
+            deb822_as_src(&text)
+        } else if name.ends_with(".list") {
+            one_line_as_src(&text)
+        } else {
+            continue;
+        };
+        if let Some(d) = derived {
+            found += 1;
+            let ext = if name.ends_with(".sources") {
+                "sources"
+            } else {
+                "list"
+            };
+            std::fs::write(out_parts.join(format!("{i:02}.{ext}")), d)?;
+        }
+    }
+    if found == 0 {
+        bail!("apt's sources have no deb entry to derive deb-src entries from");
+    }
+    let d = dir.display();
+    let opts = vec![
+        "-o".to_string(),
+        format!("Dir::Etc::SourceList={d}/sources.list"),
+        "-o".to_string(),
+        format!("Dir::Etc::SourceParts={d}/sources.list.d"),
+        "-o".to_string(),
+        format!("Dir::State::Lists={d}/lists"),
+        "-o".to_string(),
+        format!("Dir::Cache={d}/cache"),
+        "-o".to_string(),
+        "APT::Sandbox::User=root".to_string(),
+    ];
+    eprintln!("versus: fetching source indexes for deb-src entries derived from apt's sources");
+    let up = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .args(&opts)
+        .stdout(Stdio::null())
+        .output()
+        .context("cannot run apt-get update")?;
+    if !up.status.success() {
+        bail!(
+            "apt-get update with derived deb-src entries failed: {}",
+            String::from_utf8_lossy(&up.stderr).trim()
+        );
+    }
+    Ok(opts)
+}
+
+/// A deb822 `.sources` file with every enabled `deb` stanza turned into `deb-src`; `None` if
+/// it has none.
+fn deb822_as_src(text: &str) -> Option<String> {
+    let mut out = String::new();
+    for stanza in text.split("\n\n") {
+        let field = |k: &str| {
+            stanza.lines().find_map(|l| {
+                let (key, v) = l.split_once(':')?;
+                key.trim()
+                    .eq_ignore_ascii_case(k)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let is_deb = field("Types").is_some_and(|t| t.split_whitespace().any(|x| x == "deb"));
+        let enabled = field("Enabled").is_none_or(|e| !e.eq_ignore_ascii_case("no"));
+        if !is_deb || !enabled {
+            continue;
+        }
+        for l in stanza.lines() {
+            match l.split_once(':') {
+                Some((k, _)) if k.trim().eq_ignore_ascii_case("Types") => {
+                    out.push_str("Types: deb-src\n")
+                }
+                _ => {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out.push('\n');
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// A one-line-style `.list` file with its `deb` lines as `deb-src`; `None` if it has none.
+fn one_line_as_src(text: &str) -> Option<String> {
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("deb "))
+        .map(|rest| format!("deb-src {rest}\n"))
+        .collect();
+    (!lines.is_empty()).then(|| lines.concat())
 }
 
 /// fio's t/io_uring (Debian's fio package does not ship it), from the source of the installed
@@ -271,6 +425,24 @@ mod tests {
         assert_eq!(upstream_version("1:3.33-3+b1"), "3.33");
         assert_eq!(upstream_version("3.33"), "3.33");
         assert_eq!(upstream_version("2.3;rm -rf /-1"), "");
+    }
+
+    #[test]
+    fn deb_sources_become_deb_src() {
+        let deb822 = "Types: deb\nURIs: http://m/debian\nSuites: s\nComponents: main\n\n\
+                      Types: deb\nEnabled: no\nURIs: http://x\n\nTypes: deb-src\nURIs: http://y\n";
+        let got = deb822_as_src(deb822).unwrap();
+        assert_eq!(
+            got,
+            "Types: deb-src\nURIs: http://m/debian\nSuites: s\nComponents: main\n\n"
+        );
+        assert_eq!(deb822_as_src("Types: deb-src\nURIs: http://y\n"), None);
+        let list = "# c\ndeb [arch=amd64] http://m/debian s main\ndeb-src http://m s main\n";
+        assert_eq!(
+            one_line_as_src(list).unwrap(),
+            "deb-src [arch=amd64] http://m/debian s main\n"
+        );
+        assert_eq!(one_line_as_src("# nothing\n"), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use zclab::analysis::{median, metric};
+use zclab::analysis::{Pairing, Ratio, median, metric};
 use zclab::results::{self, row::parse_jsonl};
 use zclab::sys::signal::Cancel;
 
@@ -96,8 +96,18 @@ pub struct Outcome {
     pub tool: String,
     pub tool_values: Vec<f64>,
     pub lab_values: Vec<f64>,
+    /// The median of the per-repeat ratios zclab/tool (each lab run paired with the tool run
+    /// just before it), and their [`LEVEL`](zclab::analysis::LEVEL) interval (with fewer than
+    /// 6 repeats, their whole range).
     pub ratio: Option<f64>,
-    /// `>= 1.0`, `within spread`, `below`, or why it could not run.
+    pub ratio_lo: Option<f64>,
+    pub ratio_hi: Option<f64>,
+    /// The tool's own spread, max/min over its repeats.
+    pub peer_spread: Option<f64>,
+    /// How many times the row was measured again because the tool's spread was too wide.
+    pub reruns: u32,
+    /// [`verdict_of`]: `>= 1.0`, `includes 1.0`, `below`, `peer unstable`, or why it could
+    /// not run.
     pub verdict: String,
     pub note: String,
     /// storage_read rows: the lab's median time per read spent checking the block
@@ -764,11 +774,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
     let cancel = Cancel::install();
     let bin_dir = super::run::bin_dir();
     let caps = zclab::caps::probe(&args.workdir);
-    let fio_file = args
-        .workdir
-        .join(format!("zclab-versus-{}.dat", std::process::id()));
-    let _cleanup = Cleanup(fio_file.clone());
-    let net_bytes = net_bytes(args.full);
+    let _cleanup = Cleanup(fio_path(args));
     let mut net_file: Option<zclab::sys::file::PatternFile> = None;
     // The lab's namespaces, for send-zerocopy's UDP rows (removed when this returns).
     let mut veth: Option<zclab::net::netns::VethLab> = None;
@@ -820,83 +826,87 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 caps.odirect.fs_type
             ));
         }
-        for _ in 0..args.repeat {
-            if error.is_some() || cancel.is_cancelled() {
-                break;
-            }
-            let t = match &p.tool {
-                Side::Fio(o) => run_fio(o, &fio_file, file_size).map(|v| (v, None)),
-                Side::Iperf3(o) => {
-                    if o.iter().any(|x| x == FILE) && net_file.is_none() {
-                        let size = zclab::units::parse_size(net_bytes).expect("static size");
-                        let path = args
-                            .workdir
-                            .join(format!("zclab-versus-{}-net.dat", std::process::id()));
-                        net_file = Some(
-                            zclab::sys::file::PatternFile::create(&path, size)
-                                .context("cannot create the file iperf3 -F sends")?,
-                        );
-                    }
-                    run_iperf3(
-                        o,
-                        net_file
-                            .as_ref()
-                            .map_or(Path::new(""), |f| f.path.as_path()),
-                    )
-                    .map(|v| (v, None))
-                }
-                Side::TIoUring(o) => run_t_io_uring(built.as_deref().expect("built above"), o),
-                Side::SendZc(z) => sendzc::run(
-                    built.as_deref().expect("built above"),
-                    z,
-                    if args.full { 10 } else { 3 },
-                    veth.as_ref(),
-                )
-                .map(|v| (v, None)),
-                Side::Sockperf { size, secs } => sockperf::run(*size, *secs).map(|(v, lat)| {
-                    tool_lat.push(lat);
-                    (v, None)
-                }),
-                Side::Lab { .. } => unreachable!("the tool side is a tool"),
-            };
-            let l = run_lab(
-                &bin_dir,
-                experiment,
-                &lab_args,
-                variant,
-                metric,
-                &args.workdir,
-            );
-            match (t, l) {
-                (Ok((t, tc)), Ok(l)) => {
-                    tool_values.push(t);
-                    lab_values.push(l.value);
-                    check_values.extend(l.check_ns);
-                    tool_cpu.extend(tc);
-                    lab_cpu.extend(l.cpu);
-                    lab_lat.extend(l.lat);
-                }
-                (Err(e), _) | (_, Err(e)) => error = Some(format!("{e:#}")),
+        // One untimed run of the tool first, as the lab's side gets its warm-up pass: fio lays
+        // out its file and warms the cache, the binaries are loaded, the sockets' memory is
+        // there. A tool's first run may read a cold file at a tenth of its later rate.
+        if error.is_none() && !cancel.is_cancelled() {
+            let mut lat = Vec::new();
+            if let Err(e) = run_tool(
+                &p.tool,
+                built.as_deref(),
+                args,
+                &mut net_file,
+                veth.as_ref(),
+                &mut lat,
+            ) {
+                error = Some(format!("{e:#}"));
             }
         }
-        let (ratio, verdict) = match &error {
-            Some(e) => (None, format!("not run: {e}")),
-            None => {
-                let (tm, lm) = (median(&tool_values), median(&lab_values));
-                let r = lm / tm;
-                let tmax = tool_values.iter().cloned().fold(f64::MIN, f64::max);
-                let lmax = lab_values.iter().cloned().fold(f64::MIN, f64::max);
-                let v = if r >= 1.0 {
-                    ">= 1.0".to_string()
-                } else if lmax >= tool_values.iter().cloned().fold(f64::MAX, f64::min)
-                    && lmax >= tm.min(tmax) * 0.97
-                {
-                    "within spread".to_string()
-                } else {
-                    "below".to_string()
-                };
-                (Some(r), v)
+        let mut peer_spread = None;
+        let mut reruns = 0;
+        for attempt in 0..2 {
+            for _ in 0..args.repeat {
+                if error.is_some() || cancel.is_cancelled() {
+                    break;
+                }
+                let t = run_tool(
+                    &p.tool,
+                    built.as_deref(),
+                    args,
+                    &mut net_file,
+                    veth.as_ref(),
+                    &mut tool_lat,
+                );
+                let l = run_lab(
+                    &bin_dir,
+                    experiment,
+                    &lab_args,
+                    variant,
+                    metric,
+                    &args.workdir,
+                );
+                match (t, l) {
+                    (Ok((t, tc)), Ok(l)) => {
+                        tool_values.push(t);
+                        lab_values.push(l.value);
+                        check_values.extend(l.check_ns);
+                        tool_cpu.extend(tc);
+                        lab_cpu.extend(l.cpu);
+                        lab_lat.extend(l.lat);
+                    }
+                    (Err(e), _) | (_, Err(e)) => error = Some(format!("{e:#}")),
+                }
             }
+            peer_spread = spread(&tool_values);
+            // A peer that varies by more than PEER_SPREAD_MAX between its own runs is measured
+            // again once; the row's figures are then the second attempt's.
+            if attempt == 0
+                && error.is_none()
+                && !cancel.is_cancelled()
+                && peer_spread.is_some_and(|s| s > PEER_SPREAD_MAX)
+            {
+                eprintln!(
+                    "versus: {}: {tool_name}'s repeats spread {:.2}x (over {PEER_SPREAD_MAX}x): measuring the row again",
+                    p.name,
+                    peer_spread.unwrap_or(0.0)
+                );
+                reruns += 1;
+                for v in [&mut tool_values, &mut lab_values, &mut check_values] {
+                    v.clear();
+                }
+                tool_cpu.clear();
+                lab_cpu.clear();
+                tool_lat.clear();
+                lab_lat.clear();
+                continue;
+            }
+            break;
+        }
+        let paired = zclab::analysis::ratio(&lab_values, &tool_values, Pairing::ByIndex);
+        let (ratio, verdict) = match (&error, paired) {
+            (Some(e), _) => (None, format!("not run: {e}")),
+            (None, None) => (None, "not run: no figure on one side".to_string()),
+            (None, Some(r)) => (Some(r), verdict_of(&r, peer_spread)),
         };
         outcomes.push(Outcome {
             workload: p.name.clone(),
@@ -904,7 +914,11 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             tool: tool_name.into(),
             tool_values,
             lab_values,
-            ratio,
+            ratio: ratio.map(|r| r.value),
+            ratio_lo: ratio.map(|r| r.lo),
+            ratio_hi: ratio.map(|r| r.hi),
+            peer_spread,
+            reruns,
             verdict,
             note: p.note.into(),
             lab_check_ns: (!check_values.is_empty()).then(|| median(&check_values)),
@@ -928,6 +942,85 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
     )?;
     eprintln!("versus: written to {}", dir.display());
     Ok((outcomes, md))
+}
+
+/// The widest spread (max/min over its repeats) at which a tool's figure is taken as it
+/// stands; a wider one is measured again, and if still wider the row says "peer unstable".
+const PEER_SPREAD_MAX: f64 = 1.5;
+
+/// max/min of `v`; None when empty or the minimum is not positive.
+fn spread(v: &[f64]) -> Option<f64> {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (!v.is_empty() && lo > 0.0).then(|| hi / lo)
+}
+
+/// A row's verdict from the interval of zclab/tool: "peer unstable" when the tool's own
+/// spread stayed over [`PEER_SPREAD_MAX`] (never a win, whatever the ratio), ">= 1.0" when the
+/// whole interval is at or above 1, "below" when it is all below, "includes 1.0" otherwise.
+fn verdict_of(r: &Ratio, peer_spread: Option<f64>) -> String {
+    if peer_spread.is_some_and(|s| s > PEER_SPREAD_MAX) {
+        "peer unstable".into()
+    } else if r.lo >= 1.0 {
+        ">= 1.0".into()
+    } else if r.hi < 1.0 {
+        "below".into()
+    } else {
+        "includes 1.0".into()
+    }
+}
+
+/// One run of a pair's tool side: its figure, and its CPU time per operation where it is read.
+fn run_tool(
+    tool: &Side,
+    built: Option<&Path>,
+    args: &VersusArgs,
+    net_file: &mut Option<zclab::sys::file::PatternFile>,
+    veth: Option<&zclab::net::netns::VethLab>,
+    lat: &mut Vec<sockperf::Lat>,
+) -> Result<(f64, Option<Cpu>)> {
+    let file_size = if args.full { "1GiB" } else { "256MiB" };
+    match tool {
+        Side::Fio(o) => run_fio(o, &fio_path(args), file_size).map(|v| (v, None)),
+        Side::Iperf3(o) => {
+            if o.iter().any(|x| x == FILE) && net_file.is_none() {
+                let size = zclab::units::parse_size(net_bytes(args.full)).expect("static size");
+                let path = args
+                    .workdir
+                    .join(format!("zclab-versus-{}-net.dat", std::process::id()));
+                *net_file = Some(
+                    zclab::sys::file::PatternFile::create(&path, size)
+                        .context("cannot create the file iperf3 -F sends")?,
+                );
+            }
+            run_iperf3(
+                o,
+                net_file
+                    .as_ref()
+                    .map_or(Path::new(""), |f| f.path.as_path()),
+            )
+            .map(|v| (v, None))
+        }
+        Side::TIoUring(o) => run_t_io_uring(built.context("t/io_uring was not built")?, o),
+        Side::SendZc(z) => sendzc::run(
+            built.context("send-zerocopy was not built")?,
+            z,
+            if args.full { 10 } else { 3 },
+            veth,
+        )
+        .map(|v| (v, None)),
+        Side::Sockperf { size, secs } => sockperf::run(*size, *secs).map(|(v, l)| {
+            lat.push(l);
+            (v, None)
+        }),
+        Side::Lab { .. } => unreachable!("the tool side is a tool"),
+    }
+}
+
+/// The file fio reads (created by fio, removed when `run` returns).
+fn fio_path(args: &VersusArgs) -> PathBuf {
+    args.workdir
+        .join(format!("zclab-versus-{}.dat", std::process::id()))
 }
 
 struct Cleanup(PathBuf);
@@ -965,6 +1058,20 @@ fn note(x: &Outcome) -> String {
     if !x.note.is_empty() {
         parts.push(x.note.clone());
     }
+    if let Some(sp) = x
+        .peer_spread
+        .filter(|&sp| sp > PEER_SPREAD_MAX || x.reruns > 0)
+    {
+        parts.push(format!(
+            "{}'s repeats spread {sp:.2}x{}",
+            x.tool,
+            if x.reruns > 0 {
+                " after measuring the row again"
+            } else {
+                ""
+            }
+        ));
+    }
     if let Some(c) = x.lab_check_ns {
         parts.push(format!("zclab checks every block: {c:.0} ns per read"));
     }
@@ -996,7 +1103,7 @@ fn note(x: &Outcome) -> String {
 
 fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
     let mut s = format!(
-        "zclab versus{} on {host} ({kernel}), {} repeats each side, median (min-max)\n\n| workload | tool | tool figure | zclab figure | zclab/tool | verdict | note |\n|---|---|---|---|---|---|---|\n",
+        "zclab versus{} on {host} ({kernel}), {} repeats each side after one untimed run of the tool, median (min-max); zclab/tool: the median of the paired ratios [their range, or 95% interval from 6 repeats]\n\n| workload | tool | tool figure | zclab figure | zclab/tool | verdict | note |\n|---|---|---|---|---|---|---|\n",
         if args.full { " --full" } else { "" },
         args.repeat
     );
@@ -1010,7 +1117,10 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
             x.unit,
             fmt(&x.unit, &x.lab_values),
             x.unit,
-            x.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            match (x.ratio, x.ratio_lo, x.ratio_hi) {
+                (Some(r), Some(lo), Some(hi)) => format!("{r:.2}x [{lo:.2}-{hi:.2}]"),
+                _ => "-".into(),
+            },
             x.verdict,
             note(x)
         );
@@ -1034,6 +1144,35 @@ mod tests {
         }
         assert!(now.0 + now.1 > u + s, "{u} {s} -> {now:?}");
         assert!(proc_cpu_ns("/proc/nonexistent/stat").is_none());
+    }
+
+    #[test]
+    fn verdicts_come_from_the_interval_and_the_peer_spread() {
+        let r = |lab: &[f64], tool: &[f64]| {
+            zclab::analysis::ratio(lab, tool, Pairing::ByIndex).unwrap()
+        };
+        let tool = [100.0, 104.0, 98.0];
+        assert_eq!(
+            verdict_of(&r(&[101.0, 106.0, 99.0], &tool), spread(&tool)),
+            ">= 1.0"
+        );
+        assert_eq!(
+            verdict_of(&r(&[97.0, 106.0, 96.0], &tool), spread(&tool)),
+            "includes 1.0"
+        );
+        assert_eq!(
+            verdict_of(&r(&[90.0, 95.0, 91.0], &tool), spread(&tool)),
+            "below"
+        );
+        // A tool whose own runs spread from 12K to 234K cannot be beaten, only not measured.
+        let wild = [12.0, 234.0, 200.0];
+        assert_eq!(spread(&wild).map(|s| s > PEER_SPREAD_MAX), Some(true));
+        assert_eq!(
+            verdict_of(&r(&[300.0, 300.0, 300.0], &wild), spread(&wild)),
+            "peer unstable"
+        );
+        assert_eq!(spread(&[]), None);
+        assert_eq!(spread(&[0.0, 1.0]), None);
     }
 
     #[test]
