@@ -119,6 +119,8 @@ fn check_storage(rows: &[Row], io: &str) {
         let m = row.metrics.as_ref().unwrap();
         let x = &m.extra;
         assert!(x.contains_key("cpu_ns_per_io") && x.contains_key("check_ns_per_io"));
+        // The default check: sector words on every block, the whole checksum on every 64th.
+        assert_eq!(x.get("check_full_every"), Some(&64.0), "{}", row.point);
         if row.variant == "classic-pread" {
             assert!(
                 row.point.contains("qd=1"),

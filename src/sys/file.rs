@@ -38,8 +38,9 @@ fn fill_pattern_slow(buf: &mut [u8], off: u64) {
     }
 }
 
+/// The pattern's 8-byte word at word index `idx` (file offset `8 * idx`).
 #[inline]
-fn pattern_word(idx: u64) -> u64 {
+pub(crate) fn pattern_word(idx: u64) -> u64 {
     let mut x = idx.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     x ^= x >> 33;
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
