@@ -12,7 +12,9 @@
 //! where the last stopped, wrapping at the end), `qd` in flight. A trial stops after `--ios`
 //! reads (20000) or `--runtime` (300 ms), whichever comes first. io_uring variants use the
 //! lab's tuned ring (COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN where accepted; the SQPOLL
-//! ring without them), with twice `qd` SQ entries; each wait reaps every completion there
+//! ring without them), with twice `qd` SQ entries, entered through a registered ring fd
+//! (IORING_REGISTER_RING_FDS, Linux 5.18, as t/io_uring does by default; the plain fd where
+//! the kernel refuses, and never on SQPOLL rings); each wait reaps every completion there
 //! and refills every freed slot before the next io_uring_enter. Buffered points read from the page cache: the
 //! file is read in before a trial whose cache is not full (`--cache warm`, the default; the
 //! fraction resident at the start is recorded as `resident_fraction`) or dropped with

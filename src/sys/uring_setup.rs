@@ -13,6 +13,13 @@ pub const IORING_SETUP_REGISTERED_FD_ONLY: u32 = 1 << 15;
 const IORING_UNREGISTER_RING_FDS: u32 = 21;
 /// `IORING_REGISTER_USE_REGISTERED_RING`: the fd argument is a registered-ring index.
 const IORING_REGISTER_USE_REGISTERED_RING: u32 = 1 << 31;
+/// `IORING_REGISTER_RING_FDS` (io_uring_register(2) opcode, Linux 5.18).
+const IORING_REGISTER_RING_FDS: u32 = 20;
+/// `IORING_ENTER_GETEVENTS`: wait for `min_complete` completions.
+const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+/// `IORING_ENTER_REGISTERED_RING`: the fd argument of io_uring_enter(2) is a registered-ring
+/// index (Linux 5.18).
+const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
 
 /// The fields of `struct io_uring_params` a probe chooses (`<linux/io_uring.h>`). Addresses of
 /// user memory are not among them: [`try_setup`] provides that memory itself.
@@ -182,6 +189,82 @@ fn unregister_ring_index(index: i32) {
             &up as *const RsrcUpdate,
             1 as libc::c_uint,
         );
+    }
+}
+
+/// A ring fd registered in this thread's table of rings (io_uring_register(2)
+/// `IORING_REGISTER_RING_FDS`, Linux 5.18): io_uring_enter(2) through its index skips looking
+/// the fd up on every call, as liburing's `io_uring_register_ring_fd` and fio's t/io_uring (by
+/// default) do. The table is per thread: enter only from the thread that registered it, which
+/// is also where dropping it unregisters the index.
+pub struct RegisteredRing {
+    index: u32,
+    /// Not Send: the index means nothing in another thread.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl RegisteredRing {
+    /// Registers `ring`'s fd for the calling thread.
+    pub fn register(ring: &io_uring::IoUring) -> io::Result<RegisteredRing> {
+        use std::os::fd::AsRawFd;
+        let mut up = RsrcUpdate {
+            // Any free slot.
+            offset: u32::MAX,
+            resv: 0,
+            data: ring.as_raw_fd() as u64,
+        };
+        // SAFETY: io_uring_register(2) reads and writes one io_uring_rsrc_update in `up`, which
+        // lives across the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                ring.as_raw_fd() as libc::c_uint,
+                IORING_REGISTER_RING_FDS,
+                &mut up as *mut RsrcUpdate,
+                1 as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RegisteredRing {
+            index: up.offset,
+            _thread: std::marker::PhantomData,
+        })
+    }
+
+    /// io_uring_enter(2) through the index: submits `to_submit` entries and waits for at least
+    /// `min_complete` completions; returns the number submitted.
+    pub fn submit_and_wait(&self, to_submit: u32, min_complete: u32) -> io::Result<u32> {
+        let flags = if min_complete > 0 {
+            IORING_ENTER_GETEVENTS | IORING_ENTER_REGISTERED_RING
+        } else {
+            IORING_ENTER_REGISTERED_RING
+        };
+        // SAFETY: no signal mask or extended argument is passed (null, size 0); the entries
+        // submitted are the caller's, pushed through the io-uring crate's SubmissionQueue.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                self.index as libc::c_uint,
+                to_submit as libc::c_uint,
+                min_complete as libc::c_uint,
+                flags as libc::c_uint,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as u32)
+        }
+    }
+}
+
+impl Drop for RegisteredRing {
+    fn drop(&mut self) {
+        unregister_ring_index(self.index as i32);
     }
 }
 

@@ -12,6 +12,7 @@
 use super::{Cqe, Fd, nonzero, splice_entry};
 use crate::measure::{Recorder, Stamp};
 use crate::ring::Ring;
+use crate::sys::uring_setup::RegisteredRing;
 use io_uring::{opcode, squeue, types};
 use std::collections::VecDeque;
 use std::io;
@@ -147,11 +148,19 @@ fn write_entry(file: Fd, ptr: *const u8, len: u32, off: u64, fixed: Option<u16>)
 }
 
 /// io_uring_enter(2): submits what is queued and waits for at least `want` completions,
-/// retrying when a signal interrupts the wait.
-fn enter(ring: &mut Ring, want: usize) -> io::Result<()> {
+/// retrying when a signal interrupts the wait; through `reg` when the ring fd is registered.
+fn enter(ring: &mut Ring, reg: Option<&RegisteredRing>, want: usize) -> io::Result<()> {
     loop {
-        match ring.inner().submit_and_wait(want) {
-            Ok(_) => return Ok(()),
+        let r = match reg {
+            Some(reg) => {
+                // The SubmissionQueue handles published the tail when they were dropped.
+                let queued = ring.inner().submission().len() as u32;
+                reg.submit_and_wait(queued, want as u32).map(|_| ())
+            }
+            None => ring.inner().submit_and_wait(want).map(|_| ()),
+        };
+        match r {
+            Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => return Err(io::Error::new(e.kind(), format!("io_uring_enter: {e}"))),
         }
@@ -162,12 +171,12 @@ fn enter(ring: &mut Ring, want: usize) -> io::Result<()> {
 /// sleeps) and spins on the completion ring until a completion is there; after a long spin
 /// it falls back to a blocking wait.
 fn poll(ring: &mut Ring) -> io::Result<()> {
-    enter(ring, 0)?;
+    enter(ring, None, 0)?;
     let mut spins = 0u32;
     while ring.inner().completion().is_empty() {
         spins += 1;
         if spins >= SPIN_LIMIT {
-            return enter(ring, 1);
+            return enter(ring, None, 1);
         }
         std::hint::spin_loop();
     }
@@ -252,6 +261,11 @@ pub fn read_pipeline(
         ));
     }
     let mem = slot_mem(ring, &mut bufs, qd, cfg.len)?;
+    // The ring fd registered for this thread, as t/io_uring does by default (Linux 5.18; the
+    // plain fd where the kernel refuses). SQPOLL rings enter only to wake their thread.
+    let reg = (!cfg.poll_cq)
+        .then(|| RegisteredRing::register(ring.inner()).ok())
+        .flatten();
     let t0 = rec.now();
     let mut slots = vec![
         ReadSlot {
@@ -348,7 +362,7 @@ pub fn read_pipeline(
         let waited = if cfg.poll_cq {
             poll(ring)
         } else {
-            enter(ring, 1)
+            enter(ring, reg.as_ref(), 1)
         };
         if let Err(e) = waited {
             bufs.leak();
@@ -542,7 +556,7 @@ pub fn copy_read_write(
         if inflight == 0 {
             break;
         }
-        if let Err(e) = enter(ring, 1) {
+        if let Err(e) = enter(ring, None, 1) {
             bufs.leak();
             return Err(e);
         }
@@ -614,7 +628,7 @@ unsafe fn submit_two(ring: &mut Ring, a: squeue::Entry, b: squeue::Entry) -> io:
     }; 2];
     let mut got = 0;
     while got < 2 {
-        enter(ring, 2 - got)?;
+        enter(ring, None, 2 - got)?;
         for c in ring.inner().completion() {
             let i = match c.user_data() {
                 1 => 0,
