@@ -376,6 +376,10 @@ fn send_zc_pair(full: bool, tcp: bool, zc: bool, fixed: bool, inflight: u32) -> 
             "udp-sink",
             "--inflight",
             "8",
+            // As few buffers as sends in flight: the example re-sends one buffer, and the lab's
+            // default pool of 32 (2 MB of 65000 B messages) copies from beyond the L2 cache.
+            "--pool",
+            "8",
             "--bytes",
             if full { "32GiB" } else { "8GiB" },
         ]));
