@@ -262,10 +262,11 @@ fn check_synthetic(st: &Stability) {
         ("nop-rate", Kind::Reproduced, Kind::NotReproduced)
     );
     assert!(c.judged_in_both);
+    assert!(c.contradicts, "reproduced against not reproduced");
     assert!(st.same_machine_kind);
     assert_eq!(
         st.verdict,
-        "stability: median |B/A-1| = 6.0% over 4 figures (90th pct 17.0%, 50% within 5%); 2 of 4 median intervals disjoint; 1 claim verdict differs"
+        "stability: median |B/A-1| = 6.0% over 4 figures (90th pct 17.0%, 50% within 5%); 2 of 4 median intervals disjoint; 1 claim verdict differs, 1 of them opposite (reproduced in one run, not reproduced in the other)"
     );
 }
 
@@ -286,7 +287,7 @@ fn synthetic_runs_give_the_known_numbers() {
         "{md}"
     );
     assert!(
-        md.contains("| nop-rate | reproduced | not reproduced |"),
+        md.contains("| nop-rate **opposite** | reproduced | not reproduced |"),
         "{md}"
     );
     assert!(
@@ -352,7 +353,11 @@ fn cli_prints_markdown_and_json() {
     assert!(o.status.success());
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(md.starts_with("# zclab compare --stability"), "{md}");
-    assert!(md.trim_end().ends_with("1 claim verdict differs"), "{md}");
+    assert!(
+        md.trim_end()
+            .ends_with("1 claim verdict differs, 1 of them opposite (reproduced in one run, not reproduced in the other)"),
+        "{md}"
+    );
 
     // Exactly two runs; --json only with --stability.
     let o = Command::new(ZCLAB)

@@ -345,6 +345,9 @@ pub struct ClaimChange {
     /// Neither verdict is "not applicable here": the runs judged the claim on the same kind of
     /// figures and came out differently (otherwise one run lacks what the claim needs).
     pub judged_in_both: bool,
+    /// One run says reproduced and the other not reproduced: the runs decided opposite ways,
+    /// where the other changes are a decision in one run that the other left inconclusive.
+    pub contradicts: bool,
 }
 
 /// The stability check of two runs ([`stability`]).
@@ -466,6 +469,10 @@ pub fn stability(a: &Run, b: &Run, claims: &[Claim]) -> Stability {
             a: x.kind,
             b: y.kind,
             judged_in_both: x.kind != Kind::NotApplicable && y.kind != Kind::NotApplicable,
+            contradicts: matches!(
+                (x.kind, y.kind),
+                (Kind::Reproduced, Kind::NotReproduced) | (Kind::NotReproduced, Kind::Reproduced)
+            ),
         })
         .collect();
     let verdict = verdict_line(&overall, &claims_differ);
@@ -504,6 +511,13 @@ fn verdict_line(s: &Spread, changes: &[ClaimChange]) -> String {
         if both == 1 { "" } else { "s" },
         if both == 1 { "s" } else { "" }
     );
+    if both > 0 {
+        let opposite = changes.iter().filter(|c| c.contradicts).count();
+        let _ = write!(
+            claims,
+            ", {opposite} of them opposite (reproduced in one run, not reproduced in the other)"
+        );
+    }
     if one > 0 {
         let _ = write!(claims, " ({one} more judged in one run only)");
     }
@@ -617,11 +631,15 @@ pub fn stability_markdown(st: &Stability) -> String {
     } else {
         let _ = writeln!(
             s,
-            "{} differ (`*`: not applicable in one run, which lacks what the claim needs):\n\n| claim | A | B |\n|---|---|---|",
+            "{} differ (`*`: not applicable in one run, which lacks what the claim needs; **opposite**: reproduced in one run, not reproduced in the other):\n\n| claim | A | B |\n|---|---|---|",
             st.claims_differ.len()
         );
         for c in &st.claims_differ {
-            let mark = if c.judged_in_both { "" } else { " *" };
+            let mark = match (c.judged_in_both, c.contradicts) {
+                (false, _) => " *",
+                (true, true) => " **opposite**",
+                (true, false) => "",
+            };
             let _ = writeln!(s, "| {}{mark} | {} | {} |", c.id, c.a.text(), c.b.text());
         }
     }
