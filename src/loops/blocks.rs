@@ -176,7 +176,7 @@ impl CheckCost {
     /// [`BlockSums::check_nth`] of the `seq`-th block, timed or counted.
     #[inline]
     fn check(&mut self, sums: &BlockSums, buf: &[u8], off: u64, seq: u64) -> bool {
-        let full = seq % sums.full_every == 0;
+        let full = sums.is_full(seq);
         if !full && seq % Self::SAMPLE != Self::SAMPLE / 2 {
             self.sector_checks += 1;
             return sums.check_nth(buf, off, seq);

@@ -101,13 +101,19 @@ impl BlockSums {
             .is_some_and(|&s| s == block_sum(buf))
     }
 
+    /// Whether [`Self::check_nth`] runs the whole checksum on the `seq`-th block read.
+    #[inline]
+    pub fn is_full(&self, seq: u64) -> bool {
+        seq % self.full_every == 0
+    }
+
     /// The check of the `seq`-th block read (counting from 0): the whole checksum
     /// ([`Self::check`]) when `seq` is a multiple of [`Self::full_every`] or the block's words
     /// are not 8-byte aligned in the file, else the first and last word of each 512-byte sector
     /// against the pattern's.
     #[inline]
     pub fn check_nth(&self, buf: &[u8], off: u64, seq: u64) -> bool {
-        if seq % self.full_every == 0 || off % 8 != 0 || buf.len() % 8 != 0 {
+        if self.is_full(seq) || off % 8 != 0 || buf.len() % 8 != 0 {
             return self.check(buf, off);
         }
         buf.len() as u64 == self.bs

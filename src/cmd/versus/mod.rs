@@ -853,17 +853,19 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         // One untimed run of the tool first, as the lab's side gets its warm-up pass: fio lays
         // out its file and warms the cache, the binaries are loaded, the sockets' memory is
         // there. A tool's first run may read a cold file at a tenth of its later rate.
-        if error.is_none() && !cancel.is_cancelled() {
-            let mut lat = Vec::new();
-            if let Err(e) = run_tool(
+        let mut tool_run = |lat: &mut Vec<sockperf::Lat>| {
+            run_tool(
                 &p.tool,
                 built.as_deref(),
                 args,
                 &mut net_file,
                 &mut io_file,
                 veth.as_ref(),
-                &mut lat,
-            ) {
+                lat,
+            )
+        };
+        if error.is_none() && !cancel.is_cancelled() {
+            if let Err(e) = tool_run(&mut Vec::new()) {
                 error = Some(format!("{e:#}"));
             }
         }
@@ -874,15 +876,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 if error.is_some() || cancel.is_cancelled() {
                     break;
                 }
-                let t = run_tool(
-                    &p.tool,
-                    built.as_deref(),
-                    args,
-                    &mut net_file,
-                    &mut io_file,
-                    veth.as_ref(),
-                    &mut tool_lat,
-                );
+                let t = tool_run(&mut tool_lat);
                 let l = run_lab(
                     &bin_dir,
                     experiment,
