@@ -94,6 +94,13 @@ pub struct CommonArgs {
     /// the next variant's.
     #[arg(long, value_enum, default_value_t = Order::Interleaved)]
     pub order: Order,
+    /// Before each measured trial the lab times a cache line's round trip between the two
+    /// CPUs (`extra.xcpu_rtt_ns`): over twice the lowest seen on this boot, the host has placed
+    /// them apart (on VMs, for minutes at a time) and traffic between them runs slower. With
+    /// this option a trial waits up to this long for them to come back together; without it,
+    /// or when the wait runs out, the trial is measured and marked (`extra.cpus_apart`).
+    #[arg(long, value_parser = passes::parse_duration)]
+    pub host_wait: Option<std::time::Duration>,
 }
 
 /// The order in which a run visits its variants and points.
@@ -791,6 +798,8 @@ pub struct Lab {
     fault: Option<crate::net::peers::FaultSpec>,
     /// Why the run failed (status `failed`), recorded in meta.json as `error`.
     error: Option<String>,
+    /// Where the host has the two measured CPUs, probed around every measured trial.
+    placement: crate::measure::placement::Placement,
 }
 
 impl Lab {
@@ -869,6 +878,7 @@ impl Lab {
             ),
             fault,
             error: None,
+            placement: crate::measure::placement::Placement::new(args.cpus),
         };
 
         Ok(lab)
@@ -929,6 +939,7 @@ impl Lab {
             "probe": self.caps,
             "peer": self.peer_meta,
             "noise": self.noise,
+            "host_placement": self.placement.summary(),
         })
     }
 
@@ -1109,13 +1120,16 @@ impl Lab {
                 let label = p.label();
                 let budget_ns = self.point_budget_ns();
                 let visit_started = std::time::Instant::now();
+                let mut visit_waited_ns = 0u64;
                 let mut measured_this_visit = 0u32;
                 {
                     loop {
                         if st.rep >= warmups + self.args.repeat.min {
                             // Set-up between passes and trials counts against the budget
                             // too, at half weight: a point of tiny passes cannot run away.
-                            let elapsed = st.elapsed_ns + visit_started.elapsed().as_nanos() as u64;
+                            let elapsed = st.elapsed_ns
+                                + (visit_started.elapsed().as_nanos() as u64)
+                                    .saturating_sub(visit_waited_ns);
                             let spent = st.measured_ns.max(elapsed / 2);
                             match self.settled(v.name, &label, spent, budget_ns) {
                                 Settled::Yes => {
@@ -1207,6 +1221,17 @@ impl Lab {
                                 a.wall_ns() >= want_ns
                             }
                         };
+                        // Where the host has the two CPUs now (measured trials only); a wait
+                        // for them is not the point's time.
+                        let waiting = std::time::Instant::now();
+                        let placed = (!warm).then(|| {
+                            let cancel = &self.cancel;
+                            self.placement
+                                .before_trial(self.args.host_wait.unwrap_or_default(), || {
+                                    cancel.is_cancelled()
+                                })
+                        });
+                        visit_waited_ns += waiting.elapsed().as_nanos() as u64;
                         let mut acc: Option<passes::Measured> = None;
                         // Set-up between passes is not measured; it must not run away either.
                         let started = std::time::Instant::now();
@@ -1261,6 +1286,7 @@ impl Lab {
                                 break res;
                             }
                         };
+                        let placed = placed.and_then(|start| self.placement.after_trial(start));
                         // A signal that cut the trial short makes it the interrupted one,
                         // even when the passes it ran succeeded.
                         let res = match (res, self.cancel.signal()) {
@@ -1359,6 +1385,11 @@ impl Lab {
                             cpu_peer: Some(self.args.cpus.1),
                             histograms: BTreeMap::new(),
                         };
+                        if let (Some(m), Some((ns, apart))) = (row.metrics.as_mut(), placed) {
+                            m.extra.insert("xcpu_rtt_ns".into(), ns);
+                            m.extra
+                                .insert("cpus_apart".into(), f64::from(u8::from(apart)));
+                        }
                         if let (Some(m), Some(extras)) = (row.metrics.as_mut(), &st.profiled) {
                             for (k, v) in extras {
                                 m.extra.insert(k.clone(), *v);
@@ -1464,7 +1495,8 @@ impl Lab {
                             continue 'visits;
                         }
                     }
-                    st.elapsed_ns += visit_started.elapsed().as_nanos() as u64;
+                    st.elapsed_ns +=
+                        (visit_started.elapsed().as_nanos() as u64).saturating_sub(visit_waited_ns);
                 }
             }
         }
@@ -1493,6 +1525,9 @@ impl Lab {
                     "warning: the machine was noisy when the run started, figures may not hold: {}",
                     self.noise.reasons.join("; ")
                 );
+            }
+            if let Some(line) = self.placement.summary().warning() {
+                println!("warning: {line}");
             }
             println!("results: {}", self.dir.display());
         }

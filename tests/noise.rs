@@ -70,3 +70,49 @@ fn a_busy_measured_cpu_is_named() {
         std::fs::read_to_string(first_run_dir(suite_res.path()).join("report.md")).unwrap();
     assert!(report.contains("the machine was noisy"), "{report}");
 }
+
+/// The host's placement of the two measured CPUs: with a lowest round trip on record that no
+/// probe can reach (1 ns, in a private cache directory), every measured trial is "apart":
+/// each row says so with its round trip, meta.json tallies it, one `--host-wait` runs out and
+/// later trials do not wait again, and the terminal warns.
+#[test]
+fn cpus_the_host_placed_apart_are_named() {
+    if std::fs::read_to_string("/sys/devices/system/cpu/online").is_ok_and(|s| s.trim() == "0") {
+        return skip_or_fail("one CPU online: there is no pair to place");
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    std::fs::create_dir(cache.path().join("zclab")).unwrap();
+    std::fs::write(
+        cache.path().join("zclab/placement.json"),
+        serde_json::json!([{"boot_id": boot.trim(), "cpus": [0, 1], "lowest_ns": 1.0}]).to_string(),
+    )
+    .unwrap();
+    let ran = Lab::new(env!("CARGO_BIN_EXE_syscall_floor"))
+        .tiny_tmp()
+        .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
+        .argv("--variants getppid --batches 1 --ops 4Ki --host-wait 300ms")
+        .run()
+        .ok();
+    let exp = ran.exp("syscall_floor");
+    let ok: Vec<_> = exp.rows.iter().filter(|r| r.metrics.is_some()).collect();
+    assert!(!ok.is_empty());
+    let n = ok.len();
+    for r in &ok {
+        let x = &r.metrics.as_ref().unwrap().extra;
+        assert!(x["xcpu_rtt_ns"] > 2.0, "{x:?}");
+        assert_eq!(x["cpus_apart"], 1.0, "{x:?}");
+    }
+    let p = exp.meta()["host_placement"].clone();
+    assert_eq!(p["trials"], n, "{p}");
+    assert_eq!(p["trials_apart"], n, "{p}");
+    assert_eq!(p["waits_run_out"], 1, "{p}");
+    let waited = p["waited_s"].as_f64().unwrap();
+    assert!((0.3..5.0).contains(&waited), "{p}");
+    assert!(
+        ran.stdout
+            .contains(&format!("apart in {n} of {n} measured trials")),
+        "{}",
+        ran.text()
+    );
+}

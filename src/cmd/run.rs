@@ -43,32 +43,34 @@ pub const CLAIMS_COMMON: &[&str] = &[
 /// The claims preset: the experiments the claims use and, per experiment, the options that
 /// give every point a claim compares (the claim ids in the comments). Where an experiment's
 /// points are cheap (its share of the run under a minute), 21 repeats: the interval
-/// then runs from the 6th to the 16th.
+/// then runs from the 6th to the 16th; 41 for the O_DIRECT reads, whose virtual disk varies
+/// most. Experiments with a peer thread on the other CPU wait up to a minute per trial for the
+/// host to have the two CPUs together (`--host-wait`, docs/method.md "Host placement").
 #[rustfmt::skip]
 pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     // seeds-copies (udp-sink, 63488 B datagrams), ibm-transferto (4 KiB read+write against
     // 256 KiB sendfile)
-    ("file_to_socket", &["--repeat", "auto:21", "--point-budget", "5s", "--paths", "tcp-loopback,udp-sink", "--sizes", "64MiB", "--chunks", "4KiB,256KiB",
+    ("file_to_socket", &["--host-wait", "60s", "--repeat", "auto:21", "--point-budget", "5s", "--paths", "tcp-loopback,udp-sink", "--sizes", "64MiB", "--chunks", "4KiB,256KiB",
         "--datagram", "63488", "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-splice"]),
     // zc-loopback-copies, zc-10k (a size sweep), sendzc-rfc, sendzc-sizes (4000, 8000 B),
     // sendzc-veth, zc-batch-notif (reap 1 against 32)
-    ("net_send", &["--paths", "tcp-loopback,tcp-veth,udp-sink", "--sizes", "4000,8000,16KiB,32KiB,65507",
+    ("net_send", &["--host-wait", "60s", "--paths", "tcp-loopback,tcp-veth,udp-sink", "--sizes", "4000,8000,16KiB,32KiB,65507",
         "--reap-every", "1,32", "--bytes", "64MiB",
         "--variants", "classic-send,classic-send-msg-zerocopy,uring-send,uring-send-zc,uring-send-zc-fixed"]),
     // seeds-copyfile (3.8 MB and 394 MB, 1 B to 1 MiB), cfr-tmpfs (>= 256 MiB)
     ("file_copy", &["--sizes", "3.8MB,394MB", "--bufs", "1B,1KiB,64KiB,1MiB",
         "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-copy-file-range"]),
     // fixedbuf-direct (qd 32, O_DIRECT and buffered)
-    ("storage_read", &["--repeat", "auto:21", "--point-budget", "5s", "--pattern", "rand", "--qd", "32", "--bs", "4KiB", "--runtime", "200ms",
+    ("storage_read", &["--repeat", "auto:41", "--point-budget", "9s", "--pattern", "rand", "--qd", "32", "--bs", "4KiB", "--runtime", "200ms",
         "--variants", "uring-read,uring-read-fixed"]),
     // splice-4k (a streaming size sweep)
-    ("proxy", &["--mode", "stream", "--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,64KiB", "--stream-bytes", "16MiB",
+    ("proxy", &["--host-wait", "60s", "--mode", "stream", "--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,64KiB", "--stream-bytes", "16MiB",
         "--variants", "classic-read-write,classic-splice"]),
     // tcp-mmap-4.18 (>= 256 KiB, a MSG_ZEROCOPY sender), multishot-recv-6.0 (64 KiB)
-    ("net_recv", &["--repeat", "auto:21", "--point-budget", "5s", "--paths", "tcp-loopback", "--sizes", "64KiB,256KiB", "--sender", "zerocopy", "--bytes", "64MiB",
+    ("net_recv", &["--host-wait", "60s", "--repeat", "auto:21", "--point-budget", "5s", "--paths", "tcp-loopback", "--sizes", "64KiB,256KiB", "--sender", "zerocopy", "--bytes", "64MiB",
         "--variants", "classic-recv,classic-recv-zerocopy,uring-recv,uring-recv-multishot"]),
     // afxdp-rx-vs-udp, afxdp-tx-vs-af-packet (64 B frames)
-    ("packet_io", &["--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "13",
+    ("packet_io", &["--host-wait", "60s", "--frame-sizes", "64", "--frames", "100000", "--duration", "1us", "--repeat", "13",
         "--variants", "classic-udp-recvmmsg,xdp-rx-native-busy-poll,classic-af-packet-tx-ring,xdp-tx-copy"]),
     // nop-rate
     ("syscall_floor", &["--batches", "1,32", "--ops", "64Ki", "--variants", "getppid,uring-nop"]),
@@ -617,7 +619,12 @@ fn summary(run_dir: &Path, outcomes: &[Outcome], took: Duration) -> String {
                     n.reasons.join("; ")
                 )
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + &meta
+                .as_ref()
+                .and_then(|m| m.host_placement.as_ref()?.warning())
+                .map(|w| format!("\n  {:<16} warning: {w}", ""))
+                .unwrap_or_default();
         let _ = writeln!(
             s,
             "  {:<16} {:<12} {:>5.1} s  {ok} trials ok, {failed} failed, {skipped} variants skipped{}",

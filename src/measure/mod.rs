@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod noise;
+pub mod placement;
 pub mod profile;
 pub mod recorder;
 pub mod usage;

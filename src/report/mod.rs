@@ -306,6 +306,21 @@ pub fn run_report(
             noisy.join("\n")
         );
     }
+    let apart: Vec<String> = sections
+        .iter()
+        .filter_map(|sec| {
+            let e = sec.experiment.as_ref().ok()?;
+            let w = e.meta.host_placement.as_ref()?.warning()?;
+            Some(format!("- {}: {w}", sec.outcome.experiment))
+        })
+        .collect();
+    if !apart.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Warning: the host moved the measured CPUs apart** during these experiments (docs/method.md, \"Host placement\"):\n\n{}\n",
+            apart.join("\n")
+        );
+    }
     let _ = writeln!(s, "| experiment | status | seconds |\n|---|---|---|");
     for sec in sections {
         let o = sec.outcome;

@@ -68,6 +68,10 @@ pub struct Meta {
     /// How quiet the machine was when the experiment started (absent in older runs).
     #[serde(default)]
     pub noise: Option<crate::measure::noise::Noise>,
+    /// Where the host had the two measured CPUs during the measured trials (absent in older
+    /// runs).
+    #[serde(default)]
+    pub host_placement: Option<crate::measure::placement::PlacementSummary>,
     /// Measured time per trial (`--duration`), when trials ran by time.
     #[serde(default)]
     pub duration_ns: Option<u64>,
