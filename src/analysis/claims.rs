@@ -201,19 +201,54 @@ fn matches(params: &BTreeMap<String, Value>, filters: &BTreeMap<String, Value>) 
     })
 }
 
-/// Values of `metric` per repeat for rows of `side` at a point; only rows that are ok.
+/// Whether the trial was measured with the host's CPUs apart (docs/method.md, "Host
+/// placement"): the claims leave it out, as a figure of the host's placement, not of the path.
+fn apart(r: &Row) -> bool {
+    r.metrics
+        .as_ref()
+        .and_then(|m| m.extra.get("cpus_apart"))
+        .is_some_and(|v| *v >= 0.5)
+}
+
+/// Whether `r` is an ok row of `side` that matches `extra`.
+fn picks(r: &Row, side: &Side, extra: &BTreeMap<String, Value>) -> bool {
+    r.status == Status::Ok
+        && r.variant == side.variant
+        && matches(&r.params, &side.r#where)
+        && matches(&r.params, extra)
+}
+
+/// How many of the rows a claim would use were measured with the CPUs apart.
+fn left_out(rows: &[Row], sides: &[&Side], extra: &BTreeMap<String, Value>) -> usize {
+    sides
+        .iter()
+        .map(|s| {
+            rows.iter()
+                .filter(|r| picks(r, s, extra) && apart(r))
+                .count()
+        })
+        .sum()
+}
+
+/// Says in the measured text how many trials were left out for the CPUs' placement.
+fn note_left_out(mut out: Out, n: usize) -> Out {
+    if n > 0 && out.kind != Kind::NotApplicable {
+        out.measured.push_str(&format!(
+            "; {n} trials measured with the CPUs apart left out"
+        ));
+    }
+    out
+}
+
+/// Values of `metric` per repeat for rows of `side` at a point; only rows that are ok and
+/// were not measured with the CPUs apart.
 fn values<'a>(
     rows: &'a [Row],
     side: &Side,
     extra: &BTreeMap<String, Value>,
 ) -> BTreeMap<String, (BTreeMap<String, Value>, Vec<&'a Row>)> {
     let mut by_point: BTreeMap<String, (BTreeMap<String, Value>, Vec<&Row>)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| {
-        r.status == Status::Ok
-            && r.variant == side.variant
-            && matches(&r.params, &side.r#where)
-            && matches(&r.params, extra)
-    }) {
+    for r in rows.iter().filter(|r| picks(r, side, extra) && !apart(r)) {
         // The shared point: the params not fixed by this side's own filter.
         let shared: BTreeMap<String, Value> = r
             .params
@@ -437,14 +472,15 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 ),
                 _ => format!("{op} {threshold}"),
             };
-            answer(&found, label, &claim).unwrap_or_else(|| {
+            let out = answer(&found, label, &claim).unwrap_or_else(|| {
                 na(format!(
                     "the run did not include the needed points ({} and {} with {})",
                     a.variant,
                     b.variant,
                     filter_text(points)
                 ))
-            })
+            });
+            note_left_out(out, left_out(rows, &[a, b], points))
         }
         Check::Value {
             experiment,
@@ -471,13 +507,14 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 }
             }
             let label = format!("{} {m}", side_text(side));
-            answer(&found, label, &format!("{op} {threshold}")).unwrap_or_else(|| {
+            let out = answer(&found, label, &format!("{op} {threshold}")).unwrap_or_else(|| {
                 na(format!(
                     "the run has no {m} for {} at {}",
                     side.variant,
                     filter_text(&side.r#where)
                 ))
-            })
+            });
+            note_left_out(out, left_out(rows, &[side], &BTreeMap::new()))
         }
         Check::Crossover {
             experiment,
@@ -494,7 +531,8 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            match crossover(rows, m, a, b, param, *lower_is_better) {
+            let n_apart = left_out(rows, &[a, b], &BTreeMap::new());
+            let out = match crossover(rows, m, a, b, param, *lower_is_better) {
                 None => na(format!(
                     "the run did not include a {param} sweep of {} and {}",
                     a.variant, b.variant
@@ -531,7 +569,8 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                         central: hi.map(|h| (format!("crossover {param} (B)"), h)),
                     }
                 }
-            }
+            };
+            note_left_out(out, n_apart)
         }
         Check::Kernels {
             experiment,
@@ -794,5 +833,61 @@ mod tests {
         // A published magnitude is its own threshold.
         assert_eq!(zoned(Op::Ge, 1.5), 1.5);
         assert_eq!(zoned(Op::Lt, 0.7), 0.7);
+    }
+
+    #[test]
+    fn trials_measured_with_the_cpus_apart_are_left_out() {
+        let row = |repeat: u32, gbps: f64, apart: Option<f64>| Row {
+            experiment: "net_send".into(),
+            variant: "v".into(),
+            point: "size=1".into(),
+            params: [("size".to_string(), Value::from(1))].into(),
+            repeat,
+            status: Status::Ok,
+            error: None,
+            metrics: Some(crate::results::row::Metrics {
+                gbps,
+                extra: apart
+                    .map(|a| [("cpus_apart".to_string(), a)].into())
+                    .unwrap_or_default(),
+                ..Default::default()
+            }),
+            integrity: None,
+            cpu_sender: Some(0),
+            cpu_peer: Some(1),
+            histograms: BTreeMap::new(),
+        };
+        // Older runs record no placement: every row counts.
+        let rows = vec![
+            row(0, 1.0, None),
+            row(1, 2.0, Some(0.0)),
+            row(2, 9.0, Some(1.0)),
+        ];
+        let side = Side {
+            variant: "v".into(),
+            r#where: BTreeMap::new(),
+        };
+        let none = BTreeMap::new();
+        let v = values(&rows, &side, &none);
+        let kept: Vec<f64> = v
+            .values()
+            .flat_map(|(_, rs)| series(rs, "gbps"))
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(kept, [1.0, 2.0]);
+        assert_eq!(left_out(&rows, &[&side], &none), 1);
+        let out = note_left_out(
+            Out {
+                kind: Kind::Reproduced,
+                measured: "x".into(),
+                why: String::new(),
+                central: None,
+            },
+            1,
+        );
+        assert_eq!(
+            out.measured,
+            "x; 1 trials measured with the CPUs apart left out"
+        );
     }
 }

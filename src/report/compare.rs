@@ -369,6 +369,9 @@ pub struct Stability {
     /// Claims judged on each run alone.
     pub claims_judged: usize,
     pub claims_differ: Vec<ClaimChange>,
+    /// Per experiment, where the host had the two measured CPUs in each run (runs that
+    /// recorded it; docs/method.md, "Host placement").
+    pub placement: Vec<PlacementPair>,
     /// The one-line verdict (`stability: median |B/A-1| = ...`).
     pub verdict: String,
 }
@@ -396,6 +399,31 @@ fn keys(rows: &[Row]) -> Vec<(String, String)> {
         }
     }
     k
+}
+
+/// One experiment's host placement in the two runs of a stability check.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementPair {
+    pub experiment: String,
+    pub a: Option<crate::measure::placement::PlacementSummary>,
+    pub b: Option<crate::measure::placement::PlacementSummary>,
+}
+
+fn placement_pairs(a: &Run, b: &Run) -> Vec<PlacementPair> {
+    let exps: BTreeSet<&String> = a.experiments.keys().chain(b.experiments.keys()).collect();
+    let of = |r: &Run, e: &str| {
+        r.meta(e)
+            .and_then(|m| m.host_placement.clone())
+            .filter(|p| p.trials > 0)
+    };
+    exps.into_iter()
+        .map(|e| PlacementPair {
+            experiment: e.clone(),
+            a: of(a, e),
+            b: of(b, e),
+        })
+        .filter(|p| p.a.is_some() || p.b.is_some())
+        .collect()
 }
 
 /// The stability check of run B against run A: every (experiment, variant, point) both have,
@@ -493,6 +521,7 @@ pub fn stability(a: &Run, b: &Run, claims: &[Claim]) -> Stability {
         overall,
         claims_judged: claims.len(),
         claims_differ,
+        placement: placement_pairs(a, b),
         verdict,
     }
 }
@@ -621,6 +650,23 @@ pub fn stability_markdown(st: &Stability) -> String {
         let _ = writeln!(s, "{}", spread_row(e, sp));
     }
     let _ = writeln!(s, "{}", spread_row("**all**", &st.overall));
+    if !st.placement.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Host placement\n\nMeasured trials with the two CPUs apart (a cache line's round trip over twice the lowest of the boot; docs/method.md, \"Host placement\"), and the time trials waited for them (`--host-wait`):\n\n| experiment | A apart | A waited | B apart | B waited |\n|---|---:|---:|---:|---:|"
+        );
+        let cell = |p: &Option<crate::measure::placement::PlacementSummary>| match p {
+            Some(p) => (
+                format!("{} of {}", p.trials_apart, p.trials),
+                format!("{:.0} s", p.waited_s),
+            ),
+            None => ("not recorded".into(), "-".into()),
+        };
+        for p in &st.placement {
+            let ((aa, aw), (ba, bw)) = (cell(&p.a), cell(&p.b));
+            let _ = writeln!(s, "| {} | {aa} | {aw} | {ba} | {bw} |", p.experiment);
+        }
+    }
     let _ = write!(
         s,
         "\n## Claim verdicts\n\n{} claims judged on each run alone; ",
