@@ -43,7 +43,7 @@ pub const CLAIMS_COMMON: &[&str] = &[
 /// The claims preset: the experiments the claims use and, per experiment, the options that
 /// give every point a claim compares (the claim ids in the comments). Where an experiment's
 /// points are cheap (its share of the run under a minute), 21 repeats: the interval
-/// then runs from the 6th to the 16th; 41 for the O_DIRECT reads, whose virtual disk varies
+/// then runs from the 6th to the 16th; 30 (the most `auto` takes) for the O_DIRECT reads, whose virtual disk varies
 /// most. Experiments with a peer thread on the other CPU wait up to a minute per trial for the
 /// host to have the two CPUs together (`--host-wait`, docs/method.md "Host placement").
 #[rustfmt::skip]
@@ -61,7 +61,7 @@ pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     ("file_copy", &["--sizes", "3.8MB,394MB", "--bufs", "1B,1KiB,64KiB,1MiB",
         "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-copy-file-range"]),
     // fixedbuf-direct (qd 32, O_DIRECT and buffered)
-    ("storage_read", &["--repeat", "auto:41", "--point-budget", "9s", "--pattern", "rand", "--qd", "32", "--bs", "4KiB", "--runtime", "200ms",
+    ("storage_read", &["--repeat", "auto:30", "--point-budget", "7s", "--pattern", "rand", "--qd", "32", "--bs", "4KiB", "--runtime", "200ms",
         "--variants", "uring-read,uring-read-fixed"]),
     // splice-4k (a streaming size sweep)
     ("proxy", &["--host-wait", "60s", "--mode", "stream", "--sizes", "512,1KiB,2KiB,4KiB,8KiB,16KiB,64KiB", "--stream-bytes", "16MiB",
