@@ -115,7 +115,7 @@ pub fn line_rtt(a: usize, b: usize) -> io::Result<Option<f64>> {
     best
 }
 
-/// What one run learned of the placement, written to meta.json under `placement`.
+/// What one run learned of the placement, written to meta.json under `host_placement`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlacementSummary {
     pub cpus: (usize, usize),
@@ -183,12 +183,9 @@ fn boot_id() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// `$XDG_CACHE_HOME/zclab/placement.json`, or under `~/.cache`.
+/// `placement.json` in the lab's cache directory.
 fn store_path() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("zclab").join("placement.json"))
+    crate::results::cache_dir().map(|d| d.join("placement.json"))
 }
 
 impl Placement {

@@ -83,11 +83,7 @@ fn apt_install(package: &str, why: &str) -> Result<()> {
 }
 
 fn cache_dir() -> Result<PathBuf> {
-    Ok(std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set")?
-        .join("zclab"))
+    zclab::results::cache_dir().context("neither XDG_CACHE_HOME nor HOME is set")
 }
 
 /// A binary named by environment variable `var`, if set (it must exist).
