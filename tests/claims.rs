@@ -209,9 +209,13 @@ fn malformed_claims_and_runs_are_clear_errors() {
 fn a_claim_on_a_small_real_run() {
     let t = tempfile::tempdir().unwrap();
     let res = t.path().join("r");
+    // A cache of its own: the host placement is judged against the lowest round trip seen in
+    // this run, not one an earlier run saw with the CPUs together.
+    let cache = t.path().join("cache");
     Lab::new(env!("CARGO_BIN_EXE_file_to_socket"))
         .argv("--sizes 64MiB --chunks 4KiB,256KiB --variants classic-read-write,classic-sendfile")
         .argv("--repeat 3 --warmup 1")
+        .env("XDG_CACHE_HOME", cache.to_str().unwrap())
         .results(&res)
         .run()
         .ok();
@@ -229,6 +233,12 @@ fn a_claim_on_a_small_real_run() {
         .find(|c| c["id"] == "ibm-transferto")
         .unwrap();
     let kind = ibm["kind"].as_str().unwrap();
+    let why = ibm["why"].as_str().unwrap();
+    if kind == "inconclusive" && why.contains("CPUs apart") {
+        // The host moved its CPUs apart for every trial of a point: no verdict, and it says so.
+        assert!(why.contains("--host-wait"), "{ibm}");
+        return;
+    }
     assert!(
         kind == "reproduced" || kind == "not-reproduced" || kind == "inconclusive",
         "{ibm}"

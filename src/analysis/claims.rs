@@ -230,13 +230,27 @@ fn left_out(rows: &[Row], sides: &[&Side], extra: &BTreeMap<String, Value>) -> u
         .sum()
 }
 
-/// Says in the measured text how many trials were left out for the CPUs' placement.
+/// Says in the measured text how many trials were left out for the CPUs' placement. Where
+/// leaving them out left nothing to judge, the run measured the points but cannot decide the
+/// claim: inconclusive, saying so, rather than "the run did not include" them.
 fn note_left_out(mut out: Out, n: usize) -> Out {
-    if n > 0 && out.kind != Kind::NotApplicable {
-        out.measured.push_str(&format!(
-            "; {n} trials measured with the CPUs apart left out"
-        ));
+    if n == 0 {
+        return out;
     }
+    if out.kind == Kind::NotApplicable {
+        return Out {
+            kind: Kind::Inconclusive,
+            measured: "-".to_string(),
+            why: format!(
+                "all {n} trials of the needed points were measured with the host's CPUs apart \
+                 (docs/method.md, \"Host placement\"); rerun with --host-wait"
+            ),
+            central: None,
+        };
+    }
+    out.measured.push_str(&format!(
+        "; {n} trials measured with the CPUs apart left out"
+    ));
     out
 }
 
@@ -889,5 +903,21 @@ mod tests {
             out.measured,
             "x; 1 trials measured with the CPUs apart left out"
         );
+        // Nothing left to judge: inconclusive, saying why, not "the run did not include".
+        let none_left = |n| {
+            note_left_out(
+                Out {
+                    kind: Kind::NotApplicable,
+                    measured: "-".into(),
+                    why: "the run did not include the needed points".into(),
+                    central: None,
+                },
+                n,
+            )
+        };
+        let out = none_left(3);
+        assert_eq!(out.kind, Kind::Inconclusive);
+        assert!(out.why.starts_with("all 3 trials"), "{}", out.why);
+        assert_eq!(none_left(0).kind, Kind::NotApplicable);
     }
 }
