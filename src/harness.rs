@@ -78,6 +78,10 @@ pub struct CommonArgs {
     /// List the variants, what each needs, and whether this machine can run it; then exit.
     #[arg(long)]
     pub list: bool,
+    /// Check the arguments (variants, sizes, every parameter point) and print what a run
+    /// would measure; then exit without measuring or writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Repeat the whole sweep (every variant at every point) this many times in one process:
     /// for soak runs, which watch one process's memory over a long run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]

@@ -74,6 +74,41 @@ fn unknown_experiment_is_refused_without_creating_anything() {
 }
 
 #[test]
+fn every_preset_gives_every_experiment_arguments_it_accepts() {
+    let t = tempfile::tempdir().unwrap();
+    let res = t.path().join("r");
+    for preset in ["quick", "full", "claims"] {
+        let r = zclab("run --check --preset")
+            .arg(preset)
+            .arg("--results")
+            .arg(&res)
+            .run()
+            .ok();
+        assert!(
+            r.stdout
+                .contains(&format!("preset {preset}: the arguments of all")),
+            "{}",
+            r.stdout
+        );
+        // Every experiment said what it would measure.
+        assert!(r.stdout.contains("storage_read: ") && r.stdout.contains("  point: "));
+    }
+    // A refused argument names the experiment and its arguments, and nothing is measured.
+    let r = zclab("run --check --preset claims storage_read --results")
+        .arg(&res)
+        .arg("--exp-args=--repeat auto:41")
+        .run();
+    assert_eq!(r.code(), Some(1));
+    assert!(
+        r.stderr.contains("storage_read refused their arguments")
+            && r.stderr.contains("auto:41"),
+        "{}",
+        r.stderr
+    );
+    assert!(!res.exists());
+}
+
+#[test]
 fn compare_two_runs_side_by_side() {
     let t = tempfile::tempdir().unwrap();
     let res = t.path().join("r");

@@ -250,6 +250,53 @@ pub struct RunArgs {
     /// (e.g. `--exp-args "--repeat 1 --warmup 0"`).
     #[arg(long, allow_hyphen_values = true, default_value = "")]
     pub exp_args: String,
+    /// Check every selected experiment's arguments (the preset's and --exp-args) and print
+    /// what each would measure; measure nothing and create no run directory.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `zclab run --check`: each experiment checks its arguments (`--dry-run`) and says what it
+/// would measure. Returns 0 when all of them accept theirs, 1 otherwise.
+fn check(args: &RunArgs, selected: &[&Entry]) -> Result<i32> {
+    let user: Vec<&str> = args.exp_args.split_whitespace().collect();
+    let mut bad = Vec::new();
+    for e in selected {
+        let bin = bin_dir().join(e.name);
+        let (common, own) = args.preset.args(e).expect("selected for this preset");
+        let argv = merge_args(&[common, own], &user);
+        let out = Command::new(&bin)
+            .arg("--dry-run")
+            .args(&argv)
+            .output()
+            .with_context(|| {
+                format!(
+                    "cannot start {}; build with `cargo build --release`",
+                    bin.display()
+                )
+            })?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            eprintln!("  {} arguments: {}", e.name, argv.join(" "));
+            bad.push(e.name);
+        }
+    }
+    if bad.is_empty() {
+        println!(
+            "preset {}: the arguments of all {} experiments check",
+            args.preset.name(),
+            selected.len()
+        );
+        Ok(0)
+    } else {
+        eprintln!(
+            "preset {}: {} refused their arguments",
+            args.preset.name(),
+            bad.join(", ")
+        );
+        Ok(1)
+    }
 }
 
 /// Directory of the experiment binaries: beside the running `zclab`.
@@ -275,6 +322,14 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             bail!("unknown experiment '{e}' (known: {})", names.join(", "));
         }
     }
+    let selected: Vec<&Entry> = SUITE
+        .iter()
+        .filter(|e| args.experiments.is_empty() || args.experiments.iter().any(|x| x == e.name))
+        .filter(|e| args.preset.args(e).is_some())
+        .collect();
+    if args.check {
+        return check(args, &selected);
+    }
     let cancel = Cancel::install();
     let caps = zclab::caps::probe(if args.results.exists() {
         &args.results
@@ -283,11 +338,6 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     });
     let run_dir = results::create_run_dir(&args.results, &caps.hostname, &caps.kernel.release)
         .context("cannot create the run directory")?;
-    let selected: Vec<&Entry> = SUITE
-        .iter()
-        .filter(|e| args.experiments.is_empty() || args.experiments.iter().any(|x| x == e.name))
-        .filter(|e| args.preset.args(e).is_some())
-        .collect();
     let (_, started) = results::utc_now();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let git_revision = zclab::harness::git_revision();

@@ -254,6 +254,33 @@ fn run_parsed<E: Experiment>(common: CommonArgs, args: E::Args) -> anyhow::Resul
     if points.is_empty() {
         return Err(usage("no parameter points to run"));
     }
+    if common.dry_run {
+        let chosen: Vec<&str> = E::VARIANTS
+            .iter()
+            .map(|v| v.name)
+            .filter(|n| common.variants.is_empty() || common.variants.iter().any(|x| x == n))
+            .collect();
+        let repeats = if common.repeat.auto {
+            format!(
+                "{} to {} repeats each",
+                common.repeat.min,
+                super::AUTO_MAX.max(common.repeat.min)
+            )
+        } else {
+            format!("{} repeats each", common.repeat.min)
+        };
+        println!(
+            "{}: {} variants x {} points, {repeats}",
+            E::NAME,
+            chosen.len(),
+            points.len(),
+        );
+        println!("  variants: {}", chosen.join(", "));
+        for p in &points {
+            println!("  point: {}", p.label());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut lab = Lab::open(E::NAME, &common, parameters)?;
     let peer = match ctx.peer_addr() {
         Some(a) => {
