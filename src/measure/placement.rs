@@ -185,7 +185,7 @@ fn boot_id() -> Option<String> {
 
 /// `placement.json` in the lab's cache directory.
 fn store_path() -> Option<PathBuf> {
-    crate::results::cache_dir().map(|d| d.join("placement.json"))
+    crate::sys::host::cache_dir().map(|d| d.join("placement.json"))
 }
 
 impl Placement {

@@ -158,15 +158,6 @@ pub fn append_line(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// UTC time as `YYYYMMDDTHHMMSSZ` (for directory names) and RFC 3339 (for metadata).
-/// The lab's cache directory: `$XDG_CACHE_HOME/zclab`, else `$HOME/.cache/zclab`; None when
-/// neither variable is set.
-pub fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("zclab"))
-}
-
 pub fn utc_now() -> (String, String) {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,4 +1,5 @@
-//! Who and where the process runs: uname(2), online CPUs (sysconf(3)).
+//! Who and where the process runs: uname(2), online CPUs (sysconf(3)), the user's cache
+//! directory.
 
 /// uname(2) fields; "unknown" each when the call fails.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,4 +57,14 @@ mod tests {
         assert!(u.release.starts_with(|c: char| c.is_ascii_digit()), "{u:?}");
         assert!(super::online_cpus() >= 1);
     }
+}
+
+/// The lab's cache directory: `$XDG_CACHE_HOME/zclab`, else `$HOME/.cache/zclab`; None when
+/// neither variable is set.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("zclab"))
 }

@@ -83,7 +83,7 @@ fn apt_install(package: &str, why: &str) -> Result<()> {
 }
 
 fn cache_dir() -> Result<PathBuf> {
-    zclab::results::cache_dir().context("neither XDG_CACHE_HOME nor HOME is set")
+    zclab::sys::host::cache_dir().context("neither XDG_CACHE_HOME nor HOME is set")
 }
 
 /// A binary named by environment variable `var`, if set (it must exist).
