@@ -229,7 +229,8 @@ fn parse_repeat(s: &str) -> Result<Repeat, String> {
     }
 }
 
-fn parse_cpus(s: &str) -> Result<(usize, usize), String> {
+/// Parses `--cpus`: `SENDER,PEER` (or one CPU for both), each a CPU this machine has.
+pub fn parse_cpus(s: &str) -> Result<(usize, usize), String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let p = |x: &str| {
         x.parse::<usize>()

@@ -35,6 +35,10 @@ enum Cmd {
         #[arg(long, default_value = "results")]
         dir: PathBuf,
     },
+    /// Whether the host has the two measured CPUs together now (a cache line's round trip
+    /// against the lowest seen this boot); with --watch, how often it moves them. Exit 0
+    /// together, 2 apart.
+    Placement(cmd::placement::PlacementArgs),
     /// Run the suite (all experiments of a preset, or those named) into one new run directory,
     /// then draw the plots and write report.md.
     Run(suite::RunArgs),
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Run(args) => suite::run(&args),
+        Cmd::Placement(args) => cmd::placement::run(&args),
         Cmd::Compare(args) => compare::main(&args),
         Cmd::Claims { runs, json } => cmd::claims::run(&runs, json),
         Cmd::Versus(args) => {

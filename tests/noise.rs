@@ -80,14 +80,7 @@ fn cpus_the_host_placed_apart_are_named() {
     if std::fs::read_to_string("/sys/devices/system/cpu/online").is_ok_and(|s| s.trim() == "0") {
         return skip_or_fail("one CPU online: there is no pair to place");
     }
-    let cache = tempfile::tempdir().unwrap();
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    std::fs::create_dir(cache.path().join("zclab")).unwrap();
-    std::fs::write(
-        cache.path().join("zclab/placement.json"),
-        serde_json::json!([{"boot_id": boot.trim(), "cpus": [0, 1], "lowest_ns": 1.0}]).to_string(),
-    )
-    .unwrap();
+    let cache = seeded_cache(1.0);
     let ran = Lab::new(env!("CARGO_BIN_EXE_syscall_floor"))
         .tiny_tmp()
         .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
@@ -115,4 +108,52 @@ fn cpus_the_host_placed_apart_are_named() {
         "{}",
         ran.text()
     );
+}
+
+/// A cache directory whose placement store says CPUs 0 and 1 were once `lowest_ns` apart on
+/// this boot: 1 ns, no real round trip, makes every probe "apart".
+fn seeded_cache(lowest_ns: f64) -> tempfile::TempDir {
+    let cache = tempfile::tempdir().unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    std::fs::create_dir(cache.path().join("zclab")).unwrap();
+    std::fs::write(
+        cache.path().join("zclab/placement.json"),
+        serde_json::json!([{"boot_id": boot.trim(), "cpus": [0, 1], "lowest_ns": lowest_ns}])
+            .to_string(),
+    )
+    .unwrap();
+    cache
+}
+
+#[test]
+fn placement_says_together_or_apart_and_watches() {
+    if std::fs::read_to_string("/sys/devices/system/cpu/online").is_ok_and(|s| s.trim() == "0") {
+        return skip_or_fail("one CPU online: there is no pair to place");
+    }
+    let zclab = env!("CARGO_BIN_EXE_zclab");
+    // Against a lowest of 1 ns every probe is apart: exit 2, and the watch counts it all so.
+    let cache = seeded_cache(1.0);
+    let r = Lab::new(zclab)
+        .argv("placement --watch 600ms")
+        .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
+        .run();
+    assert_eq!(r.code(), Some(2), "{}", r.text());
+    assert!(
+        r.stdout.contains("lowest this boot 1 ns: apart")
+            && r.stdout.contains("together 0% of the time, apart 100%"),
+        "{}",
+        r.text()
+    );
+    // Against a lowest far above any real round trip, together: exit 0.
+    let cache = seeded_cache(1e9);
+    let r = Lab::new(zclab)
+        .arg("placement")
+        .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
+        .run();
+    assert_eq!(r.code(), Some(0), "{}", r.text());
+    assert!(r.stdout.contains(": together"), "{}", r.text());
+    // One CPU has no round trip: a clear error.
+    let r = Lab::new(zclab).argv("placement --cpus 0,0").run();
+    assert_eq!(r.code(), Some(1));
+    assert!(r.stderr.contains("one CPU has no round trip"), "{}", r.stderr);
 }

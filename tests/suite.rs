@@ -100,8 +100,7 @@ fn every_preset_gives_every_experiment_arguments_it_accepts() {
         .run();
     assert_eq!(r.code(), Some(1));
     assert!(
-        r.stderr.contains("storage_read refused their arguments")
-            && r.stderr.contains("auto:41"),
+        r.stderr.contains("storage_read refused their arguments") && r.stderr.contains("auto:41"),
         "{}",
         r.stderr
     );

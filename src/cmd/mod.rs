@@ -5,6 +5,7 @@
 
 pub mod claims;
 pub mod compare;
+pub mod placement;
 pub mod report;
 pub mod run;
 pub mod soak;
