@@ -49,16 +49,6 @@ pub fn online_cpus() -> usize {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn uname_and_cpus() {
-        let u = super::uname();
-        assert!(u.release.starts_with(|c: char| c.is_ascii_digit()), "{u:?}");
-        assert!(super::online_cpus() >= 1);
-    }
-}
-
 /// The lab's cache directory: `$XDG_CACHE_HOME/zclab`, else `$HOME/.cache/zclab`; None when
 /// neither variable is set.
 pub fn cache_dir() -> Option<std::path::PathBuf> {
@@ -67,4 +57,14 @@ pub fn cache_dir() -> Option<std::path::PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .map(|d| d.join("zclab"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uname_and_cpus() {
+        let u = super::uname();
+        assert!(u.release.starts_with(|c: char| c.is_ascii_digit()), "{u:?}");
+        assert!(super::online_cpus() >= 1);
+    }
 }
