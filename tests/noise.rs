@@ -131,12 +131,16 @@ fn placement_says_together_or_apart_and_watches() {
         return skip_or_fail("one CPU online: there is no pair to place");
     }
     let zclab = env!("CARGO_BIN_EXE_zclab");
+    // `zclab ARGS` with a placement store that knows `lowest_ns` as this boot's lowest.
+    let placement = |args: &str, lowest_ns: f64| {
+        let cache = seeded_cache(lowest_ns);
+        Lab::new(zclab)
+            .argv(args)
+            .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
+            .run()
+    };
     // Against a lowest of 1 ns every probe is apart: exit 2, and the watch counts it all so.
-    let cache = seeded_cache(1.0);
-    let r = Lab::new(zclab)
-        .argv("placement --watch 600ms")
-        .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
-        .run();
+    let r = placement("placement --watch 600ms", 1.0);
     assert_eq!(r.code(), Some(2), "{}", r.text());
     assert!(
         r.stdout.contains("lowest this boot 1 ns: apart")
@@ -145,15 +149,15 @@ fn placement_says_together_or_apart_and_watches() {
         r.text()
     );
     // Against a lowest far above any real round trip, together: exit 0.
-    let cache = seeded_cache(1e9);
-    let r = Lab::new(zclab)
-        .arg("placement")
-        .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
-        .run();
+    let r = placement("placement", 1e9);
     assert_eq!(r.code(), Some(0), "{}", r.text());
     assert!(r.stdout.contains(": together"), "{}", r.text());
     // One CPU has no round trip: a clear error.
     let r = Lab::new(zclab).argv("placement --cpus 0,0").run();
     assert_eq!(r.code(), Some(1));
-    assert!(r.stderr.contains("one CPU has no round trip"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("one CPU has no round trip"),
+        "{}",
+        r.stderr
+    );
 }

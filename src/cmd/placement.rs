@@ -45,38 +45,35 @@ pub fn run(args: &PlacementArgs) -> Result<i32> {
         let cancel = Cancel::install();
         let t0 = Instant::now();
         let (mut last, mut since) = (state(&p, ns), Instant::now());
-        let (mut together, mut apart) = (Duration::ZERO, Duration::ZERO);
+        // Time apart, added up at each change and at the end; the rest of the watch was together.
+        let mut apart = Duration::ZERO;
+        let mut close = |last: &str, since: Instant| {
+            if last == "apart" {
+                apart += since.elapsed();
+            }
+        };
         while t0.elapsed() < watch && !cancel.is_cancelled() {
             std::thread::sleep(Duration::from_millis(250));
             let Some(x) = p.probe() else { continue };
             ns = x;
             let now = state(&p, ns);
             if now != last {
-                let held = since.elapsed();
                 println!(
                     "{:7.1} s  {now:<8} {ns:.0} ns (was {last} for {:.1} s)",
                     t0.elapsed().as_secs_f64(),
-                    held.as_secs_f64()
+                    since.elapsed().as_secs_f64()
                 );
-                if last == "apart" {
-                    apart += held;
-                } else {
-                    together += held;
-                }
+                close(last, since);
                 (last, since) = (now, Instant::now());
             }
         }
-        if last == "apart" {
-            apart += since.elapsed();
-        } else {
-            together += since.elapsed();
-        }
-        let all = (together + apart).as_secs_f64().max(1e-9);
+        close(last, since);
+        let all = t0.elapsed().as_secs_f64().max(1e-9);
+        let apart = apart.as_secs_f64().min(all);
         println!(
-            "over {:.0} s: together {:.0}% of the time, apart {:.0}% (lowest {:.0} ns)",
-            all,
-            100.0 * together.as_secs_f64() / all,
-            100.0 * apart.as_secs_f64() / all,
+            "over {all:.0} s: together {:.0}% of the time, apart {:.0}% (lowest {:.0} ns)",
+            100.0 * (all - apart) / all,
+            100.0 * apart / all,
             lowest(&p)
         );
         if cancel.is_cancelled() {
