@@ -568,9 +568,11 @@ impl Trial<'_> {
             // A sampler that cannot be enabled yields no samples: the profile is then unknown.
             let _ = s.enable();
         }
+        let reads0 = crate::measure::clock::readings();
         let t0 = rec.now();
         let done = f(&mut rec);
         let t1 = rec.now();
+        let reads = crate::measure::clock::readings() - reads0 - 2;
         if let Some(s) = self.profiler {
             let _ = s.disable();
         }
@@ -612,6 +614,13 @@ impl Trial<'_> {
             ..Default::default()
         });
         self.hists.insert("step".into(), hist);
+        // What measuring cost the measured thread: its clock readings per operation (peers
+        // that do not time each operation do not pay it).
+        if done.ops > 0 {
+            let per_op = reads as f64 / done.ops as f64;
+            self.set_extra("clock_reads_per_op", per_op);
+            self.set_extra("clock_ns_per_op", per_op * self.clock.read_ns());
+        }
         // Steal time on the measured CPUs during the trial: the hypervisor ran something else.
         if let (Some(a), Some(b)) = (cpu0, cpu1) {
             if let Some(share) = crate::measure::noise::share(&a, &b) {

@@ -119,6 +119,19 @@ fn check_storage(rows: &[Row], io: &str) {
         let m = row.metrics.as_ref().unwrap();
         let x = &m.extra;
         assert!(x.contains_key("cpu_ns_per_io") && x.contains_key("check_ns_per_io"));
+        // One latency sample per read at qd 1 (SQPOLL waits for completions without the
+        // clock): a reading before and after each read, plus the time limit's and the check
+        // timer's occasional ones.
+        let reads = x["clock_reads_per_op"];
+        if row.point.contains("qd=1") && row.variant != "uring-sqpoll" {
+            assert!(
+                (2.0..2.6).contains(&reads),
+                "{} {}: {reads}",
+                row.variant,
+                row.point
+            );
+        }
+        assert!(x["clock_ns_per_op"] > 0.0 && x["clock_ns_per_op"] < reads * 1000.0);
         // The default check: sector words on every block, the whole checksum on every 64th.
         assert_eq!(x.get("check_full_every"), Some(&64.0), "{}", row.point);
         if row.variant == "classic-pread" {

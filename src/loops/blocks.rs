@@ -151,11 +151,11 @@ pub struct BlockCounts {
 /// two clock reads cost about as much as a sector-word check here. Every full check (the rare,
 /// slow ones: [`BlockSums::full_every`]) is timed, and one sector check in [`Self::SAMPLE`]
 /// (never one that falls on a full check); the other sector checks are counted at the sampled
-/// mean.
+/// mean. A timed check's figure leaves out the clock's own reading ([`Clock::read_ns`]).
 struct CheckCost {
     clock: Clock,
-    full_ns: u64,
-    sampled_ns: u64,
+    full_ns: f64,
+    sampled_ns: f64,
     sampled: u64,
     sector_checks: u64,
 }
@@ -166,8 +166,8 @@ impl CheckCost {
     fn new(clock: Clock) -> CheckCost {
         CheckCost {
             clock,
-            full_ns: 0,
-            sampled_ns: 0,
+            full_ns: 0.0,
+            sampled_ns: 0.0,
             sampled: 0,
             sector_checks: 0,
         }
@@ -183,7 +183,8 @@ impl CheckCost {
         }
         let at = self.clock.now();
         let ok = sums.check_nth(buf, off, seq);
-        let ns = self.clock.ns_between(at, self.clock.now());
+        let ns =
+            (self.clock.ns_between(at, self.clock.now()) as f64 - self.clock.read_ns()).max(0.0);
         if full {
             self.full_ns += ns;
         } else {
@@ -197,11 +198,11 @@ impl CheckCost {
     /// The time all checks took: the full ones as timed, the sector ones at the sampled mean.
     fn total_ns(&self) -> u64 {
         let mean = if self.sampled > 0 {
-            self.sampled_ns as f64 / self.sampled as f64
+            self.sampled_ns / self.sampled as f64
         } else {
             0.0
         };
-        self.full_ns + (mean * self.sector_checks as f64).round() as u64
+        (self.full_ns + mean * self.sector_checks as f64).round() as u64
     }
 }
 

@@ -6,7 +6,19 @@
 //! `CLOCK_MONOTONIC`; elsewhere the monotonic clock itself. Which one ran is recorded.
 
 use serde::Serialize;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// Readings of the clock on this thread ([`readings`]).
+    static READINGS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times this thread has read the clock: a measured loop's clock readings are the
+/// difference across it, whichever path (recorder, ledger, time limit) read it.
+pub fn readings() -> u64 {
+    READINGS.with(Cell::get)
+}
 
 /// Which clock a run used, and its calibration.
 #[derive(Debug, Clone, Serialize)]
@@ -15,6 +27,8 @@ pub struct ClockInfo {
     pub source: &'static str,
     /// TSC ticks per microsecond (0 for the monotonic clock).
     pub tsc_ticks_per_us: f64,
+    /// What one reading costs ([`Clock::read_ns`]).
+    pub read_ns: f64,
 }
 
 /// A timestamp in the clock's own unit; only differences between two stamps mean anything.
@@ -29,6 +43,7 @@ pub struct Clock {
     /// ns = ticks * mult >> 32
     mult: u64,
     origin: Instant,
+    read_ns: f64,
 }
 
 /// The time-stamp counter; callers use it only after `Clock::new` has checked the CPU
@@ -60,11 +75,7 @@ impl Clock {
         let origin = Instant::now();
         let forced_mono = std::env::var("ZCLAB_CLOCK").is_ok_and(|v| v == "monotonic");
         if forced_mono || !invariant_tsc() {
-            return Clock {
-                tsc: false,
-                mult: 1 << 32,
-                origin,
-            };
+            return Clock::monotonic(origin);
         }
         let t0 = Instant::now();
         let c0 = rdtsc();
@@ -73,18 +84,49 @@ impl Clock {
         let ns = t0.elapsed().as_nanos() as u64;
         let ticks = c1.saturating_sub(c0);
         if ticks == 0 || ns == 0 {
-            return Clock {
-                tsc: false,
-                mult: 1 << 32,
-                origin,
-            };
+            return Clock::monotonic(origin);
         }
         let mult = ((ns as u128) << 32) / ticks as u128;
         Clock {
             tsc: true,
             mult: mult as u64,
             origin,
+            read_ns: 0.0,
         }
+        .with_read_cost()
+    }
+
+    fn monotonic(origin: Instant) -> Clock {
+        Clock {
+            tsc: false,
+            mult: 1 << 32,
+            origin,
+            read_ns: 0.0,
+        }
+        .with_read_cost()
+    }
+
+    /// Times [`Self::now`] back to back: the lowest of 5 rounds' mean over 2000 readings
+    /// (about 0.1 ms in all), so a stray interrupt does not count.
+    fn with_read_cost(mut self) -> Clock {
+        const READS: u32 = 2000;
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let a = self.now();
+            let mut last = a;
+            for _ in 0..READS {
+                last = std::hint::black_box(self.now());
+            }
+            best = best.min(self.ns_between(a, last) as f64 / READS as f64);
+        }
+        self.read_ns = best;
+        self
+    }
+
+    /// What one reading of the clock costs on this CPU, in ns: the time a measured loop spends
+    /// on each of its clock readings, which its peers without per-operation latencies do not.
+    pub fn read_ns(&self) -> f64 {
+        self.read_ns
     }
 
     /// What the run records about its clock.
@@ -96,12 +138,14 @@ impl Clock {
             } else {
                 0.0
             },
+            read_ns: self.read_ns,
         }
     }
 
     /// Reads the clock.
     #[inline(always)]
     pub fn now(&self) -> Stamp {
+        READINGS.with(|r| r.set(r.get() + 1));
         if self.tsc {
             Stamp(rdtsc())
         } else {
@@ -144,5 +188,16 @@ mod tests {
             (ours / real - 1.0).abs() < 0.05,
             "clock {ours} ns vs {real} ns"
         );
+    }
+
+    #[test]
+    fn a_reading_costs_something_and_less_than_a_microsecond() {
+        let c = Clock::new();
+        assert!(
+            c.read_ns() > 0.0 && c.read_ns() < 1000.0,
+            "{} ns per reading",
+            c.read_ns()
+        );
+        assert_eq!(c.info().read_ns, c.read_ns());
     }
 }

@@ -113,6 +113,9 @@ pub struct Outcome {
     /// storage_read rows: the lab's median time per read spent checking the block
     /// (`check_ns_per_io`), work the tool does not do.
     pub lab_check_ns: Option<f64>,
+    /// Every lab row: the measured thread's clock readings per operation and what they cost
+    /// (`clock_reads_per_op`, `clock_ns_per_op`), timing the tool does not do.
+    pub lab_clock: Option<ClockUse>,
     /// NOP rows: CPU time per operation on each side (median over the repeats). Both sides
     /// keep one CPU busy, so a gap in rate with equal CPU per operation is time the machine
     /// took from the run, not work the loop did.
@@ -121,6 +124,22 @@ pub struct Outcome {
     /// sockperf rows: the round trip's p50 and p99 on each side (medians over the repeats).
     pub tool_latency: Option<sockperf::Lat>,
     pub lab_latency: Option<sockperf::Lat>,
+}
+
+/// The lab's clock readings per operation and their cost in ns ([`zclab::measure::Clock::read_ns`]).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ClockUse {
+    pub reads_per_op: f64,
+    pub ns_per_op: f64,
+}
+
+impl ClockUse {
+    fn median(v: &[ClockUse]) -> Option<ClockUse> {
+        (!v.is_empty()).then(|| ClockUse {
+            reads_per_op: median(&v.iter().map(|c| c.reads_per_op).collect::<Vec<_>>()),
+            ns_per_op: median(&v.iter().map(|c| c.ns_per_op).collect::<Vec<_>>()),
+        })
+    }
 }
 
 /// CPU time per operation, from getrusage(2).
@@ -149,6 +168,7 @@ struct LabFigure {
     value: f64,
     /// storage_read: `check_ns_per_io`.
     check_ns: Option<f64>,
+    clock: Option<ClockUse>,
     /// NOP rows (`ops_per_s`): user and system time per operation of the timed trial.
     cpu: Option<Cpu>,
     /// rr rows: the client's p50 and p99 (µs).
@@ -721,6 +741,17 @@ fn run_lab(
         .filter_map(|m| m.extra.get("check_ns_per_io").copied())
         .collect();
     let check = (!check.is_empty()).then(|| median(&check));
+    let clock: Vec<ClockUse> = rows
+        .iter()
+        .filter(|r| r.variant == variant && r.status == results::Status::Ok)
+        .filter_map(|r| r.metrics.as_ref())
+        .filter_map(|m| {
+            Some(ClockUse {
+                reads_per_op: *m.extra.get("clock_reads_per_op")?,
+                ns_per_op: *m.extra.get("clock_ns_per_op")?,
+            })
+        })
+        .collect();
     let cpu: Vec<Cpu> = rows
         .iter()
         .filter(|r| r.variant == variant && r.status == results::Status::Ok)
@@ -734,6 +765,7 @@ fn run_lab(
     Ok(LabFigure {
         value: if metric_name == "gbps" { x * 8.0 } else { x },
         check_ns: check,
+        clock: ClockUse::median(&clock),
         cpu: Cpu::median(&cpu),
         lat: {
             let l: Vec<sockperf::Lat> = rows
@@ -808,6 +840,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         let mut tool_values = Vec::new();
         let mut lab_values = Vec::new();
         let mut check_values = Vec::new();
+        let mut lab_clock: Vec<ClockUse> = Vec::new();
         let mut tool_cpu = Vec::new();
         let mut lab_cpu = Vec::new();
         let (mut tool_lat, mut lab_lat) = (Vec::new(), Vec::new());
@@ -890,6 +923,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                         tool_values.push(t);
                         lab_values.push(l.value);
                         check_values.extend(l.check_ns);
+                        lab_clock.extend(l.clock);
                         tool_cpu.extend(tc);
                         lab_cpu.extend(l.cpu);
                         lab_lat.extend(l.lat);
@@ -916,6 +950,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 }
                 tool_cpu.clear();
                 lab_cpu.clear();
+                lab_clock.clear();
                 tool_lat.clear();
                 lab_lat.clear();
                 continue;
@@ -942,6 +977,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             verdict,
             note: p.note.into(),
             lab_check_ns: (!check_values.is_empty()).then(|| median(&check_values)),
+            lab_clock: ClockUse::median(&lab_clock),
             tool_cpu: Cpu::median(&tool_cpu),
             lab_cpu: Cpu::median(&lab_cpu),
             tool_latency: sockperf::Lat::median(&tool_lat),
@@ -1121,6 +1157,12 @@ fn note(x: &Outcome) -> String {
     }
     if let Some(c) = x.lab_check_ns {
         parts.push(format!("zclab checks every block: {c:.0} ns per read"));
+    }
+    if let Some(c) = x.lab_clock.filter(|c| c.reads_per_op >= 0.1) {
+        parts.push(format!(
+            "zclab times every operation: {:.1} clock readings per operation, {:.0} ns",
+            c.reads_per_op, c.ns_per_op
+        ));
     }
     if let (Some(t), Some(l)) = (x.tool_latency, x.lab_latency) {
         parts.push(format!(
