@@ -92,6 +92,12 @@ struct Pair {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub workload: String,
+    /// The lab's side as it ran: experiment, variant and options. Rows with the same lab side
+    /// compare one workload of the lab with different peers.
+    pub lab_side: String,
+    /// The row of the same lab side whose peer was fastest (highest median), when it is not
+    /// this one ([`mark_fastest`]): a ratio against a slower peer is not the lab's standing.
+    pub fastest_peer: Option<String>,
     pub unit: String,
     pub tool: String,
     pub tool_values: Vec<f64>,
@@ -965,6 +971,8 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         };
         outcomes.push(Outcome {
             workload: p.name.clone(),
+            lab_side: format!("{experiment} {variant}: {}", lab_args.join(" ")),
+            fastest_peer: None,
             unit: p.unit.into(),
             tool: tool_name.into(),
             tool_values,
@@ -984,6 +992,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             lab_latency: sockperf::Lat::median(&lab_lat),
         });
     }
+    mark_fastest(&mut outcomes);
     let md = table(&outcomes, &caps.hostname, &caps.kernel.release, args);
     let (stamp, _) = results::utc_now();
     let dir = args.results.join(results::sanitize(&format!(
@@ -1014,6 +1023,62 @@ fn spread(v: &[f64]) -> Option<f64> {
 /// A row's verdict from the interval of zclab/tool: "peer unstable" when the tool's own
 /// spread stayed over [`PEER_SPREAD_MAX`] (never a win, whatever the ratio), ">= 1.0" when the
 /// whole interval is at or above 1, "below" when it is all below, "includes 1.0" otherwise.
+/// Marks each row whose lab side another row also ran against a faster peer (a higher median
+/// tool figure, in the same unit, both measured): the lab's standing on that workload is the
+/// ratio against the fastest, which [`fastest_table`] lists.
+fn mark_fastest(o: &mut [Outcome]) {
+    let fastest: Vec<Option<usize>> = (0..o.len())
+        .map(|i| {
+            (0..o.len())
+                .filter(|&j| {
+                    o[j].lab_side == o[i].lab_side
+                        && o[j].unit == o[i].unit
+                        && o[j].ratio.is_some()
+                        && !o[j].tool_values.is_empty()
+                })
+                .max_by(|&a, &b| median(&o[a].tool_values).total_cmp(&median(&o[b].tool_values)))
+        })
+        .collect();
+    for (i, f) in fastest.into_iter().enumerate() {
+        o[i].fastest_peer = f.filter(|&f| f != i).map(|f| o[f].workload.clone());
+    }
+}
+
+/// One line per lab side: the row against its fastest peer, and how many peers it met.
+fn fastest_table(o: &[Outcome]) -> String {
+    let mut s = String::from(
+        "\nAgainst the fastest peer of each workload (rows with the same zclab side; a ratio against a slower peer is not zclab's standing)\n\n| zclab side | peers | fastest peer's row | zclab/tool | verdict |\n|---|---|---|---|---|\n",
+    );
+    let mut seen = Vec::new();
+    for x in o
+        .iter()
+        .filter(|x| x.fastest_peer.is_none() && x.ratio.is_some())
+    {
+        if seen.contains(&&x.lab_side) {
+            continue;
+        }
+        seen.push(&x.lab_side);
+        let peers = o
+            .iter()
+            .filter(|y| y.lab_side == x.lab_side && y.ratio.is_some())
+            .map(|y| y.tool.as_str())
+            .collect::<Vec<_>>();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            x.lab_side.split(':').next().unwrap_or_default(),
+            peers.join(", "),
+            x.workload,
+            match (x.ratio, x.ratio_lo, x.ratio_hi) {
+                (Some(r), Some(lo), Some(hi)) => format!("{r:.2}x [{lo:.2}-{hi:.2}]"),
+                _ => "-".into(),
+            },
+            x.verdict
+        );
+    }
+    s
+}
+
 fn verdict_of(r: &Ratio, peer_spread: Option<f64>) -> String {
     if peer_spread.is_some_and(|s| s > PEER_SPREAD_MAX) {
         "peer unstable".into()
@@ -1155,6 +1220,11 @@ fn note(x: &Outcome) -> String {
             }
         ));
     }
+    if let Some(f) = &x.fastest_peer {
+        parts.push(format!(
+            "not the fastest peer of this zclab side: see the row \"{f}\""
+        ));
+    }
     if let Some(c) = x.lab_check_ns {
         parts.push(format!("zclab checks every block: {c:.0} ns per read"));
     }
@@ -1210,11 +1280,15 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
                 (Some(r), Some(lo), Some(hi)) => format!("{r:.2}x [{lo:.2}-{hi:.2}]"),
                 _ => "-".into(),
             },
-            x.verdict,
+            if x.fastest_peer.is_some() {
+                format!("{} (slower peer)", x.verdict)
+            } else {
+                x.verdict.clone()
+            },
             note(x)
         );
     }
-    s
+    s + &fastest_table(o)
 }
 
 #[cfg(test)]
@@ -1262,6 +1336,80 @@ mod tests {
         );
         assert_eq!(spread(&[]), None);
         assert_eq!(spread(&[0.0, 1.0]), None);
+    }
+
+    fn row(workload: &str, tool: &str, side: &str, tool_values: &[f64], ratio: f64) -> Outcome {
+        Outcome {
+            workload: workload.into(),
+            lab_side: side.into(),
+            fastest_peer: None,
+            unit: "IOPS".into(),
+            tool: tool.into(),
+            tool_values: tool_values.to_vec(),
+            lab_values: vec![],
+            ratio: Some(ratio),
+            ratio_lo: Some(ratio - 0.01),
+            ratio_hi: Some(ratio + 0.01),
+            peer_spread: None,
+            reruns: 0,
+            verdict: if ratio > 1.01 { ">= 1.0" } else { "below" }.into(),
+            note: String::new(),
+            lab_check_ns: None,
+            lab_clock: None,
+            tool_cpu: None,
+            lab_cpu: None,
+            tool_latency: None,
+            lab_latency: None,
+        }
+    }
+
+    #[test]
+    fn a_win_over_a_slower_peer_is_not_the_standing() {
+        let mut o = vec![
+            row(
+                "fio qd1",
+                "fio",
+                "storage_read uring-read: --qd 1",
+                &[1.3e6],
+                1.5,
+            ),
+            row(
+                "t/io_uring qd1",
+                "t/io_uring",
+                "storage_read uring-read: --qd 1",
+                &[2.2e6],
+                0.89,
+            ),
+            row(
+                "fio qd32",
+                "fio",
+                "storage_read uring-read: --qd 32",
+                &[1.5e6],
+                1.2,
+            ),
+        ];
+        // A row that did not run is nobody's fastest peer.
+        let mut failed = row(
+            "t/io_uring qd32",
+            "t/io_uring",
+            "storage_read uring-read: --qd 32",
+            &[],
+            0.0,
+        );
+        failed.ratio = None;
+        o.push(failed);
+        mark_fastest(&mut o);
+        assert_eq!(o[0].fastest_peer.as_deref(), Some("t/io_uring qd1"));
+        assert_eq!(o[1].fastest_peer, None);
+        assert_eq!(o[2].fastest_peer, None);
+        assert!(note(&o[0]).contains("not the fastest peer"));
+        let t = fastest_table(&o);
+        assert!(
+            t.contains("| storage_read uring-read | fio, t/io_uring | t/io_uring qd1 | 0.89x"),
+            "{t}"
+        );
+        assert!(t.contains("| fio | fio qd32 | 1.20x"), "{t}");
+        assert!(!t.contains("| fio qd1 |"), "{t}");
     }
 
     #[test]
