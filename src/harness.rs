@@ -973,6 +973,31 @@ impl Lab {
         &self.rows
     }
 
+    /// The flame graph of a profile's folded stacks, beside them (`.svg` for `.folded`). One
+    /// that cannot be drawn is a warning: the profile's figures and stacks are kept.
+    fn write_flame(
+        &self,
+        folded_name: &str,
+        variant: &str,
+        label: &str,
+        folded: &str,
+    ) -> anyhow::Result<()> {
+        let title = format!(
+            "{} {variant} {label}: the measured thread's CPU time",
+            self.name
+        );
+        match crate::report::flame::svg(&title, folded) {
+            Ok(Some(svg)) => self.write_file(&profile::flame_name(folded_name), &svg),
+            Ok(None) => Ok(()),
+            Err(e) => {
+                self.say(&format!(
+                    "warning: no flame graph for {variant} {label}: {e}"
+                ));
+                Ok(())
+            }
+        }
+    }
+
     pub(crate) fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let p = self.dir.join(name);
         results::atomic_write(&p, bytes)
@@ -1351,7 +1376,9 @@ impl Lab {
                             match (&res, pf.summarise(&pr, bytes)) {
                                 (Ok(()), Ok(mut extras)) => {
                                     let name = profile::folded_name(v.name, &label);
-                                    self.write_file(&name, pr.folded_text().as_bytes())?;
+                                    let folded = pr.folded_text();
+                                    self.write_file(&name, folded.as_bytes())?;
+                                    self.write_flame(&name, v.name, &label, &folded)?;
                                     if let Some(po) = prof_others.take() {
                                         let more = pf.summarise_others(&po, bytes);
                                         if !more.is_empty() {
@@ -1359,7 +1386,14 @@ impl Lab {
                                                 &format!("{}.threads", v.name),
                                                 &label,
                                             );
-                                            self.write_file(&name, po.folded_text().as_bytes())?;
+                                            let folded = po.folded_text();
+                                            self.write_file(&name, folded.as_bytes())?;
+                                            self.write_flame(
+                                                &name,
+                                                &format!("{} (other threads)", v.name),
+                                                &label,
+                                                &folded,
+                                            )?;
                                         }
                                         extras.extend(more);
                                     }

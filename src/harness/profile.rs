@@ -90,6 +90,11 @@ pub(super) fn folded_name(variant: &str, point: &str) -> String {
     format!("{variant}@{point}.folded").replace('/', "_")
 }
 
+/// File name of the flame graph drawn from the folded stacks in `folded_name`.
+pub(super) fn flame_name(folded_name: &str) -> String {
+    format!("{}.svg", folded_name.trim_end_matches(".folded"))
+}
+
 /// meta.json's `profile` section.
 pub(super) fn meta(
     asked: bool,

@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod crossover;
+pub mod flame;
 
 use crate::analysis::{self, claims::Verdict, median, median_ci};
 use crate::results::{Experiment, Metrics, Outcome, Row, Status, SuiteMeta, row::CSV_HEADER};
@@ -368,6 +369,22 @@ pub fn run_report(
                 // Angle brackets keep '@', ',' and '=' in the file name one link target.
                 let _ = writeln!(s, "![{title}](<{}/plots/{file}>)\n", o.experiment);
             }
+        }
+        let flames = e.flame_graphs();
+        if !flames.is_empty() {
+            let _ = writeln!(
+                s,
+                "Flame graphs of the measured thread (`--profile`; docs/method.md, \"Where the CPU goes\"):\n"
+            );
+            for f in &flames {
+                let _ = writeln!(
+                    s,
+                    "- [{}](<{}/{f}>)",
+                    f.trim_end_matches(".svg").replace('@', " "),
+                    o.experiment
+                );
+            }
+            s.push('\n');
         }
     }
     s

@@ -25,6 +25,20 @@ impl Experiment {
     pub fn figures(&self) -> Vec<Figure> {
         load_figures(&self.dir)
     }
+
+    /// The flame graphs of its profiling trials (`<variant>@<point>.svg`, written with
+    /// `--profile`), by file name.
+    pub fn flame_graphs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".svg") && n.contains('@'))
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 /// A suite run directory (with experiment subdirectories) or a single experiment directory.

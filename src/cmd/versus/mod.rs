@@ -1065,8 +1065,8 @@ fn fastest_table(o: &[Outcome]) -> String {
             .collect::<Vec<_>>();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} |",
-            x.lab_side.split(':').next().unwrap_or_default(),
+            "| `{}` | {} | {} | {} | {} |",
+            x.lab_side,
             peers.join(", "),
             x.workload,
             match (x.ratio, x.ratio_lo, x.ratio_hi) {
@@ -1405,10 +1405,12 @@ mod tests {
         assert!(note(&o[0]).contains("not the fastest peer"));
         let t = fastest_table(&o);
         assert!(
-            t.contains("| storage_read uring-read | fio, t/io_uring | t/io_uring qd1 | 0.89x"),
+            t.contains(
+                "| `storage_read uring-read: --qd 1` | fio, t/io_uring | t/io_uring qd1 | 0.89x"
+            ),
             "{t}"
         );
-        assert!(t.contains("| fio | fio qd32 | 1.20x"), "{t}");
+        assert!(t.contains("--qd 32` | fio | fio qd32 | 1.20x"), "{t}");
         assert!(!t.contains("| fio qd1 |"), "{t}");
     }
 
