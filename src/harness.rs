@@ -92,6 +92,11 @@ pub struct CommonArgs {
     /// Needs root or CAP_PERFMON; otherwise recorded as unknown with the reason.
     #[arg(long)]
     pub profile: bool,
+    /// How long the profiling trial runs: passes until this much of the measured thread's CPU
+    /// time (at 5000 samples per CPU second: 250ms gives ~1250 samples), or 3x as much
+    /// measured time on a loaded machine.
+    #[arg(long, default_value = "250ms", value_parser = passes::parse_duration)]
+    pub profile_for: std::time::Duration,
     /// The order of the trials: `interleaved` takes the variants in turn at each point, one
     /// measured trial each, so that the machine's drift during a run falls on every variant
     /// alike and shows in their intervals; `sequential` runs all of a variant's trials before
@@ -949,7 +954,7 @@ impl Lab {
             "skipped": self.variants.iter().filter(|v| v.status == "skipped" || v.status == "unavailable").map(|v| json!({"variant": v.name, "reason": v.reason})).collect::<Vec<_>>(),
             "counters_note": self.syscalls_note,
             "syscalls_counted_in": if self.can_count { "the last untimed warm-up trial of each variant and point (the tracepoint slows every system call, so it is off in the timed trials)" } else { "nowhere: unknown" },
-            "profile": profile::meta(self.args.profile, self.profiling.as_ref(), self.profile_note.as_deref(), &self.profile_failures),
+            "profile": profile::meta(self.args.profile, self.args.profile_for, self.profiling.as_ref(), self.profile_note.as_deref(), &self.profile_failures),
             "probe": self.caps,
             "peer": self.peer_meta,
             "noise": self.noise,
@@ -1248,7 +1253,9 @@ impl Lab {
                         // passes as fill it (stopped early by a failure or a signal).
                         let want_ns = match self.args.duration {
                             Some(d) if !warm => d.as_nanos() as u64,
-                            _ if sampler.is_some() => profile::PROFILE_MIN_NS,
+                            _ if sampler.is_some() => {
+                                self.args.profile_for.as_nanos().max(1) as u64
+                            }
                             _ => 0,
                         };
                         // A profile wants samples, which come with CPU time: on a loaded

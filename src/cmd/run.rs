@@ -115,6 +115,10 @@ pub const QUICK_COMMON: &[&str] = &[
     "auto",
     "--point-budget",
     "1200ms",
+    // Flame graphs and CPU buckets for every variant and point: ~500 samples each.
+    "--profile",
+    "--profile-for",
+    "100ms",
 ];
 /// The same for the full preset: 2 s trials, up to 12 of them per point.
 pub const FULL_COMMON: &[&str] = &[

@@ -7,10 +7,6 @@ use crate::caps::Caps;
 use crate::measure::profile::{self, COPY, Kallsyms, Profile, ReferenceCopy};
 use crate::sys::perf_sample::SAMPLE_PERIOD_NS;
 
-/// Measured time the profiling trial runs passes for (at one sample per 200 us of CPU, up to
-/// about 1250 samples of the measured thread).
-pub(super) const PROFILE_MIN_NS: u64 = 250_000_000;
-
 /// What profiling needs, found once per run.
 pub(super) struct Profiling {
     pub(super) syms: Kallsyms,
@@ -98,6 +94,7 @@ pub(super) fn flame_name(folded_name: &str) -> String {
 /// meta.json's `profile` section.
 pub(super) fn meta(
     asked: bool,
+    profile_for: std::time::Duration,
     p: Option<&Profiling>,
     note: Option<&str>,
     failures: &[(String, String, String)],
@@ -115,7 +112,7 @@ pub(super) fn meta(
         "event": "perf cpu-clock (software), kernel and user mode, kernel call chains",
         "period_ns": SAMPLE_PERIOD_NS,
         "rate_hz_of_cpu_time": 1e9 / SAMPLE_PERIOD_NS as f64,
-        "taken_in": "one extra untimed trial per variant and point (passes until 250 ms measured), sampler on only inside the measured closure",
+        "taken_in": format!("one extra untimed trial per variant and point (passes until {} ms of the measured thread's CPU time, --profile-for), sampler on only inside the measured closure", profile_for.as_millis()),
         "threads": "the measured thread only: the peer thread, io-wq workers and the SQPOLL thread are not sampled, so a receiver's copies and io_uring work done off the measured thread are not in these figures",
         "user_code": "samples in user mode are one bucket, user (hashing not told apart)",
         "reference_copy": p.map(|p| json!({
