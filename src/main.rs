@@ -45,6 +45,9 @@ enum Cmd {
     /// Compare two or more run directories: results side by side and kernel capability
     /// differences; with --stability, how far two runs' figures and claim verdicts agree.
     Compare(compare::CompareArgs),
+    /// Draw the differential flame graph of two profiles (`<variant>@<point>.folded`, written
+    /// with --profile): two variants of one point, or one variant in two runs.
+    Flame(cmd::flame::FlameArgs),
     /// Give each published claim (claims/claims.json) a verdict from one run directory, or from
     /// several runs on different kernels for the claims that compare kernels.
     Claims {
@@ -122,6 +125,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Run(args) => suite::run(&args),
         Cmd::Placement(args) => cmd::placement::run(&args),
         Cmd::Compare(args) => compare::main(&args),
+        Cmd::Flame(args) => cmd::flame::run(&args),
         Cmd::Claims { runs, json } => cmd::claims::run(&runs, json),
         Cmd::Versus(args) => {
             let (outcomes, md) = cmd::versus::run(&args)?;

@@ -228,4 +228,75 @@ fn profiled_rows_carry_buckets_copies_and_folded_stacks() {
     };
     assert!(sites("classic-read-write") >= 1.0);
     assert_eq!(sites("classic-sendfile"), 0.0);
+
+    // Beside each profile, its flame graph, naming the copy read+write makes.
+    let rw = |ext: &str| {
+        let r = e
+            .rows
+            .iter()
+            .find(|r| r.variant == "classic-read-write")
+            .unwrap();
+        e.dir.join(format!("{}@{}.{ext}", r.variant, r.point))
+    };
+    let svg = std::fs::read_to_string(rw("svg")).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("copy"),
+        "{}",
+        &svg[..200]
+    );
+    // The differential graph of two variants of one point (`zclab flame`), and of one run
+    // against itself (`zclab compare --flames`): one per profile the runs share.
+    let sf = e.dir.join(
+        std::fs::read_dir(&e.dir)
+            .unwrap()
+            .flatten()
+            .map(|x| x.file_name().into_string().unwrap())
+            .find(|n| n.starts_with("classic-sendfile@") && n.ends_with(".folded"))
+            .unwrap(),
+    );
+    let out = res.path().join("rw-vs-sendfile.svg");
+    let zclab = env!("CARGO_BIN_EXE_zclab");
+    let st = std::process::Command::new(zclab)
+        .arg("flame")
+        .arg(rw("folded"))
+        .arg(&sf)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let d = std::fs::read_to_string(&out).unwrap();
+    assert!(d.contains("sendfile") && d.contains("a smaller one"));
+    let flames = res.path().join("flames");
+    let o = std::process::Command::new(zclab)
+        .arg("compare")
+        .arg(&e.dir)
+        .arg(&e.dir)
+        .arg("--flames")
+        .arg(&flames)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let drawn = std::fs::read_dir(flames.join("file_to_socket"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        drawn,
+        e.rows
+            .iter()
+            .map(|r| (&r.variant, &r.point))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    );
+    // A file that is not a profile is refused by name.
+    let bad = std::process::Command::new(zclab)
+        .arg("flame")
+        .arg(e.dir.join("meta.json"))
+        .arg(&sf)
+        .arg("-o")
+        .arg(res.path().join("x.svg"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a folded-stack file"));
 }

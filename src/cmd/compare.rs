@@ -32,6 +32,11 @@ pub struct CompareArgs {
     /// With --stability: print the check as JSON instead of Markdown.
     #[arg(long, requires = "stability")]
     pub json: bool,
+    /// Also draw, into this directory, the differential flame graph from the first run to
+    /// each other run of every profile they share (`<experiment>/<variant>@<point>.svg`; the
+    /// runs need --profile, which the quick preset gives).
+    #[arg(long)]
+    pub flames: Option<PathBuf>,
 }
 
 /// Runs the command: prints the comparison (or the stability check), draws the plots.
@@ -54,6 +59,25 @@ pub fn main(args: &CompareArgs) -> Result<i32> {
     if let Some(p) = &args.plots {
         super::run::draw_plots(&args.runs, Some(p.as_path()), false)?;
         println!("overlaid plots: {}", p.display());
+    }
+    if let Some(dir) = &args.flames {
+        let runs = load_all(&args.runs)?;
+        for other in &runs[1..] {
+            let out = if runs.len() > 2 {
+                dir.join(other.dir.file_name().unwrap_or_default())
+            } else {
+                dir.clone()
+            };
+            let n = super::flame::compare_runs(&runs[0], other, &out)?;
+            if n == 0 {
+                bail!(
+                    "no profile is in both {} and {}: run them with --profile (the quick preset profiles)",
+                    runs[0].dir.display(),
+                    other.dir.display()
+                );
+            }
+            println!("differential flame graphs: {n} in {}", out.display());
+        }
     }
     Ok(0)
 }

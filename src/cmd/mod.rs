@@ -5,6 +5,7 @@
 
 pub mod claims;
 pub mod compare;
+pub mod flame;
 pub mod placement;
 pub mod report;
 pub mod run;
