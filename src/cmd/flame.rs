@@ -87,7 +87,7 @@ pub fn compare_runs(
         let Some(b) = other.experiments.get(name) else {
             continue;
         };
-        for f in folded_files(&a.dir) {
+        for f in a.profiles() {
             let (pa, pb) = (a.dir.join(&f), b.dir.join(&f));
             if !pb.is_file() {
                 continue;
@@ -115,17 +115,4 @@ fn dir_name(p: &Path) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or("?")
         .to_string()
-}
-
-/// The measured thread's profiles in an experiment directory (not the other threads').
-fn folded_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".folded") && n.contains('@') && !n.contains(".threads@"))
-        .collect();
-    v.sort();
-    v
 }

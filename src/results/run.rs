@@ -29,12 +29,25 @@ impl Experiment {
     /// The flame graphs of its profiling trials (`<variant>@<point>.svg`, written with
     /// `--profile`), by file name.
     pub fn flame_graphs(&self) -> Vec<String> {
+        self.point_files(".svg")
+    }
+
+    /// The measured thread's profiles (`<variant>@<point>.folded`; not the other threads'
+    /// `<variant>.threads@<point>.folded`), by file name.
+    pub fn profiles(&self) -> Vec<String> {
+        let mut v = self.point_files(".folded");
+        v.retain(|n| !n.contains(".threads@"));
+        v
+    }
+
+    /// Its `<variant>@<point><suffix>` files, sorted by name.
+    fn point_files(&self, suffix: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.ends_with(".svg") && n.contains('@'))
+            .filter(|n| n.ends_with(suffix) && n.contains('@'))
             .collect();
         v.sort();
         v
