@@ -1246,8 +1246,12 @@ impl Lab {
                         let mut prof = sampler
                             .as_ref()
                             .map(|s| crate::measure::profile::Profile::new(s.period_ns()));
-                        let mut prof_others = prof.clone();
-                        let my_tid = nix::unistd::gettid().as_raw() as u32;
+                        // The peers' samples: each peer samples itself at its own period.
+                        let mut prof_others = sampler.as_ref().map(|_| {
+                            crate::measure::profile::Profile::new(
+                                crate::sys::perf_sample::PEER_SAMPLE_PERIOD_NS,
+                            )
+                        });
                         progress.trial(v.name, &label);
                         // Warm-ups are one pass; with --duration a timed trial is as many
                         // passes as fill it (stopped early by a failure or a signal).
@@ -1300,7 +1304,11 @@ impl Lab {
                                 variant: v.name,
                                 fault: self.fault.as_ref(),
                             };
+                            let profiling = sampler.is_some();
+                            crate::measure::profile::arm_peer_sampling(profiling);
                             let res = (v.run)(ctx, &mut trial);
+                            crate::measure::profile::arm_peer_sampling(false);
+                            let peers = crate::measure::profile::take_peer_samplers();
                             ring = trial.ring.take().or(ring);
                             if let (Some(s), Some(pr), Some(po), Some(pf)) = (
                                 &sampler,
@@ -1308,7 +1316,10 @@ impl Lab {
                                 prof_others.as_mut(),
                                 self.profiling.as_ref(),
                             ) {
-                                pr.drain_split(po, my_tid, s, &pf.syms);
+                                pr.drain(s, &pf.syms);
+                                for p in &peers {
+                                    po.drain(p, &pf.syms);
+                                }
                             }
                             let pass = passes::Measured {
                                 metrics: trial.metrics,

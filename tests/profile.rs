@@ -210,6 +210,12 @@ fn profiled_rows_carry_buckets_copies_and_folded_stacks() {
             .sum();
         assert_eq!(n as f64, m.extra["prof_samples"], "{}", folded.display());
     }
+    // The receiver (the peer thread) copies what arrives, whatever the sender did.
+    for r in &e.rows {
+        let x = &r.metrics.as_ref().unwrap().extra;
+        assert!(x["peer_prof_samples"] > 0.0, "{}: {x:?}", r.variant);
+        assert!(x["peer_prof_copy_pct"] > 0.0, "{}: {x:?}", r.variant);
+    }
     // read+write copies the payload twice on the sender, sendfile not at all.
     assert!(cpb["classic-read-write"] > 0.5, "{cpb:?}");
     assert!(

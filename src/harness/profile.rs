@@ -113,7 +113,7 @@ pub(super) fn meta(
         "period_ns": SAMPLE_PERIOD_NS,
         "rate_hz_of_cpu_time": 1e9 / SAMPLE_PERIOD_NS as f64,
         "taken_in": format!("one extra untimed trial per variant and point (passes until {} ms of the measured thread's CPU time, --profile-for), sampler on only inside the measured closure", profile_for.as_millis()),
-        "threads": "the measured thread only: the peer thread, io-wq workers and the SQPOLL thread are not sampled, so a receiver's copies and io_uring work done off the measured thread are not in these figures",
+        "threads": "the measured thread, and apart (peer_*, <variant>.threads@<point>.folded) the peer threads the lab starts, each sampling itself from its start to its end; io-wq workers and the SQPOLL thread are not sampled, so io_uring work done there is not in these figures",
         "user_code": "samples in user mode are one bucket, user (hashing not told apart)",
         "reference_copy": p.map(|p| json!({
             "what": "read(2) of a cached 16 MiB file into a 64 KiB buffer, copy bucket only",

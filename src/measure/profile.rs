@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sys::perf_sample::{Sample, Sampler};
 
@@ -158,6 +160,44 @@ pub const BUCKETS: &[Bucket] = &[
 ];
 
 /// All bucket keys in report order: the table's, then `user` and `other`.
+/// Whether a profiling trial is running: peer threads started meanwhile sample themselves
+/// ([`sample_this_peer`]). The peer thread is not a child of the sampled measured thread's
+/// event (an inherited event on every CPU gave short passes far too few samples of the
+/// measured thread), so each peer opens its own.
+static PEER_SAMPLING: AtomicBool = AtomicBool::new(false);
+/// The samplers peer threads opened on themselves during the profiling trial.
+static PEER_SAMPLERS: Mutex<Vec<Sampler>> = Mutex::new(Vec::new());
+
+/// Arms (or disarms) peer sampling around a profiling trial. Disarming leaves the samplers
+/// opened meanwhile for [`take_peer_samplers`].
+pub fn arm_peer_sampling(on: bool) {
+    PEER_SAMPLING.store(on, Ordering::SeqCst);
+}
+
+/// Called by a peer thread of the measured one when it starts: during a profiling trial it
+/// samples itself, from now until it ends (its set-up included, which is short beside its
+/// transfer). A sampler the kernel refuses leaves the peer unsampled.
+pub fn sample_this_peer() {
+    if !PEER_SAMPLING.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Ok(s) = Sampler::open_peer() {
+        PEER_SAMPLERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
+    }
+}
+
+/// The samplers the peers opened since the last call, stopped.
+pub fn take_peer_samplers() -> Vec<Sampler> {
+    let v = std::mem::take(&mut *PEER_SAMPLERS.lock().unwrap_or_else(|e| e.into_inner()));
+    for s in &v {
+        let _ = s.disable();
+    }
+    v
+}
+
 pub fn bucket_keys() -> Vec<&'static str> {
     BUCKETS.iter().map(|b| b.key).chain([USER, OTHER]).collect()
 }

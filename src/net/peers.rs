@@ -244,6 +244,7 @@ pub(crate) fn spawn<T: Send + 'static>(
         .name(name.into())
         .spawn(move || {
             let _ = crate::sys::cpu::pin_to(cpu);
+            crate::measure::profile::sample_this_peer();
             f()
         })?;
     Ok(PeerThread::new(h, who))

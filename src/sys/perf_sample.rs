@@ -32,6 +32,11 @@ use super::perf::{
 /// kernel's 1, 4 or 10 ms timer ticks.
 pub const SAMPLE_PERIOD_NS: u64 = 200_111;
 
+/// The period of a peer thread's own sampler ([`Sampler::open_peer`]): a peer lives one pass,
+/// and its event counts from zero, so a pass shorter than a period would give it no sample
+/// at all; at 50 us a peer busy for 150 us gets 3 (it loses under one period per pass).
+pub const PEER_SAMPLE_PERIOD_NS: u64 = 50_111;
+
 /// `PERF_COUNT_SW_CPU_CLOCK`.
 const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
 /// `PERF_SAMPLE_*` bits.
@@ -79,6 +84,7 @@ pub struct Sample {
 #[derive(Debug)]
 pub struct Sampler {
     rings: Vec<Ring>,
+    period_ns: u64,
 }
 
 impl Sampler {
@@ -89,7 +95,14 @@ impl Sampler {
         // 8 MiB of records (about six seconds of samples) so that one pass needs no reader
         // thread; smaller if the locked-memory limit refuses.
         Ok(Sampler {
-            rings: vec![Ring::open(tid, -1, false, &[2048, 256, 32])?],
+            rings: vec![Ring::open(
+                tid,
+                -1,
+                false,
+                SAMPLE_PERIOD_NS,
+                &[2048, 256, 32],
+            )?],
+            period_ns: SAMPLE_PERIOD_NS,
         })
     }
 
@@ -100,14 +113,35 @@ impl Sampler {
         // SAFETY: sysconf has no preconditions.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as i32;
         let rings = (0..cpus)
-            .map(|c| Ring::open(tid, c, true, &[1024, 256, 32]))
+            .map(|c| Ring::open(tid, c, true, SAMPLE_PERIOD_NS, &[1024, 256, 32]))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Sampler { rings })
+        Ok(Sampler {
+            rings,
+            period_ns: SAMPLE_PERIOD_NS,
+        })
+    }
+
+    /// A sampler of the calling thread for a peer of the measured thread, enabled at once:
+    /// [`Sampler::open`] every [`PEER_SAMPLE_PERIOD_NS`], with smaller buffers (2 MiB at most,
+    /// about 250 ms of the peer's CPU time: a trial may start several peers, each with its own).
+    pub fn open_peer() -> io::Result<Sampler> {
+        let s = Sampler {
+            rings: vec![Ring::open(
+                0,
+                -1,
+                false,
+                PEER_SAMPLE_PERIOD_NS,
+                &[512, 128, 32],
+            )?],
+            period_ns: PEER_SAMPLE_PERIOD_NS,
+        };
+        s.enable()?;
+        Ok(s)
     }
 
     /// CPU time one sample stands for.
     pub fn period_ns(&self) -> u64 {
-        SAMPLE_PERIOD_NS
+        self.period_ns
     }
 
     /// Starts sampling.
@@ -142,13 +176,25 @@ struct Ring {
     data_len: usize,
 }
 
+// SAFETY: the mapping belongs to the ring alone (unmapped when it drops), and every access
+// to it goes through `&self` methods that only read the kernel's records and advance the
+// tail; a ring moved to another thread (a peer's sampler, read by the harness after the peer
+// ended) is used from one thread at a time.
+unsafe impl Send for Ring {}
+
 impl Ring {
-    fn open(tid: i32, cpu: i32, inherit: bool, pages: &[usize]) -> io::Result<Ring> {
+    fn open(
+        tid: i32,
+        cpu: i32,
+        inherit: bool,
+        period_ns: u64,
+        pages: &[usize],
+    ) -> io::Result<Ring> {
         let attr = PerfEventAttr {
             type_: PERF_TYPE_SOFTWARE,
             size: PERF_ATTR_SIZE_VER5,
             config: PERF_COUNT_SW_CPU_CLOCK,
-            sample_period: SAMPLE_PERIOD_NS,
+            sample_period: period_ns,
             sample_type: PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_CALLCHAIN,
             flags: ATTR_DISABLED
                 | ATTR_EXCLUDE_CALLCHAIN_USER
