@@ -138,7 +138,7 @@ pub fn copies_table(rows: &[Row], host: &Host) -> Option<String> {
     );
     let _ = writeln!(
         md,
-        "Seeds: copies and user/kernel switches per chunk as the seeds state them. Measured: udp-sink, median of {} repeats (min-max); CPU is the sending process's user + system time (the sink's drop at IP runs in the sender's softirq and is included, the same per datagram for every method); a system call is two user/kernel switches.\n",
+        "Seeds: copies and user/kernel switches per chunk as the seeds state them. Measured: udp-sink, median of {} repeats (min-max); CPU copies measured (with --profile, which the quick preset gives): the places in the sender's profile that copy the payload, each taking at least a quarter of a reference copy's time per MiB, and in brackets the copy functions' time per MiB in reference copies (a copy from colder memory counts as more than one); CPU is the sending process's user + system time (the sink's drop at IP runs in the sender's softirq and is included, the same per datagram for every method); a system call is two user/kernel switches.\n",
         host.repeat
     );
     for ((size, chunk), rs) in &by_point {
@@ -168,15 +168,15 @@ fn point_table(md: &mut String, size: u64, chunk: u64, rs: &[&Row]) {
     );
     let _ = writeln!(
         md,
-        "| method (seeds) | CPU copies (seeds) | switches (seeds) | variant measured | syscalls / MiB | syscalls / datagram | sender CPU µs / MiB | of which system | GB/s | copied (kernel's report) |"
+        "| method (seeds) | CPU copies (seeds) | CPU copies measured | switches (seeds) | variant measured | syscalls / MiB | syscalls / datagram | sender CPU µs / MiB | of which system | GB/s | copied (kernel's report) |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let line = |md: &mut String, method: &str, copies: &str, sw: &str, v: &str| {
         let r = of(v);
         if r.is_empty() {
             let _ = writeln!(
                 md,
-                "| {method} | {copies} | {sw} | {v} | not measured | | | | | |"
+                "| {method} | {copies} | | {sw} | {v} | not measured | | | | | |"
             );
             return;
         }
@@ -192,9 +192,19 @@ fn point_table(md: &mut String, size: u64, chunk: u64, rs: &[&Row]) {
             let z = x.metrics.as_ref()?.zc.as_ref()?;
             z.usage_reported.then_some(z.copied_pct)
         });
+        // With --profile: the copy sites counted in the sender's profile, and its copy time
+        // in reference copies (docs/method.md, "Where the CPU goes").
+        let sites = spread(&r, |x| x.metrics.as_ref()?.extra.get("copy_sites").copied());
+        let timed = spread(&r, |x| {
+            x.metrics.as_ref()?.extra.get("copies_per_byte").copied()
+        });
+        let measured = match (sites, timed) {
+            (Some(n), Some(t)) => format!("{:.0} ({:.2} timed)", n.0, t.0),
+            _ => "no profile".into(),
+        };
         let _ = writeln!(
             md,
-            "| {method} | {copies} | {sw} | {v} | {} | {} | {} | {} | {} | {} |",
+            "| {method} | {copies} | {measured} | {sw} | {v} | {} | {} | {} | {} | {} | {} |",
             sysc.map_or("unknown".into(), |s| format!("{:.1}", s.0)),
             per_dgram.map_or("unknown".into(), |s| format!("{:.2}", s.0)),
             cpu.map_or("-".into(), |c| format!(
@@ -214,7 +224,7 @@ fn point_table(md: &mut String, size: u64, chunk: u64, rs: &[&Row]) {
             None => {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | — | {} | | | | | |",
+                    "| {} | {} | | {} | — | {} | | | | | |",
                     s.method, s.copies, s.switches, s.note
                 );
             }
