@@ -48,6 +48,14 @@ pub struct Side {
     pub r#where: BTreeMap<String, Value>,
 }
 
+/// Row figures that only a profiled run has (besides `prof_*`).
+const PROFILED: &[&str] = &[
+    "copy_sites",
+    "copies_per_byte",
+    "peer_copy_sites",
+    "peer_copies_per_byte",
+];
+
 /// One check.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -203,6 +211,23 @@ fn matches(params: &BTreeMap<String, Value>, filters: &BTreeMap<String, Value>) 
 
 /// Whether the trial was measured with the host's CPUs apart (docs/method.md, "Host
 /// placement"): the claims leave it out, as a figure of the host's placement, not of the path.
+/// Figures that count rather than time (system calls, copies found in a profile, the
+/// kernel's zero-copy report): where the host put the CPUs does not change them, so trials
+/// measured apart still count for them.
+const COUNTED: &[&str] = &[
+    "syscalls_per_mib",
+    "syscalls_per_io",
+    "copy_sites",
+    "peer_copy_sites",
+    "copied_pct",
+];
+
+/// Whether `r` is left out of a claim on `metric`: a timed figure measured with the CPUs
+/// apart.
+fn left_out_for(r: &Row, metric: &str) -> bool {
+    !COUNTED.contains(&metric) && apart(r)
+}
+
 fn apart(r: &Row) -> bool {
     r.metrics
         .as_ref()
@@ -219,12 +244,12 @@ fn picks(r: &Row, side: &Side, extra: &BTreeMap<String, Value>) -> bool {
 }
 
 /// How many of the rows a claim would use were measured with the CPUs apart.
-fn left_out(rows: &[Row], sides: &[&Side], extra: &BTreeMap<String, Value>) -> usize {
+fn left_out(rows: &[Row], sides: &[&Side], extra: &BTreeMap<String, Value>, metric: &str) -> usize {
     sides
         .iter()
         .map(|s| {
             rows.iter()
-                .filter(|r| picks(r, s, extra) && apart(r))
+                .filter(|r| picks(r, s, extra) && left_out_for(r, metric))
                 .count()
         })
         .sum()
@@ -260,9 +285,13 @@ fn values<'a>(
     rows: &'a [Row],
     side: &Side,
     extra: &BTreeMap<String, Value>,
+    metric: &str,
 ) -> BTreeMap<String, (BTreeMap<String, Value>, Vec<&'a Row>)> {
     let mut by_point: BTreeMap<String, (BTreeMap<String, Value>, Vec<&Row>)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| picks(r, side, extra) && !apart(r)) {
+    for r in rows
+        .iter()
+        .filter(|r| picks(r, side, extra) && !left_out_for(r, metric))
+    {
         // The shared point: the params not fixed by this side's own filter.
         let shared: BTreeMap<String, Value> = r
             .params
@@ -458,8 +487,8 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            let va = values(rows, a, points);
-            let vb = values(rows, b, points);
+            let va = values(rows, a, points, m);
+            let vb = values(rows, b, points, m);
             let mut found = Vec::new();
             for (key, (shared, ra)) in &va {
                 let Some((_, rb)) = vb.get(key) else { continue };
@@ -494,7 +523,7 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                     filter_text(points)
                 ))
             });
-            note_left_out(out, left_out(rows, &[a, b], points))
+            note_left_out(out, left_out(rows, &[a, b], points, m))
         }
         Check::Value {
             experiment,
@@ -508,7 +537,7 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            let v = values(rows, side, &BTreeMap::new());
+            let v = values(rows, side, &BTreeMap::new(), m);
             let mut found = Vec::new();
             for (shared, rs) in v.values() {
                 let s: Vec<f64> = series(rs, m).into_iter().map(|x| x.1).collect();
@@ -523,12 +552,17 @@ fn check(c: &Check, runs: &[Run]) -> Out {
             let label = format!("{} {m}", side_text(side));
             let out = answer(&found, label, &format!("{op} {threshold}")).unwrap_or_else(|| {
                 na(format!(
-                    "the run has no {m} for {} at {}",
+                    "the run has no {m} for {} at {}{}",
                     side.variant,
-                    filter_text(&side.r#where)
+                    filter_text(&side.r#where),
+                    if PROFILED.contains(&m.as_str()) || m.starts_with("prof_") {
+                        " (a figure of the profiling trial: --profile, which needs root or CAP_PERFMON)"
+                    } else {
+                        ""
+                    }
                 ))
             });
-            note_left_out(out, left_out(rows, &[side], &BTreeMap::new()))
+            note_left_out(out, left_out(rows, &[side], &BTreeMap::new(), m))
         }
         Check::Crossover {
             experiment,
@@ -545,7 +579,7 @@ fn check(c: &Check, runs: &[Run]) -> Out {
                 Ok(r) => r,
                 Err(e) => return na(e),
             };
-            let n_apart = left_out(rows, &[a, b], &BTreeMap::new());
+            let n_apart = left_out(rows, &[a, b], &BTreeMap::new(), m);
             let out = match crossover(rows, m, a, b, param, *lower_is_better) {
                 None => na(format!(
                     "the run did not include a {param} sweep of {} and {}",
@@ -609,7 +643,7 @@ fn check(c: &Check, runs: &[Run]) -> Out {
             let pick = |r: &Run| -> Vec<f64> {
                 r.rows(experiment)
                     .map(|rows| {
-                        values(rows, side, &BTreeMap::new())
+                        values(rows, side, &BTreeMap::new(), m)
                             .values()
                             .flat_map(|(_, rs)| series(rs, m).into_iter().map(|x| x.1))
                             .collect()
@@ -649,8 +683,8 @@ fn crossover(
     param: &str,
     lower: bool,
 ) -> Option<(Option<f64>, Option<f64>, bool, String)> {
-    let va = values(rows, a, &BTreeMap::new());
-    let vb = values(rows, b, &BTreeMap::new());
+    let va = values(rows, a, &BTreeMap::new(), m);
+    let vb = values(rows, b, &BTreeMap::new(), m);
     let mut pts: Vec<(u64, Vec<f64>, Vec<f64>)> = Vec::new();
     for (key, (shared, ra)) in &va {
         let Some((_, rb)) = vb.get(key) else { continue };
@@ -882,14 +916,18 @@ mod tests {
             r#where: BTreeMap::new(),
         };
         let none = BTreeMap::new();
-        let v = values(&rows, &side, &none);
+        let v = values(&rows, &side, &none, "gbps");
         let kept: Vec<f64> = v
             .values()
             .flat_map(|(_, rs)| series(rs, "gbps"))
             .map(|x| x.1)
             .collect();
         assert_eq!(kept, [1.0, 2.0]);
-        assert_eq!(left_out(&rows, &[&side], &none), 1);
+        assert_eq!(left_out(&rows, &[&side], &none, "gbps"), 1);
+        // A count (system calls, copies) does not depend on where the CPUs were: all kept.
+        let counted = values(&rows, &side, &none, "copy_sites");
+        assert_eq!(counted.values().map(|(_, rs)| rs.len()).sum::<usize>(), 3);
+        assert_eq!(left_out(&rows, &[&side], &none, "syscalls_per_mib"), 0);
         let out = note_left_out(
             Out {
                 kind: Kind::Reproduced,

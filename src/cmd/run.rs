@@ -51,7 +51,9 @@ pub const CLAIMS_PRESET: &[(&str, &[&str])] = &[
     // seeds-copies (udp-sink, 63488 B datagrams), ibm-transferto (4 KiB read+write against
     // 256 KiB sendfile)
     ("file_to_socket", &["--host-wait", "60s", "--repeat", "auto:21", "--point-budget", "5s", "--paths", "tcp-loopback,udp-sink", "--sizes", "64MiB", "--chunks", "4KiB,256KiB",
-        "--datagram", "63488", "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-splice"]),
+        "--datagram", "63488", "--variants", "classic-read-write,classic-mmap-write,classic-sendfile,classic-splice",
+        // seeds-copies counts the copies in each sender's profile.
+        "--profile", "--profile-for", "100ms"]),
     // zc-loopback-copies, zc-10k (a size sweep), sendzc-rfc, sendzc-sizes (4000, 8000 B),
     // sendzc-veth, zc-batch-notif (reap 1 against 32)
     ("net_send", &["--host-wait", "60s", "--paths", "tcp-loopback,tcp-veth,udp-sink", "--sizes", "4000,8000,16KiB,32KiB,65507",
