@@ -1391,12 +1391,25 @@ impl Lab {
                         drop(sampler);
                         if let (Some(pr), Some(pf)) = (prof.take(), self.profiling.as_ref()) {
                             let bytes = metrics.as_ref().map_or(0, |m| m.bytes);
-                            match (&res, pf.summarise(&pr, bytes)) {
-                                (Ok(()), Ok(mut extras)) => {
-                                    let name = profile::folded_name(v.name, &label);
-                                    let folded = pr.folded_text();
-                                    self.write_file(&name, folded.as_bytes())?;
-                                    self.write_flame(&name, v.name, &label, &folded)?;
+                            match &res {
+                                Ok(()) => {
+                                    let mut extras = Vec::new();
+                                    match pf.summarise(&pr, bytes) {
+                                        Ok(e) => {
+                                            let name = profile::folded_name(v.name, &label);
+                                            let folded = pr.folded_text();
+                                            self.write_file(&name, folded.as_bytes())?;
+                                            self.write_flame(&name, v.name, &label, &folded)?;
+                                            extras.extend(e);
+                                        }
+                                        Err(why) => self.profile_failures.push((
+                                            v.name.into(),
+                                            label.clone(),
+                                            why,
+                                        )),
+                                    }
+                                    // The peers' profile stands on its own: a measured thread
+                                    // that only waited while a peer worked has none.
                                     if let Some(po) = prof_others.take() {
                                         let more = pf.summarise_others(&po, bytes);
                                         if !more.is_empty() {
@@ -1415,13 +1428,11 @@ impl Lab {
                                         }
                                         extras.extend(more);
                                     }
-                                    st.profiled = Some(extras);
+                                    if !extras.is_empty() {
+                                        st.profiled = Some(extras);
+                                    }
                                 }
-                                (Ok(()), Err(why)) => {
-                                    self.profile_failures
-                                        .push((v.name.into(), label.clone(), why))
-                                }
-                                (Err(e), _) => self.profile_failures.push((
+                                Err(e) => self.profile_failures.push((
                                     v.name.into(),
                                     label.clone(),
                                     format!("the profiling trial failed: {e:#}"),

@@ -273,6 +273,7 @@ impl Generator {
             let r = (|| {
                 pktns::enter(ns)?;
                 crate::sys::cpu::pin_to(run.cpu)?;
+                crate::measure::profile::sample_this_peer();
                 let u0 = usage::thread()?;
                 let t0 = Instant::now();
                 let n = self.run(run.ifindex, run.frames, run.batch, stop)?;
@@ -684,6 +685,7 @@ pub fn spawn_load<'s>(
     s.spawn(move || {
         let r = (|| {
             crate::sys::cpu::pin_to(cpu)?;
+            crate::measure::profile::sample_this_peer();
             let u0 = usage::thread()?;
             let t0 = Instant::now();
             tx.send(net, len, frames, 64, |_| {})?;
@@ -709,6 +711,7 @@ pub fn spawn_sink<'s>(
 ) -> std::thread::ScopedJoinHandle<'s, io::Result<(Tracker, Usage)>> {
     s.spawn(move || {
         crate::sys::cpu::pin_to(cpu)?;
+        crate::measure::profile::sample_this_peer();
         let u0 = usage::thread()?;
         let mut t = Tracker::new(len);
         drain(rx, &mut t, 64, done, |_| {})?;
