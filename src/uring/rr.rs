@@ -35,6 +35,15 @@ const UD_ACCEPT: u64 = 3;
 /// Buffer group of the provided-buffer ring.
 const BGID: u16 = 7;
 
+/// How long the server waits for a second completion (the next request, beside the send it
+/// just completed) before it handles the one already there: past this the pair is not
+/// coming (a client that waits for the rest of an answer sends nothing), and waiting on would
+/// leave both sides waiting for each other.
+const PAIR_WAIT_NS: u32 = 10_000_000;
+/// How long the server waits with nothing completing before it gives up with an error
+/// (a client that stopped, or a wait neither side can end) rather than hang.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A provided-buffer ring: `count` (a power of two) buffers of `size` bytes that the kernel
 /// picks from for multishot receives, each handed back with [`BufRing::recycle`].
 struct BufRing {
@@ -171,12 +180,44 @@ impl RrUring {
         unsafe { r.submission().push(&e) }.map_err(|_| io::Error::other("submission queue full"))
     }
 
-    /// Submits what was pushed and waits until at least `want` completions are in the queue.
+    /// Submits what was pushed and waits until at least `want` completions are in the queue,
+    /// or (where the kernel takes a timeout on the wait, IORING_FEAT_EXT_ARG, 5.11) until one
+    /// is there and a second has not followed within [`PAIR_WAIT_NS`]. Fails after [`STALL`]
+    /// without a completion.
     fn enter(&mut self, want: usize, n: &mut u64) -> io::Result<()> {
+        let timed = self.ring.inner().params().is_feature_ext_arg();
+        let start = std::time::Instant::now();
         loop {
             *n += 1;
-            match self.ring.inner().submit_and_wait(want) {
+            let r = if timed {
+                let ts = if want > 1 {
+                    types::Timespec::new().nsec(PAIR_WAIT_NS)
+                } else {
+                    types::Timespec::new().sec(1)
+                };
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.inner().submitter().submit_with_args(want, &args)
+            } else {
+                self.ring.inner().submit_and_wait(want)
+            };
+            match r {
                 Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
+                    if !self.ring.inner().completion().is_empty() {
+                        return Ok(());
+                    }
+                    if start.elapsed() >= STALL {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the server waited {STALL:?} without a completion: the client stopped, or each side waits for the other"
+                            ),
+                        ));
+                    }
+                    if crate::sys::signal::Cancel::process().is_cancelled() {
+                        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+                    }
+                }
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
