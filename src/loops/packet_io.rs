@@ -272,8 +272,7 @@ impl Generator {
         s.spawn(move || {
             let r = (|| {
                 pktns::enter(ns)?;
-                crate::sys::cpu::pin_to(run.cpu)?;
-                crate::measure::profile::sample_this_peer();
+                crate::net::peers::start_peer(run.cpu)?;
                 let u0 = usage::thread()?;
                 let t0 = Instant::now();
                 let n = self.run(run.ifindex, run.frames, run.batch, stop)?;
@@ -684,8 +683,7 @@ pub fn spawn_load<'s>(
 ) -> std::thread::ScopedJoinHandle<'s, io::Result<SideReport>> {
     s.spawn(move || {
         let r = (|| {
-            crate::sys::cpu::pin_to(cpu)?;
-            crate::measure::profile::sample_this_peer();
+            crate::net::peers::start_peer(cpu)?;
             let u0 = usage::thread()?;
             let t0 = Instant::now();
             tx.send(net, len, frames, 64, |_| {})?;
@@ -710,8 +708,7 @@ pub fn spawn_sink<'s>(
     done: &'s AtomicU64,
 ) -> std::thread::ScopedJoinHandle<'s, io::Result<(Tracker, Usage)>> {
     s.spawn(move || {
-        crate::sys::cpu::pin_to(cpu)?;
-        crate::measure::profile::sample_this_peer();
+        crate::net::peers::start_peer(cpu)?;
         let u0 = usage::thread()?;
         let mut t = Tracker::new(len);
         drain(rx, &mut t, 64, done, |_| {})?;

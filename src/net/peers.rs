@@ -243,11 +243,18 @@ pub(crate) fn spawn<T: Send + 'static>(
     let h = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let _ = crate::sys::cpu::pin_to(cpu);
-            crate::measure::profile::sample_this_peer();
+            let _ = start_peer(cpu);
             f()
         })?;
     Ok(PeerThread::new(h, who))
+}
+
+/// What a peer thread of the measured one does first: pin itself to `cpu`, and during a
+/// profiling trial sample itself ([`crate::measure::profile::sample_this_peer`]).
+pub(crate) fn start_peer(cpu: usize) -> io::Result<()> {
+    let pinned = crate::sys::cpu::pin_to(cpu);
+    crate::measure::profile::sample_this_peer();
+    pinned
 }
 
 /// A sender peer: streams `data` over its socket in writes of `write_size` bytes, then closes

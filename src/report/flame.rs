@@ -1,6 +1,6 @@
 //! Flame graphs of the profiling trial's folded stacks (`<variant>@<point>.folded`,
 //! docs/method.md, "Where the CPU goes"), drawn as SVG by the inferno crate: one per profiled
-//! variant and point, and the differential graph of two profiles (`zclab compare --flame`).
+//! variant and point, and the differential graph of two profiles (`zclab flame`, `zclab compare --flames`).
 
 use std::io;
 
@@ -18,11 +18,16 @@ fn options(title: &str, subtitle: Option<String>) -> inferno::flamegraph::Option
 /// An SVG flame graph of folded-stack text ("frame;frame;... count" per line); None when the
 /// text holds no stack.
 pub fn svg(title: &str, folded: &str) -> io::Result<Option<Vec<u8>>> {
+    draw(options(title, None), folded)
+}
+
+/// Draws folded-stack lines (one count, or two for a differential graph); None without any.
+fn draw(mut opt: inferno::flamegraph::Options<'_>, folded: &str) -> io::Result<Option<Vec<u8>>> {
     if folded.lines().all(|l| l.trim().is_empty()) {
         return Ok(None);
     }
     let mut out = Vec::new();
-    inferno::flamegraph::from_lines(&mut options(title, None), folded.lines(), &mut out)?;
+    inferno::flamegraph::from_lines(&mut opt, folded.lines(), &mut out)?;
     Ok(Some(out))
 }
 
@@ -38,13 +43,8 @@ pub fn diff_svg(title: &str, before: &str, after: &str) -> io::Result<Option<Vec
     };
     inferno::differential::from_readers(opt, before.as_bytes(), after.as_bytes(), &mut folded)?;
     let folded = String::from_utf8(folded).map_err(io::Error::other)?;
-    if folded.lines().all(|l| l.trim().is_empty()) {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
     let sub = Some("red: a larger share of the samples than before; blue: a smaller one".into());
-    inferno::flamegraph::from_lines(&mut options(title, sub), folded.lines(), &mut out)?;
-    Ok(Some(out))
+    draw(options(title, sub), &folded)
 }
 
 #[cfg(test)]

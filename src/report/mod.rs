@@ -374,7 +374,7 @@ pub fn run_report(
         if !flames.is_empty() {
             let _ = writeln!(
                 s,
-                "Flame graphs of the measured thread (`--profile`; docs/method.md, \"Where the CPU goes\"):\n"
+                "Flame graphs (`--profile`; `.threads`: the peer threads; docs/method.md, \"Where the CPU goes\"):\n"
             );
             for f in &flames {
                 let _ = writeln!(

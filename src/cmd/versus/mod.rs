@@ -730,27 +730,24 @@ fn run_lab(
         .path();
     let text = std::fs::read_to_string(run.join(experiment).join("summary.jsonl"))?;
     let rows = parse_jsonl(&text).map_err(|e| anyhow::anyhow!(e))?;
-    let v: Vec<f64> = rows
+    // The metrics of the variant's ok rows: every figure below is a median over them.
+    let ok: Vec<&results::Metrics> = rows
         .iter()
         .filter(|r| r.variant == variant && r.status == results::Status::Ok)
         .filter_map(|r| r.metrics.as_ref())
-        .filter_map(|m| metric(m, metric_name))
         .collect();
+    let v: Vec<f64> = ok.iter().filter_map(|m| metric(m, metric_name)).collect();
     if v.is_empty() {
         bail!("{experiment} wrote no {variant} row");
     }
     let x = median(&v);
-    let check: Vec<f64> = rows
+    let check: Vec<f64> = ok
         .iter()
-        .filter(|r| r.variant == variant && r.status == results::Status::Ok)
-        .filter_map(|r| r.metrics.as_ref())
         .filter_map(|m| m.extra.get("check_ns_per_io").copied())
         .collect();
     let check = (!check.is_empty()).then(|| median(&check));
-    let clock: Vec<ClockUse> = rows
+    let clock: Vec<ClockUse> = ok
         .iter()
-        .filter(|r| r.variant == variant && r.status == results::Status::Ok)
-        .filter_map(|r| r.metrics.as_ref())
         .filter_map(|m| {
             Some(ClockUse {
                 reads_per_op: *m.extra.get("clock_reads_per_op")?,
@@ -758,10 +755,8 @@ fn run_lab(
             })
         })
         .collect();
-    let cpu: Vec<Cpu> = rows
+    let cpu: Vec<Cpu> = ok
         .iter()
-        .filter(|r| r.variant == variant && r.status == results::Status::Ok)
-        .filter_map(|r| r.metrics.as_ref())
         .filter(|m| metric_name == "ops_per_s" && m.ops > 0)
         .map(|m| Cpu {
             user_ns_per_op: m.user_ns as f64 / m.ops as f64,
@@ -774,11 +769,9 @@ fn run_lab(
         clock: ClockUse::median(&clock),
         cpu: Cpu::median(&cpu),
         lat: {
-            let l: Vec<sockperf::Lat> = rows
+            let l: Vec<sockperf::Lat> = ok
                 .iter()
-                .filter(|r| experiment == "rr" && r.variant == variant)
-                .filter(|r| r.status == results::Status::Ok)
-                .filter_map(|r| r.metrics.as_ref())
+                .filter(|_| experiment == "rr")
                 .map(|m| sockperf::Lat {
                     p50_us: m.latency.p50_ns as f64 / 1e3,
                     p99_us: m.latency.p99_ns as f64 / 1e3,
@@ -1044,6 +1037,14 @@ fn mark_fastest(o: &mut [Outcome]) {
     }
 }
 
+/// The row's ratio with its interval, or "-" where it has none.
+fn ratio_text(x: &Outcome) -> String {
+    match (x.ratio, x.ratio_lo, x.ratio_hi) {
+        (Some(r), Some(lo), Some(hi)) => format!("{r:.2}x [{lo:.2}-{hi:.2}]"),
+        _ => "-".into(),
+    }
+}
+
 /// One line per lab side: the row against its fastest peer, and how many peers it met.
 fn fastest_table(o: &[Outcome]) -> String {
     let mut s = String::from(
@@ -1069,10 +1070,7 @@ fn fastest_table(o: &[Outcome]) -> String {
             x.lab_side,
             peers.join(", "),
             x.workload,
-            match (x.ratio, x.ratio_lo, x.ratio_hi) {
-                (Some(r), Some(lo), Some(hi)) => format!("{r:.2}x [{lo:.2}-{hi:.2}]"),
-                _ => "-".into(),
-            },
+            ratio_text(x),
             x.verdict
         );
     }
@@ -1276,10 +1274,7 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
             x.unit,
             fmt(&x.unit, &x.lab_values),
             x.unit,
-            match (x.ratio, x.ratio_lo, x.ratio_hi) {
-                (Some(r), Some(lo), Some(hi)) => format!("{r:.2}x [{lo:.2}-{hi:.2}]"),
-                _ => "-".into(),
-            },
+            ratio_text(x),
             if x.fastest_peer.is_some() {
                 format!("{} (slower peer)", x.verdict)
             } else {
