@@ -75,17 +75,19 @@ use anyhow::Result;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use zclab::caps::Caps;
 use zclab::catalog::{Entry, net_send as names};
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
+use zclab::loops::flows::{self, Flow, FlowEnd};
 use zclab::loops::send::{self, NOTIF_TIMEOUT, PeerUsage, SendJob, SendKind, Sender};
 use zclab::loops::{net_paths, netsend_crossover};
-use zclab::net::Sink;
 use zclab::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
 use zclab::net::peers;
 use zclab::net::remote::{self, PeerAddr};
+use zclab::net::{Conn, Sink};
 use zclab::results::Row;
 use zclab::units;
 use zclab::uring::pipeline::SendOp;
@@ -146,6 +148,8 @@ struct Args {
     /// variants are measured at the first value.
     #[arg(long, default_value = "1,32", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=4096))]
     reap_every: Vec<u64>,
+    #[command(flatten)]
+    flows: flows::FlowArgs,
     /// MTU of the lab's veth pairs (65535 lets a 65507-byte UDP payload through whole).
     #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u32).range(1280..=65535))]
     veth_mtu: u32,
@@ -198,6 +202,14 @@ impl Experiment for NetSend {
                 p.name()
             )));
         }
+        if let Err(e) = args.flows.check() {
+            return Err(harness::usage(e));
+        }
+        if args.flows.many() && args.net.peer.is_some() {
+            return Err(harness::usage(
+                "--flows and --threads run on the local paths only (not with --peer)",
+            ));
+        }
         let paths = dedup(given);
         let reaps = dedup(args.reap_every.iter().copied());
         let mut points = Vec::new();
@@ -212,12 +224,18 @@ impl Experiment for NetSend {
             }));
             for s in sizes {
                 for &r in &reaps {
-                    points.push(
-                        Point::new()
-                            .text("path", p.name())
-                            .size("size", s)
-                            .int("reap", r),
-                    );
+                    let point = Point::new()
+                        .text("path", p.name())
+                        .size("size", s)
+                        .int("reap", r);
+                    if !args.flows.many() {
+                        points.push(point);
+                        continue;
+                    }
+                    for &f in &dedup(args.flows.flows.iter().copied()) {
+                        let threads = args.flows.threads;
+                        points.push(point.clone().int("flows", f).int("threads", threads));
+                    }
                 }
             }
         }
@@ -234,6 +252,8 @@ impl Experiment for NetSend {
                 "peer_cpu_time": "measured in the receiver's thread on the peer host (getrusage RUSAGE_THREAD), recorded as peer_user_ns/peer_sys_ns; not subtracted here",
             })),
             "placement": {"sender_cpu": common.cpus.0, "peer_cpu": common.cpus.1},
+            "flows": args.flows.flows, "threads": args.flows.threads,
+            "flow_cpus": args.flows.flow_cpus, "peer_cpus": args.flows.peer_cpus,
             "tcp_in_flight": "one send per stream",
             "udp_uring_in_flight": args.inflight.min(args.pool),
             "notif_timeout_s": NOTIF_TIMEOUT.as_secs(),
@@ -367,6 +387,9 @@ fn run(ctx: &mut NetSend, t: &mut Trial, kind: SendKind) -> Result<()> {
         inflight,
         reap,
     };
+    if ctx.args.flows.many() {
+        return run_flows(ctx, t, kind, path, job);
+    }
     let recv_buf = size.max(256 << 10);
     let net = ctx.net.as_ref();
     let mut conn = send::connect(
@@ -420,24 +443,41 @@ fn run(ctx: &mut NetSend, t: &mut Trial, kind: SendKind) -> Result<()> {
         t.set_extra("enobufs_retries", counts.enobufs_retries as f64);
         t.set_zc(counts, Some(release));
     }
+    job_extras(ctx, t, kind, path, &job, sndbuf, (ks0, ks1));
+    Ok(())
+}
+
+/// The figures every row of a trial carries: the job, the socket options in force, and
+/// ksoftirqd's CPU time on both CPUs (`ks`: before and after).
+type Ksoft = (Option<u64>, Option<u64>);
+fn job_extras(
+    ctx: &NetSend,
+    t: &mut Trial,
+    kind: SendKind,
+    path: NetPath,
+    job: &SendJob,
+    sndbuf: usize,
+    (ks0, ks1): (Ksoft, Ksoft),
+) {
+    let a = &ctx.args;
     if path == NetPath::UdpSink {
         t.set_extra("veth_mtu", a.veth_mtu as f64);
-        let frames = netns::udp_frames(size as u64, a.veth_mtu as u64).0;
+        let frames = netns::udp_frames(job.size as u64, a.veth_mtu as u64).0;
         t.set_extra("frames_per_datagram", frames as f64);
     }
-    t.set_extra("message_bytes", size as f64);
-    t.set_extra("messages", msgs as f64);
-    t.set_extra("pool_buffers", pool as f64);
-    t.set_extra("pool_bytes", (pool * size) as f64);
+    t.set_extra("message_bytes", job.size as f64);
+    t.set_extra("messages", job.msgs as f64);
+    t.set_extra("pool_buffers", job.pool as f64);
+    t.set_extra("pool_bytes", (job.pool * job.size) as f64);
     if let (SendKind::Uring(_), true) = (kind, path.is_datagram()) {
-        t.set_extra("inflight", inflight as f64);
+        t.set_extra("inflight", job.inflight as f64);
     }
     t.set_extra("so_sndbuf", sndbuf as f64);
     if !path.is_datagram() {
         t.set_extra("tcp_nodelay", a.nodelay as u8 as f64);
     }
-    if zerocopy {
-        t.set_extra("reap_every", reap as f64);
+    if kind == SendKind::MsgZerocopy {
+        t.set_extra("reap_every", job.reap as f64);
     }
     if let (Some(a), Some(b)) = (ks0.0, ks1.0) {
         t.set_extra("ksoftirqd_sender_cpu_ns", b.saturating_sub(a) as f64);
@@ -446,5 +486,219 @@ fn run(ctx: &mut NetSend, t: &mut Trial, kind: SendKind) -> Result<()> {
         // A remote peer's CPU is on the other host: its ksoftirqd time is peer_ksoftirqd_ns.
         t.set_extra("ksoftirqd_peer_cpu_ns", b.saturating_sub(a) as f64);
     }
+}
+
+/// One trial of `--flows N --threads T` on a TCP path: N connections, each to its own
+/// receiver (flow i's pinned to the i-th of --peer-cpus), sent over by T threads (thread j on
+/// the j-th of --flow-cpus; thread 0 is the harness's measured thread). The row is the
+/// aggregate; each flow's rate, their spread and Jain's fairness index are extras, and a flow
+/// whose receiver failed fails the row's integrity, naming it, while the others are recorded.
+fn run_flows(
+    ctx: &mut NetSend,
+    t: &mut Trial,
+    kind: SendKind,
+    path: NetPath,
+    job: SendJob,
+) -> Result<()> {
+    let n = t.point.num("flows") as usize;
+    let threads = t.point.num("threads") as usize;
+    if path.is_datagram() {
+        return Err(harness::skip_point(
+            "--flows runs on the TCP paths: udp-sink's integrity is its device counters, one sum for all flows",
+        ));
+    }
+    let a = &ctx.args;
+    let recv_buf = job.size.max(256 << 10);
+    // Connections (and their receivers) are made here; each thread makes its flows' senders,
+    // because a ring with SINGLE_ISSUER takes submissions only from the thread that made it.
+    let mut groups: Vec<Vec<(usize, Conn)>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut sndbuf = 0;
+    for i in 0..n {
+        let peer_cpu = a.flows.peer_cpu(i, t.cpus.1);
+        // A fault (ZCLAB_FAULT) hits flow 0's receiver only: the others must go on.
+        let fault = if i == 0 { t.fault_after() } else { None };
+        let conn = send::connect(
+            path,
+            ctx.net.as_ref(),
+            None,
+            peer_cpu,
+            recv_buf,
+            a.sink,
+            fault,
+        )?;
+        sndbuf = send::configure(&conn, a.nodelay, kind == SendKind::MsgZerocopy, a.sndbuf)?;
+        groups[i % threads].push((i, conn));
+    }
+    let report = t.caps.io_uring.send_zc_report_usage == Some(true);
+    let (cancel, clock, msgs) = (t.cancel(), t.clock, job.msgs);
+    let make = move |g: Vec<(usize, Conn)>| -> Result<Vec<(usize, Flow)>> {
+        g.into_iter()
+            .map(|(i, conn)| {
+                let sender = match kind {
+                    SendKind::Classic => Sender::classic(job, cancel),
+                    SendKind::MsgZerocopy => Sender::msg_zerocopy(job, clock, cancel)?,
+                    SendKind::Uring(op) => {
+                        Sender::uring(job, op, report, clock, cancel).map_err(harness::ring_err)?
+                    }
+                };
+                Ok((i, Flow { conn, sender }))
+            })
+            .collect()
+    };
+    let cpus: Vec<usize> = (0..threads)
+        .map(|j| a.flows.thread_cpu(j, t.cpus.0))
+        .collect();
+    if cpus[0] != t.cpus.0 {
+        zclab::sys::cpu::pin_to(cpus[0])?;
+    }
+    let ks0 = ctx.ksoftirqd_ns();
+    let mut groups = groups.into_iter();
+    let mut mine = make(groups.next().expect("at least one thread"))?;
+    if let Some(flags) = mine[0].1.sender.ring_flags() {
+        t.set_ring(flags);
+    }
+    // Every thread sets up, then all start together; a thread that could not set up stops
+    // the others before they send.
+    let (ready, abort) = (std::sync::Barrier::new(threads), AtomicBool::new(false));
+    let mut fl: Vec<Option<(Flow, FlowEnd)>> = (0..n).map(|_| None).collect();
+    let measured = std::thread::scope(|s| -> Result<()> {
+        let others: Vec<_> = groups
+            .zip(&cpus[1..])
+            .map(|(g, &cpu)| {
+                let (ready, abort) = (&ready, &abort);
+                s.spawn(move || -> Result<_> {
+                    let built = zclab::sys::cpu::pin_to(cpu)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| make(g));
+                    if built.is_err() {
+                        abort.store(true, Ordering::Release);
+                    }
+                    ready.wait(); // set up
+                    ready.wait(); // the main thread's clock started
+                    let mut g = built?;
+                    if abort.load(Ordering::Acquire) {
+                        return Ok((g, Vec::new(), None));
+                    }
+                    let mut r = zclab::measure::Recorder::new(clock);
+                    let start = r.now();
+                    let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
+                    let e = flows::run_thread(&mut refs, msgs, &mut r, start, cancel)?;
+                    Ok((g, e, Some(r.take())))
+                })
+            })
+            .collect();
+        ready.wait();
+        let go = !abort.load(Ordering::Acquire);
+        let mut started = false;
+        let r = t.measure(kind.step(false), |rec| {
+            let start = rec.now();
+            ready.wait();
+            started = true;
+            if !go {
+                anyhow::bail!("a sending thread could not set up its flows");
+            }
+            let mut refs: Vec<&mut Flow> = mine.iter_mut().map(|(_, f)| f).collect();
+            let e = flows::run_thread(&mut refs, msgs, rec, start, cancel)?;
+            let mut ends = vec![(std::mem::take(&mut mine), e)];
+            for h in others {
+                let (g, e, hist) = h.join().expect("a sending thread panicked")?;
+                if let Some(h) = hist {
+                    rec.absorb(&h);
+                }
+                ends.push((g, e));
+            }
+            let mut sent = 0;
+            for (g, e) in ends {
+                for ((i, f), end) in g.into_iter().zip(e) {
+                    sent += end.sent;
+                    fl[i] = Some((f, end));
+                }
+            }
+            Ok(Done {
+                bytes: sent * job.size as u64,
+                ops: sent,
+            })
+        });
+        if !started {
+            // The harness failed before the clock started: release the waiting threads.
+            abort.store(true, Ordering::Release);
+            ready.wait();
+        }
+        r
+    });
+    if cpus[0] != t.cpus.0 {
+        zclab::sys::cpu::pin_to(t.cpus.0)?;
+    }
+    measured?;
+    let ks1 = ctx.ksoftirqd_ns();
+    let (mut peers, mut rates, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut zc, mut release) = (None::<zclab::results::ZcCounts>, None);
+    let mut integrity: Option<zclab::results::Integrity> = None;
+    for (i, slot) in fl.into_iter().enumerate() {
+        let (mut f, end) = slot.expect("every flow ends");
+        let bytes = end.sent * job.size as u64;
+        rates.push(units::gbps(bytes, end.ns.max(1)));
+        t.set_extra(&format!("flow{i}_gbps"), *rates.last().expect("pushed"));
+        let got = match end.got {
+            Ok(got) => got,
+            Err(e) => {
+                failed.push(format!("flow {i}: {e:#}"));
+                continue;
+            }
+        };
+        let z = f.sender.zero_copy()?;
+        let d = send::verify(&mut f.conn, got, &job, z.as_ref().map(|z| &z.0), None)?;
+        if let Some(PeerUsage::Local(u)) = d.peer {
+            peers.push(u);
+        }
+        if !d.integrity.ok {
+            failed.push(format!(
+                "flow {i}: expected {}, got {}",
+                d.integrity.expected, d.integrity.got
+            ));
+        }
+        if let Some((c, h)) = z {
+            zc = Some(zc.map_or(c.clone(), |z| z.merged(&c)));
+            release
+                .get_or_insert_with(zclab::measure::recorder::new_histogram)
+                .add(&h)?;
+        }
+        integrity.get_or_insert(d.integrity);
+    }
+    t.set_peer(flows::total_usage(peers));
+    let total = job.bytes() * n as u64;
+    let got_bytes = t.metrics().map_or(0, |m| m.bytes);
+    let first = integrity.unwrap_or_default();
+    t.set_integrity(zclab::results::Integrity {
+        ok: failed.is_empty(),
+        method: format!("per flow, {n} flows: {}", first.method),
+        expected: format!("{n} flows, each {}", first.expected),
+        got: if failed.is_empty() {
+            format!("{n} flows, each as expected")
+        } else {
+            format!(
+                "{} of {n} flows failed: {}",
+                failed.len(),
+                failed.join("; ")
+            )
+        },
+        bytes_expected: total,
+        bytes_got: got_bytes,
+    });
+    if let Some(c) = zc {
+        t.set_extra("enobufs_retries", c.enobufs_retries as f64);
+        t.set_zc(c, release);
+    }
+    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rates.iter().copied().fold(0.0, f64::max);
+    t.set_extra("flows", n as f64);
+    t.set_extra("threads", threads as f64);
+    t.set_extra("flows_failed", failed.len() as f64);
+    t.set_extra("flow_gbps_min", lo);
+    t.set_extra("flow_gbps_max", hi);
+    if let Some(j) = flows::jain(&rates) {
+        t.set_extra("jain_fairness", j);
+    }
+    job_extras(ctx, t, kind, path, &job, sndbuf, (ks0, ks1));
     Ok(())
 }

@@ -62,6 +62,22 @@ fn list_and_bad_input() {
             ("--variants classic-sendd", "classic-sendd"),
             ("--pool 0", "0"),
             ("--reap-every x", "x"),
+            (
+                "--flows 2 --threads 3",
+                "--threads 3 is more than --flows 2",
+            ),
+            (
+                "--flows 4,1 --threads 2",
+                "--threads 2 is more than --flows 1",
+            ),
+            ("--flows 0", "0"),
+            ("--flows 65", "65"),
+            ("--flows 2 --flow-cpus 4096", "CPU 4096 does not exist"),
+            ("--flows 2 --peer-cpus x", "'x' is not a CPU number"),
+            (
+                "--flows 2 --peer 127.0.0.1",
+                "--flows and --threads run on the local paths",
+            ),
         ],
     );
 }
@@ -86,6 +102,52 @@ fn loopback_all_variants_pool_of_two() {
         2
     );
     assert_nothing_skipped_or_failed(&e.meta());
+}
+
+/// `--flows 4 --threads 2` on loopback: every variant sends over four connections from two
+/// threads, each flow's stream arrives intact, and the row is the aggregate with each flow's
+/// rate and the fairness index.
+#[test]
+fn four_flows_on_two_threads() {
+    let args = "--sizes 64KiB --bytes 1MiB --flows 4 --threads 2 --reap-every 1";
+    let (_, e) = every_variant_ok(&["tcp-loopback"], args);
+    for r in &e.rows {
+        assert!(r.point.ends_with("flows=4,threads=2"), "{}", r.point);
+        let m = metrics(r);
+        assert_eq!(m.bytes, 4 << 20, "four flows of 1 MiB: {}", what(r));
+        assert_eq!(m.extra["flows_failed"], 0.0);
+        let rates: Vec<f64> = (0..4).map(|i| m.extra[&format!("flow{i}_gbps")]).collect();
+        assert!(rates.iter().all(|&x| x > 0.0), "{rates:?}");
+        let j = m.extra["jain_fairness"];
+        assert!(j > 0.25 && j <= 1.0 + 1e-9, "{j}");
+        assert!(integrity(r).method.starts_with("per flow, 4 flows"));
+        assert!(m.peer_sys_ns.is_some(), "the receivers' CPU is set apart");
+    }
+}
+
+/// One flow's receiver resets its connection: that flow fails and is named, the other three
+/// are delivered and recorded in the row; the variant fails (exit 1), the next one runs.
+#[test]
+fn a_dead_flow_fails_alone() {
+    let r = Lab::new(BIN)
+        .tiny_tmp()
+        .argv("--paths tcp-loopback --sizes 64KiB --bytes 2MiB --flows 4 --threads 2")
+        .args(&["--variants", "classic-send,uring-send"])
+        .fault("peer-reset-after:64KiB@classic-send")
+        .run();
+    assert_eq!(r.code(), Some(1), "{}", r.text());
+    let e = r.exp("net_send");
+    let bad = e.rows.iter().find(|r| r.variant == "classic-send").unwrap();
+    let err = bad.error.as_deref().unwrap_or("");
+    assert!(err.contains("1 of 4 flows failed: flow 0:"), "{err}");
+    assert!(err.contains("reset"), "{err}");
+    let m = bad.metrics.as_ref().expect("the other flows are recorded");
+    assert_eq!(m.extra["flows_failed"], 1.0);
+    for i in 1..4 {
+        assert!(m.extra[&format!("flow{i}_gbps")] > 0.0, "flow {i}: {m:?}");
+    }
+    let ok = e.rows.iter().find(|r| r.variant == "uring-send").unwrap();
+    assert!(assert_intact(ok).extra["flows_failed"] == 0.0);
 }
 
 /// `--sink discard`: the peer thread drops the bytes with recv(MSG_TRUNC). Every variant still

@@ -7,6 +7,7 @@ pub mod common;
 pub mod copies;
 pub mod file_socket;
 pub mod files;
+pub mod flows;
 pub mod gather;
 pub mod net_paths;
 pub mod netsend_crossover;

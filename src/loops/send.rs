@@ -217,20 +217,31 @@ enum How {
 }
 
 /// A sender set up before the clock starts (buffers filled with the base pattern, the ring
-/// created and its buffers registered), run inside it by [`Sender::send`].
+/// created and its buffers registered), run inside it by [`Sender::send`], or one message at a
+/// time by [`Sender::send_one`] and [`Sender::end`] (a thread that sends over several flows).
 pub struct Sender {
     job: SendJob,
     how: How,
     cancel: Cancel,
+    /// MSG_ZEROCOPY sends since the error queue was last read.
+    since_reap: u64,
 }
 
 impl Sender {
+    fn with(job: SendJob, how: How, cancel: Cancel) -> Sender {
+        Sender {
+            job,
+            how,
+            cancel,
+            since_reap: 0,
+        }
+    }
+
     /// send(2) from one user buffer.
     pub fn classic(job: SendJob, cancel: Cancel) -> Sender {
         let mut buf = vec![0u8; job.size];
         fill_pattern(&mut buf, 0);
-        let how = How::Classic(buf);
-        Sender { job, how, cancel }
+        Sender::with(job, How::Classic(buf), cancel)
     }
 
     /// send(2) with MSG_ZEROCOPY from a pool of `job.pool` buffers (the socket needs
@@ -240,8 +251,7 @@ impl Sender {
         for i in 0..job.pool {
             fill_pattern(pool.buffer_mut(i).expect("a new pool is free"), 0);
         }
-        let how = How::MsgZerocopy(pool);
-        Ok(Sender { job, how, cancel })
+        Ok(Sender::with(job, How::MsgZerocopy(pool), cancel))
     }
 
     /// io_uring `op` from `job.pool` registered buffers on the lab's tuned ring;
@@ -265,8 +275,7 @@ impl Sender {
         for i in 0..job.pool {
             fill_pattern(p.buffer_mut(i).expect("a new pipeline is free"), 0);
         }
-        let how = How::Uring(p);
-        Ok(Sender { job, how, cancel })
+        Ok(Sender::with(job, How::Uring(p), cancel))
     }
 
     /// The ring's flags, for an io_uring sender.
@@ -281,11 +290,46 @@ impl Sender {
     /// into `rec`), waits for every zero-copy notification, then ends a TCP stream and returns
     /// its receiver's account (None on UDP, checked by [`verify`] after the clock).
     pub fn send(&mut self, conn: &mut Conn, rec: &mut Recorder) -> Result<Option<Got>> {
-        let (job, cancel) = (self.job, self.cancel);
+        if let (How::Uring(p), true) = (&mut self.how, conn.is_datagram()) {
+            send_uring_datagrams(conn, p, &self.job, rec, self.cancel)?;
+        } else {
+            for seq in 0..self.job.msgs {
+                self.send_one(conn, seq, rec)?;
+            }
+        }
+        self.end(conn)
+    }
+
+    /// Sends message `seq` over the stream `conn` until the kernel accepted all of it, one
+    /// latency sample into `rec`. The io_uring sender's datagram pipeline (many sends in
+    /// flight) has no single-message form: it runs only through [`Sender::send`].
+    pub fn send_one(&mut self, conn: &mut Conn, seq: u64, rec: &mut Recorder) -> Result<()> {
+        let (job, cancel) = (&self.job, self.cancel);
         match &mut self.how {
-            How::Classic(buf) => send_classic(conn, buf, &job, rec, cancel)?,
-            How::MsgZerocopy(pool) => send_msg_zerocopy(conn, pool, &job, rec, cancel)?,
-            How::Uring(p) => send_uring(conn, p, &job, rec, cancel)?,
+            How::Classic(buf) => classic_one(conn, buf, seq, rec, cancel),
+            How::MsgZerocopy(pool) => {
+                msg_zerocopy_one(conn, pool, job.size, seq, rec, cancel)?;
+                self.since_reap += 1;
+                if self.since_reap >= job.reap {
+                    self.since_reap = 0;
+                    pool.reap(conn.fd())?;
+                }
+                Ok(())
+            }
+            How::Uring(_) if conn.is_datagram() => {
+                bail!("the io_uring datagram sender runs only as a whole (Sender::send)")
+            }
+            How::Uring(p) => uring_stream_one(conn, p, job.size, seq, rec, cancel),
+        }
+    }
+
+    /// After the last message: waits for every zero-copy notification, then ends a TCP stream
+    /// and returns its receiver's account (None on UDP).
+    pub fn end(&mut self, conn: &mut Conn) -> Result<Option<Got>> {
+        match &mut self.how {
+            How::Classic(_) => {}
+            How::MsgZerocopy(pool) => pool.drain(conn.fd(), NOTIF_TIMEOUT)?,
+            How::Uring(p) => p.drain(NOTIF_TIMEOUT, |_| {})?,
         }
         finish(conn)
     }
@@ -321,27 +365,26 @@ fn finish(conn: &mut Conn) -> Result<Option<Got>> {
     }
 }
 
-fn send_classic(
+/// One message by send(2) calls until the kernel accepted all of it.
+#[inline(always)]
+fn classic_one(
     conn: &mut Conn,
     buf: &mut [u8],
-    job: &SendJob,
+    seq: u64,
     rec: &mut Recorder,
     cancel: Cancel,
 ) -> Result<()> {
-    let (size, msgs) = (job.size, job.msgs);
     let fd = conn.fd();
-    for seq in 0..msgs {
-        stamp(buf, seq);
-        let t0 = rec.now();
-        let mut off = 0;
-        while off < size {
-            match errqueue::send(fd, &buf[off..], 0) {
-                Ok(n) => off += n,
-                Err(e) => cancel.intr(e)?,
-            }
+    stamp(buf, seq);
+    let t0 = rec.now();
+    let mut off = 0;
+    while off < buf.len() {
+        match errqueue::send(fd, &buf[off..], 0) {
+            Ok(n) => off += n,
+            Err(e) => cancel.intr(e)?,
         }
-        rec.record_since(t0);
     }
+    rec.record_since(t0);
     Ok(())
 }
 
@@ -358,51 +401,47 @@ fn wait_notif(p: &mut SendPipeline, cancel: Cancel) -> Result<()> {
     }
 }
 
-fn send_msg_zerocopy(
+/// One message with MSG_ZEROCOPY from a buffer the kernel has released (waiting on the error
+/// queue for one when none is free).
+#[inline(always)]
+fn msg_zerocopy_one(
     conn: &mut Conn,
     pool: &mut ZcPool,
-    job: &SendJob,
+    size: usize,
+    seq: u64,
     rec: &mut Recorder,
     cancel: Cancel,
 ) -> Result<()> {
-    let (size, msgs, reap) = (job.size, job.msgs, job.reap);
     let fd = conn.fd();
-    let mut since_reap = 0u64;
-    for seq in 0..msgs {
-        let b = loop {
-            if let Some(b) = pool.free_buffer() {
-                break b;
-            }
-            match pool.wait(fd, NOTIF_TIMEOUT) {
-                Ok(0) => bail!(
-                    "no MSG_ZEROCOPY completion within {NOTIF_TIMEOUT:?} while all {} buffers were busy",
-                    pool.len()
-                ),
-                Ok(_) => {}
-                Err(e) => cancel.intr(e)?,
-            }
-        };
-        stamp(pool.buffer_mut(b).expect("free buffer"), seq);
-        let t0 = rec.now();
-        let mut off = 0;
-        while off < size {
-            match pool.send(fd, b, off, size - off, 0) {
-                Ok(n) => off += n,
-                Err(e) => cancel.intr(e)?,
-            }
+    let b = loop {
+        if let Some(b) = pool.free_buffer() {
+            break b;
         }
-        rec.record_since(t0);
-        since_reap += 1;
-        if since_reap >= reap {
-            since_reap = 0;
-            pool.reap(fd)?;
+        match pool.wait(fd, NOTIF_TIMEOUT) {
+            Ok(0) => bail!(
+                "no MSG_ZEROCOPY completion within {NOTIF_TIMEOUT:?} while all {} buffers were busy",
+                pool.len()
+            ),
+            Ok(_) => {}
+            Err(e) => cancel.intr(e)?,
+        }
+    };
+    stamp(pool.buffer_mut(b).expect("free buffer"), seq);
+    let t0 = rec.now();
+    let mut off = 0;
+    while off < size {
+        match pool.send(fd, b, off, size - off, 0) {
+            Ok(n) => off += n,
+            Err(e) => cancel.intr(e)?,
         }
     }
-    pool.drain(fd, NOTIF_TIMEOUT)?;
+    rec.record_since(t0);
     Ok(())
 }
 
-fn send_uring(
+/// Datagrams: keeps every free buffer in flight (up to `job.inflight` results pending) and
+/// reaps completions in batches; one latency sample per datagram, SQE pushed to result reaped.
+fn send_uring_datagrams(
     conn: &mut Conn,
     p: &mut SendPipeline,
     job: &SendJob,
@@ -412,74 +451,81 @@ fn send_uring(
     let (size, msgs, inflight) = (job.size, job.msgs, job.inflight);
     let sock = Fd::Raw(conn.fd().as_raw_fd());
     let clock = *rec.clock();
-    if conn.is_datagram() {
-        // Datagrams: keep every free buffer in flight, reap completions in batches.
-        let (mut next, mut done) = (0u64, 0u64);
-        let mut bad = None;
-        while done < msgs {
-            while next < msgs && p.can_push() && p.results_pending() < inflight {
-                let Some(b) = p.free_buffer() else { break };
-                stamp(p.buffer_mut(b).expect("free buffer"), next);
-                p.push(b, 0, size, sock, 0)?;
-                next += 1;
-            }
-            if p.results_pending() > 0 {
-                if let Err(e) = p.submit_and_wait(1) {
-                    cancel.intr(e)?;
-                }
-            } else {
-                wait_notif(p, cancel)?;
-            }
-            p.reap(|d| {
-                if d.res != d.len as i32 && bad.is_none() {
-                    bad = Some((d.res, d.len));
-                }
-                rec.record_ns(clock.ns_between(d.issued, d.reaped));
-                done += 1;
-            });
-            if let Some((res, len)) = bad {
-                bail!("a {len}-byte datagram send completed with {res}");
-            }
+    let (mut next, mut done) = (0u64, 0u64);
+    let mut bad = None;
+    while done < msgs {
+        while next < msgs && p.can_push() && p.results_pending() < inflight {
+            let Some(b) = p.free_buffer() else { break };
+            stamp(p.buffer_mut(b).expect("free buffer"), next);
+            p.push(b, 0, size, sock, 0)?;
+            next += 1;
         }
-    } else {
-        // A stream: one send in flight; notifications of earlier sends arrive meanwhile.
-        for seq in 0..msgs {
-            let b = loop {
-                if let Some(b) = p.free_buffer() {
-                    break b;
-                }
-                wait_notif(p, cancel)?;
-                p.reap(|_| {});
-            };
-            stamp(p.buffer_mut(b).expect("free buffer"), seq);
-            let t0 = rec.now();
-            let mut off = 0;
-            while off < size {
-                while !p.can_push() {
-                    wait_notif(p, cancel)?;
-                    p.reap(|_| {});
-                }
-                p.push(b, off, size - off, sock, libc::MSG_WAITALL)?;
-                let mut res = None;
-                while res.is_none() {
-                    if let Err(e) = p.submit_and_wait(1) {
-                        cancel.intr(e)?;
-                    }
-                    p.reap(|d| res = Some(d.res));
-                }
-                match res.expect("loop ends with a result") {
-                    r if r > 0 => off += r as usize,
-                    0 => bail!("send returned 0: the receiver closed"),
-                    r => {
-                        return Err(anyhow::Error::new(std::io::Error::from_raw_os_error(-r))
-                            .context("io_uring send"));
-                    }
-                }
+        if p.results_pending() > 0 {
+            if let Err(e) = p.submit_and_wait(1) {
+                cancel.intr(e)?;
             }
-            rec.record_since(t0);
+        } else {
+            wait_notif(p, cancel)?;
+        }
+        p.reap(|d| {
+            if d.res != d.len as i32 && bad.is_none() {
+                bad = Some((d.res, d.len));
+            }
+            rec.record_ns(clock.ns_between(d.issued, d.reaped));
+            done += 1;
+        });
+        if let Some((res, len)) = bad {
+            bail!("a {len}-byte datagram send completed with {res}");
         }
     }
-    p.drain(NOTIF_TIMEOUT, |_| {})?;
+    Ok(())
+}
+
+/// A stream: one message, one send in flight (short sends resubmitted); notifications of
+/// earlier sends arrive meanwhile.
+#[inline(always)]
+fn uring_stream_one(
+    conn: &mut Conn,
+    p: &mut SendPipeline,
+    size: usize,
+    seq: u64,
+    rec: &mut Recorder,
+    cancel: Cancel,
+) -> Result<()> {
+    let sock = Fd::Raw(conn.fd().as_raw_fd());
+    let b = loop {
+        if let Some(b) = p.free_buffer() {
+            break b;
+        }
+        wait_notif(p, cancel)?;
+        p.reap(|_| {});
+    };
+    stamp(p.buffer_mut(b).expect("free buffer"), seq);
+    let t0 = rec.now();
+    let mut off = 0;
+    while off < size {
+        while !p.can_push() {
+            wait_notif(p, cancel)?;
+            p.reap(|_| {});
+        }
+        p.push(b, off, size - off, sock, libc::MSG_WAITALL)?;
+        let mut res = None;
+        while res.is_none() {
+            if let Err(e) = p.submit_and_wait(1) {
+                cancel.intr(e)?;
+            }
+            p.reap(|d| res = Some(d.res));
+        }
+        match res.expect("loop ends with a result") {
+            r if r > 0 => off += r as usize,
+            0 => bail!("send returned 0: the receiver closed"),
+            r => {
+                return Err(anyhow::Error::new(std::io::Error::from_raw_os_error(-r))
+                    .context("io_uring send"));
+            }
+        }
+    }
+    rec.record_since(t0);
     Ok(())
 }
 

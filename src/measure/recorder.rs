@@ -62,6 +62,12 @@ impl Recorder {
         end
     }
 
+    /// Adds another recorder's samples (a second measured thread's) to this one's.
+    pub fn absorb(&mut self, other: &Histogram<u64>) {
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.hist.add(other);
+    }
+
     /// The clock this recorder reads.
     pub fn clock(&self) -> &Clock {
         &self.clock

@@ -48,6 +48,11 @@ struct MsgSlot {
     iov: libc::iovec,
 }
 
+// SAFETY: the raw pointers in a slot point only into memory the same SendPipeline owns (its
+// boxed slots and its ring's registered buffers), which moves with it, so a pipeline may be
+// handed to another thread (a multi-flow sending thread); it is never shared between threads.
+unsafe impl Send for MsgSlot {}
+
 /// Sends from a ring's registered buffers with several requests in flight.
 pub struct SendPipeline {
     // Declared first: the ring is closed before the msghdr storage below is freed.
