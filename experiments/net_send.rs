@@ -291,11 +291,15 @@ impl Experiment for NetSend {
         Ok(())
     }
 
-    /// For udp-sink (and remote-udp), the message size from which each zero-copy variant's
-    /// sender CPU per byte stays below classic-send's: `crossover.json`
-    /// (`crossover-remote-udp.json`).
+    /// With --flows, each flow's rate and the fairness per row: `flows.md`. For udp-sink (and
+    /// remote-udp), the message size from which each zero-copy variant's sender CPU per byte
+    /// stays below classic-send's: `crossover.json` (`crossover-remote-udp.json`).
     fn analyse(&self, rows: &[Row], common: &CommonArgs) -> Result<Vec<Analysis>> {
         let mut out = Vec::new();
+        if let Some(t) = zclab::report::flows_table(rows) {
+            let text = format!("flows (each row above is their aggregate):\n{t}");
+            out.push(Analysis::document("flows.md", t, text));
+        }
         for c in netsend_crossover::crossovers(rows, &self.paths, common.repeat.min) {
             match c.json {
                 Some(json) => out.push(Analysis {
@@ -658,7 +662,7 @@ fn run_flows(
             ));
         }
         if let Some((c, h)) = z {
-            zc = Some(zc.map_or(c.clone(), |z| z.merged(&c)));
+            zc = Some(zc.map_or(c, |z| z.merged(&c)));
             release
                 .get_or_insert_with(zclab::measure::recorder::new_histogram)
                 .add(&h)?;

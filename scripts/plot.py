@@ -28,6 +28,10 @@ Figures, each as PNG (and SVG with --svg), listed in `index.json` beside them:
   mapped                      share of received bytes mapped rather than copied (the rows'
                               `extra.mapped_pct`: net_recv's TCP_ZEROCOPY_RECEIVE), 0-100 %
   completions_per_mib         receive completions per MiB (the rows' `extra.completions_per_mib`)
+  fairness                    Jain's fairness index of the flows' own rates (the rows'
+                              `extra.jain_fairness`, with --flows), 1 = every flow got the same
+  loss                        share of offered frames lost, per cause (packet_io's `extra`
+                              loss counters against `offered`), stacked
 Experiments that move no bytes are plotted per operation instead of per MiB.
 With several runs the same figures overlay them: one colour per run (labelled by kernel and
 host), variants told apart by line style and marker (single run: colour per variant).
@@ -626,7 +630,7 @@ def parse_hgrm(path):
 # ---------------------------------------------------------------------------------------------
 
 FIGURE_KINDS = ("latency", "throughput", "cpu", "syscalls", "zc_copied", "mapped",
-                "completions_per_mib")
+                "completions_per_mib", "fairness", "loss")
 LINESTYLES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 # Colour-blind friendly (Okabe-Ito, then tab10 for more).
@@ -866,7 +870,8 @@ class Plotter:
             for kind in self.hist_kinds():
                 for point in self.points:
                     out.append(("latency", (point, kind)))
-        for k in ("throughput", "cpu", "syscalls", "zc_copied", "mapped", "completions_per_mib"):
+        for k in ("throughput", "cpu", "syscalls", "zc_copied", "mapped", "completions_per_mib",
+                  "fairness", "loss"):
             if k in kinds:
                 out.append((k, ()))
         return out
@@ -1026,6 +1031,10 @@ class Plotter:
                 if k not in keys:
                     keys.append(k)
         best, nbest = None, 1
+        # A flow sweep is drawn against the number of flows, whatever else varies.
+        if all("flows" in self.params[p] for p in self.points) and \
+                len({self.params[p]["flows"] for p in self.points}) > 1:
+            return "flows", [k for k in keys if k != "flows"]
         for k in keys:
             if not all(k in self.params[p] for p in self.points):
                 continue  # runs of an overlay that name different parameters
@@ -1111,7 +1120,8 @@ class Plotter:
                                             ri, v), **st)
                         tag(c, self.gid(ri, v))
                         used.append((ri, v))
-                log2 = is_size or (min(xs) > 0 and max(xs) / min(xs) >= 8)
+                # Flows are counted: ticks at the values measured, doubling along the axis.
+                log2 = is_size or xk == "flows" or (min(xs) > 0 and max(xs) / min(xs) >= 8)
                 if log2:
                     ax.set_xscale("log", base=2)
                     ax.xaxis.set_major_locator(FixedLocator(xs))
@@ -1298,6 +1308,65 @@ class Plotter:
     def completions_per_mib(self):
         self.extra_bars("completions_per_mib", "completions_per_mib", "completions per MiB",
                         "receive completions per MiB (median of repeats)")
+
+    def fairness(self):
+        self.extra_bars("jain_fairness", "fairness", "Jain's fairness index",
+                        "fairness of the flows' own rates (Jain's index: 1 = all equal, "
+                        "1/n = one flow took everything; median of repeats)")
+
+    # The loss counters a packet_io row may carry, each a cause of lost frames.
+    LOSS_CAUSES = (("xdp_rx_ring_full", "AF_XDP RX ring full"),
+                   ("xdp_rx_fill_ring_empty_descs", "AF_XDP fill ring empty"),
+                   ("xdp_rx_dropped", "AF_XDP dropped"),
+                   ("tp_drops", "AF_PACKET ring drops"),
+                   ("udp_rcvbuf_errors", "UDP receive buffer full"),
+                   ("dev_rx_dropped", "device rx_dropped"))
+
+    def loss(self):
+        """Stacked bars per point and variant: the median share of offered frames each loss
+        counter accounts for, and what no counter explains; only for rows with `offered`."""
+        import matplotlib.pyplot as plt
+
+        groups = []  # (point, variant, {cause: pct})
+        for p in self.points:
+            for v in self.variants:
+                rows = [r for r in self.ok.get((0, v, p), [])
+                        if (r.m.get("extra") or {}).get("offered", 0) > 0]
+                if not rows:
+                    continue
+                shares = {}
+                for key, _ in self.LOSS_CAUSES + (("lost", ""),):
+                    xs = [r.m["extra"].get(key) for r in rows]
+                    xs = [100.0 * x / r.m["extra"]["offered"] for x, r in zip(xs, rows)
+                          if isinstance(x, NUM) and math.isfinite(x) and x >= 0]
+                    if xs:
+                        shares[key] = statistics.median(xs)
+                groups.append((p, v, shares))
+        if not groups or not any(g[2].get("lost", 0) > 0 for g in groups):
+            return
+        fig, ax = plt.subplots(figsize=(max(7.0, 0.7 * len(groups) + 3), 5), layout="constrained")
+        xs = range(len(groups))
+        bottom = [0.0] * len(groups)
+        for i, (key, label) in enumerate(self.LOSS_CAUSES):
+            ys = [g[2].get(key, 0.0) for g in groups]
+            if any(ys):
+                ax.bar(xs, ys, bottom=bottom, label=label, color=COLOURS[i % len(COLOURS)],
+                       edgecolor="#333333")
+                bottom = [b + y for b, y in zip(bottom, ys)]
+        rest = [max(0.0, g[2].get("lost", 0.0) - b) for g, b in zip(groups, bottom)]
+        if any(rest):
+            ax.bar(xs, rest, bottom=bottom, label="lost, no counter names why",
+                   color="#dddddd", hatch="///", edgecolor="#333333")
+        ax.set_xticks(list(xs), [f"{v}\n{p}" for p, v, _ in groups], rotation=60, ha="right",
+                      fontsize=7)
+        ax.set_ylabel("% of offered frames")
+        ax.legend(fontsize=8)
+        full = self.title(fig, "frames lost and their causes (counters may overlap; median of "
+                               "repeats)")
+        vs = [v for v in self.variants if any(g[1] == v for g in groups)]
+        self.save(fig, "loss", "loss", full, [ax],
+                  {"points": sorted({p for p, _, _ in groups}, key=self.points.index),
+                   "variants": vs})
 
     def extra_bars(self, key, stem, ylabel, what, top=None):
         """Bars of one of the rows' `extra` figures per point and variant, when any row has

@@ -423,6 +423,36 @@ def test_other_shapes_of_experiment(runs, tmp_path):
         check_png(run / "syscall_floor" / "plots" / name)
 
 
+def test_flows_fairness_and_loss_causes(runs, tmp_path):
+    """A flow sweep is drawn against flows, with a fairness figure; packet_io-like rows with
+    loss counters get the stacked loss figure, whose unexplained part is hatched apart."""
+    hgrm = next((runs[0] / EXP).glob("*.hgrm")).read_text()
+    run = tmp_path / "synth-run"
+    pts = [(f"size={s},flows={f},threads=1", {"size": s, "flows": f, "threads": 1})
+           for s in (4096, 65536) for f in (1, 2, 4)]
+    d = synth_experiment(run, "net_send", pts, ["a", "b"], 1 << 20, hgrm)
+    pio = synth_experiment(run, "packet_io", [("frame=64,batch=64", {"frame": 64, "batch": 64})],
+                           ["rx"], 1 << 20, hgrm)
+
+    def extras(path, f):
+        rows = [json.loads(l) for l in (path / "summary.jsonl").read_text().splitlines()]
+        for r in rows:
+            r["metrics"]["extra"] = f(r)
+        (path / "summary.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    extras(d, lambda r: {"flows": r["params"]["flows"], "jain_fairness": 0.9})
+    extras(pio, lambda r: {"offered": 1000, "lost": 100, "xdp_rx_ring_full": 60})
+    r = plot(run, "--figures", "throughput,fairness,loss", "--quiet")
+    assert r.returncode == 0, r.stderr
+    _, figs = load_index(run / "net_send" / "plots")
+    assert figs["throughput.png"]["x"] == "flows", figs["throughput.png"]
+    assert "fairness.png" in figs and "loss.png" not in figs
+    _, figs = load_index(run / "packet_io" / "plots")
+    assert figs["loss.png"]["variants"] == ["rx"], figs
+    check_png(run / "packet_io" / "plots" / "loss.png")
+    assert "fairness.png" not in figs, figs
+
+
 def test_png_by_default_svg_on_request(runs, tmp_path):
     r = plot(runs[0], "--out", tmp_path / "png", "--quiet", "--figures", "throughput,cpu")
     assert r.returncode == 0, r.stderr

@@ -148,6 +148,48 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Rows of several flows (`--flows`): per variant and point, the aggregate GB/s, the slowest
+/// and fastest flow's own GB/s and Jain's fairness index (medians over the ok repeats), and the
+/// flows that failed in any repeat; a Markdown table, None when no row ran several flows.
+pub fn flows_table(rows: &[Row]) -> Option<String> {
+    let x = |r: &Row, k: &str| r.metrics.as_ref().and_then(|m| m.extra.get(k).copied());
+    if !rows.iter().any(|r| x(r, "flows").is_some_and(|f| f > 1.0)) {
+        return None;
+    }
+    let mut out = String::from(
+        "| variant | point | flows | threads | aggregate GB/s | slowest flow GB/s | fastest flow GB/s | fairness (Jain) | flows failed |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for ((variant, point), rs) in groups(rows) {
+        let Some(first) = rs.iter().find(|r| x(r, "flows").is_some()) else {
+            continue;
+        };
+        let ok: Vec<&&Row> = rs.iter().filter(|r| r.status == Status::Ok).collect();
+        let med = |k: &str| {
+            let v: Vec<f64> = ok.iter().filter_map(|r| x(r, k)).collect();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        let gbps = {
+            let v: Vec<f64> = ok.iter().filter_map(|r| r.metrics.as_ref()).map(|m| m.gbps).collect();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        let f = |v: Option<f64>, p: usize| v.map_or("-".into(), |v| format!("{v:.p$}"));
+        let failed: f64 = rs.iter().filter_map(|r| x(r, "flows_failed")).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {failed} |",
+            cell(&variant),
+            cell(&point),
+            f(x(first, "flows"), 0),
+            f(x(first, "threads"), 0),
+            f(gbps, 2),
+            f(med("flow_gbps_min"), 2),
+            f(med("flow_gbps_max"), 2),
+            f(med("jain_fairness"), 3),
+        );
+    }
+    Some(out)
+}
+
 /// A Markdown table cell: no `|` and no line breaks.
 fn cell(s: &str) -> String {
     s.replace('|', "/").replace('\n', " ")
@@ -227,6 +269,10 @@ pub fn experiment_markdown(e: &Experiment) -> String {
     } else {
         markdown_table(&e.rows)
     };
+    if let Some(t) = flows_table(&e.rows) {
+        s.push_str("\nFlows (the row above is their aggregate):\n\n");
+        s.push_str(&t);
+    }
     if !e.meta.skipped.is_empty() {
         s.push_str("\nSkipped variants:\n\n");
         for v in &e.meta.skipped {
