@@ -68,6 +68,7 @@ use zclab::loops::copies::{self, Host};
 use zclab::loops::file_socket::{self as fsock, Endpoint, FileSend, FixedZcSteps, MappedZcSteps};
 use zclab::loops::file_socket::{Receiver, Source, SplicePipe, raw};
 use zclab::loops::files::{self, PatternFiles};
+use zclab::loops::flows;
 use zclab::loops::{common, net_paths};
 use zclab::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
 use zclab::net::peers;
@@ -132,6 +133,8 @@ struct Args {
     /// one-at-a-time zero-copy sends with Nagle on stall on the peer's delayed ACK.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     nodelay: bool,
+    #[command(flatten)]
+    flows: flows::FlowArgs,
     /// Directory for the files to send (created there, removed afterwards).
     #[arg(long, default_value_os_t = std::env::temp_dir())]
     workdir: PathBuf,
@@ -191,6 +194,19 @@ impl Experiment for FileToSocket {
         for (p, r) in paths_skipped.iter().filter(|_| !common.quiet) {
             eprintln!("{NAME}: path {} skipped: {r}", p.name());
         }
+        if let Err(e) = args.flows.check() {
+            return Err(harness::usage(e));
+        }
+        if args.flows.threads > 1 {
+            return Err(harness::usage(
+                "file_to_socket serves its flows from one thread, as a broker serves its consumers: --threads 1",
+            ));
+        }
+        if peer && args.flows.many() {
+            return Err(harness::usage(
+                "--flows runs on the local paths only (not with --peer)",
+            ));
+        }
         let dgrams = net_paths::datagram_sizes(&args.datagram, args.veth_mtu);
         if paths.contains(&NetPath::UdpSink) && !common.quiet {
             for line in net_paths::capped_datagrams(&args.datagram) {
@@ -199,11 +215,17 @@ impl Experiment for FileToSocket {
         }
         let points = net_paths::sweep(&paths, &args.sizes, &args.chunks, &dgrams)
             .into_iter()
-            .map(|(p, s, c)| {
-                Point::new()
+            .flat_map(|(p, s, c)| {
+                let point = Point::new()
                     .text("path", p.name())
                     .size("size", s)
-                    .size("chunk", c)
+                    .size("chunk", c);
+                match args.flows.many() {
+                    false => vec![point],
+                    true => flows::distinct(&args.flows.flows)
+                        .map(|f| point.clone().int("flows", f).int("threads", 1))
+                        .collect(),
+                }
             })
             .collect();
         let parameters = json!({
@@ -218,6 +240,7 @@ impl Experiment for FileToSocket {
             "peer": args.net.peer.as_ref().map(|p| p.text.clone()),
             "remote": args.net.peer.as_ref().map(|_| net_paths::remote_parameters()),
             "netns": paths.iter().any(|p| p.needs_netns()).then(net_paths::netns_parameters),
+            "flows": args.flows.flows, "peer_cpus": args.flows.peer_cpus,
         });
         let ctx = FileToSocket {
             ksoftirqd: (
@@ -260,13 +283,14 @@ impl Experiment for FileToSocket {
             cpu_model: &self.host.1,
             repeat: common.repeat.min,
         };
-        match copies::copies_table(rows, &host) {
-            Some(md) if self.paths.contains(&NetPath::UdpSink) => {
+        let mut out: Vec<Analysis> = Analysis::flows(rows).into_iter().collect();
+        if let Some(md) = copies::copies_table(rows, &host) {
+            if self.paths.contains(&NetPath::UdpSink) {
                 let text = format!("\n{md}");
-                Ok(vec![Analysis::document("copies.md", md, text)])
+                out.push(Analysis::document("copies.md", md, text));
             }
-            _ => Ok(Vec::new()),
         }
+        Ok(out)
     }
 
     /// Removes the source files and the namespaces (after a failure or an interruption too).
@@ -334,6 +358,9 @@ fn transfer_on_path(
         size,
         hash,
     };
+    if ctx.args.flows.many() {
+        return transfer_flows(ctx, t, step_name, step, src, to);
+    }
     let mut send = FileSend::open(src, chunk, &to)?;
     t.measure(step_name, |rec| {
         let ops = send.run(rec, step)?;
@@ -348,6 +375,77 @@ fn transfer_on_path(
     }
     for (k, v) in account.extras {
         t.set_extra(k, v);
+    }
+    Ok(())
+}
+
+/// `--flows N`: N transfers of the file, each over its own connection to its own receiver
+/// (flow i's on the i-th of --peer-cpus), served by this thread chunk by chunk in turn
+/// ([`fsock::run_flows`]). The row is the aggregate; each flow's rate and the fairness are
+/// extras; a flow that failed fails the row's integrity, named, and the others are recorded.
+fn transfer_flows(
+    ctx: &FileToSocket,
+    t: &mut Trial,
+    step_name: &str,
+    step: impl FnMut(&File, BorrowedFd<'_>, u64, usize) -> Result<usize>,
+    src: Source,
+    to: Endpoint,
+) -> Result<()> {
+    let n = t.point.num("flows") as usize;
+    if to.path.is_datagram() {
+        return Err(harness::skip_point(
+            "--flows runs on the TCP paths: udp-sink's integrity is its device counters, one sum for all flows",
+        ));
+    }
+    let chunk = t.point.num("chunk") as usize;
+    let mut sends = Vec::with_capacity(n);
+    for i in 0..n {
+        let to = Endpoint {
+            peer_cpu: ctx.args.flows.peer_cpu(i, t.cpus.1),
+            // A fault (ZCLAB_FAULT) hits flow 0's receiver only: the others must go on.
+            fault_after: if i == 0 { to.fault_after } else { None },
+            ..to
+        };
+        sends.push(FileSend::open(src, chunk, &to)?);
+    }
+    let mut runs = Vec::new();
+    let home = t.cpus.0;
+    flows::on_cpu(ctx.args.flows.thread_cpu(0, home), home, || {
+        t.measure(step_name, |rec| {
+            runs = fsock::run_flows(&mut sends, rec, step)?;
+            let (bytes, ops) = runs
+                .iter()
+                .fold((0, 0), |(b, o), r| (b + r.bytes, o + r.steps));
+            Ok(Done { bytes, ops })
+        })
+    })?;
+    let mut tally = flows::Tally::default();
+    let mut extras = Vec::new();
+    for (i, (send, run)) in sends.into_iter().zip(runs).enumerate() {
+        let check = match run.error {
+            Some(e) => Err(format!("{e:#}")),
+            None if !send.delivered() => Err("no account from the receiver".into()),
+            None => {
+                let a = send.account()?;
+                if let Receiver::Local(u) = a.receiver {
+                    tally.receiver(u);
+                }
+                if extras.is_empty() {
+                    extras = a.extras;
+                }
+                Ok(a.integrity)
+            }
+        };
+        tally.flow(i, run.bytes, run.ns, check);
+    }
+    t.set_peer(tally.receivers());
+    let got = t.metrics().map_or(0, |m| m.bytes);
+    t.set_integrity(tally.integrity(src.size * n as u64, got));
+    for (k, v) in extras {
+        t.set_extra(k, v);
+    }
+    for (k, v) in tally.figures(1) {
+        t.set_extra(&k, v);
     }
     Ok(())
 }

@@ -232,7 +232,7 @@ impl Experiment for NetSend {
                         points.push(point);
                         continue;
                     }
-                    for &f in &dedup(args.flows.flows.iter().copied()) {
+                    for f in flows::distinct(&args.flows.flows) {
                         let threads = args.flows.threads;
                         points.push(point.clone().int("flows", f).int("threads", threads));
                     }
@@ -295,11 +295,7 @@ impl Experiment for NetSend {
     /// remote-udp), the message size from which each zero-copy variant's sender CPU per byte
     /// stays below classic-send's: `crossover.json` (`crossover-remote-udp.json`).
     fn analyse(&self, rows: &[Row], common: &CommonArgs) -> Result<Vec<Analysis>> {
-        let mut out = Vec::new();
-        if let Some(t) = zclab::report::flows_table(rows) {
-            let text = format!("flows (each row above is their aggregate):\n{t}");
-            out.push(Analysis::document("flows.md", t, text));
-        }
+        let mut out: Vec<Analysis> = Analysis::flows(rows).into_iter().collect();
         for c in netsend_crossover::crossovers(rows, &self.paths, common.repeat.min) {
             match c.json {
                 Some(json) => out.push(Analysis {
@@ -552,9 +548,6 @@ fn run_flows(
     let cpus: Vec<usize> = (0..threads)
         .map(|j| a.flows.thread_cpu(j, t.cpus.0))
         .collect();
-    if cpus[0] != t.cpus.0 {
-        zclab::sys::cpu::pin_to(cpus[0])?;
-    }
     let ks0 = ctx.ksoftirqd_ns();
     let mut groups = groups.into_iter();
     let mut mine = make(groups.next().expect("at least one thread"))?;
@@ -565,143 +558,109 @@ fn run_flows(
     // the others before they send.
     let (ready, abort) = (std::sync::Barrier::new(threads), AtomicBool::new(false));
     let mut fl: Vec<Option<(Flow, FlowEnd)>> = (0..n).map(|_| None).collect();
-    let measured = std::thread::scope(|s| -> Result<()> {
-        let others: Vec<_> = groups
-            .zip(&cpus[1..])
-            .map(|(g, &cpu)| {
-                let (ready, abort) = (&ready, &abort);
-                s.spawn(move || -> Result<_> {
-                    let built = zclab::sys::cpu::pin_to(cpu)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|()| make(g));
-                    if built.is_err() {
-                        abort.store(true, Ordering::Release);
-                    }
-                    ready.wait(); // set up
-                    ready.wait(); // the main thread's clock started
-                    let mut g = built?;
-                    if abort.load(Ordering::Acquire) {
-                        return Ok((g, Vec::new(), None));
-                    }
-                    let mut r = zclab::measure::Recorder::new(clock);
-                    let start = r.now();
-                    let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
-                    let e = flows::run_thread(&mut refs, msgs, &mut r, start, cancel)?;
-                    Ok((g, e, Some(r.take())))
+    let home = t.cpus.0;
+    flows::on_cpu(cpus[0], home, || {
+        std::thread::scope(|s| -> Result<()> {
+            let others: Vec<_> = groups
+                .zip(&cpus[1..])
+                .map(|(g, &cpu)| {
+                    let (ready, abort) = (&ready, &abort);
+                    s.spawn(move || -> Result<_> {
+                        let built = zclab::sys::cpu::pin_to(cpu)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|()| make(g));
+                        if built.is_err() {
+                            abort.store(true, Ordering::Release);
+                        }
+                        ready.wait(); // set up
+                        ready.wait(); // the main thread's clock started
+                        let mut g = built?;
+                        if abort.load(Ordering::Acquire) {
+                            return Ok((g, Vec::new(), None));
+                        }
+                        let mut r = zclab::measure::Recorder::new(clock);
+                        let start = r.now();
+                        let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
+                        let e = flows::run_thread(&mut refs, msgs, &mut r, start, cancel)?;
+                        Ok((g, e, Some(r.take())))
+                    })
                 })
-            })
-            .collect();
-        ready.wait();
-        let go = !abort.load(Ordering::Acquire);
-        let mut started = false;
-        let r = t.measure(kind.step(false), |rec| {
-            let start = rec.now();
+                .collect();
             ready.wait();
-            started = true;
-            if !go {
-                anyhow::bail!("a sending thread could not set up its flows");
-            }
-            let mut refs: Vec<&mut Flow> = mine.iter_mut().map(|(_, f)| f).collect();
-            let e = flows::run_thread(&mut refs, msgs, rec, start, cancel)?;
-            let mut ends = vec![(std::mem::take(&mut mine), e)];
-            for h in others {
-                let (g, e, hist) = h.join().expect("a sending thread panicked")?;
-                if let Some(h) = hist {
-                    rec.absorb(&h);
+            let go = !abort.load(Ordering::Acquire);
+            let mut started = false;
+            let r = t.measure(kind.step(false), |rec| {
+                let start = rec.now();
+                ready.wait();
+                started = true;
+                if !go {
+                    anyhow::bail!("a sending thread could not set up its flows");
                 }
-                ends.push((g, e));
-            }
-            let mut sent = 0;
-            for (g, e) in ends {
-                for ((i, f), end) in g.into_iter().zip(e) {
-                    sent += end.sent;
-                    fl[i] = Some((f, end));
+                let mut refs: Vec<&mut Flow> = mine.iter_mut().map(|(_, f)| f).collect();
+                let e = flows::run_thread(&mut refs, msgs, rec, start, cancel)?;
+                let mut ends = vec![(std::mem::take(&mut mine), e)];
+                for h in others {
+                    let (g, e, hist) = h.join().expect("a sending thread panicked")?;
+                    if let Some(h) = hist {
+                        rec.absorb(&h);
+                    }
+                    ends.push((g, e));
                 }
+                let mut sent = 0;
+                for (g, e) in ends {
+                    for ((i, f), end) in g.into_iter().zip(e) {
+                        sent += end.sent;
+                        fl[i] = Some((f, end));
+                    }
+                }
+                Ok(Done {
+                    bytes: sent * job.size as u64,
+                    ops: sent,
+                })
+            });
+            if !started {
+                // The harness failed before the clock started: release the waiting threads.
+                abort.store(true, Ordering::Release);
+                ready.wait();
             }
-            Ok(Done {
-                bytes: sent * job.size as u64,
-                ops: sent,
-            })
-        });
-        if !started {
-            // The harness failed before the clock started: release the waiting threads.
-            abort.store(true, Ordering::Release);
-            ready.wait();
-        }
-        r
-    });
-    if cpus[0] != t.cpus.0 {
-        zclab::sys::cpu::pin_to(t.cpus.0)?;
-    }
-    measured?;
+            r
+        })
+    })?;
     let ks1 = ctx.ksoftirqd_ns();
-    let (mut peers, mut rates, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tally = flows::Tally::default();
     let (mut zc, mut release) = (None::<zclab::results::ZcCounts>, None);
-    let mut integrity: Option<zclab::results::Integrity> = None;
     for (i, slot) in fl.into_iter().enumerate() {
         let (mut f, end) = slot.expect("every flow ends");
         let bytes = end.sent * job.size as u64;
-        rates.push(units::gbps(bytes, end.ns.max(1)));
-        t.set_extra(&format!("flow{i}_gbps"), *rates.last().expect("pushed"));
         let got = match end.got {
             Ok(got) => got,
             Err(e) => {
-                failed.push(format!("flow {i}: {e:#}"));
+                tally.flow(i, bytes, end.ns, Err(format!("{e:#}")));
                 continue;
             }
         };
         let z = f.sender.zero_copy()?;
         let d = send::verify(&mut f.conn, got, &job, z.as_ref().map(|z| &z.0), None)?;
         if let Some(PeerUsage::Local(u)) = d.peer {
-            peers.push(u);
+            tally.receiver(u);
         }
-        if !d.integrity.ok {
-            failed.push(format!(
-                "flow {i}: expected {}, got {}",
-                d.integrity.expected, d.integrity.got
-            ));
-        }
+        tally.flow(i, bytes, end.ns, Ok(d.integrity));
         if let Some((c, h)) = z {
             zc = Some(zc.map_or(c, |z| z.merged(&c)));
             release
                 .get_or_insert_with(zclab::measure::recorder::new_histogram)
                 .add(&h)?;
         }
-        integrity.get_or_insert(d.integrity);
     }
-    t.set_peer(flows::total_usage(peers));
-    let total = job.bytes() * n as u64;
+    t.set_peer(tally.receivers());
     let got_bytes = t.metrics().map_or(0, |m| m.bytes);
-    let first = integrity.unwrap_or_default();
-    t.set_integrity(zclab::results::Integrity {
-        ok: failed.is_empty(),
-        method: format!("per flow, {n} flows: {}", first.method),
-        expected: format!("{n} flows, each {}", first.expected),
-        got: if failed.is_empty() {
-            format!("{n} flows, each as expected")
-        } else {
-            format!(
-                "{} of {n} flows failed: {}",
-                failed.len(),
-                failed.join("; ")
-            )
-        },
-        bytes_expected: total,
-        bytes_got: got_bytes,
-    });
+    t.set_integrity(tally.integrity(job.bytes() * n as u64, got_bytes));
     if let Some(c) = zc {
         t.set_extra("enobufs_retries", c.enobufs_retries as f64);
         t.set_zc(c, release);
     }
-    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = rates.iter().copied().fold(0.0, f64::max);
-    t.set_extra("flows", n as f64);
-    t.set_extra("threads", threads as f64);
-    t.set_extra("flows_failed", failed.len() as f64);
-    t.set_extra("flow_gbps_min", lo);
-    t.set_extra("flow_gbps_max", hi);
-    if let Some(j) = flows::jain(&rates) {
-        t.set_extra("jain_fairness", j);
+    for (k, v) in tally.figures(threads) {
+        t.set_extra(&k, v);
     }
     job_extras(ctx, t, kind, path, &job, sndbuf, (ks0, ks1));
     Ok(())

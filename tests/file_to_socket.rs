@@ -73,6 +73,60 @@ fn every_variant_moves_the_file_intact() {
     assert_sources_removed(t.path());
 }
 
+/// `--flows 3`: every variant sends the file over three connections from one thread, each
+/// stream arrives intact, and the row is the aggregate with each flow's rate and the fairness.
+#[test]
+fn three_flows_from_one_thread() {
+    let t = tempfile::tempdir().unwrap();
+    let e = lab(&t.path().join("r"))
+        .argv("--sizes 1MiB --chunks 64KiB --flows 3")
+        .workdir(t.path())
+        .run()
+        .ok()
+        .exp_checked("file_to_socket");
+    assert_variants_on(&e.rows, FILE_TO_SOCKET_VARIANTS, &["tcp-loopback"]);
+    for r in &e.rows {
+        let m = assert_intact(r);
+        assert_eq!(m.bytes, 3 << 20, "three flows of 1 MiB: {}", r.variant);
+        assert_eq!((m.extra["flows"], m.extra["flows_failed"]), (3.0, 0.0));
+        assert!((0..3).all(|i| m.extra[&format!("flow{i}_gbps")] > 0.0));
+        assert!(m.extra["jain_fairness"] > 1.0 / 3.0);
+        assert!(integrity(r).method.starts_with("per flow, 3 flows"));
+    }
+}
+
+/// One flow's receiver resets: that flow fails, named, and the other two are recorded.
+#[test]
+fn a_dead_flow_fails_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let r = lab(&t.path().join("r"))
+        .argv("--sizes 2MiB --chunks 64KiB --flows 3")
+        .args(&["--variants", "classic-sendfile,uring-send-zc-fixed"])
+        .fault("peer-reset-after:64KiB@classic-sendfile")
+        .workdir(t.path())
+        .run();
+    assert_eq!(r.code(), Some(1), "{}", r.text());
+    let e = r.exp("file_to_socket");
+    let bad = e
+        .rows
+        .iter()
+        .find(|r| r.variant == "classic-sendfile")
+        .unwrap();
+    let err = bad.error.as_deref().unwrap_or("");
+    assert!(err.contains("1 of 3 flows failed: flow 0:"), "{err}");
+    let m = bad.metrics.as_ref().expect("the other flows are recorded");
+    assert!(
+        m.extra["flow1_gbps"] > 0.0 && m.extra["flow2_gbps"] > 0.0,
+        "{m:?}"
+    );
+    let ok = e
+        .rows
+        .iter()
+        .find(|r| r.variant == "uring-send-zc-fixed")
+        .unwrap();
+    assert_eq!(assert_intact(ok).extra["flows_failed"], 0.0);
+}
+
 #[test]
 fn cold_cache_and_small_pool() {
     let t = tempfile::tempdir().unwrap();
@@ -159,6 +213,18 @@ fn bad_input_gets_one_clear_line_and_no_result_files() {
         (&["--repeat", "0"], "repeat"),
         (&["--datagram", "100KiB"], "at most 64 KiB"),
         (&["--paths", "tcp-nowhere"], "tcp-nowhere"),
+        (
+            &["--flows", "2", "--threads", "3"],
+            "--threads 3 is more than --flows 2",
+        ),
+        (
+            &["--flows", "4", "--threads", "2"],
+            "serves its flows from one thread",
+        ),
+        (
+            &["--flows", "2", "--peer-cpus", "4096"],
+            "CPU 4096 does not exist",
+        ),
     ];
     for (args, msg) in cases {
         let r = Lab::new(BIN)
@@ -166,7 +232,7 @@ fn bad_input_gets_one_clear_line_and_no_result_files() {
             .argv("--repeat 1 --warmup 0 --sizes 64KiB")
             .args(args)
             .run();
-        assert!(!r.status.success(), "{args:?} should fail");
+        assert_eq!(r.code(), Some(2), "{args:?} is bad usage: {}", r.stderr);
         assert!(
             r.stderr.contains(msg),
             "{args:?}: expected '{msg}' in: {}",

@@ -81,6 +81,14 @@ impl Analysis {
         })
     }
 
+    /// The flows table of rows that ran several flows (`flows.md`, printed after the run's
+    /// table); None when no row did.
+    pub fn flows(rows: &[crate::results::Row]) -> Option<Analysis> {
+        let t = crate::report::flows_table(rows)?;
+        let text = format!("flows (each row above is their aggregate):\n{t}");
+        Some(Analysis::document("flows.md", t, text))
+    }
+
     /// A document (Markdown) rather than a value: written as `body` itself; `text` is printed
     /// followed by `<file stem>: <path written>`.
     pub fn document(file: &str, body: String, text: String) -> Analysis {

@@ -20,7 +20,7 @@ use crate::uring::Fd;
 use crate::uring::mapped::MappedZcSender;
 use crate::uring::zc::ZcSender;
 use crate::zc::ledger::Ledger;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{SpliceFFlags, splice};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -193,6 +193,12 @@ impl<'a> FileSend<'a> {
         Ok(steps)
     }
 
+    /// Whether this transfer's receiver gave its account (its stream ended in the measured
+    /// part); a transfer that failed mid-way has none.
+    pub fn delivered(&self) -> bool {
+        self.received.is_some() || self.conn.is_datagram()
+    }
+
     /// After the clock: the receiver's account checked against the file (the stream's hash
     /// on TCP; on remote UDP the peer's count and digest; on udp-sink the sink device's rx
     /// counters), the receiver's usage, and the figures for the row.
@@ -273,6 +279,106 @@ impl<'a> FileSend<'a> {
             extras,
         })
     }
+}
+
+/// How one of several transfers ([`run_flows`]) ended inside the measured part.
+pub struct FlowRun {
+    /// Bytes the steps moved.
+    pub bytes: u64,
+    /// Steps taken.
+    pub steps: u64,
+    /// Nanoseconds from the start until the receiver had everything, or the transfer failed.
+    pub ns: u64,
+    /// Why the transfer failed; None when its receiver has it all.
+    pub error: Option<anyhow::Error>,
+}
+
+/// Several transfers of the same file, served by one thread as a broker serves its consumers:
+/// chunk k to each live connection in turn through the same `step` (one latency sample per
+/// step), then each TCP receiver waited for. A transfer whose step fails to send leaves the
+/// rotation with its error and the others go on; a step that could not be set up
+/// ([`NotSent`]) or a cancelled run fails the whole trial.
+pub fn run_flows(
+    sends: &mut [FileSend<'_>],
+    rec: &mut Recorder,
+    mut step: impl FnMut(&File, BorrowedFd<'_>, u64, usize) -> Result<usize>,
+) -> Result<Vec<FlowRun>> {
+    let cancel = Cancel::process();
+    let clock = *rec.clock();
+    let start = rec.now();
+    let since = || clock.ns_between(start, clock.now());
+    let mut runs: Vec<FlowRun> = sends
+        .iter()
+        .map(|_| FlowRun {
+            bytes: 0,
+            steps: 0,
+            ns: 0,
+            error: None,
+        })
+        .collect();
+    loop {
+        let mut live = 0;
+        for (f, r) in sends.iter_mut().zip(runs.iter_mut()) {
+            let size = f.src.size;
+            if r.error.is_some() || r.bytes >= size {
+                continue;
+            }
+            live += 1;
+            let len = f.chunk.min((size - r.bytes) as usize);
+            let dgram = f.conn.is_datagram();
+            let s = rec.now();
+            let res = step(f.src.file, f.conn.fd(), r.bytes, len);
+            let failed = match res {
+                Err(e) if e.downcast_ref::<NotSent>().is_some() || cancel.is_cancelled() => {
+                    return Err(e);
+                }
+                Err(e) => Some(e.context(format!("sending at byte {} of {size}", r.bytes))),
+                Ok(0) => Some(anyhow!(
+                    "source file ended early at {} of {size} bytes",
+                    r.bytes
+                )),
+                Ok(n) if dgram && n != len => {
+                    Some(anyhow!("a {len}-byte datagram went out as {n}"))
+                }
+                Ok(n) => {
+                    r.bytes += n as u64;
+                    r.steps += 1;
+                    rec.record_since(s);
+                    None
+                }
+            };
+            if let Some(e) = failed {
+                r.error = Some(e);
+                r.ns = since();
+            }
+        }
+        if live == 0 {
+            break;
+        }
+    }
+    for (f, r) in sends.iter_mut().zip(runs.iter_mut()) {
+        if r.error.is_some() {
+            continue;
+        }
+        let got = match &mut f.conn {
+            Conn::Tcp(l) => l
+                .finish()
+                .map(|g| Some(Got::Local(g)))
+                .context("peer failed"),
+            Conn::Remote(rm) => rm
+                .finish()
+                .map(|g| Some(Got::Remote(Box::new(g))))
+                .context("the peer host's receiver"),
+            _ => Ok(None),
+        };
+        match got {
+            Ok(g) => f.received = g,
+            Err(e) if cancel.is_cancelled() => return Err(e),
+            Err(e) => r.error = Some(e),
+        }
+        r.ns = since();
+    }
+    Ok(runs)
 }
 
 /// udp-sink: the sink device's rx counters must have grown by exactly the frames (and their

@@ -14,6 +14,7 @@
 use super::send::Sender;
 use crate::measure::{Recorder, Stamp, Usage};
 use crate::net::{Conn, Got};
+use crate::results::Integrity;
 use crate::sys::signal::Cancel;
 use anyhow::Result;
 
@@ -79,6 +80,25 @@ impl FlowArgs {
     pub fn peer_cpu(&self, i: usize, peer: usize) -> usize {
         pick(&self.peer_cpus, i).unwrap_or(peer)
     }
+}
+
+/// The values of a list once each, in order (a sweep's points).
+pub fn distinct(list: &[u64]) -> impl Iterator<Item = u64> + '_ {
+    list.iter()
+        .enumerate()
+        .filter(|(i, v)| !list[..*i].contains(v))
+        .map(|(_, &v)| v)
+}
+
+/// Runs `f` on `cpu`, then puts the calling thread back on `home`.
+pub fn on_cpu<R>(cpu: usize, home: usize, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    if cpu == home {
+        return f();
+    }
+    crate::sys::cpu::pin_to(cpu)?;
+    let r = f();
+    crate::sys::cpu::pin_to(home)?;
+    r
 }
 
 fn pick(list: &[usize], i: usize) -> Option<usize> {
@@ -163,6 +183,98 @@ pub fn run_thread(
     Ok(ends.into_iter().flatten().collect())
 }
 
+/// What a trial of several flows found, flow by flow, after the clock: gathered with
+/// [`Tally::flow`], [`Tally::failed`] and [`Tally::receiver`], then turned into the row's
+/// integrity and figures.
+#[derive(Default)]
+pub struct Tally {
+    /// Each flow's own rate (GB/s), in flow order.
+    rates: Vec<f64>,
+    /// Each failed flow, as "flow i: why".
+    failures: Vec<String>,
+    /// The first delivered flow's check (all flows are checked the same way).
+    first: Option<Integrity>,
+    /// The receivers' CPU time, each measured in its own thread.
+    peers: Vec<Usage>,
+}
+
+impl Tally {
+    /// Flow `i` moved `bytes` in `ns` from the trial's start; `check` is its receiver's check,
+    /// or why it failed.
+    pub fn flow(&mut self, i: usize, bytes: u64, ns: u64, check: Result<Integrity, String>) {
+        self.rates.push(crate::units::gbps(bytes, ns.max(1)));
+        match check {
+            Ok(c) => {
+                if !c.ok {
+                    let why = format!("expected {}, got {}", c.expected, c.got);
+                    self.failures.push(format!("flow {i}: {why}"));
+                }
+                self.first.get_or_insert(c);
+            }
+            Err(why) => self.failures.push(format!("flow {i}: {why}")),
+        }
+    }
+
+    /// A delivered flow's receiver used `u`.
+    pub fn receiver(&mut self, u: Usage) {
+        self.peers.push(u);
+    }
+
+    /// The receivers' CPU time together.
+    pub fn receivers(&self) -> Usage {
+        total_usage(self.peers.iter().copied())
+    }
+
+    /// The row's integrity: ok when every flow's stream arrived intact; otherwise the failed
+    /// flows, each named with why. `bytes_expected`: all flows' bytes; `bytes_got`: what the
+    /// flows sent in full.
+    pub fn integrity(&self, bytes_expected: u64, bytes_got: u64) -> Integrity {
+        let n = self.rates.len();
+        let first = self.first.clone().unwrap_or_default();
+        let f = &self.failures;
+        Integrity {
+            ok: f.is_empty() && self.first.is_some(),
+            method: format!("per flow, {n} flows: {}", first.method),
+            expected: format!("{n} flows, each {}", first.expected),
+            got: if f.is_empty() {
+                format!("{n} flows, each as expected")
+            } else {
+                format!("{} of {n} flows failed: {}", f.len(), f.join("; "))
+            },
+            bytes_expected,
+            bytes_got,
+        }
+    }
+
+    /// The row's figures: `flows`, `threads`, `flows_failed`, each flow's `flow<i>_gbps`, the
+    /// slowest and fastest (`flow_gbps_min`, `flow_gbps_max`) and `jain_fairness`.
+    pub fn figures(&self, threads: usize) -> Vec<(String, f64)> {
+        let r = &self.rates;
+        let mut x = vec![
+            ("flows".to_string(), r.len() as f64),
+            ("threads".to_string(), threads as f64),
+            ("flows_failed".to_string(), self.failures.len() as f64),
+            (
+                "flow_gbps_min".to_string(),
+                r.iter().copied().fold(f64::INFINITY, f64::min),
+            ),
+            (
+                "flow_gbps_max".to_string(),
+                r.iter().copied().fold(0.0, f64::max),
+            ),
+        ];
+        x.extend(
+            r.iter()
+                .enumerate()
+                .map(|(i, &g)| (format!("flow{i}_gbps"), g)),
+        );
+        if let Some(j) = jain(r) {
+            x.push(("jain_fairness".to_string(), j));
+        }
+        x
+    }
+}
+
 /// Jain's fairness index of `xs`; None when there is nothing to compare (no flow, or none
 /// moved anything).
 pub fn jain(xs: &[f64]) -> Option<f64> {
@@ -195,6 +307,51 @@ mod tests {
         assert!((mid - 0.8).abs() < 1e-12, "{mid}");
         assert_eq!(jain(&[]), None);
         assert_eq!(jain(&[0.0, 0.0]), None);
+    }
+
+    #[test]
+    fn a_tally_names_the_failed_flows_and_keeps_the_others() {
+        let ok = |h: &str| Integrity {
+            ok: true,
+            method: "xxh3".into(),
+            expected: h.into(),
+            got: h.into(),
+            ..Default::default()
+        };
+        let mut t = Tally::default();
+        t.flow(0, 1000, 1000, Err("reset by peer".into()));
+        t.flow(1, 2000, 1000, Ok(ok("ab")));
+        t.flow(
+            2,
+            2000,
+            1000,
+            Ok(Integrity {
+                ok: false,
+                got: "cd".into(),
+                ..ok("ab")
+            }),
+        );
+        let i = t.integrity(6000, 5000);
+        assert!(!i.ok);
+        assert_eq!(
+            i.got,
+            "2 of 3 flows failed: flow 0: reset by peer; flow 2: expected ab, got cd"
+        );
+        assert_eq!(i.method, "per flow, 3 flows: xxh3");
+        let f: std::collections::BTreeMap<_, _> = t.figures(2).into_iter().collect();
+        assert_eq!(
+            (f["flows"], f["threads"], f["flows_failed"]),
+            (3.0, 2.0, 2.0)
+        );
+        assert_eq!((f["flow_gbps_min"], f["flow_gbps_max"]), (1.0, 2.0));
+        assert_eq!(f["flow1_gbps"], 2.0);
+        let mut all = Tally::default();
+        all.flow(0, 10, 10, Ok(ok("ab")));
+        assert!(all.integrity(10, 10).ok);
+        assert!(
+            !Tally::default().integrity(0, 0).ok,
+            "no flow delivered is no success"
+        );
     }
 
     #[test]

@@ -169,7 +169,11 @@ pub fn flows_table(rows: &[Row]) -> Option<String> {
             (!v.is_empty()).then(|| median(&v))
         };
         let gbps = {
-            let v: Vec<f64> = ok.iter().filter_map(|r| r.metrics.as_ref()).map(|m| m.gbps).collect();
+            let v: Vec<f64> = ok
+                .iter()
+                .filter_map(|r| r.metrics.as_ref())
+                .map(|m| m.gbps)
+                .collect();
             (!v.is_empty()).then(|| median(&v))
         };
         let f = |v: Option<f64>, p: usize| v.map_or("-".into(), |v| format!("{v:.p$}"));
