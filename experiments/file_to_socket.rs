@@ -197,7 +197,12 @@ impl Experiment for FileToSocket {
         if let Err(e) = args.flows.check() {
             return Err(harness::usage(e));
         }
-        if args.flows.threads > 1 {
+        if args
+            .flows
+            .counts()
+            .iter()
+            .any(|&f| args.flows.threads_for(f) > 1)
+        {
             return Err(harness::usage(
                 "file_to_socket serves its flows from one thread, as a broker serves its consumers: --threads 1",
             ));
@@ -222,7 +227,10 @@ impl Experiment for FileToSocket {
                     .size("chunk", c);
                 match args.flows.many() {
                     false => vec![point],
-                    true => flows::distinct(&args.flows.flows)
+                    true => args
+                        .flows
+                        .counts()
+                        .into_iter()
                         .map(|f| point.clone().int("flows", f).int("threads", 1))
                         .collect(),
                 }
@@ -240,7 +248,7 @@ impl Experiment for FileToSocket {
             "peer": args.net.peer.as_ref().map(|p| p.text.clone()),
             "remote": args.net.peer.as_ref().map(|_| net_paths::remote_parameters()),
             "netns": paths.iter().any(|p| p.needs_netns()).then(net_paths::netns_parameters),
-            "flows": args.flows.flows, "peer_cpus": args.flows.peer_cpus,
+            "flows": args.flows.parameters(),
         });
         let ctx = FileToSocket {
             ksoftirqd: (

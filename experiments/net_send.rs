@@ -232,8 +232,8 @@ impl Experiment for NetSend {
                         points.push(point);
                         continue;
                     }
-                    for f in flows::distinct(&args.flows.flows) {
-                        let threads = args.flows.threads;
+                    for f in args.flows.counts() {
+                        let threads = args.flows.threads_for(f);
                         points.push(point.clone().int("flows", f).int("threads", threads));
                     }
                 }
@@ -252,8 +252,7 @@ impl Experiment for NetSend {
                 "peer_cpu_time": "measured in the receiver's thread on the peer host (getrusage RUSAGE_THREAD), recorded as peer_user_ns/peer_sys_ns; not subtracted here",
             })),
             "placement": {"sender_cpu": common.cpus.0, "peer_cpu": common.cpus.1},
-            "flows": args.flows.flows, "threads": args.flows.threads,
-            "flow_cpus": args.flows.flow_cpus, "peer_cpus": args.flows.peer_cpus,
+            "flows": args.flows.parameters(),
             "tcp_in_flight": "one send per stream",
             "udp_uring_in_flight": args.inflight.min(args.pool),
             "notif_timeout_s": NOTIF_TIMEOUT.as_secs(),

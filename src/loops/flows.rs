@@ -24,23 +24,55 @@ pub const MAX_FLOWS: u64 = 64;
 /// The options of an experiment that runs many flows.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FlowArgs {
-    /// Connections per trial, comma-separated to sweep (1 to 64); each flow has a receiver of
-    /// its own and sends --bytes (at most --max-messages messages). Above 1, the points gain
-    /// `flows` and `threads`, and the rows per-flow rates and their fairness.
-    #[arg(long, default_value = "1", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=MAX_FLOWS))]
-    pub flows: Vec<u64>,
-    /// Measured threads sending over the flows (flow i on thread i mod T); at most the fewest
-    /// --flows. With io_uring each flow has its own ring.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_FLOWS))]
-    pub threads: u64,
+    /// Connections per trial, comma-separated to sweep (1 to 64), or `sweep`: 1, 2, 4, ... up
+    /// to the CPUs this machine has. Each flow has a receiver of its own and sends --bytes (at
+    /// most --max-messages messages). Above 1, the points gain `flows` and `threads`, and the
+    /// rows per-flow rates and their fairness.
+    #[arg(long, default_value = "1", value_delimiter = ',', value_parser = flows_arg)]
+    pub flows: Vec<Count>,
+    /// Measured threads sending over the flows (flow i on thread i mod T), at most the fewest
+    /// --flows; `flows`: one thread per flow. With io_uring each flow has its own ring.
+    #[arg(long, default_value = "1", value_parser = threads_arg)]
+    pub threads: Count,
     /// CPUs of the sending threads, comma-separated, thread j on the (j mod len)-th (default:
-    /// the sender CPU of --cpus).
+    /// every other CPU from the sender CPU of --cpus: thread j on sender + 2j, wrapping).
     #[arg(long, value_delimiter = ',', value_parser = cpu_arg)]
     pub flow_cpus: Vec<usize>,
     /// CPUs of the flows' receivers, comma-separated, flow i's on the (i mod len)-th (default:
-    /// the peer CPU of --cpus).
+    /// every other CPU from the peer CPU of --cpus: flow i's on peer + 2i, wrapping).
     #[arg(long, value_delimiter = ',', value_parser = cpu_arg)]
     pub peer_cpus: Vec<usize>,
+}
+
+/// A number of flows or threads, or the word that sizes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    N(u64),
+    /// `--flows sweep`: 1, 2, 4, ... up to the CPUs present.
+    Sweep,
+    /// `--threads flows`: as many threads as flows.
+    PerFlow,
+}
+
+fn count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_FLOWS).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}': expected a count from 1 to {MAX_FLOWS}")),
+    }
+}
+
+fn flows_arg(s: &str) -> Result<Count, String> {
+    match s.trim() {
+        "sweep" => Ok(Count::Sweep),
+        _ => count(s).map(Count::N).map_err(|e| format!("{e}, or sweep")),
+    }
+}
+
+fn threads_arg(s: &str) -> Result<Count, String> {
+    match s.trim() {
+        "flows" => Ok(Count::PerFlow),
+        _ => count(s).map(Count::N).map_err(|e| format!("{e}, or flows")),
+    }
 }
 
 /// A CPU number this machine has.
@@ -54,40 +86,81 @@ fn cpu_arg(s: &str) -> Result<usize, String> {
 }
 
 impl FlowArgs {
-    /// Whether any point runs more than one flow (the points then carry flows and threads).
+    /// The flow counts of the points, each once, in order (`sweep` expanded).
+    pub fn counts(&self) -> Vec<u64> {
+        let cpus = (crate::sys::cpu::online_count() as u64).clamp(1, MAX_FLOWS);
+        let mut out = Vec::new();
+        for c in &self.flows {
+            let more: Vec<u64> = match c {
+                Count::N(n) => vec![*n],
+                _ => std::iter::successors(Some(1u64), |x| Some(x * 2))
+                    .take_while(|&x| x <= cpus)
+                    .collect(),
+            };
+            for n in more {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+
+    /// The measured threads of a point with `flows` flows.
+    pub fn threads_for(&self, flows: u64) -> u64 {
+        match self.threads {
+            Count::N(t) => t,
+            _ => flows,
+        }
+    }
+
+    /// Whether any point runs more than one flow or thread (the points then carry flows and
+    /// threads).
     pub fn many(&self) -> bool {
-        self.flows.iter().any(|&f| f > 1) || self.threads > 1
+        self.counts()
+            .iter()
+            .any(|&f| f > 1 || self.threads_for(f) > 1)
     }
 
     /// The bad combinations, as the one line the user sees.
     pub fn check(&self) -> Result<(), String> {
-        let fewest = self.flows.iter().copied().min().unwrap_or(1);
-        if self.threads > fewest {
-            return Err(format!(
-                "--threads {} is more than --flows {fewest}: every thread needs a flow of its own",
-                self.threads
-            ));
+        let fewest = self.counts().into_iter().min().unwrap_or(1);
+        if let Count::N(t) = self.threads {
+            if t > fewest {
+                return Err(format!(
+                    "--threads {t} is more than --flows {fewest}: every thread needs a flow of its own"
+                ));
+            }
         }
         Ok(())
     }
 
-    /// Sender thread `j`'s CPU (`sender` when --flow-cpus is not given).
-    pub fn thread_cpu(&self, j: usize, sender: usize) -> usize {
-        pick(&self.flow_cpus, j).unwrap_or(sender)
+    /// What meta.json records of these options.
+    pub fn parameters(&self) -> serde_json::Value {
+        serde_json::json!({
+            "flows": self.counts(),
+            "threads": match self.threads { Count::N(t) => t.to_string(), _ => "flows".into() },
+            "flow_cpus": self.flow_cpus,
+            "peer_cpus": self.peer_cpus,
+            "cpus_online": crate::sys::cpu::online_count(),
+        })
     }
 
-    /// Flow `i`'s receiver CPU (`peer` when --peer-cpus is not given).
+    /// Sender thread `j`'s CPU: from --flow-cpus, else every other CPU from `sender`.
+    pub fn thread_cpu(&self, j: usize, sender: usize) -> usize {
+        pick(&self.flow_cpus, j).unwrap_or_else(|| spread(sender, j))
+    }
+
+    /// Flow `i`'s receiver CPU: from --peer-cpus, else every other CPU from `peer`.
     pub fn peer_cpu(&self, i: usize, peer: usize) -> usize {
-        pick(&self.peer_cpus, i).unwrap_or(peer)
+        pick(&self.peer_cpus, i).unwrap_or_else(|| spread(peer, i))
     }
 }
 
-/// The values of a list once each, in order (a sweep's points).
-pub fn distinct(list: &[u64]) -> impl Iterator<Item = u64> + '_ {
-    list.iter()
-        .enumerate()
-        .filter(|(i, v)| !list[..*i].contains(v))
-        .map(|(_, &v)| v)
+/// The `k`-th of every other CPU from `first`, wrapping at the CPUs present: on two CPUs it
+/// is always `first`, so senders and receivers keep their own CPU.
+fn spread(first: usize, k: usize) -> usize {
+    (first + 2 * k) % crate::sys::cpu::online_count().max(1)
 }
 
 /// Runs `f` on `cpu`, then puts the calling thread back on `home`.
@@ -352,6 +425,39 @@ mod tests {
             !Tally::default().integrity(0, 0).ok,
             "no flow delivered is no success"
         );
+    }
+
+    fn args(flows: &[Count], threads: Count) -> FlowArgs {
+        FlowArgs {
+            flows: flows.to_vec(),
+            threads,
+            flow_cpus: vec![],
+            peer_cpus: vec![],
+        }
+    }
+
+    #[test]
+    fn sweeps_and_per_flow_threads() {
+        let cpus = crate::sys::cpu::online_count() as u64;
+        let a = args(&[Count::Sweep, Count::N(3)], Count::PerFlow);
+        let c = a.counts();
+        assert_eq!(c[0], 1);
+        assert!(
+            c.iter()
+                .all(|&f| f == 3 || (f.is_power_of_two() && f <= cpus.max(1))),
+            "{c:?}"
+        );
+        assert_eq!(a.threads_for(3), 3);
+        assert!(a.check().is_ok() && a.many() == (cpus > 1 || c.contains(&3)));
+        let one = args(&[Count::N(1)], Count::N(1));
+        assert!(!one.many() && one.check().is_ok());
+        let bad = args(&[Count::N(4), Count::N(2)], Count::N(3));
+        assert_eq!(
+            bad.check().unwrap_err(),
+            "--threads 3 is more than --flows 2: every thread needs a flow of its own"
+        );
+        assert_eq!(bad.counts(), vec![4, 2]);
+        assert!(flows_arg("sweep").is_ok() && flows_arg("0").is_err() && threads_arg("x").is_err());
     }
 
     #[test]
