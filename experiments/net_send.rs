@@ -75,13 +75,12 @@ use anyhow::Result;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use zclab::caps::Caps;
 use zclab::catalog::{Entry, net_send as names};
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
-use zclab::loops::flows::{self, Flow, FlowEnd};
+use zclab::loops::flows::{self, Flow};
 use zclab::loops::send::{self, NOTIF_TIMEOUT, PeerUsage, SendJob, SendKind, Sender};
 use zclab::loops::{net_paths, netsend_crossover};
 use zclab::net::netns::{self, MAX_UDP_PAYLOAD, NetPath, VethLab};
@@ -529,7 +528,7 @@ fn run_flows(
         groups[i % threads].push((i, conn));
     }
     let report = t.caps.io_uring.send_zc_report_usage == Some(true);
-    let (cancel, clock, msgs) = (t.cancel(), t.clock, job.msgs);
+    let (cancel, clock) = (t.cancel(), t.clock);
     let make = move |g: Vec<(usize, Conn)>| -> Result<Vec<(usize, Flow)>> {
         g.into_iter()
             .map(|(i, conn)| {
@@ -548,88 +547,12 @@ fn run_flows(
         .map(|j| a.flows.thread_cpu(j, t.cpus.0))
         .collect();
     let ks0 = ctx.ksoftirqd_ns();
-    let mut groups = groups.into_iter();
-    let mut mine = make(groups.next().expect("at least one thread"))?;
-    if let Some(flags) = mine[0].1.sender.ring_flags() {
-        t.set_ring(flags);
-    }
-    // Every thread sets up, then all start together; a thread that could not set up stops
-    // the others before they send.
-    let (ready, abort) = (std::sync::Barrier::new(threads), AtomicBool::new(false));
-    let mut fl: Vec<Option<(Flow, FlowEnd)>> = (0..n).map(|_| None).collect();
-    let home = t.cpus.0;
-    flows::on_cpu(cpus[0], home, || {
-        std::thread::scope(|s| -> Result<()> {
-            let others: Vec<_> = groups
-                .zip(&cpus[1..])
-                .map(|(g, &cpu)| {
-                    let (ready, abort) = (&ready, &abort);
-                    s.spawn(move || -> Result<_> {
-                        let built = zclab::sys::cpu::pin_to(cpu)
-                            .map_err(anyhow::Error::from)
-                            .and_then(|()| make(g));
-                        if built.is_err() {
-                            abort.store(true, Ordering::Release);
-                        }
-                        ready.wait(); // set up
-                        ready.wait(); // the main thread's clock started
-                        let mut g = built?;
-                        if abort.load(Ordering::Acquire) {
-                            return Ok((g, Vec::new(), None));
-                        }
-                        let mut r = zclab::measure::Recorder::new(clock);
-                        let start = r.now();
-                        let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
-                        let e = flows::run_thread(&mut refs, msgs, &mut r, start, cancel)?;
-                        Ok((g, e, Some(r.take())))
-                    })
-                })
-                .collect();
-            ready.wait();
-            let go = !abort.load(Ordering::Acquire);
-            let mut started = false;
-            let r = t.measure(kind.step(false), |rec| {
-                let start = rec.now();
-                ready.wait();
-                started = true;
-                if !go {
-                    anyhow::bail!("a sending thread could not set up its flows");
-                }
-                let mut refs: Vec<&mut Flow> = mine.iter_mut().map(|(_, f)| f).collect();
-                let e = flows::run_thread(&mut refs, msgs, rec, start, cancel)?;
-                let mut ends = vec![(std::mem::take(&mut mine), e)];
-                for h in others {
-                    let (g, e, hist) = h.join().expect("a sending thread panicked")?;
-                    if let Some(h) = hist {
-                        rec.absorb(&h);
-                    }
-                    ends.push((g, e));
-                }
-                let mut sent = 0;
-                for (g, e) in ends {
-                    for ((i, f), end) in g.into_iter().zip(e) {
-                        sent += end.sent;
-                        fl[i] = Some((f, end));
-                    }
-                }
-                Ok(Done {
-                    bytes: sent * job.size as u64,
-                    ops: sent,
-                })
-            });
-            if !started {
-                // The harness failed before the clock started: release the waiting threads.
-                abort.store(true, Ordering::Release);
-                ready.wait();
-            }
-            r
-        })
-    })?;
+    let step = kind.step(false);
+    let fl = flows::measure_threads(t, step, groups, &cpus, make, job.msgs, job.size as u64)?;
     let ks1 = ctx.ksoftirqd_ns();
     let mut tally = flows::Tally::default();
     let (mut zc, mut release) = (None::<zclab::results::ZcCounts>, None);
-    for (i, slot) in fl.into_iter().enumerate() {
-        let (mut f, end) = slot.expect("every flow ends");
+    for (i, (mut f, end)) in fl.into_iter().enumerate() {
         let bytes = end.sent * job.size as u64;
         let got = match end.got {
             Ok(got) => got,

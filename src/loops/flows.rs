@@ -12,11 +12,14 @@
 //! (R. Jain, D. Chiu, W. Hawe, DEC-TR-301, 1984).
 
 use super::send::Sender;
+use crate::harness::{Done, Trial};
 use crate::measure::{Recorder, Stamp, Usage};
 use crate::net::{Conn, Got};
 use crate::results::Integrity;
 use crate::sys::signal::Cancel;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The most flows one trial opens.
 pub const MAX_FLOWS: u64 = 64;
@@ -254,6 +257,106 @@ pub fn run_thread(
         }
     }
     Ok(ends.into_iter().flatten().collect())
+}
+
+/// The measured part of a trial of several flows on `cpus.len()` threads: thread j (the
+/// calling thread for j = 0, pinned to `cpus[j]` for the time of the trial) makes its flows
+/// from `groups[j]` with `make` (outside the clock, in the thread that will use them: a ring
+/// with SINGLE_ISSUER takes submissions only from the thread that made it), then every
+/// thread sends [`Trial::measure`]'s messages round-robin over its flows ([`run_thread`]);
+/// `msg_bytes` per message. Returns every flow with how it ended, in flow order; the threads'
+/// latency samples are in the trial's histogram.
+pub fn measure_threads<C: Send>(
+    t: &mut Trial,
+    step: &str,
+    groups: Vec<Vec<(usize, C)>>,
+    cpus: &[usize],
+    make: impl Fn(Vec<(usize, C)>) -> Result<Vec<(usize, Flow)>> + Sync,
+    msgs: u64,
+    msg_bytes: u64,
+) -> Result<Vec<(Flow, FlowEnd)>> {
+    let n: usize = groups.iter().map(Vec::len).sum();
+    let (cancel, clock, home) = (t.cancel(), t.clock, t.cpus.0);
+    let mut groups = groups.into_iter();
+    let mut mine = make(groups.next().context("no thread")?)?;
+    if let Some(flags) = mine.first().and_then(|(_, f)| f.sender.ring_flags()) {
+        t.set_ring(flags);
+    }
+    // Every thread sets up, then all start together; a thread that could not set up stops
+    // the others before they send.
+    let ready = Barrier::new(cpus.len());
+    let abort = AtomicBool::new(false);
+    let mut out: Vec<Option<(Flow, FlowEnd)>> = (0..n).map(|_| None).collect();
+    on_cpu(cpus[0], home, || {
+        std::thread::scope(|s| -> Result<()> {
+            let (ready, abort, make) = (&ready, &abort, &make);
+            let others: Vec<_> = groups
+                .zip(&cpus[1..])
+                .map(|(g, &cpu)| {
+                    s.spawn(move || -> Result<_> {
+                        let built = crate::sys::cpu::pin_to(cpu)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|()| make(g));
+                        if built.is_err() {
+                            abort.store(true, Ordering::Release);
+                        }
+                        ready.wait(); // set up
+                        ready.wait(); // the calling thread's clock started
+                        let mut g = built?;
+                        if abort.load(Ordering::Acquire) {
+                            return Ok((g, Vec::new(), None));
+                        }
+                        let mut r = Recorder::new(clock);
+                        let start = r.now();
+                        let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
+                        let e = run_thread(&mut refs, msgs, &mut r, start, cancel)?;
+                        Ok((g, e, Some(r.take())))
+                    })
+                })
+                .collect();
+            ready.wait();
+            let go = !abort.load(Ordering::Acquire);
+            let mut started = false;
+            let r = t.measure(step, |rec| {
+                let start = rec.now();
+                ready.wait();
+                started = true;
+                if !go {
+                    anyhow::bail!("a sending thread could not set up its flows");
+                }
+                let mut refs: Vec<&mut Flow> = mine.iter_mut().map(|(_, f)| f).collect();
+                let e = run_thread(&mut refs, msgs, rec, start, cancel)?;
+                let mut ends = vec![(std::mem::take(&mut mine), e)];
+                for h in others {
+                    let (g, e, hist) = h.join().expect("a sending thread panicked")?;
+                    if let Some(h) = hist {
+                        rec.absorb(&h);
+                    }
+                    ends.push((g, e));
+                }
+                let mut sent = 0;
+                for (g, e) in ends {
+                    for ((i, f), end) in g.into_iter().zip(e) {
+                        sent += end.sent;
+                        out[i] = Some((f, end));
+                    }
+                }
+                Ok(Done {
+                    bytes: sent * msg_bytes,
+                    ops: sent,
+                })
+            });
+            if !started {
+                // The harness failed before the clock started: release the waiting threads.
+                abort.store(true, Ordering::Release);
+                ready.wait();
+            }
+            r
+        })
+    })?;
+    out.into_iter()
+        .map(|f| f.context("a flow without an end"))
+        .collect()
 }
 
 /// What a trial of several flows found, flow by flow, after the clock: gathered with
