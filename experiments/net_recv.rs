@@ -77,6 +77,8 @@ use zclab::loops::{net_paths, recv_table};
 use zclab::net::netns::{self, NetPath, VethLab};
 use zclab::results::Row;
 use zclab::ring::{Ring, RingConfig};
+use zclab::sys::bpf::{self, XdpMode};
+use zclab::sys::busy_poll;
 use zclab::units;
 use zclab::uring::recv::{self as urx, Multishot, ProvidedRecv};
 
@@ -88,7 +90,13 @@ const VARIANTS: &[Variant<NetRecv>] = harness::variants![
     names::URING_RECV_MULTISHOT => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Plain)), [op(Recv)], "one multishot IORING_OP_RECV into a provided buffer ring, one completion per buffer, re-armed when the kernel ends it";
     names::URING_RECV_BUNDLE => |ctx, t| run(ctx, t, Kind::Multishot(Multishot::Bundle)), [op(Recv)], "multishot IORING_OP_RECV with IORING_RECVSEND_BUNDLE: one completion for several provided buffers";
     names::URING_RECV_ZC => |ctx, t| run(ctx, t, Kind::Zcrx), [op(RecvZc), Root], "io_uring zero-copy receive (zcrx): IORING_REGISTER_ZCRX_IFQ on the receive queue, then IORING_OP_RECV_ZC";
+    names::CLASSIC_RECV_BUSY_POLL => |ctx, t| run_busy(ctx, t, Kind::Classic), [Root], "classic-recv on a socket with SO_BUSY_POLL and SO_PREFER_BUSY_POLL: the reader runs the device's NAPI poll itself before it sleeps (tcp-veth, with an XDP program on the receiving end that gives veth its NAPI)";
+    names::URING_RECV_MULTISHOT_NAPI => |ctx, t| run_busy(ctx, t, Kind::Multishot(Multishot::Plain)), [Root, op(Recv)], "uring-recv-multishot with IORING_REGISTER_NAPI: the ring busy-polls the socket's NAPI context while it waits (Linux 6.9; tcp-veth with the XDP program)";
 ];
+
+/// How long a busy-polling receiver polls before it sleeps (SO_BUSY_POLL, the ring's NAPI
+/// busy-poll time), in µs: the value Documentation/networking/napi.rst suggests trying first.
+const BUSY_POLL_US: u32 = 50;
 
 #[derive(clap::Args, Debug)]
 struct Args {
@@ -337,6 +345,38 @@ fn zcrx(ctx: &NetRecv, path: NetPath) -> Result<()> {
 }
 
 fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
+    run_with(ctx, t, kind, None)
+}
+
+/// A busy-polling receiver ([`BUSY_POLL_US`]) on tcp-veth: an XDP_PASS program is attached to
+/// the receiving end for the trial (native mode; detached after it, and by the kernel when the
+/// process ends), which gives veth the NAPI context busy polling needs. Loopback has none.
+fn run_busy(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
+    let path = NetPath::from_name(t.point.str("path"))?;
+    if path == NetPath::TcpLoopback {
+        return Err(harness::skip_point(
+            "loopback has no NAPI context: busy polling would have nothing to poll (the socket's NAPI id is 0)",
+        ));
+    }
+    let Some(net) = ctx.net.as_ref() else {
+        return run_with(ctx, t, kind, None); // skipped there with the namespaces' reason
+    };
+    let (ns, dev) = (net.ns_b.clone(), net.tcp_b_if.clone());
+    let xdp = netns::in_netns(&ns, move || {
+        let ifindex = nix::net::if_::if_nametoindex(dev.as_str())?;
+        let prog = bpf::load_xdp_frags("pass", &bpf::return_action(zclab::sys::consts::XDP_PASS))?;
+        let link = bpf::attach_xdp(&prog, ifindex, XdpMode::Native)?;
+        Ok((prog, link))
+    })
+    .context("attaching the XDP program that gives the veth end its NAPI context")?;
+    let r = run_with(ctx, t, kind, Some(&ns));
+    drop(xdp);
+    r
+}
+
+/// One trial; `busy`: the namespace of a busy-polling receiver (tcp-veth's B), where its
+/// busy-polled packets are counted.
+fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<&str>) -> Result<()> {
     let path = NetPath::from_name(t.point.str("path"))?;
     let size = t.point.num("size") as usize;
     let copybuf = t.point.num("copybuf") as usize;
@@ -381,6 +421,15 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
                 ..RingConfig::tuned(8)
             };
             let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
+            if busy.is_some() {
+                ring.register_napi(BUSY_POLL_US).map_err(|e| match e.raw_os_error() {
+                    Some(libc::EINVAL) => harness::skip_variant(format!(
+                        "IORING_REGISTER_NAPI needs Linux 6.9; this kernel ({}) refused it: {e}",
+                        t.caps.kernel.release
+                    )),
+                    _ => anyhow::Error::new(e).context("IORING_REGISTER_NAPI"),
+                })?;
+            }
             if how == Multishot::Bundle && !ProvidedRecv::bundles_supported(&mut ring) {
                 return Err(harness::skip_variant(format!(
                     "receive bundles (IORING_FEAT_RECVSEND_BUNDLE) need Linux 6.10; this kernel ({}) lacks them",
@@ -397,6 +446,15 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
     let net = ctx.net.as_ref().filter(|_| path == NetPath::TcpVeth);
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
     let mut link = rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?;
+    if busy.is_some() && kind == Kind::Classic {
+        busy_poll::enable(&link.sock, BUSY_POLL_US)?;
+    }
+    let polled = |ns: &str| {
+        netns::in_netns(ns, || Ok(netns::busy_poll_rx_packets()))
+            .ok()
+            .flatten()
+    };
+    let polled0 = busy.and_then(polled);
     let mut h = Xxh3::new();
     let mut counts = urx::RecvCounts::default();
     let mut classic = rx::ClassicCounts::default();
@@ -420,6 +478,8 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
         Ok(Done { bytes, ops })
     })?;
     let mss_receiver = link.mss();
+    let napi = busy.map(|_| busy_poll::napi_id(&link.sock)).transpose()?;
+    let polled1 = busy.and_then(polled);
     let sent = link.finish().context("the sender failed")?;
     let bytes = counts.bytes.max(classic.bytes);
     // The sender is another process: its CPU time is recorded beside, not subtracted.
@@ -487,6 +547,16 @@ fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
     }
     if let Some(m) = mss_receiver {
         t.set_extra("mss_receiver", m as f64);
+    }
+    if let Some(id) = napi {
+        t.set_extra("busy_poll_us", BUSY_POLL_US as f64);
+        t.set_extra("napi_id", id as f64);
+        if let (Some(a), Some(b)) = (polled0, polled1) {
+            t.set_extra("busy_poll_rx_packets", b.saturating_sub(a) as f64);
+        }
+        if id == 0 {
+            anyhow::bail!("the socket has no NAPI id: busy polling had nothing to poll");
+        }
     }
     Ok(())
 }

@@ -93,6 +93,8 @@ catalog! {
         URING_RECV_MULTISHOT = "uring-recv-multishot",
         URING_RECV_BUNDLE = "uring-recv-bundle",
         URING_RECV_ZC = "uring-recv-zc",
+        CLASSIC_RECV_BUSY_POLL = "classic-recv-busy-poll",
+        URING_RECV_MULTISHOT_NAPI = "uring-recv-multishot-napi",
     } params ["copybuf", "path", "size"];
     packet_io "kernel bypass: frames/s through AF_XDP against AF_PACKET, UDP sockets and io_uring on a veth pair, with loss and its causes" {
         CLASSIC_UDP_RECVMMSG = "classic-udp-recvmmsg",

@@ -382,6 +382,16 @@ impl Ring {
         Ok(())
     }
 
+    /// NAPI busy polling while this ring waits for completions (IORING_REGISTER_NAPI, Linux
+    /// 6.9): up to `usecs` of polling the NAPI contexts of the sockets its requests use,
+    /// preferring it over interrupts.
+    pub fn register_napi(&mut self, usecs: u32) -> io::Result<()> {
+        let mut napi = io_uring::types::Napi::new()
+            .set_busy_poll_timeout(usecs)
+            .set_prefer_busy_poll(true);
+        self.ring.submitter().register_napi(&mut napi)
+    }
+
     /// The underlying ring, for the op patterns in [`crate::uring`].
     pub(crate) fn inner(&mut self) -> &mut IoUring {
         &mut self.ring

@@ -20,6 +20,9 @@ const VARIANTS: &[&str] = &[
     "uring-recv-bundle",
 ];
 
+/// The busy-polling receivers: tcp-veth only (loopback has no NAPI context), as root.
+const BUSY: &[&str] = &["classic-recv-busy-poll", "uring-recv-multishot-napi"];
+
 /// Every row intact, with the figures its variant must carry.
 fn check_rows(e: &Exp, paths: &[&str]) {
     assert_variants_on(&e.rows, VARIANTS, paths);
@@ -131,6 +134,10 @@ fn loopback_every_variant_both_senders() {
         }
         check_zcrx_skipped(&e.meta(), is_root());
         assert_eq!(e.meta()["parameters"]["sender"], sender);
+        for b in BUSY.iter().filter(|_| is_root()) {
+            let why = variant_meta(&e.meta(), b)["points_skipped"][0][1].to_string();
+            assert!(why.contains("no NAPI context"), "{b}: {why}");
+        }
     }
 }
 
@@ -191,6 +198,14 @@ fn veth_every_variant_and_nothing_left() {
     check_rows(&e, &["tcp-veth"]);
     for row in &e.rows {
         assert_eq!(metrics(row).extra["veth_mtu"], 9000.0);
+    }
+    // The busy-polling receivers ran with a NAPI context (the XDP program gave veth one),
+    // and say how many packets busy polling brought in.
+    assert_variants_on(&e.rows, BUSY, &["tcp-veth"]);
+    for row in e.rows.iter().filter(|r| BUSY.contains(&r.variant.as_str())) {
+        let x = &metrics(row).extra;
+        assert!(x["napi_id"] > 0.0 && x["busy_poll_us"] == 50.0, "{x:?}");
+        assert!(x.contains_key("busy_poll_rx_packets"), "{x:?}");
     }
     let meta = e.meta();
     check_zcrx_skipped(&meta, true);

@@ -490,6 +490,13 @@ pub fn net_dev_fields(dev: &str, min: usize) -> io::Result<Vec<u64>> {
     Ok(f)
 }
 
+/// Packets received by busy polling so far in the calling thread's network namespace
+/// (`TcpExt: BusyPollRxPackets` of /proc/thread-self/net/netstat); None when unreadable.
+pub fn busy_poll_rx_packets() -> Option<u64> {
+    let text = fs::read_to_string("/proc/thread-self/net/netstat").ok()?;
+    snmp_field(&text, "TcpExt", "BusyPollRxPackets")
+}
+
 /// A field of /proc/net/snmp: the line pair `Proto: names...` / `Proto: values...`.
 pub fn snmp_field(text: &str, proto: &str, name: &str) -> Option<u64> {
     let tag = format!("{proto}:");

@@ -191,6 +191,17 @@ pub struct Prog {
 /// Loads an XDP program. `name` gets [`LAB_PREFIX`] in front. On a verifier refusal the error
 /// carries the verifier's log.
 pub fn load_xdp(name: &str, insns: &[Insn]) -> io::Result<Prog> {
+    load_xdp_flags(name, insns, 0)
+}
+
+/// Loads an XDP program that accepts multi-buffer frames (BPF_F_XDP_HAS_FRAGS, Linux 5.18):
+/// native XDP on a veth end whose MTU is above a page needs one (the attach fails with ERANGE
+/// otherwise). The program must not read past the first buffer.
+pub fn load_xdp_frags(name: &str, insns: &[Insn]) -> io::Result<Prog> {
+    load_xdp_flags(name, insns, BPF_F_XDP_HAS_FRAGS)
+}
+
+fn load_xdp_flags(name: &str, insns: &[Insn], prog_flags: u32) -> io::Result<Prog> {
     let license = c"GPL";
     let mut log = vec![0u8; 64 * 1024];
     let full = format!("{LAB_PREFIX}{name}");
@@ -199,6 +210,7 @@ pub fn load_xdp(name: &str, insns: &[Insn]) -> io::Result<Prog> {
         .u32(4, insns.len() as u32)
         .u64(8, insns.as_ptr() as u64)
         .u64(16, license.as_ptr() as u64)
+        .u32(44, prog_flags)
         .name(48, &full);
     match bpf(BPF_PROG_LOAD, &mut a) {
         Ok(fd) => Ok(Prog {

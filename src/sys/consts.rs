@@ -58,6 +58,8 @@ pub const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 /// XDP actions (`enum xdp_action`).
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+/// BPF_PROG_LOAD prog_flags: the XDP program handles multi-buffer frames (uapi bpf.h).
+pub const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 pub const XDP_TX: u32 = 3;
 /// XDP attach flags (include/uapi/linux/if_link.h).
 pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;

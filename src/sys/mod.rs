@@ -5,6 +5,7 @@
 
 pub mod blocksum;
 pub mod bpf;
+pub mod busy_poll;
 pub mod consts;
 pub mod cpu;
 pub mod direct;

@@ -178,7 +178,13 @@ pub struct Xsk {
     pub tx_outstanding: u32,
 }
 
-fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, v: &T, what: &str) -> io::Result<()> {
+pub(crate) fn setsockopt<T>(
+    fd: &impl AsRawFd,
+    level: i32,
+    name: i32,
+    v: &T,
+    what: &str,
+) -> io::Result<()> {
     // SAFETY: `v` is a live value of the type this option expects; the size passed is its size.
     let r = unsafe {
         libc::setsockopt(
@@ -197,7 +203,12 @@ fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, v: &T, what: &str) -> io::
 }
 
 /// getsockopt for the plain-data uapi structs used here (all-zero is a valid value of each).
-fn getsockopt<T: Copy>(fd: &OwnedFd, level: i32, name: i32, what: &str) -> io::Result<T> {
+pub(crate) fn getsockopt<T: Copy>(
+    fd: &impl AsRawFd,
+    level: i32,
+    name: i32,
+    what: &str,
+) -> io::Result<T> {
     // SAFETY: only called with C structs of integers, for which all-zero bytes are valid.
     let mut v: T = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
