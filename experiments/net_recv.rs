@@ -77,7 +77,6 @@ use zclab::loops::{net_paths, recv_table};
 use zclab::net::netns::{self, NetPath, VethLab};
 use zclab::results::Row;
 use zclab::ring::{Ring, RingConfig};
-use zclab::sys::bpf::{self, XdpMode};
 use zclab::sys::busy_poll;
 use zclab::units;
 use zclab::uring::recv::{self as urx, Multishot, ProvidedRecv};
@@ -345,7 +344,7 @@ fn zcrx(ctx: &NetRecv, path: NetPath) -> Result<()> {
 }
 
 fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
-    run_with(ctx, t, kind, None)
+    run_with(ctx, t, kind, false)
 }
 
 /// A busy-polling receiver ([`BUSY_POLL_US`]) on tcp-veth: an XDP_PASS program is attached to
@@ -359,24 +358,17 @@ fn run_busy(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
         ));
     }
     let Some(net) = ctx.net.as_ref() else {
-        return run_with(ctx, t, kind, None); // skipped there with the namespaces' reason
+        return run_with(ctx, t, kind, false); // skipped there with the namespaces' reason
     };
-    let (ns, dev) = (net.ns_b.clone(), net.tcp_b_if.clone());
-    let xdp = netns::in_netns(&ns, move || {
-        let ifindex = nix::net::if_::if_nametoindex(dev.as_str())?;
-        let prog = bpf::load_xdp_frags("pass", &bpf::return_action(zclab::sys::consts::XDP_PASS))?;
-        let link = bpf::attach_xdp(&prog, ifindex, XdpMode::Native)?;
-        Ok((prog, link))
-    })
-    .context("attaching the XDP program that gives the veth end its NAPI context")?;
-    let r = run_with(ctx, t, kind, Some(&ns));
+    let xdp = net.napi_on_b()?;
+    let r = run_with(ctx, t, kind, true);
     drop(xdp);
     r
 }
 
-/// One trial; `busy`: the namespace of a busy-polling receiver (tcp-veth's B), where its
-/// busy-polled packets are counted.
-fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<&str>) -> Result<()> {
+/// One trial; `busy`: the receiver busy-polls (tcp-veth's B end has its NAPI context), and
+/// the packets busy polling brought in are counted in namespace B.
+fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<()> {
     let path = NetPath::from_name(t.point.str("path"))?;
     let size = t.point.num("size") as usize;
     let copybuf = t.point.num("copybuf") as usize;
@@ -421,7 +413,7 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<&str>) ->
                 ..RingConfig::tuned(8)
             };
             let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
-            if busy.is_some() {
+            if busy {
                 ring.register_napi(BUSY_POLL_US).map_err(|e| match e.raw_os_error() {
                     Some(libc::EINVAL) => harness::skip_variant(format!(
                         "IORING_REGISTER_NAPI needs Linux 6.9; this kernel ({}) refused it: {e}",
@@ -446,15 +438,14 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<&str>) ->
     let net = ctx.net.as_ref().filter(|_| path == NetPath::TcpVeth);
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
     let mut link = rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?;
-    if busy.is_some() && kind == Kind::Classic {
+    if busy && kind == Kind::Classic {
         busy_poll::enable(&link.sock, BUSY_POLL_US)?;
     }
-    let polled = |ns: &str| {
-        netns::in_netns(ns, || Ok(netns::busy_poll_rx_packets()))
-            .ok()
-            .flatten()
+    let polled = || {
+        net.filter(|_| busy)
+            .and_then(VethLab::b_busy_poll_rx_packets)
     };
-    let polled0 = busy.and_then(polled);
+    let polled0 = polled();
     let mut h = Xxh3::new();
     let mut counts = urx::RecvCounts::default();
     let mut classic = rx::ClassicCounts::default();
@@ -478,8 +469,8 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<&str>) ->
         Ok(Done { bytes, ops })
     })?;
     let mss_receiver = link.mss();
-    let napi = busy.map(|_| busy_poll::napi_id(&link.sock)).transpose()?;
-    let polled1 = busy.and_then(polled);
+    let napi = busy.then(|| busy_poll::napi_id(&link.sock)).transpose()?;
+    let polled1 = polled();
     let sent = link.finish().context("the sender failed")?;
     let bytes = counts.bytes.max(classic.bytes);
     // The sender is another process: its CPU time is recorded beside, not subtracted.

@@ -61,6 +61,7 @@ use zclab::loops::{common, net_paths};
 use zclab::net::netns::{self, VethLab};
 use zclab::results::{Integrity, Row, Status};
 use zclab::ring::{RingConfig, Want};
+use zclab::sys::busy_poll;
 use zclab::units;
 use zclab::uring::rr::RecvStyle;
 
@@ -68,6 +69,7 @@ use zclab::uring::rr::RecvStyle;
 const VARIANTS: &[Variant<Rr>] = harness::variants![
     names::CLASSIC_BLOCKING => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?)), [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
     names::CLASSIC_EPOLL => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?)), [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
+    names::CLASSIC_BUSY_POLL => classic_busy_poll, [Root], "classic-blocking with SO_BUSY_POLL and SO_PREFER_BUSY_POLL (50 µs) on the server's sockets: it runs the NAPI poll itself before it sleeps (tcp-veth, with an XDP program on B's end for its NAPI context; loopback has none)";
     names::URING_ONESHOT => uring_oneshot, [op(Recv), op(Send), op(Accept)], "IORING_OP_RECV, then IORING_OP_SEND of the response and the next RECV in one io_uring_enter";
     names::URING_MULTISHOT => uring_multishot, [op(Recv), op(Send), op(Accept), op(ProvideBuffers)], "one multishot IORING_OP_RECV over a provided-buffer ring (64 buffers); IORING_OP_SEND per response";
     names::URING_FIXED => uring_fixed, [op(ReadFixed), op(WriteFixed), op(Accept)], "IORING_OP_READ_FIXED and IORING_OP_WRITE_FIXED on the socket, from registered buffers";
@@ -140,7 +142,12 @@ struct Rr {
     args: Args,
     net: Option<VethLab>,
     net_reason: Option<String>,
+    /// The server busy-polls this trial (classic-busy-poll).
+    busy_poll: bool,
 }
+
+/// How long a busy-polling server polls before it sleeps (SO_BUSY_POLL), in µs.
+const BUSY_POLL_US: u32 = 50;
 
 /// The largest request or response.
 const MAX_SIZE: u64 = 1 << 20;
@@ -219,6 +226,7 @@ impl Experiment for Rr {
                 args,
                 net: None,
                 net_reason: None,
+                busy_poll: false,
             },
             points,
             parameters,
@@ -365,6 +373,26 @@ fn main() -> ExitCode {
     harness::run::<Rr>()
 }
 
+/// classic-blocking, busy polling: SO_BUSY_POLL on the listener (accepted sockets inherit it)
+/// and on the connection; on tcp-veth B's end gets the XDP program that gives it a NAPI
+/// context for the trial.
+fn classic_busy_poll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    if t.point.str("path") != "tcp-veth" {
+        return Err(harness::skip_point(
+            "loopback has no NAPI context: busy polling would have nothing to poll (the socket's NAPI id is 0)",
+        ));
+    }
+    let xdp = match ctx.net.as_ref() {
+        Some(n) => Some(n.napi_on_b()?),
+        None => None, // the point is skipped with the namespaces' reason
+    };
+    ctx.busy_poll = true;
+    let r = run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?));
+    ctx.busy_poll = false;
+    drop(xdp);
+    r
+}
+
 fn uring_oneshot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     run(ctx, t, |shape, t| {
         uring(t, shape, plain(), RecvStyle::OneShot)
@@ -495,11 +523,24 @@ fn run(
         netns,
         clock: t.clock,
     };
+    if ctx.busy_poll {
+        busy_poll::enable(&listener, BUSY_POLL_US)?;
+    }
+    let polled = || {
+        ctx.net
+            .as_ref()
+            .filter(|_| ctx.busy_poll)
+            .and_then(VethLab::b_busy_poll_rx_packets)
+    };
+    let polled0 = polled();
     let client = rr::spawn_client(job, t.cpus.1)?;
     let conn = match mode {
         Mode::Rr => Some(listener.accept()?.0),
         Mode::Crr => None,
     };
+    if let (Some(c), true) = (&conn, ctx.busy_poll) {
+        busy_poll::enable(c, BUSY_POLL_US)?;
+    }
     let step = if open {
         "one transaction, in the client: the request's intended send time (open loop) to its response read"
     } else {
@@ -522,6 +563,11 @@ fn run(
         // No bytes: the headline figure (the table, `--repeat auto`) is transactions/s.
         Ok(Done { bytes: 0, ops: n })
     });
+    let napi = match (&conn, ctx.busy_poll) {
+        (Some(c), true) => Some(busy_poll::napi_id(c)?),
+        _ => None,
+    };
+    let polled1 = polled();
     drop(conn); // ends the client's stream if the server failed
     drop(listener);
     let rep = client.join().context("rr client")?;
@@ -557,6 +603,18 @@ fn run(
     t.set_extra("resp_bytes", shape.resp as f64);
     if server.enters > 0 {
         t.set_extra("uring_enters_per_tx", server.enters as f64 / n as f64);
+    }
+    if ctx.busy_poll {
+        t.set_extra("busy_poll_us", BUSY_POLL_US as f64);
+        if let (Some(a), Some(b)) = (polled0, polled1) {
+            t.set_extra("busy_poll_rx_packets", b.saturating_sub(a) as f64);
+        }
+    }
+    if let Some(id) = napi {
+        t.set_extra("napi_id", id as f64);
+        if id == 0 {
+            bail!("the server's socket has no NAPI id: busy polling had nothing to poll");
+        }
     }
     if let Some(rate) = rep.rate {
         let achieved = rep.achieved_rate();

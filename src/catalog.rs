@@ -124,6 +124,7 @@ catalog! {
     rr "request/response transactions: blocking, epoll and io_uring servers (multishot, fixed, SQPOLL, DEFER_TASKRUN), ping-pong and open loop, connect per transaction" {
         CLASSIC_BLOCKING = "classic-blocking",
         CLASSIC_EPOLL = "classic-epoll",
+        CLASSIC_BUSY_POLL = "classic-busy-poll",
         URING_ONESHOT = "uring-oneshot",
         URING_MULTISHOT = "uring-multishot",
         URING_FIXED = "uring-fixed",

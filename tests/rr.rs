@@ -29,13 +29,33 @@ fn every_variant_closed_and_open_with_integrity() {
         .ok()
         .exp_checked("rr");
     let npaths = paths.split(',').count();
+    // The busy-polling server runs on tcp-veth only (loopback has no NAPI context).
+    let busy = names::CLASSIC_BUSY_POLL;
+    let others: Vec<&str> = names::VARIANTS
+        .iter()
+        .copied()
+        .filter(|v| *v != busy)
+        .collect();
+    let veth = npaths == 2;
     // Per path and size: rr closed, rr open, crr closed.
-    assert_eq!(e.rows.len(), names::VARIANTS.len() * npaths * 2 * 3);
-    assert_variants_on(
-        &e.rows,
-        names::VARIANTS,
-        &paths.split(',').collect::<Vec<_>>(),
-    );
+    let want = (others.len() * npaths + veth as usize) * 2 * 3;
+    assert_eq!(e.rows.len(), want);
+    assert_variants_on(&e.rows, &others, &paths.split(',').collect::<Vec<_>>());
+    if veth {
+        assert_variants_on(&e.rows, &[busy], &["tcp-veth"]);
+        let why = variant_meta(&e.meta(), busy)["points_skipped"][0][1].to_string();
+        assert!(why.contains("no NAPI context"), "{why}");
+    }
+    for r in e.rows.iter().filter(|r| r.variant == busy) {
+        let x = &metrics(r).extra;
+        assert!(x.contains_key("busy_poll_rx_packets"), "{x:?}");
+        if r.params["mode"] == "rr" {
+            assert!(
+                x["napi_id"] > 0.0,
+                "the XDP program gave veth a NAPI id: {x:?}"
+            );
+        }
+    }
     for r in &e.rows {
         let m = assert_intact(r);
         assert_eq!(m.ops, 300, "{}", what(r));

@@ -251,6 +251,14 @@ pub struct SinkCounters {
     pub in_addr_errors: Option<u64>,
 }
 
+/// An XDP program attached to a veth end for its NAPI context ([`VethLab::napi_on_b`]).
+#[derive(Debug)]
+pub struct NapiXdp {
+    // The link first: detached before the program is released.
+    _link: crate::sys::bpf::Link,
+    _prog: crate::sys::bpf::Prog,
+}
+
 /// The namespaces and veth pairs of one run. See the module documentation for the layout.
 #[derive(Debug)]
 pub struct VethLab {
@@ -288,6 +296,38 @@ pub struct VethLab {
 }
 
 impl VethLab {
+    /// Gives B's end of the TCP pair a NAPI context, which busy polling needs (veth has one
+    /// only with native XDP): a multi-buffer XDP_PASS program attached by bpf_link in
+    /// namespace B. Detached when the returned guard is dropped, and by the kernel when the
+    /// process ends however it ends.
+    pub fn napi_on_b(&self) -> io::Result<NapiXdp> {
+        use crate::sys::bpf;
+        let dev = self.tcp_b_if.clone();
+        in_netns(&self.ns_b, move || {
+            let ifindex = nix::net::if_::if_nametoindex(dev.as_str())?;
+            let pass = bpf::return_action(crate::sys::consts::XDP_PASS);
+            let prog = bpf::load_xdp_frags("pass", &pass)?;
+            let link = bpf::attach_xdp(&prog, ifindex, bpf::XdpMode::Native)?;
+            Ok(NapiXdp {
+                _link: link,
+                _prog: prog,
+            })
+        })
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("attaching the XDP program that gives the veth end its NAPI context: {e}"),
+            )
+        })
+    }
+
+    /// Packets busy polling brought in so far in namespace B ([`busy_poll_rx_packets`]).
+    pub fn b_busy_poll_rx_packets(&self) -> Option<u64> {
+        in_netns(&self.ns_b, || Ok(busy_poll_rx_packets()))
+            .ok()
+            .flatten()
+    }
+
     /// Creates the namespaces and links with `ip` (root or CAP_SYS_ADMIN needed), veth MTU
     /// `mtu` (65535 lets a 65507-byte UDP payload through unfragmented). On failure everything
     /// created so far is removed again.
