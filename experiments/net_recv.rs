@@ -75,6 +75,8 @@ use zclab::harness::{
 use zclab::loops::recv::{self as rx, SendMode, SendSpec};
 use zclab::loops::{net_paths, recv_table};
 use zclab::net::netns::{self, NetPath, VethLab};
+use zclab::net::remote;
+use zclab::results::Integrity;
 use zclab::results::Row;
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::busy_poll;
@@ -139,6 +141,11 @@ struct Args {
     /// device, lo or the veth end).
     #[arg(long, value_name = "IFACE")]
     dev: Option<String>,
+    /// Host running `zclab serve` (port 7878 unless given): its tcp-source streams to this
+    /// host over the path remote-tcp (plain write(2) of the lab's pattern, --send-size each;
+    /// --sender does not apply), and the receiver is measured here.
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
+    peer: Option<remote::PeerAddr>,
     /// uring-recv-zc: the receive queue of --dev.
     #[arg(long, default_value_t = 0)]
     queue: u32,
@@ -173,11 +180,32 @@ impl Experiment for NetRecv {
     const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
     fn plan(args: Args, common: &CommonArgs) -> Result<Plan<Self>> {
-        if let Some(p) = args.paths.iter().find(|p| p.is_datagram() || p.is_remote()) {
+        if let Some(p) = args
+            .paths
+            .iter()
+            .find(|p| p.is_datagram() || **p == NetPath::RemoteUdp)
+        {
             return Err(harness::usage(format!(
-                "path {} is not a path of net_recv (tcp-loopback, tcp-veth)",
+                "path {} is not a path of net_recv (tcp-loopback, tcp-veth, remote-tcp)",
                 p.name()
             )));
+        }
+        let remote_asked = args.paths.contains(&NetPath::RemoteTcp);
+        match (&args.peer, remote_asked) {
+            (None, true) => {
+                return Err(harness::usage(
+                    "path remote-tcp needs --peer HOST[:PORT] (a host running `zclab serve`)",
+                ));
+            }
+            (Some(_), _) if args.paths.iter().any(|p| !p.is_remote()) => {
+                return Err(harness::usage(
+                    "with --peer the path is remote-tcp: the local paths build both ends on this host",
+                ));
+            }
+            _ => {}
+        }
+        if args.peer.is_some() && zclab::net::peers::FaultSpec::from_env()?.is_some() {
+            return Err(harness::usage(zclab::net::peers::fault_with_peer("sender")));
         }
         if let Some(&s) = args.sizes.iter().find(|&&s| s > 16 << 20) {
             return Err(harness::usage(format!(
@@ -211,7 +239,9 @@ impl Experiment for NetRecv {
             None => None,
         };
         let mut paths = Vec::new();
-        for p in if args.paths.is_empty() {
+        for p in if args.peer.is_some() {
+            vec![NetPath::RemoteTcp]
+        } else if args.paths.is_empty() {
             vec![NetPath::TcpLoopback, NetPath::TcpVeth]
         } else {
             args.paths.clone()
@@ -242,6 +272,11 @@ impl Experiment for NetRecv {
             "sender_socket": "TCP_NODELAY; SO_ZEROCOPY with --sender zerocopy",
             "zerocopy_release": "madvise(MADV_DONTNEED) of the mapped pages after hashing them",
             "netns": net_paths::netns_parameters(),
+            "peer": args.peer.as_ref().map(|p| p.text.clone()),
+            "remote": args.peer.as_ref().map(|_| json!({
+                "remote_tcp": "zclab serve's tcp-source on the peer host writes the lab's pattern stream (--bytes, --send-size per write(2)) as soon as the connection is set up, before the clock starts here: what the socket buffers hold by then is received inside the clock",
+                "peer_cpu_time": "the sender's, measured on the peer host, recorded as peer_user_ns/peer_sys_ns",
+            })),
         });
         let ctx = NetRecv {
             args,
@@ -255,6 +290,10 @@ impl Experiment for NetRecv {
             points,
             parameters,
         })
+    }
+
+    fn peer_addr(&self) -> Option<&remote::PeerAddr> {
+        self.args.peer.as_ref()
     }
 
     fn prepare(&mut self, env: &Env) -> Result<()> {
@@ -320,6 +359,11 @@ fn zcrx(ctx: &NetRecv, path: NetPath) -> Result<()> {
             })?;
             (format!("veth {} queue 0", n.tcp_b_if), r)
         }
+        (None, NetPath::RemoteTcp, _) => {
+            return Err(harness::skip_point(
+                "on remote-tcp, uring-recv-zc registers a queue of this host's NIC: name it with --dev IFACE --queue Q",
+            ));
+        }
         _ => ("lo queue 0".to_string(), urx::zcrx_register(1, 0)),
     };
     match r {
@@ -356,6 +400,10 @@ fn run_busy(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
         return Err(harness::skip_point(
             "loopback has no NAPI context: busy polling would have nothing to poll (the socket's NAPI id is 0)",
         ));
+    }
+    if path == NetPath::RemoteTcp {
+        // A real NIC has its NAPI contexts: nothing to attach.
+        return run_with(ctx, t, kind, true);
     }
     let Some(net) = ctx.net.as_ref() else {
         return run_with(ctx, t, kind, false); // skipped there with the namespaces' reason
@@ -437,13 +485,34 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
     };
     let net = ctx.net.as_ref().filter(|_| path == NetPath::TcpVeth);
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
-    let mut link = rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?;
+    // With --peer the sender is `zclab serve`'s tcp-source, streaming from the moment it is
+    // set up; here, the lab's sender process, which waits for the start signal.
+    let mut remote = match (path, t.remote) {
+        (NetPath::RemoteTcp, Some(p)) => {
+            Some(p.tcp_source(Some(t.cpus.1 as u32), a.bytes, a.send_size)?)
+        }
+        (NetPath::RemoteTcp, None) => anyhow::bail!("remote-tcp runs with --peer"),
+        _ => None,
+    };
+    if let (true, Some(r)) = (busy, &remote) {
+        if r.stream.peer_addr()?.ip().is_loopback() {
+            return Err(harness::skip_point(
+                "the --peer host is reached over loopback, which has no NAPI context: busy polling would have nothing to poll",
+            ));
+        }
+    }
+    let mut link = match &remote {
+        Some(r) => rx::Link::remote(r.stream.try_clone()?),
+        None => rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?,
+    };
     if busy && kind == Kind::Classic {
         busy_poll::enable(&link.sock, BUSY_POLL_US)?;
     }
-    let polled = || {
-        net.filter(|_| busy)
-            .and_then(VethLab::b_busy_poll_rx_packets)
+    // Packets busy polling brought in: counted in the receiver's namespace (B on tcp-veth).
+    let polled = || match (busy, net) {
+        (false, _) => None,
+        (true, Some(n)) => n.b_busy_poll_rx_packets(),
+        (true, None) => netns::busy_poll_rx_packets(),
     };
     let polled0 = polled();
     let mut h = Xxh3::new();
@@ -471,11 +540,40 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
     let mss_receiver = link.mss();
     let napi = busy.then(|| busy_poll::napi_id(&link.sock)).transpose()?;
     let polled1 = polled();
-    let sent = link.finish().context("the sender failed")?;
     let bytes = counts.bytes.max(classic.bytes);
-    // The sender is another process: its CPU time is recorded beside, not subtracted.
+    let sent = match remote.as_mut() {
+        Some(r) => {
+            let rep = r.wait().context("the peer host's sender")?;
+            let want = remote::pattern_hash(a.bytes);
+            let said = rep.hash.as_deref().and_then(remote::parse_hex64);
+            let got = h.digest();
+            t.set_integrity(Integrity {
+                ok: bytes == a.bytes && got == want && rep.bytes == a.bytes && said == Some(want),
+                method: "xxh3-64 of the received stream in order, against the pattern's and the peer host's hash of what it sent".into(),
+                expected: format!("{want:016x}"),
+                got: format!("{got:016x} (the peer host sent {} B)", rep.bytes),
+                bytes_expected: a.bytes,
+                bytes_got: bytes,
+            });
+            for (k, v) in rep.peer_extras() {
+                t.set_extra(k, v);
+            }
+            rx::Sent {
+                bytes: rep.bytes,
+                usage: rep.usage,
+                mss: None,
+                zc: None,
+            }
+        }
+        None => {
+            let sent = link.finish().context("the sender failed")?;
+            t.set_integrity(rx::integrity(&spec, bytes, h.digest()));
+            sent
+        }
+    };
+    // The sender is another process (or host): its CPU time is recorded beside, not
+    // subtracted.
     t.set_remote_peer(sent.usage);
-    t.set_integrity(rx::integrity(&spec, bytes, h.digest()));
     let mib = bytes as f64 / (1u64 << 20) as f64;
     let per_mib = |v: u64| if mib > 0.0 { v as f64 / mib } else { 0.0 };
     let pct = |v: u64| {
@@ -520,10 +618,9 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
     }
     t.set_extra("buffer_bytes", size as f64);
     t.set_extra("send_size", a.send_size as f64);
-    t.set_extra(
-        "sender_msg_zerocopy",
-        (a.sender == SendMode::Zerocopy) as u8 as f64,
-    );
+    // zclab serve's tcp-source writes plainly.
+    let zc_sender = remote.is_none() && a.sender == SendMode::Zerocopy;
+    t.set_extra("sender_msg_zerocopy", zc_sender as u8 as f64);
     if let Some(z) = &sent.zc {
         t.set_extra("sender_zc_copied_pct", z.copied_pct);
     }

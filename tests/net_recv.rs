@@ -94,6 +94,12 @@ fn list_and_bad_input() {
             ("--sender carrier-pigeon", "carrier-pigeon"),
             ("--dev zcnosuchdev0", "zcnosuchdev0"),
             ("--variants classic-recvv", "classic-recvv"),
+            ("--paths remote-tcp", "path remote-tcp needs --peer"),
+            ("--paths remote-udp", "remote-udp"),
+            (
+                "--peer 127.0.0.1:1 --paths tcp-loopback",
+                "with --peer the path is remote-tcp",
+            ),
         ],
     );
 }

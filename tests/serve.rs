@@ -17,6 +17,7 @@ use zclab::net::remote::{self, Peer, PeerAddr};
 use zclab::results::{Row, Status};
 
 const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
+const NET_RECV: &str = env!("CARGO_BIN_EXE_net_recv");
 const NET_SEND: &str = env!("CARGO_BIN_EXE_net_send");
 const PROXY: &str = env!("CARGO_BIN_EXE_proxy");
 const SOCKET_TO_FILE: &str = env!("CARGO_BIN_EXE_socket_to_file");
@@ -244,6 +245,35 @@ fn net_send_discard_across(hosts: &TwoHosts) {
     }
 }
 
+/// net_recv with the peer host's tcp-source as the sender: every receiver here gets the
+/// pattern stream intact, checked against the pattern's hash and the one the peer host sent.
+fn net_recv_across(hosts: &TwoHosts) {
+    let t = tempfile::tempdir().unwrap();
+    let variants = [
+        "classic-recv",
+        "classic-recv-zerocopy",
+        "uring-recv",
+        "uring-recv-multishot",
+        "uring-recv-bundle",
+    ];
+    let r = hosts.run_in_a(
+        NET_RECV,
+        &format!(
+            "--peer {ADDR_B} --sizes 64KiB --bytes 4MiB --send-size 64KiB --variants {}",
+            variants.join(",")
+        ),
+        t.path(),
+    );
+    let rows = check_remote_run(&r, "net_recv", &variants);
+    assert_variants_on(&rows, &variants, &["remote-tcp"]);
+    for row in &rows {
+        let i = integrity(row);
+        assert!(i.method.contains("peer host's hash"), "{i:?}");
+        assert_eq!(i.bytes_got, 4 << 20);
+        assert_eq!(metrics(row).extra["sender_msg_zerocopy"], 0.0);
+    }
+}
+
 fn socket_to_file_and_proxy_across(hosts: &TwoHosts) {
     let t = tempfile::tempdir().unwrap();
     let r = hosts.run_in_a(
@@ -284,6 +314,7 @@ fn two_namespaces_run_every_variant_across_the_link() {
     };
     net_send_across(&hosts);
     net_send_discard_across(&hosts);
+    net_recv_across(&hosts);
     socket_to_file_and_proxy_across(&hosts);
     let s = hosts.server_alive();
     s.wait_log(&["udp-sink: ok", "tcp-source: ok", "echo: ok", "tcp-sink: ok"]);

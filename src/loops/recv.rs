@@ -321,6 +321,17 @@ pub fn connect(
 }
 
 impl Link {
+    /// The receiving end of a stream whose sender is not the lab's process here (`zclab
+    /// serve`'s tcp-source on the --peer host): no start signal, and the sender's account
+    /// comes from that host.
+    pub fn remote(sock: TcpStream) -> Link {
+        Link {
+            sock,
+            go: None,
+            sender: None,
+        }
+    }
+
     /// Lets the sender start (call first thing inside the clock).
     pub fn start(&mut self) -> io::Result<()> {
         match self.go.as_mut() {
