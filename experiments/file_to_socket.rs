@@ -366,7 +366,8 @@ fn transfer_on_path(
         size,
         hash,
     };
-    if ctx.args.flows.many() {
+    // A sweep's one-flow point is the single-flow transfer (udp-sink included).
+    if ctx.args.flows.many() && t.point.num("flows") > 1 {
         return transfer_flows(ctx, t, step_name, step, src, to);
     }
     let mut send = FileSend::open(src, chunk, &to)?;

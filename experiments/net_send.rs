@@ -385,7 +385,8 @@ fn run(ctx: &mut NetSend, t: &mut Trial, kind: SendKind) -> Result<()> {
         inflight,
         reap,
     };
-    if ctx.args.flows.many() {
+    // A sweep's one-flow point is the single-flow trial (udp-sink included).
+    if ctx.args.flows.many() && (t.point.num("flows") > 1 || t.point.num("threads") > 1) {
         return run_flows(ctx, t, kind, path, job);
     }
     let recv_buf = size.max(256 << 10);

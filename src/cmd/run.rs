@@ -146,7 +146,8 @@ pub const SUITE: &[Entry] = &[
     Entry {
         name: "net_send",
         quick: &["--paths", "tcp-loopback,udp-sink", "--sizes", "4KiB,64KiB", "--reap-every", "1", "--bytes", "64MiB"],
-        full: &["--sizes", "600,1200,4000,8000,1KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--bytes", "64MiB"],
+        // A flow sweep sized to the CPUs present: 1, 2, 4, ... flows, one thread each.
+        full: &["--sizes", "600,1200,4000,8000,1KiB,4KiB,8KiB,16KiB,32KiB,64KiB", "--bytes", "64MiB", "--flows", "sweep", "--threads", "flows"],
     },
     Entry {
         name: "net_recv",
