@@ -461,14 +461,8 @@ pub fn jain(xs: &[f64]) -> Option<f64> {
 
 /// The sum of several receivers' usage (each measured in its own thread).
 pub fn total_usage(us: impl IntoIterator<Item = Usage>) -> Usage {
-    us.into_iter().fold(Usage::default(), |a, b| Usage {
-        user_ns: a.user_ns + b.user_ns,
-        sys_ns: a.sys_ns + b.sys_ns,
-        vcsw: a.vcsw + b.vcsw,
-        ivcsw: a.ivcsw + b.ivcsw,
-        minflt: a.minflt + b.minflt,
-        majflt: a.majflt + b.majflt,
-    })
+    us.into_iter()
+        .fold(Usage::default(), crate::net::peers::add_usage)
 }
 
 #[cfg(test)]
