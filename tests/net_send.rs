@@ -122,6 +122,8 @@ fn four_flows_on_two_threads() {
         assert!(j > 0.25 && j <= 1.0 + 1e-9, "{j}");
         assert!(integrity(r).method.starts_with("per flow, 4 flows"));
         assert!(m.peer_sys_ns.is_some(), "the receivers' CPU is set apart");
+        // Every message is timed, on whichever thread sent it: two readings at least.
+        assert!(m.extra["clock_reads_per_op"] >= 1.5, "{}", what(r));
     }
 }
 

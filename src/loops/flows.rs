@@ -306,17 +306,22 @@ pub fn measure_threads<C: Send>(
                         if abort.load(Ordering::Acquire) {
                             return Ok((g, Vec::new(), None));
                         }
+                        let reads0 = crate::measure::clock::readings();
                         let mut r = Recorder::new(clock);
                         let start = r.now();
                         let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
                         let e = run_thread(&mut refs, msgs, &mut r, start, cancel)?;
-                        Ok((g, e, Some(r.take())))
+                        let reads = crate::measure::clock::readings() - reads0;
+                        Ok((g, e, Some((r.take(), reads))))
                     })
                 })
                 .collect();
             ready.wait();
             let go = !abort.load(Ordering::Acquire);
             let mut started = false;
+            // The clock readings of the other threads: the harness counts the calling
+            // thread's only.
+            let mut other_reads = 0u64;
             let r = t.measure(step, |rec| {
                 let start = rec.now();
                 ready.wait();
@@ -329,8 +334,9 @@ pub fn measure_threads<C: Send>(
                 let mut ends = vec![(std::mem::take(&mut mine), e)];
                 for h in others {
                     let (g, e, hist) = h.join().expect("a sending thread panicked")?;
-                    if let Some(h) = hist {
+                    if let Some((h, reads)) = hist {
                         rec.absorb(&h);
+                        other_reads += reads;
                     }
                     ends.push((g, e));
                 }
@@ -350,6 +356,14 @@ pub fn measure_threads<C: Send>(
                 // The harness failed before the clock started: release the waiting threads.
                 abort.store(true, Ordering::Release);
                 ready.wait();
+            }
+            if let Some(m) = t.metrics().filter(|m| m.ops > 0) {
+                let (ops, x) = (m.ops as f64, &m.extra);
+                if let Some(&per_op) = x.get("clock_reads_per_op") {
+                    let per_op = (per_op * ops + other_reads as f64) / ops;
+                    t.set_extra("clock_reads_per_op", per_op);
+                    t.set_extra("clock_ns_per_op", per_op * t.clock.read_ns());
+                }
             }
             r
         })
