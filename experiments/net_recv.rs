@@ -72,11 +72,11 @@ use zclab::catalog::{Entry, net_recv as names};
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
+use zclab::loops::busy::{self, BUSY_POLL_US, BusyPoll};
 use zclab::loops::recv::{self as rx, SendMode, SendSpec};
 use zclab::loops::{net_paths, recv_table};
 use zclab::net::netns::{self, NetPath, VethLab};
 use zclab::net::remote;
-use zclab::results::Integrity;
 use zclab::results::Row;
 use zclab::ring::{Ring, RingConfig};
 use zclab::sys::busy_poll;
@@ -94,10 +94,6 @@ const VARIANTS: &[Variant<NetRecv>] = harness::variants![
     names::CLASSIC_RECV_BUSY_POLL => |ctx, t| run_busy(ctx, t, Kind::Classic), [Root], "classic-recv on a socket with SO_BUSY_POLL and SO_PREFER_BUSY_POLL: the reader runs the device's NAPI poll itself before it sleeps (tcp-veth, with an XDP program on the receiving end that gives veth its NAPI)";
     names::URING_RECV_MULTISHOT_NAPI => |ctx, t| run_busy(ctx, t, Kind::Multishot(Multishot::Plain)), [Root, op(Recv)], "uring-recv-multishot with IORING_REGISTER_NAPI: the ring busy-polls the socket's NAPI context while it waits (Linux 6.9; tcp-veth with the XDP program)";
 ];
-
-/// How long a busy-polling receiver polls before it sleeps (SO_BUSY_POLL, the ring's NAPI
-/// busy-poll time), in µs: the value Documentation/networking/napi.rst suggests trying first.
-const BUSY_POLL_US: u32 = 50;
 
 #[derive(clap::Args, Debug)]
 struct Args {
@@ -342,81 +338,28 @@ enum Rx {
     Provided(ProvidedRecv, Multishot),
 }
 
-/// uring-recv-zc: registers the path's (or --dev's) receive queue; the kernel's refusal,
-/// named by its errno, is the skip reason.
-fn zcrx(ctx: &NetRecv, path: NetPath) -> Result<()> {
-    let q = ctx.args.queue;
-    let (what, r) = match (ctx.dev_index, path, ctx.net.as_ref()) {
-        (Some(i), _, _) => (
-            format!("{} queue {q}", ctx.args.dev.as_deref().unwrap_or("?")),
-            urx::zcrx_register(i, q),
-        ),
-        (None, NetPath::TcpVeth, Some(n)) => {
-            let dev = n.tcp_b_if.clone();
-            let r = netns::in_netns(&n.ns_b, move || {
-                let i = nix::net::if_::if_nametoindex(dev.as_str())?;
-                Ok(urx::zcrx_register(i, 0))
-            })?;
-            (format!("veth {} queue 0", n.tcp_b_if), r)
-        }
-        (None, NetPath::RemoteTcp, _) => {
-            return Err(harness::skip_point(
-                "on remote-tcp, uring-recv-zc registers a queue of this host's NIC: name it with --dev IFACE --queue Q",
-            ));
-        }
-        _ => ("lo queue 0".to_string(), urx::zcrx_register(1, 0)),
-    };
-    match r {
-        Ok(()) => Err(harness::skip_point(format!(
-            "IORING_REGISTER_ZCRX_IFQ accepted {what}; this version has no RECV_ZC receive loop yet"
-        ))),
-        Err(e) => {
-            let errno = e
-                .raw_os_error()
-                .map(|c| format!("{:?}", nix::errno::Errno::from_raw(c)))
-                .unwrap_or_else(|| e.to_string());
-            Err(harness::skip_point(format!(
-                "IORING_REGISTER_ZCRX_IFQ on {what}: the kernel answered {errno} ({e}){}",
-                if errno == "EOPNOTSUPP" {
-                    ": the device has no header split or queue management (a NIC that has both, with --dev IFACE --queue Q)"
-                } else {
-                    ""
-                }
-            )))
-        }
-    }
-}
-
 fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
-    run_with(ctx, t, kind, false)
+    run_with(ctx, t, kind, None)
 }
 
-/// A busy-polling receiver ([`BUSY_POLL_US`]) on tcp-veth: an XDP_PASS program is attached to
-/// the receiving end for the trial (native mode; detached after it, and by the kernel when the
-/// process ends), which gives veth the NAPI context busy polling needs. Loopback has none.
+/// A busy-polling receiver ([`BUSY_POLL_US`]): on tcp-veth the receiving end gets, for the
+/// trial, the XDP program that gives veth its NAPI context ([`BusyPoll`]); a real NIC behind
+/// --peer has its own; loopback has none.
 fn run_busy(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
-    let path = NetPath::from_name(t.point.str("path"))?;
-    if path == NetPath::TcpLoopback {
-        return Err(harness::skip_point(
-            "loopback has no NAPI context: busy polling would have nothing to poll (the socket's NAPI id is 0)",
-        ));
-    }
-    if path == NetPath::RemoteTcp {
-        // A real NIC has its NAPI contexts: nothing to attach.
-        return run_with(ctx, t, kind, true);
-    }
-    let Some(net) = ctx.net.as_ref() else {
-        return run_with(ctx, t, kind, false); // skipped there with the namespaces' reason
+    let veth = match NetPath::from_name(t.point.str("path"))? {
+        NetPath::TcpLoopback => return Err(busy::loopback_skip()),
+        NetPath::TcpVeth => match ctx.net.as_ref() {
+            Some(n) => Some(n),
+            None => return run_with(ctx, t, kind, None), // skipped there with the reason
+        },
+        _ => None,
     };
-    let xdp = net.napi_on_b()?;
-    let r = run_with(ctx, t, kind, true);
-    drop(xdp);
-    r
+    let bp = BusyPoll::start(veth)?;
+    run_with(ctx, t, kind, Some(bp))
 }
 
-/// One trial; `busy`: the receiver busy-polls (tcp-veth's B end has its NAPI context), and
-/// the packets busy polling brought in are counted in namespace B.
-fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<()> {
+/// One trial; `busy`: the receiver busy-polls, and the trial's busy-polling figures.
+fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>) -> Result<()> {
     let path = NetPath::from_name(t.point.str("path"))?;
     let size = t.point.num("size") as usize;
     let copybuf = t.point.num("copybuf") as usize;
@@ -433,7 +376,10 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
         )));
     }
     if kind == Kind::Zcrx {
-        return zcrx(ctx, path);
+        let dev = ctx
+            .dev_index
+            .map(|i| (i, ctx.args.dev.as_deref().unwrap_or("?")));
+        return Err(rx::zcrx_skip(dev, ctx.args.queue, path, ctx.net.as_ref()));
     }
     let msgs = a.bytes.div_ceil(a.send_size).max(1);
     let spec = SendSpec {
@@ -461,7 +407,7 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
                 ..RingConfig::tuned(8)
             };
             let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
-            if busy {
+            if busy.is_some() {
                 ring.register_napi(BUSY_POLL_US).map_err(|e| match e.raw_os_error() {
                     Some(libc::EINVAL) => harness::skip_variant(format!(
                         "IORING_REGISTER_NAPI needs Linux 6.9; this kernel ({}) refused it: {e}",
@@ -494,7 +440,7 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
         (NetPath::RemoteTcp, None) => anyhow::bail!("remote-tcp runs with --peer"),
         _ => None,
     };
-    if let (true, Some(r)) = (busy, &remote) {
+    if let (true, Some(r)) = (busy.is_some(), &remote) {
         if r.stream.peer_addr()?.ip().is_loopback() {
             return Err(harness::skip_point(
                 "the --peer host is reached over loopback, which has no NAPI context: busy polling would have nothing to poll",
@@ -505,16 +451,9 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
         Some(r) => rx::Link::remote(r.stream.try_clone()?),
         None => rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?,
     };
-    if busy && kind == Kind::Classic {
+    if busy.is_some() && kind == Kind::Classic {
         busy_poll::enable(&link.sock, BUSY_POLL_US)?;
     }
-    // Packets busy polling brought in: counted in the receiver's namespace (B on tcp-veth).
-    let polled = || match (busy, net) {
-        (false, _) => None,
-        (true, Some(n)) => n.b_busy_poll_rx_packets(),
-        (true, None) => netns::busy_poll_rx_packets(),
-    };
-    let polled0 = polled();
     let mut h = Xxh3::new();
     let mut counts = urx::RecvCounts::default();
     let mut classic = rx::ClassicCounts::default();
@@ -538,23 +477,15 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
         Ok(Done { bytes, ops })
     })?;
     let mss_receiver = link.mss();
-    let napi = busy.then(|| busy_poll::napi_id(&link.sock)).transpose()?;
-    let polled1 = polled();
+    let napi = busy
+        .as_ref()
+        .map(|_| busy_poll::napi_id(&link.sock))
+        .transpose()?;
     let bytes = counts.bytes.max(classic.bytes);
     let sent = match remote.as_mut() {
         Some(r) => {
             let rep = r.wait().context("the peer host's sender")?;
-            let want = remote::pattern_hash(a.bytes);
-            let said = rep.hash.as_deref().and_then(remote::parse_hex64);
-            let got = h.digest();
-            t.set_integrity(Integrity {
-                ok: bytes == a.bytes && got == want && rep.bytes == a.bytes && said == Some(want),
-                method: "xxh3-64 of the received stream in order, against the pattern's and the peer host's hash of what it sent".into(),
-                expected: format!("{want:016x}"),
-                got: format!("{got:016x} (the peer host sent {} B)", rep.bytes),
-                bytes_expected: a.bytes,
-                bytes_got: bytes,
-            });
+            t.set_integrity(rx::remote_integrity(a.bytes, bytes, h.digest(), &rep));
             for (k, v) in rep.peer_extras() {
                 t.set_extra(k, v);
             }
@@ -636,15 +567,8 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: bool) -> Result<
     if let Some(m) = mss_receiver {
         t.set_extra("mss_receiver", m as f64);
     }
-    if let Some(id) = napi {
-        t.set_extra("busy_poll_us", BUSY_POLL_US as f64);
-        t.set_extra("napi_id", id as f64);
-        if let (Some(a), Some(b)) = (polled0, polled1) {
-            t.set_extra("busy_poll_rx_packets", b.saturating_sub(a) as f64);
-        }
-        if id == 0 {
-            anyhow::bail!("the socket has no NAPI id: busy polling had nothing to poll");
-        }
+    if let Some(b) = busy {
+        b.finish(t, napi)?;
     }
     Ok(())
 }

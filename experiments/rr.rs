@@ -56,7 +56,9 @@ use zclab::catalog::{Entry, rr as names};
 use zclab::harness::{
     self, Analysis, CommonArgs, Done, Env, Experiment, Plan, Point, Trial, Variant,
 };
+use zclab::loops::busy::{self, BUSY_POLL_US, BusyPoll};
 use zclab::loops::rr::{self, ClientJob, Mode, Server, Shape};
+use zclab::loops::rr_table;
 use zclab::loops::{common, net_paths};
 use zclab::net::netns::{self, VethLab};
 use zclab::results::{Integrity, Row, Status};
@@ -143,11 +145,8 @@ struct Rr {
     net: Option<VethLab>,
     net_reason: Option<String>,
     /// The server busy-polls this trial (classic-busy-poll).
-    busy_poll: bool,
+    busy: Option<BusyPoll>,
 }
-
-/// How long a busy-polling server polls before it sleeps (SO_BUSY_POLL), in µs.
-const BUSY_POLL_US: u32 = 50;
 
 /// The largest request or response.
 const MAX_SIZE: u64 = 1 << 20;
@@ -226,7 +225,7 @@ impl Experiment for Rr {
                 args,
                 net: None,
                 net_reason: None,
-                busy_poll: false,
+                busy: None,
             },
             points,
             parameters,
@@ -304,68 +303,9 @@ impl Experiment for Rr {
     }
 }
 
-/// The transactions table: per variant and point, medians over the repeats.
+/// The transactions table ([`rr_table::transactions`]) as `transactions.json`.
 fn transactions(rows: &[Row]) -> Result<Analysis> {
-    #[derive(Serialize)]
-    struct Tx {
-        variant: String,
-        point: String,
-        tx_per_s: f64,
-        p50_ns: f64,
-        p99_ns: f64,
-        p999_ns: f64,
-        p9999_ns: f64,
-        server_cpu_ns_per_tx: f64,
-        client_cpu_ns_per_tx: f64,
-    }
-    let med = zclab::analysis::median;
-    let mut keys: Vec<(&str, &str)> = Vec::new();
-    for r in rows.iter().filter(|r| r.status == Status::Ok) {
-        if !keys.contains(&(r.variant.as_str(), r.point.as_str())) {
-            keys.push((&r.variant, &r.point));
-        }
-    }
-    let mut v = Vec::new();
-    let mut text = format!(
-        "{:<20} {:<52} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
-        "variant", "point", "tx/s", "p50", "p99", "p99.9", "p99.99", "srv cpu/tx", "cli cpu/tx"
-    );
-    for (variant, point) in keys {
-        let ms: Vec<_> = rows
-            .iter()
-            .filter(|r| r.status == Status::Ok && r.variant == variant && r.point == point)
-            .filter_map(|r| r.metrics.as_ref())
-            .collect();
-        let f = |g: &dyn Fn(&zclab::results::Metrics) -> f64| {
-            med(&ms.iter().map(|m| g(m)).collect::<Vec<_>>())
-        };
-        let x = |k: &str| f(&|m| m.extra.get(k).copied().unwrap_or(f64::NAN));
-        let t = Tx {
-            variant: variant.into(),
-            point: point.into(),
-            tx_per_s: f(&|m| m.ops_per_s),
-            p50_ns: f(&|m| m.latency.p50_ns as f64),
-            p99_ns: f(&|m| m.latency.p99_ns as f64),
-            p999_ns: f(&|m| m.latency.p999_ns as f64),
-            p9999_ns: f(&|m| m.latency.p9999_ns as f64),
-            server_cpu_ns_per_tx: x("server_cpu_ns_per_tx"),
-            client_cpu_ns_per_tx: x("client_cpu_ns_per_tx"),
-        };
-        let us = |ns: f64| format!("{:.1}us", ns / 1e3);
-        text += &format!(
-            "{:<20} {:<52} {:>9.0} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
-            t.variant,
-            t.point,
-            t.tx_per_s,
-            us(t.p50_ns),
-            us(t.p99_ns),
-            us(t.p999_ns),
-            us(t.p9999_ns),
-            us(t.server_cpu_ns_per_tx),
-            us(t.client_cpu_ns_per_tx)
-        );
-        v.push(t);
-    }
+    let (v, text) = rr_table::transactions(rows);
     Analysis::new("transactions.json", &v, text)
 }
 
@@ -375,21 +315,19 @@ fn main() -> ExitCode {
 
 /// classic-blocking, busy polling: SO_BUSY_POLL on the listener (accepted sockets inherit it)
 /// and on the connection; on tcp-veth B's end gets the XDP program that gives it a NAPI
-/// context for the trial.
+/// context for the trial ([`BusyPoll`]).
 fn classic_busy_poll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     if t.point.str("path") != "tcp-veth" {
-        return Err(harness::skip_point(
-            "loopback has no NAPI context: busy polling would have nothing to poll (the socket's NAPI id is 0)",
-        ));
+        return Err(busy::loopback_skip());
     }
-    let xdp = match ctx.net.as_ref() {
-        Some(n) => Some(n.napi_on_b()?),
-        None => None, // the point is skipped with the namespaces' reason
-    };
-    ctx.busy_poll = true;
+    // Without the namespaces, the point is skipped in `run` with their reason.
+    ctx.busy = ctx
+        .net
+        .as_ref()
+        .map(|n| BusyPoll::start(Some(n)))
+        .transpose()?;
     let r = run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?));
-    ctx.busy_poll = false;
-    drop(xdp);
+    ctx.busy = None;
     r
 }
 
@@ -523,22 +461,15 @@ fn run(
         netns,
         clock: t.clock,
     };
-    if ctx.busy_poll {
+    if ctx.busy.is_some() {
         busy_poll::enable(&listener, BUSY_POLL_US)?;
     }
-    let polled = || {
-        ctx.net
-            .as_ref()
-            .filter(|_| ctx.busy_poll)
-            .and_then(VethLab::b_busy_poll_rx_packets)
-    };
-    let polled0 = polled();
     let client = rr::spawn_client(job, t.cpus.1)?;
     let conn = match mode {
         Mode::Rr => Some(listener.accept()?.0),
         Mode::Crr => None,
     };
-    if let (Some(c), true) = (&conn, ctx.busy_poll) {
+    if let (Some(c), true) = (&conn, ctx.busy.is_some()) {
         busy_poll::enable(c, BUSY_POLL_US)?;
     }
     let step = if open {
@@ -563,11 +494,10 @@ fn run(
         // No bytes: the headline figure (the table, `--repeat auto`) is transactions/s.
         Ok(Done { bytes: 0, ops: n })
     });
-    let napi = match (&conn, ctx.busy_poll) {
+    let napi = match (&conn, ctx.busy.is_some()) {
         (Some(c), true) => Some(busy_poll::napi_id(c)?),
         _ => None,
     };
-    let polled1 = polled();
     drop(conn); // ends the client's stream if the server failed
     drop(listener);
     let rep = client.join().context("rr client")?;
@@ -604,17 +534,8 @@ fn run(
     if server.enters > 0 {
         t.set_extra("uring_enters_per_tx", server.enters as f64 / n as f64);
     }
-    if ctx.busy_poll {
-        t.set_extra("busy_poll_us", BUSY_POLL_US as f64);
-        if let (Some(a), Some(b)) = (polled0, polled1) {
-            t.set_extra("busy_poll_rx_packets", b.saturating_sub(a) as f64);
-        }
-    }
-    if let Some(id) = napi {
-        t.set_extra("napi_id", id as f64);
-        if id == 0 {
-            bail!("the server's socket has no NAPI id: busy polling had nothing to poll");
-        }
+    if let Some(b) = ctx.busy.take() {
+        b.finish(t, napi)?;
     }
     if let Some(rate) = rep.rate {
         let achieved = rep.achieved_rate();

@@ -20,7 +20,7 @@ use crate::uring::Fd;
 use crate::uring::mapped::MappedZcSender;
 use crate::uring::zc::ZcSender;
 use crate::zc::ledger::Ledger;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use nix::fcntl::{SpliceFFlags, splice};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -160,22 +160,7 @@ impl<'a> FileSend<'a> {
             let mut s = rec.now();
             while off < size {
                 let len = chunk.min((size - off) as usize);
-                let n = match step(self.src.file, fd, off, len) {
-                    Ok(n) => n,
-                    // Setting the step up failed, not the sending: its message says which.
-                    Err(e) if e.downcast_ref::<NotSent>().is_some() => return Err(e),
-                    Err(e) => {
-                        return Err(
-                            e.context(format!("sending to the peer at byte {off} of {size}"))
-                        );
-                    }
-                };
-                if n == 0 {
-                    bail!("source file ended early at {off} of {size} bytes");
-                }
-                if dgram && n != len {
-                    bail!("a {len}-byte datagram at offset {off} went out as {n} bytes");
-                }
+                let n = checked(step(self.src.file, fd, off, len), off, size, len, dgram)?;
                 off += n as u64;
                 steps += 1;
                 s = rec.record_since(s);
@@ -281,6 +266,25 @@ impl<'a> FileSend<'a> {
     }
 }
 
+/// A step's result at byte `off` of `size`: the bytes it moved, or why the transfer failed
+/// (an early end of the file, a datagram that went out split); a step that could not be set
+/// up ([`NotSent`]) comes back as it is.
+fn checked(r: Result<usize>, off: u64, size: u64, len: usize, dgram: bool) -> Result<usize> {
+    let n = match r {
+        Ok(n) => n,
+        // Setting the step up failed, not the sending: its message says which.
+        Err(e) if e.downcast_ref::<NotSent>().is_some() => return Err(e),
+        Err(e) => return Err(e.context(format!("sending to the peer at byte {off} of {size}"))),
+    };
+    if n == 0 {
+        bail!("source file ended early at {off} of {size} bytes");
+    }
+    if dgram && n != len {
+        bail!("a {len}-byte datagram at offset {off} went out as {n} bytes");
+    }
+    Ok(n)
+}
+
 /// How one of several transfers ([`run_flows`]) ended inside the measured part.
 pub struct FlowRun {
     /// Bytes the steps moved.
@@ -328,28 +332,19 @@ pub fn run_flows(
             let dgram = f.conn.is_datagram();
             let s = rec.now();
             let res = step(f.src.file, f.conn.fd(), r.bytes, len);
-            let failed = match res {
+            match checked(res, r.bytes, size, len, dgram) {
                 Err(e) if e.downcast_ref::<NotSent>().is_some() || cancel.is_cancelled() => {
                     return Err(e);
                 }
-                Err(e) => Some(e.context(format!("sending at byte {} of {size}", r.bytes))),
-                Ok(0) => Some(anyhow!(
-                    "source file ended early at {} of {size} bytes",
-                    r.bytes
-                )),
-                Ok(n) if dgram && n != len => {
-                    Some(anyhow!("a {len}-byte datagram went out as {n}"))
+                Err(e) => {
+                    r.error = Some(e);
+                    r.ns = since();
                 }
                 Ok(n) => {
                     r.bytes += n as u64;
                     r.steps += 1;
                     rec.record_since(s);
-                    None
                 }
-            };
-            if let Some(e) = failed {
-                r.error = Some(e);
-                r.ns = since();
             }
         }
         if live == 0 {

@@ -3,6 +3,7 @@
 //! returns. Kept in the library so that new experiments (and tests) reuse them.
 
 pub mod blocks;
+pub mod busy;
 pub mod common;
 pub mod copies;
 pub mod file_socket;
@@ -17,6 +18,7 @@ pub mod recv;
 pub mod recv_table;
 pub mod relay;
 pub mod rr;
+pub mod rr_table;
 pub mod send;
 pub mod sock_file;
 pub mod tcp;

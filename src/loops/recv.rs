@@ -17,8 +17,9 @@
 
 use super::send::{NOTIF_TIMEOUT, stamp};
 use crate::measure::{Clock, Recorder, Usage, usage};
-use crate::net::netns::{VethLab, enter_netns, in_netns};
+use crate::net::netns::{NetPath, VethLab, enter_netns, in_netns};
 use crate::net::peers;
+use crate::net::remote::{self, Report};
 use crate::results::{Integrity, ZcCounts};
 use crate::sys::errqueue;
 use crate::sys::file::fill_pattern;
@@ -544,5 +545,76 @@ pub fn integrity(spec: &SendSpec, bytes: u64, hash: u64) -> Integrity {
         got: format!("{hash:016x}"),
         bytes_expected: total,
         bytes_got: bytes,
+    }
+}
+/// uring-recv-zc's skip: registers the path's (or --dev's, `dev`: index and name) receive
+/// queue `q` (`net`: the lab's veth pair, for tcp-veth); the kernel's refusal, named by its
+/// errno, is the skip reason, and so is an acceptance, as no RECV_ZC loop exists yet.
+pub fn zcrx_skip(
+    dev: Option<(u32, &str)>,
+    q: u32,
+    path: NetPath,
+    net: Option<&VethLab>,
+) -> anyhow::Error {
+    let (what, r) = match (dev, path, net) {
+        (Some((i, name)), _, _) => (
+            format!("{name} queue {q}"),
+            crate::uring::recv::zcrx_register(i, q),
+        ),
+        (None, NetPath::TcpVeth, Some(n)) => {
+            let dev = n.tcp_b_if.clone();
+            let r = in_netns(&n.ns_b, move || {
+                let i = nix::net::if_::if_nametoindex(dev.as_str())?;
+                Ok(crate::uring::recv::zcrx_register(i, 0))
+            });
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return anyhow::Error::new(e).context("registering veth's queue in B"),
+            };
+            (format!("veth {} queue 0", n.tcp_b_if), r)
+        }
+        (None, NetPath::RemoteTcp, _) => {
+            return crate::harness::skip_point(
+                "on remote-tcp, uring-recv-zc registers a queue of this host's NIC: name it with --dev IFACE --queue Q",
+            );
+        }
+        _ => (
+            "lo queue 0".to_string(),
+            crate::uring::recv::zcrx_register(1, 0),
+        ),
+    };
+    match r {
+        Ok(()) => crate::harness::skip_point(format!(
+            "IORING_REGISTER_ZCRX_IFQ accepted {what}; this version has no RECV_ZC receive loop yet"
+        )),
+        Err(e) => {
+            let errno = e
+                .raw_os_error()
+                .map(|c| format!("{:?}", nix::errno::Errno::from_raw(c)))
+                .unwrap_or_else(|| e.to_string());
+            crate::harness::skip_point(format!(
+                "IORING_REGISTER_ZCRX_IFQ on {what}: the kernel answered {errno} ({e}){}",
+                if errno == "EOPNOTSUPP" {
+                    ": the device has no header split or queue management (a NIC that has both, with --dev IFACE --queue Q)"
+                } else {
+                    ""
+                }
+            ))
+        }
+    }
+}
+
+/// The check of a stream from `zclab serve`'s tcp-source on the --peer host: `bytes_got` bytes
+/// hashing to `got` here, against the pattern of `bytes` and what the peer host says it sent.
+pub fn remote_integrity(bytes: u64, bytes_got: u64, got: u64, rep: &Report) -> Integrity {
+    let want = remote::pattern_hash(bytes);
+    let said = rep.hash.as_deref().and_then(remote::parse_hex64);
+    Integrity {
+        ok: bytes_got == bytes && got == want && rep.bytes == bytes && said == Some(want),
+        method: "xxh3-64 of the received stream in order, against the pattern's and the peer host's hash of what it sent".into(),
+        expected: format!("{want:016x}"),
+        got: format!("{got:016x} (the peer host sent {} B)", rep.bytes),
+        bytes_expected: bytes,
+        bytes_got,
     }
 }

@@ -321,13 +321,6 @@ impl VethLab {
         })
     }
 
-    /// Packets busy polling brought in so far in namespace B ([`busy_poll_rx_packets`]).
-    pub fn b_busy_poll_rx_packets(&self) -> Option<u64> {
-        in_netns(&self.ns_b, || Ok(busy_poll_rx_packets()))
-            .ok()
-            .flatten()
-    }
-
     /// Creates the namespaces and links with `ip` (root or CAP_SYS_ADMIN needed), veth MTU
     /// `mtu` (65535 lets a 65507-byte UDP payload through unfragmented). On failure everything
     /// created so far is removed again.
