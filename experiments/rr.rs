@@ -15,7 +15,12 @@
 //! apart as `sqpoll_ns_per_tx`). Paths (`--paths`): `tcp-loopback`
 //! (127.0.0.1) and `tcp-veth` (the client in namespace A, the server's listener in namespace B,
 //! over the lab's veth pair, MTU `--veth-mtu`; needs root; the namespaces are removed at the end,
-//! also on error and on SIGINT/SIGTERM). TCP_NODELAY on both ends.
+//! also on error and on SIGINT/SIGTERM), TCP_NODELAY on both ends; `udp-loopback` and `udp-veth`
+//! (the same places, connected UDP sockets with 8 MiB receive buffers where permitted: one
+//! datagram each way, at most 65507 B; the end of a run is a zero-length datagram, which the
+//! servers' receives return as 0, as at a TCP end of stream; `zclab::loops::rr_udp`). A UDP
+//! closed loop fails when a response is not back within a second; an open loop counts such
+//! transactions as lost (`tx_lost`) and achieves less than its rate.
 //!
 //! **Loads** (`--loads`). `closed`: ping-pong, one transaction in flight; one latency sample is
 //! one transaction timed in the client, from writing the request to reading the last byte of the
@@ -25,10 +30,10 @@
 //! the machine cannot sustain is reported as not achieved, with the rate achieved, in the rows
 //! (`rate_achieved`, `rate_achieved_ok`), in `rates.json` and on the terminal: never lowered.
 //!
-//! **Modes** (`--modes`). `rr`: one connection for the whole trial. `crr`: the client connects,
+//! **Modes** (`--modes`). `rr`: one connection (over UDP, one socket pair) for the whole trial. `crr`: the client connects,
 //! sends one request, reads the response and closes with a reset (SO_LINGER 0, so no TIME_WAIT
 //! sockets exhaust the ports); the server accepts (each variant with its own mechanism: accept(2),
-//! epoll then accept(2), IORING_OP_ACCEPT), answers and closes. CRR runs closed-loop only.
+//! epoll then accept(2), IORING_OP_ACCEPT), answers and closes. CRR runs closed-loop only, over TCP only.
 //!
 //! **Integrity.** Every request carries its sequence number and one of 16 pattern bodies; every
 //! response carries the request's sequence number, the xxh3-64 of the body the server received,
@@ -49,8 +54,10 @@
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::json;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::process::ExitCode;
+use std::sync::Arc;
 use zclab::caps::Caps;
 use zclab::catalog::{Entry, rr as names};
 use zclab::harness::{
@@ -58,10 +65,10 @@ use zclab::harness::{
 };
 use zclab::loops::busy::{self, BUSY_POLL_US, BusyPoll};
 use zclab::loops::rr::{self, ClientJob, Mode, Server, Shape};
-use zclab::loops::rr_table;
 use zclab::loops::{common, net_paths};
+use zclab::loops::{rr_table, rr_udp};
 use zclab::net::netns::{self, VethLab};
-use zclab::results::{Integrity, Row, Status};
+use zclab::results::{Integrity, Row};
 use zclab::ring::{RingConfig, Want};
 use zclab::sys::busy_poll;
 use zclab::units;
@@ -83,8 +90,14 @@ const VARIANTS: &[Variant<Rr>] = harness::variants![
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum RrPath {
+    /// TCP over 127.0.0.1.
     TcpLoopback,
+    /// TCP from namespace A to the server in namespace B over the lab's veth pair.
     TcpVeth,
+    /// UDP over 127.0.0.1: one datagram each way, connected sockets.
+    UdpLoopback,
+    /// UDP from namespace A to the server in namespace B over the lab's veth pair.
+    UdpVeth,
 }
 
 impl RrPath {
@@ -92,18 +105,39 @@ impl RrPath {
         match self {
             RrPath::TcpLoopback => "tcp-loopback",
             RrPath::TcpVeth => "tcp-veth",
+            RrPath::UdpLoopback => "udp-loopback",
+            RrPath::UdpVeth => "udp-veth",
         }
+    }
+
+    fn from_name(s: &str) -> RrPath {
+        match s {
+            "tcp-veth" => RrPath::TcpVeth,
+            "udp-loopback" => RrPath::UdpLoopback,
+            "udp-veth" => RrPath::UdpVeth,
+            _ => RrPath::TcpLoopback,
+        }
+    }
+
+    fn udp(self) -> bool {
+        matches!(self, RrPath::UdpLoopback | RrPath::UdpVeth)
+    }
+
+    fn veth(self) -> bool {
+        matches!(self, RrPath::TcpVeth | RrPath::UdpVeth)
     }
 }
 
 #[derive(clap::Args, Debug)]
 struct Args {
-    /// Paths, comma-separated: tcp-loopback, tcp-veth (needs root).
+    /// Paths, comma-separated: tcp-loopback, tcp-veth, udp-loopback, udp-veth (the veth
+    /// paths need root; UDP runs the rr mode only, with requests and responses of at most
+    /// 65507 B).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tcp-loopback,tcp-veth"
+        default_value = "tcp-loopback,tcp-veth,udp-loopback,udp-veth"
     )]
     paths: Vec<RrPath>,
     /// Request sizes (and response sizes unless --response-sizes), comma-separated, at least
@@ -187,7 +221,7 @@ impl Experiment for Rr {
         }
         let mut points = Vec::new();
         for p in dedup(&args.paths) {
-            for m in &modes {
+            for m in modes.iter().filter(|m| !(p.udp() && *m == "crr")) {
                 for l in loads.iter().filter(|l| !(m == "crr" && *l == "open")) {
                     for &req in &dedup(&args.sizes) {
                         let resps = if args.response_sizes.is_empty() {
@@ -209,6 +243,11 @@ impl Experiment for Rr {
                 }
             }
         }
+        if points.is_empty() {
+            return Err(harness::usage(
+                "--modes crr needs a TCP path (UDP has no connections); add --modes rr or a tcp path",
+            ));
+        }
         let parameters = json!({
             "paths": args.paths, "sizes": args.sizes, "response_sizes": args.response_sizes,
             "modes": modes, "loads": loads, "rate": args.rate, "transactions_per_pass": args.transactions,
@@ -219,6 +258,7 @@ impl Experiment for Rr {
             "multishot_buffers": MULTISHOT_BUFFERS,
             "receive_size": format!("{} requests", rr::MAX_BATCH),
             "netns": net_paths::netns_parameters(),
+            "udp": format!("connected sockets, one datagram each way; mode rr only; a closed loop fails when a response is not back within {:?}, an open loop counts such transactions as lost (tx_lost)", rr_udp::LOSS_WAIT),
         });
         Ok(Plan {
             ctx: Rr {
@@ -233,10 +273,10 @@ impl Experiment for Rr {
     }
 
     fn prepare(&mut self, env: &Env) -> Result<()> {
-        if !self.args.paths.contains(&RrPath::TcpVeth) {
+        if !self.args.paths.iter().any(|p| p.veth()) {
             return Ok(());
         }
-        let required = self.args.paths == [RrPath::TcpVeth];
+        let required = self.args.paths.iter().all(|p| p.veth());
         (self.net, self.net_reason) =
             net_paths::veth_or_reason(names::NAME, env.caps, self.args.veth_mtu, required)?;
         Ok(())
@@ -247,50 +287,9 @@ impl Experiment for Rr {
     /// and which fell short (`rates.json`).
     fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
         let mut out = vec![transactions(rows)?];
-        #[derive(Serialize)]
-        struct Rate<'a> {
-            variant: &'a str,
-            point: &'a str,
-            target: f64,
-            achieved: f64,
-            ok: bool,
+        if let Some((v, text)) = rr_table::rates(rows) {
+            out.push(Analysis::new("rates.json", &v, text)?);
         }
-        let mut v = Vec::new();
-        for r in rows.iter().filter(|r| r.status == Status::Ok) {
-            let Some(m) = r.metrics.as_ref() else {
-                continue;
-            };
-            if let (Some(&target), Some(&achieved), Some(&ok)) = (
-                m.extra.get("rate_target"),
-                m.extra.get("rate_achieved"),
-                m.extra.get("rate_achieved_ok"),
-            ) {
-                v.push(Rate {
-                    variant: &r.variant,
-                    point: &r.point,
-                    target,
-                    achieved,
-                    ok: ok > 0.0,
-                });
-            }
-        }
-        if v.is_empty() {
-            return Ok(out);
-        }
-        let mut text = String::new();
-        for x in v.iter().filter(|x| !x.ok) {
-            text += &format!(
-                "rr: open-loop rate NOT ACHIEVED: {} at {}: asked {:.0}/s, achieved {:.0}/s\n",
-                x.variant, x.point, x.target, x.achieved
-            );
-        }
-        if text.is_empty() {
-            text = format!(
-                "rr: every open-loop trial achieved its rate ({} trials)\n",
-                v.len()
-            );
-        }
-        out.push(Analysis::new("rates.json", &v, text)?);
         Ok(out)
     }
 
@@ -317,7 +316,7 @@ fn main() -> ExitCode {
 /// and on the connection; on tcp-veth B's end gets the XDP program that gives it a NAPI
 /// context for the trial ([`BusyPoll`]).
 fn classic_busy_poll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    if t.point.str("path") != "tcp-veth" {
+    if !RrPath::from_name(t.point.str("path")).veth() {
         return Err(busy::loopback_skip());
     }
     // Without the namespaces, the point is skipped in `run` with their reason.
@@ -403,28 +402,48 @@ fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
     out
 }
 
-/// The listening socket for `path`: on 127.0.0.1, or at the B end of the lab's veth pair (made
-/// inside namespace B), with TCP_NODELAY, which accepted sockets inherit.
-fn listen(ctx: &Rr, path: RrPath) -> Result<(TcpListener, Option<String>)> {
-    let (l, ns) = match (path, ctx.net.as_ref()) {
-        (RrPath::TcpLoopback, _) => (
-            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?,
-            None,
-        ),
-        (RrPath::TcpVeth, Some(n)) => {
-            let b = n.tcp_b_addr;
-            let l = netns::in_netns(&n.ns_b, move || TcpListener::bind(SocketAddrV4::new(b, 0)))
-                .context("cannot listen in namespace B")?;
-            (l, Some(n.ns_a.clone()))
-        }
-        (RrPath::TcpVeth, None) => {
+/// The server's end of a trial: a TCP listener (and the client's namespace), or a UDP server
+/// socket connected to the client's (returned beside it).
+enum Endpoint {
+    Tcp(TcpListener, Option<String>),
+    Udp(UdpSocket, UdpSocket),
+}
+
+/// The server's end for `path`: on 127.0.0.1, or at the B end of the lab's veth pair (made
+/// inside namespace B, the client's inside A). A TCP listener has TCP_NODELAY, which accepted
+/// sockets inherit.
+fn endpoint(ctx: &Rr, path: RrPath) -> Result<Endpoint> {
+    let net = match (path.veth(), ctx.net.as_ref()) {
+        (false, _) => None,
+        (true, Some(n)) => Some(n),
+        (true, None) => {
             return Err(harness::skip_point(ctx.net_reason.clone().unwrap_or_else(
                 || "the lab's network namespaces are not available".into(),
             )));
         }
     };
+    if path.udp() {
+        let (s, c) = match net {
+            None => rr_udp::pair((Ipv4Addr::LOCALHOST, None), (Ipv4Addr::LOCALHOST, None)),
+            Some(n) => rr_udp::pair((n.tcp_b_addr, Some(&n.ns_b)), (n.tcp_a_addr, Some(&n.ns_a))),
+        }
+        .context("cannot make the UDP sockets")?;
+        return Ok(Endpoint::Udp(s, c));
+    }
+    let (l, ns) = match net {
+        None => (
+            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?,
+            None,
+        ),
+        Some(n) => {
+            let b = n.tcp_b_addr;
+            let l = netns::in_netns(&n.ns_b, move || TcpListener::bind(SocketAddrV4::new(b, 0)))
+                .context("cannot listen in namespace B")?;
+            (l, Some(n.ns_a.clone()))
+        }
+    };
     nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
-    Ok((l, ns))
+    Ok(Endpoint::Tcp(l, ns))
 }
 
 /// One trial: the server made by `make`, the client thread on the peer CPU, the measured
@@ -434,10 +453,7 @@ fn run(
     t: &mut Trial,
     make: impl FnOnce(Shape, &mut Trial) -> Result<Server>,
 ) -> Result<()> {
-    let path = match t.point.str("path") {
-        "tcp-veth" => RrPath::TcpVeth,
-        _ => RrPath::TcpLoopback,
-    };
+    let path = RrPath::from_name(t.point.str("path"));
     let mode = if t.point.str("mode") == "crr" {
         Mode::Crr
     } else {
@@ -449,9 +465,26 @@ fn run(
         resp: t.point.num("resp") as usize,
     };
     let n = ctx.args.transactions;
-    let (listener, netns) = listen(ctx, path)?;
+    if path.udp() && shape.req.max(shape.resp) as u64 > rr_udp::MAX_DATAGRAM {
+        return Err(harness::skip_point(format!(
+            "a UDP datagram carries at most {} B",
+            rr_udp::MAX_DATAGRAM
+        )));
+    }
+    // TCP: the listener (the connection comes from accept); UDP: the server's socket.
+    let (listener, mut conn, addr, netns, udp) = match endpoint(ctx, path)? {
+        Endpoint::Tcp(l, ns) => {
+            let a = l.local_addr()?;
+            (Some(l), None, a, ns, None)
+        }
+        Endpoint::Udp(s, c) => {
+            let a: SocketAddr = s.local_addr()?;
+            let rcvbuf = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::RcvBuf)?;
+            t.set_extra("udp_rcvbuf", rcvbuf as f64);
+            (None, Some(OwnedFd::from(s)), a, None, Some(Arc::new(c)))
+        }
+    };
     let mut server = make(shape, t)?;
-    let addr: SocketAddr = listener.local_addr()?;
     let job = ClientJob {
         shape,
         n,
@@ -460,15 +493,19 @@ fn run(
         addr,
         netns,
         clock: t.clock,
+        udp,
     };
     if ctx.busy.is_some() {
-        busy_poll::enable(&listener, BUSY_POLL_US)?;
+        match (&listener, &conn) {
+            (Some(l), _) => busy_poll::enable(l, BUSY_POLL_US)?,
+            (None, Some(c)) => busy_poll::enable(c, BUSY_POLL_US)?,
+            (None, None) => {}
+        }
     }
     let client = rr::spawn_client(job, t.cpus.1)?;
-    let conn = match mode {
-        Mode::Rr => Some(listener.accept()?.0),
-        Mode::Crr => None,
-    };
+    if let (Some(l), Mode::Rr) = (&listener, mode) {
+        conn = Some(l.accept()?.0.into());
+    }
     if let (Some(c), true) = (&conn, ctx.busy.is_some()) {
         busy_poll::enable(c, BUSY_POLL_US)?;
     }
@@ -481,9 +518,10 @@ fn run(
         match &conn {
             Some(c) => server.serve(c)?,
             None => {
+                let listener = listener.as_ref().expect("connect per transaction is TCP");
                 for _ in 0..n {
                     let before = server.framer.served;
-                    let c = server.accept(&listener)?;
+                    let c = server.accept(listener)?;
                     server.serve(&c)?;
                     if server.framer.served == before {
                         bail!("a connection ended without a request: the client stopped");
@@ -491,8 +529,12 @@ fn run(
                 }
             }
         }
-        // No bytes: the headline figure (the table, `--repeat auto`) is transactions/s.
-        Ok(Done { bytes: 0, ops: n })
+        // No bytes: the headline figure (the table, `--repeat auto`) is transactions/s, of
+        // the transactions served (over UDP, requests lost on the way are not).
+        Ok(Done {
+            bytes: 0,
+            ops: server.framer.served,
+        })
     });
     let napi = match (&conn, ctx.busy.is_some()) {
         (Some(c), true) => Some(busy_poll::napi_id(c)?),
@@ -505,15 +547,22 @@ fn run(
     t.set_peer(rep.usage);
     t.set_histogram("step", step, rep.hist.clone());
     let served = server.framer.served;
-    let ok = rep.done == n && rep.bad == 0 && served == n;
+    // Over TCP nothing is lost (lost is 0), so both sides count all n; over UDP the server
+    // answered what arrived, at least every response the client got.
+    let ok = rep.bad == 0 && rep.done + rep.lost == n && (rep.done..=n).contains(&served);
     t.set_integrity(Integrity {
         ok,
         method: "every response carries its request's sequence number, the xxh3-64 of the request body as received, and the response pattern; server and client count the same transactions".into(),
         expected: format!("{n} transactions, every response intact"),
         got: format!(
-            "client {} responses ({} bad{}), server answered {served}",
+            "client {} responses ({} bad{}{}), server answered {served}",
             rep.done,
             rep.bad,
+            if path.udp() {
+                format!(", {} lost", rep.lost)
+            } else {
+                String::new()
+            },
             rep.first_bad.as_deref().map_or(String::new(), |w| format!(": {w}"))
         ),
         bytes_expected: n * (shape.req + shape.resp) as u64,
@@ -531,6 +580,9 @@ fn run(
     t.set_extra("bytes_per_tx", (shape.req + shape.resp) as f64);
     t.set_extra("req_bytes", shape.req as f64);
     t.set_extra("resp_bytes", shape.resp as f64);
+    if path.udp() {
+        t.set_extra("tx_lost", rep.lost as f64);
+    }
     if server.enters > 0 {
         t.set_extra("uring_enters_per_tx", server.enters as f64 / n as f64);
     }

@@ -93,6 +93,88 @@ fn every_variant_closed_and_open_with_integrity() {
     );
 }
 
+/// UDP: every variant closed- and open-loop, one datagram each way, every response checked;
+/// connect per transaction is not planned for UDP, and a size over a datagram's is skipped
+/// with the reason.
+#[test]
+fn udp_every_variant_closed_and_open_with_integrity() {
+    let t = tempfile::tempdir().unwrap();
+    let paths = if require_root() {
+        "udp-loopback,udp-veth"
+    } else {
+        skip_or_fail("udp-veth needs root");
+        "udp-loopback"
+    };
+    let e = Lab::new(BIN)
+        .tiny(t.path())
+        .args(&["--paths", paths])
+        .argv("--sizes 16,5000 --response-sizes 16,65507,65508 --transactions 300 --rate 20000")
+        .run()
+        .ok()
+        .exp_checked("rr");
+    let veth = paths.contains("veth");
+    let busy = names::CLASSIC_BUSY_POLL;
+    for r in &e.rows {
+        assert_eq!(
+            r.params["mode"],
+            "rr",
+            "no connections over UDP: {}",
+            what(r)
+        );
+        assert!(
+            veth && r.params["path"] == "udp-veth" || r.variant != busy,
+            "{}",
+            what(r)
+        );
+        let m = assert_intact(r);
+        assert_eq!(m.ops, 300, "{}", what(r));
+        assert_eq!(m.latency.count, 300, "{}", what(r));
+        assert_eq!(m.extra["tx_lost"], 0.0, "{}", what(r));
+        assert_eq!(
+            m.extra.contains_key("rate_achieved"),
+            r.params["load"] == "open"
+        );
+    }
+    // Per path: every variant but the busy server (veth only), 2 loads, 2 x 2 sizes; the
+    // 65508 B responses are skipped with the reason.
+    let others = names::VARIANTS.len() - 1;
+    let npaths = paths.split(',').count();
+    assert_eq!(e.rows.len(), (others * npaths + veth as usize) * 2 * 4);
+    let why = variant_meta(&e.meta(), names::CLASSIC_BLOCKING)["points_skipped"].to_string();
+    assert!(why.contains("at most 65507 B"), "{why}");
+}
+
+/// UDP open loop far above what the machine can do: datagrams are dropped, the client counts
+/// the transactions that never came back, and the rate is reported as not achieved with the
+/// losses; what did arrive is intact.
+#[test]
+fn udp_overload_counts_lost_transactions() {
+    let t = tempfile::tempdir().unwrap();
+    let r = Lab::new(BIN)
+        .tiny(t.path())
+        .argv("--paths udp-loopback --loads open --sizes 16KiB --transactions 20000")
+        .argv("--rate 1000000000 --variants classic-blocking,uring-multishot")
+        .run()
+        .ok();
+    let e = r.exp("rr");
+    assert_eq!(e.rows.len(), 2);
+    for row in &e.rows {
+        // What arrived is intact; the losses keep the bytes short of what was sent.
+        assert!(row.integrity.as_ref().unwrap().ok, "{}", what(row));
+        let m = metrics(row);
+        let lost = m.extra["tx_lost"];
+        assert!(lost > 0.0, "{}", what(row));
+        assert_eq!(
+            m.latency.count as f64 + lost,
+            20000.0,
+            "each transaction either answered and timed, or lost: {}",
+            what(row)
+        );
+        assert_eq!(m.extra["rate_achieved_ok"], 0.0);
+        assert!(r.stdout.contains("transactions lost)"), "{}", r.text());
+    }
+}
+
 #[test]
 fn rate_above_capacity_is_reported_not_achieved() {
     let t = tempfile::tempdir().unwrap();
@@ -135,6 +217,7 @@ fn bad_input_is_one_line_and_exit_2() {
             ("--loads half", "half"),
             ("--paths udp-sink", "udp-sink"),
             ("--modes crr --loads open", "closed-loop only"),
+            ("--modes crr --paths udp-loopback", "needs a TCP path"),
             ("--variants uring-nope", "uring-nope"),
         ],
     );
@@ -148,21 +231,54 @@ fn sigint_and_sigterm_stop_every_server_and_leave_nothing_behind() {
     if !need_root("sigint_and_sigterm_stop_every_server_and_leave_nothing_behind") {
         return;
     }
-    for (sig, code, variants, mode) in [
-        (Signal::SIGINT, 130, "classic-blocking,classic-epoll", "rr"),
-        (Signal::SIGTERM, 143, "uring-oneshot,uring-multishot", "rr"),
-        (Signal::SIGINT, 130, "uring-fixed,uring-sqpoll", "crr"),
+    for (sig, code, variants, mode, path) in [
+        (
+            Signal::SIGINT,
+            130,
+            "classic-blocking,classic-epoll",
+            "rr",
+            "tcp-veth",
+        ),
+        (
+            Signal::SIGTERM,
+            143,
+            "uring-oneshot,uring-multishot",
+            "rr",
+            "tcp-veth",
+        ),
+        (
+            Signal::SIGINT,
+            130,
+            "uring-fixed,uring-sqpoll",
+            "crr",
+            "tcp-veth",
+        ),
         (
             Signal::SIGTERM,
             143,
             "classic-epoll,uring-defer-taskrun",
             "crr",
+            "tcp-veth",
+        ),
+        (
+            Signal::SIGINT,
+            130,
+            "classic-blocking,uring-multishot",
+            "rr",
+            "udp-veth",
+        ),
+        (
+            Signal::SIGTERM,
+            143,
+            "classic-epoll,uring-fixed",
+            "rr",
+            "udp-veth",
         ),
     ] {
         let lab = Lab::new(BIN)
             .clean_env()
-            .argv("--paths tcp-veth --sizes 64 --loads closed --transactions 100000000")
-            .args(&["--variants", variants, "--modes", mode]);
+            .argv("--sizes 64 --loads closed --transactions 100000000")
+            .args(&["--variants", variants, "--modes", mode, "--paths", path]);
         let ms = std::time::Duration::from_millis(300);
         interrupt_mid_trial(lab, "rr", sig, code, ms);
     }

@@ -23,8 +23,9 @@ use crate::sys::file::fill_pattern;
 use crate::uring::rr::{RecvStyle, RrUring};
 use hdrhistogram::Histogram;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
 use std::time::Duration;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
@@ -58,13 +59,13 @@ pub struct Shape {
 }
 
 /// The client's 16 requests and the checksum of each body.
-struct Requests {
+pub(crate) struct Requests {
     bufs: Vec<Vec<u8>>,
     hashes: Vec<u64>,
 }
 
 impl Requests {
-    fn new(req: usize) -> Requests {
+    pub(crate) fn new(req: usize) -> Requests {
         let mut bufs = Vec::with_capacity(DISTINCT);
         let mut hashes = Vec::with_capacity(DISTINCT);
         for k in 0..DISTINCT {
@@ -77,7 +78,7 @@ impl Requests {
     }
 
     /// Request `seq`, its sequence number written in.
-    fn get(&mut self, seq: u64) -> &[u8] {
+    pub(crate) fn get(&mut self, seq: u64) -> &[u8] {
         let b = &mut self.bufs[seq as usize % DISTINCT];
         b[..8].copy_from_slice(&seq.to_le_bytes());
         b
@@ -92,7 +93,12 @@ pub fn response_template(resp: usize) -> Vec<u8> {
 }
 
 /// What is wrong with response `got` to request `seq`, if anything.
-fn check_response(got: &[u8], seq: u64, reqs: &Requests, template: &[u8]) -> Option<String> {
+pub(crate) fn check_response(
+    got: &[u8],
+    seq: u64,
+    reqs: &Requests,
+    template: &[u8],
+) -> Option<String> {
     let s = u64::from_le_bytes(got[..8].try_into().expect("8 bytes"));
     let h = u64::from_le_bytes(got[8..16].try_into().expect("8 bytes"));
     if s != seq {
@@ -263,8 +269,9 @@ impl Server {
         }
     }
 
-    /// Serves `conn` until the client closes it (end of stream, or a reset between requests).
-    pub fn serve(&mut self, conn: &TcpStream) -> io::Result<()> {
+    /// Serves `conn` until the client closes it (end of stream, or a reset between requests;
+    /// on a connected UDP socket, a datagram of zero bytes).
+    pub fn serve(&mut self, conn: &(impl AsFd + AsRawFd)) -> io::Result<()> {
         let framer = &mut self.framer;
         match &mut self.kind {
             ServerKind::Blocking => loop {
@@ -280,7 +287,7 @@ impl Server {
                 send_all(conn, &self.out[..k])?;
             },
             ServerKind::Epoll(ep) => {
-                conn.set_nonblocking(true)?;
+                set_nonblocking(conn)?;
                 let r = serve_epoll(ep, conn, framer, &mut self.inbuf, &mut self.out);
                 let _ = ep.delete(conn);
                 r?;
@@ -300,8 +307,16 @@ impl Server {
     }
 }
 
+/// O_NONBLOCK on `fd` (fcntl(2)).
+fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let fl = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
 /// An error once SIGINT or SIGTERM has arrived (checked where a blocking call returned EINTR).
-fn cancelled() -> io::Result<()> {
+pub(crate) fn cancelled() -> io::Result<()> {
     if crate::sys::signal::Cancel::process().is_cancelled() {
         return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
     }
@@ -341,7 +356,7 @@ fn write_all(s: &mut TcpStream, mut buf: &[u8]) -> io::Result<()> {
 }
 
 /// recv(2) of up to `buf.len()` bytes, retried when a signal interrupts it.
-fn recv(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn recv(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match nix::sys::socket::recv(s.as_raw_fd(), buf, nix::sys::socket::MsgFlags::empty()) {
             Err(nix::errno::Errno::EINTR) => cancelled()?,
@@ -351,27 +366,34 @@ fn recv(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// send(2) until all of `buf` is gone; on a non-blocking socket, waits for room with poll(2).
-fn send_all(s: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+fn send_all(s: &(impl AsFd + AsRawFd), mut buf: &[u8]) -> io::Result<()> {
     use nix::sys::socket::{MsgFlags, send};
     while !buf.is_empty() {
         match send(s.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL) {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "send returned 0")),
             Ok(n) => buf = &buf[n..],
             Err(nix::errno::Errno::EINTR) => cancelled()?,
-            Err(nix::errno::Errno::EAGAIN) => wait_fd(s, nix::poll::PollFlags::POLLOUT, None)?,
+            Err(nix::errno::Errno::EAGAIN) => {
+                wait_fd(s, nix::poll::PollFlags::POLLOUT, None)?;
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Ok(())
 }
 
-/// poll(2) on one descriptor until `ev` or the timeout (ns resolution with ppoll(2)).
-fn wait_fd(fd: &impl AsFd, ev: nix::poll::PollFlags, timeout: Option<Duration>) -> io::Result<()> {
+/// poll(2) on one descriptor until `ev` or the timeout (ns resolution with ppoll(2)): whether
+/// an event came.
+pub(crate) fn wait_fd(
+    fd: &impl AsFd,
+    ev: nix::poll::PollFlags,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
     let mut fds = [nix::poll::PollFd::new(fd.as_fd(), ev)];
     let ts = timeout.map(nix::sys::time::TimeSpec::from_duration);
     match nix::poll::ppoll(&mut fds, ts, None) {
-        Ok(_) => Ok(()),
-        Err(nix::errno::Errno::EINTR) => cancelled(),
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => cancelled().map(|()| false),
         Err(e) => Err(e.into()),
     }
 }
@@ -401,7 +423,7 @@ fn wait_in(ep: &nix::sys::epoll::Epoll, fd: &impl AsFd) -> io::Result<()> {
 /// EAGAIN, answering each chunk's requests.
 fn serve_epoll(
     ep: &nix::sys::epoll::Epoll,
-    conn: &TcpStream,
+    conn: &(impl AsFd + AsRawFd),
     framer: &mut ServerFramer,
     inbuf: &mut [u8],
     out: &mut [u8],
@@ -436,6 +458,9 @@ pub struct ClientReport {
     pub done: u64,
     /// Responses that failed a check, and the first such failure.
     pub bad: u64,
+    /// UDP: transactions whose request or response never arrived (open loop only; a closed
+    /// loop fails on the first).
+    pub lost: u64,
     pub first_bad: Option<String>,
     pub usage: Usage,
     /// From the start (the first intended send) to the last response, ns.
@@ -452,7 +477,9 @@ impl ClientReport {
 }
 
 /// One client run: `n` transactions of `shape` to `addr`, in `mode`, closed loop or at `rate`
-/// per second; sockets created in network namespace `netns` when given.
+/// per second; sockets created in network namespace `netns` when given. With `udp`, the
+/// transactions go over that socket, connected to the server's, one datagram each way
+/// ([`super::rr_udp`]), and `addr` and `netns` are not used.
 #[derive(Debug, Clone)]
 pub struct ClientJob {
     pub shape: Shape,
@@ -462,6 +489,7 @@ pub struct ClientJob {
     pub addr: SocketAddr,
     pub netns: Option<String>,
     pub clock: Clock,
+    pub udp: Option<Arc<UdpSocket>>,
 }
 
 /// Starts the client thread pinned to `cpu`.
@@ -473,21 +501,31 @@ pub fn spawn_client(job: ClientJob, cpu: usize) -> io::Result<PeerThread<ClientR
         // Open-loop sends wake from ppoll on time only without the default 50 us slack.
         let _ = nix::sys::prctl::set_timerslack(1);
         let u0 = usage::thread()?;
-        let r = match (job.mode, job.rate) {
-            (Mode::Rr, None) => closed_rr(&job),
-            (Mode::Crr, None) => closed_crr(&job),
-            (Mode::Rr, Some(rate)) => open_rr(&job, rate),
-            (Mode::Crr, Some(_)) => Err(io::Error::other("connect per transaction is closed-loop")),
+        let r = match (&job.udp, job.mode, job.rate) {
+            (Some(s), Mode::Rr, rate) => super::rr_udp::client(&job, s, rate),
+            (Some(_), Mode::Crr, _) => Err(io::Error::other("UDP has no connections")),
+            (None, mode, rate) => tcp_client(&job, mode, rate),
         };
-        if r.is_err() && job.mode == Mode::Crr {
-            // The server waits in accept for the next transaction: one empty connection ends
-            // its wait (it then fails the trial: a connection without a request).
-            let _ = TcpStream::connect(job.addr);
-        }
         let mut r = r?;
         r.usage = usage::thread()?.since(&u0);
         Ok(r)
     })
+}
+
+/// The TCP client: ping-pong, connect per transaction, or open loop.
+fn tcp_client(job: &ClientJob, mode: Mode, rate: Option<f64>) -> io::Result<ClientReport> {
+    let r = match (mode, rate) {
+        (Mode::Rr, None) => closed_rr(job),
+        (Mode::Crr, None) => closed_crr(job),
+        (Mode::Rr, Some(rate)) => open_rr(job, rate),
+        (Mode::Crr, Some(_)) => Err(io::Error::other("connect per transaction is closed-loop")),
+    };
+    if r.is_err() && mode == Mode::Crr {
+        // The server waits in accept for the next transaction: one empty connection ends
+        // its wait (it then fails the trial: a connection without a request).
+        let _ = TcpStream::connect(job.addr);
+    }
+    r
 }
 
 fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -496,7 +534,7 @@ fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-fn report(
+pub(crate) fn report(
     rec: &mut Recorder,
     done: u64,
     bad: u64,
@@ -507,6 +545,7 @@ fn report(
         hist: rec.take(),
         done,
         bad,
+        lost: 0,
         first_bad,
         usage: Usage::default(),
         span_ns,
@@ -517,7 +556,7 @@ fn report(
 /// The closed loop both connection modes run: `job.n` transactions, one at a time. Each is
 /// timed from before `transact(request, response)` to its return; `then` disposes of what it
 /// returned (outside the sample), and the response is checked.
-fn closed_loop<T>(
+pub(crate) fn closed_loop<T>(
     job: &ClientJob,
     mut transact: impl FnMut(&[u8], &mut [u8]) -> io::Result<T>,
     mut then: impl FnMut(T) -> io::Result<()>,

@@ -1,5 +1,6 @@
-//! rr's transactions table: per variant and point, the medians over the ok repeats of
-//! transactions/s, the client's latency percentiles and the CPU per transaction on each side.
+//! rr's tables: per variant and point, the medians over the ok repeats of transactions/s, the
+//! client's latency percentiles and the CPU per transaction on each side; and the open-loop
+//! trials' rates, asked and achieved.
 
 use crate::analysis::median;
 use crate::results::{Metrics, Row, Status};
@@ -67,4 +68,63 @@ pub fn transactions(rows: &[Row]) -> (Vec<Tx>, String) {
         v.push(t);
     }
     (v, text)
+}
+
+/// One open-loop trial's rate.
+#[derive(Debug, Serialize)]
+pub struct Rate<'a> {
+    pub variant: &'a str,
+    pub point: &'a str,
+    pub target: f64,
+    pub achieved: f64,
+    pub ok: bool,
+    /// UDP: transactions whose request or response never arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<f64>,
+}
+
+/// Every ok open-loop trial's rate, and a text naming each that fell short (or saying that
+/// none did); None without open-loop trials.
+pub fn rates(rows: &[Row]) -> Option<(Vec<Rate<'_>>, String)> {
+    let mut v = Vec::new();
+    for r in rows.iter().filter(|r| r.status == Status::Ok) {
+        let Some(m) = r.metrics.as_ref() else {
+            continue;
+        };
+        if let (Some(&target), Some(&achieved), Some(&ok)) = (
+            m.extra.get("rate_target"),
+            m.extra.get("rate_achieved"),
+            m.extra.get("rate_achieved_ok"),
+        ) {
+            v.push(Rate {
+                variant: &r.variant,
+                point: &r.point,
+                target,
+                achieved,
+                ok: ok > 0.0,
+                lost: m.extra.get("tx_lost").copied(),
+            });
+        }
+    }
+    if v.is_empty() {
+        return None;
+    }
+    let mut text = String::new();
+    for x in v.iter().filter(|x| !x.ok) {
+        let lost = x
+            .lost
+            .filter(|&l| l > 0.0)
+            .map_or(String::new(), |l| format!(" ({l:.0} transactions lost)"));
+        text += &format!(
+            "rr: open-loop rate NOT ACHIEVED: {} at {}: asked {:.0}/s, achieved {:.0}/s{lost}\n",
+            x.variant, x.point, x.target, x.achieved
+        );
+    }
+    if text.is_empty() {
+        text = format!(
+            "rr: every open-loop trial achieved its rate ({} trials)\n",
+            v.len()
+        );
+    }
+    Some((v, text))
 }
