@@ -20,7 +20,10 @@
 //! datagram each way, at most 65507 B; the end of a run is a zero-length datagram, which the
 //! servers' receives return as 0, as at a TCP end of stream; `zclab::loops::rr_udp`). A UDP
 //! closed loop fails when a response is not back within a second; an open loop counts such
-//! transactions as lost (`tx_lost`) and achieves less than its rate.
+//! transactions as lost (`tx_lost`) and achieves less than its rate. With `--peer HOST[:PORT]` the path is
+//! `remote-tcp`: the variant's server runs in `zclab serve` on that host (role rr-server) and
+//! the client is the measured thread here; the server's CPU comes from the peer's report
+//! (`zclab::loops::rr_trial::remote`). Connect per transaction stays on one host.
 //!
 //! **Loads** (`--loads`). `closed`: ping-pong, one transaction in flight; one latency sample is
 //! one transaction timed in the client, from writing the request to reading the last byte of the
@@ -65,25 +68,27 @@ use zclab::harness::{
 };
 use zclab::loops::busy::{self, BUSY_POLL_US, BusyPoll};
 use zclab::loops::rr::{self, ClientJob, Mode, Server, Shape};
+use zclab::loops::rr_trial::{self, ServerSide};
 use zclab::loops::{common, net_paths};
 use zclab::loops::{rr_table, rr_udp};
 use zclab::net::netns::{self, VethLab};
-use zclab::results::{Integrity, Row};
-use zclab::ring::{RingConfig, Want};
+use zclab::net::remote;
+use zclab::results::Row;
+use zclab::ring::RingConfig;
 use zclab::sys::busy_poll;
 use zclab::units;
 use zclab::uring::rr::RecvStyle;
 
 /// The variants: name, function, needs, what it does.
 const VARIANTS: &[Variant<Rr>] = harness::variants![
-    names::CLASSIC_BLOCKING => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, false)?)), [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
-    names::CLASSIC_EPOLL => |ctx, t| run(ctx, t, |shape, _| Ok(Server::classic(shape, true)?)), [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
+    names::CLASSIC_BLOCKING => |ctx, t| serve(ctx, t, names::CLASSIC_BLOCKING), [], "recv(2) and send(2) on a blocking socket: one wake-up and two system calls per transaction";
+    names::CLASSIC_EPOLL => |ctx, t| serve(ctx, t, names::CLASSIC_EPOLL), [], "non-blocking socket: epoll_wait(2), recv(2) until EAGAIN, send(2)";
     names::CLASSIC_BUSY_POLL => classic_busy_poll, [Root], "classic-blocking with SO_BUSY_POLL and SO_PREFER_BUSY_POLL (50 µs) on the server's sockets: it runs the NAPI poll itself before it sleeps (tcp-veth, with an XDP program on B's end for its NAPI context; loopback has none)";
-    names::URING_ONESHOT => uring_oneshot, [op(Recv), op(Send), op(Accept)], "IORING_OP_RECV, then IORING_OP_SEND of the response and the next RECV in one io_uring_enter";
-    names::URING_MULTISHOT => uring_multishot, [op(Recv), op(Send), op(Accept), op(ProvideBuffers)], "one multishot IORING_OP_RECV over a provided-buffer ring (64 buffers); IORING_OP_SEND per response";
-    names::URING_FIXED => uring_fixed, [op(ReadFixed), op(WriteFixed), op(Accept)], "IORING_OP_READ_FIXED and IORING_OP_WRITE_FIXED on the socket, from registered buffers";
-    names::URING_SQPOLL => uring_sqpoll, [op(Recv), op(Send), op(Accept), setup(SqPoll)], "as uring-oneshot on an SQPOLL ring (SQ thread on the server's CPU): no system call to submit";
-    names::URING_DEFER_TASKRUN => uring_defer_taskrun, [op(Recv), op(Send), op(Accept), setup(DeferTaskrun)], "as uring-oneshot on a SINGLE_ISSUER | DEFER_TASKRUN ring: completions run when the server waits";
+    names::URING_ONESHOT => |ctx, t| serve(ctx, t, names::URING_ONESHOT), [op(Recv), op(Send), op(Accept)], "IORING_OP_RECV, then IORING_OP_SEND of the response and the next RECV in one io_uring_enter";
+    names::URING_MULTISHOT => |ctx, t| serve(ctx, t, names::URING_MULTISHOT), [op(Recv), op(Send), op(Accept), op(ProvideBuffers)], "one multishot IORING_OP_RECV over a provided-buffer ring (64 buffers); IORING_OP_SEND per response";
+    names::URING_FIXED => |ctx, t| serve(ctx, t, names::URING_FIXED), [op(ReadFixed), op(WriteFixed), op(Accept)], "IORING_OP_READ_FIXED and IORING_OP_WRITE_FIXED on the socket, from registered buffers";
+    names::URING_SQPOLL => |ctx, t| serve(ctx, t, names::URING_SQPOLL), [op(Recv), op(Send), op(Accept), setup(SqPoll)], "as uring-oneshot on an SQPOLL ring (SQ thread on the server's CPU): no system call to submit";
+    names::URING_DEFER_TASKRUN => |ctx, t| serve(ctx, t, names::URING_DEFER_TASKRUN), [op(Recv), op(Send), op(Accept), setup(DeferTaskrun)], "as uring-oneshot on a SINGLE_ISSUER | DEFER_TASKRUN ring: completions run when the server waits";
 ];
 
 /// The network paths of this experiment.
@@ -98,6 +103,8 @@ enum RrPath {
     UdpLoopback,
     /// UDP from namespace A to the server in namespace B over the lab's veth pair.
     UdpVeth,
+    /// TCP to the server in `zclab serve` on another host (`--peer`).
+    RemoteTcp,
 }
 
 impl RrPath {
@@ -107,6 +114,7 @@ impl RrPath {
             RrPath::TcpVeth => "tcp-veth",
             RrPath::UdpLoopback => "udp-loopback",
             RrPath::UdpVeth => "udp-veth",
+            RrPath::RemoteTcp => "remote-tcp",
         }
     }
 
@@ -115,6 +123,7 @@ impl RrPath {
             "tcp-veth" => RrPath::TcpVeth,
             "udp-loopback" => RrPath::UdpLoopback,
             "udp-veth" => RrPath::UdpVeth,
+            "remote-tcp" => RrPath::RemoteTcp,
             _ => RrPath::TcpLoopback,
         }
     }
@@ -130,16 +139,16 @@ impl RrPath {
 
 #[derive(clap::Args, Debug)]
 struct Args {
-    /// Paths, comma-separated: tcp-loopback, tcp-veth, udp-loopback, udp-veth (the veth
-    /// paths need root; UDP runs the rr mode only, with requests and responses of at most
-    /// 65507 B).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "tcp-loopback,tcp-veth,udp-loopback,udp-veth"
-    )]
+    /// Paths, comma-separated (default: the four local ones; with --peer, remote-tcp): the
+    /// veth paths need root; UDP runs the rr mode only, with requests and responses of at
+    /// most 65507 B.
+    #[arg(long, value_enum, value_delimiter = ',')]
     paths: Vec<RrPath>,
+    /// Host running `zclab serve` (port 7878 unless given): each variant's server runs there,
+    /// pinned to the second CPU of --cpus, and the client is measured here over the path
+    /// remote-tcp (mode rr; connect per transaction stays on one host).
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
+    peer: Option<remote::PeerAddr>,
     /// Request sizes (and response sizes unless --response-sizes), comma-separated, at least
     /// 16 B (K/M are powers of 1024).
     #[arg(long, default_value = "64,4KiB,16KiB", value_delimiter = ',', value_parser = harness::size_arg)]
@@ -183,9 +192,7 @@ struct Rr {
 }
 
 /// The largest request or response.
-const MAX_SIZE: u64 = 1 << 20;
-/// Buffers in the multishot variant's provided-buffer ring.
-const MULTISHOT_BUFFERS: u16 = 64;
+const MAX_SIZE: u64 = zclab::net::remote::RR_SIZES.1;
 
 impl Experiment for Rr {
     type Args = Args;
@@ -193,7 +200,27 @@ impl Experiment for Rr {
 
     const VARIANTS: &'static [Variant<Self>] = VARIANTS;
 
-    fn plan(args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
+    fn plan(mut args: Args, _common: &CommonArgs) -> Result<Plan<Self>> {
+        args.paths = match (&args.peer, dedup(&args.paths)) {
+            (Some(_), p) if p.iter().any(|p| *p != RrPath::RemoteTcp) => {
+                return Err(harness::usage(
+                    "with --peer the path is remote-tcp: the local paths build both ends on this host",
+                ));
+            }
+            (Some(_), _) => vec![RrPath::RemoteTcp],
+            (None, p) if p.contains(&RrPath::RemoteTcp) => {
+                return Err(harness::usage(
+                    "path remote-tcp needs --peer HOST[:PORT] (a host running `zclab serve`)",
+                ));
+            }
+            (None, p) if p.is_empty() => vec![
+                RrPath::TcpLoopback,
+                RrPath::TcpVeth,
+                RrPath::UdpLoopback,
+                RrPath::UdpVeth,
+            ],
+            (None, p) => p,
+        };
         let all: Vec<u64> = args
             .sizes
             .iter()
@@ -221,7 +248,8 @@ impl Experiment for Rr {
         }
         let mut points = Vec::new();
         for p in dedup(&args.paths) {
-            for m in modes.iter().filter(|m| !(p.udp() && *m == "crr")) {
+            let conn_per_tx = !p.udp() && p != RrPath::RemoteTcp;
+            for m in modes.iter().filter(|m| conn_per_tx || *m != "crr") {
                 for l in loads.iter().filter(|l| !(m == "crr" && *l == "open")) {
                     for &req in &dedup(&args.sizes) {
                         let resps = if args.response_sizes.is_empty() {
@@ -245,7 +273,7 @@ impl Experiment for Rr {
         }
         if points.is_empty() {
             return Err(harness::usage(
-                "--modes crr needs a TCP path (UDP has no connections); add --modes rr or a tcp path",
+                "--modes crr runs on the local TCP paths only (UDP has no connections; with --peer the server serves one connection); add --modes rr",
             ));
         }
         let parameters = json!({
@@ -255,7 +283,13 @@ impl Experiment for Rr {
             "crr": "closed-loop only; the client closes each connection with a reset (SO_LINGER 0)",
             "latency": "measured in the client: request written to response read (open loop: from the request's intended send time)",
             "rate_achieved_at": rr::ACHIEVED_SHARE,
-            "multishot_buffers": MULTISHOT_BUFFERS,
+            "multishot_buffers": rr::MULTISHOT_BUFFERS,
+            "peer": args.peer.as_ref().map(|p| p.text.clone()),
+            "remote": args.peer.as_ref().map(|_| json!({
+                "server": "zclab serve's rr-server runs the variant's server on the peer host, pinned to the second CPU of --cpus; its CPU time comes from its report (peer_user_ns/peer_sys_ns, server_cpu_ns_per_tx)",
+                "client": "measured here on the first CPU of --cpus: its CPU time is the row's user_ns/sys_ns and client_cpu_ns_per_tx",
+                "crr": "not across hosts: the rr-server serves one connection",
+            })),
             "receive_size": format!("{} requests", rr::MAX_BATCH),
             "netns": net_paths::netns_parameters(),
             "udp": format!("connected sockets, one datagram each way; mode rr only; a closed loop fails when a response is not back within {:?}, an open loop counts such transactions as lost (tx_lost)", rr_udp::LOSS_WAIT),
@@ -297,6 +331,10 @@ impl Experiment for Rr {
         net_paths::remove_veth_lab(self.net.as_mut())
     }
 
+    fn peer_addr(&self) -> Option<&remote::PeerAddr> {
+        self.args.peer.as_ref()
+    }
+
     fn list_notes(caps: &Caps) -> Vec<String> {
         net_paths::tcp_path_notes(netns::unavailable_reason(caps))
     }
@@ -316,6 +354,9 @@ fn main() -> ExitCode {
 /// and on the connection; on tcp-veth B's end gets the XDP program that gives it a NAPI
 /// context for the trial ([`BusyPoll`]).
 fn classic_busy_poll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+    if t.remote.is_some() {
+        return serve(ctx, t, names::CLASSIC_BUSY_POLL);
+    }
     if !RrPath::from_name(t.point.str("path")).veth() {
         return Err(busy::loopback_skip());
     }
@@ -330,49 +371,26 @@ fn classic_busy_poll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
     r
 }
 
-fn uring_oneshot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
+/// One trial of server `variant`: on the peer host with --peer, here otherwise.
+fn serve(ctx: &mut Rr, t: &mut Trial, variant: &str) -> Result<()> {
+    if let Some(peer) = t.remote {
+        let (shape, open) = (shape(t), t.point.str("load") == "open");
+        let rate = open.then_some(ctx.args.rate);
+        return rr_trial::remote(t, peer, variant, shape, ctx.args.transactions, rate);
+    }
     run(ctx, t, |shape, t| {
-        uring(t, shape, plain(), RecvStyle::OneShot)
-    })
-}
-fn uring_multishot(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    let style = RecvStyle::Multishot {
-        buffers: MULTISHOT_BUFFERS,
-    };
-    run(ctx, t, |shape, t| uring(t, shape, plain(), style))
-}
-fn uring_fixed(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    run(ctx, t, |shape, t| {
-        uring(t, shape, plain(), RecvStyle::Fixed)
-    })
-}
-fn uring_sqpoll(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    let cpu = t.cpus.0 as u32;
-    run(ctx, t, |shape, t| {
-        uring(
-            t,
-            shape,
-            RingConfig::sqpoll(8, 1000, Some(cpu)),
-            RecvStyle::OneShot,
-        )
-    })
-}
-fn uring_defer_taskrun(ctx: &mut Rr, t: &mut Trial) -> Result<()> {
-    let cfg = RingConfig {
-        single_issuer: Want::Require,
-        defer_taskrun: Want::Require,
-        ..plain()
-    };
-    run(ctx, t, |shape, t| {
-        uring(t, shape, cfg.clone(), RecvStyle::OneShot)
+        match rr::uring_server(variant, Some(t.cpus.0 as u32)) {
+            None => Ok(Server::classic(shape, variant == names::CLASSIC_EPOLL)?),
+            Some((cfg, style)) => uring(t, shape, cfg, style),
+        }
     })
 }
 
-/// A ring with no optional setup flags, so that the variants differ by one thing each.
-fn plain() -> RingConfig {
-    RingConfig {
-        entries: 8,
-        ..Default::default()
+/// The point's request and response sizes.
+fn shape(t: &Trial) -> Shape {
+    Shape {
+        req: t.point.num("req") as usize,
+        resp: t.point.num("resp") as usize,
     }
 }
 
@@ -381,8 +399,7 @@ fn plain() -> RingConfig {
 fn uring(t: &mut Trial, shape: Shape, cfg: RingConfig, style: RecvStyle) -> Result<Server> {
     let mut ring = common::ring(t, &cfg)?;
     if style == RecvStyle::Fixed {
-        let size = rr::in_capacity(shape.req).max(rr::out_template(shape.resp).len());
-        common::register_buffers(t, &mut ring, 2, size)?;
+        common::register_buffers(t, &mut ring, 2, rr::fixed_buffer_size(shape))?;
     }
     Server::uring(shape, ring, style).map_err(|e| match e.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::ENOSYS) => {
@@ -460,10 +477,7 @@ fn run(
         Mode::Rr
     };
     let open = t.point.str("load") == "open";
-    let shape = Shape {
-        req: t.point.num("req") as usize,
-        resp: t.point.num("resp") as usize,
-    };
+    let shape = shape(t);
     let n = ctx.args.transactions;
     if path.udp() && shape.req.max(shape.resp) as u64 > rr_udp::MAX_DATAGRAM {
         return Err(harness::skip_point(format!(
@@ -494,6 +508,7 @@ fn run(
         netns,
         clock: t.clock,
         udp,
+        stream: None,
     };
     if ctx.busy.is_some() {
         match (&listener, &conn) {
@@ -509,12 +524,7 @@ fn run(
     if let (Some(c), true) = (&conn, ctx.busy.is_some()) {
         busy_poll::enable(c, BUSY_POLL_US)?;
     }
-    let step = if open {
-        "one transaction, in the client: the request's intended send time (open loop) to its response read"
-    } else {
-        "one transaction, in the client: request written to response read"
-    };
-    let measured = t.measure(step, |_| {
+    let measured = t.measure(rr_trial::step(open), |_| {
         match &conn {
             Some(c) => server.serve(c)?,
             None => {
@@ -545,56 +555,18 @@ fn run(
     let rep = client.join().context("rr client")?;
     measured?;
     t.set_peer(rep.usage);
-    t.set_histogram("step", step, rep.hist.clone());
-    let served = server.framer.served;
-    // Over TCP nothing is lost (lost is 0), so both sides count all n; over UDP the server
-    // answered what arrived, at least every response the client got.
-    let ok = rep.bad == 0 && rep.done + rep.lost == n && (rep.done..=n).contains(&served);
-    t.set_integrity(Integrity {
-        ok,
-        method: "every response carries its request's sequence number, the xxh3-64 of the request body as received, and the response pattern; server and client count the same transactions".into(),
-        expected: format!("{n} transactions, every response intact"),
-        got: format!(
-            "client {} responses ({} bad{}{}), server answered {served}",
-            rep.done,
-            rep.bad,
-            if path.udp() {
-                format!(", {} lost", rep.lost)
-            } else {
-                String::new()
-            },
-            rep.first_bad.as_deref().map_or(String::new(), |w| format!(": {w}"))
-        ),
-        bytes_expected: n * (shape.req + shape.resp) as u64,
-        bytes_got: rep.done * shape.resp as u64 + served * shape.req as u64,
-    });
     let m = t.metrics().expect("measured").clone();
     // getrusage(RUSAGE_SELF) already counts an SQPOLL thread: shown apart, not added.
-    let server_cpu = (m.user_ns + m.sys_ns) as f64;
-    t.set_extra("server_cpu_ns_per_tx", server_cpu / n as f64);
-    if let Some(sq) = m.sqpoll_ns {
-        t.set_extra("sqpoll_ns_per_tx", sq as f64 / n as f64);
-    }
-    let cu = rep.usage.user_ns + rep.usage.sys_ns;
-    t.set_extra("client_cpu_ns_per_tx", cu as f64 / n as f64);
-    t.set_extra("bytes_per_tx", (shape.req + shape.resp) as f64);
-    t.set_extra("req_bytes", shape.req as f64);
-    t.set_extra("resp_bytes", shape.resp as f64);
-    if path.udp() {
-        t.set_extra("tx_lost", rep.lost as f64);
-    }
-    if server.enters > 0 {
-        t.set_extra("uring_enters_per_tx", server.enters as f64 / n as f64);
-    }
+    let srv = ServerSide {
+        served: server.framer.served,
+        cpu_ns: m.user_ns + m.sys_ns,
+        enters: server.enters,
+        sqpoll_ns: m.sqpoll_ns,
+    };
+    let client_cpu = rep.usage.user_ns + rep.usage.sys_ns;
+    rr_trial::record(t, n, shape, &rep, client_cpu, &srv, path.udp());
     if let Some(b) = ctx.busy.take() {
         b.finish(t, napi)?;
-    }
-    if let Some(rate) = rep.rate {
-        let achieved = rep.achieved_rate();
-        t.set_extra("rate_target", rate);
-        t.set_extra("rate_achieved", achieved);
-        let ok = achieved >= rate * rr::ACHIEVED_SHARE;
-        t.set_extra("rate_achieved_ok", ok as u8 as f64);
     }
     Ok(())
 }

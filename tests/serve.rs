@@ -20,6 +20,7 @@ const ZCLAB: &str = env!("CARGO_BIN_EXE_zclab");
 const NET_RECV: &str = env!("CARGO_BIN_EXE_net_recv");
 const NET_SEND: &str = env!("CARGO_BIN_EXE_net_send");
 const PROXY: &str = env!("CARGO_BIN_EXE_proxy");
+const RR: &str = env!("CARGO_BIN_EXE_rr");
 const SOCKET_TO_FILE: &str = env!("CARGO_BIN_EXE_socket_to_file");
 const FILE_TO_SOCKET: &str = env!("CARGO_BIN_EXE_file_to_socket");
 
@@ -274,6 +275,46 @@ fn net_recv_across(hosts: &TwoHosts) {
     }
 }
 
+/// rr with every server but the busy-polling one (the namespaces' veth has no NAPI context)
+/// in the peer host's rr-server, the client measured here: closed and open loop, every
+/// response checked, both sides' CPU per transaction recorded.
+fn rr_across(hosts: &TwoHosts) {
+    let t = tempfile::tempdir().unwrap();
+    let variants: Vec<&str> = zclab::catalog::rr::VARIANTS
+        .iter()
+        .copied()
+        .filter(|v| *v != zclab::catalog::rr::CLASSIC_BUSY_POLL)
+        .collect();
+    let r = hosts.run_in_a(
+        RR,
+        &format!(
+            "--peer {ADDR_B} --sizes 64,5000 --transactions 300 --rate 20000 --variants {}",
+            variants.join(",")
+        ),
+        t.path(),
+    );
+    let rows = check_remote_run(&r, "rr", &variants);
+    assert_variants_on(&rows, &variants, &["remote-tcp"]);
+    // Two sizes, two loads; connect per transaction is not run across hosts.
+    assert_eq!(rows.len(), variants.len() * 4);
+    for row in &rows {
+        assert_eq!(row.params["mode"], "rr");
+        let m = metrics(row);
+        assert_eq!(m.ops, 300, "{}", row.variant);
+        assert_eq!(m.latency.count, 300, "{}", row.variant);
+        for k in ["server_cpu_ns_per_tx", "client_cpu_ns_per_tx"] {
+            assert!(m.extra[k] >= 0.0, "{k}: {}", row.variant);
+        }
+        assert!(m.peer_user_ns.is_some(), "{}", row.variant);
+        assert_eq!(
+            m.extra.contains_key("uring_enters_per_tx"),
+            row.variant.starts_with("uring-"),
+            "{}",
+            row.variant
+        );
+    }
+}
+
 fn socket_to_file_and_proxy_across(hosts: &TwoHosts) {
     let t = tempfile::tempdir().unwrap();
     let r = hosts.run_in_a(
@@ -315,9 +356,16 @@ fn two_namespaces_run_every_variant_across_the_link() {
     net_send_across(&hosts);
     net_send_discard_across(&hosts);
     net_recv_across(&hosts);
+    rr_across(&hosts);
     socket_to_file_and_proxy_across(&hosts);
     let s = hosts.server_alive();
-    s.wait_log(&["udp-sink: ok", "tcp-source: ok", "echo: ok", "tcp-sink: ok"]);
+    s.wait_log(&[
+        "udp-sink: ok",
+        "tcp-source: ok",
+        "echo: ok",
+        "tcp-sink: ok",
+        "rr-server: ok",
+    ]);
 }
 
 /// file_to_socket's whole variant list on both remote paths, from namespace A to `zclab

@@ -19,6 +19,7 @@ pub mod recv_table;
 pub mod relay;
 pub mod rr;
 pub mod rr_table;
+pub mod rr_trial;
 pub mod rr_udp;
 pub mod send;
 pub mod sock_file;

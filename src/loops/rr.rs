@@ -19,6 +19,7 @@
 
 use crate::measure::{Clock, Recorder, Usage, usage};
 use crate::net::peers::{PeerThread, reset, spawn};
+use crate::ring::{RingConfig, Want};
 use crate::sys::file::fill_pattern;
 use crate::uring::rr::{RecvStyle, RrUring};
 use hdrhistogram::Histogram;
@@ -315,6 +316,72 @@ fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Buffers in the multishot server's provided-buffer ring.
+pub const MULTISHOT_BUFFERS: u16 = 64;
+
+/// The ring and receive style of rr's io_uring server variants, by variant name (None for
+/// the classic servers); `cpu` is the SQPOLL thread's (None: unpinned). Every ring has 8 entries and no
+/// optional setup flag beyond its variant's own, so the variants differ by one thing each.
+pub fn uring_server(variant: &str, cpu: Option<u32>) -> Option<(RingConfig, RecvStyle)> {
+    use crate::catalog::rr as names;
+    let plain = RingConfig {
+        entries: 8,
+        ..Default::default()
+    };
+    Some(match variant {
+        names::URING_ONESHOT => (plain, RecvStyle::OneShot),
+        names::URING_MULTISHOT => (
+            plain,
+            RecvStyle::Multishot {
+                buffers: MULTISHOT_BUFFERS,
+            },
+        ),
+        names::URING_FIXED => (plain, RecvStyle::Fixed),
+        names::URING_SQPOLL => (RingConfig::sqpoll(8, 1000, cpu), RecvStyle::OneShot),
+        names::URING_DEFER_TASKRUN => (
+            RingConfig {
+                single_issuer: Want::Require,
+                defer_taskrun: Want::Require,
+                ..plain
+            },
+            RecvStyle::OneShot,
+        ),
+        _ => return None,
+    })
+}
+
+/// The registered buffers a [`RecvStyle::Fixed`] server needs for `shape`: two (receive,
+/// response) of this size.
+pub fn fixed_buffer_size(shape: Shape) -> usize {
+    in_capacity(shape.req).max(out_template(shape.resp).len())
+}
+
+/// The server of rr variant `variant` for `shape`, built without a trial to record into
+/// (`zclab serve` runs it for a client on another host; the rr experiment builds the same
+/// servers through its trials, which record the ring's flags). Busy polling is the caller's:
+/// classic-busy-poll is the blocking server here.
+pub fn server_by_name(variant: &str, shape: Shape, cpu: Option<u32>) -> io::Result<Server> {
+    use crate::catalog::rr as names;
+    match variant {
+        names::CLASSIC_BLOCKING | names::CLASSIC_BUSY_POLL => Server::classic(shape, false),
+        names::CLASSIC_EPOLL => Server::classic(shape, true),
+        v => {
+            let (cfg, style) = uring_server(v, cpu).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no rr server variant {v:?}"),
+                )
+            })?;
+            let mut ring = crate::ring::Ring::new(&cfg).map_err(io::Error::other)?;
+            if style == RecvStyle::Fixed {
+                ring.register_buffers(2, fixed_buffer_size(shape))
+                    .map_err(io::Error::other)?;
+            }
+            Server::uring(shape, ring, style)
+        }
+    }
+}
+
 /// An error once SIGINT or SIGTERM has arrived (checked where a blocking call returned EINTR).
 pub(crate) fn cancelled() -> io::Result<()> {
     if crate::sys::signal::Cancel::process().is_cancelled() {
@@ -479,7 +546,8 @@ impl ClientReport {
 /// One client run: `n` transactions of `shape` to `addr`, in `mode`, closed loop or at `rate`
 /// per second; sockets created in network namespace `netns` when given. With `udp`, the
 /// transactions go over that socket, connected to the server's, one datagram each way
-/// ([`super::rr_udp`]), and `addr` and `netns` are not used.
+/// ([`super::rr_udp`]), and `addr` and `netns` are not used; with `stream`, the rr mode runs
+/// on that connection (to a server on another host) instead of one of its own.
 #[derive(Debug, Clone)]
 pub struct ClientJob {
     pub shape: Shape,
@@ -490,6 +558,7 @@ pub struct ClientJob {
     pub netns: Option<String>,
     pub clock: Clock,
     pub udp: Option<Arc<UdpSocket>>,
+    pub stream: Option<Arc<TcpStream>>,
 }
 
 /// Starts the client thread pinned to `cpu`.
@@ -498,18 +567,22 @@ pub fn spawn_client(job: ClientJob, cpu: usize) -> io::Result<PeerThread<ClientR
         if let Some(ns) = &job.netns {
             crate::net::netns::enter_netns(ns)?;
         }
-        // Open-loop sends wake from ppoll on time only without the default 50 us slack.
-        let _ = nix::sys::prctl::set_timerslack(1);
         let u0 = usage::thread()?;
-        let r = match (&job.udp, job.mode, job.rate) {
-            (Some(s), Mode::Rr, rate) => super::rr_udp::client(&job, s, rate),
-            (Some(_), Mode::Crr, _) => Err(io::Error::other("UDP has no connections")),
-            (None, mode, rate) => tcp_client(&job, mode, rate),
-        };
-        let mut r = r?;
+        let mut r = run_client(&job)?;
         r.usage = usage::thread()?.since(&u0);
         Ok(r)
     })
+}
+
+/// The client's run on the calling thread (usage not filled in).
+pub fn run_client(job: &ClientJob) -> io::Result<ClientReport> {
+    // Open-loop sends wake from ppoll on time only without the default 50 us slack.
+    let _ = nix::sys::prctl::set_timerslack(1);
+    match (&job.udp, job.mode, job.rate) {
+        (Some(s), Mode::Rr, rate) => super::rr_udp::client(job, s, rate),
+        (Some(_), Mode::Crr, _) => Err(io::Error::other("UDP has no connections")),
+        (None, mode, rate) => tcp_client(job, mode, rate),
+    }
 }
 
 /// The TCP client: ping-pong, connect per transaction, or open loop.
@@ -532,6 +605,18 @@ fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let s = TcpStream::connect(addr)?;
     s.set_nodelay(true)?;
     Ok(s)
+}
+
+/// The rr mode's connection: the job's own, or a new one to `addr`.
+fn connection(job: &ClientJob) -> io::Result<TcpStream> {
+    match &job.stream {
+        Some(s) => {
+            let s = s.try_clone()?;
+            s.set_nodelay(true)?;
+            Ok(s)
+        }
+        None => connect(job.addr),
+    }
 }
 
 pub(crate) fn report(
@@ -585,7 +670,7 @@ pub(crate) fn closed_loop<T>(
 
 /// Ping-pong on one connection: write a request, read its response, check it, next.
 fn closed_rr(job: &ClientJob) -> io::Result<ClientReport> {
-    let mut s = connect(job.addr)?;
+    let mut s = connection(job)?;
     let mut r = closed_loop(
         job,
         |req, resp| {
@@ -623,7 +708,7 @@ fn closed_crr(job: &ClientJob) -> io::Result<ClientReport> {
 /// outstanding; the socket is non-blocking, so sending and receiving never wait on each other.
 fn open_rr(job: &ClientJob, rate: f64) -> io::Result<ClientReport> {
     let (req, resp_len) = (job.shape.req, job.shape.resp);
-    let mut s = connect(job.addr)?;
+    let mut s = connection(job)?;
     s.set_nonblocking(true)?;
     let mut reqs = Requests::new(req);
     let template = response_template(resp_len);

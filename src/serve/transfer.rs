@@ -126,7 +126,8 @@ pub(super) fn start(
                             s.hash.expect("validated"),
                         ),
                         Role::Echo => echo(j, sock, s.msg.expect("validated") as usize),
-                        _ => source(
+                        Role::RrServer => rr_server(j, sock, &s),
+                        Role::TcpSource | Role::UdpSink => source(
                             j,
                             sock,
                             s.bytes.expect("validated"),
@@ -307,6 +308,54 @@ fn echo(j: &Job, s: TcpStream, msg: usize) -> io::Result<Report> {
         bytes: r.bytes,
         requests: Some(r.bytes / msg as u64),
         usage: r.usage,
+        wall_ns: t0.elapsed().as_nanos() as u64,
+        ..Default::default()
+    })
+}
+
+/// rr-server: the server of rr variant `s.server` answers requests on `sock` until end of
+/// stream (an abort shuts the socket down, which ends it too). classic-busy-poll is the
+/// blocking server with SO_BUSY_POLL on the connection; the connection's NAPI id is reported.
+/// An SQPOLL ring's SQ thread is counted in the usage and reported apart.
+fn rr_server(j: &Job, sock: TcpStream, s: &Setup) -> io::Result<Report> {
+    use crate::loops::rr::{Shape, server_by_name};
+    let variant = s.server.as_deref().expect("validated");
+    let shape = Shape {
+        req: s.req.expect("validated") as usize,
+        resp: s.resp.expect("validated") as usize,
+    };
+    sock.set_nodelay(true)?;
+    // The servers wait for requests without a timeout of their own: the data connection's
+    // read timeout would end a blocking server's wait, but not the others'.
+    sock.set_read_timeout(None)?;
+    let busy = variant == crate::catalog::rr::CLASSIC_BUSY_POLL;
+    if busy {
+        crate::sys::busy_poll::enable(&sock, crate::loops::busy::BUSY_POLL_US)?;
+    }
+    let mut server = server_by_name(variant, shape, j.cpu)?;
+    let t0 = Instant::now();
+    let u0 = usage::thread()?;
+    let sq0 = usage::helper_threads("iou-sqp");
+    let r = server.serve(&sock);
+    let sq1 = usage::helper_threads("iou-sqp");
+    let u1 = usage::thread()?;
+    j.stopped()?;
+    let served = server.framer.served;
+    r.map_err(|e| data_err(e, "rr", served * shape.req as u64))?;
+    let napi = busy
+        .then(|| crate::sys::busy_poll::napi_id(&sock).map(u64::from))
+        .transpose()?;
+    let sqpoll = usage::helper_threads_since(&sq0, &sq1);
+    let mut u = u1.since(&u0);
+    u.sys_ns += sqpoll.unwrap_or(0);
+    Ok(Report {
+        ok: true,
+        bytes: served * shape.req as u64,
+        requests: Some(served),
+        uring_enters: (server.enters > 0).then_some(server.enters),
+        sqpoll_ns: sqpoll,
+        napi_id: napi,
+        usage: u,
         wall_ns: t0.elapsed().as_nanos() as u64,
         ..Default::default()
     })

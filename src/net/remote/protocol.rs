@@ -14,7 +14,7 @@ use std::io;
 /// The lab's name in every hello: anything else is not a zclab peer.
 pub const LAB: &str = "zclab";
 /// Version of the control protocol. Client and server of different versions refuse each other.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 /// The control port `zclab serve` listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7878;
 /// Largest control message, newline included.
@@ -65,6 +65,9 @@ pub enum Role {
     /// Accepts one TCP connection and writes `bytes` of the lab's pattern (offset 0) in writes
     /// of `write_size`, then ends its side of the stream.
     TcpSource,
+    /// Accepts one TCP connection and answers rr's requests of `req` bytes with responses of
+    /// `resp` bytes until end of stream, with the server of rr variant `server`.
+    RrServer,
 }
 
 impl Role {
@@ -74,6 +77,7 @@ impl Role {
             Role::UdpSink => "udp-sink",
             Role::Echo => "echo",
             Role::TcpSource => "tcp-source",
+            Role::RrServer => "rr-server",
         }
     }
 }
@@ -103,7 +107,21 @@ pub struct Setup {
     /// tcp-source: bytes per write(2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_size: Option<u64>,
+    /// rr-server: the rr variant whose server runs (one of [`RR_SERVERS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// rr-server: request size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<u64>,
+    /// rr-server: response size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp: Option<u64>,
 }
+
+/// The rr server variants an rr-server runs.
+pub const RR_SERVERS: &[&str] = crate::catalog::rr::VARIANTS;
+/// rr-server: the smallest and largest request or response.
+pub const RR_SIZES: (u64, u64) = (16, 1 << 20);
 
 /// What the server's peer side did in one transfer.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -138,9 +156,18 @@ pub struct Report {
     /// udp-sink: the receive buffer the socket got (SO_RCVBUF as read back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rcvbuf: Option<u64>,
-    /// echo: messages echoed.
+    /// echo: messages echoed; rr-server: requests answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<u64>,
+    /// rr-server with an io_uring server: io_uring_enter calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uring_enters: Option<u64>,
+    /// rr-server on an SQPOLL ring: the SQ thread's CPU time (also counted in `usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqpoll_ns: Option<u64>,
+    /// rr-server classic-busy-poll: the connection's NAPI id (SO_INCOMING_NAPI_ID; 0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub napi_id: Option<u64>,
     /// getrusage(RUSAGE_THREAD) of the server's peer thread over the transfer.
     pub usage: Usage,
     /// The transfer's duration on the server's own clock (accepted to done).
@@ -250,6 +277,7 @@ impl Setup {
             Role::UdpSink => &[],
             Role::Echo => &["msg"],
             Role::TcpSource => &["bytes", "write_size"],
+            Role::RrServer => &["server", "req", "resp"],
         };
         let present = [
             ("recv_buf", self.recv_buf.is_some()),
@@ -257,6 +285,9 @@ impl Setup {
             ("msg", self.msg.is_some()),
             ("bytes", self.bytes.is_some()),
             ("write_size", self.write_size.is_some()),
+            ("server", self.server.is_some()),
+            ("req", self.req.is_some()),
+            ("resp", self.resp.is_some()),
         ];
         for (f, p) in present {
             if p && !allowed.contains(&f) {
@@ -285,6 +316,21 @@ impl Setup {
             Role::TcpSource => {
                 range("bytes", self.bytes, 1, max_source)?;
                 range("write_size", self.write_size, 1, MAX_BUFFER)?;
+            }
+            Role::RrServer => {
+                range("req", self.req, RR_SIZES.0, RR_SIZES.1)?;
+                range("resp", self.resp, RR_SIZES.0, RR_SIZES.1)?;
+                match self.server.as_deref() {
+                    None => return Err(BadMsg::Invalid("server is missing".into())),
+                    Some(v) if !RR_SERVERS.contains(&v) => {
+                        return Err(BadMsg::Invalid(format!(
+                            "server {:?} is not one of {}",
+                            clip(v, 64),
+                            RR_SERVERS.join(", ")
+                        )));
+                    }
+                    Some(_) => {}
+                }
             }
         }
         Ok(role)

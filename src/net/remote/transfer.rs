@@ -89,6 +89,26 @@ impl Peer {
         })
     }
 
+    /// rr's server of variant `server` on the peer host, answering requests of `req` bytes
+    /// with responses of `resp` bytes on [`RemoteTcp::stream`] until its end; then
+    /// [`RemoteTcp::finish`] gives the report (`requests` answered, the server's usage).
+    pub fn rr_server(
+        &self,
+        cpu: Option<u32>,
+        server: &str,
+        req: u64,
+        resp: u64,
+    ) -> io::Result<RemoteTcp> {
+        self.tcp(Setup {
+            role: Some(Role::RrServer),
+            cpu,
+            server: Some(server.to_string()),
+            req: Some(req),
+            resp: Some(resp),
+            ..Default::default()
+        })
+    }
+
     /// A UDP receiver on the peer host; [`RemoteUdp::socket`] is connected to it.
     pub fn udp_sink(&self, cpu: Option<u32>) -> io::Result<RemoteUdp> {
         let (id, to) = self.request(Setup {

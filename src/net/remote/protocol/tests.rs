@@ -129,3 +129,63 @@ fn setups_are_checked_per_role() {
     assert!(missing.validate(1 << 30).is_err());
     assert!(Setup::default().validate(1).is_err());
 }
+
+/// rr-server: a known rr variant and both sizes within 16 B..1 MiB, nothing else.
+#[test]
+fn rr_server_setups_name_a_known_server_and_sizes() {
+    let ok = Setup {
+        id: 3,
+        role: Some(Role::RrServer),
+        server: Some("uring-multishot".into()),
+        req: Some(64),
+        resp: Some(4096),
+        ..Default::default()
+    };
+    assert_eq!(ok.validate(1), Ok(Role::RrServer));
+    for v in RR_SERVERS {
+        let s = Setup {
+            server: Some(v.to_string()),
+            ..ok.clone()
+        };
+        assert_eq!(s.validate(1), Ok(Role::RrServer), "{v}");
+    }
+    let bad = |s: Setup, needle: &str| {
+        let e = s.validate(1).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    };
+    bad(
+        Setup {
+            server: Some("rm -rf".into()),
+            ..ok.clone()
+        },
+        "is not one of",
+    );
+    bad(
+        Setup {
+            server: None,
+            ..ok.clone()
+        },
+        "server is missing",
+    );
+    bad(
+        Setup {
+            req: Some(8),
+            ..ok.clone()
+        },
+        "req = 8 is out of range",
+    );
+    bad(
+        Setup {
+            resp: Some(2 << 20),
+            ..ok.clone()
+        },
+        "resp = 2097152 is out of range",
+    );
+    bad(
+        Setup {
+            msg: Some(64),
+            ..ok.clone()
+        },
+        "field msg does not apply",
+    );
+}
