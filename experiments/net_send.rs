@@ -204,11 +204,6 @@ impl Experiment for NetSend {
         if let Err(e) = args.flows.check() {
             return Err(harness::usage(e));
         }
-        if args.flows.many() && args.net.peer.is_some() {
-            return Err(harness::usage(
-                "--flows and --threads run on the local paths only (not with --peer)",
-            ));
-        }
         let paths = dedup(given);
         let reaps = dedup(args.reap_every.iter().copied());
         let mut points = Vec::new();
@@ -519,7 +514,7 @@ fn run_flows(
         let conn = send::connect(
             path,
             ctx.net.as_ref(),
-            None,
+            t.remote,
             peer_cpu,
             recv_buf,
             a.sink,
@@ -552,6 +547,8 @@ fn run_flows(
     let fl = flows::measure_threads(t, step, groups, &cpus, make, job.msgs, job.size as u64)?;
     let ks1 = ctx.ksoftirqd_ns();
     let mut tally = flows::Tally::default();
+    // With --peer the receivers ran on the peer host: their CPU is recorded beside.
+    let (mut remote, mut peer_extras) = (Vec::new(), std::collections::BTreeMap::new());
     let (mut zc, mut release) = (None::<zclab::results::ZcCounts>, None);
     for (i, (mut f, end)) in fl.into_iter().enumerate() {
         let bytes = end.sent * job.size as u64;
@@ -564,8 +561,13 @@ fn run_flows(
         };
         let z = f.sender.zero_copy()?;
         let d = send::verify(&mut f.conn, got, &job, z.as_ref().map(|z| &z.0), None)?;
-        if let Some(PeerUsage::Local(u)) = d.peer {
-            tally.receiver(u);
+        match d.peer {
+            Some(PeerUsage::Local(u)) => tally.receiver(u),
+            Some(PeerUsage::Remote(u)) => {
+                remote.push(u);
+                flows::add_peer_extras(&mut peer_extras, &d.extras);
+            }
+            None => {}
         }
         tally.flow(i, bytes, end.ns, Ok(d.integrity));
         if let Some((c, h)) = z {
@@ -575,7 +577,14 @@ fn run_flows(
                 .add(&h)?;
         }
     }
-    t.set_peer(tally.receivers());
+    if remote.is_empty() {
+        t.set_peer(tally.receivers());
+    } else {
+        t.set_remote_peer(flows::total_usage(remote));
+        for (k, v) in peer_extras {
+            t.set_extra(k, v);
+        }
+    }
     let got_bytes = t.metrics().map_or(0, |m| m.bytes);
     t.set_integrity(tally.integrity(job.bytes() * n as u64, got_bytes));
     if let Some(c) = zc {

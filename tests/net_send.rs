@@ -74,10 +74,6 @@ fn list_and_bad_input() {
             ("--flows 65", "65"),
             ("--flows 2 --flow-cpus 4096", "CPU 4096 does not exist"),
             ("--flows 2 --peer-cpus x", "'x' is not a CPU number"),
-            (
-                "--flows 2 --peer 127.0.0.1",
-                "--flows and --threads run on the local paths",
-            ),
         ],
     );
 }

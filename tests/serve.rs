@@ -227,6 +227,37 @@ fn net_send_across(hosts: &TwoHosts) {
     assert_eq!(c["path"], "remote-udp");
 }
 
+/// Four flows on two threads to four tcp-sinks running at once on the peer host: every flow's
+/// stream checked there, the receivers' CPU summed, fairness recorded; remote-udp's many-flow
+/// points are skipped with the reason.
+fn net_send_flows_across(hosts: &TwoHosts) {
+    let t = tempfile::tempdir().unwrap();
+    let variants = ["classic-send", "uring-send", "uring-send-zc"];
+    let r = hosts.run_in_a(
+        NET_SEND,
+        &format!(
+            "--peer {ADDR_B} --cpus 0,0 --sizes 64KiB --bytes 1MiB --flows 4 --threads 2 --variants {}",
+            variants.join(",")
+        ),
+        t.path(),
+    );
+    let rows = check_remote_run(&r, "net_send", &variants);
+    assert_variants_on(&rows, &variants, &["remote-tcp"]);
+    for row in &rows {
+        let m = metrics(row);
+        assert_eq!(m.extra["flows"], 4.0, "{}", row.variant);
+        assert_eq!(m.extra["flows_failed"], 0.0, "{}", row.variant);
+        assert!(m.extra["jain_fairness"] > 0.0, "{}", row.variant);
+        assert_eq!(m.bytes, 4 << 20, "{}", row.variant);
+    }
+    let skipped =
+        variant_meta(&r.exp("net_send").meta(), "classic-send")["points_skipped"].to_string();
+    assert!(
+        skipped.contains("--flows runs on the TCP paths"),
+        "{skipped}"
+    );
+}
+
 /// A discarding receiver on the peer host (recv with MSG_TRUNC) counts the bytes, and the
 /// rows say that the byte count is all that was checked.
 fn net_send_discard_across(hosts: &TwoHosts) {
@@ -355,6 +386,7 @@ fn two_namespaces_run_every_variant_across_the_link() {
     };
     net_send_across(&hosts);
     net_send_discard_across(&hosts);
+    net_send_flows_across(&hosts);
     net_recv_across(&hosts);
     rr_across(&hosts);
     socket_to_file_and_proxy_across(&hosts);
@@ -570,6 +602,52 @@ fn malformed_messages(addr: &str) {
     }
 }
 
+/// Transfers side by side: two sinks set up before either ends each get their report, in
+/// the order they end; a setup with a running transfer's id, and one beyond 64 running, close
+/// the session with bad-message.
+fn transfers_side_by_side(addr: &str) {
+    let sink = |id: u64| {
+        format!(r#"{{"type":"setup","id":{id},"role":"tcp-sink","recv_buf":4096,"hash":false}}"#)
+    };
+    {
+        let mut c = Ctl::session(addr);
+        let p1 = c.setup(&sink(1));
+        let p2 = c.setup(&sink(2));
+        let mut d1 = std::net::TcpStream::connect(("127.0.0.1", p1)).unwrap();
+        let mut d2 = std::net::TcpStream::connect(("127.0.0.1", p2)).unwrap();
+        d2.write_all(&[7u8; 300]).unwrap();
+        d1.write_all(&[7u8; 100]).unwrap();
+        d2.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = c.line().expect("report 2");
+        assert_eq!(
+            (r["id"].as_u64(), r["bytes"].as_u64()),
+            (Some(2), Some(300)),
+            "{r}"
+        );
+        d1.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = c.line().expect("report 1");
+        assert_eq!(
+            (r["id"].as_u64(), r["bytes"].as_u64()),
+            (Some(1), Some(100)),
+            "{r}"
+        );
+    }
+    {
+        let mut c = Ctl::session(addr);
+        c.setup(&sink(5));
+        c.send(format!("{}\n", sink(5)).as_bytes());
+        c.expect_error("bad-message", "transfer 5 is running");
+    }
+    {
+        let mut c = Ctl::session(addr);
+        for id in 1..=64 {
+            c.setup(&sink(id));
+        }
+        c.send(format!("{}\n", sink(65)).as_bytes());
+        c.expect_error("bad-message", "at most 64 at once");
+    }
+}
+
 /// A well-formed request the server cannot meet: refused, the session goes on.
 fn refused_request_then_served(addr: &str) {
     {
@@ -730,6 +808,7 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
     let mut srv = Server::loopback(&["--idle-timeout", "30"]);
     let addr = srv.addr.clone();
     malformed_messages(&addr);
+    transfers_side_by_side(&addr);
     refused_request_then_served(&addr);
     vanishing_mid_transfer(&addr);
     abort_then_next_transfer(&addr);

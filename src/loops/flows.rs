@@ -479,9 +479,49 @@ pub fn total_usage(us: impl IntoIterator<Item = Usage>) -> Usage {
         .fold(Usage::default(), crate::net::peers::add_usage)
 }
 
+/// Adds one flow's peer-host figures (`peer_*` extras of its report) into `acc`: counts are
+/// summed over the flows, `peer_wall_ns` is the longest, `peer_cpu` the first flow's.
+pub fn add_peer_extras(
+    acc: &mut std::collections::BTreeMap<&'static str, f64>,
+    extras: &[(&'static str, f64)],
+) {
+    for &(k, v) in extras {
+        match (k, acc.get_mut(k)) {
+            (_, None) => {
+                acc.insert(k, v);
+            }
+            ("peer_cpu", Some(_)) => {}
+            ("peer_wall_ns", Some(a)) => *a = a.max(v),
+            (_, Some(a)) => *a += v,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Peer-host figures of several flows: counts summed, the longest wall time, the first
+    /// flow's CPU.
+    #[test]
+    fn peer_extras_of_flows_add_up() {
+        let mut acc = std::collections::BTreeMap::new();
+        add_peer_extras(
+            &mut acc,
+            &[
+                ("peer_vcsw", 3.0),
+                ("peer_wall_ns", 10.0),
+                ("peer_cpu", 1.0),
+            ],
+        );
+        add_peer_extras(
+            &mut acc,
+            &[("peer_vcsw", 4.0), ("peer_wall_ns", 7.0), ("peer_cpu", 3.0)],
+        );
+        assert_eq!(acc["peer_vcsw"], 7.0);
+        assert_eq!(acc["peer_wall_ns"], 10.0);
+        assert_eq!(acc["peer_cpu"], 1.0);
+    }
 
     #[test]
     fn jain_is_one_when_equal_and_one_over_n_when_one_takes_all() {

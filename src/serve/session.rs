@@ -1,11 +1,14 @@
 //! One client's session on the control connection (`docs/serve-protocol.md`, "Sequence",
-//! "Error codes and what happens", "Versions"): hellos, then setups one at a time, each
-//! answered by a ready and, when its transfer ends, a report; a bad message, a timeout or a
+//! "Error codes and what happens", "Versions"): hellos, then setups, each answered by a
+//! ready and, when its transfer ends, a report (up to `MAX_TRANSFERS` transfers run at once,
+//! the flows of a many-flow trial); a bad message, a timeout or a
 //! vanished client ends only this session.
 
 use super::transfer::{Active, start};
 use super::{Server, log, nothing_yet};
-use crate::net::remote::protocol::{BadMsg, Msg, Report, Role, mismatch_text, msg_name};
+use crate::net::remote::protocol::{
+    BadMsg, MAX_TRANSFERS, Msg, Report, Role, mismatch_text, msg_name,
+};
 use crate::net::remote::wire::{LineReader, send_msg, tune_control};
 use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
@@ -199,7 +202,8 @@ fn serve_session(
     if let Err(e) = send_msg(out, &Msg::Welcome { session: n }) {
         return format!("ended: {e}");
     }
-    let mut active: Option<Active> = None;
+    // Transfers running, in the order they started (at most MAX_TRANSFERS).
+    let mut active: Vec<Active> = Vec::new();
     // Only progress (a setup, a finish or abort of the running transfer, a report) moves the
     // idle deadline; the session deadline never moves.
     let deadline = started + srv.max_session;
@@ -216,7 +220,7 @@ fn serve_session(
         }
         // A transfer bounds itself (accept and progress timeouts); between transfers the
         // idle timeout does.
-        let until = if active.is_some() {
+        let until = if !active.is_empty() {
             deadline
         } else {
             deadline.min(progress + srv.idle)
@@ -238,9 +242,9 @@ fn serve_session(
         };
         match ev {
             Event::Done(r) => {
-                if active.as_ref().is_some_and(|a| a.id == r.id) {
+                if let Some(k) = active.iter().position(|a| a.id == r.id) {
                     progress = Instant::now();
-                    let a = active.take().expect("checked");
+                    let a = active.remove(k);
                     let _ = a.handle.join();
                     if !srv.quiet || !r.ok {
                         log(&format!(
@@ -263,11 +267,17 @@ fn serve_session(
             }
             Event::Ctrl(Ok(m)) => match m {
                 Msg::Setup(s) => {
-                    if let Some(a) = &active {
-                        let e = format!(
-                            "setup {} while transfer {} is running (one at a time)",
-                            s.id, a.id
-                        );
+                    let clash = if active.iter().any(|a| a.id == s.id) {
+                        Some(format!("setup {}: transfer {} is running", s.id, s.id))
+                    } else if active.len() >= MAX_TRANSFERS {
+                        Some(format!(
+                            "setup {} while {MAX_TRANSFERS} transfers are running (at most {MAX_TRANSFERS} at once)",
+                            s.id
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(e) = clash {
                         let _ = send_msg(out, &Msg::error("bad-message", &e));
                         break format!("closed: {e}");
                     }
@@ -290,7 +300,7 @@ fn serve_session(
                                     s.cpu.map_or(String::new(), |c| format!(", CPU {c}"))
                                 ));
                             }
-                            active = Some(a);
+                            active.push(a);
                             if let Err(e) = send_msg(out, &Msg::Ready { id: s.id, port }) {
                                 break format!("ended: {e}");
                             }
@@ -305,7 +315,7 @@ fn serve_session(
                     }
                 }
                 Msg::Finish { id, datagrams } => {
-                    if let Some(a) = active.as_ref().filter(|a| a.id == id) {
+                    if let Some(a) = active.iter().find(|a| a.id == id) {
                         progress = Instant::now();
                         if a.role == Role::UdpSink {
                             a.expect.store(datagrams, Ordering::SeqCst);
@@ -317,7 +327,7 @@ fn serve_session(
                     } // else: it already ended (timed out); its report is on its way
                 }
                 Msg::Abort { id } => {
-                    if let Some(a) = active.as_ref().filter(|a| a.id == id) {
+                    if let Some(a) = active.iter().find(|a| a.id == id) {
                         progress = Instant::now();
                         a.stop();
                     } // else: already done and reported; not progress
@@ -331,8 +341,10 @@ fn serve_session(
             },
         }
     };
-    if let Some(a) = active.take() {
+    for a in &active {
         a.stop();
+    }
+    for a in active {
         let _ = a.handle.join();
     }
     end

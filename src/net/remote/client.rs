@@ -1,16 +1,18 @@
 //! The client's control connection to `zclab serve` (`docs/serve-protocol.md`, "The control
 //! protocol" / "Sequence"): connect, exchange hellos, await the welcome; one setup and its
-//! ready at a time; reconnection after a broken connection and the "peer lost" / "peer
+//! ready at a time (transfers then run side by side, up to [`MAX_TRANSFERS`], their reports
+//! kept by id until asked for); reconnection after a broken connection and the "peer lost" / "peer
 //! unreachable" errors ("When the peer goes away"); bye. The transfers themselves are in
 //! [`super::transfer`].
 
 use super::addr::PeerAddr;
 use super::protocol::{
-    BadMsg, Hello, Msg, PROTOCOL, Report, Setup, hello, mismatch_text, msg_name,
+    BadMsg, Hello, MAX_TRANSFERS, Msg, PROTOCOL, Report, Setup, hello, mismatch_text, msg_name,
 };
 use super::wire::{ANSWER_TIMEOUT, CONNECT_TIMEOUT, LineReader, send_msg, tune_control};
 use crate::caps::Caps;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,10 +64,13 @@ pub(super) struct Inner {
     down: Option<String>,
     next_id: u64,
     session: u64,
+    /// Reports that came while another answer was awaited, by transfer id (at most
+    /// [`MAX_TRANSFERS`]: the oldest go first, those of transfers given up long ago).
+    reports: BTreeMap<u64, Report>,
 }
 
 /// A `zclab serve` on another host, reached over its control connection. Cloning shares the
-/// connection; requests are serialised (one transfer at a time, as the server wants).
+/// connection; messages are serialised, and up to [`MAX_TRANSFERS`] transfers may run at once.
 #[derive(Clone)]
 pub struct Peer {
     inner: Arc<Mutex<Inner>>,
@@ -178,8 +183,17 @@ fn open_once(addr: &PeerAddr, hello: &Hello) -> io::Result<(Ctrl, Hello, u64)> {
 }
 
 impl Inner {
+    /// Keeps a report for a later [`Inner::report`] of its id.
+    fn stash(&mut self, r: Report) {
+        self.reports.insert(r.id, r);
+        while self.reports.len() > MAX_TRANSFERS {
+            self.reports.pop_first();
+        }
+    }
+
     /// Marks the control connection broken and returns the error to report.
     fn broken(&mut self, e: io::Error) -> io::Error {
+        self.reports.clear();
         if let Some(c) = self.ctrl.take() {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
@@ -241,15 +255,18 @@ impl Inner {
 
     /// Waits for the report of `id`; a broken connection on any failure.
     pub(super) fn report(&mut self, id: u64, timeout: Duration) -> io::Result<Report> {
-        let Some(c) = self.ctrl.as_mut() else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                self.down
-                    .clone()
-                    .unwrap_or_else(|| "peer lost before its report".into()),
-            ));
-        };
+        if let Some(r) = self.reports.remove(&id) {
+            return Ok(r);
+        }
         loop {
+            let Some(c) = self.ctrl.as_mut() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    self.down
+                        .clone()
+                        .unwrap_or_else(|| "peer lost before its report".into()),
+                ));
+            };
             let m = match c.recv(timeout) {
                 Ok(m) => m,
                 Err(e) => {
@@ -259,7 +276,10 @@ impl Inner {
             };
             match m {
                 Ok(Msg::Report(r)) if r.id == id => return Ok(r),
-                Ok(Msg::Report(r)) if r.id < id => continue, // of a transfer already given up
+                Ok(Msg::Report(r)) => {
+                    // Another transfer's (running beside this one, or given up): kept.
+                    self.stash(r);
+                }
                 Ok(Msg::Error { code, message }) => {
                     let e = io::Error::other(format!("server error ({code}): {message}"));
                     return Err(self.broken(e));
@@ -297,6 +317,7 @@ impl Peer {
                 down: None,
                 next_id: 1,
                 session,
+                reports: BTreeMap::new(),
             })),
         })
     }
@@ -343,10 +364,14 @@ impl Peer {
         if let Err(e) = c.send(&Msg::Setup(setup)) {
             return Err(g.broken(e));
         }
-        let c = g.ctrl.as_mut().expect("ensured");
-        let ans = match c.recv(ANSWER_TIMEOUT) {
-            Ok(a) => a,
-            Err(e) => return Err(g.broken(e)),
+        // A report of a transfer running beside may come first: kept for its caller.
+        let ans = loop {
+            let c = g.ctrl.as_mut().expect("ensured");
+            match c.recv(ANSWER_TIMEOUT) {
+                Ok(Ok(Msg::Report(r))) => g.stash(r),
+                Ok(a) => break a,
+                Err(e) => return Err(g.broken(e)),
+            }
         };
         match ans {
             Ok(Msg::Ready { id: i, port }) if i == id => Ok((id, SocketAddr::new(ip, port))),

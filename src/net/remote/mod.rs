@@ -40,9 +40,9 @@ pub mod wire;
 pub use addr::{PeerAddr, parse_peer, split_host_port};
 pub use client::{BUSY_WAIT, MAX_RECONNECTS, Peer};
 pub use protocol::{
-    BadMsg, DEFAULT_PORT, Hello, LAB, MAX_BUFFER, MAX_MESSAGE, MAX_NAME, MAX_TEXT, Msg, PROTOCOL,
-    RR_SERVERS, RR_SIZES, Report, Role, Setup, clip, hello, hex64, mismatch_text, msg_name,
-    parse_hex64,
+    BadMsg, DEFAULT_PORT, Hello, LAB, MAX_BUFFER, MAX_MESSAGE, MAX_NAME, MAX_TEXT, MAX_TRANSFERS,
+    Msg, PROTOCOL, RR_SERVERS, RR_SIZES, Report, Role, Setup, clip, hello, hex64, mismatch_text,
+    msg_name, parse_hex64,
 };
 pub use transfer::{RemoteTcp, RemoteUdp, pattern_hash};
 pub use wire::{

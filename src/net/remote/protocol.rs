@@ -25,6 +25,8 @@ pub const MAX_TEXT: usize = 4096;
 pub const MAX_NAME: usize = 256;
 /// Largest receive buffer, echo message or write size a client may ask for.
 pub const MAX_BUFFER: u64 = 64 << 20;
+/// Transfers one session may run at once (one per flow of a many-flow trial).
+pub const MAX_TRANSFERS: usize = 64;
 
 /// The first message each side sends: who it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
