@@ -259,37 +259,35 @@ pub fn run_thread(
     Ok(ends.into_iter().flatten().collect())
 }
 
-/// The measured part of a trial of several flows on `cpus.len()` threads: thread j (the
-/// calling thread for j = 0, pinned to `cpus[j]` for the time of the trial) makes its flows
-/// from `groups[j]` with `make` (outside the clock, in the thread that will use them: a ring
-/// with SINGLE_ISSUER takes submissions only from the thread that made it), then every
-/// thread sends [`Trial::measure`]'s messages round-robin over its flows ([`run_thread`]);
-/// `msg_bytes` per message. Returns every flow with how it ended, in flow order; the threads'
-/// latency samples are in the trial's histogram.
-pub fn measure_threads<C: Send>(
+/// The measured part of a trial on `cpus.len()` threads: thread j (the calling thread for
+/// j = 0, pinned to `cpus[j]` for the time of the trial) builds its state from `groups[j]`
+/// with `make` (outside the clock, in the thread that will use it: a ring with SINGLE_ISSUER
+/// takes submissions only from the thread that made it; `first` sees the calling thread's),
+/// then all start together and each runs `work` on its state with its own recorder and the
+/// common start. `done` sums what they did for [`Trial::measure`]; the threads' latency
+/// samples are merged into the trial's histogram. Returns each thread's state and result, in
+/// thread order. A thread that cannot set up stops the others before they start.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_parallel<G: Send, S: Send, R: Send>(
     t: &mut Trial,
     step: &str,
-    groups: Vec<Vec<(usize, C)>>,
+    groups: Vec<G>,
     cpus: &[usize],
-    make: impl Fn(Vec<(usize, C)>) -> Result<Vec<(usize, Flow)>> + Sync,
-    msgs: u64,
-    msg_bytes: u64,
-) -> Result<Vec<(Flow, FlowEnd)>> {
-    let n: usize = groups.iter().map(Vec::len).sum();
-    let (cancel, clock, home) = (t.cancel(), t.clock, t.cpus.0);
+    make: impl Fn(G) -> Result<S> + Sync,
+    first: impl FnOnce(&S, &mut Trial),
+    work: impl Fn(&mut S, &mut Recorder, Stamp) -> Result<R> + Sync,
+    done: impl Fn(&[(S, R)]) -> Done,
+) -> Result<Vec<(S, R)>> {
+    let (clock, home) = (t.clock, t.cpus.0);
     let mut groups = groups.into_iter();
-    let mut mine = make(groups.next().context("no thread")?)?;
-    if let Some(flags) = mine.first().and_then(|(_, f)| f.sender.ring_flags()) {
-        t.set_ring(flags);
-    }
-    // Every thread sets up, then all start together; a thread that could not set up stops
-    // the others before they send.
+    let mut mine = Some(make(groups.next().context("no thread")?)?);
+    first(mine.as_ref().expect("made"), t);
     let ready = Barrier::new(cpus.len());
     let abort = AtomicBool::new(false);
-    let mut out: Vec<Option<(Flow, FlowEnd)>> = (0..n).map(|_| None).collect();
+    let mut out: Vec<(S, R)> = Vec::new();
     on_cpu(cpus[0], home, || {
         std::thread::scope(|s| -> Result<()> {
-            let (ready, abort, make) = (&ready, &abort, &make);
+            let (ready, abort, make, work) = (&ready, &abort, &make, &work);
             let others: Vec<_> = groups
                 .zip(&cpus[1..])
                 .map(|(g, &cpu)| {
@@ -304,15 +302,14 @@ pub fn measure_threads<C: Send>(
                         ready.wait(); // the calling thread's clock started
                         let mut g = built?;
                         if abort.load(Ordering::Acquire) {
-                            return Ok((g, Vec::new(), None));
+                            return Ok(None);
                         }
                         let reads0 = crate::measure::clock::readings();
                         let mut r = Recorder::new(clock);
                         let start = r.now();
-                        let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
-                        let e = run_thread(&mut refs, msgs, &mut r, start, cancel)?;
+                        let res = work(&mut g, &mut r, start)?;
                         let reads = crate::measure::clock::readings() - reads0;
-                        Ok((g, e, Some((r.take(), reads))))
+                        Ok(Some((g, res, r.take(), reads)))
                     })
                 })
                 .collect();
@@ -327,30 +324,21 @@ pub fn measure_threads<C: Send>(
                 ready.wait();
                 started = true;
                 if !go {
-                    anyhow::bail!("a sending thread could not set up its flows");
+                    anyhow::bail!("a thread of the trial could not set up");
                 }
-                let mut refs: Vec<&mut Flow> = mine.iter_mut().map(|(_, f)| f).collect();
-                let e = run_thread(&mut refs, msgs, rec, start, cancel)?;
-                let mut ends = vec![(std::mem::take(&mut mine), e)];
+                let mut g = mine.take().expect("made once");
+                let res = work(&mut g, rec, start)?;
+                out.push((g, res));
                 for h in others {
-                    let (g, e, hist) = h.join().expect("a sending thread panicked")?;
-                    if let Some((h, reads)) = hist {
-                        rec.absorb(&h);
+                    if let Some((g, res, hist, reads)) =
+                        h.join().expect("a thread of the trial panicked")?
+                    {
+                        rec.absorb(&hist);
                         other_reads += reads;
-                    }
-                    ends.push((g, e));
-                }
-                let mut sent = 0;
-                for (g, e) in ends {
-                    for ((i, f), end) in g.into_iter().zip(e) {
-                        sent += end.sent;
-                        out[i] = Some((f, end));
+                        out.push((g, res));
                     }
                 }
-                Ok(Done {
-                    bytes: sent * msg_bytes,
-                    ops: sent,
-                })
+                Ok(done(&out))
             });
             if !started {
                 // The harness failed before the clock started: release the waiting threads.
@@ -368,6 +356,50 @@ pub fn measure_threads<C: Send>(
             r
         })
     })?;
+    Ok(out)
+}
+
+/// A sending thread's flows and how each ended.
+type ThreadEnd = (Vec<(usize, Flow)>, Vec<FlowEnd>);
+
+/// The measured part of a trial of several flows on `cpus.len()` threads ([`measure_parallel`]):
+/// thread j makes its flows from `groups[j]` with `make`, then sends [`Trial::measure`]'s
+/// messages round-robin over them ([`run_thread`]); `msg_bytes` per message. Returns every
+/// flow with how it ended, in flow order.
+pub fn measure_threads<C: Send>(
+    t: &mut Trial,
+    step: &str,
+    groups: Vec<Vec<(usize, C)>>,
+    cpus: &[usize],
+    make: impl Fn(Vec<(usize, C)>) -> Result<Vec<(usize, Flow)>> + Sync,
+    msgs: u64,
+    msg_bytes: u64,
+) -> Result<Vec<(Flow, FlowEnd)>> {
+    let n: usize = groups.iter().map(Vec::len).sum();
+    let cancel = t.cancel();
+    let first = |g: &Vec<(usize, Flow)>, t: &mut Trial| {
+        if let Some(flags) = g.first().and_then(|(_, f)| f.sender.ring_flags()) {
+            t.set_ring(flags);
+        }
+    };
+    let work = |g: &mut Vec<(usize, Flow)>, rec: &mut Recorder, start: Stamp| {
+        let mut refs: Vec<&mut Flow> = g.iter_mut().map(|(_, f)| f).collect();
+        run_thread(&mut refs, msgs, rec, start, cancel)
+    };
+    let done = |ends: &[ThreadEnd]| {
+        let sent: u64 = ends.iter().flat_map(|(_, e)| e).map(|e| e.sent).sum();
+        Done {
+            bytes: sent * msg_bytes,
+            ops: sent,
+        }
+    };
+    let ran = measure_parallel(t, step, groups, cpus, make, first, work, done)?;
+    let mut out: Vec<Option<(Flow, FlowEnd)>> = (0..n).map(|_| None).collect();
+    for (g, e) in ran {
+        for ((i, f), end) in g.into_iter().zip(e) {
+            out[i] = Some((f, end));
+        }
+    }
     out.into_iter()
         .map(|f| f.context("a flow without an end"))
         .collect()
