@@ -50,6 +50,10 @@
 //! **Integrity.** The receiver hashes the stream in order (xxh3-64; mapped pages in place)
 //! and compares with the hash of what the sender sent.
 //!
+//! **Many flows.** `--flows N --threads flows`: N sender processes, each flow received on its
+//! own thread with its own receiver (`zclab::loops::recv_trial`), all started together
+//! (`zclab::loops::flows::measure_parallel`); each flow checked, the row the aggregate.
+//!
 //! **Parameters.** Points: `path`, `size` (the receive buffer, the mapping, or each provided
 //! buffer), `copybuf` (the zero-copy receive's copy buffer; the other variants are measured at
 //! the first value only). Also `--sender`, `--send-size`, `--bytes`, `--pool`, `--mss`,
@@ -64,9 +68,7 @@
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use xxhash_rust::xxh3::Xxh3;
 use zclab::caps::Caps;
 use zclab::catalog::{Entry, net_recv as names};
 use zclab::harness::{
@@ -74,14 +76,15 @@ use zclab::harness::{
 };
 use zclab::loops::busy::{self, BUSY_POLL_US, BusyPoll};
 use zclab::loops::recv::{self as rx, SendMode, SendSpec};
-use zclab::loops::{net_paths, recv_table};
+use zclab::loops::recv_trial::{self, FlowRun, Kind, Options, Receiver};
+use zclab::loops::{flows, net_paths, recv_table};
+use zclab::measure::Recorder;
 use zclab::net::netns::{self, NetPath, VethLab};
 use zclab::net::remote;
 use zclab::results::Row;
-use zclab::ring::{Ring, RingConfig};
 use zclab::sys::busy_poll;
 use zclab::units;
-use zclab::uring::recv::{self as urx, Multishot, ProvidedRecv};
+use zclab::uring::recv::Multishot;
 
 /// The variants: name, function, needs, what it does.
 const VARIANTS: &[Variant<NetRecv>] = harness::variants![
@@ -145,19 +148,12 @@ struct Args {
     /// uring-recv-zc: the receive queue of --dev.
     #[arg(long, default_value_t = 0)]
     queue: u32,
+    #[command(flatten)]
+    flows: flows::FlowArgs,
 }
 
 fn units_arg(s: &str) -> Result<u64, String> {
     units::parse_size(s).map_err(|e| e.to_string())
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Classic,
-    Zerocopy,
-    Uring,
-    Multishot(Multishot),
-    Zcrx,
 }
 
 struct NetRecv {
@@ -246,16 +242,38 @@ impl Experiment for NetRecv {
                 paths.push(p);
             }
         }
+        if let Err(e) = args.flows.check() {
+            return Err(harness::usage(e));
+        }
+        let counts = args.flows.counts();
+        if args.flows.many() {
+            if args.peer.is_some() {
+                return Err(harness::usage(
+                    "--flows runs on the local paths: the peer host's tcp-source is one stream",
+                ));
+            }
+            if let Some(&f) = counts.iter().find(|&&f| args.flows.threads_for(f) != f) {
+                return Err(harness::usage(format!(
+                    "net_recv receives each flow on its own thread: --threads {} with --flows {f} (use --threads flows)",
+                    args.flows.threads_for(f)
+                )));
+            }
+        }
         let mut points = Vec::new();
         for &p in &paths {
             for &s in &args.sizes {
                 for &c in &args.copybuf {
-                    points.push(
-                        Point::new()
-                            .size("copybuf", c)
-                            .text("path", p.name())
-                            .size("size", s),
-                    );
+                    let point = Point::new()
+                        .size("copybuf", c)
+                        .text("path", p.name())
+                        .size("size", s);
+                    if !args.flows.many() {
+                        points.push(point);
+                        continue;
+                    }
+                    for &f in &counts {
+                        points.push(point.clone().int("flows", f).int("threads", f));
+                    }
                 }
             }
         }
@@ -265,6 +283,7 @@ impl Experiment for NetRecv {
             "mss_loopback": (args.mss > 0).then_some(args.mss), "veth_mtu": args.veth_mtu,
             "ring_bufs": args.ring_bufs, "dev": args.dev, "queue": args.queue,
             "placement": {"receiver_cpu": common.cpus.0, "sender_cpu": common.cpus.1},
+            "flows": args.flows.parameters(),
             "sender_socket": "TCP_NODELAY; SO_ZEROCOPY with --sender zerocopy",
             "zerocopy_release": "madvise(MADV_DONTNEED) of the mapped pages after hashing them",
             "netns": net_paths::netns_parameters(),
@@ -303,14 +322,16 @@ impl Experiment for NetRecv {
     }
 
     /// "Did the receive go zero-copy?": mapped share and receiver CPU per MiB per variant, and
-    /// the size from which the zero-copy receive pays off (`zero_copy_receive.json`).
+    /// the size from which the zero-copy receive pays off (`zero_copy_receive.json`, one-flow
+    /// rows); with --flows, each flow's rate and the fairness (`flows.md`).
     fn analyse(&self, rows: &[Row], _common: &CommonArgs) -> Result<Vec<Analysis>> {
+        let mut out: Vec<Analysis> = Analysis::flows(rows).into_iter().collect();
         let t = recv_table::table(rows, self.args.copybuf[0]);
-        if t.lines.is_empty() {
-            return Ok(Vec::new());
+        if !t.lines.is_empty() {
+            let text = recv_table::render(&t);
+            out.push(Analysis::new("zero_copy_receive.json", &t, text)?);
         }
-        let text = recv_table::render(&t);
-        Ok(vec![Analysis::new("zero_copy_receive.json", &t, text)?])
+        Ok(out)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -328,14 +349,6 @@ fn main() -> ExitCode {
         return code;
     }
     harness::run::<NetRecv>()
-}
-
-/// The receive state built before the clock.
-enum Rx {
-    Buf(Vec<u8>),
-    Zc { copybuf: Vec<u8>, buf: Vec<u8> },
-    Single(Ring, Vec<u8>),
-    Provided(ProvidedRecv, Multishot),
 }
 
 fn run(ctx: &mut NetRecv, t: &mut Trial, kind: Kind) -> Result<()> {
@@ -389,50 +402,27 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
         pool: a.pool as usize,
         reset_after: t.fault_after(),
     };
-    let mut state = match kind {
-        Kind::Classic => Rx::Buf(vec![0u8; size]),
-        Kind::Zerocopy => Rx::Zc {
-            copybuf: vec![0u8; copybuf],
-            buf: vec![0u8; size.max(64 << 10)],
-        },
-        Kind::Uring => {
-            let ring = Ring::new(&RingConfig::tuned(8)).map_err(harness::ring_err)?;
-            t.set_ring(ring.flags());
-            Rx::Single(ring, vec![0u8; size])
-        }
-        Kind::Multishot(how) => {
-            // A CQ that holds a completion per buffer: a full CQ ends a multishot receive.
-            let cfg = RingConfig {
-                cq_entries: Some((a.ring_bufs as u32 * 2).max(64)),
-                ..RingConfig::tuned(8)
-            };
-            let mut ring = Ring::new(&cfg).map_err(harness::ring_err)?;
-            if busy.is_some() {
-                ring.register_napi(BUSY_POLL_US).map_err(|e| match e.raw_os_error() {
-                    Some(libc::EINVAL) => harness::skip_variant(format!(
-                        "IORING_REGISTER_NAPI needs Linux 6.9; this kernel ({}) refused it: {e}",
-                        t.caps.kernel.release
-                    )),
-                    _ => anyhow::Error::new(e).context("IORING_REGISTER_NAPI"),
-                })?;
-            }
-            if how == Multishot::Bundle && !ProvidedRecv::bundles_supported(&mut ring) {
-                return Err(harness::skip_variant(format!(
-                    "receive bundles (IORING_FEAT_RECVSEND_BUNDLE) need Linux 6.10; this kernel ({}) lacks them",
-                    t.caps.kernel.release
-                )));
-            }
-            t.set_ring(ring.flags());
-            let p = ProvidedRecv::new(ring, a.ring_bufs, size)
-                .map_err(|e| harness::skip_variant(format!("provided buffer ring refused: {e}")))?;
-            Rx::Provided(p, how)
-        }
-        Kind::Zcrx => unreachable!("handled above"),
+    let n = if a.flows.many() {
+        t.point.num("flows") as usize
+    } else {
+        1
     };
+    if n > 1 && busy.is_some() {
+        return Err(harness::skip_point(
+            "busy polling is measured with one flow (one NAPI context to poll)",
+        ));
+    }
+    let opts = Options {
+        size,
+        copybuf,
+        ring_bufs: a.ring_bufs,
+        napi: busy.is_some() && kind != Kind::Classic,
+    };
+    let kernel = t.caps.kernel.release.clone();
     let net = ctx.net.as_ref().filter(|_| path == NetPath::TcpVeth);
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
     // With --peer the sender is `zclab serve`'s tcp-source, streaming from the moment it is
-    // set up; here, the lab's sender process, which waits for the start signal.
+    // set up; here, the lab's sender process (one per flow), which waits for the start signal.
     let mut remote = match (path, t.remote) {
         (NetPath::RemoteTcp, Some(p)) => {
             Some(p.tcp_source(Some(t.cpus.1 as u32), a.bytes, a.send_size)?)
@@ -447,45 +437,64 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
             ));
         }
     }
-    let mut link = match &remote {
-        Some(r) => rx::Link::remote(r.stream.try_clone()?),
-        None => rx::connect(net, mss, t.cpus.1, spec).context("cannot connect the sender")?,
-    };
-    if busy.is_some() && kind == Kind::Classic {
-        busy_poll::enable(&link.sock, BUSY_POLL_US)?;
-    }
-    let mut h = Xxh3::new();
-    let mut counts = urx::RecvCounts::default();
-    let mut classic = rx::ClassicCounts::default();
-    let cancel = t.cancel();
-    t.measure(step(kind), |rec| {
-        link.start()?;
-        let fd = link.sock.as_raw_fd();
-        match &mut state {
-            Rx::Buf(b) => classic = rx::recv_classic(&mut link.sock, b, &mut h, rec, cancel)?,
-            Rx::Zc { copybuf, buf } => {
-                classic =
-                    rx::recv_zerocopy(&mut link.sock, size, copybuf, buf, &mut h, rec, cancel)?
+    let mut groups = Vec::with_capacity(n);
+    for i in 0..n {
+        let link = match &remote {
+            Some(r) => rx::Link::remote(r.stream.try_clone()?),
+            None => {
+                // A fault (ZCLAB_FAULT) hits flow 0's sender only: the others must go on.
+                let spec = SendSpec {
+                    reset_after: spec.reset_after.filter(|_| i == 0),
+                    ..spec
+                };
+                let cpu = a.flows.peer_cpu(i, t.cpus.1);
+                rx::connect(net, mss, cpu, spec).context("cannot connect the sender")?
             }
-            Rx::Single(ring, b) => {
-                counts = urx::recv_single(ring, fd, b, rec, cancel, |d| h.update(d))?
-            }
-            Rx::Provided(p, how) => counts = p.run(fd, *how, rec, cancel, |d| h.update(d))?,
+        };
+        if busy.is_some() && kind == Kind::Classic {
+            busy_poll::enable(&link.sock, BUSY_POLL_US)?;
         }
-        let bytes = counts.bytes.max(classic.bytes);
-        let ops = counts.completions.max(classic.calls);
-        Ok(Done { bytes, ops })
-    })?;
-    let mss_receiver = link.mss();
+        groups.push((i, link));
+    }
+    let cpus: Vec<usize> = (0..n).map(|j| a.flows.thread_cpu(j, t.cpus.0)).collect();
+    let (cancel, clock) = (t.cancel(), t.clock);
+    let make = |(i, link): (usize, rx::Link)| -> Result<_> {
+        Ok((i, link, Receiver::new(kind, opts, &kernel)?))
+    };
+    let first = |f: &(usize, rx::Link, Receiver), t: &mut Trial| {
+        if let Some(flags) = f.2.ring_flags() {
+            t.set_ring(&flags);
+        }
+    };
+    // One flow: its failure is the trial's. Several: each flow's failure is its own.
+    let work = |f: &mut (usize, rx::Link, Receiver), rec: &mut Recorder, start| {
+        let r = f.2.receive(&mut f.1, rec, cancel);
+        if n == 1 {
+            r?;
+            return Ok((None, 0));
+        }
+        Ok((
+            r.err().map(|e| format!("{e:#}")),
+            clock.ns_between(start, clock.now()),
+        ))
+    };
+    let done = |v: &[FlowRun]| Done {
+        bytes: v.iter().map(|(f, _)| f.2.bytes()).sum(),
+        ops: v.iter().map(|(f, _)| f.2.ops()).sum(),
+    };
+    let mut ran = flows::measure_parallel(t, kind.step(), groups, &cpus, make, first, work, done)?;
+    let mss_receiver = ran[0].0.1.mss();
     let napi = busy
         .as_ref()
-        .map(|_| busy_poll::napi_id(&link.sock))
+        .map(|_| busy_poll::napi_id(&ran[0].0.1.sock))
         .transpose()?;
+    let (classic, counts) = recv_trial::total(&ran.iter().map(|(f, _)| &f.2).collect::<Vec<_>>());
     let bytes = counts.bytes.max(classic.bytes);
-    let sent = match remote.as_mut() {
-        Some(r) => {
+    let sent = match (remote.as_mut(), n) {
+        (Some(r), _) => {
             let rep = r.wait().context("the peer host's sender")?;
-            t.set_integrity(rx::remote_integrity(a.bytes, bytes, h.digest(), &rep));
+            let digest = ran[0].0.2.hash.digest();
+            t.set_integrity(rx::remote_integrity(a.bytes, bytes, digest, &rep));
             for (k, v) in rep.peer_extras() {
                 t.set_extra(k, v);
             }
@@ -496,11 +505,13 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
                 zc: None,
             }
         }
-        None => {
+        (None, 1) => {
+            let (_, link, r) = &mut ran[0].0;
             let sent = link.finish().context("the sender failed")?;
-            t.set_integrity(rx::integrity(&spec, bytes, h.digest()));
+            t.set_integrity(rx::integrity(&spec, bytes, r.hash.digest()));
             sent
         }
+        (None, _) => recv_trial::flows_sent(t, &mut ran, &spec),
     };
     // The sender is another process (or host): its CPU time is recorded beside, not
     // subtracted.
@@ -571,19 +582,4 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
         b.finish(t, napi)?;
     }
     Ok(())
-}
-
-/// What one latency sample is.
-fn step(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Classic => "one read(2) call",
-        Kind::Zerocopy => {
-            "one getsockopt(TCP_ZEROCOPY_RECEIVE) with the recv(2) reads of what it could not map"
-        }
-        Kind::Uring => "one IORING_OP_RECV: SQE pushed to CQE reaped",
-        Kind::Multishot(_) => {
-            "one completion: the io_uring_enter wait that returned it, shared among those it returned"
-        }
-        Kind::Zcrx => "one RECV_ZC completion",
-    }
 }

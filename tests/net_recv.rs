@@ -100,6 +100,13 @@ fn list_and_bad_input() {
                 "--peer 127.0.0.1:1 --paths tcp-loopback",
                 "with --peer the path is remote-tcp",
             ),
+            ("--flows 2 --threads 1", "its own thread"),
+            ("--flows 4,2 --threads 2", "its own thread"),
+            (
+                "--flows 2 --peer 127.0.0.1:1",
+                "--flows runs on the local paths",
+            ),
+            ("--flows 0", "0"),
         ],
     );
 }
@@ -165,6 +172,61 @@ fn buffer_ring_running_dry_is_survived_and_counted() {
         assert!(x["ring_dry"] > 0.0, "{}: {x:?}", r.variant);
         assert!(x["rearms"] >= x["ring_dry"], "{x:?}");
     }
+}
+
+/// Three flows, each received on its own thread from its own sender: every variant (the
+/// busy-polling ones are measured with one flow) gets every flow's stream intact, and the row
+/// is the aggregate with each flow's rate and the fairness.
+#[test]
+fn three_flows_every_variant_intact() {
+    let e = on(
+        "tcp-loopback",
+        "--sizes 64KiB --bytes 2MiB --flows 3 --threads flows",
+    )
+    .args(&["--variants", &VARIANTS.join(",")])
+    .run()
+    .ok()
+    .exp_checked("net_recv");
+    assert_variants(&e.rows, VARIANTS);
+    for r in &e.rows {
+        let m = assert_intact(r);
+        assert_eq!(m.bytes, 3 * (2 << 20), "{}", what(r));
+        assert_eq!(m.extra["flows"], 3.0, "{}", what(r));
+        assert_eq!(m.extra["flows_failed"], 0.0, "{}", what(r));
+        for i in 0..3 {
+            assert!(m.extra[&format!("flow{i}_gbps")] > 0.0, "{}", what(r));
+        }
+    }
+    assert!(e.dir.join("flows.md").exists());
+}
+
+/// A sender that dies in a trial of three flows fails its flow only: the row names it, the
+/// other flows are recorded.
+#[test]
+fn a_dead_flow_fails_alone() {
+    let r = on(
+        "tcp-loopback",
+        "--sizes 64KiB --bytes 2MiB --flows 3 --threads flows",
+    )
+    .argv("--variants classic-recv,uring-recv-multishot")
+    .fault("peer-reset-after:256KiB@classic-recv")
+    .run();
+    assert_eq!(r.code(), Some(1), "{}", r.text());
+    let e = r.exp("net_recv");
+    let bad = e.rows.iter().find(|r| r.variant == "classic-recv").unwrap();
+    let err = bad.error.as_deref().unwrap_or("");
+    assert!(err.contains("1 of 3 flows failed: flow 0:"), "{err}");
+    let m = bad.metrics.as_ref().expect("the other flows are recorded");
+    assert_eq!(m.extra["flows_failed"], 1.0);
+    for i in 1..3 {
+        assert!(m.extra[&format!("flow{i}_gbps")] > 0.0, "flow {i}: {m:?}");
+    }
+    let ok = e
+        .rows
+        .iter()
+        .find(|r| r.variant == "uring-recv-multishot")
+        .unwrap();
+    assert_eq!(assert_intact(ok).extra["flows_failed"], 0.0);
 }
 
 /// A sender that resets the connection mid-stream fails its variant only, with the reset

@@ -16,6 +16,7 @@ pub mod packet_io;
 pub mod proxy_crossover;
 pub mod recv;
 pub mod recv_table;
+pub mod recv_trial;
 pub mod relay;
 pub mod rr;
 pub mod rr_table;

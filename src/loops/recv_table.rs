@@ -58,7 +58,9 @@ pub fn table(rows: &[Row], copybuf0: u64) -> Table {
         let path = r.params.get("path").and_then(|v| v.as_str()).unwrap_or("?");
         let size = r.params.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
         let cb = r.params.get("copybuf").and_then(|v| v.as_u64());
-        if cb != Some(copybuf0) {
+        // One flow: a many-flow row's CPU is several receivers'.
+        let flows = r.params.get("flows").and_then(|v| v.as_u64()).unwrap_or(1);
+        if cb != Some(copybuf0) || flows != 1 {
             continue;
         }
         groups
