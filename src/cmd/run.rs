@@ -141,7 +141,8 @@ pub const SUITE: &[Entry] = &[
     Entry {
         name: "file_to_socket",
         quick: &["--paths", "tcp-loopback,udp-sink", "--sizes", "64MiB", "--chunks", "64KiB"],
-        full: &["--sizes", "1MiB,64MiB,1GiB", "--chunks", "4KiB,64KiB,256KiB,1MiB"],
+        // With a flow sweep sized to the CPUs present, one thread serving the flows in turn.
+        full: &["--sizes", "1MiB,64MiB,1GiB", "--chunks", "4KiB,64KiB,256KiB,1MiB", "--flows", "sweep"],
     },
     Entry {
         name: "net_send",
@@ -153,7 +154,8 @@ pub const SUITE: &[Entry] = &[
         name: "net_recv",
         // 20 points: half the common point budget keeps its share of the suite near 20 s.
         quick: &["--paths", "tcp-loopback,tcp-veth", "--sizes", "64KiB,1MiB", "--bytes", "64MiB", "--point-budget", "600ms"],
-        full: &["--sizes", "4KiB,16KiB,64KiB,256KiB,1MiB", "--copybuf", "4095,64KiB", "--bytes", "256MiB"],
+        // With a flow sweep sized to the CPUs present: one receiving thread per flow.
+        full: &["--sizes", "4KiB,16KiB,64KiB,256KiB,1MiB", "--copybuf", "4095,64KiB", "--bytes", "256MiB", "--flows", "sweep", "--threads", "flows"],
     },
     Entry {
         name: "file_copy",
