@@ -107,24 +107,7 @@ fn a_dead_flow_fails_alone() {
         .run();
     assert_eq!(r.code(), Some(1), "{}", r.text());
     let e = r.exp("file_to_socket");
-    let bad = e
-        .rows
-        .iter()
-        .find(|r| r.variant == "classic-sendfile")
-        .unwrap();
-    let err = bad.error.as_deref().unwrap_or("");
-    assert!(err.contains("1 of 3 flows failed: flow 0:"), "{err}");
-    let m = bad.metrics.as_ref().expect("the other flows are recorded");
-    assert!(
-        m.extra["flow1_gbps"] > 0.0 && m.extra["flow2_gbps"] > 0.0,
-        "{m:?}"
-    );
-    let ok = e
-        .rows
-        .iter()
-        .find(|r| r.variant == "uring-send-zc-fixed")
-        .unwrap();
-    assert_eq!(assert_intact(ok).extra["flows_failed"], 0.0);
+    assert_only_flow_0_failed(&e.rows, "classic-sendfile", "uring-send-zc-fixed", 3);
 }
 
 #[test]

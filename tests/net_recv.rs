@@ -213,20 +213,7 @@ fn a_dead_flow_fails_alone() {
     .run();
     assert_eq!(r.code(), Some(1), "{}", r.text());
     let e = r.exp("net_recv");
-    let bad = e.rows.iter().find(|r| r.variant == "classic-recv").unwrap();
-    let err = bad.error.as_deref().unwrap_or("");
-    assert!(err.contains("1 of 3 flows failed: flow 0:"), "{err}");
-    let m = bad.metrics.as_ref().expect("the other flows are recorded");
-    assert_eq!(m.extra["flows_failed"], 1.0);
-    for i in 1..3 {
-        assert!(m.extra[&format!("flow{i}_gbps")] > 0.0, "flow {i}: {m:?}");
-    }
-    let ok = e
-        .rows
-        .iter()
-        .find(|r| r.variant == "uring-recv-multishot")
-        .unwrap();
-    assert_eq!(assert_intact(ok).extra["flows_failed"], 0.0);
+    assert_only_flow_0_failed(&e.rows, "classic-recv", "uring-recv-multishot", 3);
 }
 
 /// A sender that resets the connection mid-stream fails its variant only, with the reset

@@ -135,3 +135,23 @@ pub fn assert_none_skipped_in_ci(meta: &Value) {
         assert!(s.is_empty(), "skipped in CI: {s:?}");
     }
 }
+
+/// A trial of `flows` flows in which flow 0 failed: variant `bad`'s row names it ("1 of N
+/// flows failed: flow 0:") and keeps the other flows' rates; variant `good`'s row is intact.
+pub fn assert_only_flow_0_failed(rows: &[Row], bad: &str, good: &str, flows: usize) {
+    let row = |v: &str| {
+        rows.iter()
+            .find(|r| r.variant == v)
+            .unwrap_or_else(|| panic!("no row of {v}"))
+    };
+    let b = row(bad);
+    let err = b.error.as_deref().unwrap_or("");
+    let needle = format!("1 of {flows} flows failed: flow 0:");
+    assert!(err.contains(&needle), "{err}");
+    let m = b.metrics.as_ref().expect("the other flows are recorded");
+    assert_eq!(m.extra["flows_failed"], 1.0, "{m:?}");
+    for i in 1..flows {
+        assert!(m.extra[&format!("flow{i}_gbps")] > 0.0, "flow {i}: {m:?}");
+    }
+    assert_eq!(assert_intact(row(good)).extra["flows_failed"], 0.0);
+}
