@@ -23,7 +23,7 @@
 //! transactions as lost (`tx_lost`) and achieves less than its rate. With `--peer HOST[:PORT]` the path is
 //! `remote-tcp`: the variant's server runs in `zclab serve` on that host (role rr-server) and
 //! the client is the measured thread here; the server's CPU comes from the peer's report
-//! (`zclab::loops::rr_trial::remote`). Connect per transaction stays on one host.
+//! (`zclab::loops::rr_trial::remote`), for both modes.
 //!
 //! **Loads** (`--loads`). `closed`: ping-pong, one transaction in flight; one latency sample is
 //! one transaction timed in the client, from writing the request to reading the last byte of the
@@ -146,7 +146,7 @@ struct Args {
     paths: Vec<RrPath>,
     /// Host running `zclab serve` (port 7878 unless given): each variant's server runs there,
     /// pinned to the second CPU of --cpus, and the client is measured here over the path
-    /// remote-tcp (mode rr; connect per transaction stays on one host).
+    /// remote-tcp.
     #[arg(long, value_name = "HOST[:PORT]", value_parser = remote::parse_peer)]
     peer: Option<remote::PeerAddr>,
     /// Request sizes (and response sizes unless --response-sizes), comma-separated, at least
@@ -248,7 +248,7 @@ impl Experiment for Rr {
         }
         let mut points = Vec::new();
         for p in dedup(&args.paths) {
-            let conn_per_tx = !p.udp() && p != RrPath::RemoteTcp;
+            let conn_per_tx = !p.udp();
             for m in modes.iter().filter(|m| conn_per_tx || *m != "crr") {
                 for l in loads.iter().filter(|l| !(m == "crr" && *l == "open")) {
                     for &req in &dedup(&args.sizes) {
@@ -273,7 +273,7 @@ impl Experiment for Rr {
         }
         if points.is_empty() {
             return Err(harness::usage(
-                "--modes crr runs on the local TCP paths only (UDP has no connections; with --peer the server serves one connection); add --modes rr",
+                "--modes crr runs on TCP paths only (UDP has no connections); add --modes rr or a tcp path",
             ));
         }
         let parameters = json!({
@@ -288,7 +288,7 @@ impl Experiment for Rr {
             "remote": args.peer.as_ref().map(|_| json!({
                 "server": "zclab serve's rr-server runs the variant's server on the peer host, pinned to the second CPU of --cpus; its CPU time comes from its report (peer_user_ns/peer_sys_ns, server_cpu_ns_per_tx)",
                 "client": "measured here on the first CPU of --cpus: its CPU time is the row's user_ns/sys_ns and client_cpu_ns_per_tx",
-                "crr": "not across hosts: the rr-server serves one connection",
+                "crr": "the rr-server accepts a connection per transaction with the variant's own accept (accept(2), epoll, IORING_OP_ACCEPT), and one getpeername(2) each to take only the client's",
             })),
             "receive_size": format!("{} requests", rr::MAX_BATCH),
             "netns": net_paths::netns_parameters(),
@@ -376,7 +376,13 @@ fn serve(ctx: &mut Rr, t: &mut Trial, variant: &str) -> Result<()> {
     if let Some(peer) = t.remote {
         let (shape, open) = (shape(t), t.point.str("load") == "open");
         let rate = open.then_some(ctx.args.rate);
-        return rr_trial::remote(t, peer, variant, shape, ctx.args.transactions, rate);
+        let mode = if t.point.str("mode") == "crr" {
+            Mode::Crr
+        } else {
+            Mode::Rr
+        };
+        let n = ctx.args.transactions;
+        return rr_trial::remote(t, peer, variant, (shape, mode), n, rate);
     }
     run(ctx, t, |shape, t| {
         match rr::uring_server(variant, Some(t.cpus.0 as u32)) {

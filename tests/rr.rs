@@ -217,13 +217,12 @@ fn bad_input_is_one_line_and_exit_2() {
             ("--loads half", "half"),
             ("--paths udp-sink", "udp-sink"),
             ("--modes crr --loads open", "closed-loop only"),
-            ("--modes crr --paths udp-loopback", "local TCP paths only"),
+            ("--modes crr --paths udp-loopback", "TCP paths only"),
             ("--paths remote-tcp", "needs --peer"),
             (
                 "--peer 127.0.0.1:1 --paths tcp-loopback",
                 "the path is remote-tcp",
             ),
-            ("--peer 127.0.0.1:1 --modes crr", "local TCP paths only"),
             ("--variants uring-nope", "uring-nope"),
         ],
     );

@@ -307,8 +307,9 @@ fn net_recv_across(hosts: &TwoHosts) {
 }
 
 /// rr with every server but the busy-polling one (the namespaces' veth has no NAPI context)
-/// in the peer host's rr-server, the client measured here: closed and open loop, every
-/// response checked, both sides' CPU per transaction recorded.
+/// in the peer host's rr-server, the client measured here: one connection closed and open
+/// loop, and a connection per transaction; every response checked, both sides' CPU per
+/// transaction recorded.
 fn rr_across(hosts: &TwoHosts) {
     let t = tempfile::tempdir().unwrap();
     let variants: Vec<&str> = zclab::catalog::rr::VARIANTS
@@ -326,10 +327,12 @@ fn rr_across(hosts: &TwoHosts) {
     );
     let rows = check_remote_run(&r, "rr", &variants);
     assert_variants_on(&rows, &variants, &["remote-tcp"]);
-    // Two sizes, two loads; connect per transaction is not run across hosts.
-    assert_eq!(rows.len(), variants.len() * 4);
+    // Two sizes: one connection closed and open loop, a connection per transaction.
+    assert_eq!(rows.len(), variants.len() * 6);
+    for mode in ["rr", "crr"] {
+        assert!(rows.iter().any(|r| r.params["mode"] == mode));
+    }
     for row in &rows {
-        assert_eq!(row.params["mode"], "rr");
         let m = metrics(row);
         assert_eq!(m.ops, 300, "{}", row.variant);
         assert_eq!(m.latency.count, 300, "{}", row.variant);
@@ -648,6 +651,25 @@ fn transfers_side_by_side(addr: &str) {
     }
 }
 
+/// An rr-server waiting to accept its connections (each server's own accept: accept(2),
+/// epoll, IORING_OP_ACCEPT) is given up by an abort: its report says so, and the session goes
+/// on.
+fn abort_of_a_waiting_crr_server(addr: &str) {
+    let mut c = Ctl::session(addr);
+    for (id, server) in [
+        (1, "classic-blocking"),
+        (2, "classic-epoll"),
+        (3, "uring-oneshot"),
+    ] {
+        c.setup(&format!(
+            r#"{{"type":"setup","id":{id},"role":"rr-server","server":"{server}","req":64,"resp":64,"connections":5}}"#
+        ));
+        c.send(format!("{{\"type\":\"abort\",\"id\":{id}}}\n").as_bytes());
+        c.expect_failed_report("aborted by the client");
+    }
+    c.setup(r#"{"type":"setup","id":4,"role":"tcp-sink","recv_buf":4096,"hash":false}"#);
+}
+
 /// A well-formed request the server cannot meet: refused, the session goes on.
 fn refused_request_then_served(addr: &str) {
     {
@@ -809,6 +831,7 @@ fn malformed_and_vanishing_clients_do_not_hurt_the_server() {
     let addr = srv.addr.clone();
     malformed_messages(&addr);
     transfers_side_by_side(&addr);
+    abort_of_a_waiting_crr_server(&addr);
     refused_request_then_served(&addr);
     vanishing_mid_transfer(&addr);
     abort_then_next_transfer(&addr);

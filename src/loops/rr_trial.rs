@@ -92,39 +92,50 @@ pub fn record(
 
 /// A trial of rr variant `variant` with its server on the peer host (pinned to the second CPU
 /// of `--cpus` there) and the client measured here, on this thread: `n` transactions of
-/// `shape` on one connection, closed loop or at `rate`. The client's CPU is the measured
-/// thread's; the server's comes from the peer's report. classic-busy-poll is skipped when the
-/// peer is reached over loopback (no NAPI context to poll).
+/// `shape`, on one connection (closed loop or at `rate`) or a connection each (`Mode::Crr`).
+/// The client's CPU is the measured thread's; the server's comes from the peer's report.
+/// classic-busy-poll is skipped when the peer is reached over loopback (no NAPI context).
 pub fn remote(
     t: &mut Trial,
     peer: &Peer,
     variant: &str,
-    shape: Shape,
+    (shape, mode): (Shape, Mode),
     n: u64,
     rate: Option<f64>,
 ) -> Result<()> {
-    let mut r = peer.rr_server(
-        Some(t.cpus.1 as u32),
-        variant,
-        shape.req as u64,
-        shape.resp as u64,
-    )?;
+    let cpu = Some(t.cpus.1 as u32);
+    let sizes = (shape.req as u64, shape.resp as u64);
+    // One connection: the data connection the setup made; per transaction: the address.
+    let (mut one, mut each) = (None, None);
+    match mode {
+        Mode::Rr => one = Some(peer.rr_server(cpu, variant, sizes.0, sizes.1)?),
+        Mode::Crr => each = Some(peer.rr_server_crr(cpu, variant, sizes, n)?),
+    }
+    let addr = match (&one, &each) {
+        (Some(r), _) => r.stream.peer_addr()?,
+        (_, Some(l)) => l.addr,
+        _ => unreachable!("one of the two"),
+    };
     let busy = variant == crate::catalog::rr::CLASSIC_BUSY_POLL;
-    if busy && r.stream.peer_addr()?.ip().is_loopback() {
+    if busy && addr.ip().is_loopback() {
         return Err(harness::skip_point(
             "the --peer host is reached over loopback, which has no NAPI context: busy polling would have nothing to poll",
         ));
     }
+    let stream = match &one {
+        Some(r) => Some(Arc::new(r.stream.try_clone()?)),
+        None => None,
+    };
     let job = ClientJob {
         shape,
         n,
-        mode: Mode::Rr,
+        mode,
         rate,
-        addr: r.stream.peer_addr()?,
+        addr,
         netns: None,
         clock: t.clock,
         udp: None,
-        stream: Some(Arc::new(r.stream.try_clone()?)),
+        stream,
     };
     let mut report = None;
     t.measure(step(rate.is_some()), |_| {
@@ -138,7 +149,12 @@ pub fn remote(
         })
     })?;
     let rep = report.context("the client did not report")?;
-    let srv = r.finish().context("the peer host's rr server")?;
+    let srv = match (one.as_mut(), each.as_mut()) {
+        (Some(r), _) => r.finish(),
+        (_, Some(l)) => l.wait(),
+        _ => unreachable!("one of the two"),
+    }
+    .context("the peer host's rr server")?;
     let m = t.metrics().context("measured")?.clone();
     let side = ServerSide {
         served: srv.requests.unwrap_or(0),

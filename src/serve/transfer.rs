@@ -116,6 +116,9 @@ pub(super) fn start(
             (
                 port,
                 Box::new(move |j: &Job| {
+                    if role == Role::RrServer && s.connections.is_some() {
+                        return rr_crr_server(j, l, &s);
+                    }
                     let sock = j.accept(&l)?;
                     drop(l);
                     match role {
@@ -355,6 +358,74 @@ fn rr_server(j: &Job, sock: TcpStream, s: &Setup) -> io::Result<Report> {
         uring_enters: (server.enters > 0).then_some(server.enters),
         sqpoll_ns: sqpoll,
         napi_id: napi,
+        usage: u,
+        wall_ns: t0.elapsed().as_nanos() as u64,
+        ..Default::default()
+    })
+}
+
+/// rr-server with `connections`: a connection per transaction. The server of rr variant
+/// `s.server` accepts `connections` connections with its own mechanism (accept(2), epoll then
+/// accept(2), IORING_OP_ACCEPT) and answers each until the client closes it; connections from
+/// another address are closed and not counted. An abort shuts the listener down, which ends a
+/// waiting accept.
+fn rr_crr_server(j: &Job, l: TcpListener, s: &Setup) -> io::Result<Report> {
+    use crate::loops::rr::{Shape, server_by_name};
+    let variant = s.server.as_deref().expect("validated");
+    let n = s.connections.expect("checked by the caller");
+    let shape = Shape {
+        req: s.req.expect("validated") as usize,
+        resp: s.resp.expect("validated") as usize,
+    };
+    // Accepted sockets inherit TCP_NODELAY (and SO_BUSY_POLL) from the listener.
+    nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
+    if variant == crate::catalog::rr::CLASSIC_BUSY_POLL {
+        crate::sys::busy_poll::enable(&l, crate::loops::busy::BUSY_POLL_US)?;
+    }
+    // Stop() shuts down what `data` holds, here the listener: a waiting accept ends. A
+    // connection being served ends when the client's side closes (it resets every one).
+    let handle = TcpStream::from(std::os::fd::OwnedFd::from(l.try_clone()?));
+    *j.data.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    j.stopped()?;
+    let mut server = server_by_name(variant, shape, j.cpu)?;
+    let t0 = Instant::now();
+    let u0 = usage::thread()?;
+    let sq0 = usage::helper_threads("iou-sqp");
+    let mut accepted = 0u64;
+    let r = (|| -> io::Result<()> {
+        while accepted < n {
+            let c = server.accept(&l)?;
+            j.stopped()?;
+            if c.peer_addr()?.ip() != j.peer_ip {
+                continue;
+            }
+            let before = server.framer.served;
+            server.serve(&c)?;
+            j.stopped()?;
+            if server.framer.served == before {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "a connection ended without a request: the client stopped",
+                ));
+            }
+            accepted += 1;
+        }
+        Ok(())
+    })();
+    let sq1 = usage::helper_threads("iou-sqp");
+    let u1 = usage::thread()?;
+    j.stopped()?;
+    let served = server.framer.served;
+    r.map_err(|e| data_err(e, "rr", served * shape.req as u64))?;
+    let sqpoll = usage::helper_threads_since(&sq0, &sq1);
+    let mut u = u1.since(&u0);
+    u.sys_ns += sqpoll.unwrap_or(0);
+    Ok(Report {
+        ok: true,
+        bytes: served * shape.req as u64,
+        requests: Some(served),
+        uring_enters: (server.enters > 0).then_some(server.enters),
+        sqpoll_ns: sqpoll,
         usage: u,
         wall_ns: t0.elapsed().as_nanos() as u64,
         ..Default::default()

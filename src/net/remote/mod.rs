@@ -44,7 +44,7 @@ pub use protocol::{
     Msg, PROTOCOL, RR_SERVERS, RR_SIZES, Report, Role, Setup, clip, hello, hex64, mismatch_text,
     msg_name, parse_hex64,
 };
-pub use transfer::{RemoteTcp, RemoteUdp, pattern_hash};
+pub use transfer::{RemoteListen, RemoteTcp, RemoteUdp, pattern_hash};
 pub use wire::{
     ABORT_TIMEOUT, ANSWER_TIMEOUT, CONNECT_TIMEOUT, DATA_USER_TIMEOUT, LineReader, REPORT_TIMEOUT,
     send_msg, set_user_timeout, tune_control,

@@ -118,10 +118,15 @@ pub struct Setup {
     /// rr-server: response size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resp: Option<u64>,
+    /// rr-server: a connection per transaction, this many (without it, one connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u64>,
 }
 
 /// The rr server variants an rr-server runs.
 pub const RR_SERVERS: &[&str] = crate::catalog::rr::VARIANTS;
+/// rr-server: the most connections (transactions) of a connection-per-transaction setup.
+pub const MAX_CONNECTIONS: u64 = 1_000_000_000;
 /// rr-server: the smallest and largest request or response.
 pub const RR_SIZES: (u64, u64) = (16, 1 << 20);
 
@@ -279,7 +284,7 @@ impl Setup {
             Role::UdpSink => &[],
             Role::Echo => &["msg"],
             Role::TcpSource => &["bytes", "write_size"],
-            Role::RrServer => &["server", "req", "resp"],
+            Role::RrServer => &["server", "req", "resp", "connections"],
         };
         let present = [
             ("recv_buf", self.recv_buf.is_some()),
@@ -290,6 +295,7 @@ impl Setup {
             ("server", self.server.is_some()),
             ("req", self.req.is_some()),
             ("resp", self.resp.is_some()),
+            ("connections", self.connections.is_some()),
         ];
         for (f, p) in present {
             if p && !allowed.contains(&f) {
@@ -322,6 +328,9 @@ impl Setup {
             Role::RrServer => {
                 range("req", self.req, RR_SIZES.0, RR_SIZES.1)?;
                 range("resp", self.resp, RR_SIZES.0, RR_SIZES.1)?;
+                if self.connections.is_some() {
+                    range("connections", self.connections, 1, MAX_CONNECTIONS)?;
+                }
                 match self.server.as_deref() {
                     None => return Err(BadMsg::Invalid("server is missing".into())),
                     Some(v) if !RR_SERVERS.contains(&v) => {

@@ -109,6 +109,34 @@ impl Peer {
         })
     }
 
+    /// rr's server of variant `server` on the peer host, for a connection per transaction:
+    /// it accepts `connections` connections at [`RemoteListen::addr`] and answers each
+    /// (requests of `req` bytes, responses of `resp` bytes) until the client closes it; then
+    /// [`RemoteListen::wait`] gives the report.
+    pub fn rr_server_crr(
+        &self,
+        cpu: Option<u32>,
+        server: &str,
+        (req, resp): (u64, u64),
+        connections: u64,
+    ) -> io::Result<RemoteListen> {
+        let (id, addr) = self.request(Setup {
+            role: Some(Role::RrServer),
+            cpu,
+            server: Some(server.to_string()),
+            req: Some(req),
+            resp: Some(resp),
+            connections: Some(connections),
+            ..Default::default()
+        })?;
+        let job = Job {
+            peer: self.clone(),
+            id,
+            done: false,
+        };
+        Ok(RemoteListen { addr, job })
+    }
+
     /// A UDP receiver on the peer host; [`RemoteUdp::socket`] is connected to it.
     pub fn udp_sink(&self, cpu: Option<u32>) -> io::Result<RemoteUdp> {
         let (id, to) = self.request(Setup {
@@ -179,6 +207,22 @@ fn checked(addr: &PeerAddr, r: Report) -> io::Result<Report> {
                 r.error.as_deref().unwrap_or("no reason given")
             ),
         ))
+    }
+}
+
+/// A peer side on the other host that the client connects to itself, as often as it needs.
+pub struct RemoteListen {
+    /// Where it accepts connections.
+    pub addr: SocketAddr,
+    job: Job,
+}
+
+impl RemoteListen {
+    /// Waits for the server's report.
+    pub fn wait(&mut self) -> io::Result<Report> {
+        let addr = self.job.peer.addr();
+        let r = self.job.report()?;
+        checked(&addr, r)
     }
 }
 
