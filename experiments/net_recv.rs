@@ -247,11 +247,6 @@ impl Experiment for NetRecv {
         }
         let counts = args.flows.counts();
         if args.flows.many() {
-            if args.peer.is_some() {
-                return Err(harness::usage(
-                    "--flows runs on the local paths: the peer host's tcp-source is one stream",
-                ));
-            }
             if let Some(&f) = counts.iter().find(|&&f| args.flows.threads_for(f) != f) {
                 return Err(harness::usage(format!(
                     "net_recv receives each flow on its own thread: --threads {} with --flows {f} (use --threads flows)",
@@ -421,16 +416,20 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
     let kernel = t.caps.kernel.release.clone();
     let net = ctx.net.as_ref().filter(|_| path == NetPath::TcpVeth);
     let mss = (path == NetPath::TcpLoopback && a.mss > 0).then_some(a.mss);
-    // With --peer the sender is `zclab serve`'s tcp-source, streaming from the moment it is
-    // set up; here, the lab's sender process (one per flow), which waits for the start signal.
-    let mut remote = match (path, t.remote) {
+    // With --peer each flow's sender is a `zclab serve` tcp-source, streaming from the moment
+    // it is set up; here, the lab's sender process, which waits for the start signal.
+    let mut remotes = Vec::new();
+    match (path, t.remote) {
         (NetPath::RemoteTcp, Some(p)) => {
-            Some(p.tcp_source(Some(t.cpus.1 as u32), a.bytes, a.send_size)?)
+            for i in 0..n {
+                let cpu = a.flows.peer_cpu(i, t.cpus.1) as u32;
+                remotes.push(p.tcp_source(Some(cpu), a.bytes, a.send_size)?);
+            }
         }
         (NetPath::RemoteTcp, None) => anyhow::bail!("remote-tcp runs with --peer"),
-        _ => None,
-    };
-    if let (true, Some(r)) = (busy.is_some(), &remote) {
+        _ => {}
+    }
+    if let (true, Some(r)) = (busy.is_some(), remotes.first()) {
         if r.stream.peer_addr()?.ip().is_loopback() {
             return Err(harness::skip_point(
                 "the --peer host is reached over loopback, which has no NAPI context: busy polling would have nothing to poll",
@@ -439,7 +438,7 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
     }
     let mut groups = Vec::with_capacity(n);
     for i in 0..n {
-        let link = match &remote {
+        let link = match remotes.get(i) {
             Some(r) => rx::Link::remote(r.stream.try_clone()?),
             None => {
                 // A fault (ZCLAB_FAULT) hits flow 0's sender only: the others must go on.
@@ -490,8 +489,9 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
         .transpose()?;
     let (classic, counts) = recv_trial::total(&ran.iter().map(|(f, _)| &f.2).collect::<Vec<_>>());
     let bytes = counts.bytes.max(classic.bytes);
-    let sent = match (remote.as_mut(), n) {
-        (Some(r), _) => {
+    let mut peer_extras = std::collections::BTreeMap::new();
+    let sent = match (remotes.first_mut(), n) {
+        (Some(r), 1) => {
             let rep = r.wait().context("the peer host's sender")?;
             let digest = ran[0].0.2.hash.digest();
             t.set_integrity(rx::remote_integrity(a.bytes, bytes, digest, &rep));
@@ -511,8 +511,25 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
             t.set_integrity(rx::integrity(&spec, bytes, r.hash.digest()));
             sent
         }
-        (None, _) => recv_trial::flows_sent(t, &mut ran, &spec),
+        (None, _) => recv_trial::flows_sent(t, &mut ran, spec.bytes() * n as u64, |_, l, r| {
+            recv_trial::local_finish(&spec, l, r)
+        }),
+        (Some(_), _) => recv_trial::flows_sent(t, &mut ran, a.bytes * n as u64, |i, _, r| {
+            let rep = remotes[i].wait().context("the peer host's sender")?;
+            flows::add_peer_extras(&mut peer_extras, &rep.peer_extras());
+            let check = rx::remote_integrity(a.bytes, r.bytes(), r.hash.digest(), &rep);
+            let s = rx::Sent {
+                bytes: rep.bytes,
+                usage: rep.usage,
+                mss: None,
+                zc: None,
+            };
+            Ok((s, check))
+        }),
     };
+    for (k, v) in peer_extras {
+        t.set_extra(k, v);
+    }
     // The sender is another process (or host): its CPU time is recorded beside, not
     // subtracted.
     t.set_remote_peer(sent.usage);
@@ -561,7 +578,7 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
     t.set_extra("buffer_bytes", size as f64);
     t.set_extra("send_size", a.send_size as f64);
     // zclab serve's tcp-source writes plainly.
-    let zc_sender = remote.is_none() && a.sender == SendMode::Zerocopy;
+    let zc_sender = remotes.is_empty() && a.sender == SendMode::Zerocopy;
     t.set_extra("sender_msg_zerocopy", zc_sender as u8 as f64);
     if let Some(z) = &sent.zc {
         t.set_extra("sender_zc_copied_pct", z.copied_pct);

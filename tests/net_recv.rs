@@ -102,10 +102,6 @@ fn list_and_bad_input() {
             ),
             ("--flows 2 --threads 1", "its own thread"),
             ("--flows 4,2 --threads 2", "its own thread"),
-            (
-                "--flows 2 --peer 127.0.0.1:1",
-                "--flows runs on the local paths",
-            ),
             ("--flows 0", "0"),
         ],
     );

@@ -304,6 +304,22 @@ fn net_recv_across(hosts: &TwoHosts) {
         assert_eq!(i.bytes_got, 4 << 20);
         assert_eq!(metrics(row).extra["sender_msg_zerocopy"], 0.0);
     }
+    // Two flows: two tcp-sources at once on the peer host, each flow checked here.
+    let t = tempfile::tempdir().unwrap();
+    let two = ["classic-recv", "uring-recv-multishot"];
+    let r = hosts.run_in_a(
+        NET_RECV,
+        &format!(
+            "--peer {ADDR_B} --sizes 64KiB --bytes 2MiB --send-size 64KiB --flows 2 --threads flows --variants {}",
+            two.join(",")
+        ),
+        t.path(),
+    );
+    for row in check_remote_run(&r, "net_recv", &two) {
+        let m = metrics(&row);
+        assert_eq!((m.extra["flows"], m.extra["flows_failed"]), (2.0, 0.0));
+        assert_eq!(m.bytes, 4 << 20);
+    }
 }
 
 /// rr with every server but the busy-polling one (the namespaces' veth has no NAPI context)

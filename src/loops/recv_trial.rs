@@ -6,6 +6,7 @@
 use super::recv::{self as rx, ClassicCounts, Link, SendSpec};
 use crate::harness::{self, Trial};
 use crate::measure::Recorder;
+use crate::results::Integrity;
 use crate::ring::{Ring, RingConfig, RingFlags};
 use crate::sys::signal::Cancel;
 use crate::uring::recv::{self as urx, Multishot, ProvidedRecv, RecvCounts};
@@ -187,10 +188,16 @@ pub fn total(rs: &[&Receiver]) -> (ClassicCounts, RecvCounts) {
     (c, u)
 }
 
-/// After a trial of several flows: each flow's sender finished and its stream checked (a
-/// flow whose receive or sender failed fails alone, named in the row's integrity); the
+/// After a trial of several flows: each flow's sender finished with `finish(flow, link,
+/// receiver)`, which returns the sender's account and the flow's check (a flow whose receive
+/// or sender failed fails alone, named in the row's integrity); `bytes_expected` in all; the
 /// flows' figures recorded; the senders' account together.
-pub fn flows_sent(t: &mut Trial, ran: &mut [FlowRun], spec: &SendSpec) -> rx::Sent {
+pub fn flows_sent(
+    t: &mut Trial,
+    ran: &mut [FlowRun],
+    bytes_expected: u64,
+    mut finish: impl FnMut(usize, &mut Link, &Receiver) -> anyhow::Result<(rx::Sent, Integrity)>,
+) -> rx::Sent {
     let mut tally = super::flows::Tally::default();
     let mut sent = rx::Sent {
         bytes: 0,
@@ -200,26 +207,42 @@ pub fn flows_sent(t: &mut Trial, ran: &mut [FlowRun], spec: &SendSpec) -> rx::Se
     };
     let mut usage = Vec::new();
     for ((i, link, r), (failed, ns)) in ran.iter_mut() {
-        let check = match (failed.take(), link.finish()) {
-            (Some(why), _) => Err(why),
-            (None, Err(e)) => Err(format!("the sender: {e}")),
-            (None, Ok(s)) => {
-                sent.bytes += s.bytes;
-                usage.push(s.usage);
-                sent.mss = sent.mss.or(s.mss);
-                sent.zc = sent.zc.take().or(s.zc);
-                Ok(rx::integrity(spec, r.bytes(), r.hash.digest()))
+        let check = match failed.take() {
+            Some(why) => {
+                let _ = finish(*i, link, r);
+                Err(why)
             }
+            None => match finish(*i, link, r) {
+                Err(e) => Err(format!("the sender: {e:#}")),
+                Ok((s, check)) => {
+                    sent.bytes += s.bytes;
+                    usage.push(s.usage);
+                    sent.mss = sent.mss.or(s.mss);
+                    sent.zc = sent.zc.take().or(s.zc);
+                    Ok(check)
+                }
+            },
         };
         tally.flow(*i, r.bytes(), *ns, check);
     }
     sent.usage = super::flows::total_usage(usage);
     let got = t.metrics().map_or(0, |m| m.bytes);
-    t.set_integrity(tally.integrity(spec.bytes() * ran.len() as u64, got));
+    t.set_integrity(tally.integrity(bytes_expected, got));
     for (k, v) in tally.figures(ran.len()) {
         t.set_extra(&k, v);
     }
     sent
+}
+
+/// The check of a flow from the lab's own sender process: its account, and the stream
+/// against the hash of what `spec` sends.
+pub fn local_finish(
+    spec: &SendSpec,
+    link: &mut Link,
+    r: &Receiver,
+) -> Result<(rx::Sent, Integrity)> {
+    let s = link.finish()?;
+    Ok((s, rx::integrity(spec, r.bytes(), r.hash.digest())))
 }
 
 /// One flow of a trial: its link and receiver, and how its receive ended (why it failed, ns
