@@ -491,19 +491,14 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
     let bytes = counts.bytes.max(classic.bytes);
     let mut peer_extras = std::collections::BTreeMap::new();
     let sent = match (remotes.first_mut(), n) {
-        (Some(r), 1) => {
-            let rep = r.wait().context("the peer host's sender")?;
-            let digest = ran[0].0.2.hash.digest();
-            t.set_integrity(rx::remote_integrity(a.bytes, bytes, digest, &rep));
-            for (k, v) in rep.peer_extras() {
+        (Some(src), 1) => {
+            let (s, check, x) = recv_trial::remote_finish(a.bytes, src, &ran[0].0.2)
+                .context("the peer host's sender")?;
+            t.set_integrity(check);
+            for (k, v) in x {
                 t.set_extra(k, v);
             }
-            rx::Sent {
-                bytes: rep.bytes,
-                usage: rep.usage,
-                mss: None,
-                zc: None,
-            }
+            s
         }
         (None, 1) => {
             let (_, link, r) = &mut ran[0].0;
@@ -515,15 +510,9 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
             recv_trial::local_finish(&spec, l, r)
         }),
         (Some(_), _) => recv_trial::flows_sent(t, &mut ran, a.bytes * n as u64, |i, _, r| {
-            let rep = remotes[i].wait().context("the peer host's sender")?;
-            flows::add_peer_extras(&mut peer_extras, &rep.peer_extras());
-            let check = rx::remote_integrity(a.bytes, r.bytes(), r.hash.digest(), &rep);
-            let s = rx::Sent {
-                bytes: rep.bytes,
-                usage: rep.usage,
-                mss: None,
-                zc: None,
-            };
+            let (s, check, x) = recv_trial::remote_finish(a.bytes, &mut remotes[i], r)
+                .context("the peer host's sender")?;
+            flows::add_peer_extras(&mut peer_extras, &x);
             Ok((s, check))
         }),
     };

@@ -245,6 +245,28 @@ pub fn local_finish(
     Ok((s, rx::integrity(spec, r.bytes(), r.hash.digest())))
 }
 
+/// A remote sender's account, the flow's check, and the peer host's figures.
+pub type RemoteFlow = (rx::Sent, Integrity, Vec<(&'static str, f64)>);
+
+/// The check of a flow from a `zclab serve` tcp-source that sent `bytes`: its report (the
+/// sender's account and `peer_*` figures), and the stream against the pattern's hash and the
+/// one the peer reports.
+pub fn remote_finish(
+    bytes: u64,
+    src: &mut crate::net::remote::RemoteTcp,
+    r: &Receiver,
+) -> Result<RemoteFlow> {
+    let rep = src.wait()?;
+    let check = rx::remote_integrity(bytes, r.bytes(), r.hash.digest(), &rep);
+    let s = rx::Sent {
+        bytes: rep.bytes,
+        usage: rep.usage,
+        mss: None,
+        zc: None,
+    };
+    Ok((s, check, rep.peer_extras()))
+}
+
 /// One flow of a trial: its link and receiver, and how its receive ended (why it failed, ns
 /// from the start).
 pub type FlowRun = ((usize, Link, Receiver), (Option<String>, u64));
