@@ -5,6 +5,7 @@
 
 use super::session::Event;
 use super::{Server, log, nothing_yet};
+use crate::loops::rr::{Server as RrServer, Shape as RrShape};
 use crate::measure::usage;
 use crate::net::peers::{EchoServer, try_zeroed};
 use crate::net::remote::protocol::{MAX_TEXT, Report, Role, Setup, clip, hex64};
@@ -316,38 +317,40 @@ fn echo(j: &Job, s: TcpStream, msg: usize) -> io::Result<Report> {
     })
 }
 
-/// rr-server: the server of rr variant `s.server` answers requests on `sock` until end of
-/// stream (an abort shuts the socket down, which ends it too). classic-busy-poll is the
-/// blocking server with SO_BUSY_POLL on the connection; the connection's NAPI id is reported.
-/// An SQPOLL ring's SQ thread is counted in the usage and reported apart.
-fn rr_server(j: &Job, sock: TcpStream, s: &Setup) -> io::Result<Report> {
-    use crate::loops::rr::{Shape, server_by_name};
+/// rr-server: the server of rr variant `s.server` (built for the setup's sizes) and the
+/// shape, or why not.
+fn rr_setup(j: &Job, s: &Setup) -> io::Result<(RrServer, RrShape, bool)> {
     let variant = s.server.as_deref().expect("validated");
-    let shape = Shape {
+    let shape = RrShape {
         req: s.req.expect("validated") as usize,
         resp: s.resp.expect("validated") as usize,
     };
-    sock.set_nodelay(true)?;
-    // The servers wait for requests without a timeout of their own: the data connection's
-    // read timeout would end a blocking server's wait, but not the others'.
-    sock.set_read_timeout(None)?;
     let busy = variant == crate::catalog::rr::CLASSIC_BUSY_POLL;
-    if busy {
-        crate::sys::busy_poll::enable(&sock, crate::loops::busy::BUSY_POLL_US)?;
-    }
-    let mut server = server_by_name(variant, shape, j.cpu)?;
+    Ok((
+        crate::loops::rr::server_by_name(variant, shape, j.cpu)?,
+        shape,
+        busy,
+    ))
+}
+
+/// The measured part of an rr-server: `run` on `server`, with the thread's usage (an SQPOLL
+/// ring's SQ thread counted in it and reported apart), the requests answered and the
+/// io_uring calls in the report.
+fn rr_measured(
+    j: &Job,
+    server: &mut RrServer,
+    shape: RrShape,
+    run: impl FnOnce(&mut RrServer) -> io::Result<()>,
+) -> io::Result<Report> {
     let t0 = Instant::now();
     let u0 = usage::thread()?;
     let sq0 = usage::helper_threads("iou-sqp");
-    let r = server.serve(&sock);
+    let r = run(server);
     let sq1 = usage::helper_threads("iou-sqp");
     let u1 = usage::thread()?;
     j.stopped()?;
     let served = server.framer.served;
     r.map_err(|e| data_err(e, "rr", served * shape.req as u64))?;
-    let napi = busy
-        .then(|| crate::sys::busy_poll::napi_id(&sock).map(u64::from))
-        .transpose()?;
     let sqpoll = usage::helper_threads_since(&sq0, &sq1);
     let mut u = u1.since(&u0);
     u.sys_ns += sqpoll.unwrap_or(0);
@@ -357,11 +360,29 @@ fn rr_server(j: &Job, sock: TcpStream, s: &Setup) -> io::Result<Report> {
         requests: Some(served),
         uring_enters: (server.enters > 0).then_some(server.enters),
         sqpoll_ns: sqpoll,
-        napi_id: napi,
         usage: u,
         wall_ns: t0.elapsed().as_nanos() as u64,
         ..Default::default()
     })
+}
+
+/// rr-server: the server of rr variant `s.server` answers requests on `sock` until end of
+/// stream (an abort shuts the socket down, which ends it too). classic-busy-poll is the
+/// blocking server with SO_BUSY_POLL on the connection; the connection's NAPI id is reported.
+fn rr_server(j: &Job, sock: TcpStream, s: &Setup) -> io::Result<Report> {
+    let (mut server, shape, busy) = rr_setup(j, s)?;
+    sock.set_nodelay(true)?;
+    // The servers wait for requests without a timeout of their own: the data connection's
+    // read timeout would end a blocking server's wait, but not the others'.
+    sock.set_read_timeout(None)?;
+    if busy {
+        crate::sys::busy_poll::enable(&sock, crate::loops::busy::BUSY_POLL_US)?;
+    }
+    let mut rep = rr_measured(j, &mut server, shape, |server| server.serve(&sock))?;
+    rep.napi_id = busy
+        .then(|| crate::sys::busy_poll::napi_id(&sock).map(u64::from))
+        .transpose()?;
+    Ok(rep)
 }
 
 /// rr-server with `connections`: a connection per transaction. The server of rr variant
@@ -370,16 +391,11 @@ fn rr_server(j: &Job, sock: TcpStream, s: &Setup) -> io::Result<Report> {
 /// another address are closed and not counted. An abort shuts the listener down, which ends a
 /// waiting accept.
 fn rr_crr_server(j: &Job, l: TcpListener, s: &Setup) -> io::Result<Report> {
-    use crate::loops::rr::{Shape, server_by_name};
-    let variant = s.server.as_deref().expect("validated");
     let n = s.connections.expect("checked by the caller");
-    let shape = Shape {
-        req: s.req.expect("validated") as usize,
-        resp: s.resp.expect("validated") as usize,
-    };
+    let (mut server, shape, busy) = rr_setup(j, s)?;
     // Accepted sockets inherit TCP_NODELAY (and SO_BUSY_POLL) from the listener.
     nix::sys::socket::setsockopt(&l, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
-    if variant == crate::catalog::rr::CLASSIC_BUSY_POLL {
+    if busy {
         crate::sys::busy_poll::enable(&l, crate::loops::busy::BUSY_POLL_US)?;
     }
     // Stop() shuts down what `data` holds, here the listener: a waiting accept ends. A
@@ -387,12 +403,8 @@ fn rr_crr_server(j: &Job, l: TcpListener, s: &Setup) -> io::Result<Report> {
     let handle = TcpStream::from(std::os::fd::OwnedFd::from(l.try_clone()?));
     *j.data.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
     j.stopped()?;
-    let mut server = server_by_name(variant, shape, j.cpu)?;
-    let t0 = Instant::now();
-    let u0 = usage::thread()?;
-    let sq0 = usage::helper_threads("iou-sqp");
-    let mut accepted = 0u64;
-    let r = (|| -> io::Result<()> {
+    rr_measured(j, &mut server, shape, |server| {
+        let mut accepted = 0u64;
         while accepted < n {
             let c = server.accept(&l)?;
             j.stopped()?;
@@ -411,24 +423,6 @@ fn rr_crr_server(j: &Job, l: TcpListener, s: &Setup) -> io::Result<Report> {
             accepted += 1;
         }
         Ok(())
-    })();
-    let sq1 = usage::helper_threads("iou-sqp");
-    let u1 = usage::thread()?;
-    j.stopped()?;
-    let served = server.framer.served;
-    r.map_err(|e| data_err(e, "rr", served * shape.req as u64))?;
-    let sqpoll = usage::helper_threads_since(&sq0, &sq1);
-    let mut u = u1.since(&u0);
-    u.sys_ns += sqpoll.unwrap_or(0);
-    Ok(Report {
-        ok: true,
-        bytes: served * shape.req as u64,
-        requests: Some(served),
-        uring_enters: (server.enters > 0).then_some(server.enters),
-        sqpoll_ns: sqpoll,
-        usage: u,
-        wall_ns: t0.elapsed().as_nanos() as u64,
-        ..Default::default()
     })
 }
 

@@ -14,6 +14,15 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 
 impl Peer {
+    /// The client's bookkeeping of transfer `id`.
+    fn job(&self, id: u64) -> Job {
+        Job {
+            peer: self.clone(),
+            id,
+            done: false,
+        }
+    }
+
     fn connect_data(&self, id: u64, to: SocketAddr) -> io::Result<TcpStream> {
         match TcpStream::connect_timeout(&to, CONNECT_TIMEOUT) {
             Ok(s) => {
@@ -40,11 +49,7 @@ impl Peer {
         let stream = self.connect_data(id, to)?;
         Ok(RemoteTcp {
             stream,
-            job: Job {
-                peer: self.clone(),
-                id,
-                done: false,
-            },
+            job: self.job(id),
         })
     }
 
@@ -129,11 +134,7 @@ impl Peer {
             connections: Some(connections),
             ..Default::default()
         })?;
-        let job = Job {
-            peer: self.clone(),
-            id,
-            done: false,
-        };
+        let job = self.job(id);
         Ok(RemoteListen { addr, job })
     }
 
@@ -144,11 +145,7 @@ impl Peer {
             cpu,
             ..Default::default()
         })?;
-        let job = Job {
-            peer: self.clone(),
-            id,
-            done: false,
-        };
+        let job = self.job(id);
         let bind: SocketAddr = if to.is_ipv4() {
             "0.0.0.0:0".parse().expect("literal")
         } else {
