@@ -9,6 +9,7 @@
 //! Registered buffers live in the [`Ring`] (page-aligned anonymous mappings) and are released
 //! only after the ring is closed, so the kernel never sees freed memory.
 
+use crate::sys::uring_cq::CqRing;
 use io_uring::IoUring;
 use serde::Serialize;
 use std::io;
@@ -390,6 +391,13 @@ impl Ring {
             .set_busy_poll_timeout(usecs)
             .set_prefer_busy_poll(true);
         self.ring.submitter().register_napi(&mut napi)
+    }
+
+    /// The completion queue mapped a second time and read in place ([`CqRing`]), for loops
+    /// where the io-uring crate's per-completion copy shows in the figure. While it is in use,
+    /// completions must not also be taken through [`Ring::inner`]'s queue.
+    pub(crate) fn cq_in_place(&self) -> io::Result<CqRing> {
+        CqRing::new(&self.ring)
     }
 
     /// The underlying ring, for the op patterns in [`crate::uring`].

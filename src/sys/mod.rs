@@ -24,6 +24,7 @@ pub mod signal;
 pub mod tcp_zc;
 pub mod threads;
 pub mod tsc;
+pub mod uring_cq;
 pub mod uring_probe;
 pub mod uring_setup;
 pub mod xsk;

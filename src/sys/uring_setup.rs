@@ -41,17 +41,17 @@ pub struct SetupParams {
 /// `<linux/io_uring.h>`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-struct RingOffsets {
-    head: u32,
-    tail: u32,
-    ring_mask: u32,
-    ring_entries: u32,
+pub(super) struct RingOffsets {
+    pub(super) head: u32,
+    pub(super) tail: u32,
+    pub(super) ring_mask: u32,
+    pub(super) ring_entries: u32,
     /// `flags` (sq) / `overflow` (cq).
-    a: u32,
+    pub(super) a: u32,
     /// `dropped` (sq) / `cqes` (cq).
-    b: u32,
+    pub(super) b: u32,
     /// `array` (sq) / `flags` (cq).
-    c: u32,
+    pub(super) c: u32,
     resv1: u32,
     user_addr: u64,
 }
@@ -59,17 +59,17 @@ struct RingOffsets {
 /// `struct io_uring_params` from `<linux/io_uring.h>` (120 bytes).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-struct UringParams {
+pub(super) struct UringParams {
     sq_entries: u32,
-    cq_entries: u32,
-    flags: u32,
+    pub(super) cq_entries: u32,
+    pub(super) flags: u32,
     sq_thread_cpu: u32,
     sq_thread_idle: u32,
     features: u32,
     wq_fd: u32,
     resv: [u32; 3],
     sq_off: RingOffsets,
-    cq_off: RingOffsets,
+    pub(super) cq_off: RingOffsets,
 }
 
 const _: () = assert!(std::mem::size_of::<UringParams>() == 120);

@@ -261,6 +261,8 @@ pub fn read_pipeline(
         ));
     }
     let mem = slot_mem(ring, &mut bufs, qd, cfg.len)?;
+    // Completions are read in place: the crate's per-completion copy is a call per read.
+    let mut cq = ring.cq_in_place()?;
     // The ring fd registered for this thread, as t/io_uring does by default (Linux 5.18; the
     // plain fd where the kernel refuses). SQPOLL rings enter only to wake their thread.
     let reg = (!cfg.poll_cq)
@@ -371,23 +373,22 @@ pub fn read_pipeline(
         let t = rec.now();
         reaped.clear();
         let take = if cfg.reap_max == 0 { qd } else { cfg.reap_max };
-        for c in ring.inner().completion().take(take) {
-            let s = c.user_data() as usize;
-            inflight -= 1;
+        inflight -= cq.reap(take, |c| {
+            let s = c.user_data as usize;
             let sl = &mut slots[s];
             let ns = rec.clock().ns_between(sl.stamp, t);
             rec.record_ns(ns);
-            if c.result() < 0 || c.result() as usize != sl.len {
+            if c.res < 0 || c.res as usize != sl.len {
                 sl.state = State::Failed;
                 if err.is_none() {
-                    err = Some(bad_result("read", sl.off, sl.len, c.result()));
+                    err = Some(bad_result("read", sl.off, sl.len, c.res));
                 }
             } else {
                 sl.state = State::Done;
                 reaped.push(s);
                 ios += 1;
             }
-        }
+        });
         if err.is_some() {
             continue; // drain what is in flight, deliver nothing more
         }
