@@ -122,9 +122,9 @@ pub struct Outcome {
     /// Every lab row: the measured thread's clock readings per operation and what they cost
     /// (`clock_reads_per_op`, `clock_ns_per_op`), timing the tool does not do.
     pub lab_clock: Option<ClockUse>,
-    /// NOP rows: CPU time per operation on each side (median over the repeats). Both sides
-    /// keep one CPU busy, so a gap in rate with equal CPU per operation is time the machine
-    /// took from the run, not work the loop did.
+    /// t/io_uring rows and send-zerocopy's UDP rows: CPU time per operation (per send) on each
+    /// side (median over the repeats). Both sides keep one CPU busy, so a gap in rate with
+    /// equal CPU per operation is time the machine took from the run, not work the loop did.
     pub tool_cpu: Option<Cpu>,
     pub lab_cpu: Option<Cpu>,
     /// sockperf rows: the round trip's p50 and p99 on each side (medians over the repeats).
@@ -757,7 +757,7 @@ fn run_lab(
         .collect();
     let cpu: Vec<Cpu> = ok
         .iter()
-        .filter(|m| metric_name == "ops_per_s" && m.ops > 0)
+        .filter(|m| m.ops > 0)
         .map(|m| Cpu {
             user_ns_per_op: m.user_ns as f64 / m.ops as f64,
             sys_ns_per_op: m.sys_ns as f64 / m.ops as f64,
@@ -1153,8 +1153,7 @@ fn run_tool(
             z,
             if args.full { 10 } else { 3 },
             veth,
-        )
-        .map(|v| (v, None)),
+        ),
         Side::Sockperf { size, secs } => sockperf::run(*size, *secs).map(|(v, l)| {
             lat.push(l);
             (v, None)

@@ -7,6 +7,7 @@
 //! counted, and divides them by the whole seconds only; the figure here is bytes that
 //! arrived over the loop's real length.
 
+use super::Cpu;
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::path::Path;
@@ -80,8 +81,13 @@ fn counted(out: &std::process::Output) -> Result<(u64, u64)> {
 /// Runs the example for `secs` s pinned to CPU 0 and returns Gbit/s of what arrived: over
 /// loopback to a receiver thread on CPU 1 that drops the bytes with recv(MSG_TRUNC) (as the
 /// kernel's msg_zerocopy selftest receiver does), or, with `net`, from namespace A to the
-/// sink, counted by the sink device.
-pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> Result<f64> {
+/// sink, counted by the sink device; for UDP also the example's CPU time per send.
+pub(super) fn run(
+    bin: &Path,
+    p: &SendZc,
+    secs: u32,
+    net: Option<&VethLab>,
+) -> Result<(f64, Option<Cpu>)> {
     let loop_s = secs as f64 + 0.2;
     if p.tcp {
         let l = TcpListener::bind("127.0.0.1:0")?;
@@ -124,10 +130,12 @@ pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> R
         if got >> 20 != mib || got > sends * p.payload as u64 {
             bail!("send-zerocopy counted {sends} sends, {mib} MiB; the receiver got {got} bytes");
         }
-        Ok(got as f64 * 8.0 / loop_s / 1e9)
+        // No CPU per send: the receiver is a thread of this process, and net_send's is its own.
+        Ok((got as f64 * 8.0 / loop_s / 1e9, None))
     } else {
         let net = net.context("the UDP rows need the lab's namespaces")?;
         let before = net.sink_counters()?;
+        let cpu0 = children_cpu_ns()?;
         let out = Command::new("ip")
             .args(["netns", "exec", &net.ns_a, "taskset", "-c", "0"])
             .arg(bin)
@@ -135,6 +143,7 @@ pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> R
             .output()
             .context("cannot run send-zerocopy in the lab's namespace")?;
         let (sends, _) = counted(&out)?;
+        let cpu1 = children_cpu_ns()?;
         let frames = udp_frames(p.payload as u64, net.mtu as u64).0;
         let after = net.wait_sink(before.rx_packets + sends * frames, Duration::from_secs(2))?;
         let arrived = after.rx_packets.wrapping_sub(before.rx_packets) / frames;
@@ -146,13 +155,48 @@ pub(super) fn run(bin: &Path, p: &SendZc, secs: u32, net: Option<&VethLab>) -> R
                 "versus: send-zerocopy sent {sends} datagrams, the sink got {arrived}; the figure counts those that arrived"
             );
         }
-        Ok((arrived * p.payload as u64) as f64 * 8.0 / loop_s / 1e9)
+        // The sink drops at IP, in the sender's softirq work: the process's CPU time is all of
+        // the sending, as the lab's udp-sink rows count it (ksoftirqd's share left out on both).
+        let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / sends.max(1) as f64;
+        let cpu = Cpu {
+            user_ns_per_op: per(cpu0.0, cpu1.0),
+            sys_ns_per_op: per(cpu0.1, cpu1.1),
+        };
+        Ok((
+            (arrived * p.payload as u64) as f64 * 8.0 / loop_s / 1e9,
+            Some(cpu),
+        ))
     }
+}
+
+/// User and system CPU time (ns) of this process's waited-for children so far
+/// (getrusage(2), RUSAGE_CHILDREN): around one tool run, that run's time. `ip netns exec` and
+/// taskset exec the tool in the same process.
+fn children_cpu_ns() -> Result<(u64, u64)> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage(RUSAGE_CHILDREN)")?;
+    let ns =
+        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000;
+    Ok((ns(u.user_time()), ns(u.system_time())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_childs_cpu_time_is_counted_once_it_is_waited_for() {
+        let before = children_cpu_ns().unwrap();
+        // About 50 ms of shell arithmetic, in user space.
+        let st = Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let after = children_cpu_ns().unwrap();
+        let (user, sys) = (after.0 - before.0, after.1 - before.1);
+        assert!(user + sys >= 10_000_000, "user {user} ns, sys {sys} ns");
+    }
 
     #[test]
     fn parses_the_tx_line() {
