@@ -14,7 +14,7 @@ fn a_signal_stops_a_drain() {
     let id = l.next_id().unwrap();
     let t = l.now();
     l.begin(0, 0, 1, t, true);
-    l.result(id, 1, true).unwrap();
+    l.result(id, 1, true, l.now()).unwrap();
     let mut waits = 0;
     let e = l
         .drain(Duration::from_secs(5), |_, _| {

@@ -98,8 +98,14 @@ pub(crate) fn reap(
     ledger: &mut Ledger,
     mut f: impl FnMut(Cqe, Option<SendDone>),
 ) -> usize {
+    let mut cq = ring.inner().completion();
+    if cq.is_empty() {
+        return 0;
+    }
+    // Every CQE of this pass is reaped now: one clock reading for all of them.
+    let now = ledger.now();
     let mut n = 0;
-    for c in ring.inner().completion() {
+    for c in &mut cq {
         n += 1;
         let c = Cqe {
             user_data: c.user_data(),
@@ -111,10 +117,10 @@ pub(crate) fn reap(
                 ledger.counts.usage_reported && (c.res as u32) & IORING_NOTIF_USAGE_ZC_COPIED != 0;
             if let Ok(id) = u32::try_from(c.user_data) {
                 // Err: not a send of this ledger (cannot happen: every SQE is the sender's).
-                let _ = ledger.complete(id, id, copied);
+                let _ = ledger.complete(id, id, copied, now);
             }
         } else {
-            let done = ledger.result(c.user_data, c.res, cqueue::more(c.flags));
+            let done = ledger.result(c.user_data, c.res, cqueue::more(c.flags), now);
             f(c, done);
         }
     }

@@ -322,11 +322,11 @@ impl Ledger {
         }
     }
 
-    /// Records the result of send `id`: bytes sent or -errno, and whether the kernel said more
-    /// completions follow (IORING_CQE_F_MORE; true for MSG_ZEROCOPY). Returns the send, or None
-    /// when `id` has no result outstanding (not this ledger's).
-    pub fn result(&mut self, id: u64, res: i32, more: bool) -> Option<SendDone> {
-        let reaped = self.clock.now();
+    /// Records the result of send `id`, reaped at `reaped`: bytes sent or -errno, and whether
+    /// the kernel said more completions follow (IORING_CQE_F_MORE; true for MSG_ZEROCOPY).
+    /// Returns the send, or None when `id` has no result outstanding (not this ledger's). The
+    /// completions reaped in one pass share one stamp: one clock reading per pass, not per CQE.
+    pub fn result(&mut self, id: u64, res: i32, more: bool, reaped: Stamp) -> Option<SendDone> {
         let e = self.entry(id).filter(|e| e.result_pending)?;
         e.result_pending = false;
         if res > 0 {
@@ -358,10 +358,10 @@ impl Ledger {
         Some(done)
     }
 
-    /// Records one notification covering ids `lo ..= hi`, `copied` when the kernel copied
-    /// them. An id not sent, or one no notification is awaited for (already notified, or a
-    /// copying send), is an error and changes nothing.
-    pub fn complete(&mut self, lo: u32, hi: u32, copied: bool) -> io::Result<()> {
+    /// Records one notification covering ids `lo ..= hi`, reaped at `now`, `copied` when the
+    /// kernel copied them. An id not sent, or one no notification is awaited for (already
+    /// notified, or a copying send), is an error and changes nothing.
+    pub fn complete(&mut self, lo: u32, hi: u32, copied: bool, now: Stamp) -> io::Result<()> {
         if hi as u64 >= self.next_id {
             return Err(io::Error::other(format!(
                 "completion for ids {lo}..={hi}, but only {} sent",
@@ -376,7 +376,6 @@ impl Ledger {
             .map_err(|id| io::Error::other(format!("zero-copy id {id} completed twice")))?;
         self.counts.notifications += 1;
         self.counts.ids_completed += added;
-        let now = self.clock.now();
         for id in lo..=hi {
             let e = self.entry(id as u64).expect("an id not released is live");
             e.notif_pending = false;
@@ -461,7 +460,7 @@ mod tests {
         let id = l.next_id().unwrap();
         let t = l.now();
         assert_eq!(l.begin(buf, 0, len, t, true), id);
-        let d = l.result(id, len as i32, true).unwrap();
+        let d = l.result(id, len as i32, true, l.now()).unwrap();
         assert_eq!((d.id, d.buf, d.len, d.res), (id, buf, len, len as i32));
         id
     }
@@ -497,9 +496,9 @@ mod tests {
         assert_eq!(l.free_buffer(), None, "result in, notification not");
         assert!(!l.is_free(0));
         let b = sent(&mut l, 0, 50); // a second send from the same buffer (a short-send retry)
-        l.complete(a as u32, a as u32, false).unwrap();
+        l.complete(a as u32, a as u32, false, l.now()).unwrap();
         assert!(!l.is_free(0), "send {b} still holds the buffer");
-        l.complete(b as u32, b as u32, true).unwrap();
+        l.complete(b as u32, b as u32, true, l.now()).unwrap();
         assert_eq!(l.free_buffer(), Some(0));
         assert_eq!(l.live(), 0);
         assert_eq!(
@@ -526,13 +525,13 @@ mod tests {
         let id = l.next_id().unwrap();
         let t = l.now();
         l.begin(1, 0, 10, t, true);
-        l.complete(0, 0, false).unwrap();
+        l.complete(0, 0, false, l.now()).unwrap();
         assert!(!l.is_free(1), "the result is still outstanding");
         assert_eq!(l.free_buffer(), Some(0));
-        l.result(id, 10, true).unwrap();
+        l.result(id, 10, true, l.now()).unwrap();
         assert!(l.is_free(1));
         assert!(
-            l.result(id, 10, true).is_none(),
+            l.result(id, 10, true, l.now()).is_none(),
             "a second result is not ours"
         );
     }
@@ -543,14 +542,14 @@ mod tests {
         for i in 0..10 {
             sent(&mut l, i % 3, 1000);
         }
-        l.complete(4, 8, true).unwrap();
+        l.complete(4, 8, true, l.now()).unwrap();
         assert_eq!(l.released().ranges(), &[(4, 8)]);
-        let e = l.complete(8, 9, false).unwrap_err();
+        let e = l.complete(8, 9, false, l.now()).unwrap_err();
         assert!(e.to_string().contains("id 8 completed twice"), "{e}");
-        assert!(l.complete(10, 10, false).is_err(), "never sent");
+        assert!(l.complete(10, 10, false, l.now()).is_err(), "never sent");
         assert_eq!(l.notifs_pending(), 5, "a failed completion changes nothing");
-        l.complete(0, 3, false).unwrap();
-        l.complete(9, 9, false).unwrap();
+        l.complete(0, 3, false, l.now()).unwrap();
+        l.complete(9, 9, false, l.now()).unwrap();
         assert_eq!(l.released().ranges(), &[(0, 9)]);
         assert_eq!(l.live(), 0);
         assert_eq!(l.counts.notifications, 3);
@@ -566,18 +565,18 @@ mod tests {
         let mut l = ledger(1, 4);
         let t = l.now();
         let a = l.begin(0, 0, 10, t, true);
-        l.result(a, -libc::EINVAL, false).unwrap();
+        l.result(a, -libc::EINVAL, false, l.now()).unwrap();
         assert!(l.is_free(0), "no F_MORE: no notification follows");
         let b = l.begin(0, 0, 10, t, true);
-        l.result(b, -libc::ECANCELED, false).unwrap();
+        l.result(b, -libc::ECANCELED, false, l.now()).unwrap();
         assert!(
             !l.is_free(0),
             "cancelled in a link: a notification still follows"
         );
-        l.complete(b as u32, b as u32, false).unwrap();
+        l.complete(b as u32, b as u32, false, l.now()).unwrap();
         assert!(l.is_free(0));
         let c = l.begin(0, 0, 10, t, false);
-        l.result(c, 10, false).unwrap();
+        l.result(c, 10, false, l.now()).unwrap();
         assert!(l.is_free(0), "a copying send is done at its result");
         assert_eq!(l.released().ranges(), &[(0, 2)]);
         assert_eq!(l.counts.sends, 2);
@@ -591,15 +590,15 @@ mod tests {
         sent(&mut l, 0, 1);
         assert!(!l.can_begin());
         assert!(l.next_id().is_err());
-        l.complete(1, 1, false).unwrap();
+        l.complete(1, 1, false, l.now()).unwrap();
         assert!(l.can_begin());
         // Id 0 lags: its slot comes round again after table_len() ids.
         for _ in 2..l.table_len() {
             let id = sent(&mut l, 0, 1);
-            l.complete(id as u32, id as u32, false).unwrap();
+            l.complete(id as u32, id as u32, false, l.now()).unwrap();
         }
         assert!(!l.can_begin(), "the lagging id's slot is still taken");
-        l.complete(0, 0, false).unwrap();
+        l.complete(0, 0, false, l.now()).unwrap();
         assert!(l.can_begin());
     }
 
@@ -609,7 +608,7 @@ mod tests {
         for _ in 0..3 {
             sent(&mut l, 0, 1);
         }
-        l.complete(1, 1, false).unwrap();
+        l.complete(1, 1, false, l.now()).unwrap();
         let mut waits = 0;
         let e = l
             .drain(Duration::from_millis(30), |_, t| {
@@ -623,8 +622,8 @@ mod tests {
         assert!(waits >= 2);
         // A wait that brings the completions ends the drain.
         l.drain(Duration::from_secs(1), |l, _| {
-            l.complete(2, 2, true)?;
-            l.complete(0, 0, true)
+            l.complete(2, 2, true, l.now())?;
+            l.complete(0, 0, true, l.now())
         })
         .unwrap();
     }
@@ -639,7 +638,7 @@ mod tests {
             if n < 3 {
                 return Err(io::Error::from_raw_os_error(libc::EINTR));
             }
-            l.complete(0, 0, false)
+            l.complete(0, 0, false, l.now())
         })
         .unwrap();
         assert_eq!(n, 3);

@@ -95,7 +95,8 @@ impl ZcPool {
             match send(fd, &self.mem[s..s + len], libc::MSG_ZEROCOPY | flags) {
                 Ok(n) => {
                     self.ledger.begin(buf, from, len, issued, true);
-                    self.ledger.result(id, n as i32, true);
+                    let reaped = self.ledger.now();
+                    self.ledger.result(id, n as i32, true, reaped);
                     return Ok(n);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
@@ -149,7 +150,11 @@ fn reap(fd: BorrowedFd, ledger: &mut Ledger, other_errors: &mut u64) -> io::Resu
     while let Some(m) = recv_err(fd)? {
         n += 1;
         match m {
-            ErrMsg::Zerocopy { lo, hi, copied } => ledger.complete(lo, hi, copied)?,
+            // One error-queue read per message: each is stamped when it is read.
+            ErrMsg::Zerocopy { lo, hi, copied } => {
+                let now = ledger.now();
+                ledger.complete(lo, hi, copied, now)?
+            }
             ErrMsg::Other { .. } => *other_errors += 1,
         }
     }
