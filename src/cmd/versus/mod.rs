@@ -76,6 +76,10 @@ enum Side {
     },
 }
 
+/// How a pair's note begins when the tool does not run the lab's workload: its ratio is
+/// shown, but the tool is nobody's fastest peer and the row is not the lab's standing.
+const NOT_SAME: &str = "not the same workload";
+
 /// One matched pair.
 #[derive(Debug, Clone)]
 struct Pair {
@@ -98,6 +102,9 @@ pub struct Outcome {
     /// The row of the same lab side whose peer was fastest (highest median), when it is not
     /// this one ([`mark_fastest`]): a ratio against a slower peer is not the lab's standing.
     pub fastest_peer: Option<String>,
+    /// Whether the tool runs the lab's workload; false when the note says how it does not
+    /// ([`NOT_SAME`]). Such a row is nobody's fastest peer and never the lab's standing.
+    pub same_workload: bool,
     pub unit: String,
     pub tool: String,
     pub tool_values: Vec<f64>,
@@ -966,6 +973,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             workload: p.name.clone(),
             lab_side: format!("{experiment} {variant}: {}", lab_args.join(" ")),
             fastest_peer: None,
+            same_workload: !p.note.starts_with(NOT_SAME),
             unit: p.unit.into(),
             tool: tool_name.into(),
             tool_values,
@@ -1025,6 +1033,7 @@ fn mark_fastest(o: &mut [Outcome]) {
             (0..o.len())
                 .filter(|&j| {
                     o[j].lab_side == o[i].lab_side
+                        && o[j].same_workload
                         && o[j].unit == o[i].unit
                         && o[j].ratio.is_some()
                         && !o[j].tool_values.is_empty()
@@ -1053,7 +1062,7 @@ fn fastest_table(o: &[Outcome]) -> String {
     let mut seen = Vec::new();
     for x in o
         .iter()
-        .filter(|x| x.fastest_peer.is_none() && x.ratio.is_some())
+        .filter(|x| x.fastest_peer.is_none() && x.same_workload && x.ratio.is_some())
     {
         if seen.contains(&&x.lab_side) {
             continue;
@@ -1274,7 +1283,9 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
             fmt(&x.unit, &x.lab_values),
             x.unit,
             ratio_text(x),
-            if x.fastest_peer.is_some() {
+            if !x.same_workload {
+                format!("{} (not the same workload)", x.verdict)
+            } else if x.fastest_peer.is_some() {
                 format!("{} (slower peer)", x.verdict)
             } else {
                 x.verdict.clone()
@@ -1337,6 +1348,7 @@ mod tests {
             workload: workload.into(),
             lab_side: side.into(),
             fastest_peer: None,
+            same_workload: true,
             unit: "IOPS".into(),
             tool: tool.into(),
             tool_values: tool_values.to_vec(),
@@ -1406,6 +1418,36 @@ mod tests {
         );
         assert!(t.contains("--qd 32` | fio | fio qd32 | 1.20x"), "{t}");
         assert!(!t.contains("| fio qd1 |"), "{t}");
+    }
+
+    #[test]
+    fn a_tool_on_another_workload_is_nobodys_fastest_peer() {
+        let side = "file_to_socket classic-sendfile";
+        let mut o = vec![
+            row("iperf3 -Z -F FILE", "iperf3", side, &[24.9], 0.94),
+            row("iperf3 -Z 128 KiB", "iperf3", side, &[51.1], 0.52),
+        ];
+        o[1].same_workload = false;
+        mark_fastest(&mut o);
+        assert_eq!(
+            o[0].fastest_peer, None,
+            "the faster tool runs another workload"
+        );
+        let t = fastest_table(&o);
+        assert!(t.contains("| iperf3 -Z -F FILE | 0.94x"), "{t}");
+        assert!(!t.contains("iperf3 -Z 128 KiB"), "{t}");
+    }
+
+    #[test]
+    fn pairs_that_say_they_differ_are_marked() {
+        let differ: Vec<String> = pairs(false, "256MiB")
+            .iter()
+            .filter(|p| p.note.starts_with(NOT_SAME))
+            .map(|p| p.name.clone())
+            .collect();
+        assert_eq!(differ.len(), 2, "{differ:?}");
+        assert!(differ.iter().any(|n| n.starts_with("iperf3 -Z (sendfile)")));
+        assert!(differ.iter().any(|n| n.contains("-n 8 TCP")));
     }
 
     #[test]
