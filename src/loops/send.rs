@@ -178,7 +178,7 @@ impl SendKind {
     pub fn step(self, datagram: bool) -> &'static str {
         match (self, datagram) {
             (SendKind::Uring(_), true) => {
-                "one datagram: SQE pushed to its result CQE reaped (up to --inflight in flight)"
+                "one datagram: submitted (io_uring_enter) to its result CQE reaped (up to --inflight in flight)"
             }
             (SendKind::Uring(_), false) => {
                 "one message: SQE pushed to its result CQE (short sends resubmitted), one in flight"
@@ -440,7 +440,8 @@ fn msg_zerocopy_one(
 }
 
 /// Datagrams: keeps every free buffer in flight (up to `job.inflight` results pending) and
-/// reaps completions in batches; one latency sample per datagram, SQE pushed to result reaped.
+/// reaps completions in batches; one latency sample per datagram, from the io_uring_enter that
+/// submitted it to the pass that reaped its result.
 fn send_uring_datagrams(
     conn: &mut Conn,
     p: &mut SendPipeline,

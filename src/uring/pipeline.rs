@@ -13,7 +13,7 @@
 
 use super::Fd;
 use super::zc::{drain, reap, send_zc_entry, wait_cqe, zc_flags};
-use crate::measure::Clock;
+use crate::measure::{Clock, Stamp};
 use crate::ring::Ring;
 use crate::sys::signal::Cancel;
 use crate::zc::ledger::Ledger;
@@ -61,6 +61,11 @@ pub struct SendPipeline {
     msgs: Box<[MsgSlot]>,
     op: SendOp,
     ledger: Ledger,
+    /// The first send not yet handed to the kernel: sends are stamped as issued when the
+    /// system call that submits them is made, one clock reading for all of them.
+    queued_from: u64,
+    /// The stamp a send carries between its push and its submission.
+    unsubmitted: Stamp,
 }
 
 impl SendPipeline {
@@ -88,11 +93,14 @@ impl SendPipeline {
                 },
             })
             .collect();
+        let unsubmitted = clock.now();
         SendPipeline {
             ring,
             msgs,
             op,
             ledger,
+            queued_from: 0,
+            unsubmitted,
         }
     }
 
@@ -204,24 +212,39 @@ impl SendPipeline {
         // reaped. A SENDMSG_ZC's msghdr and iovec live in `self.msgs` at the send's ledger slot,
         // which no other send takes before then either, and outlive the ring (field order).
         if unsafe { r.submission().push(&entry) }.is_err() {
-            r.submit()?; // the SQ is full: hand what is queued to the kernel first
+            // The SQ is full: hand what is queued to the kernel first.
+            self.stamp_queued();
+            self.ring.inner().submit()?;
             // SAFETY: as above.
-            unsafe { r.submission().push(&entry) }
+            unsafe { self.ring.inner().submission().push(&entry) }
                 .map_err(|_| io::Error::other("submission queue full"))?;
         }
-        let now = self.ledger.now();
-        self.ledger.begin(buf, off, len, now, self.op.zero_copy());
+        self.ledger
+            .begin(buf, off, len, self.unsubmitted, self.op.zero_copy());
         Ok(())
+    }
+
+    /// Stamps the sends queued since the last submission as issued now, just before the
+    /// system call that hands them to the kernel (no clock reading when none is queued).
+    fn stamp_queued(&mut self) {
+        let next = self.ledger.next_id_unchecked();
+        if self.queued_from < next {
+            let now = self.ledger.now();
+            self.ledger.stamp_issued_from(self.queued_from, now);
+            self.queued_from = next;
+        }
     }
 
     /// Submits what is queued and waits until at least `want` CQEs are available (0: do not
     /// wait). EINTR is returned as an error of kind Interrupted.
     pub fn submit_and_wait(&mut self, want: usize) -> io::Result<usize> {
+        self.stamp_queued();
         self.ring.inner().submit_and_wait(want)
     }
 
     /// Like [`SendPipeline::submit_and_wait`] for one CQE, giving up after `timeout` (Ok(false)).
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<bool> {
+        self.stamp_queued();
         wait_cqe(&mut self.ring, Some(timeout))
     }
 
@@ -243,6 +266,7 @@ impl SendPipeline {
         timeout: Duration,
         mut on_result: impl FnMut(SendDone),
     ) -> io::Result<()> {
+        self.stamp_queued();
         drain(&mut self.ring, &mut self.ledger, timeout, |_, d| {
             if let Some(d) = d {
                 on_result(d);

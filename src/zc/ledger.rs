@@ -305,6 +305,21 @@ impl Ledger {
         id
     }
 
+    /// Sets the issue stamp of every send from id `first` on to `issued`: for sends queued
+    /// together and handed to the kernel by one system call, stamped when that call is made.
+    pub fn stamp_issued_from(&mut self, first: u64, issued: Stamp) {
+        for id in first..self.next_id {
+            if let Some(e) = self.entry(id) {
+                e.issued = issued;
+            }
+        }
+    }
+
+    /// The id the next send will get, whether or not one can begin now.
+    pub fn next_id_unchecked(&self) -> u64 {
+        self.next_id
+    }
+
     fn entry(&mut self, id: u64) -> Option<&mut Entry> {
         let slot = self.slot(id);
         self.table[slot].as_mut().filter(|e| e.id == id)
@@ -463,6 +478,28 @@ mod tests {
         let d = l.result(id, len as i32, true, l.now()).unwrap();
         assert_eq!((d.id, d.buf, d.len, d.res), (id, buf, len, len as i32));
         id
+    }
+
+    #[test]
+    fn sends_submitted_together_carry_the_submission_stamp() {
+        let mut l = ledger(4, 4);
+        let pushed = l.now();
+        let first = sent(&mut l, 0, 10);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let submitted = l.now();
+        // The first send was submitted earlier; the next two are queued together.
+        let a = l.next_id().unwrap();
+        l.begin(1, 0, 10, pushed, true);
+        let b = l.next_id().unwrap();
+        l.begin(2, 0, 10, pushed, true);
+        l.stamp_issued_from(a, submitted);
+        let da = l.result(a, 10, true, l.now()).unwrap();
+        let db = l.result(b, 10, true, l.now()).unwrap();
+        assert_eq!((da.issued, db.issued), (submitted, submitted));
+        assert!(submitted > pushed);
+        // The send submitted before keeps its own stamp.
+        l.complete(first as u32, b as u32, false, l.now()).unwrap();
+        assert_eq!(l.live(), 0);
     }
 
     #[test]
