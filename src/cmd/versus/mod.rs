@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use zclab::analysis::{Pairing, Ratio, median, metric};
+use zclab::measure::placement::Placement;
 use zclab::results::{self, row::parse_jsonl};
 use zclab::sys::signal::Cancel;
 
@@ -137,6 +138,11 @@ pub struct Outcome {
     /// sockperf rows: the round trip's p50 and p99 on each side (medians over the repeats).
     pub tool_latency: Option<sockperf::Lat>,
     pub lab_latency: Option<sockperf::Lat>,
+    /// Pairs of runs (tool, then lab) around which the host's placement of CPUs 0 and 1 was
+    /// probed, and of them those with the CPUs apart at the start or the end
+    /// (`zclab placement`): the host was busy then, and a ratio may be the host's.
+    pub pairs_probed: u32,
+    pub pairs_apart: u32,
 }
 
 /// The lab's clock readings per operation and their cost in ns ([`zclab::measure::Clock::read_ns`]).
@@ -840,9 +846,13 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
     let mut io_file: Option<zclab::sys::file::PatternFile> = None;
     // The lab's namespaces, for send-zerocopy's UDP rows (removed when this returns).
     let mut veth: Option<zclab::net::netns::VethLab> = None;
+    // Where the host has CPUs 0 and 1 (the tools' and the lab's two) around each pair of
+    // runs: a busy host moves them apart, and every row says how often it did.
+    let mut placement = (zclab::sys::cpu::online_count() >= 2).then(|| Placement::new((0, 1)));
     let mut outcomes = Vec::new();
     for p in &selected {
         eprintln!("versus: {}", p.name);
+        let (mut pairs_probed, mut pairs_apart) = (0u32, 0u32);
         let mut tool_values = Vec::new();
         let mut lab_values = Vec::new();
         let mut check_values = Vec::new();
@@ -915,6 +925,9 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 if error.is_some() || cancel.is_cancelled() {
                     break;
                 }
+                let start = placement
+                    .as_mut()
+                    .and_then(|pl| pl.before_trial(Duration::ZERO, || false));
                 let t = tool_run(&mut tool_lat);
                 let l = run_lab(
                     &bin_dir,
@@ -924,6 +937,10 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                     metric,
                     &args.workdir,
                 );
+                if let Some((_, apart)) = placement.as_mut().and_then(|pl| pl.after_trial(start)) {
+                    pairs_probed += 1;
+                    pairs_apart += u32::from(apart);
+                }
                 match (t, l) {
                     (Ok((t, tc)), Ok(l)) => {
                         tool_values.push(t);
@@ -957,6 +974,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 tool_cpu.clear();
                 lab_cpu.clear();
                 lab_clock.clear();
+                (pairs_probed, pairs_apart) = (0, 0);
                 tool_lat.clear();
                 lab_lat.clear();
                 continue;
@@ -991,6 +1009,8 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             lab_cpu: Cpu::median(&lab_cpu),
             tool_latency: sockperf::Lat::median(&tool_lat),
             lab_latency: sockperf::Lat::median(&lab_lat),
+            pairs_probed,
+            pairs_apart,
         });
     }
     mark_fastest(&mut outcomes);
@@ -1212,6 +1232,12 @@ fn note(x: &Outcome) -> String {
     if !x.note.is_empty() {
         parts.push(x.note.clone());
     }
+    if x.pairs_apart > 0 {
+        parts.push(format!(
+            "host busy: CPUs 0 and 1 apart around {} of {} pairs of runs",
+            x.pairs_apart, x.pairs_probed
+        ));
+    }
     if let Some(sp) = x
         .peer_spread
         .filter(|&sp| sp > PEER_SPREAD_MAX || x.reruns > 0)
@@ -1272,6 +1298,17 @@ fn table(o: &[Outcome], host: &str, kernel: &str, args: &VersusArgs) -> String {
         if args.full { " --full" } else { "" },
         args.repeat
     );
+    let (probed, apart) = o
+        .iter()
+        .fold((0, 0), |(p, a), x| (p + x.pairs_probed, a + x.pairs_apart));
+    if apart > 0 {
+        s.insert_str(
+            s.find("\n\n").unwrap_or(s.len()),
+            &format!(
+                "\n\n**The host was busy**: CPUs 0 and 1 were apart (a cache line's round trip over twice the lowest on this boot; `zclab placement`) around {apart} of {probed} pairs of runs, so the figures of those rows are the busy host's as much as the programs'."
+            ),
+        );
+    }
     for x in o {
         let _ = writeln!(
             s,
@@ -1366,6 +1403,8 @@ mod tests {
             lab_cpu: None,
             tool_latency: None,
             lab_latency: None,
+            pairs_probed: 0,
+            pairs_apart: 0,
         }
     }
 
@@ -1436,6 +1475,34 @@ mod tests {
         let t = fastest_table(&o);
         assert!(t.contains("| iperf3 -Z -F FILE | 0.94x"), "{t}");
         assert!(!t.contains("iperf3 -Z 128 KiB"), "{t}");
+    }
+
+    #[test]
+    fn a_busy_host_is_named_in_the_table_and_its_rows() {
+        let args = VersusArgs {
+            full: false,
+            only: vec![],
+            repeat: 3,
+            results: PathBuf::from("results"),
+            workdir: PathBuf::from("/tmp"),
+        };
+        let mut o = vec![
+            row("row a", "fio", "a", &[1.0], 1.0),
+            row("row b", "fio", "b", &[1.0], 1.0),
+        ];
+        o[0].pairs_probed = 3;
+        (o[1].pairs_probed, o[1].pairs_apart) = (3, 2);
+        let t = table(&o, "h", "k", &args);
+        assert!(
+            t.contains("The host was busy**: CPUs 0 and 1 were apart")
+                && t.contains("around 2 of 6 pairs of runs"),
+            "{t}"
+        );
+        assert!(!note(&o[0]).contains("host busy"));
+        assert!(note(&o[1]).contains("host busy: CPUs 0 and 1 apart around 2 of 3 pairs"));
+        o[1].pairs_apart = 0;
+        let t = table(&o, "h", "k", &args);
+        assert!(!t.contains("host was busy") && !t.contains("host busy"), "{t}");
     }
 
     #[test]
