@@ -66,6 +66,8 @@ pub struct SendPipeline {
     queued_from: u64,
     /// The stamp a send carries between its push and its submission.
     unsubmitted: Stamp,
+    /// An SQPOLL ring's thread takes a send as soon as it is pushed: stamped at the push.
+    stamp_at_push: bool,
 }
 
 impl SendPipeline {
@@ -94,6 +96,7 @@ impl SendPipeline {
             })
             .collect();
         let unsubmitted = clock.now();
+        let ring_is_sqpoll = ring.is_sqpoll();
         SendPipeline {
             ring,
             msgs,
@@ -101,6 +104,7 @@ impl SendPipeline {
             ledger,
             queued_from: 0,
             unsubmitted,
+            stamp_at_push: ring_is_sqpoll,
         }
     }
 
@@ -219,8 +223,13 @@ impl SendPipeline {
             unsafe { self.ring.inner().submission().push(&entry) }
                 .map_err(|_| io::Error::other("submission queue full"))?;
         }
+        let issued = if self.stamp_at_push {
+            self.ledger.now()
+        } else {
+            self.unsubmitted
+        };
         self.ledger
-            .begin(buf, off, len, self.unsubmitted, self.op.zero_copy());
+            .begin(buf, off, len, issued, self.op.zero_copy());
         Ok(())
     }
 
@@ -228,7 +237,7 @@ impl SendPipeline {
     /// system call that hands them to the kernel (no clock reading when none is queued).
     fn stamp_queued(&mut self) {
         let next = self.ledger.next_id_unchecked();
-        if self.queued_from < next {
+        if self.queued_from < next && !self.stamp_at_push {
             let now = self.ledger.now();
             self.ledger.stamp_issued_from(self.queued_from, now);
             self.queued_from = next;

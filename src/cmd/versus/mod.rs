@@ -1502,7 +1502,10 @@ mod tests {
         assert!(note(&o[1]).contains("host busy: CPUs 0 and 1 apart around 2 of 3 pairs"));
         o[1].pairs_apart = 0;
         let t = table(&o, "h", "k", &args);
-        assert!(!t.contains("host was busy") && !t.contains("host busy"), "{t}");
+        assert!(
+            !t.contains("host was busy") && !t.contains("host busy"),
+            "{t}"
+        );
     }
 
     #[test]
