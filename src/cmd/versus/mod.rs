@@ -1006,7 +1006,9 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             lab_check_ns: (!check_values.is_empty()).then(|| median(&check_values)),
             lab_clock: ClockUse::median(&lab_clock),
             tool_cpu: Cpu::median(&tool_cpu),
-            lab_cpu: Cpu::median(&lab_cpu),
+            // Only beside a tool's own figure: the rows without one may count other work
+            // (a receiving thread of the lab's) in the lab's process time.
+            lab_cpu: Cpu::median(&lab_cpu).filter(|_| !tool_cpu.is_empty()),
             tool_latency: sockperf::Lat::median(&tool_lat),
             lab_latency: sockperf::Lat::median(&lab_lat),
             pairs_probed,
