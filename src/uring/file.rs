@@ -12,6 +12,7 @@
 use super::{Cqe, Fd, nonzero, splice_entry};
 use crate::measure::{Recorder, Stamp};
 use crate::ring::Ring;
+use crate::sys::uring_cq::CqRing;
 use crate::sys::uring_setup::RegisteredRing;
 use io_uring::{opcode, squeue, types};
 use std::collections::VecDeque;
@@ -170,10 +171,10 @@ fn enter(ring: &mut Ring, reg: Option<&RegisteredRing>, want: usize) -> io::Resu
 /// For SQPOLL rings: publishes the queued entries (a system call only when the kernel thread
 /// sleeps) and spins on the completion ring until a completion is there; after a long spin
 /// it falls back to a blocking wait.
-fn poll(ring: &mut Ring) -> io::Result<()> {
+fn poll(ring: &mut Ring, cq: &CqRing) -> io::Result<()> {
     enter(ring, None, 0)?;
     let mut spins = 0u32;
-    while ring.inner().completion().is_empty() {
+    while cq.is_empty() {
         spins += 1;
         if spins >= SPIN_LIMIT {
             return enter(ring, None, 1);
@@ -362,7 +363,7 @@ pub fn read_pipeline(
             break;
         }
         let waited = if cfg.poll_cq {
-            poll(ring)
+            poll(ring, &cq)
         } else {
             enter(ring, reg.as_ref(), 1)
         };

@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use zclab::measure::usage;
 use zclab::net::Sink;
 use zclab::net::netns::{VethLab, udp_frames};
 
@@ -135,7 +136,7 @@ pub(super) fn run(
     } else {
         let net = net.context("the UDP rows need the lab's namespaces")?;
         let before = net.sink_counters()?;
-        let cpu0 = children_cpu_ns()?;
+        let cpu0 = usage::children().context("getrusage(RUSAGE_CHILDREN)")?;
         let out = Command::new("ip")
             .args(["netns", "exec", &net.ns_a, "taskset", "-c", "0"])
             .arg(bin)
@@ -143,7 +144,9 @@ pub(super) fn run(
             .output()
             .context("cannot run send-zerocopy in the lab's namespace")?;
         let (sends, _) = counted(&out)?;
-        let cpu1 = children_cpu_ns()?;
+        let used = usage::children()
+            .context("getrusage(RUSAGE_CHILDREN)")?
+            .since(&cpu0);
         let frames = udp_frames(p.payload as u64, net.mtu as u64).0;
         let after = net.wait_sink(before.rx_packets + sends * frames, Duration::from_secs(2))?;
         let arrived = after.rx_packets.wrapping_sub(before.rx_packets) / frames;
@@ -157,10 +160,10 @@ pub(super) fn run(
         }
         // The sink drops at IP, in the sender's softirq work: the process's CPU time is all of
         // the sending, as the lab's udp-sink rows count it (ksoftirqd's share left out on both).
-        let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / sends.max(1) as f64;
+        let per = |ns: u64| ns as f64 / sends.max(1) as f64;
         let cpu = Cpu {
-            user_ns_per_op: per(cpu0.0, cpu1.0),
-            sys_ns_per_op: per(cpu0.1, cpu1.1),
+            user_ns_per_op: per(used.user_ns),
+            sys_ns_per_op: per(used.sys_ns),
         };
         Ok((
             (arrived * p.payload as u64) as f64 * 8.0 / loop_s / 1e9,
@@ -169,32 +172,21 @@ pub(super) fn run(
     }
 }
 
-/// User and system CPU time (ns) of this process's waited-for children so far
-/// (getrusage(2), RUSAGE_CHILDREN): around one tool run, that run's time. `ip netns exec` and
-/// taskset exec the tool in the same process.
-fn children_cpu_ns() -> Result<(u64, u64)> {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let u = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage(RUSAGE_CHILDREN)")?;
-    let ns =
-        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000;
-    Ok((ns(u.user_time()), ns(u.system_time())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_childs_cpu_time_is_counted_once_it_is_waited_for() {
-        let before = children_cpu_ns().unwrap();
+        let before = usage::children().unwrap();
         // About 50 ms of shell arithmetic, in user space.
         let st = Command::new("sh")
             .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
             .status()
             .unwrap();
         assert!(st.success());
-        let after = children_cpu_ns().unwrap();
-        let (user, sys) = (after.0 - before.0, after.1 - before.1);
+        let used = usage::children().unwrap().since(&before);
+        let (user, sys) = (used.user_ns, used.sys_ns);
         assert!(user + sys >= 10_000_000, "user {user} ns, sys {sys} ns");
     }
 
