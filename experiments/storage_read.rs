@@ -6,7 +6,8 @@
 //! thread doing the submitting? Do registered buffers help O_DIRECT but not buffered reads?
 //!
 //! **Set-up.** A file of the lab's pattern (`--file-size`, 256 MiB by default) is written and
-//! fsynced in `--workdir`. Each trial opens it (with `O_DIRECT` for `io=direct` points) and
+//! fsynced in `--workdir`. Each trial opens it (with `O_DIRECT` for `io=direct` points, and
+//! with `O_NOATIME` as t/io_uring does, where permitted: `noatime` in the results) and
 //! issues `--ios` reads of `bs` bytes at offsets that are multiples of `bs`: uniformly random
 //! (`pattern=rand`, a new seed every trial) or sequential (`pattern=seq`, each trial continuing
 //! where the last stopped, wrapping at the end), `qd` in flight. A trial stops after `--ios`
@@ -291,6 +292,7 @@ struct Prepared {
     bs: usize,
     qd: usize,
     direct: bool,
+    noatime: bool,
     offsets: Offsets,
 }
 
@@ -305,13 +307,11 @@ fn open_trial(ctx: &mut StorageRead, t: &mut Trial) -> Result<Prepared> {
     ctx.sums
         .entry(bs)
         .or_insert_with(|| BlockSums::for_pattern(size, bs).with_full_every(full_every));
-    let file = if direct {
-        debug_assert!(ctx.direct.is_some());
-        direct::open_read(&pf.path)?
-    } else {
+    debug_assert!(!direct || ctx.direct.is_some());
+    if !direct {
         set_cache(pf, ctx.args.cache)?;
-        File::open(&pf.path)?
-    };
+    }
+    let (file, noatime) = direct::open_read(&pf.path, direct)?;
     ctx.trials += 1;
     let next_block = *ctx.seq_next.get(&bs).unwrap_or(&0);
     Ok(Prepared {
@@ -319,6 +319,7 @@ fn open_trial(ctx: &mut StorageRead, t: &mut Trial) -> Result<Prepared> {
         bs: bs as usize,
         qd,
         direct,
+        noatime,
         offsets: Offsets {
             rand,
             bs,
@@ -376,6 +377,7 @@ fn report(
     t.set_extra("check_ns_per_io", per(check_ns as f64));
     t.set_extra("check_full_every", ctx.args.check.full_every() as f64);
     t.set_extra("direct", if p.direct { 1.0 } else { 0.0 });
+    t.set_extra("noatime", if p.noatime { 1.0 } else { 0.0 });
     if let Some(r) = resident {
         t.set_extra("resident_fraction", r);
     }

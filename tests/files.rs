@@ -134,6 +134,8 @@ fn check_storage(rows: &[Row], io: &str) {
         assert!(x["clock_ns_per_op"] > 0.0 && x["clock_ns_per_op"] < reads * 1000.0);
         // The default check: sector words on every block, the whole checksum on every 64th.
         assert_eq!(x.get("check_full_every"), Some(&64.0), "{}", row.point);
+        // The lab owns the file it reads, so O_NOATIME (as t/io_uring opens) always takes.
+        assert_eq!(x.get("noatime"), Some(&1.0), "{}", row.point);
         if row.variant == "classic-pread" {
             assert!(
                 row.point.contains("qd=1"),

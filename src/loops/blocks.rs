@@ -179,10 +179,10 @@ impl CheckCost {
         let full = sums.is_full(seq);
         if !full && seq % Self::SAMPLE != Self::SAMPLE / 2 {
             self.sector_checks += 1;
-            return sums.check_nth(buf, off, seq);
+            return sums.check_full_or_sectors(buf, off, false);
         }
         let at = self.clock.now();
-        let ok = sums.check_nth(buf, off, seq);
+        let ok = sums.check_full_or_sectors(buf, off, full);
         let ns =
             (self.clock.ns_between(at, self.clock.now()) as f64 - self.clock.read_ns()).max(0.0);
         if full {
