@@ -35,8 +35,9 @@ pub struct VersusArgs {
     /// (3 s runs, 3 repeats, 256 MiB file).
     #[arg(long)]
     pub full: bool,
-    /// Only the workloads whose name contains one of these words (e.g. `fio`, `iperf3`, `direct`).
-    #[arg(long, value_delimiter = ',')]
+    /// Only the workloads whose name contains one of these words (e.g. `fio`, `iperf3`, `direct`,
+    /// `-n 1 TCP`), separated by commas.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub only: Vec<String>,
     /// Repeats of each side.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -1054,7 +1055,8 @@ fn spread(v: &[f64]) -> Option<f64> {
 /// `clock_ns_per_op`). Only for a rate of operations whose lab side kept its CPU busy (CPU
 /// per operation x rate >= 0.9): there each nanosecond of CPU per operation is a nanosecond of
 /// wall time per operation, so the rate scales by cpu / (cpu - own). None where the row has no
-/// CPU figure, no such cost, or the lab side waited for something else (a device, a peer).
+/// CPU figure, no such cost (under 1% of its CPU per operation, as on the NOP rows, timed in
+/// batches), or the lab side waited for something else (a device, a peer).
 /// The verdict stays the measured ratio's; this says how much of a gap the measuring explains.
 fn without_own_costs(x: &Outcome) -> Option<f64> {
     if !matches!(x.unit.as_str(), "IOPS" | "ops/s") {
@@ -1063,7 +1065,8 @@ fn without_own_costs(x: &Outcome) -> Option<f64> {
     let (cpu, ratio) = (x.lab_cpu?.total(), x.ratio?);
     let own = x.lab_check_ns.unwrap_or(0.0) + x.lab_clock.map_or(0.0, |c| c.ns_per_op);
     let busy = median(&x.lab_values) * cpu / 1e9;
-    (own > 0.0 && own < cpu && busy >= 0.9 && !x.lab_values.is_empty())
+    // Under 1% of the CPU per operation the ratio would read the same.
+    (own >= 0.01 * cpu && own < cpu && busy >= 0.9 && !x.lab_values.is_empty())
         .then(|| ratio * cpu / (cpu - own))
 }
 
@@ -1580,6 +1583,24 @@ mod tests {
         y = x.clone();
         (y.lab_check_ns, y.lab_clock) = (None, None);
         assert_eq!(without_own_costs(&y), None);
+        // Or too little to change the ratio as printed (a NOP loop timed in batches).
+        y.lab_clock = Some(ClockUse {
+            reads_per_op: 0.02,
+            ns_per_op: 5.0,
+        });
+        assert_eq!(without_own_costs(&y), None);
+    }
+
+    #[test]
+    fn only_takes_words_that_start_with_a_hyphen() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: VersusArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["versus", "--only", "-n 1 TCP,fio"])
+            .expect("parses");
+        assert_eq!(cli.args.only, ["-n 1 TCP", "fio"]);
     }
 
     #[test]
