@@ -118,6 +118,8 @@ fn check_storage(rows: &[Row], io: &str) {
         assert!(row.point.contains(&format!("io={io}")), "{}", row.point);
         let m = row.metrics.as_ref().unwrap();
         let x = &m.extra;
+        // One latency sample per read, runs of equal latencies recorded at once included.
+        assert_eq!(m.latency.count, m.ops, "{} {}", row.variant, row.point);
         assert!(x.contains_key("cpu_ns_per_io") && x.contains_key("check_ns_per_io"));
         // One latency sample per read at qd 1 (SQPOLL waits for completions without the
         // clock): a reading before and after each read, plus the time limit's and the check

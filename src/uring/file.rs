@@ -374,11 +374,19 @@ pub fn read_pipeline(
         let t = rec.now();
         reaped.clear();
         let take = if cfg.reap_max == 0 { qd } else { cfg.reap_max };
+        // Reads submitted together and reaped together have one latency: one record per run.
+        let (mut run_ns, mut run_n) = (0u64, 0u64);
         inflight -= cq.reap(take, |c| {
             let s = c.user_data as usize;
             let sl = &mut slots[s];
             let ns = rec.clock().ns_between(sl.stamp, t);
-            rec.record_ns(ns);
+            if ns != run_ns {
+                if run_n > 0 {
+                    rec.record_ns_n(run_ns, run_n);
+                }
+                (run_ns, run_n) = (ns, 0);
+            }
+            run_n += 1;
             if c.res < 0 || c.res as usize != sl.len {
                 sl.state = State::Failed;
                 if err.is_none() {
@@ -390,6 +398,9 @@ pub fn read_pipeline(
                 ios += 1;
             }
         });
+        if run_n > 0 {
+            rec.record_ns_n(run_ns, run_n);
+        }
         if err.is_some() {
             continue; // drain what is in flight, deliver nothing more
         }
