@@ -43,7 +43,10 @@ fn check_rows(e: &Exp, variants: &[&str], paths: &[&str]) {
             assert_eq!(z.bytes, m.bytes, "{z:?}");
             assert!(z.notifications >= 1 && z.notifications <= z.sends, "{z:?}");
             assert!(r.histograms.contains_key("release"), "{:?}", r.histograms);
-            assert!(m.extra_latency.contains_key("release"));
+            assert_eq!(
+                m.extra_latency["release"].count, z.ids_completed,
+                "one release sample per send: {z:?}"
+            );
         } else {
             assert!(m.zc.is_none());
         }

@@ -19,7 +19,7 @@
 //! up to `inflight` sends in flight and reaps completions in batches.
 
 use super::common::remote_udp_integrity;
-use crate::measure::{Clock, Recorder, Usage};
+use crate::measure::{Clock, Recorder, Run, Usage};
 use crate::net::netns::{ETH_IP_HEADERS, NetPath, SinkCounters, TcpLink, UDP_HEADER, VethLab};
 use crate::net::remote::{self, Peer};
 use crate::net::{Conn, Got, Sink};
@@ -468,13 +468,15 @@ fn send_uring_datagrams(
         } else {
             wait_notif(p, cancel)?;
         }
+        let mut run = Run::default();
         p.reap(|d| {
             if d.res != d.len as i32 && bad.is_none() {
                 bad = Some((d.res, d.len));
             }
-            rec.record_ns(clock.ns_between(d.issued, d.reaped));
+            run.add(clock.ns_between(d.issued, d.reaped), rec);
             done += 1;
         });
+        run.flush(rec);
         if let Some((res, len)) = bad {
             bail!("a {len}-byte datagram send completed with {res}");
         }

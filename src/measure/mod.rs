@@ -8,5 +8,5 @@ pub mod recorder;
 pub mod usage;
 
 pub use clock::{Clock, ClockInfo, Stamp};
-pub use recorder::Recorder;
+pub use recorder::{Recorder, Run};
 pub use usage::Usage;

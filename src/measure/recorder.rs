@@ -91,6 +91,36 @@ impl Recorder {
     }
 }
 
+/// Equal latencies in a row, recorded as one histogram update ([`Recorder::record_ns_n`]):
+/// operations submitted by one system call and reaped in one pass carry the same two stamps.
+/// Call [`Run::flush`] after the last [`Run::add`].
+#[derive(Debug, Default)]
+pub struct Run {
+    ns: u64,
+    n: u64,
+}
+
+impl Run {
+    /// One sample of `ns`.
+    #[inline(always)]
+    pub fn add(&mut self, ns: u64, rec: &mut Recorder) {
+        if ns != self.ns {
+            self.flush(rec);
+            self.ns = ns;
+        }
+        self.n += 1;
+    }
+
+    /// Records the samples held back.
+    #[inline(always)]
+    pub fn flush(&mut self, rec: &mut Recorder) {
+        if self.n > 0 {
+            rec.record_ns_n(self.ns, self.n);
+            self.n = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +136,22 @@ mod tests {
         assert_eq!(h.count_at(1500), 32);
         assert_eq!(h.count_at(1), 2);
         assert_eq!(h.max(), h.highest_equivalent(MAX_TRACKABLE_NS));
+    }
+
+    #[test]
+    fn runs_hold_back_nothing_once_flushed() {
+        let mut rec = Recorder::new(Clock::new());
+        let mut run = Run::default();
+        for ns in [700, 700, 700, 900, 700, 0, 0] {
+            run.add(ns, &mut rec);
+        }
+        assert_eq!(rec.histogram().len(), 5, "the last run is held back");
+        run.flush(&mut rec);
+        run.flush(&mut rec);
+        let h = rec.histogram();
+        assert_eq!(h.len(), 7);
+        assert_eq!(h.count_at(700), 4);
+        assert_eq!(h.count_at(900), 1);
+        assert_eq!(h.count_at(1), 2);
     }
 }

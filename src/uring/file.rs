@@ -10,7 +10,7 @@
 //! completion; the per-slot state is allocated before the first submission.
 
 use super::{Cqe, Fd, nonzero, splice_entry};
-use crate::measure::{Recorder, Stamp};
+use crate::measure::{Recorder, Run, Stamp};
 use crate::ring::Ring;
 use crate::sys::uring_cq::CqRing;
 use crate::sys::uring_setup::RegisteredRing;
@@ -375,18 +375,11 @@ pub fn read_pipeline(
         reaped.clear();
         let take = if cfg.reap_max == 0 { qd } else { cfg.reap_max };
         // Reads submitted together and reaped together have one latency: one record per run.
-        let (mut run_ns, mut run_n) = (0u64, 0u64);
+        let mut run = Run::default();
         inflight -= cq.reap(take, |c| {
             let s = c.user_data as usize;
             let sl = &mut slots[s];
-            let ns = rec.clock().ns_between(sl.stamp, t);
-            if ns != run_ns {
-                if run_n > 0 {
-                    rec.record_ns_n(run_ns, run_n);
-                }
-                (run_ns, run_n) = (ns, 0);
-            }
-            run_n += 1;
+            run.add(rec.clock().ns_between(sl.stamp, t), rec);
             if c.res < 0 || c.res as usize != sl.len {
                 sl.state = State::Failed;
                 if err.is_none() {
@@ -398,9 +391,7 @@ pub fn read_pipeline(
                 ios += 1;
             }
         });
-        if run_n > 0 {
-            rec.record_ns_n(run_ns, run_n);
-        }
+        run.flush(rec);
         if err.is_some() {
             continue; // drain what is in flight, deliver nothing more
         }

@@ -17,7 +17,7 @@
 //! token fires. Its counts are a result row's [`ZcCounts`], whose `copied_pct` formula is the one
 //! the lab uses.
 
-use crate::measure::{Clock, Recorder, Stamp};
+use crate::measure::{Clock, Recorder, Run, Stamp};
 use crate::results::ZcCounts;
 use crate::sys::signal::Cancel;
 use hdrhistogram::Histogram;
@@ -391,6 +391,7 @@ impl Ledger {
             .map_err(|id| io::Error::other(format!("zero-copy id {id} completed twice")))?;
         self.counts.notifications += 1;
         self.counts.ids_completed += added;
+        let mut run = Run::default();
         for id in lo..=hi {
             let e = self.entry(id as u64).expect("an id not released is live");
             e.notif_pending = false;
@@ -400,9 +401,10 @@ impl Ledger {
                 self.counts.copied += 1;
                 self.counts.copied_bytes += sent as u64;
             }
-            self.release.record_ns(self.clock.ns_between(issued, now));
+            run.add(self.clock.ns_between(issued, now), &mut self.release);
             self.settle(id as u64);
         }
+        run.flush(&mut self.release);
         Ok(())
     }
 
