@@ -6,8 +6,10 @@
 //! thread doing the submitting? Do registered buffers help O_DIRECT but not buffered reads?
 //!
 //! **Set-up.** A file of the lab's pattern (`--file-size`, 256 MiB by default) is written and
-//! fsynced in `--workdir`. Each trial opens it (with `O_DIRECT` for `io=direct` points, and
-//! with `O_NOATIME` as t/io_uring does, where permitted: `noatime` in the results) and
+//! fsynced in `--workdir`, its pattern XOR-ed with a key drawn for the run (`pattern_key` in
+//! meta.json), so no block of another file can pass for one of its. Each trial opens it (with
+//! `O_DIRECT` for `io=direct` points, and with `O_NOATIME` as t/io_uring does, where
+//! permitted: `noatime` in the results) and
 //! issues `--ios` reads of `bs` bytes at offsets that are multiples of `bs`: uniformly random
 //! (`pattern=rand`, a new seed every trial) or sequential (`pattern=seq`, each trial continuing
 //! where the last stopped, wrapping at the end), `qd` in flight. A trial stops after `--ios`
@@ -30,9 +32,10 @@
 //!
 //! **Integrity.** Every block read is checked, inline, after its latency sample is recorded
 //! and outside every sample (`zclab::sys::blocksum`). By default (`--check sectors`) the first
-//! and the last 8-byte word of every 512-byte sector are compared with the pattern's words at
-//! their offsets (~10 ns per 4 KiB), which catches a block from another offset, a shifted or
-//! torn block and zeros; and every 64th block also gets the full positional checksum (~0.1 us
+//! and the last 8-byte word of every 512-byte sector are compared with the run's keyed pattern
+//! words at their offsets (~15 ns per 4 KiB: `cargo bench --bench blockcheck`), which catches
+//! a block from another offset, a stale block (another file's at this offset: another key), a
+//! shifted or torn block and zeros; and every 64th block also gets the full positional checksum (~0.1 us
 //! per 4 KiB), compared with the pattern's computed from the generator before the trial, which
 //! also catches a corruption inside a sector. `--check full` runs the checksum on every block.
 //! Comparing byte by byte with `check_pattern` costs ~3 us per 4 KiB, three times a page-cache
@@ -237,7 +240,11 @@ impl Experiment for StorageRead {
                 eprintln!("{}: {n}", names::NAME);
             }
         }
+        // A key of this run's own for the file's pattern: a block of any other file at the
+        // same offset (an earlier run's, one the filesystem failed to overwrite) fails the check.
+        let key = run_key();
         let parameters = json!({
+            "pattern_key": format!("{key:#018x}"),
             "file_size": args.file_size, "pattern": args.pattern, "bs": args.bs, "qd": args.qd, "reap": args.reap,
             "io": modes, "ios": args.ios, "runtime_ns": args.runtime.as_nanos() as u64,
             "cache": args.cache, "workdir": args.workdir, "direct": direct, "direct_note": direct_note,
@@ -264,7 +271,7 @@ impl Experiment for StorageRead {
         }
         Ok(Plan {
             ctx: StorageRead {
-                file: PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0),
+                file: PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0).with_key(key),
                 args,
                 direct,
                 sums: HashMap::new(),
@@ -280,6 +287,16 @@ impl Experiment for StorageRead {
         self.file.get(self.args.file_size)?;
         Ok(())
     }
+}
+
+/// A random non-zero key, from the standard library's randomly seeded hasher (the OS's
+/// random source, read once per process).
+fn run_key() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        .max(1)
 }
 
 fn main() -> ExitCode {
@@ -304,9 +321,9 @@ fn open_trial(ctx: &mut StorageRead, t: &mut Trial) -> Result<Prepared> {
     let full_every = ctx.args.check.full_every();
     let pf = ctx.file.get(ctx.args.file_size)?;
     let size = pf.size;
-    ctx.sums
-        .entry(bs)
-        .or_insert_with(|| BlockSums::for_pattern(size, bs).with_full_every(full_every));
+    ctx.sums.entry(bs).or_insert_with(|| {
+        BlockSums::for_pattern_keyed(size, bs, pf.key).with_full_every(full_every)
+    });
     debug_assert!(!direct || ctx.direct.is_some());
     if !direct {
         set_cache(pf, ctx.args.cache)?;
@@ -354,11 +371,13 @@ fn report(
     t.set_integrity(Integrity {
         ok: bad == 0 && ios > 0,
         method: if ctx.args.check == CheckMode::Full {
-            "positional checksum of every block read vs the pattern's at its offset".into()
+            "positional checksum of every block read vs this run's keyed pattern at its offset"
+                .into()
         } else {
             format!(
-                "every block read: the first and last word of each 512-byte sector vs the \
-                 pattern's at its offset; every {FULL_EVERY}th block also its positional checksum"
+                "every block read: the first and last word of each 512-byte sector vs this \
+                 run's keyed pattern at its offset; every {FULL_EVERY}th block also its \
+                 positional checksum"
             )
         },
         expected: format!("{ios} blocks matching the pattern"),

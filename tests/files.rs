@@ -186,6 +186,19 @@ fn storage_read_buffered_every_variant() {
     check_storage(&e.rows, "buffered");
     let meta = std::fs::read_to_string(e.dir.join("meta.json")).unwrap();
     assert!(meta.contains("qd=4") && meta.contains("pread(2) is synchronous"));
+    // The file's pattern is keyed for this run, and the key is recorded.
+    let key = e.meta()["parameters"]["pattern_key"]
+        .as_str()
+        .expect("pattern_key")
+        .to_string();
+    let k = u64::from_str_radix(key.trim_start_matches("0x"), 16).expect("a hex key");
+    assert!(key.len() == 18 && k != 0, "{key}");
+    assert!(
+        e.rows[0]
+            .integrity
+            .as_ref()
+            .is_some_and(|i| i.method.contains("keyed pattern"))
+    );
 }
 
 /// `--reap N` is taken as given, on every io_uring variant, and every block still arrives

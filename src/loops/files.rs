@@ -108,6 +108,8 @@ pub struct PatternFiles {
     what: String,
     keep_bytes: u64,
     files: Vec<PatternFile>,
+    /// [`PatternFiles::with_key`]'s key (0: the plain pattern).
+    key: u64,
 }
 
 impl PatternFiles {
@@ -131,7 +133,15 @@ impl PatternFiles {
             what: what.into(),
             keep_bytes,
             files: Vec::new(),
+            key: 0,
         }
+    }
+
+    /// Writes the files with the pattern XOR-ed with `key` ([`PatternFile::create_keyed`]),
+    /// so their blocks cannot pass for another file's.
+    pub fn with_key(mut self, key: u64) -> PatternFiles {
+        self.key = key;
+        self
     }
 
     /// The file of `size` bytes, written (and fsynced) if there is none yet.
@@ -149,7 +159,7 @@ impl PatternFiles {
             std::process::id(),
             self.ext
         ));
-        let f = PatternFile::create(&path, size)
+        let f = PatternFile::create_keyed(&path, size, self.key)
             .with_context(|| format!("cannot create the {size}-byte {}", self.what))?;
         self.files.push(f);
         Ok(self.files.last().expect("just pushed"))

@@ -19,8 +19,14 @@
 //! in whole sectors or blocks: a block from another offset, a shifted block, a torn read that
 //! mixes sectors of different offsets or leaves zeros, a block never written; a corruption
 //! inside a sector, away from its first and last word, is caught only in the fully checked
-//! blocks. Neither check tells a block of this run from the same offset of an earlier run's
-//! file: the pattern depends on the offset alone.
+//! blocks.
+//!
+//! The plain pattern depends on the offset alone, so a block of another file of the lab's at
+//! the same offset (a stale block: an earlier run's, or one a filesystem failed to overwrite)
+//! would pass. A file written with a key of its own ([`super::file::PatternFile::create_keyed`],
+//! [`BlockSums::for_pattern_keyed`]) has every word XOR-ed with it, and both checks compare
+//! against the keyed words: a block of a file with another key fails every word. storage_read
+//! writes its file with a key drawn for each run.
 
 /// Positional checksum of `buf` (any length; a final partial word is zero-padded and the
 /// length is folded in).
@@ -53,6 +59,8 @@ pub fn block_sum(buf: &[u8]) -> u64 {
 /// bytes (blocks at offsets `k * bs`).
 pub struct BlockSums {
     pub bs: u64,
+    /// The pattern's key ([`super::file::fill_pattern_keyed`]; 0: the plain pattern).
+    pub key: u64,
     sums: Vec<u64>,
     /// [`Self::check_nth`] runs the whole checksum on every this-many-th block (1: on all).
     pub full_every: u64,
@@ -64,16 +72,23 @@ pub const SECTOR: usize = 512;
 impl BlockSums {
     /// Computes the sums from the pattern generator ([`super::file::fill_pattern`]).
     pub fn for_pattern(size: u64, bs: u64) -> BlockSums {
+        BlockSums::for_pattern_keyed(size, bs, 0)
+    }
+
+    /// The sums of a file written with the pattern XOR-ed with `key`
+    /// ([`super::file::PatternFile::create_keyed`]).
+    pub fn for_pattern_keyed(size: u64, bs: u64, key: u64) -> BlockSums {
         let n = size / bs;
         let mut buf = vec![0u8; bs as usize];
         let sums = (0..n)
             .map(|k| {
-                super::file::fill_pattern(&mut buf, k * bs);
+                super::file::fill_pattern_keyed(&mut buf, k * bs, key);
                 block_sum(&buf)
             })
             .collect();
         BlockSums {
             bs,
+            key,
             sums,
             full_every: 1,
         }
@@ -140,31 +155,31 @@ impl BlockSums {
         }
         buf.len() as u64 == self.bs
             && self.block_index(off).is_some()
-            && sector_words_match(buf, off)
+            && sector_words_match(buf, off, self.key)
     }
 }
 
 /// Whether the first and the last 8-byte word of every [`SECTOR`] of `buf` (a whole number of
-/// words, at an 8-byte aligned file offset `off`) are the pattern's. The differences are
+/// words, at an 8-byte aligned file offset `off`) are the pattern's, keyed with `key`. The differences are
 /// OR-ed together and tested once, whole sectors taken as fixed-size chunks: no branch and no
 /// bounds check per word, and no early exit, so the cost does not depend on where a block goes
 /// wrong.
 #[inline]
-fn sector_words_match(buf: &[u8], off: u64) -> bool {
+fn sector_words_match(buf: &[u8], off: u64, key: u64) -> bool {
     const WORDS: u64 = (SECTOR / 8) as u64;
     let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("8 bytes"));
     let mut diff = 0u64;
     let mut idx = off / 8;
     let mut sectors = buf.chunks_exact(SECTOR);
     for s in &mut sectors {
-        diff |= word(&s[..8]) ^ super::file::pattern_word(idx);
-        diff |= word(&s[SECTOR - 8..]) ^ super::file::pattern_word(idx + WORDS - 1);
+        diff |= word(&s[..8]) ^ super::file::pattern_word(idx) ^ key;
+        diff |= word(&s[SECTOR - 8..]) ^ super::file::pattern_word(idx + WORDS - 1) ^ key;
         idx += WORDS;
     }
     let tail = sectors.remainder();
     if let (Some(first), Some(last)) = (tail.get(..8), tail.len().checked_sub(8)) {
-        diff |= word(first) ^ super::file::pattern_word(idx);
-        diff |= word(&tail[last..]) ^ super::file::pattern_word(idx + last as u64 / 8);
+        diff |= word(first) ^ super::file::pattern_word(idx) ^ key;
+        diff |= word(&tail[last..]) ^ super::file::pattern_word(idx + last as u64 / 8) ^ key;
     }
     !buf.is_empty() && diff == 0
 }
@@ -246,6 +261,36 @@ mod tests {
             !every.check_nth(&flip, 8192, 1),
             "full_every 1 checks all in full"
         );
+    }
+
+    #[test]
+    fn a_block_of_another_key_is_stale() {
+        let key = 0x5EED_0000_0000_0001;
+        let sums = BlockSums::for_pattern_keyed(64 * 1024, 4096, key).with_full_every(4);
+        let mut ours = vec![0u8; 4096];
+        crate::sys::file::fill_pattern_keyed(&mut ours, 8192, key);
+        let mut stale = vec![0u8; 4096];
+        fill_pattern(&mut stale, 8192); // the same offset, the plain pattern
+        let mut other = vec![0u8; 4096];
+        crate::sys::file::fill_pattern_keyed(&mut other, 8192, key ^ 0x80);
+        for seq in 0..4 {
+            assert!(
+                sums.check_nth(&ours, 8192, seq),
+                "this run's block, read {seq}"
+            );
+            assert!(
+                !sums.check_nth(&stale, 8192, seq),
+                "the plain pattern, read {seq}"
+            );
+            assert!(
+                !sums.check_nth(&other, 8192, seq),
+                "another key, read {seq}"
+            );
+        }
+        // One sector of another key in a block of ours.
+        let mut torn = ours.clone();
+        torn[512..1024].copy_from_slice(&other[512..1024]);
+        assert!(!sums.check_nth(&torn, 8192, 1));
     }
 
     #[test]

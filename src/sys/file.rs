@@ -10,26 +10,33 @@ use xxhash_rust::xxh3::Xxh3;
 /// keyed by the 8-byte word index, so any byte's value depends on its position (reordered or
 /// shifted data cannot pass a check).
 pub fn fill_pattern(buf: &mut [u8], off: u64) {
+    fill_pattern_keyed(buf, off, 0);
+}
+
+/// The pattern XOR-ed word by word with `key` (0: the lab's pattern itself). A file written
+/// with a key of its own run tells its blocks from those of any other file at the same offset:
+/// every word of theirs differs from its by the XOR of the two keys.
+pub fn fill_pattern_keyed(buf: &mut [u8], off: u64, key: u64) {
     if off % 8 == 0 {
         // Whole words at aligned offsets (the common case: a stream generated as it is sent).
         let whole = buf.len() / 8 * 8;
         let (words, tail) = buf.split_at_mut(whole);
         for (k, w) in words.chunks_exact_mut(8).enumerate() {
-            w.copy_from_slice(&pattern_word(off / 8 + k as u64).to_le_bytes());
+            w.copy_from_slice(&(pattern_word(off / 8 + k as u64) ^ key).to_le_bytes());
         }
         if !tail.is_empty() {
-            fill_pattern_slow(tail, off + whole as u64);
+            fill_pattern_slow(tail, off + whole as u64, key);
         }
         return;
     }
-    fill_pattern_slow(buf, off);
+    fill_pattern_slow(buf, off, key);
 }
 
-fn fill_pattern_slow(buf: &mut [u8], off: u64) {
+fn fill_pattern_slow(buf: &mut [u8], off: u64, key: u64) {
     let mut i = 0;
     while i < buf.len() {
         let pos = off + i as u64;
-        let word = pattern_word(pos / 8);
+        let word = pattern_word(pos / 8) ^ key;
         let bytes = word.to_le_bytes();
         let start = (pos % 8) as usize;
         let n = (8 - start).min(buf.len() - i);
@@ -68,12 +75,19 @@ pub struct PatternFile {
     pub path: PathBuf,
     pub size: u64,
     pub hash: u64,
+    /// The key its pattern was written with ([`fill_pattern_keyed`]; 0: the plain pattern).
+    pub key: u64,
 }
 
 impl PatternFile {
     /// Writes the file (refusing when the filesystem lacks the space), fsyncs it so a cold-cache
     /// drop can evict it, and hashes it.
     pub fn create(path: &Path, size: u64) -> io::Result<PatternFile> {
+        PatternFile::create_keyed(path, size, 0)
+    }
+
+    /// [`PatternFile::create`] with the pattern XOR-ed with `key` ([`fill_pattern_keyed`]).
+    pub fn create_keyed(path: &Path, size: u64, key: u64) -> io::Result<PatternFile> {
         let free = free_bytes(path.parent().unwrap_or(Path::new(".")))?;
         if size > free {
             return Err(io::Error::new(
@@ -90,13 +104,14 @@ impl PatternFile {
             path: path.to_path_buf(),
             size,
             hash: 0,
+            key,
         };
         let mut h = Xxh3::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut off = 0;
         while off < size {
             let n = (size - off).min(buf.len() as u64) as usize;
-            fill_pattern(&mut buf[..n], off);
+            fill_pattern_keyed(&mut buf[..n], off, key);
             h.update(&buf[..n]);
             f.write_all(&buf[..n])
                 .map_err(|e| super::named(e, "cannot write", path))?;
@@ -183,7 +198,29 @@ mod tests {
         // The aligned fast path gives the same bytes as the byte-wise one.
         let (mut fast, mut slow) = (vec![0u8; 77], vec![0u8; 77]);
         fill_pattern(&mut fast, 64);
-        fill_pattern_slow(&mut slow, 64);
+        fill_pattern_slow(&mut slow, 64, 0);
         assert_eq!(fast, slow);
+    }
+
+    #[test]
+    fn a_keyed_pattern_differs_in_every_word_and_keeps_its_positions() {
+        let key = 0x0123_4567_89AB_CDEF;
+        let (mut plain, mut keyed) = (vec![0u8; 4096], vec![0u8; 4096]);
+        fill_pattern(&mut plain, 8192);
+        fill_pattern_keyed(&mut keyed, 8192, key);
+        for (p, k) in plain.chunks_exact(8).zip(keyed.chunks_exact(8)) {
+            let (p, k) = (
+                u64::from_le_bytes(p.try_into().unwrap()),
+                u64::from_le_bytes(k.try_into().unwrap()),
+            );
+            assert_eq!(p ^ k, key);
+        }
+        // Unaligned offsets: the byte-wise path XORs the same key bytes.
+        let mut part = vec![0u8; 29];
+        fill_pattern_keyed(&mut part, 8192 + 3, key);
+        assert_eq!(&part[..], &keyed[3..32]);
+        let mut zero = vec![0u8; 64];
+        fill_pattern_keyed(&mut zero, 8192, 0);
+        assert_eq!(&zero[..], &plain[..64], "key 0 is the plain pattern");
     }
 }
