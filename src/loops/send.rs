@@ -181,7 +181,7 @@ impl SendKind {
                 "one datagram: submitted (io_uring_enter) to its result CQE reaped (up to --inflight in flight)"
             }
             (SendKind::Uring(_), false) => {
-                "one message: SQE pushed to its result CQE (short sends resubmitted), one in flight"
+                "one message: its first send submitted (io_uring_enter) to its last send's result CQE reaped (short sends resubmitted), one in flight"
             }
             (_, true) => "one datagram: send(2) call",
             (_, false) => "one message: send(2) calls until the kernel accepted all of it",
@@ -504,7 +504,9 @@ fn uring_stream_one(
         p.reap(|_| {});
     };
     stamp(p.buffer_mut(b).expect("free buffer"), seq);
-    let t0 = rec.now();
+    // The sample runs from the submission of the message's first send to the pass that reaped
+    // its last result: the pipeline's own stamps, no reading of the clock of its own.
+    let (mut first, mut last) = (None, None);
     let mut off = 0;
     while off < size {
         while !p.can_push() {
@@ -517,7 +519,11 @@ fn uring_stream_one(
             if let Err(e) = p.submit_and_wait(1) {
                 cancel.intr(e)?;
             }
-            p.reap(|d| res = Some(d.res));
+            p.reap(|d| {
+                res = Some(d.res);
+                first.get_or_insert(d.issued);
+                last = Some(d.reaped);
+            });
         }
         match res.expect("loop ends with a result") {
             r if r > 0 => off += r as usize,
@@ -528,7 +534,9 @@ fn uring_stream_one(
             }
         }
     }
-    rec.record_since(t0);
+    if let (Some(a), Some(z)) = (first, last) {
+        rec.record_ns(rec.clock().ns_between(a, z));
+    }
     Ok(())
 }
 
