@@ -18,6 +18,7 @@ pub mod analysis;
 pub mod caps;
 pub mod catalog;
 pub mod harness;
+pub mod hash;
 pub mod loops;
 pub mod measure;
 pub mod net;

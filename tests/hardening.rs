@@ -34,7 +34,7 @@ fn serve_memory_stays_bounded_for_a_1gib_source() {
     );
     let mut d = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
     d.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let (mut got, mut max_rss, mut h) = (0u64, 0u64, xxhash_rust::xxh3::Xxh3::new());
+    let (mut got, mut max_rss, mut h) = (0u64, 0u64, zclab::hash::Xxh3::new());
     let mut buf = vec![0u8; 1 << 20];
     let mut head = Vec::new();
     loop {

@@ -447,7 +447,7 @@ pub fn file_digest(file: &File, size: u64, chunk: usize) -> Result<u64> {
     while off < size {
         let len = chunk.min((size - off) as usize);
         file.read_exact_at(&mut buf[..len], off)?;
-        d = d.wrapping_add(xxhash_rust::xxh3::xxh3_64(&buf[..len]));
+        d = d.wrapping_add(crate::hash::xxh3_64(&buf[..len]));
         off += len as u64;
     }
     Ok(d)
@@ -728,7 +728,7 @@ mod tests {
         let (f, data) = pattern_file(10_000);
         let want = data
             .chunks(4096)
-            .fold(0u64, |d, c| d.wrapping_add(xxhash_rust::xxh3::xxh3_64(c)));
+            .fold(0u64, |d, c| d.wrapping_add(crate::hash::xxh3_64(c)));
         assert_eq!(file_digest(f.as_file(), 10_000, 4096).unwrap(), want);
     }
 
@@ -766,11 +766,7 @@ mod tests {
             drop(a);
             let r = rx.join().unwrap().unwrap();
             assert_eq!(r.bytes, data.len() as u64);
-            assert_eq!(
-                r.hash,
-                Some(xxhash_rust::xxh3::xxh3_64(&data)),
-                "splice {splice}"
-            );
+            assert_eq!(r.hash, Some(crate::hash::xxh3_64(&data)), "splice {splice}");
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Used by file_copy, mmap_read and storage_read; [`PatternFiles`] and [`Cache`] are shaped so
 //! that file_to_socket can adopt them (it keeps several sizes: `keep_bytes`).
 
+use crate::hash::Xxh3;
 use crate::measure::Recorder;
 use crate::sys::file::{PatternFile, free_bytes};
 use crate::sys::filemap::resident_fraction;
@@ -12,7 +13,6 @@ use anyhow::{Context, bail};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use xxhash_rust::xxh3::Xxh3;
 
 /// Page cache state of a file when a trial starts.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

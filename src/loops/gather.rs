@@ -2,10 +2,10 @@
 //! parts each message takes, the hash of the whole stream, and a gathered send that finishes
 //! short writes.
 
+use crate::hash::Xxh3;
 use crate::sys::file::fill_pattern;
 use anyhow::bail;
 use std::io::IoSlice;
-use xxhash_rust::xxh3::Xxh3;
 
 /// Distinct slices in the pool beyond the parts of one message.
 pub const EXTRA_SLICES: usize = 7;

@@ -51,7 +51,7 @@ const DPORT: u16 = 9001;
 pub const DRAIN_IDLE: Duration = Duration::from_millis(5);
 
 fn csum32(b: &[u8]) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(b) as u32
+    crate::hash::xxh3_64(b) as u32
 }
 
 fn ip_checksum(h: &[u8]) -> u16 {

@@ -16,6 +16,7 @@
 //! [`super::send::expected_hash`].
 
 use super::send::{NOTIF_TIMEOUT, stamp};
+use crate::hash::Xxh3;
 use crate::measure::{Clock, Recorder, Usage, usage};
 use crate::net::netns::{NetPath, VethLab, enter_netns, in_netns};
 use crate::net::peers;
@@ -32,7 +33,6 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
-use xxhash_rust::xxh3::Xxh3;
 
 /// How long the receiver waits for the sender to connect, or for data to arrive.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -5,6 +5,7 @@
 
 use super::recv::{self as rx, ClassicCounts, Link, SendSpec};
 use crate::harness::{self, Trial};
+use crate::hash::Xxh3;
 use crate::measure::Recorder;
 use crate::results::Integrity;
 use crate::ring::{Ring, RingConfig, RingFlags};
@@ -12,7 +13,6 @@ use crate::sys::signal::Cancel;
 use crate::uring::recv::{self as urx, Multishot, ProvidedRecv, RecvCounts};
 use anyhow::Result;
 use std::os::fd::AsRawFd;
-use xxhash_rust::xxh3::Xxh3;
 
 /// How a receiver receives.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -17,6 +17,7 @@
 //! reports the rate it achieved: completed transactions over the time from the first intended
 //! send to the last response.
 
+use crate::hash::{Xxh3, xxh3_64};
 use crate::measure::{Clock, Recorder, Usage, usage};
 use crate::net::peers::{PeerThread, reset, spawn};
 use crate::ring::{RingConfig, Want};
@@ -28,7 +29,6 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Duration;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 /// The smallest request or response: sequence number and checksum.
 pub const MIN_SIZE: usize = 16;

@@ -19,6 +19,7 @@
 //! up to `inflight` sends in flight and reaps completions in batches.
 
 use super::common::remote_udp_integrity;
+use crate::hash::Xxh3;
 use crate::measure::{Clock, Recorder, Run, Usage};
 use crate::net::netns::{ETH_IP_HEADERS, NetPath, SinkCounters, TcpLink, UDP_HEADER, VethLab};
 use crate::net::remote::{self, Peer};
@@ -36,7 +37,6 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
-use xxhash_rust::xxh3::Xxh3;
 
 /// How long the last notification may take after the last send.
 pub const NOTIF_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,7 +62,7 @@ pub fn expected_digest(size: usize, n: u64) -> u64 {
     let mut d = 0u64;
     for seq in 0..n {
         stamp(&mut m, seq);
-        d = d.wrapping_add(xxhash_rust::xxh3::xxh3_64(&m));
+        d = d.wrapping_add(crate::hash::xxh3_64(&m));
     }
     d
 }

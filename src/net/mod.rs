@@ -6,10 +6,10 @@ pub mod peers;
 pub mod pktns;
 pub mod remote;
 
+use crate::hash::Xxh3;
 use crate::measure::{Usage, usage};
 use std::io::{self, Read};
 use std::net::TcpStream;
-use xxhash_rust::xxh3::Xxh3;
 
 /// What a receiving peer saw: bytes, their xxh3-64 (none from a [`Sink::Discard`] receiver),
 /// and the peer thread's own usage from its first to its last byte.
@@ -146,7 +146,7 @@ mod tests {
             let r = receive(b, 64 << 10, sink).unwrap();
             w.join().unwrap();
             assert_eq!(r.bytes, data.len() as u64, "{sink:?}");
-            let want = (sink == Sink::Hash).then(|| xxhash_rust::xxh3::xxh3_64(&data));
+            let want = (sink == Sink::Hash).then(|| crate::hash::xxh3_64(&data));
             assert_eq!(r.hash, want, "{sink:?}");
         }
     }

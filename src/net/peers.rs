@@ -7,6 +7,7 @@
 //! connection ends: the measured side shutting down or dropping its socket unblocks it, so a
 //! failed trial never leaves a thread behind.
 
+use crate::hash::{Xxh3, xxh3_64};
 use crate::measure::{Clock, Recorder, Usage, usage};
 use crate::sys::file::fill_pattern;
 use hdrhistogram::Histogram;
@@ -15,7 +16,6 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 /// The environment variable that injects a fault into a peer (for tests):
 /// `peer-reset-after:SIZE[@VARIANT]` makes the peer of VARIANT (of every variant when omitted)

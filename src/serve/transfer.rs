@@ -5,6 +5,7 @@
 
 use super::session::Event;
 use super::{Server, log, nothing_yet};
+use crate::hash::{Xxh3, xxh3_64};
 use crate::loops::rr::{Server as RrServer, Shape as RrShape};
 use crate::measure::usage;
 use crate::net::peers::{EchoServer, try_zeroed};
@@ -19,7 +20,6 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 /// How long after `ready` the client has to open the data connection.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);

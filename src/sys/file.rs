@@ -1,10 +1,10 @@
 //! Files with known content, and page-cache control (posix_fadvise(2)).
 
+use crate::hash::Xxh3;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use xxhash_rust::xxh3::Xxh3;
 
 /// Fills `buf` with the lab's pattern for the bytes at file offset `off`: a xorshift stream
 /// keyed by the 8-byte word index, so any byte's value depends on its position (reordered or

@@ -350,7 +350,7 @@ impl Report {
 /// xxh3-64 of `size` bytes of the lab's pattern from offset 0, computed in 1 MiB pieces:
 /// what a tcp-source sends, without holding it in memory.
 pub fn pattern_hash(size: u64) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut h = crate::hash::Xxh3::new();
     let mut buf = vec![0u8; (1 << 20).min(size as usize).max(1)];
     let mut off = 0u64;
     while off < size {
