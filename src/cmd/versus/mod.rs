@@ -339,7 +339,7 @@ fn pairs(full: bool, file_size: &str) -> Vec<Pair> {
         Pair {
             name: "iperf3 -Z -F FILE (sendfile of a whole file) loopback".into(),
             unit: "Gbit/s",
-            note: "the same file on both sides: iperf3 -F sends it once with sendfile, 128 KiB per call",
+            note: "the same file on both sides: iperf3 -F sends it once with sendfile, 128 KiB per call; both receivers copy into user space, zclab's also hashes every byte",
             tool: Side::Iperf3(s(&["-Z", "-F", FILE])),
             lab: sendfile_lab.clone(),
         },
