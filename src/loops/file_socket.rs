@@ -239,6 +239,9 @@ impl<'a> FileSend<'a> {
                     bytes_expected: size,
                     bytes_got: r.bytes,
                 };
+                if let Some(n) = r.hash_ns {
+                    extras.push(("peer_hash_ns", n as f64));
+                }
                 (i, Receiver::Local(r.usage))
             }
             (Conn::Udp(_), _) => {

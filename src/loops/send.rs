@@ -641,6 +641,9 @@ pub fn verify(
                     bytes_got: r.bytes,
                 },
             };
+            if let Some(n) = r.hash_ns {
+                extras.push(("peer_hash_ns", n as f64));
+            }
             (i, Some(PeerUsage::Local(r.usage)))
         }
         (Conn::Udp(_), _) => {

@@ -18,6 +18,9 @@ pub struct Received {
     pub bytes: u64,
     pub hash: Option<u64>,
     pub usage: Usage,
+    /// Wall time the receiver spent hashing, where it timed it: the part of its usage that a
+    /// receiver which only copies (iperf3's) does not spend.
+    pub hash_ns: Option<u64>,
 }
 
 /// How a TCP receiver treats what it receives.
@@ -65,6 +68,9 @@ pub fn receive_or_reset(
     let mut buf = vec![0u8; recv_buf.max(4096)];
     let mut h = Xxh3::new();
     let mut bytes = 0u64;
+    // Two clock readings per read of up to recv_buf bytes (256 KiB for the lab's streams):
+    // tens of ns against microseconds of copying and hashing.
+    let mut hash_ns = 0u64;
     let u0 = usage::thread()?;
     loop {
         let n = match read_or_discard(&mut s, &mut buf, sink) {
@@ -74,7 +80,9 @@ pub fn receive_or_reset(
             Err(e) => return Err(e),
         };
         if sink == Sink::Hash {
+            let t0 = std::time::Instant::now();
             h.update(&buf[..n]);
+            hash_ns += t0.elapsed().as_nanos() as u64;
         }
         bytes += n as u64;
         if reset_after.is_some_and(|r| bytes >= r) {
@@ -90,6 +98,7 @@ pub fn receive_or_reset(
         bytes,
         hash: (sink == Sink::Hash).then(|| h.digest()),
         usage: u1.since(&u0),
+        hash_ns: (sink == Sink::Hash).then_some(hash_ns),
     })
 }
 
@@ -148,6 +157,11 @@ mod tests {
             assert_eq!(r.bytes, data.len() as u64, "{sink:?}");
             let want = (sink == Sink::Hash).then(|| crate::hash::xxh3_64(&data));
             assert_eq!(r.hash, want, "{sink:?}");
+            // Only the hashing receiver times its hashing.
+            match sink {
+                Sink::Hash => assert!(r.hash_ns.is_some_and(|n| n > 0), "{r:?}"),
+                Sink::Discard => assert_eq!(r.hash_ns, None),
+            }
         }
     }
 }

@@ -146,6 +146,8 @@ pub struct Outcome {
     pub pairs_apart: u32,
     /// What the ratio would be without the lab's own measuring costs: [`without_own_costs`].
     pub ratio_without_own: Option<f64>,
+    /// TCP rows whose lab receiver hashes the stream: what the hashing cost it (medians).
+    pub lab_receiver_hash: Option<ReceiverHash>,
 }
 
 /// The lab's clock readings per operation and their cost in ns ([`zclab::measure::Clock::read_ns`]).
@@ -160,6 +162,34 @@ impl ClockUse {
         (!v.is_empty()).then(|| ClockUse {
             reads_per_op: median(&v.iter().map(|c| c.reads_per_op).collect::<Vec<_>>()),
             ns_per_op: median(&v.iter().map(|c| c.ns_per_op).collect::<Vec<_>>()),
+        })
+    }
+}
+
+/// A hashing receiver's time in its hash (`peer_hash_ns`): the share of its thread's CPU
+/// time (`peer_user_ns` + `peer_sys_ns`) and the time per KiB received. A receiver that only
+/// copies, as iperf3's does, spends neither.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ReceiverHash {
+    pub share_of_cpu: f64,
+    pub ns_per_kib: f64,
+}
+
+impl ReceiverHash {
+    /// From one row's metrics; None where the receiver did not time its hashing.
+    fn of(m: &results::Metrics) -> Option<ReceiverHash> {
+        let hash = *m.extra.get("peer_hash_ns")?;
+        let cpu = (m.peer_user_ns? + m.peer_sys_ns?) as f64;
+        (cpu > 0.0 && m.bytes > 0).then(|| ReceiverHash {
+            share_of_cpu: hash / cpu,
+            ns_per_kib: hash / (m.bytes as f64 / 1024.0),
+        })
+    }
+
+    fn median(v: &[ReceiverHash]) -> Option<ReceiverHash> {
+        (!v.is_empty()).then(|| ReceiverHash {
+            share_of_cpu: median(&v.iter().map(|h| h.share_of_cpu).collect::<Vec<_>>()),
+            ns_per_kib: median(&v.iter().map(|h| h.ns_per_kib).collect::<Vec<_>>()),
         })
     }
 }
@@ -195,6 +225,7 @@ struct LabFigure {
     cpu: Option<Cpu>,
     /// rr rows: the client's p50 and p99 (µs).
     lat: Option<sockperf::Lat>,
+    receiver_hash: Option<ReceiverHash>,
 }
 
 /// Stands for the test file in tool options.
@@ -795,6 +826,11 @@ fn run_lab(
                 .collect();
             sockperf::Lat::median(&l)
         },
+        receiver_hash: ReceiverHash::median(
+            &ok.iter()
+                .filter_map(|m| ReceiverHash::of(m))
+                .collect::<Vec<_>>(),
+        ),
     })
 }
 
@@ -863,6 +899,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
         let mut tool_cpu = Vec::new();
         let mut lab_cpu = Vec::new();
         let (mut tool_lat, mut lab_lat) = (Vec::new(), Vec::new());
+        let mut lab_hash = Vec::new();
         let mut error = None;
         let tool_name = match &p.tool {
             Side::Fio(_) => "fio",
@@ -953,6 +990,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                         tool_cpu.extend(tc);
                         lab_cpu.extend(l.cpu);
                         lab_lat.extend(l.lat);
+                        lab_hash.extend(l.receiver_hash);
                     }
                     (Err(e), _) | (_, Err(e)) => error = Some(format!("{e:#}")),
                 }
@@ -980,6 +1018,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 (pairs_probed, pairs_apart) = (0, 0);
                 tool_lat.clear();
                 lab_lat.clear();
+                lab_hash.clear();
                 continue;
             }
             break;
@@ -1017,6 +1056,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             pairs_probed,
             pairs_apart,
             ratio_without_own: None,
+            lab_receiver_hash: ReceiverHash::median(&lab_hash),
         });
     }
     for o in &mut outcomes {
@@ -1289,6 +1329,13 @@ fn note(x: &Outcome) -> String {
     if let Some(c) = x.lab_check_ns {
         parts.push(format!("zclab checks every block: {c:.0} ns per read"));
     }
+    if let Some(h) = x.lab_receiver_hash {
+        parts.push(format!(
+            "zclab's receiver spent {:.0}% of its CPU time hashing ({:.0} ns per KiB)",
+            h.share_of_cpu * 100.0,
+            h.ns_per_kib
+        ));
+    }
     if let Some(c) = x.lab_clock.filter(|c| c.reads_per_op >= 0.1) {
         parts.push(format!(
             "zclab times every operation: {:.1} clock readings per operation, {:.0} ns",
@@ -1441,7 +1488,34 @@ mod tests {
             pairs_probed: 0,
             pairs_apart: 0,
             ratio_without_own: None,
+            lab_receiver_hash: None,
         }
+    }
+
+    #[test]
+    fn a_hashing_receiver_s_time_is_its_share_of_its_cpu() {
+        // 1 GiB received, 100 ms of the receiver's CPU, 25 ms of it in the hash.
+        let mut m = results::Metrics {
+            bytes: 1 << 30,
+            peer_user_ns: Some(40_000_000),
+            peer_sys_ns: Some(60_000_000),
+            ..Default::default()
+        };
+        assert_eq!(ReceiverHash::of(&m), None, "a receiver that did not time its hash");
+        m.extra.insert("peer_hash_ns".into(), 25e6);
+        let h = ReceiverHash::of(&m).expect("timed");
+        assert!((h.share_of_cpu - 0.25).abs() < 1e-12, "{h:?}");
+        assert!((h.ns_per_kib - 25e6 / 1048576.0).abs() < 1e-9, "{h:?}");
+        let mut x = row("iperf3 loopback", "iperf3", "a", &[40.0], 0.8);
+        x.lab_receiver_hash = ReceiverHash::median(&[h]);
+        let n = note(&x);
+        assert!(
+            n.contains("zclab's receiver spent 25% of its CPU time hashing (24 ns per KiB)"),
+            "{n}"
+        );
+        // No receiver CPU figure: no share to give.
+        m.peer_user_ns = None;
+        assert_eq!(ReceiverHash::of(&m), None);
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl RemoteTcp {
             bytes: r.bytes,
             hash: Some(hash),
             usage: r.usage,
+            hash_ns: None,
         })
     }
 }
