@@ -1501,7 +1501,11 @@ mod tests {
             peer_sys_ns: Some(60_000_000),
             ..Default::default()
         };
-        assert_eq!(ReceiverHash::of(&m), None, "a receiver that did not time its hash");
+        assert_eq!(
+            ReceiverHash::of(&m),
+            None,
+            "a receiver that did not time its hash"
+        );
         m.extra.insert("peer_hash_ns".into(), 25e6);
         let h = ReceiverHash::of(&m).expect("timed");
         assert!((h.share_of_cpu - 0.25).abs() < 1e-12, "{h:?}");
