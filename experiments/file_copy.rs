@@ -8,7 +8,9 @@
 //! (sendfile) fastest, then 1 KiB buffered streams, then mmap, with 1-byte streams slowest by
 //! orders of magnitude.
 //!
-//! **Set-up.** A source file of the lab's pattern is written and fsynced in `--workdir`. Each
+//! **Set-up.** A source file of the lab's pattern, XOR-ed with a key drawn for the run
+//! (`pattern_key` in meta.json), is written and fsynced in `--workdir`, and opened with
+//! O_NOATIME where the user may (`noatime` in the results). Each
 //! trial creates a new destination file there (O_CREAT|O_TRUNC, before the clock), applies the
 //! cache policy to the source (`cache=cold`: posix_fadvise(DONTNEED) first; `cache=warm`: the
 //! source is read in if any of it is not cached), then times the copy: mapping the files,
@@ -115,8 +117,12 @@ impl Experiment for FileCopy {
         files::workdir_room(&args.workdir, largest.saturating_mul(2), &what)
             .map_err(harness::usage)?;
         let fs_type = zclab::caps::probe_odirect(&args.workdir).fs_type;
+        // A key of this run's own for the source's pattern: a copy holding bytes of any other
+        // file (an earlier run's, at the same offsets) fails the check.
+        let key = zclab::sys::file::run_key();
         let parameters = json!({
             "sizes": args.sizes, "bufs": args.bufs, "one_byte_max": args.one_byte_max,
+            "pattern_key": format!("{key:#018x}"),
             "cache": args.cache, "fsync": args.fsync, "depth": args.depth,
             "workdir": args.workdir, "fs_type": fs_type,
             "copy_file_range_note": "same filesystem: reflink where supported (btrfs, xfs), else an in-kernel page-cache copy (ext4, tmpfs)",
@@ -131,7 +137,8 @@ impl Experiment for FileCopy {
                     .text("fsync", fsync)
             })
             .collect();
-        let src = PatternFiles::new(&args.workdir, names::NAME, "src", "source file", 0);
+        let src =
+            PatternFiles::new(&args.workdir, names::NAME, "src", "source file", 0).with_key(key);
         Ok(Plan::new(FileCopy { args, src }, points, parameters))
     }
 }
@@ -148,6 +155,8 @@ struct Files {
     buf: usize,
     hash: u64,
     dst_path: PathBuf,
+    /// Whether the source was opened with O_NOATIME (open(2): the owner or CAP_FOWNER).
+    noatime: bool,
 }
 
 /// Skips 1-byte steps for every variant but classic-read-write, and for it above
@@ -178,7 +187,7 @@ fn open_files(ctx: &mut FileCopy, t: &mut Trial, dst_read: bool) -> Result<Files
     let workdir = ctx.args.workdir.clone();
     let pf = ctx.src.get(size)?;
     set_cache(pf, cache)?;
-    let src = File::open(&pf.path)?;
+    let (src, noatime) = zclab::sys::direct::open_read(&pf.path, false)?;
     let dst_path = workdir.join(format!("zclab-{}-{}.copy", names::NAME, std::process::id()));
     let dst = OpenOptions::new()
         .read(dst_read)
@@ -194,6 +203,7 @@ fn open_files(ctx: &mut FileCopy, t: &mut Trial, dst_read: bool) -> Result<Files
         buf,
         hash: pf.hash,
         dst_path,
+        noatime,
     })
 }
 
@@ -227,12 +237,13 @@ fn timed(
     let (len, got) = check?;
     t.set_integrity(Integrity {
         ok: len == f.size && got == f.hash,
-        method: "xxh3-64 of the copy, read back after the clock stopped".into(),
+        method: "xxh3-64 of the copy, read back after the clock stopped, vs the source's (this run's keyed pattern)".into(),
         expected: format!("{:016x}", f.hash),
         got: format!("{got:016x}"),
         bytes_expected: f.size,
         bytes_got: len,
     });
+    t.set_extra("noatime", if f.noatime { 1.0 } else { 0.0 });
     Ok(())
 }
 

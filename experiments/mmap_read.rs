@@ -6,9 +6,12 @@
 //! a mapping cost for a small file: the seeds' point that a 5 KB file occupies 8 KB mapped,
 //! since mappings come in whole pages.
 //!
-//! **Set-up.** A file of the lab's pattern is written and fsynced in `--workdir`. Each trial
-//! applies the cache policy (`cache=warm`: the file is read in if any of it is not cached;
-//! `cache=cold`: posix_fadvise(DONTNEED) first), opens the file, then times the scan: the
+//! **Set-up.** A file of the lab's pattern, XOR-ed with a key drawn for the run
+//! (`pattern_key` in meta.json, so that no other file's bytes hash alike), is written and
+//! fsynced in `--workdir`. Each trial applies the cache policy (`cache=warm`: the file is read
+//! in if any of it is not cached; `cache=cold`: posix_fadvise(DONTNEED) first), opens the file
+//! (with O_NOATIME where the user may, as storage_read: `noatime` in the results), then times
+//! the scan: the
 //! xxh3-64 of the whole file, computed step by step, compared after the clock stops with the
 //! hash known from writing it (the integrity check). Mapping and unmapping are inside the
 //! clock. The measured thread is pinned to the first `--cpus` CPU.
@@ -93,8 +96,12 @@ impl Experiment for MmapRead {
         let largest = *args.sizes.iter().max().expect("clap gives at least one");
         let what = format!("a {largest}-byte file");
         files::workdir_room(&args.workdir, largest, &what).map_err(harness::usage)?;
+        // A key of this run's own for the file's pattern: bytes of any other file (an earlier
+        // run's, at the same offsets) change the hash.
+        let key = zclab::sys::file::run_key();
         let parameters = json!({
             "sizes": args.sizes, "bufs": args.bufs, "cache": args.cache, "qd": args.qd,
+            "pattern_key": format!("{key:#018x}"),
             "workdir": args.workdir, "page_size": zclab::sys::filemap::page_size(),
             "fs_type": zclab::caps::probe_odirect(&args.workdir).fs_type,
         });
@@ -106,7 +113,7 @@ impl Experiment for MmapRead {
                     .text("cache", c.name())
             })
             .collect();
-        let file = PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0);
+        let file = PatternFiles::new(&args.workdir, names::NAME, "dat", "file", 0).with_key(key);
         Ok(Plan::new(MmapRead { args, file }, points, parameters))
     }
 }
@@ -128,7 +135,7 @@ fn scan(
     let pf = ctx.file.get(size)?;
     set_cache(pf, Cache::named(t.point.str("cache")))?;
     let expected = pf.hash;
-    let file = File::open(&pf.path)?;
+    let (file, noatime) = zclab::sys::direct::open_read(&pf.path, false)?;
     let mut h = Xxh3::new();
     t.measure(step, |rec| {
         let steps = scan(&file, size, buf, &mut h, rec)?;
@@ -140,13 +147,14 @@ fn scan(
     let got = h.digest();
     t.set_integrity(Integrity {
         ok: got == expected,
-        method: "xxh3-64 of the bytes scanned".into(),
+        method: "xxh3-64 of the bytes scanned vs the file's (this run's keyed pattern)".into(),
         expected: format!("{expected:016x}"),
         got: format!("{got:016x}"),
         bytes_expected: size,
         bytes_got: size,
     });
     t.set_extra("file_bytes", size as f64);
+    t.set_extra("noatime", if noatime { 1.0 } else { 0.0 });
     if mapped {
         t.set_extra("mapped_bytes", page_round(size) as f64);
     }

@@ -242,7 +242,7 @@ impl Experiment for StorageRead {
         }
         // A key of this run's own for the file's pattern: a block of any other file at the
         // same offset (an earlier run's, one the filesystem failed to overwrite) fails the check.
-        let key = run_key();
+        let key = zclab::sys::file::run_key();
         let parameters = json!({
             "pattern_key": format!("{key:#018x}"),
             "file_size": args.file_size, "pattern": args.pattern, "bs": args.bs, "qd": args.qd, "reap": args.reap,
@@ -287,16 +287,6 @@ impl Experiment for StorageRead {
         self.file.get(self.args.file_size)?;
         Ok(())
     }
-}
-
-/// A random non-zero key, from the standard library's randomly seeded hasher (the OS's
-/// random source, read once per process).
-fn run_key() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
-        .max(1)
 }
 
 fn main() -> ExitCode {

@@ -109,6 +109,7 @@ fn file_copy_every_variant_copies_exactly() {
     let meta = e.meta();
     assert!(meta["parameters"]["fs_type"].is_string());
     assert_eq!(meta["parameters"]["fsync"], true);
+    assert_keyed(&e);
     // The copies were removed.
     assert_eq!(std::fs::read_dir(r.work.path()).unwrap().count(), 0);
 }
@@ -186,19 +187,35 @@ fn storage_read_buffered_every_variant() {
     check_storage(&e.rows, "buffered");
     let meta = std::fs::read_to_string(e.dir.join("meta.json")).unwrap();
     assert!(meta.contains("qd=4") && meta.contains("pread(2) is synchronous"));
-    // The file's pattern is keyed for this run, and the key is recorded.
+    assert_keyed(&e);
+}
+
+/// The experiment's file pattern is keyed for this run, the key is recorded, every row's
+/// check says so, and every file was read with O_NOATIME (the tests run as the file's owner).
+fn assert_keyed(e: &Exp) {
     let key = e.meta()["parameters"]["pattern_key"]
         .as_str()
         .expect("pattern_key")
         .to_string();
     let k = u64::from_str_radix(key.trim_start_matches("0x"), 16).expect("a hex key");
     assert!(key.len() == 18 && k != 0, "{key}");
-    assert!(
-        e.rows[0]
-            .integrity
-            .as_ref()
-            .is_some_and(|i| i.method.contains("keyed pattern"))
-    );
+    for row in &e.rows {
+        assert!(
+            row.integrity
+                .as_ref()
+                .is_some_and(|i| i.method.contains("keyed pattern")),
+            "{} {}",
+            row.variant,
+            row.point
+        );
+        assert_eq!(
+            metrics(row).extra.get("noatime"),
+            Some(&1.0),
+            "{} {}",
+            row.variant,
+            row.point
+        );
+    }
 }
 
 /// `--reap N` is taken as given, on every io_uring variant, and every block still arrives
@@ -290,6 +307,7 @@ fn mmap_read_every_variant_and_page_rounding() {
         "uring-read",
     ];
     let e = check_all_ok(&r, "mmap_read", &variants);
+    assert_keyed(&e);
     let page = zclab::sys::filemap::page_size() as f64;
     for row in e.rows.iter().filter(|r| r.point.contains("size=5KB")) {
         let x = &metrics(row).extra;

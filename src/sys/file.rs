@@ -13,6 +13,16 @@ pub fn fill_pattern(buf: &mut [u8], off: u64) {
     fill_pattern_keyed(buf, off, 0);
 }
 
+/// A random non-zero key for a run's pattern files ([`fill_pattern_keyed`]), from the
+/// standard library's randomly seeded hasher (the OS's random source, read once per process).
+pub fn run_key() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        .max(1)
+}
+
 /// The pattern XOR-ed word by word with `key` (0: the lab's pattern itself). A file written
 /// with a key of its own run tells its blocks from those of any other file at the same offset:
 /// every word of theirs differs from its by the XOR of the two keys.
