@@ -132,8 +132,9 @@ pub struct Outcome {
     /// (`clock_reads_per_op`, `clock_ns_per_op`), timing the tool does not do.
     pub lab_clock: Option<ClockUse>,
     /// t/io_uring rows and send-zerocopy's rows: CPU time per operation (per send, per
-    /// message on TCP) on each side (median over the repeats). Both sides keep one CPU busy, so a gap in rate with
-    /// equal CPU per operation is time the machine took from the run, not work the loop did.
+    /// message on TCP) on each side (median over the repeats). Both sides keep one CPU busy,
+    /// so a gap in rate with equal CPU per operation is time the machine took from the run,
+    /// not work the loop did.
     pub tool_cpu: Option<Cpu>,
     pub lab_cpu: Option<Cpu>,
     /// sockperf rows: the round trip's p50 and p99 on each side (medians over the repeats).
