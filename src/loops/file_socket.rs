@@ -239,9 +239,7 @@ impl<'a> FileSend<'a> {
                     bytes_expected: size,
                     bytes_got: r.bytes,
                 };
-                if let Some(n) = r.hash_ns {
-                    extras.push(("peer_hash_ns", n as f64));
-                }
+                extras.extend(r.peer_extras());
                 (i, Receiver::Local(r.usage))
             }
             (Conn::Udp(_), _) => {

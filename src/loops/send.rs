@@ -641,9 +641,7 @@ pub fn verify(
                     bytes_got: r.bytes,
                 },
             };
-            if let Some(n) = r.hash_ns {
-                extras.push(("peer_hash_ns", n as f64));
-            }
+            extras.extend(r.peer_extras());
             (i, Some(PeerUsage::Local(r.usage)))
         }
         (Conn::Udp(_), _) => {

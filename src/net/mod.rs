@@ -23,6 +23,17 @@ pub struct Received {
     pub hash_ns: Option<u64>,
 }
 
+impl Received {
+    /// The figures a row records of this receiver beyond its usage, as `peer_*` extras (as a
+    /// remote peer's report gives its own): `peer_hash_ns` where it timed its hashing.
+    pub fn peer_extras(&self) -> Vec<(&'static str, f64)> {
+        self.hash_ns
+            .map(|n| ("peer_hash_ns", n as f64))
+            .into_iter()
+            .collect()
+    }
+}
+
 /// How a TCP receiver treats what it receives.
 #[derive(clap::ValueEnum, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
