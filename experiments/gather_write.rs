@@ -149,13 +149,17 @@ fn run_trial(
     res?;
     let got = got.context("receiver failed")?;
     t.set_peer(got.usage);
+    for (k, v) in got.peer_extras() {
+        t.set_extra(k, v);
+    }
+    let hash = got.hash.unwrap_or(0);
     t.set_extra("messages", plan.messages as f64);
     t.set_extra("message_bytes", plan.msg_bytes as f64);
     t.set_integrity(Integrity {
-        ok: got.bytes == total && got.hash == plan.hash,
+        ok: got.bytes == total && got.hash == Some(plan.hash),
         method: "xxh3-64 of the received stream against the concatenation of every message".into(),
         expected: format!("{:016x}", plan.hash),
-        got: format!("{:016x}", got.hash),
+        got: format!("{hash:016x}"),
         bytes_expected: total,
         bytes_got: got.bytes,
     });

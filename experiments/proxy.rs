@@ -47,7 +47,7 @@ use std::process::ExitCode;
 use zclab::catalog::{Entry, proxy as names};
 use zclab::harness::{self, Analysis, CommonArgs, Done, Experiment, Plan, Point, Trial, Variant};
 use zclab::loops::proxy_crossover;
-use zclab::loops::relay::{self, Relay};
+use zclab::loops::relay::{self, Relay, Served};
 use zclab::loops::tcp;
 use zclab::measure::Usage;
 use zclab::net::peers::{EchoClient, FaultSpec, PatternStream, Streamer, add_usage};
@@ -239,18 +239,19 @@ fn run(ctx: &mut Proxy, t: &mut Trial, variant: &str, relay: Relay) -> Result<()
 
 /// Records the peers' CPU time: the local client's is subtracted from the process's; a remote
 /// server's is recorded as the peer's (a local server's is subtracted with the client's).
-fn record_peers(t: &mut Trial, client: Usage, server: Usage, rep: Option<remote::Report>) {
-    match rep {
+fn record_peers(t: &mut Trial, client: Usage, served: &Served) {
+    let server = served.report.usage;
+    match &served.remote {
         None => t.set_peer(add_usage(client, server)),
         Some(r) => {
             t.set_peer(client);
             t.set_remote_peer(r.usage);
-            for (k, v) in r.peer_extras() {
-                t.set_extra(k, v);
-            }
             t.set_extra("client_user_ns", client.user_ns as f64);
             t.set_extra("client_sys_ns", client.sys_ns as f64);
         }
+    }
+    for &(k, v) in &served.extras {
+        t.set_extra(k, v);
     }
 }
 
@@ -277,10 +278,11 @@ fn run_stream(ctx: &mut Proxy, t: &mut Trial, variant: &str, mut relay: Relay) -
     let got = server.join();
     let sent = streamer.join();
     res?;
-    let (got, rep) = got.context("server failed")?;
+    let served = got.context("server failed")?;
     let sent = sent.context("client failed")?;
-    let remote = rep.is_some();
-    record_peers(t, sent.usage, got.usage, rep);
+    let remote = served.remote.is_some();
+    record_peers(t, sent.usage, &served);
+    let got = served.report;
     t.set_integrity(Integrity {
         ok: got.bytes == total && got.hash == expected,
         method: if remote {
@@ -337,8 +339,8 @@ fn run_echo(ctx: &mut Proxy, t: &mut Trial, variant: &str, mut relay: Relay) -> 
     let served = server.join();
     res?;
     let echoed = echoed.context("client failed")?;
-    let (served, rep) = served.context("server failed")?;
-    record_peers(t, echoed.usage, served.usage, rep);
+    let served = served.context("server failed")?;
+    record_peers(t, echoed.usage, &served);
     t.set_histogram(
         "step",
         "one request's round trip client -> relay -> server -> relay -> client, measured in the client thread (the relay is the measured thread for CPU; its own per-request time is the `relay` histogram)",

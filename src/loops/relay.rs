@@ -241,13 +241,36 @@ pub enum Server {
     Remote(RemoteTcp),
 }
 
+/// What the server end did: its account, the figures it gave beyond its usage (`peer_*`
+/// extras: a local sink's hashing time, a remote peer's own), and the remote report when it
+/// ran on the peer host.
+pub struct Served {
+    pub report: PeerReport,
+    pub extras: Vec<(&'static str, f64)>,
+    pub remote: Option<remote::Report>,
+}
+
 impl Server {
-    /// Waits for the server end to finish (the relay has ended its stream); its account, and
-    /// the remote report when it ran on the peer host.
-    pub fn join(self) -> Result<(PeerReport, Option<remote::Report>)> {
+    /// Waits for the server end to finish (the relay has ended its stream).
+    pub fn join(self) -> Result<Served> {
         match self {
-            Server::Sink(h) => Ok((h.join()?, None)),
-            Server::Echo(e) => Ok((e.join()?, None)),
+            Server::Sink(h) => {
+                let r = h.join()?;
+                Ok(Served {
+                    report: PeerReport {
+                        bytes: r.bytes,
+                        hash: r.hash.unwrap_or(0),
+                        usage: r.usage,
+                    },
+                    extras: r.peer_extras(),
+                    remote: None,
+                })
+            }
+            Server::Echo(e) => Ok(Served {
+                report: e.join()?,
+                extras: Vec::new(),
+                remote: None,
+            }),
             Server::Remote(mut r) => {
                 let rep = r.finish()?;
                 let hash = match rep.hash.as_deref() {
@@ -255,12 +278,15 @@ impl Server {
                         .ok_or_else(|| anyhow::anyhow!("the peer's report has a bad hash {h:?}"))?,
                     None => 0,
                 };
-                let pr = PeerReport {
-                    bytes: rep.bytes,
-                    hash,
-                    usage: rep.usage,
-                };
-                Ok((pr, Some(rep)))
+                Ok(Served {
+                    report: PeerReport {
+                        bytes: rep.bytes,
+                        hash,
+                        usage: rep.usage,
+                    },
+                    extras: rep.peer_extras(),
+                    remote: Some(rep),
+                })
             }
         }
     }

@@ -84,7 +84,17 @@ pub fn receive_or_reset(
     let mut hash_ns = 0u64;
     let u0 = usage::thread()?;
     loop {
-        let n = match read_or_discard(&mut s, &mut buf, sink) {
+        // With a reset point, never read past it: the reset comes after exactly that many
+        // bytes, whatever the sender's write sizes.
+        let want = match reset_after {
+            Some(r) if bytes >= r => {
+                peers::reset(s)?;
+                return Err(peers::reset_error(bytes));
+            }
+            Some(r) => buf.len().min((r - bytes) as usize),
+            None => buf.len(),
+        };
+        let n = match read_or_discard(&mut s, &mut buf[..want], sink) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -96,13 +106,6 @@ pub fn receive_or_reset(
             hash_ns += t0.elapsed().as_nanos() as u64;
         }
         bytes += n as u64;
-        if reset_after.is_some_and(|r| bytes >= r) {
-            peers::reset(s)?;
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                format!("fault injected: peer reset the connection after {bytes} bytes"),
-            ));
-        }
     }
     let u1 = usage::thread()?;
     Ok(Received {

@@ -7,7 +7,8 @@
 //! connection ends: the measured side shutting down or dropping its socket unblocks it, so a
 //! failed trial never leaves a thread behind.
 
-use crate::hash::{Xxh3, xxh3_64};
+use super::{Received, Sink};
+use crate::hash::xxh3_64;
 use crate::measure::{Clock, Recorder, Usage, usage};
 use crate::sys::file::fill_pattern;
 use hdrhistogram::Histogram;
@@ -119,7 +120,7 @@ pub fn reset(s: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-fn reset_error(after: u64) -> io::Error {
+pub(crate) fn reset_error(after: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionReset,
         format!("fault injected: peer reset the connection after {after} bytes"),
@@ -296,46 +297,26 @@ impl Streamer {
     }
 }
 
-/// A receiving peer: reads until end of stream with `recv_buf`-sized reads and hashes.
-pub struct HashSink(PeerThread<PeerReport>);
+/// A receiving peer: reads until end of stream with `recv_buf`-sized reads and hashes
+/// ([`super::receive_or_reset`]); with `reset_after`, resets the connection after exactly that
+/// many bytes instead.
+pub struct HashSink(PeerThread<Received>);
 
 impl HashSink {
     pub fn spawn(
-        mut sock: TcpStream,
+        sock: TcpStream,
         cpu: usize,
         recv_buf: usize,
         reset_after: Option<u64>,
     ) -> io::Result<HashSink> {
         let h = spawn("zclab-sink", "receiver", cpu, move || {
-            let mut buf = vec![0u8; recv_buf.max(4096)];
-            let mut h = Xxh3::new();
-            let mut bytes = 0u64;
-            let u0 = usage::thread()?;
-            loop {
-                let want = match reset_after {
-                    Some(r) if bytes >= r => {
-                        reset(sock)?;
-                        return Err(reset_error(bytes));
-                    }
-                    Some(r) => buf.len().min((r - bytes) as usize),
-                    None => buf.len(),
-                };
-                let n = match sock.read(&mut buf[..want]) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                h.update(&buf[..n]);
-                bytes += n as u64;
-            }
-            PeerReport::since(&u0, bytes, h.digest())
+            super::receive_or_reset(sock, recv_buf, Sink::Hash, reset_after)
         })?;
         Ok(HashSink(h))
     }
 
     /// Waits for end of stream and returns what arrived.
-    pub fn join(self) -> io::Result<PeerReport> {
+    pub fn join(self) -> io::Result<Received> {
         self.0.join()
     }
 }
@@ -491,8 +472,29 @@ mod tests {
         let st = Streamer::spawn(a, 0, ps.data.clone(), 65536, None).unwrap();
         let sink = HashSink::spawn(b, 0, 4096, None).unwrap();
         let r = sink.join().unwrap();
-        assert_eq!((r.bytes, r.hash), (300_000, ps.hash));
+        assert_eq!((r.bytes, r.hash), (300_000, Some(ps.hash)));
         assert_eq!(st.join().unwrap().bytes, 300_000);
+    }
+
+    #[test]
+    fn a_sink_resets_after_exactly_the_bytes_asked_and_times_its_hashing() {
+        let ps = PatternStream::new(1 << 20);
+        let (a, b) = tcp_pair().unwrap();
+        let st = Streamer::spawn(a, 0, ps.data.clone(), 65536, None).unwrap();
+        // Reads of 64 KiB would pass a reset point that is not a multiple of them.
+        let sink = HashSink::spawn(b, 0, 65536, Some(10_000)).unwrap();
+        let e = sink.join().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert!(e.to_string().contains("after 10000 bytes"), "{e}");
+        // The whole stream may already sit in loopback's buffers: the sender may not see it.
+        let _ = st.join();
+
+        let (a, b) = tcp_pair().unwrap();
+        let st = Streamer::spawn(a, 0, ps.data.clone(), 65536, None).unwrap();
+        let r = HashSink::spawn(b, 0, 65536, None).unwrap().join().unwrap();
+        st.join().unwrap();
+        assert!(r.hash_ns.is_some_and(|n| n > 0));
+        assert_eq!(r.peer_extras()[0].0, "peer_hash_ns");
     }
 
     #[test]
