@@ -243,7 +243,7 @@ fn timed(
         bytes_expected: f.size,
         bytes_got: len,
     });
-    t.set_extra("noatime", if f.noatime { 1.0 } else { 0.0 });
+    t.set_flag("noatime", f.noatime);
     Ok(())
 }
 
@@ -296,10 +296,7 @@ fn classic_mmap_mmap(ctx: &mut FileCopy, t: &mut Trial) -> Result<()> {
         drop(dst); // munmap inside the clock; fsync (if asked) writes the dirty pages back
         Ok(n)
     })?;
-    t.set_extra(
-        "presized_with_fallocate",
-        if how == Presized::Fallocate { 1.0 } else { 0.0 },
-    );
+    t.set_flag("presized_with_fallocate", how == Presized::Fallocate);
     Ok(())
 }
 

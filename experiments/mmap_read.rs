@@ -154,7 +154,7 @@ fn scan(
         bytes_got: size,
     });
     t.set_extra("file_bytes", size as f64);
-    t.set_extra("noatime", if noatime { 1.0 } else { 0.0 });
+    t.set_flag("noatime", noatime);
     if mapped {
         t.set_extra("mapped_bytes", page_round(size) as f64);
     }

@@ -568,7 +568,7 @@ fn run_with(ctx: &mut NetRecv, t: &mut Trial, kind: Kind, busy: Option<BusyPoll>
     t.set_extra("send_size", a.send_size as f64);
     // zclab serve's tcp-source writes plainly.
     let zc_sender = remotes.is_empty() && a.sender == SendMode::Zerocopy;
-    t.set_extra("sender_msg_zerocopy", zc_sender as u8 as f64);
+    t.set_flag("sender_msg_zerocopy", zc_sender);
     if let Some(z) = &sent.zc {
         t.set_extra("sender_zc_copied_pct", z.copied_pct);
     }

@@ -468,7 +468,7 @@ fn job_extras(
     }
     t.set_extra("so_sndbuf", sndbuf as f64);
     if !path.is_datagram() {
-        t.set_extra("tcp_nodelay", a.nodelay as u8 as f64);
+        t.set_flag("tcp_nodelay", a.nodelay);
     }
     if kind == SendKind::MsgZerocopy {
         t.set_extra("reap_every", job.reap as f64);

@@ -385,8 +385,8 @@ fn report(
     }
     t.set_extra("check_ns_per_io", per(check_ns as f64));
     t.set_extra("check_full_every", ctx.args.check.full_every() as f64);
-    t.set_extra("direct", if p.direct { 1.0 } else { 0.0 });
-    t.set_extra("noatime", if p.noatime { 1.0 } else { 0.0 });
+    t.set_flag("direct", p.direct);
+    t.set_flag("noatime", p.noatime);
     if let Some(r) = resident {
         t.set_extra("resident_fraction", r);
     }
@@ -540,7 +540,7 @@ fn uring(ctx: &mut StorageRead, t: &mut Trial, k: Kind) -> Result<()> {
         t.set_extra("sqpoll_thread_ns", sq_ns as f64);
         t.set_extra("sqpoll_ns_per_io", per(sq_ns));
         if let Some(included) = cpu.in_rusage {
-            t.set_extra("sqpoll_in_rusage", if included { 1.0 } else { 0.0 });
+            t.set_flag("sqpoll_in_rusage", included);
         }
         t.set_extra("cpu_ns_per_io", per(cpu.total_ns));
     }

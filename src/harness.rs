@@ -711,6 +711,11 @@ impl Trial<'_> {
         }
     }
 
+    /// Records a yes/no fact of the trial (O_DIRECT, O_NOATIME ...) as an extra of 1 or 0.
+    pub fn set_flag(&mut self, name: &str, yes: bool) {
+        self.set_extra(name, f64::from(u8::from(yes)));
+    }
+
     /// Records the ring flags in force for this variant (written to the metadata).
     pub fn set_ring(&mut self, flags: &RingFlags) {
         self.ring = Some(flags.clone());

@@ -86,7 +86,7 @@ pub fn record(
         t.set_extra("rate_target", rate);
         t.set_extra("rate_achieved", achieved);
         let ok = achieved >= rate * rr::ACHIEVED_SHARE;
-        t.set_extra("rate_achieved_ok", ok as u8 as f64);
+        t.set_flag("rate_achieved_ok", ok);
     }
 }
 
