@@ -220,6 +220,13 @@ fn net_send_across(hosts: &TwoHosts) {
         if r.params["path"] == "remote-udp" {
             assert!(m.extra.contains_key("peer_rcvbuf"), "{:?}", m.extra);
             assert_eq!(m.extra["peer_datagrams"], m.ops as f64);
+        } else {
+            // The hashing receiver on the peer host timed its hashing.
+            assert!(
+                m.extra.get("peer_hash_ns").is_some_and(|&n| n > 0.0),
+                "{:?}",
+                m.extra
+            );
         }
     }
     assert!(r.stdout.contains("crossover on remote-udp"), "{}", r.stdout);
@@ -274,6 +281,8 @@ fn net_send_discard_across(hosts: &TwoHosts) {
         let i = integrity(&row);
         assert!(i.method.starts_with("byte count only"), "{i:?}");
         assert_eq!((i.bytes_got, i.bytes_expected), (4 << 20, 4 << 20));
+        // A discarding receiver hashes nothing, so it reports no hashing time.
+        assert!(!metrics(&row).extra.contains_key("peer_hash_ns"));
     }
 }
 
@@ -817,6 +826,10 @@ fn proper_client_and_a_busy_second(srv: &Server) {
             r.hash.as_deref().and_then(remote::parse_hex64),
             hash.then_some(want)
         );
+        // A hashing sink times its hashing (the row's `peer_hash_ns`); a counting one has none.
+        assert_eq!(r.hash_ns.is_some_and(|n| n > 0), hash, "{r:?}");
+        let extra = r.peer_extras().iter().any(|(k, _)| *k == "peer_hash_ns");
+        assert_eq!(extra, hash);
     }
     let mut src = peer.tcp_source(None, 1 << 20, 4096).unwrap();
     let mut got = Vec::new();

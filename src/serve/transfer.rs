@@ -261,7 +261,7 @@ fn data_err(e: io::Error, what: &str, bytes: u64) -> io::Error {
 
 fn tcp_sink(j: &Job, mut s: TcpStream, recv_buf: usize, hash: bool) -> io::Result<Report> {
     let mut buf = try_zeroed(recv_buf, "receive buffer")?;
-    let mut h = Xxh3::new();
+    let mut h = crate::hash::TimedXxh3::new();
     let mut bytes = 0u64;
     let t0 = Instant::now();
     let u0 = usage::thread()?;
@@ -290,6 +290,7 @@ fn tcp_sink(j: &Job, mut s: TcpStream, recv_buf: usize, hash: bool) -> io::Resul
         ok: true,
         bytes,
         hash: hash.then(|| hex64(h.digest())),
+        hash_ns: hash.then(|| h.ns()),
         usage: u1.since(&u0),
         wall_ns: t0.elapsed().as_nanos() as u64,
         ..Default::default()

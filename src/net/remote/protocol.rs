@@ -14,7 +14,7 @@ use std::io;
 /// The lab's name in every hello: anything else is not a zclab peer.
 pub const LAB: &str = "zclab";
 /// Version of the control protocol. Client and server of different versions refuse each other.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 /// The control port `zclab serve` listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7878;
 /// Largest control message, newline included.
@@ -144,6 +144,9 @@ pub struct Report {
     /// (tcp-source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// tcp-sink with hashing: wall time spent hashing what arrived, ns (protocol 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_ns: Option<u64>,
     /// udp-sink: datagrams counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datagrams: Option<u64>,

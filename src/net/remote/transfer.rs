@@ -258,7 +258,7 @@ impl RemoteTcp {
             bytes: r.bytes,
             hash: Some(hash),
             usage: r.usage,
-            hash_ns: None,
+            hash_ns: r.hash_ns,
         })
     }
 }
@@ -320,7 +320,7 @@ impl Report {
 impl Report {
     /// What the row records of the peer beside its CPU time ([`Report::usage`], which is the
     /// remote peer's own: nothing of it was this process's): context switches, faults, its
-    /// own duration, CPU and ksoftirqd time, and a UDP receiver's buffer and counters, as
+    /// own duration, CPU and ksoftirqd time, a TCP receiver's hashing time, and a UDP receiver's buffer and counters, as
     /// `peer_*` extras (`docs/serve-protocol.md`, "What a run records").
     pub fn peer_extras(&self) -> Vec<(&'static str, f64)> {
         let u = &self.usage;
@@ -334,6 +334,7 @@ impl Report {
         let optional = [
             ("peer_cpu", self.cpu.map(u64::from)),
             ("peer_ksoftirqd_ns", self.ksoftirqd_ns),
+            ("peer_hash_ns", self.hash_ns),
             ("peer_rcvbuf", self.rcvbuf),
             ("peer_foreign_datagrams", self.foreign),
             ("peer_udp_in_csum_errors", self.udp_in_csum_errors),
