@@ -447,10 +447,8 @@ fn uring(ctx: &mut StorageRead, t: &mut Trial, k: Kind) -> Result<()> {
     // Twice the queue depth: an SQPOLL thread can post a completion before it releases the
     // SQ entry.
     let entries = (2 * qd as u32).max(8);
+    // The previous trial's SQPOLL thread is gone: the harness waits for it before each trial.
     let cfg = if k.sqpoll {
-        // The previous trial's SQPOLL thread exits asynchronously after its ring is closed; if
-        // it were still there when the clock starts, its time would be mixed into this one's.
-        threads::wait_gone("iou-sqp", Duration::from_secs(2))?;
         RingConfig::sqpoll(entries, 1000, Some(t.cpus.1 as u32))
     } else {
         RingConfig::tuned(entries)

@@ -107,7 +107,9 @@ pub struct CommonArgs {
     /// CPUs (`extra.xcpu_rtt_ns`): over twice the lowest seen on this boot, the host has placed
     /// them apart (on VMs, for minutes at a time) and traffic between them runs slower. With
     /// this option a trial waits up to this long for them to come back together; without it,
-    /// or when the wait runs out, the trial is measured and marked (`extra.cpus_apart`).
+    /// or when the wait runs out, the trial is measured and marked (`extra.cpus_apart`). A
+    /// trial that ran on the measured CPU alone (`extra.one_cpu`) is out of the placement's
+    /// reach and is not counted as measured apart.
     #[arg(long, value_parser = passes::parse_duration)]
     pub host_wait: Option<std::time::Duration>,
 }
@@ -630,6 +632,13 @@ impl Trial<'_> {
         if let (Some(a), Some(b)) = (cpu0, cpu1) {
             if let Some(share) = crate::measure::noise::share(&a, &b) {
                 self.set_extra("steal_pct", share.steal_pct);
+            }
+            // How busy the other CPU was meanwhile (interrupts included): whether anything of
+            // the trial ran there, for the host's placement of the two to touch it.
+            if self.cpus.0 != self.cpus.1 {
+                if let Some(other) = crate::measure::noise::share(&a[1..], &b[1..]) {
+                    self.set_extra("other_cpu_busy_pct", other.busy_pct);
+                }
             }
         }
         Ok(())
@@ -1276,9 +1285,13 @@ impl Lab {
                                 a.wall_ns() >= want_ns
                             }
                         };
-                        // Where the host has the two CPUs now (measured trials only); a wait
-                        // for them is not the point's time.
+                        // An SQPOLL thread outlives its ring by up to tens of ms (the ring is
+                        // torn down by a kernel worker) and polls on the peer CPU meanwhile:
+                        // the next trial starts once it is gone (up to 2 s). Then where the
+                        // host has the two CPUs now (measured trials only). Neither wait is
+                        // the point's time.
                         let waiting = std::time::Instant::now();
+                        sqpoll_gone();
                         let placed = (!warm).then(|| {
                             let cancel = &self.cancel;
                             self.placement
@@ -1310,6 +1323,9 @@ impl Lab {
                                 fault: self.fault.as_ref(),
                             };
                             let profiling = sampler.is_some();
+                            if acc.is_some() {
+                                sqpoll_gone(); // the last pass's, as the last trial's above
+                            }
                             crate::measure::profile::arm_peer_sampling(profiling);
                             let res = (v.run)(ctx, &mut trial);
                             crate::measure::profile::arm_peer_sampling(false);
@@ -1348,7 +1364,13 @@ impl Lab {
                                 break res;
                             }
                         };
-                        let placed = placed.and_then(|start| self.placement.after_trial(start));
+                        let one_cpu = acc.as_ref().is_some_and(|a| {
+                            a.metrics
+                                .as_ref()
+                                .is_some_and(crate::measure::placement::one_cpu)
+                        });
+                        let placed =
+                            placed.and_then(|start| self.placement.after_trial(start, one_cpu));
                         // A signal that cut the trial short makes it the interrupted one,
                         // even when the passes it ran succeeded.
                         let res = match (res, self.cancel.signal()) {
@@ -1471,6 +1493,8 @@ impl Lab {
                             m.extra.insert("xcpu_rtt_ns".into(), ns);
                             m.extra
                                 .insert("cpus_apart".into(), f64::from(u8::from(apart)));
+                            m.extra
+                                .insert("one_cpu".into(), f64::from(u8::from(one_cpu)));
                         }
                         if let (Some(m), Some(extras)) = (row.metrics.as_mut(), &st.profiled) {
                             for (k, v) in extras {
@@ -1738,6 +1762,13 @@ pub fn list_variants<C>(name: &str, variants: &[Variant<C>], caps: &Caps) -> Str
         );
     }
     s
+}
+
+/// Waits (up to 2 s) until no SQPOLL thread of this process is left: one outlives its ring by
+/// up to tens of ms, the ring being torn down by a kernel worker, and polls on the peer CPU
+/// meanwhile, so a trial or pass started before it is gone shares that CPU with it.
+fn sqpoll_gone() {
+    let _ = sys::threads::wait_gone("iou-sqp", std::time::Duration::from_secs(2));
 }
 
 #[cfg(test)]

@@ -74,7 +74,9 @@ fn a_busy_measured_cpu_is_named() {
 /// The host's placement of the two measured CPUs: with a lowest round trip on record that no
 /// probe can reach (1 ns, in a private cache directory), every measured trial is "apart":
 /// each row says so with its round trip, meta.json tallies it, one `--host-wait` runs out and
-/// later trials do not wait again, and the terminal warns.
+/// later trials do not wait again, and the terminal warns. The trials with an SQPOLL thread on
+/// the other CPU count as apart; getppid's, where the other CPU stayed idle, are tallied as
+/// run on the measured CPU alone.
 #[test]
 fn cpus_the_host_placed_apart_are_named() {
     if std::fs::read_to_string("/sys/devices/system/cpu/online").is_ok_and(|s| s.trim() == "0") {
@@ -84,27 +86,38 @@ fn cpus_the_host_placed_apart_are_named() {
     let ran = Lab::new(env!("CARGO_BIN_EXE_syscall_floor"))
         .tiny_tmp()
         .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
-        .argv("--variants getppid --batches 1 --ops 4Ki --host-wait 300ms")
+        .argv("--variants getppid,uring-nop-sqpoll --batches 1 --ops 4Ki --duration 100ms --host-wait 300ms")
         .run()
         .ok();
     let exp = ran.exp("syscall_floor");
     let ok: Vec<_> = exp.rows.iter().filter(|r| r.metrics.is_some()).collect();
     assert!(!ok.is_empty());
     let n = ok.len();
+    let mut alone = 0;
     for r in &ok {
         let x = &r.metrics.as_ref().unwrap().extra;
         assert!(x["xcpu_rtt_ns"] > 2.0, "{x:?}");
         assert_eq!(x["cpus_apart"], 1.0, "{x:?}");
+        let busy = x.get("other_cpu_busy_pct").copied();
+        let one = x["one_cpu"] == 1.0;
+        if r.variant == "uring-nop-sqpoll" {
+            assert!(!one, "an SQPOLL thread polls on the other CPU: {x:?}");
+            assert!(busy.is_some_and(|b| b > 20.0), "{x:?}");
+        } else {
+            assert_eq!(one, busy.is_some_and(|b| b <= 2.0), "{x:?}");
+        }
+        alone += usize::from(one);
     }
     let p = exp.meta()["host_placement"].clone();
     assert_eq!(p["trials"], n, "{p}");
-    assert_eq!(p["trials_apart"], n, "{p}");
+    assert_eq!(p["trials_apart"], n - alone, "{p}");
+    assert_eq!(p["trials_apart_one_cpu"], alone, "{p}");
     assert_eq!(p["waits_run_out"], 1, "{p}");
     let waited = p["waited_s"].as_f64().unwrap();
     assert!((0.3..5.0).contains(&waited), "{p}");
     assert!(
         ran.stdout
-            .contains(&format!("apart in {n} of {n} measured trials")),
+            .contains(&format!("apart in {} of {n} measured trials", n - alone)),
         "{}",
         ran.text()
     );

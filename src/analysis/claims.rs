@@ -223,15 +223,16 @@ const COUNTED: &[&str] = &[
 ];
 
 /// Whether `r` is left out of a claim on `metric`: a timed figure measured with the CPUs
-/// apart.
+/// apart, by a trial that used both (one that ran on the measured CPU alone, `one_cpu`, is
+/// out of the placement's reach: [`crate::measure::placement::one_cpu`]).
 fn left_out_for(r: &Row, metric: &str) -> bool {
-    !COUNTED.contains(&metric) && apart(r)
+    !COUNTED.contains(&metric) && flag(r, "cpus_apart") && !flag(r, "one_cpu")
 }
 
-fn apart(r: &Row) -> bool {
+fn flag(r: &Row, name: &str) -> bool {
     r.metrics
         .as_ref()
-        .and_then(|m| m.extra.get("cpus_apart"))
+        .and_then(|m| m.extra.get(name))
         .is_some_and(|v| *v >= 0.5)
 }
 
@@ -885,7 +886,7 @@ mod tests {
 
     #[test]
     fn trials_measured_with_the_cpus_apart_are_left_out() {
-        let row = |repeat: u32, gbps: f64, apart: Option<f64>| Row {
+        let with = |repeat: u32, gbps: f64, extra: &[(&str, f64)]| Row {
             experiment: "net_send".into(),
             variant: "v".into(),
             point: "size=1".into(),
@@ -895,15 +896,17 @@ mod tests {
             error: None,
             metrics: Some(crate::results::row::Metrics {
                 gbps,
-                extra: apart
-                    .map(|a| [("cpus_apart".to_string(), a)].into())
-                    .unwrap_or_default(),
+                extra: extra.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
                 ..Default::default()
             }),
             integrity: None,
             cpu_sender: Some(0),
             cpu_peer: Some(1),
             histograms: BTreeMap::new(),
+        };
+        let row = |repeat: u32, gbps: f64, apart: Option<f64>| match apart {
+            Some(a) => with(repeat, gbps, &[("cpus_apart", a)]),
+            None => with(repeat, gbps, &[]),
         };
         // Older runs record no placement: every row counts.
         let rows = vec![
@@ -924,6 +927,19 @@ mod tests {
             .collect();
         assert_eq!(kept, [1.0, 2.0]);
         assert_eq!(left_out(&rows, &[&side], &none, "gbps"), 1);
+        // A trial apart that ran on the measured CPU alone is out of the placement's reach.
+        let alone = vec![
+            with(0, 3.0, &[("cpus_apart", 1.0), ("one_cpu", 1.0)]),
+            with(1, 4.0, &[("cpus_apart", 1.0), ("one_cpu", 0.0)]),
+        ];
+        assert_eq!(left_out(&alone, &[&side], &none, "gbps"), 1);
+        let v = values(&alone, &side, &none, "gbps");
+        let kept: Vec<f64> = v
+            .values()
+            .flat_map(|(_, rs)| series(rs, "gbps"))
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(kept, [3.0]);
         // A count (system calls, copies) does not depend on where the CPUs were: all kept.
         let counted = values(&rows, &side, &none, "copy_sites");
         assert_eq!(counted.values().map(|(_, rs)| rs.len()).sum::<usize>(), 3);

@@ -22,6 +22,24 @@ use std::time::{Duration, Instant};
 /// (the two states measured here differ by 2.5-3.5x; within a state by under 1.5x).
 pub const APART_FACTOR: f64 = 2.0;
 
+/// The other CPU's busy share (percent of the trial, interrupts and softirqs included) at or
+/// under which a trial without a peer or SQPOLL thread ran on the measured CPU alone. /proc/stat
+/// counts in ticks: one stray tick on the other CPU in a trial of a few hundred ms is already
+/// a few percent, so the bound leaves a trial in the placement's reach rather than out of it.
+pub const ONE_CPU_BUSY_PCT: f64 = 2.0;
+
+/// Whether a trial ran on the measured CPU alone, out of the reach of where the host puts the
+/// other: no peer thread (local or remote: `peer_user_ns`), no SQPOLL thread, and the other
+/// CPU at most [`ONE_CPU_BUSY_PCT`] busy meanwhile (`other_cpu_busy_pct`; io-wq workers and
+/// interrupts that ran there count as busy). Unknown busy share: not alone.
+pub fn one_cpu(m: &crate::results::row::Metrics) -> bool {
+    m.peer_user_ns.is_none()
+        && m.sqpoll_ns.unwrap_or(0) == 0
+        && m.extra
+            .get("other_cpu_busy_pct")
+            .is_some_and(|&b| b <= ONE_CPU_BUSY_PCT)
+}
+
 /// Round trips per batch, and batches per probe: about 0.1-0.5 ms of both CPUs.
 const ROUNDS: u64 = 200;
 const BATCHES: u32 = 5;
@@ -121,9 +139,13 @@ pub struct PlacementSummary {
     pub cpus: (usize, usize),
     /// The lowest round trip known on this boot when the run ended, ns.
     pub lowest_ns: Option<f64>,
-    /// Measured trials probed, and of them those measured with the CPUs apart.
+    /// Measured trials probed, and of them those measured with the CPUs apart that used both
+    /// CPUs ([`one_cpu`] trials are out of the placement's reach).
     pub trials: u32,
     pub trials_apart: u32,
+    /// Trials measured with the CPUs apart that ran on the measured CPU alone.
+    #[serde(default)]
+    pub trials_apart_one_cpu: u32,
     /// The highest round trip of a measured trial, ns.
     pub highest_ns: Option<f64>,
     /// Time spent waiting for the CPUs to come back together (`--host-wait`), seconds.
@@ -146,6 +168,12 @@ impl PlacementSummary {
             self.highest_ns.unwrap_or(f64::NAN),
             self.lowest_ns.unwrap_or(f64::NAN),
         );
+        if self.trials_apart_one_cpu > 0 {
+            line.push_str(&format!(
+                "; {} more measured apart ran on CPU {a} alone, out of its reach",
+                self.trials_apart_one_cpu
+            ));
+        }
         if self.waited_s > 0.0 {
             line.push_str(&format!(
                 "; waited {:.0} s for them ({} waits ran out)",
@@ -288,10 +316,12 @@ impl Placement {
     }
 
     /// Tallies a measured trial that started with round trip `ns` (from [`before_trial`]) and
-    /// returns whether it counts as measured apart: apart at its start or at its end.
+    /// returns its worst round trip and whether the CPUs were apart: at its start or at its
+    /// end. A trial that ran on the measured CPU alone (`one_cpu`) is tallied apart from the
+    /// others: the placement did not touch it.
     ///
     /// [`before_trial`]: Placement::before_trial
-    pub fn after_trial(&mut self, start_ns: Option<f64>) -> Option<(f64, bool)> {
+    pub fn after_trial(&mut self, start_ns: Option<f64>, one_cpu: bool) -> Option<(f64, bool)> {
         let end = self.probe();
         let worst = match (start_ns, end) {
             (Some(a), Some(b)) => a.max(b),
@@ -299,7 +329,11 @@ impl Placement {
         };
         let apart = self.is_apart(worst);
         self.summary.trials += 1;
-        self.summary.trials_apart += u32::from(apart);
+        if one_cpu {
+            self.summary.trials_apart_one_cpu += u32::from(apart);
+        } else {
+            self.summary.trials_apart += u32::from(apart);
+        }
         self.summary.highest_ns = Some(self.summary.highest_ns.map_or(worst, |h| h.max(worst)));
         Some((worst, apart))
     }
@@ -344,11 +378,50 @@ mod tests {
         assert!(!p.is_apart(200.0));
         assert!(!p.is_apart(280.0));
         assert!(p.is_apart(420.0));
-        let t = p.after_trial(Some(420.0));
+        let t = p.after_trial(Some(420.0), false);
         if crate::sys::cpu::online_count() >= 2 {
             let (worst, apart) = t.unwrap();
             assert!(worst >= 420.0 && apart);
             assert_eq!((p.summary.trials, p.summary.trials_apart), (1, 1));
+            // Apart, but on the measured CPU alone: tallied on its own, and alone it warns of
+            // nothing.
+            let (_, apart) = p.after_trial(Some(420.0), true).unwrap();
+            assert!(apart);
+            let s = &p.summary;
+            assert_eq!(
+                (s.trials, s.trials_apart, s.trials_apart_one_cpu),
+                (2, 1, 1)
+            );
+            assert!(
+                s.warning()
+                    .unwrap()
+                    .contains("1 more measured apart ran on CPU 0 alone")
+            );
+            let alone = PlacementSummary {
+                trials: 1,
+                trials_apart_one_cpu: 1,
+                ..Default::default()
+            };
+            assert_eq!(alone.warning(), None);
         }
+    }
+
+    #[test]
+    fn a_trial_runs_on_one_cpu_only_without_peer_sqpoll_or_a_busy_other_cpu() {
+        use crate::results::row::Metrics;
+        let m = |peer: Option<u64>, sq: Option<u64>, busy: Option<f64>| Metrics {
+            peer_user_ns: peer,
+            sqpoll_ns: sq,
+            extra: busy
+                .map(|b| [("other_cpu_busy_pct".to_string(), b)].into())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        assert!(one_cpu(&m(None, None, Some(0.0))));
+        assert!(one_cpu(&m(None, Some(0), Some(ONE_CPU_BUSY_PCT))));
+        assert!(!one_cpu(&m(None, None, Some(ONE_CPU_BUSY_PCT + 0.5))));
+        assert!(!one_cpu(&m(Some(5), None, Some(0.0))), "a peer thread");
+        assert!(!one_cpu(&m(None, Some(7), Some(0.0))), "an SQPOLL thread");
+        assert!(!one_cpu(&m(None, None, None)), "unknown: not alone");
     }
 }

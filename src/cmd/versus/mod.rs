@@ -978,7 +978,10 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                     metric,
                     &args.workdir,
                 );
-                if let Some((_, apart)) = placement.as_mut().and_then(|pl| pl.after_trial(start)) {
+                if let Some((_, apart)) = placement
+                    .as_mut()
+                    .and_then(|pl| pl.after_trial(start, false))
+                {
                     pairs_probed += 1;
                     pairs_apart += u32::from(apart);
                 }
