@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use zclab::analysis::{Pairing, Ratio, median, metric};
-use zclab::measure::placement::Placement;
+use zclab::measure::noise;
+use zclab::measure::placement::{ONE_CPU_BUSY_PCT, Placement};
 use zclab::results::{self, row::parse_jsonl};
 use zclab::sys::signal::Cancel;
 
@@ -142,9 +143,15 @@ pub struct Outcome {
     pub lab_latency: Option<sockperf::Lat>,
     /// Pairs of runs (tool, then lab) around which the host's placement of CPUs 0 and 1 was
     /// probed, and of them those with the CPUs apart at the start or the end
-    /// (`zclab placement`): the host was busy then, and a ratio may be the host's.
+    /// (`zclab placement`) where a side used CPU 1: the host was busy then, and a ratio may
+    /// be the host's.
     pub pairs_probed: u32,
     pub pairs_apart: u32,
+    /// Pairs with the CPUs apart where both sides ran on CPU 0 alone (the tool with CPU 1 at
+    /// most [`ONE_CPU_BUSY_PCT`] busy, every lab trial `one_cpu`): out of the placement's
+    /// reach.
+    #[serde(default)]
+    pub pairs_apart_one_cpu: u32,
     /// What the ratio would be without the lab's own measuring costs: [`without_own_costs`].
     pub ratio_without_own: Option<f64>,
     /// TCP rows whose lab receiver hashes the stream: what the hashing cost it (medians).
@@ -227,6 +234,8 @@ struct LabFigure {
     /// rr rows: the client's p50 and p99 (µs).
     lat: Option<sockperf::Lat>,
     receiver_hash: Option<ReceiverHash>,
+    /// Every trial of the variant ran on the measured CPU alone (`extra.one_cpu`).
+    one_cpu: bool,
 }
 
 /// Stands for the test file in tool options.
@@ -812,6 +821,7 @@ fn run_lab(
         })
         .collect();
     Ok(LabFigure {
+        one_cpu: ok.iter().all(|m| m.extra.get("one_cpu") == Some(&1.0)),
         value: if metric_name == "gbps" { x * 8.0 } else { x },
         check_ns: check,
         clock: ClockUse::median(&clock),
@@ -892,7 +902,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
     let mut outcomes = Vec::new();
     for p in &selected {
         eprintln!("versus: {}", p.name);
-        let (mut pairs_probed, mut pairs_apart) = (0u32, 0u32);
+        let (mut pairs_probed, mut pairs_apart, mut pairs_apart_one_cpu) = (0u32, 0u32, 0u32);
         let mut tool_values = Vec::new();
         let mut lab_values = Vec::new();
         let mut check_values = Vec::new();
@@ -969,7 +979,14 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 let start = placement
                     .as_mut()
                     .and_then(|pl| pl.before_trial(Duration::ZERO, || false));
+                let busy0 = noise::cpu_times(&[1]);
                 let t = tool_run(&mut tool_lat);
+                let tool_alone = match (busy0, noise::cpu_times(&[1])) {
+                    (Some(a), Some(b)) => {
+                        noise::share(&a, &b).is_some_and(|s| s.busy_pct <= ONE_CPU_BUSY_PCT)
+                    }
+                    _ => false,
+                };
                 let l = run_lab(
                     &bin_dir,
                     experiment,
@@ -978,12 +995,17 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                     metric,
                     &args.workdir,
                 );
+                let one_cpu = tool_alone && l.as_ref().is_ok_and(|l| l.one_cpu);
                 if let Some((_, apart)) = placement
                     .as_mut()
-                    .and_then(|pl| pl.after_trial(start, false))
+                    .and_then(|pl| pl.after_trial(start, one_cpu))
                 {
                     pairs_probed += 1;
-                    pairs_apart += u32::from(apart);
+                    if one_cpu {
+                        pairs_apart_one_cpu += u32::from(apart);
+                    } else {
+                        pairs_apart += u32::from(apart);
+                    }
                 }
                 match (t, l) {
                     (Ok((t, tc)), Ok(l)) => {
@@ -1019,7 +1041,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                 tool_cpu.clear();
                 lab_cpu.clear();
                 lab_clock.clear();
-                (pairs_probed, pairs_apart) = (0, 0);
+                (pairs_probed, pairs_apart, pairs_apart_one_cpu) = (0, 0, 0);
                 tool_lat.clear();
                 lab_lat.clear();
                 lab_hash.clear();
@@ -1059,6 +1081,7 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
             lab_latency: sockperf::Lat::median(&lab_lat),
             pairs_probed,
             pairs_apart,
+            pairs_apart_one_cpu,
             ratio_without_own: None,
             lab_receiver_hash: ReceiverHash::median(&lab_hash),
         });
@@ -1311,6 +1334,12 @@ fn note(x: &Outcome) -> String {
             x.pairs_apart, x.pairs_probed
         ));
     }
+    if x.pairs_apart_one_cpu > 0 {
+        parts.push(format!(
+            "CPUs 0 and 1 apart around {} of {} pairs of runs where both sides ran on CPU 0 alone, out of the placement's reach",
+            x.pairs_apart_one_cpu, x.pairs_probed
+        ));
+    }
     if let Some(sp) = x
         .peer_spread
         .filter(|&sp| sp > PEER_SPREAD_MAX || x.reruns > 0)
@@ -1491,6 +1520,7 @@ mod tests {
             lab_latency: None,
             pairs_probed: 0,
             pairs_apart: 0,
+            pairs_apart_one_cpu: 0,
             ratio_without_own: None,
             lab_receiver_hash: None,
         }
@@ -1623,6 +1653,14 @@ mod tests {
         assert!(
             !t.contains("host was busy") && !t.contains("host busy"),
             "{t}"
+        );
+        // Apart, but both sides on CPU 0 alone: said, and not called busy.
+        o[1].pairs_apart_one_cpu = 2;
+        assert!(!table(&o, "h", "k", &args).contains("host was busy"));
+        assert!(!note(&o[1]).contains("host busy"));
+        assert!(
+            note(&o[1])
+                .contains("apart around 2 of 3 pairs of runs where both sides ran on CPU 0 alone")
         );
     }
 
