@@ -919,13 +919,14 @@ mod tests {
             r#where: BTreeMap::new(),
         };
         let none = BTreeMap::new();
-        let v = values(&rows, &side, &none, "gbps");
-        let kept: Vec<f64> = v
-            .values()
-            .flat_map(|(_, rs)| series(rs, "gbps"))
-            .map(|x| x.1)
-            .collect();
-        assert_eq!(kept, [1.0, 2.0]);
+        let kept = |rows: &[Row]| -> Vec<f64> {
+            values(rows, &side, &none, "gbps")
+                .values()
+                .flat_map(|(_, rs)| series(rs, "gbps"))
+                .map(|x| x.1)
+                .collect()
+        };
+        assert_eq!(kept(&rows), [1.0, 2.0]);
         assert_eq!(left_out(&rows, &[&side], &none, "gbps"), 1);
         // A trial apart that ran on the measured CPU alone is out of the placement's reach.
         let alone = vec![
@@ -933,13 +934,7 @@ mod tests {
             with(1, 4.0, &[("cpus_apart", 1.0), ("one_cpu", 0.0)]),
         ];
         assert_eq!(left_out(&alone, &[&side], &none, "gbps"), 1);
-        let v = values(&alone, &side, &none, "gbps");
-        let kept: Vec<f64> = v
-            .values()
-            .flat_map(|(_, rs)| series(rs, "gbps"))
-            .map(|x| x.1)
-            .collect();
-        assert_eq!(kept, [3.0]);
+        assert_eq!(kept(&alone), [3.0]);
         // A count (system calls, copies) does not depend on where the CPUs were: all kept.
         let counted = values(&rows, &side, &none, "copy_sites");
         assert_eq!(counted.values().map(|(_, rs)| rs.len()).sum::<usize>(), 3);
