@@ -1364,11 +1364,16 @@ impl Lab {
                                 break res;
                             }
                         };
-                        let one_cpu = acc.as_ref().is_some_and(|a| {
-                            a.metrics
-                                .as_ref()
-                                .is_some_and(crate::measure::placement::one_cpu)
-                        });
+                        let one_cpu =
+                            acc.as_ref()
+                                .and_then(|a| a.metrics.as_ref())
+                                .is_some_and(|m| {
+                                    crate::measure::placement::one_cpu(
+                                        m.peer_user_ns.is_some(),
+                                        m.sqpoll_ns.unwrap_or(0),
+                                        m.extra.get("other_cpu_busy_pct").copied(),
+                                    )
+                                });
                         let placed =
                             placed.and_then(|start| self.placement.after_trial(start, one_cpu));
                         // A signal that cut the trial short makes it the interrupted one,

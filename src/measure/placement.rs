@@ -29,15 +29,11 @@ pub const APART_FACTOR: f64 = 2.0;
 pub const ONE_CPU_BUSY_PCT: f64 = 2.0;
 
 /// Whether a trial ran on the measured CPU alone, out of the reach of where the host puts the
-/// other: no peer thread (local or remote: `peer_user_ns`), no SQPOLL thread, and the other
-/// CPU at most [`ONE_CPU_BUSY_PCT`] busy meanwhile (`other_cpu_busy_pct`; io-wq workers and
-/// interrupts that ran there count as busy). Unknown busy share: not alone.
-pub fn one_cpu(m: &crate::results::row::Metrics) -> bool {
-    m.peer_user_ns.is_none()
-        && m.sqpoll_ns.unwrap_or(0) == 0
-        && m.extra
-            .get("other_cpu_busy_pct")
-            .is_some_and(|&b| b <= ONE_CPU_BUSY_PCT)
+/// other: no peer thread (`peer`, local or remote), no SQPOLL thread time (`sqpoll_ns`), and
+/// the other CPU at most [`ONE_CPU_BUSY_PCT`] busy meanwhile (`other_busy_pct`; io-wq workers
+/// and interrupts that ran there count as busy). Unknown busy share: not alone.
+pub fn one_cpu(peer: bool, sqpoll_ns: u64, other_busy_pct: Option<f64>) -> bool {
+    !peer && sqpoll_ns == 0 && other_busy_pct.is_some_and(|b| b <= ONE_CPU_BUSY_PCT)
 }
 
 /// Round trips per batch, and batches per probe: about 0.1-0.5 ms of both CPUs.
@@ -408,20 +404,11 @@ mod tests {
 
     #[test]
     fn a_trial_runs_on_one_cpu_only_without_peer_sqpoll_or_a_busy_other_cpu() {
-        use crate::results::row::Metrics;
-        let m = |peer: Option<u64>, sq: Option<u64>, busy: Option<f64>| Metrics {
-            peer_user_ns: peer,
-            sqpoll_ns: sq,
-            extra: busy
-                .map(|b| [("other_cpu_busy_pct".to_string(), b)].into())
-                .unwrap_or_default(),
-            ..Default::default()
-        };
-        assert!(one_cpu(&m(None, None, Some(0.0))));
-        assert!(one_cpu(&m(None, Some(0), Some(ONE_CPU_BUSY_PCT))));
-        assert!(!one_cpu(&m(None, None, Some(ONE_CPU_BUSY_PCT + 0.5))));
-        assert!(!one_cpu(&m(Some(5), None, Some(0.0))), "a peer thread");
-        assert!(!one_cpu(&m(None, Some(7), Some(0.0))), "an SQPOLL thread");
-        assert!(!one_cpu(&m(None, None, None)), "unknown: not alone");
+        assert!(one_cpu(false, 0, Some(0.0)));
+        assert!(one_cpu(false, 0, Some(ONE_CPU_BUSY_PCT)));
+        assert!(!one_cpu(false, 0, Some(ONE_CPU_BUSY_PCT + 0.5)));
+        assert!(!one_cpu(true, 0, Some(0.0)), "a peer thread");
+        assert!(!one_cpu(false, 7, Some(0.0)), "an SQPOLL thread");
+        assert!(!one_cpu(false, 0, None), "unknown: not alone");
     }
 }
