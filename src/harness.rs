@@ -722,7 +722,7 @@ impl Trial<'_> {
 
     /// Records a yes/no fact of the trial (O_DIRECT, O_NOATIME ...) as an extra of 1 or 0.
     pub fn set_flag(&mut self, name: &str, yes: bool) {
-        self.set_extra(name, f64::from(u8::from(yes)));
+        self.set_extra(name, flag(yes));
     }
 
     /// Records the ring flags in force for this variant (written to the metadata).
@@ -1496,10 +1496,8 @@ impl Lab {
                         };
                         if let (Some(m), Some((ns, apart))) = (row.metrics.as_mut(), placed) {
                             m.extra.insert("xcpu_rtt_ns".into(), ns);
-                            m.extra
-                                .insert("cpus_apart".into(), f64::from(u8::from(apart)));
-                            m.extra
-                                .insert("one_cpu".into(), f64::from(u8::from(one_cpu)));
+                            m.extra.insert("cpus_apart".into(), flag(apart));
+                            m.extra.insert("one_cpu".into(), flag(one_cpu));
                         }
                         if let (Some(m), Some(extras)) = (row.metrics.as_mut(), &st.profiled) {
                             for (k, v) in extras {
@@ -1767,6 +1765,11 @@ pub fn list_variants<C>(name: &str, variants: &[Variant<C>], caps: &Caps) -> Str
         );
     }
     s
+}
+
+/// A yes/no figure as the rows hold it: 1 or 0.
+fn flag(yes: bool) -> f64 {
+    f64::from(u8::from(yes))
 }
 
 /// Waits (up to 2 s) until no SQPOLL thread of this process is left: one outlives its ring by

@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use zclab::analysis::{Pairing, Ratio, median, metric};
 use zclab::measure::noise;
-use zclab::measure::placement::{ONE_CPU_BUSY_PCT, Placement};
+use zclab::measure::placement::Placement;
 use zclab::results::{self, row::parse_jsonl};
 use zclab::sys::signal::Cancel;
 
@@ -148,8 +148,8 @@ pub struct Outcome {
     pub pairs_probed: u32,
     pub pairs_apart: u32,
     /// Pairs with the CPUs apart where both sides ran on CPU 0 alone (the tool with CPU 1 at
-    /// most [`ONE_CPU_BUSY_PCT`] busy, every lab trial `one_cpu`): out of the placement's
-    /// reach.
+    /// most [`zclab::measure::placement::ONE_CPU_BUSY_PCT`] busy, every lab trial
+    /// `one_cpu`): out of the placement's reach.
     #[serde(default)]
     pub pairs_apart_one_cpu: u32,
     /// What the ratio would be without the lab's own measuring costs: [`without_own_costs`].
@@ -981,12 +981,12 @@ pub fn run(args: &VersusArgs) -> Result<(Vec<Outcome>, String)> {
                     .and_then(|pl| pl.before_trial(Duration::ZERO, || false));
                 let busy0 = noise::cpu_times(&[1]);
                 let t = tool_run(&mut tool_lat);
-                let tool_alone = match (busy0, noise::cpu_times(&[1])) {
-                    (Some(a), Some(b)) => {
-                        noise::share(&a, &b).is_some_and(|s| s.busy_pct <= ONE_CPU_BUSY_PCT)
-                    }
-                    _ => false,
-                };
+                // The tool runs no thread of the lab's: alone when CPU 1 stayed idle.
+                let tool_busy = busy0
+                    .zip(noise::cpu_times(&[1]))
+                    .and_then(|(a, b)| noise::share(&a, &b))
+                    .map(|s| s.busy_pct);
+                let tool_alone = zclab::measure::placement::one_cpu(false, 0, tool_busy);
                 let l = run_lab(
                     &bin_dir,
                     experiment,

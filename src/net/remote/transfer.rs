@@ -320,8 +320,9 @@ impl Report {
 impl Report {
     /// What the row records of the peer beside its CPU time ([`Report::usage`], which is the
     /// remote peer's own: nothing of it was this process's): context switches, faults, its
-    /// own duration, CPU and ksoftirqd time, a TCP receiver's hashing time, and a UDP receiver's buffer and counters, as
-    /// `peer_*` extras (`docs/serve-protocol.md`, "What a run records").
+    /// own duration, CPU and ksoftirqd time, a TCP receiver's hashing time, and a UDP
+    /// receiver's buffer and counters, as `peer_*` extras (`docs/serve-protocol.md`, "What a
+    /// run records").
     pub fn peer_extras(&self) -> Vec<(&'static str, f64)> {
         let u = &self.usage;
         let mut v = vec![
